@@ -1,0 +1,87 @@
+"""The platform's Pulumi program: the same code path for every stack; only config values differ.
+
+Config is read and validated once, here, into one typed StackConfig; components receive plain typed
+values and never read config themselves.
+"""
+
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from components.app_namespace import AppNamespace
+from components.app_secrets import AppSecrets
+from components.blue_green_service import BlueGreenService
+from components.config import load_stack_config, raw_config_from_runtime
+from components.database import Database
+from components.feature_flags import FeatureFlags
+
+config = load_stack_config(
+    raw_config_from_runtime(pulumi.get_stack(), Path(__file__).with_name("Pulumi.yaml"))
+)
+settings = config.settings
+
+aws_provider = aws.Provider("aws", region=settings.aws_region)
+database = Database(
+    "database",
+    identifier=settings.namespace,
+    postgres=config.project.postgres,
+    size=settings.database,
+    tags={"app": "platform", "namespace": settings.namespace},
+    opts=pulumi.ResourceOptions(provider=aws_provider),
+)
+
+namespace = AppNamespace("app", namespace=settings.namespace, kube_context=settings.kube_context)
+on_cluster = pulumi.ResourceOptions(provider=namespace.provider)
+
+feature_flags = FeatureFlags(
+    "feature-flags", namespace=namespace.name, flags=settings.feature_flags, opts=on_cluster
+)
+app_secrets = AppSecrets(
+    "app-secrets",
+    namespace=namespace.name,
+    required=config.project.secret_names,
+    values=settings.app_secrets,
+    opts=on_cluster,
+)
+
+database_settings: dict[str, pulumi.Input[str]] = {
+    "DATABASE_HOST": database.address,
+    "DATABASE_PORT": str(config.project.postgres.port),
+    "DATABASE_NAME": config.project.postgres.database_name,
+    "DATABASE_USER": config.project.postgres.master_username,
+    "DATABASE_PASSWORD_SECRET_ARN": database.master_user_secret_arn,
+}
+
+services = {
+    service.name: BlueGreenService(
+        service.name,
+        namespace=namespace.name,
+        service=service,
+        stable_hostname=config.hostname(service.name, preview=False),
+        preview_hostname=config.hostname(service.name, preview=True),
+        ingress_class=config.project.ingress.class_name,
+        app_config=database_settings,
+        feature_flags_name=feature_flags.config_map_name,
+        secret_name=app_secrets.secret_name,
+        opts=on_cluster,
+    )
+    for service in config.services
+}
+
+pulumi.export(
+    "services",
+    {
+        name: {
+            "stableService": service.stable_service_name,
+            "previewService": service.preview_service_name,
+            "activeColor": service.active_color,
+            "images": service.images,
+            "stableHostname": service.stable_hostname,
+            "previewHostname": service.preview_hostname,
+        }
+        for name, service in services.items()
+    },
+)
+pulumi.export("namespace", namespace.name)
+pulumi.export("databaseEndpoint", database.endpoint)

@@ -1,0 +1,239 @@
+"""BlueGreenService: two colours of a service; a stable Service on the active one, a preview on the other."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.config import Color, ServiceConfig
+from components.migration_job import MigrationJob
+from components.names import kubernetes_name
+from components.pod import (
+    PodSources,
+    app_container,
+    config_map_name,
+    pod_security_context,
+    selector_labels,
+    writable_tmp,
+)
+
+DEPLOYMENT_TIMEOUT_SECONDS = 600
+SERVICE_TIMEOUT_SECONDS = 300
+SERVICE_PORT = 80
+
+
+class BlueGreenService(pulumi.ComponentResource):
+    """Deployments `<svc>-blue` and `<svc>-green`, each pinned to its own image, and two Services.
+
+    The stable Service `<svc>` selects the active colour; `<svc>-preview` selects the other. Both
+    colours keep running, so switching back is instant. Switching the active colour changes the two
+    Services' selectors and nothing else: the Deployments, Jobs, Ingresses and ConfigMap do not read
+    the active colour, so a switch costs the same whatever the size of the stack.
+
+    Each colour's Deployment depends on that colour's MigrationJob (when the service declares a
+    migration). Both Services depend on both Deployments, so a `pulumi up` that changes an image
+    and the active colour together never moves traffic before the new colour's migration and
+    rollout succeeded; the dependency edges are the same whichever colour is active.
+    """
+
+    stable_service_name: pulumi.Output[str]
+    preview_service_name: pulumi.Output[str]
+    active_color: pulumi.Output[str]
+    images: pulumi.Output[dict[str, str]]
+    stable_hostname: pulumi.Output[str]
+    preview_hostname: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        namespace: pulumi.Input[str],
+        service: ServiceConfig,
+        stable_hostname: str,
+        preview_hostname: str,
+        ingress_class: str,
+        app_config: dict[str, pulumi.Input[str]],
+        feature_flags_name: pulumi.Input[str],
+        secret_name: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("platform:components:BlueGreenService", name, None, opts)
+        spec, release = service.spec, service.release
+        child = pulumi.ResourceOptions(parent=self)
+
+        config_map = k8s.core.v1.ConfigMap(
+            f"{name}-config",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=config_map_name(spec.name), namespace=namespace),
+            data={**spec.env, **app_config},
+            opts=child,
+        )
+
+        sources = PodSources(
+            config_map=kubernetes_name(config_map),
+            feature_flags=feature_flags_name,
+            secret=secret_name,
+        )
+        deployments = [self._color(name, namespace, service, color, sources) for color in Color]
+
+        after_both_colors = pulumi.ResourceOptions(parent=self, depends_on=deployments)
+        stable = self._service(name, spec.name, namespace, spec.name, release.active_color, after_both_colors)
+        preview = self._service(
+            f"{name}-preview",
+            f"{spec.name}-preview",
+            namespace,
+            spec.name,
+            release.preview_color,
+            after_both_colors,
+        )
+        self._ingress(name, stable, namespace, stable_hostname, ingress_class)
+        self._ingress(f"{name}-preview", preview, namespace, preview_hostname, ingress_class)
+
+        self.stable_service_name = kubernetes_name(stable)
+        self.preview_service_name = kubernetes_name(preview)
+        self.active_color = pulumi.Output.from_input(release.active_color.value)
+        self.images = pulumi.Output.from_input({color.value: release.images.of(color) for color in Color})
+        self.stable_hostname = pulumi.Output.from_input(stable_hostname)
+        self.preview_hostname = pulumi.Output.from_input(preview_hostname)
+        self.register_outputs(
+            {
+                "stable_service_name": self.stable_service_name,
+                "preview_service_name": self.preview_service_name,
+                "active_color": self.active_color,
+                "images": self.images,
+                "stable_hostname": self.stable_hostname,
+                "preview_hostname": self.preview_hostname,
+            }
+        )
+
+    def _color(
+        self,
+        name: str,
+        namespace: pulumi.Input[str],
+        service: ServiceConfig,
+        color: Color,
+        sources: PodSources,
+    ) -> k8s.apps.v1.Deployment:
+        """One colour: its migration Job (if any), its Deployment after it, and its disruption budget."""
+        spec, release = service.spec, service.release
+        image = release.images.of(color)
+        labels = selector_labels(spec.name, color.value)
+        waits_for: list[pulumi.Resource] = []
+        if spec.migration is not None:
+            waits_for.append(
+                MigrationJob(
+                    f"{name}-migrate-{color.value}",
+                    namespace=namespace,
+                    service=spec,
+                    migration=spec.migration,
+                    color=color.value,
+                    image=image,
+                    sources=sources,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            )
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-{color.value}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=f"{spec.name}-{color.value}",
+                namespace=namespace,
+                labels=labels,
+                annotations={"pulumi.com/timeoutSeconds": str(DEPLOYMENT_TIMEOUT_SECONDS)},
+            ),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=release.replicas,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                    type="RollingUpdate",
+                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
+                ),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        automount_service_account_token=False,
+                        security_context=pod_security_context(),
+                        containers=[app_container(spec, image, color.value, sources)],
+                        volumes=writable_tmp(),
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=waits_for),
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-{color.value}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{spec.name}-{color.value}", namespace=namespace),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return deployment
+
+    @staticmethod
+    def _service(
+        resource_name: str,
+        kubernetes_name: str,
+        namespace: pulumi.Input[str],
+        app: str,
+        color: Color,
+        opts: pulumi.ResourceOptions,
+    ) -> k8s.core.v1.Service:
+        """A Service selecting one colour's pods; the selector is the only thing a switch changes."""
+        return k8s.core.v1.Service(
+            resource_name,
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=kubernetes_name,
+                namespace=namespace,
+                labels={"app.kubernetes.io/name": app},
+                annotations={"pulumi.com/timeoutSeconds": str(SERVICE_TIMEOUT_SECONDS)},
+            ),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=selector_labels(app, color.value),
+                ports=[
+                    k8s.core.v1.ServicePortArgs(
+                        name="http", port=SERVICE_PORT, target_port="http", protocol="TCP"
+                    )
+                ],
+            ),
+            opts=opts,
+        )
+
+    def _ingress(
+        self,
+        resource_name: str,
+        service: k8s.core.v1.Service,
+        namespace: pulumi.Input[str],
+        hostname: str,
+        ingress_class: str,
+    ) -> k8s.networking.v1.Ingress:
+        """Exposes a Service on its hostname, so health checks reach stable and preview from outside."""
+        service_name = kubernetes_name(service)
+        return k8s.networking.v1.Ingress(
+            resource_name,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=service_name, namespace=namespace),
+            spec=k8s.networking.v1.IngressSpecArgs(
+                ingress_class_name=ingress_class,
+                rules=[
+                    k8s.networking.v1.IngressRuleArgs(
+                        host=hostname,
+                        http=k8s.networking.v1.HTTPIngressRuleValueArgs(
+                            paths=[
+                                k8s.networking.v1.HTTPIngressPathArgs(
+                                    path="/",
+                                    path_type="Prefix",
+                                    backend=k8s.networking.v1.IngressBackendArgs(
+                                        service=k8s.networking.v1.IngressServiceBackendArgs(
+                                            name=service_name,
+                                            port=k8s.networking.v1.ServiceBackendPortArgs(
+                                                number=SERVICE_PORT
+                                            ),
+                                        )
+                                    ),
+                                )
+                            ]
+                        ),
+                    )
+                ],
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )

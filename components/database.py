@@ -1,0 +1,78 @@
+"""Database: PostgreSQL on AWS RDS, the engine version from project-level config only."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from components.config import DatabaseSize, PostgresSpec
+
+
+class Database(pulumi.ComponentResource):
+    """One RDS PostgreSQL instance.
+
+    - The engine version comes from Pulumi.yaml (project-level), and minor upgrades are off, so no two
+      stacks can drift apart on their own (the PostgreSQL 13-vs-14 incident).
+    - Storage is encrypted; the master password is generated and kept by AWS in Secrets Manager
+      (`manage_master_user_password`), so no password exists in config or in Pulumi state. The app
+      reads it through the secret ARN exported here.
+    - Backups are kept `backupRetentionDays`; a final snapshot is always taken on deletion, and
+      deletion protection (also Pulumi's `protect`) is a per-stack knob that production's policy
+      requires.
+    """
+
+    address: pulumi.Output[str]
+    port: pulumi.Output[int]
+    endpoint: pulumi.Output[str]
+    master_user_secret_arn: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        identifier: str,
+        postgres: PostgresSpec,
+        size: DatabaseSize,
+        tags: dict[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("platform:components:Database", name, None, opts)
+        instance = aws.rds.Instance(
+            name,
+            identifier=identifier,
+            engine="postgres",
+            engine_version=postgres.engine_version,
+            auto_minor_version_upgrade=False,
+            instance_class=size.instance_class,
+            allocated_storage=size.allocated_storage_gb,
+            storage_type=postgres.storage_type,
+            storage_encrypted=True,
+            db_name=postgres.database_name,
+            port=postgres.port,
+            username=postgres.master_username,
+            manage_master_user_password=True,
+            multi_az=size.multi_az,
+            db_subnet_group_name=size.subnet_group_name,
+            vpc_security_group_ids=size.security_group_ids,
+            publicly_accessible=False,
+            backup_retention_period=postgres.backup_retention_days,
+            copy_tags_to_snapshot=True,
+            skip_final_snapshot=False,
+            final_snapshot_identifier=f"{identifier}-final",
+            deletion_protection=size.deletion_protection,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, protect=size.deletion_protection),
+        )
+        self.address = instance.address
+        self.port = instance.port
+        self.endpoint = instance.endpoint
+        self.master_user_secret_arn = instance.master_user_secrets.apply(
+            lambda secrets: (secrets[0].secret_arn or "") if secrets else ""
+        )
+        self.register_outputs(
+            {
+                "address": self.address,
+                "port": self.port,
+                "endpoint": self.endpoint,
+                "master_user_secret_arn": self.master_user_secret_arn,
+            }
+        )

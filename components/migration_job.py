@@ -1,0 +1,95 @@
+"""MigrationJob: a schema migration run with one colour's image before that colour's pods start."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.config import DIGEST_IMAGE, MigrationSpec, ServiceSpec
+from components.names import kubernetes_name
+from components.pod import PodSources, app_container, pod_security_context, writable_tmp
+
+TIMEOUT_MARGIN_SECONDS = 60
+
+
+def image_fingerprint(image: str) -> str:
+    """12 hex characters that change exactly when the image changes: the digest's, or a hash of a tag."""
+    pinned = DIGEST_IMAGE.match(image)
+    if pinned:
+        return pinned.group("digest")[:12]
+    return hashlib.sha256(image.encode()).hexdigest()[:12]
+
+
+class MigrationJob(pulumi.ComponentResource):
+    """A Kubernetes Job that runs the service's migration command with one colour's image.
+
+    - The Pulumi name (`<svc>-migrate-<colour>`) is the same in every stack; the Kubernetes name ends
+      in the image's digest, so a new digest replaces the Job (the migration runs again), the same
+      digest never migrates twice, and switching colours (which changes no image) never migrates.
+    - The colour's Deployment depends on this Job; pulumi-kubernetes waits for a Job to complete and
+      fails at once when it fails, so new code never starts before its migration succeeded.
+    - Retries (`backoffLimit`) and the deadline (`activeDeadlineSeconds`) are bounded; the Pulumi
+      wait is the deadline plus a margin. The Job is not deleted after it finishes (no TTL): a
+      vanished Job would be re-created, and so re-run, by the next `pulumi up --refresh`.
+    - Migrations must be expand/contract: the other colour keeps serving against the new schema.
+    """
+
+    job_name: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        namespace: pulumi.Input[str],
+        service: ServiceSpec,
+        migration: MigrationSpec,
+        color: str,
+        image: str,
+        sources: PodSources,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("platform:components:MigrationJob", name, None, opts)
+        job = k8s.batch.v1.Job(
+            name,
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=f"{name}-{image_fingerprint(image)}",
+                namespace=namespace,
+                labels={"app.kubernetes.io/name": service.name, "platform.example.test/color": color},
+                annotations={
+                    "pulumi.com/timeoutSeconds": str(
+                        migration.active_deadline_seconds + TIMEOUT_MARGIN_SECONDS
+                    ),
+                    "platform.example.test/image": image,
+                    "platform.example.test/expand-contract": str(migration.expand_contract).lower(),
+                },
+            ),
+            spec=k8s.batch.v1.JobSpecArgs(
+                backoff_limit=migration.backoff_limit,
+                active_deadline_seconds=migration.active_deadline_seconds,
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels={"app.kubernetes.io/name": f"{service.name}-migrate"}
+                    ),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        restart_policy="Never",
+                        automount_service_account_token=False,
+                        security_context=pod_security_context(),
+                        containers=[
+                            app_container(
+                                service,
+                                image,
+                                color,
+                                sources,
+                                command=migration.command,
+                                probes=False,
+                            )
+                        ],
+                        volumes=writable_tmp(),
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.job_name = kubernetes_name(job)
+        self.register_outputs({"job_name": self.job_name})

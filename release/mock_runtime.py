@@ -1,0 +1,218 @@
+"""Evaluate the Pulumi program under Pulumi's mock runtime and record every resource it registers.
+
+This is Pulumi's own unit-testing method (`pulumi.runtime.set_mocks`): no CLI, no provider plugin,
+no cluster, no cloud account. What it records is what the program *declares*, not what a cloud holds.
+
+`RecordingMonitor` extends the SDK's `MockMonitor` to keep what `MockResourceArgs` leaves out: the
+parent, the provider, the dependency edges, `protect`, and which inputs are secret. Secret values
+are replaced by `SECRET_PLACEHOLDER` as they are recorded, so nothing downstream can print them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import runpy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings
+
+from release.errors import ProgramError, ReleaseError
+
+SECRET_PLACEHOLDER = "[secret]"
+MOCK_ACCOUNT = "000000000000"
+
+
+@dataclass(frozen=True)
+class RegisteredResource:
+    """One resource as the program registered it (inputs as declared; secrets redacted)."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    provider: str
+    dependencies: tuple[str, ...]
+    protect: bool
+    inputs: dict[str, Any]
+    secret_paths: frozenset[str]
+
+    @property
+    def key(self) -> str:
+        """Type and Pulumi name: what must match across stacks."""
+        return f"{self.type}::{self.name}"
+
+
+@dataclass
+class ProgramRun:
+    stack: str
+    resources: list[RegisteredResource]
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def by_key(self) -> dict[str, RegisteredResource]:
+        return {resource.key: resource for resource in self.resources}
+
+    def by_urn(self) -> dict[str, RegisteredResource]:
+        return {resource.urn: resource for resource in self.resources}
+
+    def of_type(self, type_token: str) -> list[RegisteredResource]:
+        return [resource for resource in self.resources if resource.type == type_token]
+
+    def named(self, type_token: str, name: str) -> RegisteredResource:
+        for resource in self.of_type(type_token):
+            if resource.name == name:
+                return resource
+        raise KeyError(f"no {type_token} named {name!r} was registered")
+
+
+class PlatformMocks(pulumi.runtime.Mocks):
+    """Fills in the outputs a real provider would compute, per resource type."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        outputs = dict(args.inputs)
+        if args.typ == "aws:rds/instance:Instance":
+            identifier = args.inputs.get("identifier", args.name)
+            region = "mock-region"
+            address = f"{identifier}.mock.rds.invalid"
+            port = int(args.inputs.get("port", 5432))
+            outputs.update(
+                address=address,
+                port=port,
+                endpoint=f"{address}:{port}",
+                arn=f"arn:aws:rds:{region}:{MOCK_ACCOUNT}:db:{identifier}",
+                masterUserSecrets=[
+                    {
+                        "secretArn": (
+                            f"arn:aws:secretsmanager:{region}:{MOCK_ACCOUNT}:secret:rds!db-{identifier}"
+                        ),
+                        "secretStatus": "active",
+                    }
+                ],
+            )
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
+        raise NotImplementedError(
+            f"the program called {args.token!r}, which the offline mocks do not know; "
+            "add it to release.mock_runtime.PlatformMocks.call"
+        )
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """A MockMonitor that also records parents, providers, dependencies and secret inputs."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.registered: list[RegisteredResource] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            secret_paths: set[str] = set()
+            inputs = _redact(rpc.deserialize_properties(request.object), "", secret_paths)
+            self.registered.append(
+                RegisteredResource(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    parent=request.parent,
+                    custom=bool(request.custom),
+                    provider=request.provider.split("::")[-2] if request.provider else "",
+                    dependencies=tuple(sorted(set(request.dependencies))),
+                    protect=bool(request.protect),
+                    inputs=inputs,
+                    secret_paths=frozenset(secret_paths),
+                )
+            )
+        return response
+
+
+def _redact(value: Any, path: str, secret_paths: set[str]) -> Any:
+    if isinstance(value, Mapping):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            secret_paths.add(path)
+            return SECRET_PLACEHOLDER
+        return {
+            key: _redact(item, f"{path}.{key}" if path else key, secret_paths) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_redact(item, f"{path}[{index}]", secret_paths) for index, item in enumerate(value)]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # protobuf Structs carry every number as a float; the program wrote an int
+    return value
+
+
+def evaluate_program(
+    program: Path,
+    project: str,
+    stack: str,
+    config: Mapping[str, str],
+    secret_keys: list[str],
+) -> ProgramRun:
+    """Run the program file once under the mock runtime with `config`, and return what it registered.
+
+    `config` is what the engine would pass: full keys (`platform:releases`) to strings (objects as
+    JSON text). Errors the program raises on purpose (`ReleaseError`) propagate unchanged; anything
+    else becomes a ProgramError naming the stack.
+    """
+    monitor = RecordingMonitor(PlatformMocks())
+    settings.reset_options(project=project, stack=stack)
+    pulumi.runtime.set_mocks(PlatformMocks(), project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(dict(config), list(secret_keys))
+    outputs: dict[str, Any] = {}
+
+    def run() -> None:
+        namespace = runpy.run_path(str(program), run_name="__main__")
+        del namespace
+        root = settings.get_root_resource()
+        exported = getattr(root, "outputs", {}) if root is not None else {}
+        outputs.update(exported)
+
+    try:
+        _run_to_completion(run)
+        resolved = _resolve_outputs(outputs)
+    except ReleaseError:
+        raise
+    except Exception as error:
+        raise ProgramError(stack, f"{type(error).__name__}: {error}") from error
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+    return ProgramRun(stack=stack, resources=list(monitor.registered), outputs=resolved)
+
+
+def _run_to_completion(function: Any) -> None:
+    """Run `function` as a Pulumi program and wait for every registration it started."""
+    pulumi.runtime.mocks.test(function)()
+
+
+def _secretness(value: Any) -> Any:
+    """An awaitable of whether `value` is a secret Output (typed loosely: the SDK's stubs are narrow)."""
+    return asyncio.ensure_future(pulumi.Output.from_input(value).is_secret())
+
+
+def _resolve_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+    """Stack outputs as plain values; a secret output is replaced by the placeholder."""
+    resolved: dict[str, Any] = {}
+
+    def resolve() -> Any:
+        pairs = {
+            name: pulumi.Output.all(
+                pulumi.Output.from_input(value),
+                pulumi.Output.from_input(_secretness(value)),
+            )
+            for name, value in outputs.items()
+        }
+
+        def collect(values: dict[str, Any]) -> None:
+            for name, (value, secret) in values.items():
+                resolved[name] = SECRET_PLACEHOLDER if secret else value
+
+        return pulumi.Output.all(**pairs).apply(collect)
+
+    pulumi.runtime.mocks.test(resolve)()
+    return resolved

@@ -1,0 +1,256 @@
+"""Parity: every difference between stacks must come from a declared per-stack knob.
+
+Two layers, both reported as `Difference`s:
+
+- **config**: every config leaf whose value differs between stack files. A leaf under a declared knob
+  (`platform:releases...`, `platform:database...`) is a knob; anything else (a project-level value
+  overridden in a stack, an unknown or foreign key) is a parity violation.
+- **resources**: the program is evaluated per stack under the mock runtime; the stacks must register
+  the same resources (type and Pulumi name) with the same parents, providers and dependency edges,
+  and every property that differs must be *explained by one knob*: in every stack, the property's
+  value is that stack's knob value (or a documented derivation of it, see `_knob_forms`), possibly
+  inside a longer string. A difference no knob explains is a violation: the program took another
+  code path, or derived a value from something that is not a knob.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from components.config import DIGEST_IMAGE, PROJECT_NAME, STACK_KNOBS, TAGGED_IMAGE, Color
+from components.migration_job import image_fingerprint
+from release.mock_runtime import ProgramRun, RegisteredResource
+
+STACK_NAME_KNOB = "(stack name)"
+MIN_SUBSTRING = 3
+RESOURCE_PRESENCE = "(registered)"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One value that differs between stacks, and whether a declared knob explains it."""
+
+    layer: str  # "config" or "resource"
+    where: str  # the config key's top level, or "<type> <name>"
+    path: str
+    values: dict[str, Any]  # stack -> value (None: absent in that stack)
+    knobs: tuple[str, ...]  # the knob(s) that explain it; empty for a violation
+    reason: str = ""
+
+    @property
+    def is_violation(self) -> bool:
+        return not self.knobs
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "where": self.where,
+            "path": self.path,
+            "values": self.values,
+            "classification": "violation" if self.is_violation else "knob",
+            "knobs": list(self.knobs),
+            "reason": self.reason,
+        }
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": [1]}}` -> `{"a.b[0]": 1}`; empty containers are kept as leaves."""
+    if isinstance(value, Mapping) and value:
+        leaves: dict[str, Any] = {}
+        for key, item in value.items():
+            leaves.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return leaves
+    if isinstance(value, list) and value:
+        leaves = {}
+        for index, item in enumerate(value):
+            leaves.update(flatten(item, f"{prefix}[{index}]"))
+        return leaves
+    return {prefix: value}
+
+
+def _differing(per_stack: Mapping[str, Mapping[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    paths = sorted({path for leaves in per_stack.values() for path in leaves})
+    for path in paths:
+        values = {stack: leaves.get(path) for stack, leaves in per_stack.items()}
+        if len({repr(value) for value in values.values()}) > 1:
+            yield path, values
+
+
+# --------------------------------------------------------------------------------------------------
+# Config layer
+# --------------------------------------------------------------------------------------------------
+
+
+def config_differences(configs: Mapping[str, Mapping[str, Any]]) -> list[Difference]:
+    """`configs` maps stack -> {full key: value} as merged for the engine (secrets as placeholders)."""
+    per_stack = {stack: flatten(dict(values)) for stack, values in configs.items()}
+    differences = []
+    for path, values in _differing(per_stack):
+        namespace, _, rest = path.partition(":")
+        top = rest.split(".", 1)[0].split("[", 1)[0]
+        if namespace == PROJECT_NAME and top in STACK_KNOBS:
+            differences.append(Difference("config", top, path, values, (rest,)))
+        else:
+            differences.append(
+                Difference(
+                    "config",
+                    top or path,
+                    path,
+                    values,
+                    (),
+                    "not a per-stack knob: a project-level value overridden in a stack file, or a "
+                    f"key the program does not declare (per-stack knobs: {', '.join(STACK_KNOBS)})",
+                )
+            )
+    return differences
+
+
+# --------------------------------------------------------------------------------------------------
+# Resource layer
+# --------------------------------------------------------------------------------------------------
+
+
+def knob_leaves(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """stack -> {knob path: value} for every per-stack knob leaf, plus the stack name itself."""
+    leaves: dict[str, dict[str, Any]] = {}
+    for stack, values in configs.items():
+        knobs = {
+            key.split(":", 1)[1]: value
+            for key, value in values.items()
+            if key.startswith(f"{PROJECT_NAME}:") and key.split(":", 1)[1] in STACK_KNOBS
+        }
+        leaves[stack] = {**flatten(knobs), STACK_NAME_KNOB: stack}
+    return leaves
+
+
+def resource_differences(
+    runs: Mapping[str, ProgramRun], knobs: Mapping[str, Mapping[str, Any]]
+) -> list[Difference]:
+    """Compare the resource graphs of several stacks; classify every difference."""
+    stacks = list(runs)
+    by_key = {stack: run.by_key() for stack, run in runs.items()}
+    differences: list[Difference] = []
+
+    all_keys = sorted({key for resources in by_key.values() for key in resources})
+    for key in all_keys:
+        present = {stack: key in by_key[stack] for stack in stacks}
+        if not all(present.values()):
+            differences.append(
+                Difference(
+                    "resource",
+                    _label(key),
+                    RESOURCE_PRESENCE,
+                    {stack: "yes" if there else None for stack, there in present.items()},
+                    (),
+                    "the stacks register different resources: the program takes another code path",
+                )
+            )
+            continue
+        resources = {stack: by_key[stack][key] for stack in stacks}
+        differences += _edge_differences(key, resources, runs)
+        leaves = {stack: _property_leaves(resource) for stack, resource in resources.items()}
+        for path, values in _differing(leaves):
+            explaining = explain(values, knobs, resources[stacks[0]].name)
+            differences.append(
+                Difference(
+                    "resource",
+                    _label(key),
+                    path,
+                    values,
+                    explaining,
+                    "" if explaining else "no per-stack knob explains this value in every stack",
+                )
+            )
+    return differences
+
+
+def _label(key: str) -> str:
+    type_token, _, name = key.partition("::")
+    return f"{type_token} {name}"
+
+
+def _property_leaves(resource: RegisteredResource) -> dict[str, Any]:
+    return {**flatten(resource.inputs), "(protect)": resource.protect}
+
+
+def _edge_differences(
+    key: str, resources: Mapping[str, RegisteredResource], runs: Mapping[str, ProgramRun]
+) -> list[Difference]:
+    """Parent, provider and dependency edges, compared by resource key (URNs embed the stack name)."""
+    edges: dict[str, dict[str, Any]] = {}
+    for stack, resource in resources.items():
+        urns = runs[stack].by_urn()
+        edges[stack] = {
+            "(parent)": urns[resource.parent].key if resource.parent in urns else "(stack)",
+            "(provider)": resource.provider,
+            "(dependsOn)": sorted(urns[urn].key for urn in resource.dependencies if urn in urns),
+        }
+    return [
+        Difference(
+            "resource",
+            _label(key),
+            path,
+            values,
+            (),
+            "the dependency graph differs between stacks",
+        )
+        for path, values in _differing(edges)
+    ]
+
+
+def explain(
+    values: Mapping[str, Any], knobs: Mapping[str, Mapping[str, Any]], resource_name: str = ""
+) -> tuple[str, ...]:
+    """The knobs that, in every stack, account for that stack's value (empty: none does).
+
+    When several knobs explain a value, the most specific win: the one whose value matched the
+    longest text (`namespace` "platform-dev" over the stack name "dev"), then the one whose path
+    names the resource (`releases.api...` for `api-blue`). Ties are all reported.
+    """
+    stacks = list(values)
+    candidates = [
+        path
+        for path in sorted({path for leaves in knobs.values() for path in leaves})
+        if len({repr(knobs[stack].get(path)) for stack in stacks}) > 1
+    ]
+    scored: list[tuple[tuple[int, int], str]] = []
+    name_parts = set(resource_name.split("-"))
+    for path in candidates:
+        normalised = {stack: _normalise(values[stack], path, knobs[stack].get(path)) for stack in stacks}
+        if len({repr(value) for value, _ in normalised.values()}) == 1:
+            matched = sum(length for _, length in normalised.values())
+            names_resource = int(bool(name_parts & set(path.replace("[", ".").split("."))))
+            scored.append(((matched, names_resource), path))
+    if not scored:
+        return ()
+    best = max(score for score, _ in scored)
+    return tuple(path for score, path in scored if score == best)
+
+
+def _normalise(value: Any, path: str, knob_value: Any) -> tuple[Any, int]:
+    """Replace the knob's value (or a derivation of it) in `value` by a token naming the knob.
+
+    Returns the normalised value and how many characters of `value` the knob accounted for.
+    """
+    if knob_value is None:
+        return value, 0
+    for form, token in _knob_forms(path, knob_value):
+        if value == form and type(value) is type(form):
+            return token, len(str(form))
+        if isinstance(value, str) and isinstance(form, str) and len(form) >= MIN_SUBSTRING and form in value:
+            return value.replace(form, token), len(form)
+    return value, 0
+
+
+def _knob_forms(path: str, knob_value: Any) -> list[tuple[Any, str]]:
+    """The values a knob shows up as in resources: itself, and the derivations the program makes."""
+    forms: list[tuple[Any, str]] = [(knob_value, f"{{{path}}}")]
+    if isinstance(knob_value, str) and knob_value in {color.value for color in Color}:
+        forms.append((Color(knob_value).other.value, f"{{other colour of {path}}}"))
+    if isinstance(knob_value, str) and TAGGED_IMAGE.match(knob_value) and "/" in knob_value:
+        forms.append((image_fingerprint(knob_value), f"{{fingerprint of {path}}}"))
+        if DIGEST_IMAGE.match(knob_value):
+            forms.append((knob_value.split("@", 1)[1], f"{{digest of {path}}}"))
+    return forms

@@ -1,0 +1,307 @@
+"""`release plan`: what each stack declares, evaluated offline, and how the stacks differ.
+
+The program is evaluated under Pulumi's mock runtime (no CLI, no credentials, no cloud). The result
+is what the program *declares* for a stack, not what the cloud holds: `pulumi preview -s <stack>`
+compares with the real state.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from components.config import PROJECT_NAME, ProjectSettings, load_stack_config, read_project_file
+from release.errors import ConfigError, ReleaseError
+from release.mock_runtime import SECRET_PLACEHOLDER, ProgramRun, RegisteredResource, evaluate_program
+from release.parity import Difference, config_differences, knob_leaves, resource_differences
+from release.stack_files import PROJECT_FILE, StackFile, read_stack_file
+
+HONESTY_NOTE = (
+    "What the program DECLARES for each stack, evaluated offline under Pulumi's mock runtime. "
+    "This is not what the cloud holds: `pulumi preview -s <stack>` compares with the real state."
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class StackPlan:
+    stack: str
+    file: str
+    run: ProgramRun | None = None
+    error: ReleaseError | None = None
+    unset_secrets: list[str] = field(default_factory=list)
+
+    @property
+    def refused_for_parity_only(self) -> bool:
+        """The program refuses this stack only because of parity problems (reported as violations)."""
+        return isinstance(self.error, ConfigError) and all(p.parity for p in self.error.problems)
+
+
+@dataclass
+class PlanReport:
+    stacks: list[StackPlan]
+    compared: bool
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def violations(self) -> list[Difference]:
+        return [difference for difference in self.differences if difference.is_violation]
+
+    @property
+    def parity_problem_count(self) -> int:
+        return sum(
+            len(plan.error.problems)
+            for plan in self.stacks
+            if plan.refused_for_parity_only and isinstance(plan.error, ConfigError)
+        )
+
+    @property
+    def exit_code(self) -> int:
+        """2: a stack's config is invalid; 1: a parity violation; 0: all clear."""
+        for plan in self.stacks:
+            if plan.error is not None and not (self.compared and plan.refused_for_parity_only):
+                return plan.error.exit_code
+        if self.violations or self.parity_problem_count:
+            return 1
+        return 0
+
+
+def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress) -> PlanReport:
+    """Evaluate each stack offline; with `compare`, classify every difference between them."""
+    secret_names = _secret_names(project_dir)
+    files: dict[str, StackFile] = {}
+    plans: list[StackPlan] = []
+    for stack in stacks:
+        stack_file = read_stack_file(project_dir, stack, secret_names)
+        files[stack] = stack_file
+        stack_plan = StackPlan(stack, stack_file.path.name, unset_secrets=stack_file.unset_secrets)
+        plans.append(stack_plan)
+        progress(f"evaluating stack '{stack}' under the mock runtime ...")
+        try:
+            load_stack_config(stack_file.raw)
+            stack_plan.run = evaluate_program(
+                project_dir / "__main__.py",
+                PROJECT_NAME,
+                stack,
+                stack_file.engine_config,
+                stack_file.secret_keys,
+            )
+        except ReleaseError as error:
+            stack_plan.error = error
+
+    report = PlanReport(plans, compared=compare)
+    if compare:
+        configs = {stack: stack_file.raw.values for stack, stack_file in files.items()}
+        report.differences = config_differences(configs)
+        runs = {plan.stack: plan.run for plan in plans if plan.run is not None}
+        if len(runs) > 1:
+            report.differences += resource_differences(runs, knob_leaves(configs))
+    return report
+
+
+def _secret_names(project_dir: Path) -> list[str]:
+    """The secrets the services read, if Pulumi.yaml is valid (if not, each stack reports why)."""
+    try:
+        return ProjectSettings.model_validate(read_project_file(project_dir / PROJECT_FILE)).secret_names
+    except ValidationError:
+        return []
+
+
+# --------------------------------------------------------------------------------------------------
+# What one resource's key settings are, for people
+# --------------------------------------------------------------------------------------------------
+
+
+def _get(inputs: dict[str, Any], *path: str | int) -> Any:
+    value: Any = inputs
+    for part in path:
+        if isinstance(part, int):
+            value = value[part] if isinstance(value, list) and len(value) > part else None
+        else:
+            value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def key_settings(resource: RegisteredResource) -> dict[str, Any]:
+    """The few settings a reviewer looks at first, per resource kind."""
+    inputs = resource.inputs
+    kind = resource.type
+    if kind == "kubernetes:apps/v1:Deployment":
+        return {
+            "image": _get(inputs, "spec", "template", "spec", "containers", 0, "image"),
+            "replicas": _get(inputs, "spec", "replicas"),
+        }
+    if kind == "kubernetes:core/v1:Service":
+        selector = _get(inputs, "spec", "selector") or {}
+        return {"selects colour": selector.get("platform.example.test/color")}
+    if kind == "kubernetes:batch/v1:Job":
+        return {
+            "job": _get(inputs, "metadata", "name"),
+            "image": _get(inputs, "spec", "template", "spec", "containers", 0, "image"),
+        }
+    if kind == "kubernetes:networking.k8s.io/v1:Ingress":
+        return {"host": _get(inputs, "spec", "rules", 0, "host")}
+    if kind == "aws:rds/instance:Instance":
+        return {
+            "engine": f"{inputs.get('engine')} {inputs.get('engineVersion')}",
+            "instance size": inputs.get("instanceClass"),
+            "storage GiB": inputs.get("allocatedStorage"),
+            "multi-AZ": inputs.get("multiAz"),
+            "deletion protection": inputs.get("deletionProtection"),
+        }
+    if kind in ("kubernetes:core/v1:ConfigMap", "kubernetes:core/v1:Secret"):
+        data = inputs.get("data") or inputs.get("stringData") or {}
+        return {"keys": sorted(data) if isinstance(data, dict) else SECRET_PLACEHOLDER}
+    if kind == "kubernetes:core/v1:Namespace":
+        return {"name": _get(inputs, "metadata", "name")}
+    if kind == "kubernetes:policy/v1:PodDisruptionBudget":
+        return {"maxUnavailable": _get(inputs, "spec", "maxUnavailable")}
+    if kind == "pulumi:providers:kubernetes":
+        return {"context": inputs.get("context"), "namespace": inputs.get("namespace")}
+    if kind == "pulumi:providers:aws":
+        return {"region": inputs.get("region")}
+    return {}
+
+
+def _short_type(type_token: str) -> str:
+    return type_token.rsplit(":", 1)[-1]
+
+
+def grouped_by_component(run: ProgramRun) -> list[tuple[RegisteredResource | None, list[RegisteredResource]]]:
+    """Top-level components in registration order, each with the custom resources under it."""
+    urns = run.by_urn()
+
+    def top_level(resource: RegisteredResource) -> RegisteredResource | None:
+        current = resource
+        while current.parent in urns:
+            current = urns[current.parent]
+        return None if current is resource and resource.custom else current
+
+    groups: dict[str, tuple[RegisteredResource | None, list[RegisteredResource]]] = {}
+    for resource in run.resources:  # a component registers before its children
+        top = top_level(resource)
+        group = groups.setdefault(top.urn if top is not None else "(stack)", (top, []))
+        if resource.custom:
+            group[1].append(resource)
+    return list(groups.values())
+
+
+# --------------------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------------------
+
+
+def to_json(report: PlanReport) -> dict[str, Any]:
+    stacks: dict[str, Any] = {}
+    for stack_plan in report.stacks:
+        entry: dict[str, Any] = {
+            "file": stack_plan.file,
+            "secretsNotSetInFile": stack_plan.unset_secrets,
+        }
+        if stack_plan.error is not None:
+            entry["error"] = str(stack_plan.error)
+            if isinstance(stack_plan.error, ConfigError):
+                entry["problems"] = [
+                    {
+                        "key": problem.key,
+                        "value": problem.value,
+                        "problem": problem.problem,
+                        "fix": problem.fix,
+                        "parity": problem.parity,
+                    }
+                    for problem in stack_plan.error.problems
+                ]
+        if stack_plan.run is not None:
+            entry["resources"] = [
+                {
+                    "type": resource.type,
+                    "name": resource.name,
+                    "component": top.name if top is not None else None,
+                    "settings": key_settings(resource),
+                }
+                for top, resources in grouped_by_component(stack_plan.run)
+                for resource in resources
+            ]
+            entry["outputs"] = stack_plan.run.outputs
+        stacks[stack_plan.stack] = entry
+    result: dict[str, Any] = {"note": HONESTY_NOTE, "stacks": stacks, "exitCode": report.exit_code}
+    if report.compared:
+        result["differences"] = [difference.as_dict() for difference in report.differences]
+        result["violations"] = len(report.violations) + report.parity_problem_count
+    return result
+
+
+def render_text(report: PlanReport) -> str:
+    lines = [HONESTY_NOTE, ""]
+    for stack_plan in report.stacks:
+        lines += _render_stack(stack_plan)
+    if report.compared:
+        lines += _render_differences(report)
+    return "\n".join(lines) + "\n"
+
+
+def _render_stack(stack_plan: StackPlan) -> list[str]:
+    lines = []
+    if stack_plan.run is None:
+        lines.append(f"stack {stack_plan.stack} ({stack_plan.file}): REFUSED by the program")
+        lines += [f"  {line}" for line in str(stack_plan.error).splitlines()]
+        return [*lines, ""]
+    custom = [resource for resource in stack_plan.run.resources if resource.custom]
+    lines.append(f"stack {stack_plan.stack} ({stack_plan.file}): {len(custom)} resources")
+    for top, resources in grouped_by_component(stack_plan.run):
+        heading = f"{_short_type(top.type)} {top.name}" if top is not None else "(stack)"
+        lines.append(f"  {heading}")
+        for resource in resources:
+            settings = "  ".join(f"{name}={value}" for name, value in key_settings(resource).items())
+            lines.append(f"    {_short_type(resource.type):<20} {resource.name:<22} {settings}".rstrip())
+    if stack_plan.unset_secrets:
+        lines.append(
+            f"  note: secrets not set in {stack_plan.file} (placeholders used offline; `pulumi up` "
+            f"refuses until set): {', '.join(stack_plan.unset_secrets)}"
+        )
+        lines.append(
+            "        set each with `pulumi config set --secret --path 'appSecrets.<NAME>' "
+            f"<value> -s {stack_plan.stack}`"
+        )
+    return [*lines, ""]
+
+
+def _render_differences(report: PlanReport) -> list[str]:
+    stacks = [stack_plan.stack for stack_plan in report.stacks]
+    lines = [f"differences between {', '.join(stacks)}: {len(report.differences)}"]
+    for difference in report.differences:
+        values = "  ".join(f"{stack}={_value_text(difference.values.get(stack))}" for stack in stacks)
+        verdict = "VIOLATION" if difference.is_violation else "knob     "
+        lines.append(f"  {verdict} [{difference.layer}] {difference.where}  {difference.path}")
+        lines.append(f"      {values}")
+        lines.append(
+            f"      {difference.reason}"
+            if difference.is_violation
+            else f"      from: {' | '.join(difference.knobs)}"
+        )
+    violations = len(report.violations) + report.parity_problem_count
+    if violations:
+        lines.append(
+            f"parity: {violations} VIOLATION(S): a difference that is not a declared per-stack knob "
+            "(fix the stack file, or declare the knob in components/config.py)"
+        )
+    else:
+        lines.append("parity: OK, every difference is a declared per-stack knob")
+    return lines
+
+
+def _value_text(value: Any) -> str:
+    if value is None:
+        return "(absent)"
+    text = str(value)
+    return text if len(text) <= 60 else f"{text[:28]}...{text[-28:]}"
+
+
+def stderr_progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

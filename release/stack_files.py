@@ -1,0 +1,129 @@
+"""Read Pulumi.yaml and Pulumi.<stack>.yaml the way the engine would, without the engine.
+
+The result is what the engine hands the program: every key fully qualified (`platform:releases`),
+Pulumi.yaml's project-level values merged under the stack's, values as strings (objects as JSON).
+Secret values (`secure:` in a stack file) cannot be decrypted offline: they are replaced by a
+placeholder and listed in `secret_keys`, as the engine lists them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.config import PROJECT_NAME, SECRETS_KEY, RawConfig, full_key, read_project_file
+from release.errors import StackFileError
+from release.mock_runtime import SECRET_PLACEHOLDER
+
+PROJECT_FILE = "Pulumi.yaml"
+
+
+@dataclass
+class StackFile:
+    """One stack's config as files declare it, ready to hand to the program."""
+
+    stack: str
+    path: Path
+    engine_config: dict[str, str]
+    secret_keys: list[str]
+    raw: RawConfig
+    unset_secrets: list[str] = field(default_factory=list)
+
+
+def project_dir_of(start: Path) -> Path:
+    """The nearest directory at or above `start` that holds Pulumi.yaml."""
+    for candidate in (start, *start.parents):
+        if (candidate / PROJECT_FILE).is_file():
+            return candidate
+    raise StackFileError(str(start), f"no {PROJECT_FILE} here or in any parent directory")
+
+
+def stack_names(project_dir: Path) -> list[str]:
+    """The stacks with a Pulumi.<stack>.yaml, in promotion order where known (dev, staging, production)."""
+    names = [path.name[len("Pulumi.") : -len(".yaml")] for path in project_dir.glob("Pulumi.*.yaml")]
+    order = {"dev": 0, "staging": 1, "production": 2}
+    return sorted(names, key=lambda name: (order.get(name, len(order)), name))
+
+
+def read_stack_file(project_dir: Path, stack: str, secret_names: list[str] | None = None) -> StackFile:
+    """Read one stack's config. `secret_names` are the secrets the program needs; any the file lacks
+    is given a placeholder too (offline only) and listed in `unset_secrets`."""
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    document = _load_yaml(path)
+    stack_values = document.get("config") or {}
+    if not isinstance(stack_values, dict):
+        raise StackFileError(str(path), "`config:` must be a mapping of keys to values")
+    project_values = read_project_file(project_dir / PROJECT_FILE)
+
+    values: dict[str, Any] = {full_key(key): value for key, value in project_values.items()}
+    secret_keys: set[str] = set()
+    overridden: set[str] = set()
+    for key, value in stack_values.items():
+        qualified = key if ":" in key else full_key(key)
+        if qualified.startswith(f"{PROJECT_NAME}:") and qualified.split(":", 1)[1] in project_values:
+            overridden.add(qualified.split(":", 1)[1])
+        contains_secret, plain = _strip_secure(value)
+        if contains_secret:
+            secret_keys.add(qualified)
+        values[qualified] = plain
+
+    unset: list[str] = []
+    if secret_names:
+        secrets_key = full_key(SECRETS_KEY)
+        present = values.get(secrets_key) if isinstance(values.get(secrets_key), dict) else {}
+        unset = [name for name in secret_names if name not in (present or {})]
+        if unset:
+            values[secrets_key] = {**(present or {}), **{name: SECRET_PLACEHOLDER for name in unset}}
+            secret_keys.add(secrets_key)
+
+    raw = RawConfig(
+        stack=stack,
+        values=values,
+        project_values=project_values,
+        secret_keys=secret_keys,
+        overridden=overridden,
+    )
+    engine_config = {key: _engine_text(value) for key, value in values.items()}
+    return StackFile(stack, path, engine_config, sorted(secret_keys), raw, unset)
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError as error:
+        raise StackFileError(str(path), "no such stack file; create it with `pulumi stack init`") from error
+    except yaml.YAMLError as error:
+        raise StackFileError(str(path), f"not valid YAML: {error}") from error
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise StackFileError(str(path), "expected a mapping at the top level")
+    return document
+
+
+def _strip_secure(value: Any) -> tuple[bool, Any]:
+    """Replace every `{secure: ...}` leaf by the placeholder; say whether there was one."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return True, SECRET_PLACEHOLDER
+        found = False
+        plain = {}
+        for key, item in value.items():
+            item_secret, plain[key] = _strip_secure(item)
+            found = found or item_secret
+        return found, plain
+    if isinstance(value, list):
+        results = [_strip_secure(item) for item in value]
+        return any(secret for secret, _ in results), [item for _, item in results]
+    return False, value
+
+
+def _engine_text(value: Any) -> str:
+    """How the engine passes a config value to a program: strings as-is, everything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
