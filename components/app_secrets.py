@@ -40,10 +40,10 @@ class AppSecrets(pulumi.ComponentResource):
         values: dict[str, SecretStr],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("platform:components:AppSecrets", name, None, opts)
         missing = [secret for secret in required if secret not in values]
-        if missing:
+        if missing:  # checked before anything is registered: a refusal leaves nothing half-created
             raise MissingSecretsError(missing)
+        super().__init__("platform:components:AppSecrets", name, None, opts)
         secret = k8s.core.v1.Secret(
             name,
             metadata=k8s.meta.v1.ObjectMetaArgs(name=APP_SECRET_NAME, namespace=namespace),

@@ -34,7 +34,6 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -237,12 +236,13 @@ class StackSettings(_Model):
             raise ValueError(f"feature flag names must look like FEATURE_NAME: {bad}")
         return flags
 
-    @model_validator(mode="after")
-    def _known_secret_names(self) -> StackSettings:
-        bad = [name for name in self.app_secrets if not SECRET_NAME.match(name)]
+    @field_validator("app_secrets")
+    @classmethod
+    def _secret_names(cls, secrets: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        bad = [name for name in secrets if not SECRET_NAME.match(name)]
         if bad:
             raise ValueError(f"appSecrets names must be UPPER_SNAKE_CASE: {bad}")
-        return self
+        return secrets
 
 
 def _flag_text(value: Any) -> Any:
@@ -448,7 +448,7 @@ def _problem_from_pydantic(stack: str, where: str, model: type[_Model], detail: 
     location = [str(part) for part in detail["loc"]]
     key = full_key(".".join(location)) if location else full_key("")
     secret = location[:1] == [SECRETS_KEY]
-    value = "[secret]" if secret else (None if detail["type"] == "missing" else detail.get("input"))
+    value = "[secret]" if secret else (None if detail["type"] == "missing" else _scrub(detail.get("input")))
     kind = detail["type"]
     if kind == "missing":
         problem = f"required in {where} but not set"
@@ -467,6 +467,13 @@ def _problem_from_pydantic(stack: str, where: str, model: type[_Model], detail: 
         problem = detail["msg"]
         fix = f"correct the value in {where}"
     return ConfigProblem(stack, key, value, problem, fix)
+
+
+def _scrub(value: Any) -> Any:
+    """An error's input with any application secrets in it replaced (an error must never print one)."""
+    if isinstance(value, dict):
+        return {key: "[secret]" if key == SECRETS_KEY else _scrub(item) for key, item in value.items()}
+    return value
 
 
 def _known_keys(model: type[_Model], location: list[str]) -> list[str]:

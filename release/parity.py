@@ -207,7 +207,8 @@ def explain(
 
     When several knobs explain a value, the most specific win: the one whose value matched the
     longest text (`namespace` "platform-dev" over the stack name "dev"), then the one whose path
-    names the resource (`releases.api...` for `api-blue`). Ties are all reported.
+    names the resource (`releases.api...` for `api-blue`), then a declared knob over the stack name.
+    Ties are all reported.
     """
     stacks = list(values)
     candidates = [
@@ -215,14 +216,15 @@ def explain(
         for path in sorted({path for leaves in knobs.values() for path in leaves})
         if len({repr(knobs[stack].get(path)) for stack in stacks}) > 1
     ]
-    scored: list[tuple[tuple[int, int], str]] = []
+    scored: list[tuple[tuple[int, int, int], str]] = []
     name_parts = set(resource_name.split("-"))
     for path in candidates:
         normalised = {stack: _normalise(values[stack], path, knobs[stack].get(path)) for stack in stacks}
         if len({repr(value) for value, _ in normalised.values()}) == 1:
             matched = sum(length for _, length in normalised.values())
             names_resource = int(bool(name_parts & set(path.replace("[", ".").split("."))))
-            scored.append(((matched, names_resource), path))
+            declared = int(path != STACK_NAME_KNOB)
+            scored.append(((matched, names_resource, declared), path))
     if not scored:
         return ()
     best = max(score for score, _ in scored)

@@ -87,7 +87,7 @@ def read_stack_file(project_dir: Path, stack: str, secret_names: list[str] | Non
         secret_keys=secret_keys,
         overridden=overridden,
     )
-    engine_config = {key: _engine_text(value) for key, value in values.items()}
+    engine_config = {key: engine_text(value) for key, value in values.items()}
     return StackFile(stack, path, engine_config, sorted(secret_keys), raw, unset)
 
 
@@ -122,7 +122,7 @@ def _strip_secure(value: Any) -> tuple[bool, Any]:
     return False, value
 
 
-def _engine_text(value: Any) -> str:
+def engine_text(value: Any) -> str:
     """How the engine passes a config value to a program: strings as-is, everything else as JSON."""
     if isinstance(value, str):
         return value

@@ -1,0 +1,89 @@
+"""Shared helpers: evaluate the real program (`__main__.py`) under Pulumi's mock runtime.
+
+The program reads its config from the runtime exactly as under `pulumi up`; these helpers hand it
+the config the engine would, built from the repository's own Pulumi.yaml and stack files.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.config import PROJECT_NAME
+from release.mock_runtime import ProgramRun, evaluate_program
+from release.stack_files import engine_text, read_stack_file
+
+ROOT = Path(__file__).resolve().parents[1]
+STACKS = ("dev", "staging", "production")
+
+# Test-only values, so tests can prove these exact strings never leak. Not real secrets.
+TEST_SECRETS = {
+    "SESSION_SIGNING_KEY": "test-only-session-signing-value-7f3a",
+    "PAYMENT_PROVIDER_API_KEY": "test-only-payment-provider-value-91c2",
+}
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+def engine_config(
+    stack: str, edit: Edit | None = None, secrets: dict[str, str] | None = None, project_dir: Path = ROOT
+) -> tuple[dict[str, str], list[str]]:
+    """The config the engine would pass the program for `stack`; `edit` may change parsed values."""
+    stack_file = read_stack_file(project_dir, stack)
+    values = copy.deepcopy(stack_file.raw.values)
+    secret_keys = set(stack_file.secret_keys)
+    secrets = TEST_SECRETS if secrets is None else secrets
+    if secrets:
+        values[f"{PROJECT_NAME}:appSecrets"] = dict(secrets)
+        secret_keys.add(f"{PROJECT_NAME}:appSecrets")
+    if edit is not None:
+        edit(values)
+    return {key: engine_text(value) for key, value in values.items()}, sorted(secret_keys)
+
+
+def run_program(
+    stack: str, edit: Edit | None = None, secrets: dict[str, str] | None = None, project_dir: Path = ROOT
+) -> ProgramRun:
+    config, secret_keys = engine_config(stack, edit, secrets, project_dir)
+    return evaluate_program(project_dir / "__main__.py", PROJECT_NAME, stack, config, secret_keys)
+
+
+@cache
+def baseline(stack: str) -> ProgramRun:
+    """The unmodified stack, evaluated once per test session (callers must not mutate it)."""
+    return run_program(stack)
+
+
+def copy_project(destination: Path) -> Path:
+    """A throwaway copy of the Pulumi project (program, Pulumi.yaml, stack files) to inject faults into."""
+    for path in [ROOT / "__main__.py", *ROOT.glob("Pulumi*.yaml")]:
+        shutil.copy(path, destination / path.name)
+    return destination
+
+
+def edit_yaml(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    document = yaml.safe_load(path.read_text())
+    edit(document)
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return copy_project(tmp_path)
+
+
+def releases(values: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = values[f"{PROJECT_NAME}:releases"]
+    return result
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)

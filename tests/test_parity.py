@@ -1,0 +1,184 @@
+"""Parity: the three stacks register the same resources and edges; every difference is a declared knob."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from release.cli import main
+from release.parity import RESOURCE_PRESENCE, Difference, resource_differences
+from release.plan import plan
+from tests.conftest import ROOT, STACKS, baseline, edit_yaml
+
+
+def quiet(_: str) -> None:
+    return None
+
+
+@pytest.fixture(scope="module")
+def repository_plan() -> Any:
+    return plan(ROOT, list(STACKS), compare=True, progress=quiet)
+
+
+def test_the_three_stacks_register_the_same_resources_with_the_same_edges() -> None:
+    runs = {stack: baseline(stack) for stack in STACKS}
+    keys = {stack: sorted(run.by_key()) for stack, run in runs.items()}
+    assert keys["dev"] == keys["staging"] == keys["production"]
+    structural = [
+        difference
+        for difference in resource_differences(runs, {stack: {} for stack in STACKS})
+        if difference.path in (RESOURCE_PRESENCE, "(parent)", "(provider)", "(dependsOn)")
+    ]
+    assert structural == []
+
+
+def test_every_difference_between_the_repository_stacks_is_a_declared_knob(repository_plan: Any) -> None:
+    assert repository_plan.differences, "the stacks differ in their knobs, so there must be differences"
+    assert [d for d in repository_plan.differences if d.is_violation] == []
+    assert repository_plan.exit_code == 0
+
+
+def find(differences: list[Difference], where: str, path: str) -> Difference:
+    for difference in differences:
+        if difference.where == where and difference.path == path:
+            return difference
+    raise AssertionError(f"no difference at {where} {path}")
+
+
+@pytest.mark.parametrize(
+    ("where", "path", "knob"),
+    [
+        ("kubernetes:apps/v1:Deployment api-blue", "spec.replicas", "releases.api.replicas"),
+        (
+            "kubernetes:apps/v1:Deployment web-green",
+            "spec.template.spec.containers[0].image",
+            "releases.web.images.green",
+        ),
+        (
+            "kubernetes:core/v1:Service api-preview",
+            "spec.selector.platform.example.test/color",
+            "releases.api.activeColor",
+        ),
+        ("kubernetes:batch/v1:Job api-migrate-green", "metadata.name", "releases.api.images.green"),
+        ("kubernetes:networking.k8s.io/v1:Ingress web", "spec.rules[0].host", "domain"),
+        ("aws:rds/instance:Instance database", "instanceClass", "database.instanceClass"),
+        ("pulumi:providers:kubernetes app-kubernetes", "context", "kubeContext"),
+    ],
+)
+def test_a_difference_is_attributed_to_the_knob_that_causes_it(
+    repository_plan: Any, where: str, path: str, knob: str
+) -> None:
+    assert find(repository_plan.differences, where, path).knobs == (knob,)
+
+
+def test_the_engine_version_does_not_differ_between_stacks(repository_plan: Any) -> None:
+    assert not [d for d in repository_plan.differences if "engineVersion" in d.path]
+
+
+def test_an_engine_version_override_in_one_stack_file_is_a_parity_violation(project: Path) -> None:
+    def postgres_13(document: dict[str, Any]) -> None:
+        document["config"]["platform:postgres"] = {
+            "engineVersion": "13.7",
+            "port": 5432,
+            "databaseName": "app",
+            "masterUsername": "platform_admin",
+            "backupRetentionDays": 7,
+            "storageType": "gp3",
+        }
+
+    edit_yaml(project / "Pulumi.staging.yaml", postgres_13)
+    report = plan(project, list(STACKS), compare=True, progress=quiet)
+    violation = find(report.differences, "postgres", "platform:postgres.engineVersion")
+    assert violation.is_violation
+    assert violation.values == {"dev": "16.4", "staging": "13.7", "production": "16.4"}
+    assert report.exit_code == 1
+
+
+def test_an_extra_key_in_one_stack_file_is_a_parity_violation(project: Path) -> None:
+    edit_yaml(
+        project / "Pulumi.production.yaml",
+        lambda document: document["config"].__setitem__("platform:postgresVersion", "14"),
+    )
+    report = plan(project, list(STACKS), compare=True, progress=quiet)
+    violation = find(report.differences, "postgresVersion", "platform:postgresVersion")
+    assert violation.is_violation
+    assert violation.values["production"] == "14"
+    assert report.exit_code == 1
+
+
+def test_a_program_that_takes_another_code_path_in_one_stack_is_caught(project: Path) -> None:
+    program = project / "__main__.py"
+    program.write_text(
+        program.read_text()
+        + "\nimport pulumi_kubernetes as k8s\n"
+        + "if pulumi.get_stack() == 'production':\n"
+        + "    k8s.core.v1.ConfigMap('debug', data={'VERBOSE': '1'}, opts=on_cluster)\n"
+        + "k8s.core.v1.ConfigMap('pool', data={'SIZE': '50' if pulumi.get_stack() == 'production' else '5'},"
+        + " opts=on_cluster)\n"
+    )
+    report = plan(project, list(STACKS), compare=True, progress=quiet)
+    presence = find(report.differences, "kubernetes:core/v1:ConfigMap debug", RESOURCE_PRESENCE)
+    hard_coded = find(report.differences, "kubernetes:core/v1:ConfigMap pool", "data.SIZE")
+    assert presence.is_violation and hard_coded.is_violation
+    assert report.exit_code == 1
+
+
+def test_release_plan_all_exits_0_and_says_it_shows_declarations_not_the_cloud(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["plan", "--all", "--project-dir", str(ROOT)]) == 0
+    out = capsys.readouterr().out
+    assert "not what the cloud holds" in out
+    assert "parity: OK" in out
+
+
+def test_release_plan_one_stack_prints_the_key_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "production", "--project-dir", str(ROOT)]) == 0
+    out = capsys.readouterr().out
+    assert "engine=postgres 16.4" in out
+    assert "instance size=db.r6g.large" in out
+    assert "replicas=4" in out
+    assert "selects colour=blue" in out
+    assert "differences between" not in out
+
+
+def test_release_plan_json_is_machine_readable(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--all", "--json", "--project-dir", str(ROOT)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["violations"] == 0
+    assert set(result["stacks"]) == set(STACKS)
+    assert {d["classification"] for d in result["differences"]} == {"knob"}
+    deployment = next(
+        r
+        for r in result["stacks"]["staging"]["resources"]
+        if r["name"] == "api-green" and r["type"] == "kubernetes:apps/v1:Deployment"
+    )
+    assert deployment["component"] == "api"
+    assert deployment["settings"]["replicas"] == 2
+
+
+def test_release_plan_all_exits_1_on_a_violation(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    edit_yaml(
+        project / "Pulumi.dev.yaml",
+        lambda document: document["config"].__setitem__("platform:ingress", {"className": "traefik"}),
+    )
+    assert main(["plan", "--all", "--project-dir", str(project)]) == 1
+    out = capsys.readouterr().out
+    assert "VIOLATION [config] ingress  platform:ingress.className" in out
+    assert "REFUSED by the program" in out
+
+
+def test_a_config_error_exits_2_with_the_programs_message(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit_yaml(
+        project / "Pulumi.production.yaml",
+        lambda document: document["config"]["platform:releases"]["api"].__setitem__("replicas", 1),
+    )
+    assert main(["plan", "production", "--project-dir", str(project)]) == 2
+    err = capsys.readouterr().err
+    assert "stack 'production': 1 configuration problem:" in err
+    assert "platform:releases.api.replicas = 1" in err
