@@ -1,0 +1,130 @@
+"""Benchmark: how long evaluating the program under the mock runtime takes, and how it grows.
+
+Prints, on this machine:
+- the SDK import floor (pulumi, pulumi-kubernetes and pulumi-aws modules the program uses), paid once
+  per process;
+- per stack, the program's own evaluation (after the imports);
+- `release plan --all` end to end, as a newcomer runs it (a fresh process: imports included);
+- the program's evaluation with 1, 10 and 100 services (synthetic copies of the project), so growth
+  is visible.
+
+Run: `make bench` (or `.venv/bin/python bench/plan_bench.py`). Figures go in the README.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SDK_MODULES = [
+    "pulumi",
+    "pulumi_aws",
+    "pulumi_aws.rds",
+    "pulumi_kubernetes",
+    "pulumi_kubernetes.apps.v1",
+    "pulumi_kubernetes.batch.v1",
+    "pulumi_kubernetes.core.v1",
+    "pulumi_kubernetes.meta.v1",
+    "pulumi_kubernetes.networking.v1",
+    "pulumi_kubernetes.policy.v1",
+]
+REPEATS = 3
+SERVICE_COUNTS = (1, 10, 100)
+TEST_ONLY_SECRET = "bench-only-placeholder"
+
+
+def measure_imports() -> float:
+    start = time.perf_counter()
+    for module in SDK_MODULES:
+        importlib.import_module(module)
+    return time.perf_counter() - start
+
+
+def evaluate(project_dir: Path, stack: str) -> tuple[float, int]:
+    from components.config import PROJECT_NAME
+    from release.mock_runtime import evaluate_program
+    from release.plan import _secret_names
+    from release.stack_files import read_stack_file
+
+    stack_file = read_stack_file(project_dir, stack, _secret_names(project_dir))
+    start = time.perf_counter()
+    run = evaluate_program(
+        project_dir / "__main__.py", PROJECT_NAME, stack, stack_file.engine_config, stack_file.secret_keys
+    )
+    return time.perf_counter() - start, len([r for r in run.resources if r.custom])
+
+
+def median_evaluation(project_dir: Path, stack: str) -> tuple[float, int]:
+    evaluate(project_dir, stack)  # warm-up: first use of each resource class
+    timings = [evaluate(project_dir, stack) for _ in range(REPEATS)]
+    return statistics.median(seconds for seconds, _ in timings), timings[0][1]
+
+
+def plan_all_wall_time() -> float:
+    release = Path(sys.executable).with_name("release")
+    timings = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run(
+            [str(release), "plan", "--all", "--project-dir", str(ROOT)], check=True, stdout=subprocess.DEVNULL
+        )
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
+
+
+def synthetic_project(destination: Path, count: int) -> Path:
+    """A copy of the project whose Pulumi.yaml declares `count` services (every other one migrates)."""
+    for path in [ROOT / "__main__.py", *ROOT.glob("Pulumi*.yaml")]:
+        shutil.copy(path, destination / path.name)
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    template = project["config"]["services"]["value"][0]
+    services = []
+    for index in range(count):
+        service = {**template, "name": f"svc{index:03d}"}
+        if index % 2:
+            service.pop("migration", None)
+        services.append(service)
+    project["config"]["services"]["value"] = services
+    (destination / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+    dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    api = dev["config"]["platform:releases"]["api"]
+    dev["config"]["platform:releases"] = {service["name"]: api for service in services}
+    (destination / "Pulumi.dev.yaml").write_text(yaml.safe_dump(dev, sort_keys=False))
+    return destination
+
+
+def main() -> None:
+    imports = measure_imports()
+    print(f"SDK imports (once per process):            {imports:6.2f} s")
+    for stack in ("dev", "staging", "production"):
+        seconds, resources = median_evaluation(ROOT, stack)
+        print(f"program evaluation, stack {stack:<11}      {seconds:6.3f} s  ({resources} resources)")
+    print(f"release plan --all, end to end (3 stacks): {plan_all_wall_time():6.2f} s  (fresh process)")
+    rows: list[dict[str, Any]] = []
+    for count in SERVICE_COUNTS:
+        with tempfile.TemporaryDirectory() as directory:
+            seconds, resources = median_evaluation(synthetic_project(Path(directory), count), "dev")
+        rows.append({"services": count, "seconds": seconds, "resources": resources})
+        print(
+            f"program evaluation with {count:>3} service(s):      {seconds:6.3f} s  ({resources} resources, "
+            f"{1000 * seconds / resources:.2f} ms/resource)"
+        )
+    first, last = rows[0], rows[-1]
+    growth = (last["seconds"] - first["seconds"]) / (last["services"] - first["services"])
+    print(f"growth: {1000 * growth:.1f} ms per added service")
+
+
+if __name__ == "__main__":
+    main()
