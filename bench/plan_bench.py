@@ -55,10 +55,10 @@ def measure_imports() -> float:
 def evaluate(project_dir: Path, stack: str) -> tuple[float, int]:
     from components.config import PROJECT_NAME
     from release.mock_runtime import evaluate_program
-    from release.plan import _secret_names
+    from release.plan import secret_names_of
     from release.stack_files import read_stack_file
 
-    stack_file = read_stack_file(project_dir, stack, _secret_names(project_dir))
+    stack_file = read_stack_file(project_dir, stack, secret_names_of(project_dir))
     start = time.perf_counter()
     run = evaluate_program(
         project_dir / "__main__.py", PROJECT_NAME, stack, stack_file.engine_config, stack_file.secret_keys

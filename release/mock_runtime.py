@@ -167,8 +167,7 @@ def evaluate_program(
     outputs: dict[str, Any] = {}
 
     def run() -> None:
-        namespace = runpy.run_path(str(program), run_name="__main__")
-        del namespace
+        runpy.run_path(str(program), run_name="__main__")
         root = settings.get_root_resource()
         exported = getattr(root, "outputs", {}) if root is not None else {}
         outputs.update(exported)

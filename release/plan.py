@@ -74,7 +74,7 @@ class PlanReport:
 
 def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress) -> PlanReport:
     """Evaluate each stack offline; with `compare`, classify every difference between them."""
-    secret_names = _secret_names(project_dir)
+    secret_names = secret_names_of(project_dir)
     files: dict[str, StackFile] = {}
     plans: list[StackPlan] = []
     for stack in stacks:
@@ -105,7 +105,7 @@ def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress
     return report
 
 
-def _secret_names(project_dir: Path) -> list[str]:
+def secret_names_of(project_dir: Path) -> list[str]:
     """The secrets the services read, if Pulumi.yaml is valid (if not, each stack reports why)."""
     try:
         return ProjectSettings.model_validate(read_project_file(project_dir / PROJECT_FILE)).secret_names
