@@ -61,9 +61,11 @@ def test_a_new_digest_on_the_idle_colour_changes_only_that_colours_deployment_an
     assert "metadata.name" in differences["kubernetes:batch/v1:Job::api-migrate-blue"]
 
 
-def test_the_same_digest_never_renames_the_job_so_it_never_migrates_twice() -> None:
-    def same(values: dict[str, Any]) -> None:
-        images = releases(values)["api"]["images"]
-        images["blue"] = str(images["blue"])
+def test_scaling_without_a_new_digest_never_reruns_a_migration() -> None:
+    def scale(values: dict[str, Any]) -> None:
+        releases(values)["api"]["replicas"] = 5
 
-    assert changed(baseline("staging"), run_program("staging", edit=same)) == {}
+    assert changed(baseline("staging"), run_program("staging", edit=scale)) == {
+        "kubernetes:apps/v1:Deployment::api-blue": {"spec.replicas"},
+        "kubernetes:apps/v1:Deployment::api-green": {"spec.replicas"},
+    }
