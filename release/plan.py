@@ -62,12 +62,17 @@ class PlanReport:
         )
 
     @property
+    def violation_count(self) -> int:
+        """Differences no knob explains, plus parity problems in stacks the program refused."""
+        return len(self.violations) + self.parity_problem_count
+
+    @property
     def exit_code(self) -> int:
         """2: a stack's config is invalid; 1: a parity violation; 0: all clear."""
         for plan in self.stacks:
             if plan.error is not None and not (self.compared and plan.refused_for_parity_only):
                 return plan.error.exit_code
-        if self.violations or self.parity_problem_count:
+        if self.violation_count:
             return 1
         return 0
 
@@ -233,7 +238,7 @@ def to_json(report: PlanReport) -> dict[str, Any]:
     result: dict[str, Any] = {"note": HONESTY_NOTE, "stacks": stacks, "exitCode": report.exit_code}
     if report.compared:
         result["differences"] = [difference.as_dict() for difference in report.differences]
-        result["violations"] = len(report.violations) + report.parity_problem_count
+        result["violations"] = report.violation_count
     return result
 
 
@@ -285,7 +290,7 @@ def _render_differences(report: PlanReport) -> list[str]:
             if difference.is_violation
             else f"      from: {' | '.join(difference.knobs)}"
         )
-    violations = len(report.violations) + report.parity_problem_count
+    violations = report.violation_count
     if violations:
         lines.append(
             f"parity: {violations} VIOLATION(S): a difference that is not a declared per-stack knob "

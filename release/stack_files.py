@@ -26,12 +26,22 @@ PROJECT_FILE = "Pulumi.yaml"
 class StackFile:
     """One stack's config as files declare it, ready to hand to the program."""
 
-    stack: str
     path: Path
-    engine_config: dict[str, str]
-    secret_keys: list[str]
     raw: RawConfig
     unset_secrets: list[str] = field(default_factory=list)
+
+    @property
+    def stack(self) -> str:
+        return self.raw.stack
+
+    @property
+    def engine_config(self) -> dict[str, str]:
+        """The config as the engine passes it to the program: full keys, values as text."""
+        return {key: engine_text(value) for key, value in self.raw.values.items()}
+
+    @property
+    def secret_keys(self) -> list[str]:
+        return sorted(self.raw.secret_keys)
 
 
 def project_dir_of(start: Path) -> Path:
@@ -87,8 +97,7 @@ def read_stack_file(project_dir: Path, stack: str, secret_names: list[str] | Non
         secret_keys=secret_keys,
         overridden=overridden,
     )
-    engine_config = {key: engine_text(value) for key, value in values.items()}
-    return StackFile(stack, path, engine_config, sorted(secret_keys), raw, unset)
+    return StackFile(path, raw, unset)
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
