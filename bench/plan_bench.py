@@ -53,16 +53,12 @@ def measure_imports() -> float:
 
 
 def evaluate(project_dir: Path, stack: str) -> tuple[float, int]:
-    from components.config import PROJECT_NAME
-    from release.mock_runtime import evaluate_program
-    from release.plan import secret_names_of
+    from release.plan import evaluate_stack_file, secret_names_of
     from release.stack_files import read_stack_file
 
     stack_file = read_stack_file(project_dir, stack, secret_names_of(project_dir))
     start = time.perf_counter()
-    run = evaluate_program(
-        project_dir / "__main__.py", PROJECT_NAME, stack, stack_file.engine_config, stack_file.secret_keys
-    )
+    run = evaluate_stack_file(project_dir, stack_file)
     return time.perf_counter() - start, len([r for r in run.resources if r.custom])
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -122,9 +123,7 @@ class ServiceSpec(_Model):
     @field_validator("secrets")
     @classmethod
     def _secret_names(cls, names: list[str]) -> list[str]:
-        bad = [name for name in names if not SECRET_NAME.match(name)]
-        if bad:
-            raise ValueError(f"secret names must be UPPER_SNAKE_CASE: {bad}")
+        _require_names(names, SECRET_NAME, "secret names must be UPPER_SNAKE_CASE")
         return names
 
 
@@ -231,18 +230,21 @@ class StackSettings(_Model):
     @field_validator("feature_flags")
     @classmethod
     def _flag_names(cls, flags: dict[str, str]) -> dict[str, str]:
-        bad = [name for name in flags if not FEATURE_FLAG.match(name)]
-        if bad:
-            raise ValueError(f"feature flag names must look like FEATURE_NAME: {bad}")
+        _require_names(flags, FEATURE_FLAG, "feature flag names must look like FEATURE_NAME")
         return flags
 
     @field_validator("app_secrets")
     @classmethod
     def _secret_names(cls, secrets: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        bad = [name for name in secrets if not SECRET_NAME.match(name)]
-        if bad:
-            raise ValueError(f"appSecrets names must be UPPER_SNAKE_CASE: {bad}")
+        _require_names(secrets, SECRET_NAME, "appSecrets names must be UPPER_SNAKE_CASE")
         return secrets
+
+
+def _require_names(names: Iterable[str], pattern: re.Pattern[str], rule: str) -> None:
+    """Raise one ValueError listing every name that does not match `pattern` (names only, no values)."""
+    bad = [name for name in names if not pattern.match(name)]
+    if bad:
+        raise ValueError(f"{rule}: {bad}")
 
 
 def _flag_text(value: Any) -> Any:

@@ -160,9 +160,10 @@ def evaluate_program(
     JSON text). Errors the program raises on purpose (`ReleaseError`) propagate unchanged; anything
     else becomes a ProgramError naming the stack.
     """
-    monitor = RecordingMonitor(PlatformMocks())
-    settings.reset_options(project=project, stack=stack)
-    pulumi.runtime.set_mocks(PlatformMocks(), project=project, stack=stack, preview=False, monitor=monitor)
+    mocks = PlatformMocks()
+    monitor = RecordingMonitor(mocks)
+    settings.reset_options(project=project, stack=stack)  # forget the previous run's root Stack
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(dict(config), list(secret_keys))
     outputs: dict[str, Any] = {}
 

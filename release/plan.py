@@ -90,13 +90,7 @@ def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress
         progress(f"evaluating stack '{stack}' under the mock runtime ...")
         try:
             load_stack_config(stack_file.raw)
-            stack_plan.run = evaluate_program(
-                project_dir / "__main__.py",
-                PROJECT_NAME,
-                stack,
-                stack_file.engine_config,
-                stack_file.secret_keys,
-            )
+            stack_plan.run = evaluate_stack_file(project_dir, stack_file)
         except ReleaseError as error:
             stack_plan.error = error
 
@@ -108,6 +102,17 @@ def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress
         if len(runs) > 1:
             report.differences += resource_differences(runs, knob_leaves(configs))
     return report
+
+
+def evaluate_stack_file(project_dir: Path, stack_file: StackFile) -> ProgramRun:
+    """Run the project's `__main__.py` under the mock runtime with one stack file's config."""
+    return evaluate_program(
+        project_dir / "__main__.py",
+        PROJECT_NAME,
+        stack_file.stack,
+        stack_file.engine_config,
+        stack_file.secret_keys,
+    )
 
 
 def secret_names_of(project_dir: Path) -> list[str]:
