@@ -11,7 +11,7 @@ from components.app_secrets import AppSecrets, MissingSecretsError
 from components.config import load_stack_config
 from release.errors import ConfigError, ConfigProblem
 from release.stack_files import read_stack_file
-from tests.conftest import STACKS, TEST_SECRETS, edit_yaml, run_program
+from tests.conftest import ROOT, STACKS, TEST_SECRETS, edit_yaml, run_program
 
 SECRET_NAMES = sorted(TEST_SECRETS)
 DIGEST = "registry.example.test/platform/api@sha256:" + "a" * 64
@@ -33,7 +33,7 @@ def only(problems: list[ConfigProblem], key: str) -> ConfigProblem:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_repository_stack_files_are_valid(stack: str) -> None:
-    config = load_stack_config(read_stack_file(Path.cwd(), stack, SECRET_NAMES).raw)
+    config = load_stack_config(read_stack_file(ROOT, stack, SECRET_NAMES).raw)
     assert config.stack == stack
 
 
