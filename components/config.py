@@ -194,6 +194,38 @@ class ServiceRelease(_Model):
         return self.active_color.other
 
 
+class HealthCheckSettings(_Model):
+    """How a post-deploy health check probes a service (Flagger's analysis: interval x threshold).
+
+    Healthy after `successes` consecutive good probes of every URL; unhealthy after `failures`
+    consecutive bad probes of any URL, or when `window_seconds` ends first. A probe is bad on a
+    timeout, a connection error, an unexpected status (5xx, or a redirect unless followed), a body
+    that does not match, or a latency over `max_latency_ms`. The worst-case time from the first bad
+    probe to a rollback decision is `failures x interval_seconds + timeout_seconds`.
+    """
+
+    scheme: str = Field(default="https", pattern=r"^https?$")
+    expect_status: int = Field(default=200, ge=100, le=599)
+    expect_json: dict[str, str] = Field(default_factory=dict)
+    version_field: str | None = Field(
+        default=None,
+        description="JSON field in which the service reports the image it runs (from APP_IMAGE); "
+        "deploy then also expects the new image there.",
+    )
+    timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    interval_seconds: float = Field(default=2.0, gt=0, le=300)
+    window_seconds: float = Field(default=60.0, gt=0, le=3600)
+    successes: int = Field(default=3, ge=1, le=100)
+    failures: int = Field(default=3, ge=1, le=100)
+    max_latency_ms: int = Field(default=1000, ge=1, le=60000)
+    follow_redirects: bool = False
+
+    @property
+    def decision_budget_seconds(self) -> float:
+        """The longest a check may take from its first bad probe to an unhealthy verdict."""
+        return self.failures * self.interval_seconds + self.timeout_seconds
+
+
 class DatabaseSize(_Model):
     instance_class: str = Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
     allocated_storage_gb: int = Field(ge=20, le=65536)
@@ -211,6 +243,7 @@ class StackSettings(_Model):
     releases: dict[str, ServiceRelease]
     database: DatabaseSize
     feature_flags: dict[str, str] = Field(default_factory=dict)
+    health_check: HealthCheckSettings = Field(default_factory=HealthCheckSettings)
     app_secrets: dict[str, SecretStr] = Field(default_factory=dict)
 
     @field_validator("namespace")
@@ -299,6 +332,12 @@ class StackConfig:
 
     def hostname(self, service: str, preview: bool) -> str:
         return f"{service}{'-preview' if preview else ''}.{self.settings.domain}"
+
+    def health_url(self, service: str, preview: bool) -> str:
+        """The URL a post-deploy health check probes: the service's readiness path on its hostname."""
+        spec = next(spec for spec in self.project.services if spec.name == service)
+        scheme = self.settings.health_check.scheme
+        return f"{scheme}://{self.hostname(service, preview)}{spec.readiness_path}"
 
 
 @dataclass

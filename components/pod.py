@@ -73,7 +73,12 @@ def app_container(
                 config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=sources.feature_flags)
             ),
         ],
-        env=[k8s.core.v1.EnvVarArgs(name="APP_COLOR", value=color)]
+        # The app reports APP_IMAGE on its readiness endpoint, so a health check can tell which
+        # image answered (healthCheck.versionField): a wrong version fails the check.
+        env=[
+            k8s.core.v1.EnvVarArgs(name="APP_COLOR", value=color),
+            k8s.core.v1.EnvVarArgs(name="APP_IMAGE", value=image),
+        ]
         + [
             k8s.core.v1.EnvVarArgs(
                 name=secret,

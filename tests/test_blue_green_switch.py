@@ -57,7 +57,8 @@ def test_a_new_digest_on_the_idle_colour_changes_only_that_colours_deployment_an
         "kubernetes:batch/v1:Job::api-migrate-blue",
     }
     assert differences["kubernetes:apps/v1:Deployment::api-blue"] == {
-        "spec.template.spec.containers[0].image"
+        "spec.template.spec.containers[0].image",
+        "spec.template.spec.containers[0].env[1].value",  # APP_IMAGE, which health checks read back
     }
     # A new Kubernetes name makes Pulumi replace the Job, so the migration runs again for the new digest.
     assert "metadata.name" in differences["kubernetes:batch/v1:Job::api-migrate-blue"]
