@@ -61,6 +61,8 @@ services = {
         stable_hostname=config.hostname(service.name, preview=False),
         preview_hostname=config.hostname(service.name, preview=True),
         ingress_class=config.project.ingress.class_name,
+        health_url=config.health_url(service.name, preview=False),
+        health_check=settings.health_check,
         app_config=database_settings,
         feature_flags_name=feature_flags.config_map_name,
         secret_name=app_secrets.secret_name,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import Color, ServiceConfig
+from components.config import Color, HealthCheckSettings, ServiceConfig
+from components.health_hook import post_deploy_health_hook
 from components.migration_job import MigrationJob
 from components.names import kubernetes_name
 from components.pod import (
@@ -20,6 +21,18 @@ from components.pod import (
 DEPLOYMENT_TIMEOUT_SECONDS = 600
 SERVICE_TIMEOUT_SECONDS = 300
 SERVICE_PORT = 80
+COMPONENT_TYPE = "platform:components:BlueGreenService"
+SERVICE_TYPE = "kubernetes:core/v1:Service"
+
+
+def service_urns(stack: str, project: str, service: str) -> tuple[str, str]:
+    """The URNs of a service's stable and preview Services: what a blue-green rollback targets.
+
+    Pulumi derives a URN from the stack, project, the parent's type chain and the resource name;
+    tests check these against the URNs the program registers.
+    """
+    prefix = f"urn:pulumi:{stack}::{project}::{COMPONENT_TYPE}${SERVICE_TYPE}::"
+    return f"{prefix}{service}", f"{prefix}{service}-preview"
 
 
 class BlueGreenService(pulumi.ComponentResource):
@@ -34,6 +47,10 @@ class BlueGreenService(pulumi.ComponentResource):
     migration). Both Services depend on both Deployments, so a `pulumi up` that changes an image
     and the active colour together never moves traffic before the new colour's migration and
     rollout succeeded; the dependency edges are the same whichever colour is active.
+
+    The stable Service carries the post-deploy health hook (`health_url`, `health_check`): once it
+    is created or switched, the active colour must answer healthy (with its own image, when
+    `health_check.version_field` is set) or the update fails.
     """
 
     stable_service_name: pulumi.Output[str]
@@ -51,6 +68,8 @@ class BlueGreenService(pulumi.ComponentResource):
         stable_hostname: str,
         preview_hostname: str,
         ingress_class: str,
+        health_url: str,
+        health_check: HealthCheckSettings,
         app_config: dict[str, pulumi.Input[str]],
         feature_flags_name: pulumi.Input[str],
         secret_name: pulumi.Input[str],
@@ -75,7 +94,23 @@ class BlueGreenService(pulumi.ComponentResource):
         deployments = [self._color(name, namespace, service, color, sources) for color in Color]
 
         after_both_colors = pulumi.ResourceOptions(parent=self, depends_on=deployments)
-        stable = self._service(name, spec.name, namespace, spec.name, release.active_color, after_both_colors)
+        active_image = release.images.of(release.active_color)
+        expect_version = {health_check.version_field: active_image} if health_check.version_field else {}
+        stable = self._service(
+            name,
+            spec.name,
+            namespace,
+            spec.name,
+            release.active_color,
+            pulumi.ResourceOptions.merge(
+                after_both_colors,
+                pulumi.ResourceOptions(
+                    hooks=post_deploy_health_hook(
+                        f"{name}-post-deploy-health", [health_url], health_check, expect_version
+                    )
+                ),
+            ),
+        )
         preview = self._service(
             f"{name}-preview",
             f"{spec.name}-preview",

@@ -686,7 +686,7 @@ def raw_config_from_runtime(stack: str, project_file: Path) -> RawConfig:
     merged: dict[str, Any] = dict(runtime_config.get_config_env())
     merged.update(runtime_config.CONFIG.get())
     secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
-    values = {key: _parse_engine_value(value) for key, value in merged.items()}
+    values = {key: parse_engine_value(value) for key, value in merged.items()}
     return RawConfig(
         stack=stack,
         values=values,
@@ -695,7 +695,7 @@ def raw_config_from_runtime(stack: str, project_file: Path) -> RawConfig:
     )
 
 
-def _parse_engine_value(value: Any) -> Any:
+def parse_engine_value(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in ("{", "["):
         try:
             return json.loads(value)

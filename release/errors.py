@@ -4,7 +4,15 @@
     ├── ConfigError              one or more ConfigProblems in a stack's config (exit 2);
     │                            also a pulumi.RunError, so `pulumi up` prints it without a traceback
     ├── StackFileError           a Pulumi.yaml / Pulumi.<stack>.yaml that cannot be read (exit 2)
-    └── ProgramError             the program failed under the mock runtime for another reason (exit 2)
+    ├── ProgramError             the program failed under the mock runtime for another reason (exit 2)
+    ├── UsageError               a command-line request that cannot be carried out as asked (exit 2)
+    ├── EngineError              the Pulumi engine refused or failed a call (exit 3)
+    │   ├── EngineUnavailableError   no Pulumi CLI on PATH (exit 3)
+    │   └── ConcurrentReleaseError   another release or update holds the stack (exit 4)
+    ├── HistoryError             stack history lacks what a rollback needs (exit 5)
+    ├── RollbackRefusedError     a rollback that would run code against a schema it may not
+    │                            understand, refused without --force (exit 5)
+    └── UnhealthyError           a health check reached a Degraded verdict (exit 1); keeps the verdict
 
 Each error carries data (the stack, the problems), not only a message, so callers and tests can
 inspect what went wrong without parsing text.
@@ -17,7 +25,11 @@ from typing import Any
 
 import pulumi
 
+EXIT_FINDING = 1
 EXIT_CONFIG_ERROR = 2
+EXIT_ENGINE_ERROR = 3
+EXIT_CONCURRENT = 4
+EXIT_NEEDS_A_HUMAN = 5
 
 
 class ReleaseError(Exception):
@@ -81,3 +93,84 @@ class ProgramError(ReleaseError):
         self.stack = stack
         self.reason = reason
         super().__init__(f"stack '{stack}': the program failed under the mock runtime: {reason}")
+
+
+class UsageError(ReleaseError):
+    """The request cannot be carried out as asked (a missing option, an entry that does not exist)."""
+
+    exit_code = EXIT_CONFIG_ERROR
+
+
+class EngineError(ReleaseError):
+    """The Pulumi engine refused or failed a call that is not an update (which has an outcome)."""
+
+    exit_code = EXIT_ENGINE_ERROR
+
+
+class EngineUnavailableError(EngineError):
+    """No Pulumi CLI: the commands that need the engine cannot run (`release plan` still can)."""
+
+
+class ConcurrentReleaseError(EngineError):
+    """Another release or `pulumi up` holds this stack; this one changed nothing and stopped."""
+
+    exit_code = EXIT_CONCURRENT
+
+    def __init__(self, stack: str, holder: str) -> None:
+        self.stack = stack
+        self.holder = holder
+        super().__init__(
+            f"stack '{stack}' is being updated by another release; nothing was changed. "
+            f"Wait for it to finish (`release history {stack}`), then run this again.\n  {holder}"
+        )
+
+
+class HistoryError(ReleaseError):
+    """Stack history does not hold what a rollback needs (no succeeded update, an unknown entry)."""
+
+    exit_code = EXIT_NEEDS_A_HUMAN
+
+
+@dataclass(frozen=True)
+class MigrationRisk:
+    """A digest a rollback would move away from, whose migration is not declared backward compatible."""
+
+    service: str
+    digest: str
+    restored: str
+
+    def render(self) -> str:
+        return (
+            f"{self.service}: rolling back from {self.digest} to {self.restored}, but {self.service}'s "
+            "migrations are not declared backward compatible (migration.expandContract: false in "
+            f"Pulumi.yaml); {self.digest}'s migration has run, and {self.restored} may not work "
+            "against the schema it left"
+        )
+
+
+class RollbackRefusedError(ReleaseError):
+    """A rollback past a migration that is not backward compatible, without --force."""
+
+    exit_code = EXIT_NEEDS_A_HUMAN
+
+    def __init__(self, stack: str, risks: list[MigrationRisk]) -> None:
+        self.stack = stack
+        self.risks = list(risks)
+        lines = [f"stack '{stack}': rollback refused; nothing was changed:"]
+        lines += [f"  - {risk.render()}" for risk in self.risks]
+        lines.append(
+            "  fix: roll forward with a fixed image (`release deploy`), or check the schema and "
+            "rerun with --force (the reason is recorded in the update message)"
+        )
+        super().__init__("\n".join(lines))
+
+
+class UnhealthyError(ReleaseError):
+    """A health check reached a Degraded verdict; `verdict` holds every probe."""
+
+    exit_code = EXIT_FINDING
+
+    def __init__(self, what: str, verdict: Any) -> None:
+        self.what = what
+        self.verdict = verdict
+        super().__init__(f"{what}: unhealthy: {verdict.reason}")

@@ -41,6 +41,8 @@ class RegisteredResource:
     protect: bool
     inputs: dict[str, Any]
     secret_paths: frozenset[str]
+    hooks: tuple[tuple[str, str], ...] = ()
+    """(hook type, hook name) pairs bound to the resource, e.g. ("after_update", "api-post-deploy-health")."""
 
     @property
     def key(self) -> str:
@@ -127,9 +129,20 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     protect=bool(request.protect),
                     inputs=inputs,
                     secret_paths=frozenset(secret_paths),
+                    hooks=_hook_names(request),
                 )
             )
         return response
+
+
+def _hook_names(request: Any) -> tuple[tuple[str, str], ...]:
+    hook_types = ("before_create", "after_create", "before_update", "after_update")
+    return tuple(
+        (hook_type, name)
+        for hook_type in hook_types
+        for name in getattr(request.hooks, hook_type, ())
+        if request.HasField("hooks")
+    )
 
 
 def _redact(value: Any, path: str, secret_paths: set[str]) -> Any:
