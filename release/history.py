@@ -1,0 +1,208 @@
+"""Stack history, parsed from the shape `pulumi stack history --json` prints.
+
+    [{"version", "kind", "startTime", "message", "environment": {...},
+      "config": {"platform:releases": {"value": "<JSON text>", "objectValue": {...}, "secret": false},
+                 "platform:appSecrets": {"secret": true}},
+      "result": "succeeded|failed|in-progress", "endTime", "resourceChanges": {...}}, ...]   newest first
+
+Facts this relies on (../shared/pulumi-engine-notes.md): the file backend numbers no update (every
+`version` is 0), so an entry is addressed by its `number`: the version where the backend numbers
+updates, else its position counted from the oldest entry (1 = the first update), which is what
+Pulumi Cloud's versions count too. Object config may come back as JSON text only: it is parsed back
+into objects. A secret comes back without its value and is never restored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.config import full_key, parse_engine_value
+from release.engine import SECRET_VALUE, ConfigEntry
+from release.errors import HistoryError
+
+RELEASES_KEY = full_key("releases")
+OPERATOR_MARK = re.compile(r"\[by (?P<operator>[^\]]+)\]")
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """One service's release as an update recorded it."""
+
+    active_color: str
+    images: dict[str, str]
+
+    @property
+    def active_image(self) -> str:
+        return self.images.get(self.active_color, "")
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    number: int
+    """What `release history` shows and `release rollback --to-version` takes."""
+    version: int
+    """The backend's own version (0 on the file backend, which does not number updates)."""
+    position: int
+    """0 for the newest entry."""
+    kind: str
+    result: str
+    start_time: str
+    end_time: str | None
+    message: str
+    environment: dict[str, str]
+    config: dict[str, ConfigEntry]
+    resource_changes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result == "succeeded"
+
+    @property
+    def operator(self) -> str:
+        """Who ran it: the `[by ...]` mark the release tool writes, else the git author, else '-'."""
+        marked = OPERATOR_MARK.search(self.message)
+        if marked:
+            return marked.group("operator")
+        return self.environment.get("git.author") or self.environment.get("git.committer") or "-"
+
+    @property
+    def services(self) -> dict[str, ServiceState]:
+        """Each service's active colour and images, from this update's `platform:releases`."""
+        entry = self.config.get(RELEASES_KEY)
+        if entry is None or not isinstance(entry.value, dict):
+            return {}
+        return {
+            name: ServiceState(
+                active_color=str(release.get("activeColor", "")),
+                images={str(color): str(image) for color, image in (release.get("images") or {}).items()},
+            )
+            for name, release in entry.value.items()
+            if isinstance(release, dict)
+        }
+
+    def label(self) -> str:
+        return f"entry {self.number} ({self.kind} {self.result}, started {self.start_time})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "version": self.version,
+            "kind": self.kind,
+            "result": self.result,
+            "startTime": self.start_time,
+            "endTime": self.end_time,
+            "operator": self.operator,
+            "message": self.message,
+            "services": {
+                name: {"activeColor": state.active_color, "images": state.images}
+                for name, state in self.services.items()
+            },
+            "resourceChanges": self.resource_changes,
+        }
+
+
+def parse_history(raw: Sequence[Mapping[str, Any]]) -> list[HistoryEntry]:
+    """Entries as `pulumi stack history --json` prints them (newest first), numbered and typed."""
+    numbered_by_backend = bool(raw) and all(int(item.get("version") or 0) > 0 for item in raw)
+    entries = []
+    for position, item in enumerate(raw):
+        version = int(item.get("version") or 0)
+        entries.append(
+            HistoryEntry(
+                number=version if numbered_by_backend else len(raw) - position,
+                version=version,
+                position=position,
+                kind=str(item.get("kind", "")),
+                result=str(item.get("result", "")),
+                start_time=str(item.get("startTime", "")),
+                end_time=item.get("endTime"),
+                message=str(item.get("message", "")),
+                environment={str(key): str(value) for key, value in (item.get("environment") or {}).items()},
+                config={key: _config_entry(value) for key, value in (item.get("config") or {}).items()},
+                resource_changes={str(op): int(n) for op, n in (item.get("resourceChanges") or {}).items()},
+            )
+        )
+    return entries
+
+
+def _config_entry(value: Mapping[str, Any]) -> ConfigEntry:
+    if value.get("secret"):
+        return ConfigEntry(SECRET_VALUE, secret=True)
+    if value.get("objectValue") is not None:
+        return ConfigEntry(value["objectValue"])
+    return ConfigEntry(parse_engine_value(value.get("value")))
+
+
+def last_succeeded_update(entries: Sequence[HistoryEntry], older_than: int | None = None) -> HistoryEntry:
+    """The newest succeeded update that recorded the releases (older than entry `older_than`, if given)."""
+    for entry in entries:
+        if older_than is not None and entry.number >= older_than:
+            continue
+        if entry.kind == "update" and entry.succeeded and RELEASES_KEY in entry.config:
+            return entry
+    where = "" if older_than is None else f" before entry {older_than}"
+    raise HistoryError(
+        f"stack history holds no succeeded update{where} that recorded {RELEASES_KEY}; there is "
+        "nothing to roll back to (see `release history <stack>`)"
+    )
+
+
+def entry_numbered(entries: Sequence[HistoryEntry], number: int) -> HistoryEntry:
+    for entry in entries:
+        if entry.number == number:
+            return entry
+    known = ", ".join(str(entry.number) for entry in entries[:10]) or "none"
+    raise HistoryError(f"no history entry {number}; the newest are: {known} (see `release history <stack>`)")
+
+
+def in_progress(entries: Sequence[HistoryEntry]) -> HistoryEntry | None:
+    """The newest entry if it is still running: another update holds the stack."""
+    if entries and entries[0].result == "in-progress":
+        return entries[0]
+    return None
+
+
+def operator_mark(operator: str) -> str:
+    """What the release tool appends to every update message, so history can say who ran it."""
+    return f"[by {operator}]"
+
+
+def render_history(stack: str, entries: Sequence[HistoryEntry]) -> str:
+    """A table: number, time, operator, per-service active colour and digests, result, message."""
+    lines = [f"history of stack '{stack}' (newest first; `release rollback {stack} --to-version N`)"]
+    for entry in entries:
+        services = "; ".join(
+            f"{name} {state.active_color}* blue={_short(state.images.get('blue', ''))} "
+            f"green={_short(state.images.get('green', ''))}"
+            for name, state in sorted(entry.services.items())
+        )
+        lines.append(
+            f"{entry.number:>4}  {entry.start_time[:19]:<19}  {entry.kind:<8} {entry.result:<11} "
+            f"{entry.operator:<12} {services or '-'}"
+        )
+        if entry.message:
+            lines.append(f"      {entry.message}")
+    if len(lines) == 1:
+        lines.append("  (no updates yet)")
+    return "\n".join(lines) + "\n"
+
+
+def _short(image: str) -> str:
+    """`repo@sha256:<12 hex>` is enough to tell digests apart in a table."""
+    digest = image.partition("@sha256:")[2]
+    return f"sha256:{digest[:12]}" if digest else (image.rsplit("/", 1)[-1] or "-")
+
+
+__all__ = [
+    "HistoryEntry",
+    "ServiceState",
+    "entry_numbered",
+    "in_progress",
+    "last_succeeded_update",
+    "operator_mark",
+    "parse_history",
+    "render_history",
+]

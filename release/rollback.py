@@ -1,0 +1,235 @@
+"""Rollback: restore the config an earlier succeeded update ran with, from stack history, and `up`.
+
+Pulumi has no rollback command (pulumi/pulumi#96, #1765: "re-run `up` with the previous program and
+config"); this module is that, made safe:
+
+- **From history only.** The restored values are the per-stack knobs recorded in the chosen history
+  entry, objects included. Secrets come back from history without values and are left as they are;
+  project-level values (Pulumi.yaml) come from the code, not from history.
+- **Cheap when it can be.** When the restore only moves traffic back to images that are already
+  running (a blue-green flip), the `up` targets just the stable and preview Services of the services
+  that change: two resources each, whatever the size of the stack. The idle colour keeps running
+  what it ran (kept for inspection on the preview URL, replaced by the next deploy), and the report
+  says so. Anything else is a full `up`, and the plan says why.
+- **Migration-aware.** Moving a service's traffic off a digest whose migration is not declared
+  backward compatible (`migration.expandContract: false`) is refused unless forced, with the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.blue_green_service import service_urns
+from components.config import PROJECT_NAME, SECRETS_KEY, STACK_KNOBS, Color, ProjectSettings, full_key
+from release.engine import ConfigEntry, Engine, StackConfigValues, UpdateOutcome
+from release.errors import MigrationRisk, RollbackRefusedError
+from release.history import RELEASES_KEY, HistoryEntry, operator_mark
+from release.parity import flatten
+
+RESTORABLE_KEYS = frozenset(full_key(knob) for knob in STACK_KNOBS if knob != SECRETS_KEY)
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    key: str
+    current: Any
+    restored: Any
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "current": self.current, "restored": self.restored}
+
+
+@dataclass
+class RollbackPlan:
+    """What restoring `target` would change, and how the `up` would run."""
+
+    stack: str
+    target: HistoryEntry
+    restore: dict[str, ConfigEntry]
+    changes: list[ConfigChange]
+    switched: list[str]
+    """Services whose active colour moves back."""
+    targets: list[str]
+    """URNs for a targeted `up`; empty means a full `up` (see `full_up_reason`)."""
+    full_up_reason: str = ""
+    left_in_cluster: list[str] = field(default_factory=list)
+    not_restored: list[str] = field(default_factory=list)
+    risks: list[MigrationRisk] = field(default_factory=list)
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.restore
+
+    @property
+    def mode(self) -> str:
+        if self.nothing_to_do:
+            return "nothing to restore"
+        return "targeted" if self.targets else "full"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "restoredFrom": self.target.to_json(),
+            "mode": self.mode,
+            "targets": self.targets,
+            "fullUpReason": self.full_up_reason or None,
+            "switchedServices": self.switched,
+            "changes": [change.to_json() for change in self.changes],
+            "leftInCluster": self.left_in_cluster,
+            "notRestored": self.not_restored,
+            "migrationRisks": [risk.render() for risk in self.risks],
+        }
+
+    def render(self) -> str:
+        lines = [f"rollback of '{self.stack}' to {self.target.label()}: {self.mode}"]
+        lines += [f"  {change.key}: {change.current!r} -> {change.restored!r}" for change in self.changes]
+        if self.targets:
+            lines.append(f"  targeted up: {len(self.targets)} resources")
+            lines += [f"    {urn}" for urn in self.targets]
+        elif self.restore:
+            lines.append(f"  full up: {self.full_up_reason}")
+        lines += [f"  left in the cluster: {note}" for note in self.left_in_cluster]
+        lines += [f"  not restored: {note}" for note in self.not_restored]
+        lines += [f"  migration risk: {risk.render()}" for risk in self.risks]
+        return "\n".join(lines) + "\n"
+
+
+def plan_rollback(
+    stack: str, current: StackConfigValues, target: HistoryEntry, project: ProjectSettings
+) -> RollbackPlan:
+    """Compare the stack's current config with `target`'s and decide how to restore it."""
+    restore: dict[str, ConfigEntry] = {}
+    not_restored: list[str] = []
+    for key, entry in sorted(target.config.items()):
+        if entry.secret:
+            not_restored.append(f"{key}: a secret (history keeps no value); left as it is")
+        elif key not in RESTORABLE_KEYS:
+            not_restored.append(f"{key}: not a per-stack knob; it comes from the code (Pulumi.yaml)")
+        elif key not in current or current[key].value != entry.value:
+            restore[key] = ConfigEntry(copy.deepcopy(entry.value))
+    for key in sorted(RESTORABLE_KEYS & set(current) - set(target.config)):
+        not_restored.append(f"{key}: that update did not record it; left as it is")
+
+    changes = [
+        ConfigChange(f"{key}{'.' + path if path else ''}", before, after)
+        for key, entry in restore.items()
+        for path, (before, after) in _leaf_changes(
+            current[key].value if key in current else None, entry.value
+        )
+    ]
+    current_releases = _releases(current.get(RELEASES_KEY))
+    restored_releases = _releases(restore[RELEASES_KEY]) if RELEASES_KEY in restore else current_releases
+    switched = sorted(
+        name
+        for name, release in restored_releases.items()
+        if current_releases.get(name, {}).get("activeColor") != release.get("activeColor")
+    )
+    plan = RollbackPlan(stack, target, restore, changes, switched, [], not_restored=not_restored)
+    _decide_targets(plan, current_releases, restored_releases)
+    plan.risks = _migration_risks(plan, project, current_releases, restored_releases)
+    return plan
+
+
+def execute_rollback(
+    engine: Engine, plan: RollbackPlan, operator: str, force: bool = False, reason: str = ""
+) -> UpdateOutcome | None:
+    """Apply `plan` (None when there is nothing to restore). Refuses migration risks unless forced."""
+    if plan.risks and not force:
+        raise RollbackRefusedError(plan.stack, plan.risks)
+    if plan.nothing_to_do:
+        return None
+    what = ", ".join(f"{name} back to {_active(plan, name)}" for name in plan.switched) or "config"
+    message = f"release rollback to {plan.target.label()}: {what}"
+    if plan.risks:
+        message += f" (forced past migration risks: {reason or 'no reason given'})"
+    elif reason:
+        message += f" ({reason})"
+    return engine.up(plan.stack, plan.restore, f"{message} {operator_mark(operator)}", targets=plan.targets)
+
+
+def _active(plan: RollbackPlan, service: str) -> str:
+    release = _releases(plan.restore.get(RELEASES_KEY)).get(service, {})
+    return str(release.get("activeColor", "?"))
+
+
+def _decide_targets(
+    plan: RollbackPlan, current: Mapping[str, dict[str, Any]], restored: Mapping[str, dict[str, Any]]
+) -> None:
+    """Targeted when only the releases change, and only by moving traffic to images already running."""
+    if plan.nothing_to_do:
+        return
+    other_keys = sorted(set(plan.restore) - {RELEASES_KEY})
+    if other_keys:
+        plan.full_up_reason = f"knobs other than the releases change: {', '.join(other_keys)}"
+        return
+    if set(current) != set(restored):
+        plan.full_up_reason = "the set of services differs"
+        return
+    changed_services = []
+    for name, release in sorted(restored.items()):
+        live = current[name]
+        if live == release:
+            continue
+        idle = Color(release["activeColor"]).other.value
+        if _without_idle_image(live, idle) != _without_idle_image(release, idle):
+            plan.full_up_reason = (
+                f"{name}: the restored active colour {release['activeColor']} would run a different "
+                "image (or replica count) than it runs now, so its Deployment must change too"
+            )
+            return
+        changed_services.append(name)
+        live_idle, restored_idle = live["images"][idle], release["images"][idle]
+        if live_idle != restored_idle:
+            plan.left_in_cluster.append(
+                f"{name}: the idle {idle} colour keeps running {live_idle} (inspect it on the preview "
+                f"URL); config records {restored_idle}, and the next `release deploy` of {name} "
+                "replaces it"
+            )
+    plan.targets = [urn for name in changed_services for urn in service_urns(plan.stack, PROJECT_NAME, name)]
+
+
+def _without_idle_image(release: Mapping[str, Any], idle: str) -> dict[str, Any]:
+    comparable = copy.deepcopy(dict(release))
+    comparable.pop("activeColor", None)
+    comparable.get("images", {}).pop(idle, None)
+    return comparable
+
+
+def _migration_risks(
+    plan: RollbackPlan,
+    project: ProjectSettings,
+    current: Mapping[str, dict[str, Any]],
+    restored: Mapping[str, dict[str, Any]],
+) -> list[MigrationRisk]:
+    risks = []
+    for spec in project.services:
+        if spec.migration is None or spec.migration.expand_contract:
+            continue
+        live, release = current.get(spec.name), restored.get(spec.name)
+        if live is None or release is None:
+            continue
+        live_active = live["images"][live["activeColor"]]
+        restored_active = release["images"][release["activeColor"]]
+        leaving = {live_active} - {restored_active}
+        if not plan.targets:  # a full up also redeploys the colours whose image is restored
+            leaving |= set(live["images"].values()) - set(release["images"].values())
+        risks += [MigrationRisk(spec.name, digest, restored_active) for digest in sorted(leaving)]
+    return risks
+
+
+def _releases(entry: ConfigEntry | None) -> dict[str, dict[str, Any]]:
+    if entry is None or not isinstance(entry.value, dict):
+        return {}
+    return {str(name): release for name, release in entry.value.items() if isinstance(release, dict)}
+
+
+def _leaf_changes(before: Any, after: Any) -> list[tuple[str, tuple[Any, Any]]]:
+    old, new = flatten(before), flatten(after)
+    return [
+        (path, (old.get(path), new.get(path)))
+        for path in sorted(set(old) | set(new))
+        if old.get(path) != new.get(path)
+    ]
