@@ -18,16 +18,44 @@ config"); this module is that, made safe:
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from components.blue_green_service import service_urns
-from components.config import PROJECT_NAME, SECRETS_KEY, STACK_KNOBS, Color, ProjectSettings, full_key
+from components.config import (
+    PROJECT_NAME,
+    SECRETS_KEY,
+    STACK_KNOBS,
+    Color,
+    ProjectSettings,
+    StackConfig,
+    full_key,
+)
 from release.engine import ConfigEntry, Engine, StackConfigValues, UpdateOutcome
-from release.errors import MigrationRisk, RollbackRefusedError
-from release.history import RELEASES_KEY, HistoryEntry, operator_mark
+from release.errors import ConcurrentReleaseError, HistoryError, MigrationRisk, RollbackRefusedError
+from release.history import (
+    RELEASES_KEY,
+    HistoryEntry,
+    entry_numbered,
+    in_progress,
+    operator_mark,
+    parse_history,
+)
 from release.parity import flatten
+from release.report import (
+    PLANNED,
+    ROLLBACK_FAILED,
+    Checker,
+    Progress,
+    ReleaseReport,
+    Step,
+    check_step,
+    default_checker,
+)
+from release.stack_files import validated_stack_config
 
 RESTORABLE_KEYS = frozenset(full_key(knob) for knob in STACK_KNOBS if knob != SECRETS_KEY)
 
@@ -233,3 +261,110 @@ def _leaf_changes(before: Any, after: Any) -> list[tuple[str, tuple[Any, Any]]]:
         for path in sorted(set(old) | set(new))
         if old.get(path) != new.get(path)
     ]
+
+
+def rollback(
+    engine: Engine,
+    request: RollbackRequest,
+    project_dir: Path,
+    checker: Checker = default_checker,
+    progress: Progress = lambda message: None,
+) -> ReleaseReport:
+    """`release rollback`: restore entry `to_number` of history, or the previous succeeded update.
+
+    "Previous" is the newest succeeded update whose per-stack knobs differ from the stack's config
+    now. With `dry_run` nothing changes: the report holds the plan. After the `up`, the stable URL
+    of every service whose active colour moved back is health-checked.
+    """
+    stack = request.stack
+    report = ReleaseReport("rollback", stack)
+    current = engine.get_config(stack)
+    entries = parse_history(engine.history(stack))
+    running = in_progress(entries)
+    if running is not None:
+        raise ConcurrentReleaseError(stack, f"in progress: {running.label()} by {running.operator}")
+    project = validated_stack_config(stack, current, project_dir).project
+    if request.to_number is not None:
+        target = entry_numbered(entries, request.to_number)
+        if not target.succeeded or RELEASES_KEY not in target.config:
+            raise HistoryError(
+                f"{target.label()} is not a succeeded update that recorded {RELEASES_KEY}; pick one "
+                f"that is (see `release history {stack}`)"
+            )
+    else:
+        target = _previous_differing(stack, entries, current, project)
+    plan = plan_rollback(stack, current, target, project)
+    report.rollback = plan
+    if request.dry_run:
+        report.phase = PLANNED
+        if plan.risks:
+            report.notes.append("this rollback would be refused without --force (see migration risk)")
+        return report
+    progress(f"rollback: pulumi up -s {stack} ({plan.mode}, to {target.label()})")
+    started = time.monotonic()
+    outcome = execute_rollback(engine, plan, request.operator, request.force, request.reason)
+    if outcome is None:
+        report.notes.append("the stack already runs that config; nothing to restore")
+        return report
+    report.steps.append(
+        Step(
+            "rollback",
+            outcome.succeeded,
+            time.monotonic() - started,
+            f"{plan.mode}: {outcome.changed} resource(s) changed"
+            if outcome.succeeded
+            else f"update failed: {outcome.error}",
+            update=outcome,
+        )
+    )
+    if not outcome.succeeded:
+        report.phase = ROLLBACK_FAILED
+        return report
+    if request.health_check:
+        restored = validated_stack_config(stack, engine.get_config(stack), project_dir)
+        for service in plan.switched:
+            report.steps.append(recheck_stable(restored, service, checker, request.stable_urls, progress))
+        if not all(step.succeeded for step in report.steps):
+            report.phase = ROLLBACK_FAILED
+    return report
+
+
+@dataclass
+class RollbackRequest:
+    stack: str
+    operator: str
+    to_number: int | None = None
+    dry_run: bool = False
+    force: bool = False
+    reason: str = ""
+    health_check: bool = True
+    stable_urls: list[str] = field(default_factory=list)
+
+
+def recheck_stable(
+    stack_config: StackConfig,
+    service: str,
+    checker: Checker,
+    stable_urls: Sequence[str],
+    progress: Progress,
+) -> Step:
+    """Health-check a service's stable URL, expecting the image its active colour now runs."""
+    release = stack_config.settings.releases[service]
+    settings = stack_config.settings.health_check
+    active_image = release.images.of(release.active_color)
+    expect = {settings.version_field: active_image} if settings.version_field else {}
+    urls = list(stable_urls) or [stack_config.health_url(service, preview=False)]
+    return check_step(f"recheck {service}", checker, urls, settings, expect, progress)
+
+
+def _previous_differing(
+    stack: str, entries: Sequence[HistoryEntry], current: StackConfigValues, project: ProjectSettings
+) -> HistoryEntry:
+    for entry in entries:
+        recorded = entry.kind == "update" and entry.succeeded and RELEASES_KEY in entry.config
+        if recorded and not plan_rollback(stack, current, entry, project).nothing_to_do:
+            return entry
+    raise HistoryError(
+        f"stack history holds no succeeded update whose config differs from '{stack}' now; there is "
+        f"nothing to roll back to (see `release history {stack}`)"
+    )

@@ -15,7 +15,17 @@ from typing import Any
 
 import yaml
 
-from components.config import PROJECT_NAME, SECRETS_KEY, RawConfig, full_key, read_project_file
+from components.config import (
+    PROJECT_NAME,
+    SECRETS_KEY,
+    ProjectSettings,
+    RawConfig,
+    StackConfig,
+    full_key,
+    load_stack_config,
+    read_project_file,
+)
+from release.engine import SECRET_VALUE, StackConfigValues
 from release.errors import StackFileError
 from release.mock_runtime import SECRET_PLACEHOLDER
 
@@ -136,3 +146,22 @@ def engine_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value)
+
+
+def validated_stack_config(stack: str, current: StackConfigValues, project_dir: Path) -> StackConfig:
+    """The stack's config (as the engine holds it) validated by the program's own rules.
+
+    Secrets cannot be read back; each declared secret is assumed set (the program checks at `up`).
+    """
+    project_values = read_project_file(project_dir / "Pulumi.yaml")
+    values = {key: entry.value for key, entry in current.items()}
+    secret_keys = {key for key, entry in current.items() if entry.secret}
+    try:
+        declared = ProjectSettings.model_validate(project_values).secret_names
+    except ValueError:
+        declared = []  # load_stack_config reports what is wrong with Pulumi.yaml
+    values[full_key(SECRETS_KEY)] = dict.fromkeys(declared, SECRET_VALUE)
+    secret_keys.add(full_key(SECRETS_KEY))
+    merged = {full_key(key): value for key, value in project_values.items()} | values
+    raw = RawConfig(stack=stack, values=merged, project_values=project_values, secret_keys=secret_keys)
+    return load_stack_config(raw)

@@ -1,0 +1,140 @@
+"""What a release command did, step by step: the report the CLI prints as text or JSON.
+
+Phases use Argo Rollouts' words: Healthy (the release or rollback finished and checks pass),
+RolledBack (a release failed and was rolled back automatically), RollbackFailed (the rollback
+itself failed or was refused: a human is needed), Planned (a dry run; nothing changed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from components.config import HealthCheckSettings
+from release.engine import ConfigEntry, Engine, UpdateOutcome
+from release.health import Verdict, check_sync
+
+if TYPE_CHECKING:
+    from release.rollback import RollbackPlan
+
+Checker = Callable[[Sequence[str], HealthCheckSettings, Mapping[str, str]], Verdict]
+Progress = Callable[[str], None]
+
+HEALTHY, ROLLED_BACK, ROLLBACK_FAILED, PLANNED = "Healthy", "RolledBack", "RollbackFailed", "Planned"
+PHASE_EXIT_CODES = {HEALTHY: 0, PLANNED: 0, ROLLED_BACK: 1, ROLLBACK_FAILED: 5}
+
+
+def default_checker(
+    urls: Sequence[str], settings: HealthCheckSettings, expect_json: Mapping[str, str]
+) -> Verdict:
+    return check_sync(urls, settings, expect_json)
+
+
+@dataclass
+class Step:
+    name: str
+    succeeded: bool
+    seconds: float
+    detail: str = ""
+    verdict: Verdict | None = None
+    update: UpdateOutcome | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "step": self.name,
+            "succeeded": self.succeeded,
+            "seconds": round(self.seconds, 3),
+            "detail": self.detail,
+        }
+        if self.update is not None:
+            document["resourceChanges"] = self.update.resource_changes
+            document["engineError"] = self.update.error or None
+        if self.verdict is not None:
+            document["verdict"] = self.verdict.to_json()
+        return document
+
+
+@dataclass
+class ReleaseReport:
+    """What a release did, step by step; the CLI prints it as text or JSON."""
+
+    command: str
+    stack: str
+    phase: str = HEALTHY
+    service: str = ""
+    image: str = ""
+    steps: list[Step] = field(default_factory=list)
+    failure: str = ""
+    rollback: RollbackPlan | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return PHASE_EXIT_CODES[self.phase]
+
+    @property
+    def seconds(self) -> float:
+        return sum(step.seconds for step in self.steps)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "stack": self.stack,
+            "service": self.service or None,
+            "image": self.image or None,
+            "phase": self.phase,
+            "failure": self.failure or None,
+            "seconds": round(self.seconds, 3),
+            "steps": [step.to_json() for step in self.steps],
+            "rollback": None if self.rollback is None else self.rollback.to_json(),
+            "notes": self.notes,
+            "exitCode": self.exit_code,
+        }
+
+    def render(self) -> str:
+        title = f"{self.command} {self.service} {self.image}".strip()
+        lines = [f"{title} on '{self.stack}': {self.phase}"]
+        for step in self.steps:
+            mark = "ok  " if step.succeeded else "FAIL"
+            lines.append(f"  {mark} {step.name:<10} {step.seconds:7.2f}s  {step.detail}")
+        if self.failure:
+            lines.append(f"  failed: {self.failure}")
+        if self.rollback is not None:
+            lines += ["  " + line for line in self.rollback.render().splitlines()]
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines) + "\n"
+
+
+def up_step(
+    name: str,
+    engine: Engine,
+    stack: str,
+    config: Mapping[str, ConfigEntry],
+    message: str,
+    progress: Progress,
+) -> Step:
+    progress(f"{name}: pulumi up -s {stack} ({message})")
+    started = time.monotonic()
+    outcome = engine.up(stack, config, message, on_output=None)
+    seconds = time.monotonic() - started
+    detail = (
+        f"{outcome.changed} resource(s) changed" if outcome.succeeded else f"update failed: {outcome.error}"
+    )
+    return Step(name, outcome.succeeded, seconds, detail, update=outcome)
+
+
+def check_step(
+    name: str,
+    checker: Checker,
+    urls: Sequence[str],
+    settings: HealthCheckSettings,
+    expect: Mapping[str, str],
+    progress: Progress,
+) -> Step:
+    progress(f"{name}: health-checking {', '.join(urls)}")
+    started = time.monotonic()
+    verdict = checker(urls, settings, expect)
+    seconds = time.monotonic() - started
+    return Step(name, verdict.healthy, seconds, f"{verdict.phase}: {verdict.reason}", verdict=verdict)

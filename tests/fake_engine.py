@@ -1,0 +1,216 @@
+"""A test double of the engine adapter (`release.engine.Engine`), for release logic and the benchmark.
+
+It is not the engine and never claims to be: it keeps each stack's config, history and "deployed"
+resource inputs in memory. Its `up` evaluates the real program (`__main__.py`) under Pulumi's mock
+runtime with the new config and counts the resources whose declared inputs change, so a targeted
+rollback and a full redeploy can be compared on the real program. History entries are written in
+exactly the shape `pulumi stack history --json` prints, with object config as JSON text only (what
+the SDK hands back) and, by default, every version 0 (the file backend).
+
+Failures are scripted: `fail_up(n, error)` makes the n-th `up` from now fail; `hold_lock(text)`
+makes every `up` raise ConcurrentReleaseError as a stack lock would, after putting config back.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from components.config import PROJECT_NAME, SECRETS_KEY, full_key
+from release.engine import SECRET_VALUE, ConfigEntry, Engine, StackConfigValues, UpdateOutcome
+from release.errors import ConcurrentReleaseError, ReleaseError
+from release.mock_runtime import ProgramRun, evaluate_program
+from release.stack_files import engine_text, read_stack_file
+from tests.conftest import ROOT, TEST_SECRETS
+
+SERVICE_TYPE = "kubernetes:core/v1:Service"
+DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
+COLOR_LABEL = "platform.example.test/color"
+
+
+@dataclass
+class FakeStack:
+    config: dict[str, ConfigEntry]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    deployed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class UpCall:
+    stack: str
+    config: dict[str, ConfigEntry]
+    message: str
+    targets: list[str]
+    outcome: UpdateOutcome | None = None
+    changed_urns: list[str] = field(default_factory=list)
+
+
+class FakeEngine(Engine):
+    def __init__(self, project_dir: Path = ROOT, numbered_versions: bool = False) -> None:
+        self.project_dir = project_dir
+        self.numbered_versions = numbered_versions
+        self.stacks: dict[str, FakeStack] = {}
+        self.ups: list[UpCall] = []
+        self._failures: dict[int, str] = {}
+        self._lock_holder = ""
+        self._clock = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def add_stack(self, stack: str, edit: Mapping[str, Any] | None = None, deploy: bool = True) -> FakeStack:
+        """A stack holding its Pulumi.<stack>.yaml config (plus test secrets and `edit`); when
+        `deploy`, one succeeded update of that config is in its history and its state."""
+        stack_file = read_stack_file(self.project_dir, stack)
+        project_keys = {full_key(key) for key in stack_file.raw.project_values}
+        config = {
+            key: ConfigEntry(copy.deepcopy(value))
+            for key, value in stack_file.raw.values.items()
+            if key not in project_keys and key != full_key(SECRETS_KEY)
+        }
+        config[full_key(SECRETS_KEY)] = ConfigEntry(SECRET_VALUE, secret=True)
+        for key, value in (edit or {}).items():
+            config[key] = ConfigEntry(value)
+        self.stacks[stack] = FakeStack(config=config)
+        if deploy:
+            self.up(stack, {}, "initial deploy [by test-setup]")
+            self.ups.clear()
+        return self.stacks[stack]
+
+    def fail_up(self, nth: int, error: str) -> None:
+        """Make the `nth` `up` from now (1 = the next one) fail with `error`."""
+        self._failures[len(self.ups) + nth] = error
+
+    def hold_lock(self, holder: str) -> None:
+        self._lock_holder = holder
+
+    # -- what the cluster would serve -----------------------------------------------------------
+
+    def serving(self, stack: str, service: str, preview: bool = False) -> str:
+        """The image the stable (or preview) Service routes to, from the deployed inputs."""
+        state = self.stacks[stack]
+        service_name = f"{service}-preview" if preview else service
+        selector = self._deployed(state, SERVICE_TYPE, service_name)["spec"]["selector"]
+        deployment = self._deployed(state, DEPLOYMENT_TYPE, f"{service}-{selector[COLOR_LABEL]}")
+        return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+    # -- Engine ---------------------------------------------------------------------------------
+
+    def get_config(self, stack: str) -> StackConfigValues:
+        return copy.deepcopy(self.stacks[stack].config)
+
+    def up(
+        self,
+        stack: str,
+        config: Mapping[str, ConfigEntry],
+        message: str,
+        targets: Sequence[str] = (),
+        on_output: Any = None,
+    ) -> UpdateOutcome:
+        state = self.stacks[stack]
+        call = UpCall(stack, copy.deepcopy(dict(config)), message, list(targets))
+        before = copy.deepcopy(state.config)
+        state.config.update(copy.deepcopy(dict(config)))
+        if self._lock_holder:
+            state.config = before
+            raise ConcurrentReleaseError(stack, f"the stack is currently locked by {self._lock_holder}")
+        self.ups.append(call)
+        started = self._tick()
+        failure = self._failures.pop(len(self.ups), "")
+        run: ProgramRun | None = None
+        if not failure:
+            try:
+                run = self._evaluate(stack, state.config)
+            except ReleaseError as error:
+                failure = str(error)
+        if run is None:
+            outcome = UpdateOutcome(False, 0.0, error=failure)
+            self._record(state, started, message, "failed", {})
+        else:
+            desired = {resource.urn: resource.inputs for resource in run.resources}
+            chosen = [urn for urn in desired if not targets or urn in targets]
+            changed = [urn for urn in chosen if state.deployed.get(urn) != desired[urn]]
+            created = [urn for urn in changed if urn not in state.deployed]
+            for urn in chosen:
+                state.deployed[urn] = desired[urn]
+            state.outputs = run.outputs
+            changes = {"create": len(created), "update": len(changed) - len(created)}
+            changes["same"] = len(desired) - len(changed)
+            call.changed_urns = changed
+            outcome = UpdateOutcome(True, 0.0, resource_changes={k: v for k, v in changes.items() if v})
+            self._record(state, started, message, "succeeded", outcome.resource_changes)
+        call.outcome = outcome
+        return outcome
+
+    def preview(self, stack: str) -> dict[str, int]:
+        state = self.stacks[stack]
+        run = self._evaluate(stack, state.config)
+        changed = sum(1 for resource in run.resources if state.deployed.get(resource.urn) != resource.inputs)
+        return {"update": changed, "same": len(run.resources) - changed}
+
+    def history(self, stack: str) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.stacks[stack].history)
+
+    def outputs(self, stack: str) -> dict[str, Any]:
+        return copy.deepcopy(self.stacks[stack].outputs)
+
+    def refresh(self, stack: str) -> UpdateOutcome:
+        return UpdateOutcome(True, 0.0, {"same": len(self.stacks[stack].deployed)})
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _evaluate(self, stack: str, config: Mapping[str, ConfigEntry]) -> ProgramRun:
+        values = {key: entry.value for key, entry in config.items()}
+        values[full_key(SECRETS_KEY)] = dict(TEST_SECRETS)
+        project_values = read_stack_file(self.project_dir, stack).raw.project_values
+        engine_config = {full_key(key): engine_text(value) for key, value in project_values.items()}
+        engine_config.update({key: engine_text(value) for key, value in values.items()})
+        secret_keys = [key for key, entry in config.items() if entry.secret]
+        return evaluate_program(
+            self.project_dir / "__main__.py", PROJECT_NAME, stack, engine_config, secret_keys
+        )
+
+    def _record(
+        self, state: FakeStack, started: datetime, message: str, result: str, changes: dict[str, int]
+    ) -> None:
+        """Append a history entry shaped exactly like `pulumi stack history --json` prints one."""
+        entry: dict[str, Any] = {
+            "version": len(state.history) + 1 if self.numbered_versions else 0,
+            "kind": "update",
+            "startTime": started.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+            "message": message,
+            "environment": {"exec.kind": "auto.local", "git.author": "Test Author"},
+            "config": {
+                key: {"secret": True}
+                if entry.secret
+                else {
+                    "value": json.dumps(entry.value)
+                    if isinstance(entry.value, dict | list)
+                    else str(entry.value),
+                    "secret": False,
+                }
+                for key, entry in state.config.items()
+            },
+            "result": result,
+            "endTime": self._tick().strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        }
+        if changes:
+            entry["resourceChanges"] = changes
+        state.history.insert(0, entry)
+
+    def _tick(self) -> datetime:
+        self._clock += timedelta(seconds=30)
+        return self._clock
+
+    @staticmethod
+    def _deployed(state: FakeStack, type_token: str, name: str) -> dict[str, Any]:
+        suffix = f"{type_token}::{name}"
+        for urn, inputs in state.deployed.items():
+            if urn.endswith(suffix):
+                return inputs
+        raise KeyError(f"nothing deployed as {suffix}")

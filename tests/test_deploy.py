@@ -1,0 +1,214 @@
+"""`release deploy` against a test double of the engine adapter and real HTTP servers on 127.0.0.1.
+
+The double evaluates the real program under the mock runtime on every `up` (tests/fake_engine.py);
+the servers answer with the image the deployed Services route to (tests/release_doubles.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.config import PROJECT_NAME
+from release.deploy import DeployRequest, deploy
+from release.engine import ConfigEntry
+from release.errors import ConcurrentReleaseError, ConfigError
+from release.history import RELEASES_KEY, parse_history
+from tests.conftest import ROOT, copy_project, edit_yaml
+from tests.fake_engine import FakeEngine
+from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, cluster, fake_engine
+
+API = "registry.example.test/platform/api@sha256:"
+OLD_ACTIVE = API + "5cb9004f96e5140e3acbd1eaffd8522a77e2cf40805ae4d8090bfe40bf81786d"
+OLD_IDLE = API + "1d8aff1add76b5af6dbeea9df7c4d9a7843261578c6450c032a98f162fb32354"
+
+
+def api_release(engine: FakeEngine, stack: str = "staging") -> dict[str, Any]:
+    release: dict[str, Any] = engine.get_config(stack)[RELEASES_KEY].value["api"]
+    return release
+
+
+def test_a_healthy_release_moves_stable_traffic_to_the_new_image_on_the_idle_colour() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        report = deploy(engine, api.request(NEW_API), ROOT)
+    assert report.phase == "Healthy" and report.exit_code == 0
+    assert [step.name for step in report.steps] == ["preview", "analyse", "promote", "verify"]
+    assert api_release(engine) == {
+        "replicas": 2,
+        "activeColor": "blue",
+        "images": {"blue": NEW_API, "green": OLD_ACTIVE},
+    }
+    assert engine.serving("staging", "api") == NEW_API
+    assert engine.serving("staging", "api", preview=True) == OLD_ACTIVE
+
+
+def test_the_first_up_runs_only_the_idle_colours_migration_and_rollout() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        deploy(engine, api.request(NEW_API), ROOT)
+    staged, promoted = engine.ups
+    assert sorted(urn.rsplit("::", 1)[1] for urn in staged.changed_urns) == ["api-blue", "api-migrate-blue"]
+    assert sorted(urn.rsplit("::", 1)[1] for urn in promoted.changed_urns) == ["api", "api-preview"]
+
+
+def test_every_update_message_records_the_operator_and_what_moved() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        deploy(engine, api.request(NEW_API, operator="alice"), ROOT)
+    newest = parse_history(engine.history("staging"))[:2]
+    assert [entry.operator for entry in newest] == ["alice", "alice"]
+    assert "release promote api: active green -> blue" in newest[0].message
+
+
+def assert_rolled_back(engine: FakeEngine, report: Any, failed_step: str) -> None:
+    assert report.phase == "RolledBack" and report.exit_code == 1
+    assert report.failure.startswith(f"{failed_step}:")
+    assert api_release(engine) == {
+        "replicas": 2,
+        "activeColor": "green",
+        "images": {"blue": OLD_IDLE, "green": OLD_ACTIVE},
+    }
+    assert engine.serving("staging", "api") == OLD_ACTIVE
+    assert report.steps[-1].name == "recheck api" and report.steps[-1].succeeded
+
+
+def test_a_failed_first_up_is_rolled_back_to_the_last_succeeded_config() -> None:
+    engine = fake_engine()
+    engine.fail_up(1, "error: Job api-migrate-blue-abababababab failed: BackoffLimitExceeded")
+    with cluster(engine) as api:
+        report = deploy(engine, api.request(NEW_API), ROOT)
+    assert_rolled_back(engine, report, "preview")
+    assert "BackoffLimitExceeded" in report.failure
+
+
+def test_an_unhealthy_preview_is_rolled_back_before_any_traffic_moves() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        api.bad.add(NEW_API)
+        report = deploy(engine, api.request(NEW_API), ROOT)
+    assert_rolled_back(engine, report, "analyse")
+    assert [step.name for step in report.steps][:2] == ["preview", "analyse"]
+    assert "promote" not in [step.name for step in report.steps]
+
+
+def test_a_failed_promote_is_rolled_back() -> None:
+    engine = fake_engine()
+    engine.fail_up(2, "error: post-deploy health check of api: unhealthy")
+    with cluster(engine) as api:
+        report = deploy(engine, api.request(NEW_API), ROOT)
+    assert_rolled_back(engine, report, "promote")
+
+
+def test_an_unhealthy_stable_service_is_rolled_back_by_flipping_only_the_two_services() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        api.bad_when_stable.add(NEW_API)
+        report = deploy(engine, api.request(NEW_API), ROOT)
+    assert_rolled_back(engine, report, "verify")
+    rollback_up = engine.ups[-1]
+    assert sorted(urn.rsplit("::", 1)[1] for urn in rollback_up.targets) == ["api", "api-preview"]
+    assert len(rollback_up.changed_urns) == 2
+    assert report.rollback is not None and report.rollback.mode == "targeted"
+    assert report.rollback.switched == ["api"]
+    # The idle colour keeps the failed image for inspection, and the report says so.
+    assert engine.serving("staging", "api", preview=True) == NEW_API
+    assert any("keeps running" in note for note in report.rollback.left_in_cluster)
+
+
+def test_the_report_says_what_failed_what_was_restored_and_how_long_each_step_took() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        api.bad.add(NEW_API)
+        document = deploy(engine, api.request(NEW_API), ROOT).to_json()
+    assert document["phase"] == "RolledBack" and document["exitCode"] == 1
+    assert document["failure"].startswith("analyse:")
+    assert document["rollback"]["restoredFrom"]["message"].startswith("initial deploy")
+    assert all(isinstance(step["seconds"], float) for step in document["steps"])
+    assert document["steps"][1]["verdict"]["failureKinds"] == ["status"]
+
+
+def test_a_refused_deploy_changes_nothing_and_names_every_problem() -> None:
+    engine = fake_engine()
+    before = engine.get_config("staging")
+    with pytest.raises(ConfigError) as refused:
+        deploy(engine, cluster_request("search", "registry.example.test/platform/api:latest"), ROOT)
+    assert [problem.key for problem in refused.value.problems] == [
+        f"{PROJECT_NAME}:releases.search",
+        f"{PROJECT_NAME}:releases.search.images",
+    ]
+    assert engine.ups == [] and engine.get_config("staging") == before
+
+
+def test_an_image_of_another_repository_is_refused() -> None:
+    engine = fake_engine()
+    web_image = "registry.example.test/platform/web@sha256:" + "ef" * 32
+    with pytest.raises(ConfigError, match="another service's image"):
+        deploy(engine, cluster_request("api", web_image), ROOT)
+    assert engine.ups == []
+
+
+def test_a_release_while_another_update_runs_fails_fast_and_changes_nothing() -> None:
+    engine = fake_engine()
+    engine.stacks["staging"].history[0]["result"] = "in-progress"
+    before = engine.get_config("staging")
+    with pytest.raises(ConcurrentReleaseError, match="nothing was changed"):
+        deploy(engine, cluster_request("api", NEW_API), ROOT)
+    assert engine.ups == [] and engine.get_config("staging") == before
+
+
+def test_a_stack_lock_taken_between_the_check_and_the_up_is_surfaced_and_config_put_back() -> None:
+    engine = fake_engine()
+    engine.hold_lock("alice@ci-runner-7 (pid 4242)")
+    before = engine.get_config("staging")
+    with pytest.raises(ConcurrentReleaseError, match="ci-runner-7"):
+        deploy(engine, cluster_request("api", NEW_API), ROOT)
+    assert engine.get_config("staging") == before
+
+
+def test_a_rollback_past_a_migration_that_is_not_backward_compatible_is_refused(tmp_path: Any) -> None:
+    project = copy_project(tmp_path)
+
+    def contract(document: dict[str, Any]) -> None:
+        document["config"]["services"]["value"][0]["migration"]["expandContract"] = False
+
+    edit_yaml(project / "Pulumi.yaml", contract)
+    engine = FakeEngine(project_dir=project)
+    engine.add_stack("staging", edit={"platform:healthCheck": FAST_HEALTH_CHECK})
+    with cluster(engine) as api:
+        api.bad_when_stable.add(NEW_API)
+        report = deploy(engine, api.request(NEW_API), project)
+    assert report.phase == "RollbackFailed" and report.exit_code == 5
+    assert "expandContract: false" in report.steps[-1].detail
+    assert api_release(engine)["activeColor"] == "blue"  # left for a human, as the report says
+
+
+def test_deploying_the_image_already_active_changes_nothing() -> None:
+    engine = fake_engine()
+    report = deploy(engine, cluster_request("api", OLD_ACTIVE), ROOT)
+    assert report.phase == "Healthy" and engine.ups == []
+    assert "already serves" in report.notes[0]
+
+
+def test_the_restored_config_comes_from_history_not_from_memory() -> None:
+    engine = fake_engine()
+    # Someone edited the stack config without an `up`: history, not the edit, is what ran.
+    engine.stacks["staging"].config[RELEASES_KEY] = ConfigEntry(
+        {**engine.get_config("staging")[RELEASES_KEY].value, "web": {**api_web(engine), "replicas": 3}}
+    )
+    with cluster(engine) as api:
+        api.bad.add(NEW_API)
+        deploy(engine, api.request(NEW_API), ROOT)
+    assert engine.get_config("staging")[RELEASES_KEY].value["web"]["replicas"] == 2
+
+
+def api_web(engine: FakeEngine) -> dict[str, Any]:
+    web: dict[str, Any] = engine.get_config("staging")[RELEASES_KEY].value["web"]
+    return web
+
+
+def cluster_request(service: str, image: str) -> DeployRequest:
+    """A request whose health checks would fail (nothing listens): for deploys refused before them."""
+    nowhere = ["http://127.0.0.1:9/healthz"]
+    return DeployRequest("staging", service, image, "alice", preview_urls=nowhere, stable_urls=nowhere)
