@@ -1,0 +1,251 @@
+"""`release rollback` and stack history: restored from history only, on either backend's numbering."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components.config import PROJECT_NAME
+from release.deploy import deploy
+from release.engine import SECRET_VALUE, ConfigEntry
+from release.errors import ConcurrentReleaseError, HistoryError, RollbackRefusedError
+from release.history import RELEASES_KEY, last_succeeded_update, parse_history, render_history
+from release.rollback import RollbackRequest, execute_rollback, plan_rollback, rollback
+from release.stack_files import validated_stack_config
+from tests.conftest import ROOT
+from tests.fake_engine import FakeEngine
+from tests.release_doubles import NEW_API, NEWER_API, Cluster, cluster, fake_engine
+
+# Exactly the shape `pulumi stack history --json` prints on the file backend (versions all 0; object
+# config as JSON text, sometimes with objectValue; secrets without values). Newest first.
+CLI_HISTORY = [
+    {
+        "version": 0,
+        "kind": "update",
+        "startTime": "2026-11-20T10:05:00.000Z",
+        "message": "release promote api: active green -> blue [by alice]",
+        "environment": {"exec.kind": "auto.local", "git.head": "a1b2c3"},
+        "config": {
+            "platform:releases": {
+                "value": '{"api": {"replicas": 2, "activeColor": "blue", '
+                '"images": {"blue": "r/api@sha256:new", "green": "r/api@sha256:old"}}}',
+                "objectValue": {
+                    "api": {
+                        "replicas": 2,
+                        "activeColor": "blue",
+                        "images": {"blue": "r/api@sha256:new", "green": "r/api@sha256:old"},
+                    }
+                },
+                "secret": False,
+            },
+            "platform:appSecrets": {"secret": True},
+            "platform:namespace": {"value": "platform-staging", "secret": False},
+        },
+        "result": "succeeded",
+        "endTime": "2026-11-20T10:06:00.000Z",
+        "resourceChanges": {"update": 2, "same": 24},
+    },
+    {
+        "version": 0,
+        "kind": "update",
+        "startTime": "2026-11-20T09:00:00.000Z",
+        "message": "Merge pull request #12",
+        "environment": {"git.author": "Bob Builder"},
+        "config": {
+            "platform:releases": {
+                "value": '{"api": {"replicas": 2, "activeColor": "green", '
+                '"images": {"blue": "r/api@sha256:older", "green": "r/api@sha256:old"}}}',
+                "secret": False,
+            },
+        },
+        "result": "succeeded",
+        "endTime": "2026-11-20T09:01:00.000Z",
+    },
+    {
+        "version": 0,
+        "kind": "refresh",
+        "startTime": "2026-11-19T09:00:00.000Z",
+        "message": "",
+        "environment": {},
+        "config": {},
+        "result": "failed",
+    },
+]
+
+
+def test_file_backend_entries_are_numbered_from_the_oldest_because_versions_are_all_zero() -> None:
+    entries = parse_history(CLI_HISTORY)
+    assert [(entry.number, entry.version, entry.position) for entry in entries] == [
+        (3, 0, 0),
+        (2, 0, 1),
+        (1, 0, 2),
+    ]
+
+
+def test_backend_versions_are_used_when_the_backend_numbers_updates() -> None:
+    numbered = [
+        {**entry, "version": version} for entry, version in zip(CLI_HISTORY, (41, 40, 39), strict=True)
+    ]
+    assert [entry.number for entry in parse_history(numbered)] == [41, 40, 39]
+
+
+def test_object_config_is_restored_as_an_object_with_or_without_object_value() -> None:
+    newest, older, _ = parse_history(CLI_HISTORY)
+    assert newest.config[RELEASES_KEY].value["api"]["activeColor"] == "blue"
+    assert older.config[RELEASES_KEY].value["api"]["images"]["blue"] == "r/api@sha256:older"
+
+
+def test_a_secret_in_history_has_no_value_and_is_marked_secret() -> None:
+    newest = parse_history(CLI_HISTORY)[0]
+    assert newest.config[f"{PROJECT_NAME}:appSecrets"] == ConfigEntry(SECRET_VALUE, secret=True)
+
+
+def test_history_names_the_operator_from_the_release_mark_or_the_git_author() -> None:
+    entries = parse_history(CLI_HISTORY)
+    assert [entry.operator for entry in entries] == ["alice", "Bob Builder", "-"]
+
+
+def test_the_history_table_shows_number_time_operator_colour_digests_result_and_message() -> None:
+    table = render_history("staging", parse_history(CLI_HISTORY))
+    assert "   3  2026-11-20T10:05:00  update   succeeded   alice" in table
+    assert "api blue* blue=r/api@sha256:new" in table or "api blue*" in table
+    assert "release promote api: active green -> blue [by alice]" in table
+
+
+def test_an_empty_history_has_nothing_to_roll_back_to() -> None:
+    with pytest.raises(HistoryError, match="no succeeded update"):
+        last_succeeded_update(parse_history([CLI_HISTORY[2]]))
+
+
+def released(engine: FakeEngine, api: Cluster, *images: str) -> None:
+    for image in images:
+        assert deploy(engine, api.request(image), ROOT).phase == "Healthy"
+
+
+def request(**options: Any) -> RollbackRequest:
+    return RollbackRequest("staging", "bob", **options)
+
+
+def api_active(engine: FakeEngine) -> str:
+    return engine.serving("staging", "api")
+
+
+def test_rollback_restores_the_previous_release_by_flipping_two_services() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        released(engine, api, NEW_API)
+        report = rollback(engine, request(stable_urls=[api.stable_url]), ROOT)
+    assert report.phase == "Healthy" and report.exit_code == 0
+    assert report.rollback is not None and report.rollback.mode == "targeted"
+    assert len(engine.ups[-1].changed_urns) == 2
+    assert api_active(engine) != NEW_API
+    assert [step.name for step in report.steps] == ["rollback", "recheck api"]
+
+
+def test_rollback_to_an_entry_number_works_on_the_file_backend() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        released(engine, api, NEW_API, NEWER_API)
+        first_release = next(
+            entry
+            for entry in parse_history(engine.history("staging"))
+            if "active green -> blue" in entry.message
+        )
+        assert first_release.version == 0
+        rollback(engine, request(to_number=first_release.number, stable_urls=[api.stable_url]), ROOT)
+    assert api_active(engine) == NEW_API
+
+
+def test_rollback_to_an_entry_number_works_with_backend_versions() -> None:
+    engine = fake_engine(numbered_versions=True)
+    with cluster(engine) as api:
+        released(engine, api, NEW_API)
+        rollback(engine, request(to_number=1, stable_urls=[api.stable_url]), ROOT)
+    assert api_active(engine) != NEW_API
+    assert engine.get_config("staging")[RELEASES_KEY].value["api"]["activeColor"] == "green"
+
+
+def test_a_dry_run_prints_what_would_change_and_changes_nothing() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        released(engine, api, NEW_API)
+        ups_before, config_before = len(engine.ups), engine.get_config("staging")
+        report = rollback(engine, request(dry_run=True), ROOT)
+    assert report.phase == "Planned" and report.exit_code == 0
+    assert len(engine.ups) == ups_before and engine.get_config("staging") == config_before
+    assert report.rollback is not None
+    assert f"{RELEASES_KEY}.api.activeColor" in [change.key for change in report.rollback.changes]
+
+
+def test_restoring_more_than_a_flip_is_a_full_up_and_says_why() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        released(engine, api, NEW_API)
+        scaled = engine.get_config("staging")[RELEASES_KEY].value
+        scaled["web"]["replicas"] = 5
+        engine.up("staging", {RELEASES_KEY: ConfigEntry(scaled)}, "scale web [by carol]")
+        report = rollback(engine, request(dry_run=True), ROOT)
+    assert report.rollback is not None and report.rollback.mode == "full"
+    assert "web" in report.rollback.full_up_reason
+
+
+def test_secrets_and_project_level_keys_are_never_restored_from_history() -> None:
+    engine = fake_engine()
+    current = engine.get_config("staging")
+    project = validated_stack_config("staging", current, ROOT).project
+    target = parse_history(CLI_HISTORY)[0]
+    plan = plan_rollback("staging", current, target, project)
+    assert f"{PROJECT_NAME}:appSecrets" not in plan.restore
+    assert any("appSecrets: a secret" in note for note in plan.not_restored)
+
+
+def test_a_rollback_past_a_non_backward_compatible_migration_needs_force_and_records_why() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        released(engine, api, NEW_API)
+        # The same project, but api's migrations declared not backward compatible.
+        project = validated_stack_config("staging", engine.get_config("staging"), ROOT).project
+        contract_only = project.model_copy(
+            update={
+                "services": [
+                    spec.model_copy(
+                        update={"migration": spec.migration.model_copy(update={"expand_contract": False})}
+                    )
+                    if spec.migration
+                    else spec
+                    for spec in project.services
+                ]
+            }
+        )
+        current = engine.get_config("staging")
+        target = parse_history(engine.history("staging"))[1]
+        plan = plan_rollback("staging", current, target, contract_only)
+        assert [risk.digest for risk in plan.risks] == [NEW_API]
+        with pytest.raises(RollbackRefusedError, match="expandContract: false"):
+            execute_rollback(engine, plan, "bob")
+        assert engine.get_config("staging") == current
+        execute_rollback(engine, plan, "bob", force=True, reason="schema checked by bob, INC-42")
+    assert "(forced past migration risks: schema checked by bob, INC-42) [by bob]" in engine.ups[-1].message
+
+
+def test_a_rollback_while_another_update_runs_fails_fast() -> None:
+    engine = fake_engine()
+    engine.stacks["staging"].history[0]["result"] = "in-progress"
+    with pytest.raises(ConcurrentReleaseError):
+        rollback(engine, request(), ROOT)
+
+
+def test_rolling_back_to_an_entry_that_does_not_exist_names_the_entries_there_are() -> None:
+    engine = fake_engine()
+    with pytest.raises(HistoryError, match="no history entry 99; the newest are: 1"):
+        rollback(engine, request(to_number=99), ROOT)
+
+
+def test_the_history_json_lists_active_colour_and_digests_per_service() -> None:
+    engine = fake_engine()
+    entry = parse_history(engine.history("staging"))[0].to_json()
+    assert entry["services"]["api"]["activeColor"] == "green"
+    assert set(entry["services"]["api"]["images"]) == {"blue", "green"}
+    json.dumps(entry)
