@@ -1,0 +1,118 @@
+"""The `release` command line: exit codes, JSON on stdout, and the engine behind a test double."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from release.cli import main
+from tests.conftest import ROOT
+from tests.http_servers import failing, healthy, serve
+from tests.release_doubles import NEW_API, Cluster, cluster, fake_engine
+
+FAST = ["--interval", "0.05", "--timeout", "0.5", "--window", "2", "--successes", "2", "--failures", "2"]
+
+
+def run(argv: list[str], engine: object = None) -> int:
+    return main([*argv, "--project-dir", str(ROOT)], engine_factory=(lambda _: engine) if engine else None)  # type: ignore[arg-type,return-value]
+
+
+def urls(api: Cluster) -> list[str]:
+    return ["--preview-url", api.preview_url, "--stable-url", api.stable_url]
+
+
+def test_health_check_exits_0_when_healthy_and_prints_the_verdict_as_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with serve(healthy(version="1.4.2")) as url:
+        code = run(["health-check", "--url", url, "--expect-json", "version=1.4.2", "--json", *FAST])
+    assert code == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["phase"] == "Healthy" and len(verdict["probes"]) == 2
+
+
+def test_health_check_exits_1_when_unhealthy_and_lists_every_probe(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with serve(failing(503)) as url:
+        code = run(["health-check", "--url", url, "--json", *FAST])
+    assert code == 1
+    verdict = json.loads(capsys.readouterr().out)
+    assert [probe["status"] for probe in verdict["probes"]] == [503, 503]
+
+
+def test_health_check_exits_2_on_bad_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["health-check", "--url", "http://127.0.0.1:9", "--expect-json", "version"]) == 2
+    assert "use key=value" in capsys.readouterr().err
+    assert run(["health-check", "--url", "http://127.0.0.1:9", "--timeout", "-1"]) == 2
+
+
+def test_health_check_takes_its_defaults_from_the_stack(capsys: pytest.CaptureFixture[str]) -> None:
+    with serve(failing(500)) as url:
+        code = run(["health-check", "--url", url, "--stack", "dev", "--interval", "0.05", "--json"])
+    assert code == 1
+    assert len(json.loads(capsys.readouterr().out)["probes"]) == 3  # dev's healthCheck.failures
+
+
+def test_deploy_prints_the_report_as_json_and_exits_0_when_healthy(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        code = run(
+            ["deploy", "staging", "--service", "api", "--image", NEW_API, *urls(api), "--json"],
+            engine,
+        )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    assert report["phase"] == "Healthy" and report["steps"][0]["step"] == "preview"
+    assert "release: preview: pulumi up -s staging" in captured.err  # progress on stderr
+
+
+def test_a_failed_deploy_exits_1_after_rolling_back(capsys: pytest.CaptureFixture[str]) -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        api.bad.add(NEW_API)
+        code = run(["deploy", "staging", "--service", "api", "--image", NEW_API, *urls(api)], engine)
+    assert code == 1
+    assert "RolledBack" in capsys.readouterr().out
+
+
+def test_a_refused_deploy_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    engine = fake_engine()
+    assert run(["deploy", "staging", "--service", "api", "--image", "api:latest"], engine) == 2
+    assert "pinned by digest" in capsys.readouterr().err
+
+
+def test_history_prints_json_entries_newest_first(capsys: pytest.CaptureFixture[str]) -> None:
+    engine = fake_engine()
+    assert run(["history", "staging", "--json"], engine) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert entries[0]["number"] == 1 and entries[0]["services"]["api"]["activeColor"] == "green"
+
+
+def test_rollback_dry_run_exits_0_and_changes_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        run(["deploy", "staging", "--service", "api", "--image", NEW_API, *urls(api)], engine)
+    capsys.readouterr()
+    ups = len(engine.ups)
+    assert run(["rollback", "staging", "--dry-run", "--json"], engine) == 0
+    assert json.loads(capsys.readouterr().out)["phase"] == "Planned" and len(engine.ups) == ups
+
+
+def test_a_forced_rollback_needs_a_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["rollback", "staging", "--force"], fake_engine()) == 2
+    assert "--force needs --reason" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("pulumi") is not None, reason="the Pulumi CLI is installed here")
+def test_engine_commands_without_the_pulumi_cli_exit_3_and_say_what_to_install(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["history", "staging", "--project-dir", str(ROOT)]) == 3
+    assert "the Pulumi CLI is not on PATH" in capsys.readouterr().err
