@@ -1,0 +1,47 @@
+"""What the adapter hands the engine and reads back, checked on the SDK's own types (no CLI needed)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from pulumi.automation import UpdateSummary
+
+from release.engine import SECRET_VALUE, ConfigEntry, summary_to_history_json
+from release.history import RELEASES_KEY, parse_history
+
+RELEASES = {
+    "api": {"replicas": 2, "activeColor": "blue", "images": {"blue": "r@sha256:b", "green": "r@sha256:g"}}
+}
+
+
+def test_an_object_is_written_with_its_object_value_as_set_all_json_expects() -> None:
+    assert ConfigEntry(RELEASES).to_engine_json() == {
+        "value": json.dumps(RELEASES),
+        "objectValue": RELEASES,
+        "secret": False,
+    }
+    assert ConfigEntry("platform-staging").to_engine_json() == {"value": "platform-staging", "secret": False}
+
+
+def test_an_sdk_update_summary_parses_like_the_clis_history_json() -> None:
+    summary = UpdateSummary(
+        kind="update",
+        start_time=datetime(2026, 11, 20, 10, 5),
+        message="release promote api: active green -> blue [by alice]",
+        environment={"exec.kind": "auto.local"},
+        config={
+            RELEASES_KEY: {"value": json.dumps(RELEASES), "secret": False},
+            "platform:appSecrets": {"secret": True},
+        },
+        result="succeeded",
+        end_time=datetime(2026, 11, 20, 10, 6),
+        version=0,
+        resource_changes={"update": 2, "same": 24},  # type: ignore[dict-item]
+    )
+    (entry,) = parse_history([summary_to_history_json(summary)])
+    assert entry.config[RELEASES_KEY].value == RELEASES  # the SDK drops objectValue; JSON text is parsed
+    assert entry.config["platform:appSecrets"] == ConfigEntry(SECRET_VALUE, secret=True)
+    assert (entry.number, entry.version, entry.operator) == (1, 0, "alice")
+    assert entry.resource_changes == {"update": 2, "same": 24}
+    assert entry.start_time == "2026-11-20T10:05:00.000000Z"
