@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: check lint typecheck test plan bench clean
+.PHONY: check lint typecheck test plan bench bench-release clean
 
 check: lint typecheck test
 
@@ -29,6 +29,9 @@ plan: $(BIN)/release
 
 bench: $(BIN)/release
 	$(BIN)/python bench/plan_bench.py
+
+bench-release: $(BIN)/release
+	$(BIN)/python bench/release_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,0 +1,103 @@
+"""Benchmark: how fast a failing release is detected, and what a blue-green rollback costs.
+
+Prints, on this machine:
+- the time from the first failing probe to the unhealthy verdict (the rollback decision) with the
+  default health-check settings, for a service answering 500 and for one that hangs (timeouts),
+  against the target `failures x interval + timeout`;
+- how many resources the automatic rollback of a release that failed after the switch changes,
+  targeted (the default) against a full `up` of the same restored config, for stacks of 1, 10 and
+  50 services. The engine here is the test double (tests/fake_engine.py), which evaluates the real
+  program under the mock runtime and counts resources whose declared inputs change: the counts are
+  the program's, the engine's own timings are not measured (no Pulumi CLI here).
+
+Run: `make bench-release` (or `.venv/bin/python bench/release_bench.py`). Figures go in the README.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+SERVICE_COUNTS = (1, 10, 50)
+IMAGE = "registry.example.test/platform/api@sha256:" + "ab" * 32
+
+
+def decision_seconds(behaviour: str) -> tuple[float, float]:
+    """(first failing probe -> verdict, budget) with default settings against a real local server."""
+    from components.config import HealthCheckSettings
+    from release.health import check_sync
+    from tests.http_servers import failing, serve, slow
+
+    settings = HealthCheckSettings()
+    server = failing(500) if behaviour == "500" else slow(settings.timeout_seconds * 5)
+    with serve(server) as url:
+        verdict = check_sync([url], settings)
+    assert not verdict.healthy and verdict.first_failure_seconds is not None
+    return verdict.decided_seconds - verdict.first_failure_seconds, settings.decision_budget_seconds
+
+
+def rollback_changes(project_dir: Path, stack: str, service: str, targeted: bool) -> tuple[int, int, float]:
+    """(resources the automatic rollback changed, resources in the stack, seconds to plan it)."""
+    from release import deploy as deploy_module
+    from release.deploy import deploy
+    from release.rollback import plan_rollback
+    from tests.fake_engine import FakeEngine
+    from tests.release_doubles import FAST_HEALTH_CHECK, cluster
+
+    engine = FakeEngine(project_dir=project_dir)
+    engine.add_stack(stack, edit={"platform:healthCheck": FAST_HEALTH_CHECK})
+    planning: list[float] = []
+
+    def timed_plan(*args: object) -> object:
+        started = time.perf_counter()
+        plan = plan_rollback(*args)  # type: ignore[arg-type]
+        planning.append(time.perf_counter() - started)
+        if not targeted:
+            plan.targets, plan.full_up_reason = [], "benchmark: a full up of the same restore"
+        return plan
+
+    # release.deploy calls plan_rollback by the name it imported: time it (and, for the comparison,
+    # turn its targeted plan into a full one) there.
+    with (
+        cluster(engine, stack, service) as double,
+        mock.patch.object(deploy_module, "plan_rollback", timed_plan),
+    ):
+        double.bad_when_stable.add(IMAGE)
+        report = deploy(engine, double.request(IMAGE), project_dir)
+    assert report.phase == "RolledBack", report.render()
+    rollback_up = engine.ups[-1]
+    return len(rollback_up.changed_urns), len(engine.stacks[stack].deployed), planning[0]
+
+
+def main() -> None:
+    synthetic_project = importlib.import_module("plan_bench").synthetic_project  # bench/ is on sys.path
+
+    for behaviour, label in (("500", "answers 500"), ("hang", "hangs (timeouts)")):
+        seconds, budget = decision_seconds(behaviour)
+        print(
+            f"first failing probe -> rollback decision, service {label:<16} {seconds:5.2f} s "
+            f"(target <= {budget:.0f} s = failures x interval + timeout, defaults)"
+        )
+    print("resources changed by the automatic rollback of a release that failed after the switch:")
+    for count in SERVICE_COUNTS:
+        with tempfile.TemporaryDirectory() as directory:
+            project = synthetic_project(Path(directory), count)
+            targeted, total, planning = rollback_changes(project, "dev", "svc000", targeted=True)
+            full, _, _ = rollback_changes(project, "dev", "svc000", targeted=False)
+        print(
+            f"  {count:>3} service(s), {total:>4} resources: the blue-green rollback changes {targeted} "
+            f"of the 2 it targets; a full up of the same restore changes {full} and diffs all {total}; "
+            f"planned in {1000 * planning:.1f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
