@@ -98,7 +98,7 @@ class ReleaseReport:
         lines = [f"{title} on '{self.stack}': {self.phase}"]
         for step in self.steps:
             mark = "ok  " if step.succeeded else "FAIL"
-            lines.append(f"  {mark} {step.name:<10} {step.seconds:7.2f}s  {step.detail}")
+            lines.append(f"  {mark} {step.name:<12} {step.seconds:7.2f}s  {step.detail}")
         if self.failure:
             lines.append(f"  failed: {self.failure}")
         if self.rollback is not None:
