@@ -333,11 +333,12 @@ class StackConfig:
     def hostname(self, service: str, preview: bool) -> str:
         return f"{service}{'-preview' if preview else ''}.{self.settings.domain}"
 
-    def health_url(self, service: str, preview: bool) -> str:
-        """The URL a post-deploy health check probes: the service's readiness path on its hostname."""
+    def health_url(self, service: str, preview: bool, hostname: str | None = None) -> str:
+        """The URL a post-deploy health check probes: the service's readiness path on its hostname
+        (the one the config derives, unless the stack's outputs name another)."""
         spec = next(spec for spec in self.project.services if spec.name == service)
         scheme = self.settings.health_check.scheme
-        return f"{scheme}://{self.hostname(service, preview)}{spec.readiness_path}"
+        return f"{scheme}://{hostname or self.hostname(service, preview)}{spec.readiness_path}"
 
 
 @dataclass

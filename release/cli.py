@@ -36,6 +36,7 @@ from release.engine import AutomationEngine, Engine
 from release.errors import EXIT_CONFIG_ERROR, ReleaseError, UsageError
 from release.health import Probe, check_sync, parse_expect_json
 from release.history import parse_history, render_history
+from release.locking import release_lock
 from release.report import ReleaseReport
 from release.rollback import RollbackRequest, rollback
 from release.stack_files import project_dir_of, read_stack_file, stack_names
@@ -216,7 +217,9 @@ def _deploy(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
         preview_urls=list(args.preview_url),
         stable_urls=list(args.stable_url),
     )
-    return _emit_report(args, deploy(engine, request, project_dir, progress=_progress))
+    with release_lock(project_dir, args.stack, f"{args.operator}: release deploy {args.service}"):
+        report = deploy(engine, request, project_dir, progress=_progress)
+    return _emit_report(args, report)
 
 
 def _rollback(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
@@ -232,7 +235,11 @@ def _rollback(args: argparse.Namespace, project_dir: Path, engine: Engine) -> in
         health_check=not args.no_health_check,
         stable_urls=list(args.stable_url),
     )
-    return _emit_report(args, rollback(engine, request, project_dir, progress=_progress))
+    if args.dry_run:
+        return _emit_report(args, rollback(engine, request, project_dir, progress=_progress))
+    with release_lock(project_dir, args.stack, f"{args.operator}: release rollback"):
+        report = rollback(engine, request, project_dir, progress=_progress)
+    return _emit_report(args, report)
 
 
 def _history(args: argparse.Namespace, engine: Engine) -> int:

@@ -49,6 +49,7 @@ from release.report import (
     Step,
     check_step,
     default_checker,
+    health_urls,
     up_step,
 )
 from release.rollback import execute_rollback, plan_rollback, recheck_stable
@@ -90,8 +91,9 @@ def deploy(
         return report
     settings = stack_config.settings.health_check
     expect = {settings.version_field: request.image} if settings.version_field else {}
-    preview_urls = request.preview_urls or [stack_config.health_url(request.service, preview=True)]
-    stable_urls = request.stable_urls or [stack_config.health_url(request.service, preview=False)]
+    outputs = engine.outputs(request.stack)
+    preview_urls = health_urls(stack_config, outputs, request.service, True, request.preview_urls)
+    stable_urls = health_urls(stack_config, outputs, request.service, False, request.stable_urls)
     releases = _releases_value(current)
     staged = copy.deepcopy(releases)
     staged[request.service]["images"][idle.value] = request.image

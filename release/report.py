@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from components.config import HealthCheckSettings
+from components.config import HealthCheckSettings, StackConfig
 from release.engine import ConfigEntry, Engine, UpdateOutcome
 from release.health import Verdict, check_sync
 
@@ -138,3 +138,19 @@ def check_step(
     verdict = checker(urls, settings, expect)
     seconds = time.monotonic() - started
     return Step(name, verdict.healthy, seconds, f"{verdict.phase}: {verdict.reason}", verdict=verdict)
+
+
+def health_urls(
+    stack_config: StackConfig,
+    outputs: Mapping[str, Any],
+    service: str,
+    preview: bool,
+    override: Sequence[str],
+) -> list[str]:
+    """Where to check a service: `override` if given, else the hostname the stack's outputs expose
+    (`services.<svc>.stableHostname` / `previewHostname`), else the one its config derives."""
+    if override:
+        return list(override)
+    exposed = (outputs.get("services") or {}).get(service) or {}
+    hostname = exposed.get("previewHostname" if preview else "stableHostname")
+    return [stack_config.health_url(service, preview, hostname if isinstance(hostname, str) else None)]

@@ -54,6 +54,7 @@ from release.report import (
     Step,
     check_step,
     default_checker,
+    health_urls,
 )
 from release.stack_files import validated_stack_config
 
@@ -323,7 +324,8 @@ def rollback(
     if request.health_check:
         restored = validated_stack_config(stack, engine.get_config(stack), project_dir)
         for service in plan.switched:
-            report.steps.append(recheck_stable(restored, service, checker, request.stable_urls, progress))
+            urls = health_urls(restored, engine.outputs(stack), service, False, request.stable_urls)
+            report.steps.append(recheck_stable(restored, service, checker, urls, progress))
         if not all(step.succeeded for step in report.steps):
             report.phase = ROLLBACK_FAILED
     return report
@@ -348,13 +350,12 @@ def recheck_stable(
     stable_urls: Sequence[str],
     progress: Progress,
 ) -> Step:
-    """Health-check a service's stable URL, expecting the image its active colour now runs."""
+    """Health-check a service's stable URLs, expecting the image its active colour now runs."""
     release = stack_config.settings.releases[service]
     settings = stack_config.settings.health_check
     active_image = release.images.of(release.active_color)
     expect = {settings.version_field: active_image} if settings.version_field else {}
-    urls = list(stable_urls) or [stack_config.health_url(service, preview=False)]
-    return check_step(f"recheck {service}", checker, urls, settings, expect, progress)
+    return check_step(f"recheck {service}", checker, stable_urls, settings, expect, progress)
 
 
 def _previous_differing(

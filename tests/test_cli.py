@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from release.cli import main
-from tests.conftest import ROOT
+from release.locking import release_lock
+from tests.conftest import ROOT, copy_project
 from tests.http_servers import failing, healthy, serve
 from tests.release_doubles import NEW_API, Cluster, cluster, fake_engine
 
@@ -116,3 +117,26 @@ def test_engine_commands_without_the_pulumi_cli_exit_3_and_say_what_to_install(
 ) -> None:
     assert main(["history", "staging", "--project-dir", str(ROOT)]) == 3
     assert "the Pulumi CLI is not on PATH" in capsys.readouterr().err
+
+
+def test_a_second_release_on_the_same_stack_fails_at_once_naming_the_first(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    project = copy_project(tmp_path)
+    engine = fake_engine()
+    before = engine.get_config("staging")
+    with release_lock(project, "staging", "alice: release deploy api"):
+        code = main(
+            ["deploy", "staging", "--service", "api", "--image", NEW_API, "--project-dir", str(project)],
+            engine_factory=lambda _: engine,
+        )
+    assert code == 4
+    assert "release lock held by alice: release deploy api" in capsys.readouterr().err
+    assert engine.ups == [] and engine.get_config("staging") == before
+
+
+def test_the_release_lock_is_released_when_a_release_ends(tmp_path: Path) -> None:
+    with release_lock(tmp_path, "staging", "alice"):
+        pass
+    with release_lock(tmp_path, "staging", "bob"):
+        pass

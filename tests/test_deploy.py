@@ -6,6 +6,7 @@ the servers answer with the image the deployed Services route to (tests/release_
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from components.config import PROJECT_NAME
 from release.deploy import DeployRequest, deploy
 from release.engine import ConfigEntry
 from release.errors import ConcurrentReleaseError, ConfigError
+from release.health import HealthCheckSettings, Verdict
 from release.history import RELEASES_KEY, parse_history
 from tests.conftest import ROOT, copy_project, edit_yaml
 from tests.fake_engine import FakeEngine
@@ -212,3 +214,19 @@ def cluster_request(service: str, image: str) -> DeployRequest:
     """A request whose health checks would fail (nothing listens): for deploys refused before them."""
     nowhere = ["http://127.0.0.1:9/healthz"]
     return DeployRequest("staging", service, image, "alice", preview_urls=nowhere, stable_urls=nowhere)
+
+
+def test_health_urls_are_the_hostnames_the_stack_exposes_with_the_readiness_path() -> None:
+    engine = fake_engine()
+    engine.stacks["staging"].outputs["services"]["api"]["stableHostname"] = "api.edge.example.test"
+    checked: list[list[str]] = []
+
+    def record(urls: Sequence[str], settings: HealthCheckSettings, expect: Mapping[str, str]) -> Verdict:
+        checked.append(list(urls))
+        return Verdict(healthy=True, reason="recorded only: this test is about which URLs")
+
+    deploy(engine, DeployRequest("staging", "api", NEW_API, "alice"), ROOT, checker=record)
+    assert checked == [
+        ["https://api-preview.staging.platform.example.test/healthz/ready"],
+        ["https://api.edge.example.test/healthz/ready"],
+    ]
