@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.config import DIGEST_IMAGE, Color, StackConfig, full_key
+from components.blue_green_service import service_urns
+from components.config import DIGEST_IMAGE, PROJECT_NAME, Color, StackConfig, full_key
 from release.engine import ConfigEntry, Engine, StackConfigValues
 from release.errors import (
     ConcurrentReleaseError,
@@ -36,9 +37,9 @@ from release.history import (
     HistoryEntry,
     in_progress,
     last_succeeded_update,
-    operator_mark,
     parse_history,
 )
+from release.records import ReleaseRecord
 from release.report import (
     HEALTHY,
     ROLLBACK_FAILED,
@@ -66,6 +67,27 @@ class DeployRequest:
     preview_urls: list[str] = field(default_factory=list)
     """Overrides the preview URL the stack exposes (e.g. a port-forward)."""
     stable_urls: list[str] = field(default_factory=list)
+    run: str = ""
+    """The CI run URL, recorded with every update."""
+    approval: dict[str, str] = field(default_factory=dict)
+    break_glass: dict[str, Any] = field(default_factory=dict)
+    promoted_from: str = ""
+
+    def record(self, event: str, **fields: Any) -> ReleaseRecord:
+        """The release record every update of this release carries (see release.records)."""
+        return ReleaseRecord(
+            event=event,
+            stack=self.stack,
+            actor=self.operator,
+            service=self.service,
+            image=self.image,
+            run=self.run,
+            approval=self.approval,
+            break_glass=self.break_glass,
+            promoted_from=self.promoted_from,
+            reason=self.reason,
+            **fields,
+        )
 
 
 def deploy(
@@ -99,8 +121,9 @@ def deploy(
     staged[request.service]["images"][idle.value] = request.image
     promoted = copy.deepcopy(staged)
     promoted[request.service]["activeColor"] = idle.value
-    mark = operator_mark(request.operator)
     because = f": {request.reason}" if request.reason else ""
+    previous = release.images.of(release.active_color)
+    stable_urn = service_urns(request.stack, PROJECT_NAME, request.service)[0]
 
     steps: list[Callable[[], Step]] = [
         lambda: up_step(
@@ -108,7 +131,9 @@ def deploy(
             engine,
             request.stack,
             {RELEASES_KEY: ConfigEntry(staged)},
-            f"release deploy {request.service}: {idle.value} <- {request.image}{because} {mark}",
+            request.record("stage", previous=previous).message(
+                f"release deploy {request.service}: {idle.value} <- {request.image}{because}"
+            ),
             progress,
         ),
         lambda: check_step("analyse", checker, preview_urls, settings, expect, progress),
@@ -117,8 +142,10 @@ def deploy(
             engine,
             request.stack,
             {RELEASES_KEY: ConfigEntry(promoted)},
-            f"release promote {request.service}: active {release.active_color.value} -> {idle.value} "
-            f"({request.image}){because} {mark}",
+            request.record("switch", previous=previous).message(
+                f"release promote {request.service}: active {release.active_color.value} -> {idle.value} "
+                f"({request.image}){because}"
+            ),
             progress,
         ),
         lambda: check_step("verify", checker, stable_urls, settings, expect, progress),
@@ -133,8 +160,31 @@ def deploy(
                 engine, request, project_dir, baseline, current, checker, stable_urls, report, progress
             )
             return report
+    _record_verification(engine, request, report, stable_urn, progress)
     progress(f"{request.service} on {request.stack} is {HEALTHY} on {idle.value} ({request.image})")
     return report
+
+
+def _record_verification(
+    engine: Engine, request: DeployRequest, report: ReleaseReport, stable_urn: str, progress: Progress
+) -> None:
+    """Write the evidence that this digest passed its health window into the stack's history.
+
+    An `up` targeted at the stable Service, with no config change: it changes nothing, and the
+    backend keeps its message (the `verify` record) for every operator and CI runner to read.
+    """
+    verdict = report.steps[-1].verdict
+    window = {"seconds": round(report.steps[-1].seconds, 3), "probes": len(verdict.probes) if verdict else 0}
+    message = request.record("verify", window=window).message(
+        f"release verified {request.service}: {request.image} healthy on {request.stack}"
+    )
+    step = up_step("record", engine, request.stack, {}, message, progress, targets=[stable_urn])
+    report.steps.append(step)
+    if not step.succeeded:
+        report.notes.append(
+            f"the verification of {request.image} could not be recorded in {request.stack}'s history, so "
+            f"promotions from {request.stack} will not accept it; {step.detail}"
+        )
 
 
 def _refuse_if_locked(stack: str, entries: Sequence[HistoryEntry]) -> None:
@@ -224,7 +274,14 @@ def _roll_back(
     plan = plan_rollback(request.stack, current, target, stack_config.project)
     report.rollback = plan
     try:
-        outcome = execute_rollback(engine, plan, request.operator, reason=f"{request.service} release failed")
+        outcome = execute_rollback(
+            engine,
+            plan,
+            request.operator,
+            reason=f"release of {request.image} failed at {report.failure.split(':')[0]}",
+            revokes=[request.image],
+            run=request.run,
+        )
     except RollbackRefusedError as error:
         report.phase = ROLLBACK_FAILED
         report.steps.append(Step("rollback", False, time.monotonic() - started, str(error)))

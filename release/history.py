@@ -22,6 +22,7 @@ from typing import Any
 from components.config import full_key, parse_engine_value
 from release.engine import SECRET_VALUE, ConfigEntry
 from release.errors import HistoryError
+from release.records import ReleaseRecord, parse_record
 
 RELEASES_KEY = full_key("releases")
 OPERATOR_MARK = re.compile(r"\[by (?P<operator>[^\]]+)\]")
@@ -59,6 +60,11 @@ class HistoryEntry:
     @property
     def succeeded(self) -> bool:
         return self.result == "succeeded"
+
+    @property
+    def record(self) -> ReleaseRecord | None:
+        """The release record the release tool wrote into the message (None for a foreign update)."""
+        return parse_record(self.message)
 
     @property
     def operator(self) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from components.config import HealthCheckSettings, StackConfig
 from release.engine import ConfigEntry, Engine, UpdateOutcome
 from release.health import Verdict, check_sync
+from release.records import summary_of
 
 if TYPE_CHECKING:
     from release.rollback import RollbackPlan
@@ -114,10 +115,11 @@ def up_step(
     config: Mapping[str, ConfigEntry],
     message: str,
     progress: Progress,
+    targets: Sequence[str] = (),
 ) -> Step:
-    progress(f"{name}: pulumi up -s {stack} ({message})")
+    progress(f"{name}: pulumi up -s {stack} ({summary_of(message)})")
     started = time.monotonic()
-    outcome = engine.up(stack, config, message, on_output=None)
+    outcome = engine.up(stack, config, message, targets=targets)
     seconds = time.monotonic() - started
     detail = (
         f"{outcome.changed} resource(s) changed" if outcome.succeeded else f"update failed: {outcome.error}"

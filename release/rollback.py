@@ -41,10 +41,10 @@ from release.history import (
     HistoryEntry,
     entry_numbered,
     in_progress,
-    operator_mark,
     parse_history,
 )
 from release.parity import flatten
+from release.records import ReleaseRecord
 from release.report import (
     PLANNED,
     ROLLBACK_FAILED,
@@ -87,6 +87,8 @@ class RollbackPlan:
     left_in_cluster: list[str] = field(default_factory=list)
     not_restored: list[str] = field(default_factory=list)
     risks: list[MigrationRisk] = field(default_factory=list)
+    moved_away: list[str] = field(default_factory=list)
+    """The images stable traffic moves away from (the active image of each switched service)."""
 
     @property
     def nothing_to_do(self) -> bool:
@@ -157,26 +159,50 @@ def plan_rollback(
         if current_releases.get(name, {}).get("activeColor") != release.get("activeColor")
     )
     plan = RollbackPlan(stack, target, restore, changes, switched, [], not_restored=not_restored)
+    plan.moved_away = [
+        current_releases[name]["images"][current_releases[name]["activeColor"]]
+        for name in switched
+        if name in current_releases
+    ]
     _decide_targets(plan, current_releases, restored_releases)
     plan.risks = _migration_risks(plan, project, current_releases, restored_releases)
     return plan
 
 
 def execute_rollback(
-    engine: Engine, plan: RollbackPlan, operator: str, force: bool = False, reason: str = ""
+    engine: Engine,
+    plan: RollbackPlan,
+    operator: str,
+    force: bool = False,
+    reason: str = "",
+    revokes: Sequence[str] | None = None,
+    run: str = "",
 ) -> UpdateOutcome | None:
-    """Apply `plan` (None when there is nothing to restore). Refuses migration risks unless forced."""
+    """Apply `plan` (None when there is nothing to restore). Refuses migration risks unless forced.
+
+    The update's record revokes the verification of `revokes` (default: every image traffic moves
+    away from), so none of them is promoted by accident afterwards.
+    """
     if plan.risks and not force:
         raise RollbackRefusedError(plan.stack, plan.risks)
     if plan.nothing_to_do:
         return None
     what = ", ".join(f"{name} back to {_active(plan, name)}" for name in plan.switched) or "config"
-    message = f"release rollback to {plan.target.label()}: {what}"
+    summary = f"release rollback to {plan.target.label()}: {what}"
     if plan.risks:
-        message += f" (forced past migration risks: {reason or 'no reason given'})"
-    elif reason:
-        message += f" ({reason})"
-    return engine.up(plan.stack, plan.restore, f"{message} {operator_mark(operator)}", targets=plan.targets)
+        reason = f"forced past migration risks: {reason or 'no reason given'}"
+    if reason:
+        summary += f" ({reason})"
+    record = ReleaseRecord(
+        event="rollback",
+        stack=plan.stack,
+        actor=operator,
+        service=",".join(plan.switched),
+        run=run,
+        revokes=tuple(plan.moved_away if revokes is None else revokes),
+        reason=reason,
+    )
+    return engine.up(plan.stack, plan.restore, record.message(summary), targets=plan.targets)
 
 
 def _active(plan: RollbackPlan, service: str) -> str:

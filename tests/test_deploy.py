@@ -36,7 +36,7 @@ def test_a_healthy_release_moves_stable_traffic_to_the_new_image_on_the_idle_col
     with cluster(engine) as api:
         report = deploy(engine, api.request(NEW_API), ROOT)
     assert report.phase == "Healthy" and report.exit_code == 0
-    assert [step.name for step in report.steps] == ["preview", "analyse", "promote", "verify"]
+    assert [step.name for step in report.steps] == ["preview", "analyse", "promote", "verify", "record"]
     assert api_release(engine) == {
         "replicas": 2,
         "activeColor": "blue",
@@ -50,18 +50,19 @@ def test_the_first_up_runs_only_the_idle_colours_migration_and_rollout() -> None
     engine = fake_engine()
     with cluster(engine) as api:
         deploy(engine, api.request(NEW_API), ROOT)
-    staged, promoted = engine.ups
+    staged, promoted, recorded = engine.ups
     assert sorted(urn.rsplit("::", 1)[1] for urn in staged.changed_urns) == ["api-blue", "api-migrate-blue"]
     assert sorted(urn.rsplit("::", 1)[1] for urn in promoted.changed_urns) == ["api", "api-preview"]
+    assert recorded.changed_urns == [] and len(recorded.targets) == 1  # the verification record only
 
 
 def test_every_update_message_records_the_operator_and_what_moved() -> None:
     engine = fake_engine()
     with cluster(engine) as api:
         deploy(engine, api.request(NEW_API, operator="alice"), ROOT)
-    newest = parse_history(engine.history("staging"))[:2]
-    assert [entry.operator for entry in newest] == ["alice", "alice"]
-    assert "release promote api: active green -> blue" in newest[0].message
+    newest = parse_history(engine.history("staging"))[:3]
+    assert [entry.operator for entry in newest] == ["alice", "alice", "alice"]
+    assert "release promote api: active green -> blue" in newest[1].message
 
 
 def assert_rolled_back(engine: FakeEngine, report: Any, failed_step: str) -> None:
