@@ -140,12 +140,70 @@ class IngressSpec(_Model):
     class_name: str
 
 
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+WEEKLY_TIME = re.compile(
+    r"^(?P<day>Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?P<hour>[01]\d|2[0-3]):(?P<minute>[0-5]\d)$"
+)
+
+
+class FreezeWindow(_Model):
+    """A weekly window in which promotions to the stack are refused (break-glass excepted).
+
+    `starts`/`ends` are local wall-clock times in `time_zone` ("Fri 16:00", "Mon 08:00"); a window
+    may wrap around the week. Daylight saving is handled by the time zone, not by the times.
+    """
+
+    starts: str
+    ends: str
+    time_zone: str
+    reason: str = ""
+
+    @field_validator("starts", "ends")
+    @classmethod
+    def _weekly_time(cls, text: str) -> str:
+        if not WEEKLY_TIME.match(text):
+            raise ValueError("must look like 'Fri 16:00' (Mon..Sun, 24-hour time)")
+        return text
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {name!r}; use an IANA name like 'Europe/Berlin'") from error
+        return name
+
+
+class PromotionGate(_Model):
+    """How a stack receives a digest: promoted from which stack, after how much proof, approved how.
+
+    No `promote_from` makes the stack an entry stage (`release deploy`); otherwise it receives digests
+    only by `release promote <promote_from> <stack>`, from that stack and no other.
+    """
+
+    promote_from: str | None = None
+    min_soak_minutes: int = Field(default=0, ge=0, le=10080)
+    max_verification_age_hours: float | None = Field(default=None, gt=0)
+    require_approval: bool = False
+    four_eyes: bool = False
+    approval_environment: str | None = Field(
+        default=None,
+        description="A GitHub Actions environment protected by required reviewers; a job running in "
+        "it (RELEASE_GITHUB_ENVIRONMENT) counts as approved, with the run URL as the reference.",
+    )
+    freeze_windows: list[FreezeWindow] = Field(default_factory=list)
+
+
 class StackPolicy(_Model):
     """Rules that are stricter for some stacks. Declared per stack name in Pulumi.yaml."""
 
     require_image_digest: bool
     min_replicas: int = Field(ge=1)
     require_deletion_protection: bool
+    promotion: PromotionGate = Field(default_factory=PromotionGate)
 
 
 class ProjectSettings(_Model):
@@ -162,6 +220,18 @@ class ProjectSettings(_Model):
         if duplicates:
             raise ValueError(f"service names must be unique; repeated: {duplicates}")
         return services
+
+    @field_validator("stack_policies")
+    @classmethod
+    def _known_sources(cls, policies: dict[str, StackPolicy]) -> dict[str, StackPolicy]:
+        unknown = {
+            stack: policy.promotion.promote_from
+            for stack, policy in policies.items()
+            if policy.promotion.promote_from is not None and policy.promotion.promote_from not in policies
+        }
+        if unknown:
+            raise ValueError(f"promotion.promoteFrom names stacks without a policy: {unknown}")
+        return policies
 
     @property
     def secret_names(self) -> list[str]:

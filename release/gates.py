@@ -1,0 +1,306 @@
+"""Promotion gates as plain functions over parsed stack history: is this digest allowed into that stack?
+
+Every rule is data in `Pulumi.yaml` (`stackPolicies.<stack>.promotion`, see components.config's
+PromotionGate), never `if stack == ...`. The rules, by name:
+
+    stage       the target is promoted from exactly one stack (production from staging, ...)
+    verified    the digest passed a release's health window in the source stack (a `verify` record),
+                and no later failed release, rollback or rejection revoked it
+    rejected    the digest was rejected with `release reject` (never promoted again, even by break-glass)
+    soak        the digest has been live and verified in the source for at least min_soak_minutes
+    fresh       the verification is at most max_verification_age_hours old
+    approval    an approval reference (--approval), or a job in the protected GitHub environment
+    four-eyes   the approver is not the person releasing
+    freeze      no freeze window of the target is open now
+    reason      a break-glass reason of at least three words
+
+Break-glass skips `verified`, `soak`, `fresh` and `freeze`, never the others, and never the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from components.config import WEEKDAYS, WEEKLY_TIME, FreezeWindow, PromotionGate
+from release.history import HistoryEntry
+
+BREAK_GLASS_SKIPS = ("verified", "soak", "fresh", "freeze")
+Broken = Callable[[str, str, str], None]
+"""Report a broken rule: (rule, what was found, how to proceed)."""
+MIN_REASON_WORDS = 3
+
+
+@dataclass(frozen=True)
+class Approval:
+    ref: str
+    approver: str
+    source: str
+    """"flag" (--approval/--approver) or "github-environment" (required reviewers approved the job)."""
+
+    def to_json(self) -> dict[str, str]:
+        return {"ref": self.ref, "approver": self.approver, "source": self.source}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the source stack's history says about one image of one service."""
+
+    stack: str
+    service: str
+    image: str
+    deployed: HistoryEntry | None = None
+    verified: HistoryEntry | None = None
+    revoked: HistoryEntry | None = None
+    rejected: HistoryEntry | None = None
+    live: bool = False
+
+    def describe(self) -> str:
+        if self.verified is None:
+            return "no verify record" if self.deployed else f"never deployed in {self.stack}"
+        text = f"verified in {self.verified.label()}"
+        if self.revoked is not None:
+            text += f", revoked by {self.revoked.label()}: {_reason(self.revoked)}"
+        return text
+
+
+@dataclass(frozen=True)
+class GateViolation:
+    rule: str
+    found: str
+    fix: str
+
+    def render(self) -> str:
+        return f"[{self.rule}] {self.found}\n      fix: {self.fix}"
+
+
+@dataclass
+class GateDecision:
+    violations: list[GateViolation] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """Rules break-glass skipped (each recorded with the release)."""
+
+    @property
+    def allowed(self) -> bool:
+        return not self.violations
+
+
+def evidence_for(
+    stack: str, entries: Sequence[HistoryEntry], service: str, image: str, live: bool
+) -> Evidence:
+    """Read `image`'s story in `stack` from its history (newest first).
+
+    The newest `verify` record counts, unless a newer entry revoked it: a rollback or rejection that
+    names the image, or a failed update of the image itself.
+    """
+    deployed = verified = revoked = rejected = None
+    for entry in entries:
+        state = entry.services.get(service)
+        if deployed is None and entry.succeeded and state is not None and image in state.images.values():
+            deployed = entry
+        record = entry.record
+        if record is None:
+            continue
+        if rejected is None and record.event == "reject" and image in record.revokes:
+            rejected = entry
+        if verified is not None:
+            continue
+        failed_release = record.image == image and not entry.succeeded
+        if revoked is None and (image in record.revokes or failed_release):
+            revoked = entry
+        if (
+            record.event == "verify"
+            and record.image == image
+            and record.service == service
+            and entry.succeeded
+        ):
+            verified = entry
+    return Evidence(stack, service, image, deployed, verified, revoked, rejected, live)
+
+
+def decide_promotion(
+    target: str,
+    gate: PromotionGate,
+    source: str,
+    evidence: Evidence | None,
+    now: datetime,
+    actor: str,
+    approval: Approval | None,
+    break_glass_reason: str | None,
+) -> GateDecision:
+    """Every rule the promotion breaks (evidence None: not read yet, the evidence rules wait)."""
+    decision = GateDecision()
+    breaking_glass = break_glass_reason is not None
+
+    def broken(rule: str, found: str, fix: str) -> None:
+        if breaking_glass and rule in BREAK_GLASS_SKIPS:
+            decision.skipped.append(rule)
+        else:
+            decision.violations.append(GateViolation(rule, found, fix))
+
+    if gate.promote_from is None:
+        broken(
+            "stage", f"{target} is an entry stage: nothing is promoted into it", f"`release deploy {target}`"
+        )
+    elif source != gate.promote_from:
+        broken(
+            "stage",
+            f"{target} takes digests from {gate.promote_from} only, not from {source}",
+            f"`release promote {gate.promote_from} {target} ...` once the digest is verified there",
+        )
+    if breaking_glass:
+        problem = break_glass_problem(break_glass_reason or "")
+        if problem:
+            decision.violations.append(
+                GateViolation("reason", problem, 'give --reason "<what broke, and why now>"')
+            )
+    _approval_rules(gate, actor, approval, broken)
+    window = open_freeze_window(gate.freeze_windows, now)
+    if window is not None:
+        broken(
+            "freeze",
+            f"{target} is frozen {window.starts} to {window.ends} {window.time_zone}"
+            + (f" ({window.reason})" if window.reason else ""),
+            "wait for the window to end, or --break-glass --reason for a real emergency",
+        )
+    if evidence is not None:
+        _evidence_rules(gate, source, evidence, now, broken)
+    decision.skipped = sorted(set(decision.skipped))
+    return decision
+
+
+def _approval_rules(gate: PromotionGate, actor: str, approval: Approval | None, broken: Broken) -> None:
+    if gate.require_approval and approval is None:
+        where = (
+            f", or run in the GitHub environment '{gate.approval_environment}'"
+            if gate.approval_environment
+            else ""
+        )
+        broken("approval", "no approval given", f"--approval <ticket or review URL> --approver <name>{where}")
+    if (
+        gate.four_eyes
+        and approval is not None
+        and approval.source == "flag"
+        and approval.approver.strip().lower() == actor.strip().lower()
+    ):
+        broken(
+            "four-eyes",
+            f"{actor} cannot approve their own release",
+            "ask someone else to approve, and pass their name with --approver",
+        )
+
+
+def _evidence_rules(
+    gate: PromotionGate, source: str, evidence: Evidence, now: datetime, broken: Broken
+) -> None:
+    image = evidence.image
+    if evidence.rejected is not None:  # never skipped, not even by break-glass
+        broken(
+            "rejected",
+            f"{image} was rejected in {source} ({evidence.rejected.label()}: {_reason(evidence.rejected)})",
+            "build and release a new digest",
+        )
+    if evidence.verified is None or evidence.revoked is not None:
+        broken(
+            "verified",
+            f"{image} is not verified in {source}: {evidence.describe()}",
+            f"release it in {source} (`release deploy`/`release promote`) and let its health window pass",
+        )
+        return
+    verified_at = finished_at(evidence.verified)
+    age = now - verified_at
+    if not evidence.live:
+        broken(
+            "soak",
+            f"{image} is no longer live in {source}",
+            f"promote what {source} runs now, or release {image} there again",
+        )
+    elif age < timedelta(minutes=gate.min_soak_minutes):
+        remaining = timedelta(minutes=gate.min_soak_minutes) - age
+        broken(
+            "soak",
+            f"{image} has been live and verified in {source} for {_minutes(age)} of the required "
+            f"{gate.min_soak_minutes} min",
+            f"wait {_minutes(remaining)} more",
+        )
+    if gate.max_verification_age_hours is not None and age > timedelta(hours=gate.max_verification_age_hours):
+        broken(
+            "fresh",
+            f"the verification of {image} is {age.total_seconds() / 3600:.1f} h old (limit "
+            f"{gate.max_verification_age_hours:g} h)",
+            f"release it in {source} again to re-verify it",
+        )
+
+
+def open_freeze_window(windows: Sequence[FreezeWindow], now: datetime) -> FreezeWindow | None:
+    """The freeze window open at `now` (an aware datetime), if any; judged in each window's zone."""
+    for window in windows:
+        local = now.astimezone(ZoneInfo(window.time_zone))
+        minute = local.weekday() * 1440 + local.hour * 60 + local.minute
+        starts, ends = _week_minute(window.starts), _week_minute(window.ends)
+        inside = starts <= minute < ends if starts <= ends else (minute >= starts or minute < ends)
+        if inside:
+            return window
+    return None
+
+
+def _week_minute(text: str) -> int:
+    matched = WEEKLY_TIME.match(text)
+    assert matched is not None, text  # validated by the config model
+    return (
+        WEEKDAYS.index(matched.group("day")) * 1440
+        + int(matched.group("hour")) * 60
+        + int(matched.group("minute"))
+    )
+
+
+def break_glass_problem(reason: str) -> str:
+    words = reason.split()
+    if len(words) < MIN_REASON_WORDS:
+        return (
+            f"break-glass needs a reason of at least {MIN_REASON_WORDS} words; got {reason!r}. It is "
+            "recorded in stack history and reviewed later"
+        )
+    return ""
+
+
+def approval_from(
+    approval_ref: str | None, approver: str | None, gate: PromotionGate, env: Mapping[str, str]
+) -> Approval | None:
+    """The approval of this promotion: given on the command line, or a protected GitHub environment."""
+    if approval_ref:
+        return Approval(approval_ref, approver or "", "flag")
+    environment = env.get("RELEASE_GITHUB_ENVIRONMENT", "")
+    if (
+        env.get("GITHUB_ACTIONS") == "true"
+        and gate.approval_environment
+        and environment == gate.approval_environment
+    ):
+        return Approval(
+            run_url(env), f"required reviewers of environment '{environment}'", "github-environment"
+        )
+    return None
+
+
+def run_url(env: Mapping[str, str]) -> str:
+    """The GitHub Actions run URL, or '' outside GitHub Actions."""
+    if env.get("GITHUB_ACTIONS") != "true" or not env.get("GITHUB_RUN_ID"):
+        return ""
+    server = env.get("GITHUB_SERVER_URL", "https://github.com")
+    return f"{server}/{env.get('GITHUB_REPOSITORY', '')}/actions/runs/{env['GITHUB_RUN_ID']}"
+
+
+def finished_at(entry: HistoryEntry) -> datetime:
+    text = entry.end_time or entry.start_time
+    return datetime.strptime(text.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
+
+
+def _reason(entry: HistoryEntry) -> str:
+    record = entry.record
+    return record.reason if record is not None and record.reason else entry.message
+
+
+def _minutes(delta: timedelta) -> str:
+    return f"{max(0, int(delta.total_seconds() // 60))} min"

@@ -1,0 +1,52 @@
+"""Stack history as `pulumi stack history --json` prints it (newest first), built entry by entry."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from release.history import HistoryEntry, parse_history
+from release.records import ReleaseRecord
+
+API = "registry.example.test/platform/api@sha256:"
+GOOD = API + "aa" * 32
+BAD = API + "bb" * 32
+OLD = API + "cc" * 32
+
+
+def releases(active: str = "blue", blue: str = GOOD, green: str = OLD) -> dict[str, Any]:
+    return {"api": {"replicas": 2, "activeColor": active, "images": {"blue": blue, "green": green}}}
+
+
+def update(
+    finished: str,
+    record: ReleaseRecord | None = None,
+    result: str = "succeeded",
+    config: dict[str, Any] | None = None,
+    message: str = "",
+) -> dict[str, Any]:
+    """One entry; `finished` is an ISO time like 2026-11-23T09:30."""
+    end = datetime.fromisoformat(finished)
+    return {
+        "version": 0,
+        "kind": "update",
+        "startTime": end.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "message": record.message(f"release {record.event} {record.service}") if record else message,
+        "environment": {"exec.kind": "cli"},
+        "config": {
+            "platform:releases": {"value": json.dumps(config or releases()), "secret": False},
+            "platform:appSecrets": {"secret": True},
+        },
+        "result": result,
+        "endTime": end.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "resourceChanges": {"same": 26},
+    }
+
+
+def record(event: str, image: str = GOOD, actor: str = "alice", **fields: Any) -> ReleaseRecord:
+    return ReleaseRecord(event, "staging", actor, service="api", image=image, **fields)
+
+
+def history(*entries_oldest_first: dict[str, Any]) -> list[HistoryEntry]:
+    return parse_history(list(reversed(entries_oldest_first)))
