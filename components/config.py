@@ -50,6 +50,16 @@ DIGEST_IMAGE = re.compile(
     r"^(?P<repository>[a-z0-9][a-z0-9._\-/:]*[a-z0-9])@sha256:(?P<digest>[0-9a-f]{64})$"
 )
 TAGGED_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._\-/:]*[a-z0-9](@sha256:[0-9a-f]{64})?$")
+
+
+def repository_of(image: str) -> str:
+    """`repo@sha256:...` or `repo:tag` -> `repo` (a registry's `host:port` is kept)."""
+    if "@" in image:
+        return image.split("@", 1)[0]
+    head, _, tail = image.rpartition(":")
+    return head if head and "/" not in tail else image
+
+
 DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,40}[a-z0-9])?$")
 SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 FEATURE_FLAG = re.compile(r"^FEATURE_[A-Z0-9_]+$")

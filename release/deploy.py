@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from components.blue_green_service import service_urns
-from components.config import DIGEST_IMAGE, PROJECT_NAME, Color, StackConfig, full_key
+from components.config import DIGEST_IMAGE, PROJECT_NAME, Color, StackConfig, full_key, repository_of
 from release.engine import ConfigEntry, Engine, StackConfigValues
 from release.errors import (
     ConcurrentReleaseError,
@@ -39,6 +39,8 @@ from release.history import (
     last_succeeded_update,
     parse_history,
 )
+from release.notify import NO_NOTIFIER, NotificationResult, Notifier, PendingNotification
+from release.notify import message as notify_message
 from release.records import ReleaseRecord
 from release.report import (
     HEALTHY,
@@ -96,8 +98,13 @@ def deploy(
     project_dir: Path,
     checker: Checker = default_checker,
     progress: Progress = lambda message: None,
+    notifier: Notifier = NO_NOTIFIER,
 ) -> ReleaseReport:
-    """Run the four steps; on any failure roll back automatically. Returns the report."""
+    """Run the four steps; on any failure roll back automatically. Returns the report.
+
+    Notifications: break-glass before the first update, a promotion before its verify record, a
+    failed release in the background while the rollback runs (never delaying it).
+    """
     report = ReleaseReport("deploy", request.stack, service=request.service, image=request.image)
     current = engine.get_config(request.stack)
     entries = parse_history(engine.history(request.stack))
@@ -123,6 +130,12 @@ def deploy(
     promoted[request.service]["activeColor"] = idle.value
     because = f": {request.reason}" if request.reason else ""
     previous = release.images.of(release.active_color)
+    stage_notification: dict[str, Any] = {}
+    if request.break_glass:
+        detail = (
+            f"break-glass: {request.break_glass.get('reason')}; skipped: {request.break_glass.get('skipped')}"
+        )
+        stage_notification = _notify(notifier, report, request, "break-glass release", detail).to_json()
     stable_urn = service_urns(request.stack, PROJECT_NAME, request.service)[0]
 
     steps: list[Callable[[], Step]] = [
@@ -131,7 +144,7 @@ def deploy(
             engine,
             request.stack,
             {RELEASES_KEY: ConfigEntry(staged)},
-            request.record("stage", previous=previous).message(
+            request.record("stage", previous=previous, notification=stage_notification).message(
                 f"release deploy {request.service}: {idle.value} <- {request.image}{because}"
             ),
             progress,
@@ -156,17 +169,53 @@ def deploy(
         if not step.succeeded:
             report.failure = f"{step.name}: {step.detail}"
             progress(f"{step.name} failed: {step.detail}; rolling back")
+            text = notify_text(request, "release failed, rolling back", report.failure)
+            pending = notifier.start("failed release", text)
             _roll_back(
-                engine, request, project_dir, baseline, current, checker, stable_urls, report, progress
+                engine,
+                request,
+                project_dir,
+                baseline,
+                current,
+                checker,
+                stable_urls,
+                report,
+                progress,
+                pending,
             )
+            final = pending.result(notifier.timeout_seconds + 1)
+            report.notifications.append(final or NotificationResult("failed release", False, "still sending"))
             return report
-    _record_verification(engine, request, report, stable_urn, progress)
+    notification: dict[str, Any] = {}
+    if request.promoted_from:
+        detail = f"promoted from {request.promoted_from}; approval: {request.approval or 'not required'}"
+        notification = _notify(notifier, report, request, "promotion", detail).to_json()
+    _record_verification(engine, request, report, stable_urn, progress, notification)
     progress(f"{request.service} on {request.stack} is {HEALTHY} on {idle.value} ({request.image})")
     return report
 
 
+def _notify(
+    notifier: Notifier, report: ReleaseReport, request: DeployRequest, event: str, detail: str
+) -> NotificationResult:
+    result = notifier.send(event, notify_text(request, event, detail))
+    report.notifications.append(result)
+    return result
+
+
+def notify_text(request: DeployRequest, event: str, detail: str) -> str:
+    return notify_message(
+        event, request.stack, request.service, request.image, request.operator, request.run, detail
+    )
+
+
 def _record_verification(
-    engine: Engine, request: DeployRequest, report: ReleaseReport, stable_urn: str, progress: Progress
+    engine: Engine,
+    request: DeployRequest,
+    report: ReleaseReport,
+    stable_urn: str,
+    progress: Progress,
+    notification: dict[str, Any],
 ) -> None:
     """Write the evidence that this digest passed its health window into the stack's history.
 
@@ -175,7 +224,7 @@ def _record_verification(
     """
     verdict = report.steps[-1].verdict
     window = {"seconds": round(report.steps[-1].seconds, 3), "probes": len(verdict.probes) if verdict else 0}
-    message = request.record("verify", window=window).message(
+    message = request.record("verify", window=window, notification=notification).message(
         f"release verified {request.service}: {request.image} healthy on {request.stack}"
     )
     step = up_step("record", engine, request.stack, {}, message, progress, targets=[stable_urn])
@@ -223,10 +272,7 @@ def _refuse_bad_request(request: DeployRequest, stack_config: StackConfig) -> No
             )
         )
     elif request.service in releases:
-        repositories = {
-            image.split("@")[0].rsplit(":", 1)[0] if "@" in image else image.rsplit(":", 1)[0]
-            for image in (releases[request.service].images.of(color) for color in Color)
-        }
+        repositories = {repository_of(releases[request.service].images.of(color)) for color in Color}
         if matched.group("repository") not in repositories:
             problems.append(
                 ConfigProblem(
@@ -265,6 +311,7 @@ def _roll_back(
     stable_urls: Sequence[str],
     report: ReleaseReport,
     progress: Progress,
+    notification: PendingNotification,
 ) -> None:
     """Abort: restore the last good config and check the stable Service again."""
     started = time.monotonic()
@@ -281,6 +328,7 @@ def _roll_back(
             reason=f"release of {request.image} failed at {report.failure.split(':')[0]}",
             revokes=[request.image],
             run=request.run,
+            notification=_so_far(notification),
         )
     except RollbackRefusedError as error:
         report.phase = ROLLBACK_FAILED
@@ -306,6 +354,12 @@ def _roll_back(
     check = recheck_stable(restored, request.service, checker, stable_urls, progress)
     report.steps.append(check)
     report.phase = ROLLED_BACK if check.succeeded else ROLLBACK_FAILED
+
+
+def _so_far(pending: PendingNotification) -> dict[str, Any]:
+    """The failed-release notification's outcome if known by now; the rollback never waits for it."""
+    result = pending.result(0)
+    return result.to_json() if result else {"event": pending.event, "sent": "pending"}
 
 
 def _pre_release_entry(before_release: StackConfigValues) -> HistoryEntry:

@@ -10,6 +10,7 @@
     │   ├── EngineUnavailableError   no Pulumi CLI on PATH (exit 3)
     │   └── ConcurrentReleaseError   another release or update holds the stack (exit 4)
     ├── HistoryError             stack history lacks what a rollback needs (exit 5)
+    ├── PromotionRefusedError    a promotion that breaks a gate rule (exit 2); names every rule
     ├── RollbackRefusedError     a rollback that would run code against a schema it may not
     │                            understand, refused without --force (exit 5)
     └── UnhealthyError           a health check reached a Degraded verdict (exit 1); keeps the verdict
@@ -174,3 +175,20 @@ class UnhealthyError(ReleaseError):
         self.what = what
         self.verdict = verdict
         super().__init__(f"{what}: unhealthy: {verdict.reason}")
+
+
+class PromotionRefusedError(ReleaseError):
+    """A promotion (or a deploy) that breaks a gate rule; `violations` names each rule and its fix.
+
+    Raised before any engine call that changes something: a refused promotion changes nothing.
+    """
+
+    exit_code = EXIT_CONFIG_ERROR
+
+    def __init__(self, source: str, target: str, what: str, violations: list[Any]) -> None:
+        self.source = source
+        self.target = target
+        self.violations = list(violations)
+        lines = [f"promotion of {what} from '{source}' to '{target}' refused; nothing was changed:"]
+        lines += [f"  - {violation.render()}" for violation in self.violations]
+        super().__init__("\n".join(lines))

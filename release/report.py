@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from components.config import HealthCheckSettings, StackConfig
 from release.engine import ConfigEntry, Engine, UpdateOutcome
 from release.health import Verdict, check_sync
+from release.notify import NotificationResult
 from release.records import summary_of
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class ReleaseReport:
     failure: str = ""
     rollback: RollbackPlan | None = None
     notes: list[str] = field(default_factory=list)
+    notifications: list[NotificationResult] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -91,6 +93,7 @@ class ReleaseReport:
             "steps": [step.to_json() for step in self.steps],
             "rollback": None if self.rollback is None else self.rollback.to_json(),
             "notes": self.notes,
+            "notifications": [result.to_json() for result in self.notifications],
             "exitCode": self.exit_code,
         }
 
@@ -105,6 +108,10 @@ class ReleaseReport:
         if self.rollback is not None:
             lines += ["  " + line for line in self.rollback.render().splitlines()]
         lines += [f"  note: {note}" for note in self.notes]
+        lines += [
+            f"  notification ({result.event}): {'sent' if result.sent else 'NOT sent: ' + result.error}"
+            for result in self.notifications
+        ]
         return "\n".join(lines) + "\n"
 
 

@@ -177,6 +177,7 @@ def execute_rollback(
     reason: str = "",
     revokes: Sequence[str] | None = None,
     run: str = "",
+    notification: dict[str, Any] | None = None,
 ) -> UpdateOutcome | None:
     """Apply `plan` (None when there is nothing to restore). Refuses migration risks unless forced.
 
@@ -201,6 +202,7 @@ def execute_rollback(
         run=run,
         revokes=tuple(plan.moved_away if revokes is None else revokes),
         reason=reason,
+        notification=notification or {},
     )
     return engine.up(plan.stack, plan.restore, record.message(summary), targets=plan.targets)
 
