@@ -57,6 +57,8 @@ class FakeEngine(Engine):
         self.numbered_versions = numbered_versions
         self.stacks: dict[str, FakeStack] = {}
         self.ups: list[UpCall] = []
+        self.calls: list[tuple[str, str]] = []
+        """Every Engine method called, as (method, stack), in order: refused requests must make none."""
         self._failures: dict[int, str] = {}
         self._lock_holder = ""
         self._clock = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -80,6 +82,7 @@ class FakeEngine(Engine):
         if deploy:
             self.up(stack, {}, "initial deploy [by test-setup]")
             self.ups.clear()
+            self.calls.clear()
         return self.stacks[stack]
 
     def fail_up(self, nth: int, error: str) -> None:
@@ -102,6 +105,7 @@ class FakeEngine(Engine):
     # -- Engine ---------------------------------------------------------------------------------
 
     def get_config(self, stack: str) -> StackConfigValues:
+        self.calls.append(("get_config", stack))
         return copy.deepcopy(self.stacks[stack].config)
 
     def up(
@@ -112,6 +116,7 @@ class FakeEngine(Engine):
         targets: Sequence[str] = (),
         on_output: Any = None,
     ) -> UpdateOutcome:
+        self.calls.append(("up", stack))
         state = self.stacks[stack]
         call = UpCall(stack, copy.deepcopy(dict(config)), message, list(targets))
         before = copy.deepcopy(state.config)
@@ -148,18 +153,22 @@ class FakeEngine(Engine):
         return outcome
 
     def preview(self, stack: str) -> dict[str, int]:
+        self.calls.append(("preview", stack))
         state = self.stacks[stack]
         run = self._evaluate(stack, state.config)
         changed = sum(1 for resource in run.resources if state.deployed.get(resource.urn) != resource.inputs)
         return {"update": changed, "same": len(run.resources) - changed}
 
     def history(self, stack: str) -> list[dict[str, Any]]:
+        self.calls.append(("history", stack))
         return copy.deepcopy(self.stacks[stack].history)
 
     def outputs(self, stack: str) -> dict[str, Any]:
+        self.calls.append(("outputs", stack))
         return copy.deepcopy(self.stacks[stack].outputs)
 
     def refresh(self, stack: str) -> UpdateOutcome:
+        self.calls.append(("refresh", stack))
         return UpdateOutcome(True, 0.0, {"same": len(self.stacks[stack].deployed)})
 
     # -- plumbing -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 Reply = tuple[int, dict[str, object]]
 Behaviour = Callable[[int], Reply]
@@ -42,8 +43,10 @@ def sequence(*statuses: int) -> Behaviour:
 
 
 @contextmanager
-def serve(behaviour: Behaviour) -> Iterator[str]:
-    """Start a server answering every path with `behaviour`; yields its base URL."""
+def serve(behaviour: Behaviour, received: list[Any] | None = None) -> Iterator[str]:
+    """Start a server answering every GET and POST with `behaviour`; yields its base URL.
+
+    The JSON body of every POST is appended to `received` (a webhook test reads what was sent)."""
     counter = {"requests": 0}
     lock = threading.Lock()
 
@@ -62,6 +65,13 @@ def serve(behaviour: Behaviour) -> Iterator[str]:
                 self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the checker gave up on a slow answer
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            if received is not None:
+                received.append(json.loads(body or b"null"))
+            self.do_GET()
 
         def log_message(self, format: str, *args: object) -> None:
             pass

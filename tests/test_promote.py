@@ -1,0 +1,177 @@
+"""`release promote` end to end against the engine double: verified digests move, the rest is refused.
+
+Refused requests change nothing: those decided offline make no engine call at all; those decided
+on the source's history only read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from release.deploy import deploy
+from release.errors import ConfigError, PromotionRefusedError, UsageError
+from release.gates import finished_at
+from release.history import parse_history
+from release.notify import Notifier
+from release.promote import PromoteRequest, promote, reject, review
+from tests.conftest import ROOT
+from tests.fake_engine import FakeEngine
+from tests.http_servers import healthy, serve
+from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, NEWER_API, Cluster, cluster, fake_engine
+
+MONDAY_MORNING = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@contextmanager
+def two_stacks() -> Iterator[tuple[FakeEngine, Cluster, Cluster]]:
+    engine = fake_engine("staging")
+    engine.add_stack("production", edit={"platform:healthCheck": FAST_HEALTH_CHECK})
+    with ExitStack() as stack:
+        staging = stack.enter_context(cluster(engine, "staging"))
+        production = stack.enter_context(cluster(engine, "production"))
+        yield engine, staging, production
+
+
+def verified_in_staging(engine: FakeEngine, staging: Cluster, image: str = NEW_API) -> datetime:
+    assert deploy(engine, staging.request(image), ROOT).phase == "Healthy"
+    engine.calls.clear()
+    return finished_at(parse_history(engine.history("staging"))[0])
+
+
+def request(production: Cluster, **options: Any) -> PromoteRequest:
+    values: dict[str, Any] = {
+        "source": "staging",
+        "target": "production",
+        "service": "api",
+        "actor": "alice",
+        "approval_ref": "CHG-1234",
+        "approver": "bob",
+        "preview_urls": [production.preview_url],
+        "stable_urls": [production.stable_url],
+        **options,
+    }
+    return PromoteRequest(**values)
+
+
+def test_a_verified_soaked_digest_is_promoted_byte_identical_with_its_approval_recorded() -> None:
+    with two_stacks() as (engine, staging, production):
+        verified = verified_in_staging(engine, staging)
+        report = promote(engine, request(production), ROOT, {}, now=verified + timedelta(minutes=31))
+        assert report.phase == "Healthy" and report.command == "promote"
+        assert engine.serving("production", "api") == NEW_API
+    records = [entry.record for entry in parse_history(engine.history("production"))[:3]]
+    assert [record.event for record in records if record] == ["verify", "switch", "stage"]
+    assert all(record and record.image == NEW_API for record in records)
+    assert all(record and record.promoted_from == "staging" for record in records)
+    assert records[0] and records[0].approval == {"ref": "CHG-1234", "approver": "bob", "source": "flag"}
+
+
+def refused(engine: FakeEngine, production: Cluster, now: datetime = MONDAY_MORNING, **options: Any) -> str:
+    with pytest.raises((PromotionRefusedError, ConfigError, UsageError)) as raised:
+        promote(engine, request(production, **options), ROOT, {}, now=now)
+    assert not [call for call in engine.calls if call[0] == "up"]
+    return str(raised.value)
+
+
+def test_an_unverified_digest_is_refused_before_any_change() -> None:
+    with two_stacks() as (engine, staging, production):
+        staging.bad.add(NEW_API)
+        deploy(engine, staging.request(NEW_API), ROOT)  # fails, rolled back: never verified
+        engine.calls.clear()
+        message = refused(engine, production, digest="sha256:" + "ab" * 32)
+    assert "[verified]" in message and "no verify record" in message
+
+
+def test_a_digest_never_deployed_in_the_source_is_refused() -> None:
+    with two_stacks() as (engine, _, production):
+        message = refused(engine, production, digest="sha256:" + "ef" * 32)
+    assert "never deployed in staging" in message
+
+
+def test_a_rejected_digest_is_refused() -> None:
+    with two_stacks() as (engine, staging, production):
+        verified = verified_in_staging(engine, staging)
+        reject(engine, "staging", "api", "sha256:" + "ab" * 32, "corrupts carts on retry", "carol", {})
+        engine.calls.clear()
+        message = refused(engine, production, now=verified + timedelta(hours=1))
+    assert "[rejected]" in message and "corrupts carts on retry" in message
+
+
+def test_a_digest_younger_than_the_soak_time_is_refused_with_the_time_left() -> None:
+    with two_stacks() as (engine, staging, production):
+        verified = verified_in_staging(engine, staging)
+        message = refused(engine, production, now=verified + timedelta(minutes=10))
+    assert "[soak]" in message and "wait 20 min more" in message
+
+
+def test_offline_refusals_make_no_engine_call_at_all() -> None:
+    with two_stacks() as (engine, _, production):
+        cases: dict[str, dict[str, Any]] = {
+            "four-eyes": {"approver": "alice"},
+            "stage": {"source": "dev"},
+            "approval": {"approval_ref": None},
+            "reason": {"break_glass_reason": "urgent"},
+        }
+        for rule, options in cases.items():
+            assert f"[{rule}]" in refused(engine, production, **options)
+        friday_evening = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
+        assert "[freeze]" in refused(engine, production, now=friday_evening)
+        assert "never a tag" in refused(engine, production, digest="latest")
+        assert "unknown service" in refused(engine, production, service="search")
+        assert engine.calls == []
+
+
+def test_every_broken_rule_is_reported_at_once() -> None:
+    with two_stacks() as (engine, _, production):
+        message = refused(engine, production, source="dev", approval_ref=None)
+    assert "[stage]" in message and "[approval]" in message
+
+
+def test_break_glass_skips_the_gates_names_them_and_notifies() -> None:
+    posted: list[Any] = []
+    with two_stacks() as (engine, _, production), serve(healthy(), posted) as webhook:
+        staging_image = engine.serving("staging", "api")  # verified? no: only deployed initially
+        report = promote(
+            engine,
+            request(production, break_glass_reason="checkout is down since 11:40"),
+            ROOT,
+            {},
+            now=datetime(2026, 11, 27, 17, 0, tzinfo=UTC),  # inside the weekend freeze
+            notifier=Notifier(webhook),
+        )
+    assert report.phase == "Healthy"
+    stage = parse_history(engine.history("production"))[2].record
+    assert stage is not None and stage.event == "stage" and stage.image == staging_image
+    assert stage.break_glass == {"reason": "checkout is down since 11:40", "skipped": ["freeze", "verified"]}
+    assert stage.notification == {"event": "break-glass release", "sent": True}
+    assert any(note.startswith("BREAK-GLASS") for note in report.notes)
+    assert "break-glass" in posted[0]["text"] and "sha256:" in posted[0]["text"]
+
+
+def test_a_direct_review_by_the_releaser_is_refused_and_by_someone_else_recorded() -> None:
+    with two_stacks() as (engine, _, production):
+        promote(
+            engine,
+            request(production, break_glass_reason="checkout is down since 11:40"),
+            ROOT,
+            {},
+            now=MONDAY_MORNING,
+        )
+        stage_number = parse_history(engine.history("production"))[2].number
+        with pytest.raises(UsageError, match="someone else reviews it"):
+            review(engine, "production", stage_number, "looked fine", "alice", {})
+        recorded = review(engine, "production", stage_number, "fix was right; INC-7 closed", "bob", {})
+    assert recorded.reviews == stage_number
+
+
+def test_a_newer_verified_digest_replaces_the_old_one_as_what_is_promoted_by_default() -> None:
+    with two_stacks() as (engine, staging, production):
+        verified_in_staging(engine, staging, NEW_API)
+        verified = verified_in_staging(engine, staging, NEWER_API)
+        promote(engine, request(production), ROOT, {}, now=verified + timedelta(minutes=31))
+        assert engine.serving("production", "api") == NEWER_API
