@@ -1,0 +1,303 @@
+"""`release audit` and `release status`: read back from stack history what happened and where things stand.
+
+Audit: one row per update in each stack's history: releases, promotions, verifications, rollbacks,
+rejections, reviews (from their release records), and foreign updates (a plain `pulumi up`), with
+time, actor, stack, service, digest before -> after, approval or reason, result and duration.
+Break-glass releases that nobody else has reviewed yet are listed apart.
+
+Status: per stack and service, the active colour, the image of each colour, whether the active one
+is verified, and what waits to be promoted (a source stack's verified digest its target lacks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from components.config import ProjectSettings
+from release.gates import evidence_for, finished_at
+from release.history import HistoryEntry
+
+EVENT_NAMES = {
+    "stage": "release",
+    "switch": "switch",
+    "verify": "verification",
+    "rollback": "rollback",
+    "reject": "rejection",
+    "review": "review",
+}
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    time: str
+    stack: str
+    number: int
+    event: str
+    actor: str
+    service: str
+    before: str
+    after: str
+    approval_or_reason: str
+    result: str
+    seconds: float | None
+    break_glass: bool = False
+    run: str = ""
+    notification: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "stack": self.stack,
+            "number": self.number,
+            "event": self.event,
+            "actor": self.actor,
+            "service": self.service,
+            "before": self.before,
+            "after": self.after,
+            "approvalOrReason": self.approval_or_reason,
+            "result": self.result,
+            "seconds": self.seconds,
+            "breakGlass": self.break_glass,
+            "run": self.run or None,
+            "notification": self.notification or None,
+        }
+
+
+def audit_rows(stack: str, entries: Sequence[HistoryEntry], since: datetime | None = None) -> list[AuditRow]:
+    """Rows for one stack's history (newest first), optionally only those finished at or after `since`."""
+    rows = []
+    for index, entry in enumerate(entries):
+        if since is not None and finished_at(entry) < since:
+            continue
+        older = entries[index + 1] if index + 1 < len(entries) else None
+        rows.append(_row(stack, entry, older))
+    return rows
+
+
+def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRow:
+    record = entry.record
+    services = record.service.split(",") if record and record.service else sorted(entry.services)
+    before = _active_images(older, services) if older else ""
+    after = _active_images(entry, services)
+    if record is None:
+        event = f"{entry.kind} (foreign)"
+        why = entry.message
+    else:
+        event = EVENT_NAMES[record.event]
+        if record.event == "stage" and record.promoted_from:
+            event = f"promotion from {record.promoted_from}"
+        if record.event in ("stage", "switch") and record.previous:
+            before = record.previous
+        if record.event in ("stage", "verify"):
+            after = record.image
+        if record.event == "reject":
+            before, after = ", ".join(record.revokes), "(rejected)"
+        if record.event == "review":
+            event = f"review of entry {record.reviews}"
+        why = _approval_or_reason(record.approval, record.break_glass, record.reason)
+    return AuditRow(
+        time=entry.end_time or entry.start_time,
+        stack=stack,
+        number=entry.number,
+        event=event,
+        actor=record.actor if record else entry.operator,
+        service=",".join(services),
+        before=before,
+        after=after,
+        approval_or_reason=why,
+        result=entry.result,
+        seconds=_duration(entry),
+        break_glass=bool(record and record.break_glass),
+        run=record.run if record else "",
+        notification=_notification(record.notification) if record else "",
+    )
+
+
+def unreviewed_break_glass(stack: str, entries: Sequence[HistoryEntry]) -> list[AuditRow]:
+    """Break-glass releases (their first update) that no later `review` record acknowledges."""
+    reviewed = {entry.record.reviews for entry in entries if entry.record and entry.record.event == "review"}
+    rows = []
+    for index, entry in enumerate(entries):
+        record = entry.record
+        if record and record.event == "stage" and record.break_glass and entry.number not in reviewed:
+            older = entries[index + 1] if index + 1 < len(entries) else None
+            rows.append(_row(stack, entry, older))
+    return rows
+
+
+def _active_images(entry: HistoryEntry, services: Sequence[str]) -> str:
+    states = entry.services
+    return ", ".join(states[name].active_image for name in services if name in states)
+
+
+def _approval_or_reason(approval: Mapping[str, str], break_glass: Mapping[str, Any], reason: str) -> str:
+    parts = []
+    if approval:
+        parts.append(f"approved {approval.get('ref')} by {approval.get('approver') or '?'}")
+    if break_glass:
+        skipped = ", ".join(break_glass.get("skipped") or [])
+        parts.append(f"BREAK-GLASS: {break_glass.get('reason')} (skipped {skipped})")
+    if reason and not break_glass:
+        parts.append(reason)
+    return "; ".join(parts)
+
+
+def _notification(notification: Mapping[str, Any]) -> str:
+    if not notification:
+        return ""
+    if notification.get("sent") is True:
+        return f"{notification.get('event')}: sent"
+    return f"{notification.get('event')}: NOT sent ({notification.get('error') or notification.get('sent')})"
+
+
+def _duration(entry: HistoryEntry) -> float | None:
+    if not entry.end_time:
+        return None
+    start = entry.start_time.replace("Z", "+0000")
+    end = entry.end_time.replace("Z", "+0000")
+    pattern = "%Y-%m-%dT%H:%M:%S.%f%z"
+    return (datetime.strptime(end, pattern) - datetime.strptime(start, pattern)).total_seconds()
+
+
+AUDIT_HEADER = [
+    "time",
+    "stack",
+    "#",
+    "event",
+    "actor",
+    "service",
+    "before -> after",
+    "approval / reason",
+    "result",
+    "s",
+]
+
+
+def _cells(row: AuditRow) -> list[str]:
+    return [
+        row.time[:19],
+        row.stack,
+        str(row.number),
+        ("BREAK-GLASS " if row.break_glass else "") + row.event,
+        row.actor,
+        row.service,
+        f"{_short(row.before)} -> {_short(row.after)}",
+        row.approval_or_reason,
+        row.result,
+        "" if row.seconds is None else f"{row.seconds:.0f}",
+    ]
+
+
+def render_audit(rows: Sequence[AuditRow], unreviewed: Sequence[AuditRow], markdown: bool) -> str:
+    lines = _table(AUDIT_HEADER, [_cells(row) for row in rows], markdown)
+    title = "break-glass releases awaiting review (`release review <stack> <#> --note ...`)"
+    lines += ["", f"## {title}" if markdown else title]
+    if unreviewed:
+        lines += _table(AUDIT_HEADER, [_cells(row) for row in unreviewed], markdown)
+    else:
+        lines.append("none")
+    return "\n".join(lines) + "\n"
+
+
+def _table(header: list[str], body: list[list[str]], markdown: bool) -> list[str]:
+    if markdown:
+        return [
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+            *("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body),
+        ]
+    return ["  ".join(header), *("  ".join(row) for row in body)]
+
+
+def _short(images: str) -> str:
+    """`registry/.../api@sha256:<64 hex>` -> `api@sha256:<12 hex>`, for tables (JSON keeps them whole)."""
+    shown = []
+    for image in images.split(", "):
+        if "@sha256:" in image:
+            repository, digest = image.split("@sha256:", 1)
+            shown.append(f"{repository.rsplit('/', 1)[-1]}@sha256:{digest[:12]}")
+        elif image:
+            shown.append(image)
+    return ", ".join(shown) or "-"
+
+
+# --------------------------------------------------------------------------------------------------
+# Status
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    stack: str
+    service: str
+    active_color: str
+    images: dict[str, str]
+    verified: bool
+    waiting: str = ""
+    """The image live and verified in this stack's source that this stack does not run yet."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "service": self.service,
+            "activeColor": self.active_color,
+            "images": self.images,
+            "activeVerified": self.verified,
+            "waitingForPromotion": self.waiting or None,
+        }
+
+
+def stack_status(
+    project: ProjectSettings,
+    histories: Mapping[str, Sequence[HistoryEntry]],
+    releases: Mapping[str, Mapping[str, Any]],
+) -> list[ServiceStatus]:
+    """`releases`: stack -> the `platform:releases` value it holds now; `histories`: stack -> entries."""
+    rows = []
+    for stack, stack_releases in releases.items():
+        source = (
+            project.stack_policies[stack].promotion.promote_from if stack in project.stack_policies else None
+        )
+        for service, release in sorted(stack_releases.items()):
+            active = str(release["images"][release["activeColor"]])
+            evidence = evidence_for(stack, histories.get(stack, []), service, active, live=True)
+            waiting = ""
+            if source is not None and source in releases and service in releases[source]:
+                source_release = releases[source][service]
+                source_active = str(source_release["images"][source_release["activeColor"]])
+                source_evidence = evidence_for(
+                    source, histories.get(source, []), service, source_active, live=True
+                )
+                if source_active != active and source_evidence.verified and not source_evidence.revoked:
+                    waiting = source_active
+            rows.append(
+                ServiceStatus(
+                    stack,
+                    service,
+                    str(release["activeColor"]),
+                    {str(color): str(image) for color, image in release["images"].items()},
+                    evidence.verified is not None and evidence.revoked is None,
+                    waiting,
+                )
+            )
+    return rows
+
+
+def render_status(rows: Sequence[ServiceStatus], markdown: bool = False) -> str:
+    header = ["stack", "service", "active", "blue", "green", "verified", "waiting for promotion"]
+    body = [
+        [
+            row.stack,
+            row.service,
+            row.active_color,
+            _short(row.images.get("blue", "")),
+            _short(row.images.get("green", "")),
+            "yes" if row.verified else "no",
+            _short(row.waiting) if row.waiting else "-",
+        ]
+        for row in rows
+    ]
+    return "\n".join(_table(header, body, markdown)) + "\n"
