@@ -3,7 +3,13 @@
     release plan <stack> | --all          offline: what each stack declares, and parity (release.plan)
     release deploy <stack> --service S --image REPO@sha256:...   blue-green release (release.deploy)
     release rollback <stack> [--to-version N] [--dry-run]        restore from history (release.rollback)
+    release promote <from> <to> --service S [--digest sha256:...] gated promotion (release.promote)
+    release reject <stack> --service S --digest D --reason ...   never promote D again (release.promote)
+    release review <stack> <#> --note ...                        acknowledge a break-glass (release.promote)
     release history <stack>                                      who released what, when (release.history)
+    release audit [<stack>] [--since DATE] [--markdown]          the change record (release.audit)
+    release status                                               colours, digests, verified, waiting
+    release diff <a> <b>                                         knobs and parity violations (release.plan)
     release health-check --url URL ...                           one health check (release.health)
 
 Shared options are defined once (`--json`, `--verbose`, `--project-dir`, `--operator`). Progress goes
@@ -24,19 +30,25 @@ import argparse
 import getpass
 import json
 import os
+import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from components.config import HealthCheckSettings, full_key
 from release import plan as plan_command
+from release.audit import audit_rows, render_audit, render_status, stack_status, unreviewed_break_glass
 from release.deploy import DeployRequest, deploy
 from release.engine import AutomationEngine, Engine
 from release.errors import EXIT_CONFIG_ERROR, ReleaseError, UsageError
+from release.gates import run_url
 from release.health import Probe, check_sync, parse_expect_json
-from release.history import parse_history, render_history
+from release.history import RELEASES_KEY, parse_history, render_history
 from release.locking import release_lock
+from release.notify import Notifier
+from release.promote import PromoteRequest, project_settings, promote, reject, review
 from release.report import ReleaseReport
 from release.rollback import RollbackRequest, rollback
 from release.stack_files import project_dir_of, read_stack_file, stack_names
@@ -61,11 +73,20 @@ def _shared_options() -> argparse.ArgumentParser:
 def _operator_option() -> argparse.ArgumentParser:
     operator = argparse.ArgumentParser(add_help=False)
     operator.add_argument(
+        "--actor",
         "--operator",
-        default=os.environ.get("RELEASE_OPERATOR") or _login(),
-        help="who is releasing, recorded in stack history (default: $RELEASE_OPERATOR, else your login)",
+        dest="operator",
+        default=None,
+        help="who is releasing, recorded in stack history (default: $RELEASE_OPERATOR, "
+        "$GITHUB_ACTOR in GitHub Actions, git config user.name, your login)",
     )
     operator.add_argument("--reason", default="", help="why, recorded in stack history")
+    operator.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="also write a markdown report here (and to $GITHUB_STEP_SUMMARY when it is set)",
+    )
     return operator
 
 
@@ -127,6 +148,64 @@ def build_parser() -> argparse.ArgumentParser:
     rollback_verb.add_argument("--no-health-check", action="store_true", help="skip the check after the up")
     _url_option(rollback_verb, "--stable-url", "stable")
 
+    promote_verb = verbs.add_parser(
+        "promote",
+        parents=[shared, operator],
+        help="release the digest verified in one stack to the next, if its gates allow",
+        description="Take the digest live and verified in <from> (or --digest, which must be verified "
+        "there) and run the blue-green release on <to>, after checking <to>'s promotion gate in "
+        "Pulumi.yaml (stage, verified, soak, freshness, approval, four eyes, freeze windows).",
+    )
+    promote_verb.add_argument("source", metavar="from")
+    promote_verb.add_argument("target", metavar="to")
+    promote_verb.add_argument("--service", required=True)
+    promote_verb.add_argument("--digest", help="sha256:<64 hex> (default: the one live in <from>)")
+    promote_verb.add_argument("--approval", help="the approval reference: a change ticket, a review URL")
+    promote_verb.add_argument(
+        "--approver", help="who approved (must differ from the actor where four eyes apply)"
+    )
+    promote_verb.add_argument(
+        "--break-glass",
+        action="store_true",
+        help="skip the verified, soak and freeze gates (never approval, never the record); needs --reason",
+    )
+    _url_option(promote_verb, "--preview-url", "preview")
+    _url_option(promote_verb, "--stable-url", "stable")
+
+    reject_verb = verbs.add_parser(
+        "reject", parents=[shared, operator], help="mark a digest as never to be promoted again"
+    )
+    reject_verb.add_argument("stack")
+    reject_verb.add_argument("--service", required=True)
+    reject_verb.add_argument("--digest", required=True, help="sha256:<64 hex> or the full image reference")
+
+    review_verb = verbs.add_parser(
+        "review", parents=[shared, operator], help="acknowledge a break-glass release (someone else's)"
+    )
+    review_verb.add_argument("stack")
+    review_verb.add_argument("number", type=int, help="its number in `release audit`")
+    review_verb.add_argument("--note", required=True)
+
+    audit = verbs.add_parser(
+        "audit", parents=[shared], help="who did what, when: every release, promotion, rollback, verification"
+    )
+    audit.add_argument("stack", nargs="?", help="one stack (default: every Pulumi.<stack>.yaml)")
+    audit.add_argument("--since", help="only entries on or after this date (YYYY-MM-DD, UTC)")
+    audit.add_argument("--markdown", action="store_true", help="a markdown table")
+
+    status = verbs.add_parser(
+        "status", parents=[shared], help="per stack and service: colours, digests, verified, waiting"
+    )
+    status.add_argument("--markdown", action="store_true", help="a markdown table")
+
+    diff = verbs.add_parser(
+        "diff",
+        parents=[shared],
+        help="every difference between two stacks, knob or parity violation (offline); exit 1 on a violation",
+    )
+    diff.add_argument("stack_a")
+    diff.add_argument("stack_b")
+
     history = verbs.add_parser("history", parents=[shared], help="the stack's updates, newest first")
     history.add_argument("stack")
     history.add_argument("--limit", type=int, default=20, help="show at most N entries (0: all)")
@@ -159,6 +238,10 @@ def main(argv: Sequence[str] | None = None, engine_factory: EngineFactory | None
             return _plan(args, project_dir)
         if args.verb == "health-check":
             return _health_check(args, project_dir)
+        if args.verb == "diff":
+            return _diff(args, project_dir)
+        if getattr(args, "operator", "") is None:
+            args.operator = actor_from(os.environ)
         engine = make_engine(project_dir)
         if args.verb == "deploy":
             return _deploy(args, project_dir, engine)
@@ -166,6 +249,16 @@ def main(argv: Sequence[str] | None = None, engine_factory: EngineFactory | None
             return _rollback(args, project_dir, engine)
         if args.verb == "history":
             return _history(args, engine)
+        if args.verb == "promote":
+            return _promote(args, project_dir, engine)
+        if args.verb == "reject":
+            return _reject(args, engine)
+        if args.verb == "review":
+            return _review(args, engine)
+        if args.verb == "audit":
+            return _audit(args, project_dir, engine)
+        if args.verb == "status":
+            return _status(args, project_dir, engine)
     except ReleaseError as error:
         print(f"release: {error}", file=sys.stderr)
         return error.exit_code
@@ -185,6 +278,13 @@ def _emit(args: argparse.Namespace, document: Any, text: str) -> None:
 
 def _emit_report(args: argparse.Namespace, report: ReleaseReport) -> int:
     _emit(args, report.to_json(), report.render())
+    markdown = report.to_markdown()
+    if args.report is not None:
+        args.report.write_text(markdown)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a") as job_summary:
+            job_summary.write(markdown)
     return report.exit_code
 
 
@@ -208,6 +308,13 @@ def _plan(args: argparse.Namespace, project_dir: Path) -> int:
 
 
 def _deploy(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
+    gate = project_settings(project_dir).stack_policies.get(args.stack)
+    if gate is not None and gate.promotion.promote_from is not None:
+        source = gate.promotion.promote_from
+        raise UsageError(
+            f"'{args.stack}' receives digests by promotion only, from '{source}' (stackPolicies.{args.stack}"
+            f".promotion in Pulumi.yaml): `release promote {source} {args.stack} --service {args.service}`"
+        )
     request = DeployRequest(
         args.stack,
         args.service,
@@ -216,10 +323,97 @@ def _deploy(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
         reason=args.reason,
         preview_urls=list(args.preview_url),
         stable_urls=list(args.stable_url),
+        run=run_url(os.environ),
     )
+    notifier = Notifier.from_environment(os.environ)
     with release_lock(project_dir, args.stack, f"{args.operator}: release deploy {args.service}"):
-        report = deploy(engine, request, project_dir, progress=_progress)
+        report = deploy(engine, request, project_dir, progress=_progress, notifier=notifier)
     return _emit_report(args, report)
+
+
+def _promote(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
+    if args.break_glass and not args.reason:
+        raise UsageError(
+            '--break-glass needs --reason "<what broke, and why now>": it is recorded and reviewed'
+        )
+    request = PromoteRequest(
+        args.source,
+        args.target,
+        args.service,
+        args.operator,
+        digest=args.digest,
+        approval_ref=args.approval,
+        approver=args.approver,
+        break_glass_reason=args.reason if args.break_glass else None,
+        reason="" if args.break_glass else args.reason,
+        preview_urls=list(args.preview_url),
+        stable_urls=list(args.stable_url),
+    )
+    holder = f"{args.operator}: release promote {args.source} -> {args.target} {args.service}"
+    with release_lock(project_dir, args.target, holder):
+        report = promote(
+            engine,
+            request,
+            project_dir,
+            os.environ,
+            progress=_progress,
+            notifier=Notifier.from_environment(os.environ),
+        )
+    return _emit_report(args, report)
+
+
+def _reject(args: argparse.Namespace, engine: Engine) -> int:
+    record = reject(engine, args.stack, args.service, args.digest, args.reason, args.operator, os.environ)
+    _emit(args, record.to_json(), f"rejected {', '.join(record.revokes)} in {args.stack}: {record.reason}\n")
+    return 0
+
+
+def _review(args: argparse.Namespace, engine: Engine) -> int:
+    record = review(engine, args.stack, args.number, args.note, args.operator, os.environ)
+    _emit(args, record.to_json(), f"entry {args.number} of {args.stack} reviewed by {record.actor}\n")
+    return 0
+
+
+def _audit(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
+    stacks = [args.stack] if args.stack else stack_names(project_dir)
+    since = None
+    if args.since:
+        try:
+            since = datetime.strptime(args.since, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError as error:
+            raise UsageError(f"--since {args.since!r}: use YYYY-MM-DD") from error
+    rows, unreviewed = [], []
+    for stack in stacks:
+        entries = parse_history(engine.history(stack))
+        rows += audit_rows(stack, entries, since)
+        unreviewed += unreviewed_break_glass(stack, entries)
+    rows.sort(key=lambda row: row.time, reverse=True)
+    document = {
+        "rows": [row.to_json() for row in rows],
+        "breakGlassAwaitingReview": [row.to_json() for row in unreviewed],
+    }
+    _emit(args, document, render_audit(rows, unreviewed, markdown=args.markdown))
+    return 0
+
+
+def _status(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
+    project = project_settings(project_dir)
+    histories, releases = {}, {}
+    for stack in stack_names(project_dir):
+        histories[stack] = parse_history(engine.history(stack))
+        value = engine.get_config(stack).get(RELEASES_KEY)
+        releases[stack] = value.value if value is not None and isinstance(value.value, dict) else {}
+    rows = stack_status(project, histories, releases)
+    _emit(args, [row.to_json() for row in rows], render_status(rows, markdown=args.markdown))
+    return 0
+
+
+def _diff(args: argparse.Namespace, project_dir: Path) -> int:
+    report = plan_command.plan(
+        project_dir, [args.stack_a, args.stack_b], compare=True, progress=lambda _: None
+    )
+    _emit(args, plan_command.to_json(report), plan_command.render_differences(report))
+    return report.exit_code
 
 
 def _rollback(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
@@ -294,7 +488,19 @@ def _health_settings(args: argparse.Namespace, project_dir: Path) -> HealthCheck
         raise UsageError(f"health-check settings: {error}") from error
 
 
-def _login() -> str:
+def actor_from(env: Mapping[str, str]) -> str:
+    """Who is acting: $RELEASE_OPERATOR, else $GITHUB_ACTOR in CI, else git's user.name, else the login."""
+    named = env.get("RELEASE_OPERATOR") or env.get("GITHUB_ACTOR")
+    if named:
+        return named
+    try:
+        configured = subprocess.run(
+            ["git", "config", "user.name"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        configured = ""
+    if configured:
+        return configured
     try:
         return getpass.getuser()
     except (KeyError, OSError):

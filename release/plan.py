@@ -256,6 +256,15 @@ def render_text(report: PlanReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_differences(report: PlanReport) -> str:
+    """Only the differences between the stacks (and any refusal): what `release diff` prints."""
+    lines = [HONESTY_NOTE, ""]
+    for stack_plan in report.stacks:
+        if stack_plan.run is None:
+            lines += _render_stack(stack_plan)
+    return "\n".join([*lines, *_render_differences(report)]) + "\n"
+
+
 def _render_stack(stack_plan: StackPlan) -> list[str]:
     lines = []
     if stack_plan.run is None:

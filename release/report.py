@@ -97,6 +97,40 @@ class ReleaseReport:
             "exitCode": self.exit_code,
         }
 
+    def to_markdown(self) -> str:
+        """The report for humans in a PR or job summary: steps with timings, verdicts, what was restored."""
+        lines = [f"## release {self.command} {self.service} on `{self.stack}`: **{self.phase}**", ""]
+        if self.image:
+            lines.append(f"- image: `{self.image}`")
+        if self.failure:
+            lines.append(f"- failed: {self.failure}")
+        lines += [f"- {note}" for note in self.notes]
+        lines += ["", "| step | result | seconds | detail |", "|---|---|---|---|"]
+        for step in self.steps:
+            detail = step.detail.replace("|", "\\|")
+            lines.append(
+                f"| {step.name} | {'ok' if step.succeeded else 'FAILED'} | {step.seconds:.2f} | {detail} |"
+            )
+        verdicts = [step for step in self.steps if step.verdict is not None]
+        if verdicts:
+            lines += ["", "### Health verdicts", ""]
+            for step in verdicts:
+                assert step.verdict is not None
+                kinds = ", ".join(step.verdict.failure_kinds) or "none"
+                lines.append(
+                    f"- {step.name}: {step.verdict.phase}, {len(step.verdict.probes)} probes, "
+                    f"failures: {kinds}; {step.verdict.reason}"
+                )
+        if self.rollback is not None:
+            lines += ["", "### Rollback", "", "```", self.rollback.render().rstrip(), "```"]
+        if self.notifications:
+            lines += ["", "### Notifications", ""]
+            lines += [
+                f"- {result.event}: {'sent' if result.sent else 'NOT sent: ' + result.error}"
+                for result in self.notifications
+            ]
+        return "\n".join(lines) + "\n"
+
     def render(self) -> str:
         title = f"{self.command} {self.service} {self.image}".strip()
         lines = [f"{title} on '{self.stack}': {self.phase}"]

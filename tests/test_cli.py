@@ -61,53 +61,53 @@ def test_health_check_takes_its_defaults_from_the_stack(capsys: pytest.CaptureFi
 def test_deploy_prints_the_report_as_json_and_exits_0_when_healthy(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    engine = fake_engine()
-    with cluster(engine) as api:
+    engine = fake_engine("dev")
+    with cluster(engine, "dev") as api:
         code = run(
-            ["deploy", "staging", "--service", "api", "--image", NEW_API, *urls(api), "--json"],
+            ["deploy", "dev", "--service", "api", "--image", NEW_API, *urls(api), "--json"],
             engine,
         )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(captured.out)
     assert report["phase"] == "Healthy" and report["steps"][0]["step"] == "preview"
-    assert "release: preview: pulumi up -s staging" in captured.err  # progress on stderr
+    assert "release: preview: pulumi up -s dev" in captured.err  # progress on stderr
 
 
 def test_a_failed_deploy_exits_1_after_rolling_back(capsys: pytest.CaptureFixture[str]) -> None:
-    engine = fake_engine()
-    with cluster(engine) as api:
+    engine = fake_engine("dev")
+    with cluster(engine, "dev") as api:
         api.bad.add(NEW_API)
-        code = run(["deploy", "staging", "--service", "api", "--image", NEW_API, *urls(api)], engine)
+        code = run(["deploy", "dev", "--service", "api", "--image", NEW_API, *urls(api)], engine)
     assert code == 1
     assert "RolledBack" in capsys.readouterr().out
 
 
 def test_a_refused_deploy_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    engine = fake_engine()
-    assert run(["deploy", "staging", "--service", "api", "--image", "api:latest"], engine) == 2
+    engine = fake_engine("dev")
+    assert run(["deploy", "dev", "--service", "api", "--image", "api:latest"], engine) == 2
     assert "pinned by digest" in capsys.readouterr().err
 
 
 def test_history_prints_json_entries_newest_first(capsys: pytest.CaptureFixture[str]) -> None:
-    engine = fake_engine()
-    assert run(["history", "staging", "--json"], engine) == 0
+    engine = fake_engine("dev")
+    assert run(["history", "dev", "--json"], engine) == 0
     entries = json.loads(capsys.readouterr().out)
-    assert entries[0]["number"] == 1 and entries[0]["services"]["api"]["activeColor"] == "green"
+    assert entries[0]["number"] == 1 and entries[0]["services"]["api"]["activeColor"] == "blue"
 
 
 def test_rollback_dry_run_exits_0_and_changes_nothing(capsys: pytest.CaptureFixture[str]) -> None:
-    engine = fake_engine()
-    with cluster(engine) as api:
-        run(["deploy", "staging", "--service", "api", "--image", NEW_API, *urls(api)], engine)
+    engine = fake_engine("dev")
+    with cluster(engine, "dev") as api:
+        run(["deploy", "dev", "--service", "api", "--image", NEW_API, *urls(api)], engine)
     capsys.readouterr()
     ups = len(engine.ups)
-    assert run(["rollback", "staging", "--dry-run", "--json"], engine) == 0
+    assert run(["rollback", "dev", "--dry-run", "--json"], engine) == 0
     assert json.loads(capsys.readouterr().out)["phase"] == "Planned" and len(engine.ups) == ups
 
 
 def test_a_forced_rollback_needs_a_reason(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["rollback", "staging", "--force"], fake_engine()) == 2
+    assert run(["rollback", "dev", "--force"], fake_engine("dev")) == 2
     assert "--force needs --reason" in capsys.readouterr().err
 
 
@@ -115,7 +115,7 @@ def test_a_forced_rollback_needs_a_reason(capsys: pytest.CaptureFixture[str]) ->
 def test_engine_commands_without_the_pulumi_cli_exit_3_and_say_what_to_install(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    assert main(["history", "staging", "--project-dir", str(ROOT)]) == 3
+    assert main(["history", "dev", "--project-dir", str(ROOT)]) == 3
     assert "the Pulumi CLI is not on PATH" in capsys.readouterr().err
 
 
@@ -123,16 +123,16 @@ def test_a_second_release_on_the_same_stack_fails_at_once_naming_the_first(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     project = copy_project(tmp_path)
-    engine = fake_engine()
-    before = engine.get_config("staging")
-    with release_lock(project, "staging", "alice: release deploy api"):
+    engine = fake_engine("dev")
+    before = engine.get_config("dev")
+    with release_lock(project, "dev", "alice: release deploy api"):
         code = main(
-            ["deploy", "staging", "--service", "api", "--image", NEW_API, "--project-dir", str(project)],
+            ["deploy", "dev", "--service", "api", "--image", NEW_API, "--project-dir", str(project)],
             engine_factory=lambda _: engine,
         )
     assert code == 4
     assert "release lock held by alice: release deploy api" in capsys.readouterr().err
-    assert engine.ups == [] and engine.get_config("staging") == before
+    assert engine.ups == [] and engine.get_config("dev") == before
 
 
 def test_the_release_lock_is_released_when_a_release_ends(tmp_path: Path) -> None:
@@ -140,3 +140,12 @@ def test_the_release_lock_is_released_when_a_release_ends(tmp_path: Path) -> Non
         pass
     with release_lock(tmp_path, "staging", "bob"):
         pass
+
+
+def test_a_deploy_to_a_stack_that_takes_promotions_is_refused_before_any_engine_call(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine = fake_engine()
+    assert run(["deploy", "staging", "--service", "api", "--image", NEW_API], engine) == 2
+    assert "release promote dev staging --service api" in capsys.readouterr().err
+    assert engine.calls == []
