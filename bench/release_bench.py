@@ -4,6 +4,7 @@ Prints, on this machine:
 - the time from the first failing probe to the unhealthy verdict (the rollback decision) with the
   default health-check settings, for a service answering 500 and for one that hangs (timeouts),
   against the target `failures x interval + timeout`;
+- how long the promotion gate and the audit take to read 100 / 1,000 / 5,000 history entries;
 - how many resources the automatic rollback of a release that failed after the switch changes,
   targeted (the default) against a full `up` of the same restored config, for stacks of 1, 10 and
   50 services. The engine here is the test double (tests/fake_engine.py), which evaluates the real
@@ -27,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 SERVICE_COUNTS = (1, 10, 50)
+HISTORY_SIZES = (100, 1000, 5000)
 IMAGE = "registry.example.test/platform/api@sha256:" + "ab" * 32
 
 
@@ -77,6 +79,29 @@ def rollback_changes(project_dir: Path, stack: str, service: str, targeted: bool
     return len(rollback_up.changed_urns), len(engine.stacks[stack].deployed), planning[0]
 
 
+def history_seconds(size: int) -> tuple[float, float]:
+    """(parse history + gate evidence, audit rows) for `size` entries shaped like the CLI's JSON."""
+    from datetime import datetime, timedelta
+
+    from release.audit import audit_rows
+    from release.gates import evidence_for
+    from release.history import parse_history
+    from tests.history_data import GOOD, record, update
+
+    start = datetime(2026, 1, 1)
+    raw = [
+        update((start + timedelta(minutes=index)).isoformat(), record("verify" if index % 3 else "stage"))
+        for index in range(size)
+    ][::-1]
+    began = time.perf_counter()
+    entries = parse_history(raw)
+    evidence_for("staging", entries, "api", GOOD, live=True)
+    gated = time.perf_counter() - began
+    began = time.perf_counter()
+    audit_rows("staging", entries)
+    return gated, time.perf_counter() - began
+
+
 def main() -> None:
     synthetic_project = importlib.import_module("plan_bench").synthetic_project  # bench/ is on sys.path
 
@@ -97,6 +122,10 @@ def main() -> None:
             f"of the 2 it targets; a full up of the same restore changes {full} and diffs all {total}; "
             f"planned in {1000 * planning:.1f} ms"
         )
+    print("reading stack history (parse + gate evidence for one digest; audit rows):")
+    for size in HISTORY_SIZES:
+        gated, audited = history_seconds(size)
+        print(f"  {size:>5} entries: {1000 * gated:7.1f} ms; audit {1000 * audited:7.1f} ms")
 
 
 if __name__ == "__main__":

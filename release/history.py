@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from components.config import full_key, parse_engine_value
@@ -61,7 +62,7 @@ class HistoryEntry:
     def succeeded(self) -> bool:
         return self.result == "succeeded"
 
-    @property
+    @cached_property
     def record(self) -> ReleaseRecord | None:
         """The release record the release tool wrote into the message (None for a foreign update)."""
         return parse_record(self.message)
@@ -74,7 +75,7 @@ class HistoryEntry:
             return marked.group("operator")
         return self.environment.get("git.author") or self.environment.get("git.committer") or "-"
 
-    @property
+    @cached_property
     def services(self) -> dict[str, ServiceState]:
         """Each service's active colour and images, from this update's `platform:releases`."""
         entry = self.config.get(RELEASES_KEY)

@@ -19,6 +19,7 @@ import pytest
 from release.engine import AutomationEngine, ConfigEntry
 from release.errors import EngineError
 from release.history import RELEASES_KEY, parse_history
+from release.records import ReleaseRecord
 from tests.conftest import ROOT
 
 PULUMI = shutil.which("pulumi")
@@ -84,3 +85,11 @@ def test_up_writes_object_config_as_an_object_and_history_gives_it_back(engine: 
 def test_a_stack_that_does_not_exist_is_a_clear_engine_error(engine: AutomationEngine) -> None:
     with pytest.raises(EngineError, match="pulumi stack init production"):
         engine.get_config("production")
+
+
+def test_a_release_record_survives_the_backend_round_trip(engine: AutomationEngine) -> None:
+    record = ReleaseRecord("verify", "staging", "alice", service="api", image="r/api@sha256:" + "ab" * 32)
+    assert engine.up(
+        "staging", {RELEASES_KEY: ConfigEntry(releases("blue"))}, record.message("verified")
+    ).succeeded
+    assert parse_history(engine.history("staging"))[0].record == record

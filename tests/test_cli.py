@@ -149,3 +149,58 @@ def test_a_deploy_to_a_stack_that_takes_promotions_is_refused_before_any_engine_
     assert run(["deploy", "staging", "--service", "api", "--image", NEW_API], engine) == 2
     assert "release promote dev staging --service api" in capsys.readouterr().err
     assert engine.calls == []
+
+
+def test_break_glass_without_a_reason_exits_2_before_any_engine_call(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine = fake_engine()
+    argv = ["promote", "staging", "production", "--service", "api", "--approval", "CHG-1", "--break-glass"]
+    assert run(argv, engine) == 2
+    assert "--break-glass needs --reason" in capsys.readouterr().err
+    assert engine.calls == []
+
+
+def test_an_unverified_promotion_exits_2_and_names_the_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    engine = fake_engine()
+    engine.add_stack("production")
+    argv = [
+        "promote",
+        "staging",
+        "production",
+        "--service",
+        "api",
+        "--approval",
+        "CHG-1",
+        "--approver",
+        "bob",
+    ]
+    assert run([*argv, "--actor", "alice"], engine) == 2
+    error = capsys.readouterr().err
+    assert "[verified]" in error and "no verify record" in error
+    assert not [call for call in engine.calls if call[0] == "up"]
+
+
+def test_a_second_promotion_to_the_same_stack_fails_at_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    project = copy_project(tmp_path)
+    engine = fake_engine()
+    with release_lock(project, "production", "alice: release promote staging -> production api"):
+        code = main(
+            [
+                "promote",
+                "staging",
+                "production",
+                "--service",
+                "api",
+                "--approval",
+                "CHG-1",
+                "--approver",
+                "bob",
+                "--project-dir",
+                str(project),
+            ],
+            engine_factory=lambda _: engine,
+        )
+    assert code == 4 and "release lock held by alice" in capsys.readouterr().err
