@@ -209,7 +209,11 @@ def _table(header: list[str], body: list[list[str]], markdown: bool) -> list[str
             "|" + "---|" * len(header),
             *("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body),
         ]
-    return ["  ".join(header), *("  ".join(row) for row in body)]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *body]
+    ]
 
 
 def _short(images: str) -> str:
