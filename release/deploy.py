@@ -185,6 +185,8 @@ def deploy(
             )
             final = pending.result(notifier.timeout_seconds + 1)
             report.notifications.append(final or NotificationResult("failed release", False, "still sending"))
+            restored = report.rollback.target.label() if report.rollback else "nothing"
+            _notify(notifier, report, request, "automatic rollback", f"{report.phase}: restored {restored}")
             return report
     notification: dict[str, Any] = {}
     if request.promoted_from:

@@ -48,7 +48,19 @@ def test_a_failed_release_rolls_back_even_when_the_webhook_is_down() -> None:
         report = deploy(engine, api.request(NEW_API), ROOT, notifier=Notifier(webhook, timeout_seconds=0.3))
     assert report.phase == "RolledBack"
     assert [result.to_json() for result in report.notifications] == [
-        {"event": "failed release", "sent": False, "error": "webhook timed out after 0.3s"}
+        {"event": "failed release", "sent": False, "error": "webhook timed out after 0.3s"},
+        {"event": "automatic rollback", "sent": False, "error": "webhook timed out after 0.3s"},
     ]
     rollback = parse_history(engine.history("staging"))[0].record
     assert rollback is not None and rollback.notification["event"] == "failed release"
+
+
+def test_a_failed_release_and_its_automatic_rollback_are_both_announced() -> None:
+    engine = fake_engine()
+    posted: list[Any] = []
+    with cluster(engine) as api, serve(healthy(), posted) as webhook:
+        api.bad.add(NEW_API)
+        deploy(engine, api.request(NEW_API), ROOT, notifier=Notifier(webhook))
+    texts = sorted(post["text"] for post in posted)
+    assert texts[0].startswith("*automatic rollback* api on staging") and "RolledBack" in texts[0]
+    assert texts[1].startswith("*release failed, rolling back* api on staging") and "analyse" in texts[1]
