@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from components.config import PROJECT_NAME, ProjectSettings, load_stack_config, read_project_file
+from policy.platform_policies import RULES, ResourceArgs, Violation, violations_of
 from release.errors import ConfigError, ReleaseError
 from release.mock_runtime import SECRET_PLACEHOLDER, ProgramRun, RegisteredResource, evaluate_program
 from release.parity import Difference, config_differences, knob_leaves, resource_differences
@@ -36,6 +37,8 @@ class StackPlan:
     run: ProgramRun | None = None
     error: ReleaseError | None = None
     unset_secrets: list[str] = field(default_factory=list)
+    policy_violations: list[Violation] = field(default_factory=list)
+    """What the policy pack (policy/) would refuse in `pulumi preview --policy-pack policy`."""
 
     @property
     def refused_for_parity_only(self) -> bool:
@@ -67,12 +70,16 @@ class PlanReport:
         return len(self.violations) + self.parity_problem_count
 
     @property
+    def policy_violation_count(self) -> int:
+        return sum(len(plan.policy_violations) for plan in self.stacks)
+
+    @property
     def exit_code(self) -> int:
-        """2: a stack's config is invalid; 1: a parity violation; 0: all clear."""
+        """2: a stack's config is invalid; 1: a parity or policy violation; 0: all clear."""
         for plan in self.stacks:
             if plan.error is not None and not (self.compared and plan.refused_for_parity_only):
                 return plan.error.exit_code
-        if self.violation_count:
+        if self.violation_count or self.policy_violation_count:
             return 1
         return 0
 
@@ -91,6 +98,7 @@ def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress
         try:
             load_stack_config(stack_file.raw)
             stack_plan.run = evaluate_stack_file(project_dir, stack_file)
+            stack_plan.policy_violations = policy_violations(stack_plan.run)
         except ReleaseError as error:
             stack_plan.error = error
 
@@ -102,6 +110,17 @@ def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress
         if len(runs) > 1:
             report.differences += resource_differences(runs, knob_leaves(configs))
     return report
+
+
+def policy_violations(run: ProgramRun) -> list[Violation]:
+    """The policy pack's rules applied offline to every resource the program registered."""
+    return [
+        violation
+        for resource in run.resources
+        for violation in violations_of(
+            ResourceArgs(resource.type, resource.inputs, resource.urn, resource.name)
+        )
+    ]
 
 
 def evaluate_stack_file(project_dir: Path, stack_file: StackFile) -> ProgramRun:
@@ -239,6 +258,10 @@ def to_json(report: PlanReport) -> dict[str, Any]:
                 for resource in resources
             ]
             entry["outputs"] = stack_plan.run.outputs
+            entry["policyViolations"] = [
+                {"rule": violation.rule, "resource": violation.name, "message": violation.message}
+                for violation in stack_plan.policy_violations
+            ]
         stacks[stack_plan.stack] = entry
     result: dict[str, Any] = {"note": HONESTY_NOTE, "stacks": stacks, "exitCode": report.exit_code}
     if report.compared:
@@ -279,6 +302,11 @@ def _render_stack(stack_plan: StackPlan) -> list[str]:
         for resource in resources:
             settings = "  ".join(f"{name}={value}" for name, value in key_settings(resource).items())
             lines.append(f"    {_short_type(resource.type):<20} {resource.name:<22} {settings}".rstrip())
+    if stack_plan.policy_violations:
+        lines.append(f"  policy: {len(stack_plan.policy_violations)} VIOLATION(S) (policy/, mandatory):")
+        lines += [f"    {violation.render()}" for violation in stack_plan.policy_violations]
+    else:
+        lines.append(f"  policy: OK, every rule of policy/ holds ({len(RULES)} rules)")
     if stack_plan.unset_secrets:
         lines.append(
             f"  note: secrets not set in {stack_plan.file} (placeholders used offline; `pulumi up` "

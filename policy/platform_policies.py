@@ -1,0 +1,224 @@
+"""The platform's mandatory policies: what must never reach a cluster or an account.
+
+Plain functions `(args, report_violation)`, as pulumi-policy calls them, so they are unit-tested on the
+resources the program registers under the mock runtime, run offline by `release plan`, and run by
+the engine in PR checks (`pulumi preview --policy-pack policy`, this directory's `__main__.py`).
+`args` needs only `resource_type`, `props` (engine, camelCase names), `urn` and `name`.
+
+Per-stack strictness is data, as in the program: the stack is read from the URN and its rules from
+`stackPolicies` in the project's Pulumi.yaml (digest pinning, deletion protection).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+PROJECT_FILE = Path(__file__).resolve().parents[1] / "Pulumi.yaml"
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+SECRET_LOOKING = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIALS?)", re.IGNORECASE)
+REFERENCE = re.compile(r"^(arn:|projects/|vault:|[A-Za-z0-9_./-]+_ARN$)")
+
+WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job")
+DATABASE = "aws:rds/instance:Instance"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+
+ReportViolation = Callable[..., None]
+
+
+class Args(Protocol):
+    @property
+    def resource_type(self) -> str: ...
+    @property
+    def props(self) -> Mapping[str, Any]: ...
+    @property
+    def urn(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    description: str
+    resource_types: tuple[str, ...]
+    validate: Callable[[Args, ReportViolation], None]
+
+    def check(self, args: Args, report_violation: ReportViolation) -> None:
+        if args.resource_type in self.resource_types:
+            self.validate(args, report_violation)
+
+
+@cache
+def stack_policies(project_file: Path = PROJECT_FILE) -> dict[str, Any]:
+    document = yaml.safe_load(project_file.read_text()) or {}
+    declared = (document.get("config") or {}).get("stackPolicies") or {}
+    return dict(declared.get("value", declared) or {})
+
+
+def stack_of(urn: str) -> str:
+    """`urn:pulumi:<stack>::<project>::...` -> `<stack>`."""
+    return urn.split("::", 1)[0].rsplit(":", 1)[-1]
+
+
+def _policy(urn: str) -> Mapping[str, Any]:
+    return stack_policies().get(stack_of(urn)) or {}
+
+
+def _pod_spec(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    return ((props.get("spec") or {}).get("template") or {}).get("spec") or {}
+
+
+def _containers(props: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    spec = _pod_spec(props)
+    yield from spec.get("initContainers") or []
+    yield from spec.get("containers") or []
+
+
+def _images_pinned(args: Args, report_violation: ReportViolation) -> None:
+    if not _policy(args.urn).get("requireImageDigest", True):
+        return  # the stack's policy allows tags (dev)
+    for container in _containers(args.props):
+        image = str(container.get("image", ""))
+        if not DIGEST.search(image):
+            report_violation(
+                f"container '{container.get('name')}' runs '{image}', not pinned by digest; "
+                "use <repository>@sha256:<digest>"
+            )
+
+
+def _hardened(args: Args, report_violation: ReportViolation) -> None:
+    pod_non_root = bool((_pod_spec(args.props).get("securityContext") or {}).get("runAsNonRoot"))
+    for container in _containers(args.props):
+        context = container.get("securityContext") or {}
+        name = container.get("name")
+        missing = []
+        if not (context.get("runAsNonRoot") or pod_non_root):
+            missing.append("runAsNonRoot: true")
+        if not context.get("readOnlyRootFilesystem"):
+            missing.append("readOnlyRootFilesystem: true")
+        if context.get("allowPrivilegeEscalation", True):
+            missing.append("allowPrivilegeEscalation: false")
+        if context.get("privileged"):
+            missing.append("privileged: false")
+        if "ALL" not in ((context.get("capabilities") or {}).get("drop") or []):
+            missing.append("capabilities.drop: [ALL]")
+        if missing:
+            report_violation(
+                f"container '{name}' is not hardened; its securityContext needs {', '.join(missing)}"
+            )
+
+
+def _probes_and_limits(args: Args, report_violation: ReportViolation) -> None:
+    long_running = args.resource_type == "kubernetes:apps/v1:Deployment"
+    for container in _containers(args.props):
+        name = container.get("name")
+        limits = (container.get("resources") or {}).get("limits") or {}
+        absent = [resource for resource in ("cpu", "memory") if resource not in limits]
+        if absent:
+            report_violation(f"container '{name}' has no {' or '.join(absent)} limit")
+        if long_running:
+            for probe in ("readinessProbe", "livenessProbe"):
+                if not container.get(probe):
+                    report_violation(f"container '{name}' has no {probe}")
+
+
+def _database_private_and_encrypted(args: Args, report_violation: ReportViolation) -> None:
+    if not args.props.get("storageEncrypted"):
+        report_violation("the database's storage is not encrypted (storageEncrypted: true)")
+    if args.props.get("publiclyAccessible"):
+        report_violation("the database is publicly accessible (publiclyAccessible must be false)")
+
+
+def _deletion_protection(args: Args, report_violation: ReportViolation) -> None:
+    if _policy(args.urn).get("requireDeletionProtection") and not args.props.get("deletionProtection"):
+        stack = stack_of(args.urn)
+        report_violation(
+            f"stack '{stack}' requires deletion protection on the database (deletionProtection: true)"
+        )
+
+
+def _no_plaintext_secrets(args: Args, report_violation: ReportViolation) -> None:
+    for key, value in (args.props.get("data") or {}).items():
+        if SECRET_LOOKING.search(key) and not REFERENCE.match(str(value)) and not key.endswith("_ARN"):
+            report_violation(f"ConfigMap key '{key}' looks like a secret in plain text; put it in a Secret")
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "images-pinned-by-digest",
+        "Images are pinned by digest wherever the stack policy requires it.",
+        WORKLOADS,
+        _images_pinned,
+    ),
+    Rule(
+        "hardened-containers",
+        "Containers run as non-root, read-only root filesystem, no privilege escalation, no capabilities.",
+        WORKLOADS,
+        _hardened,
+    ),
+    Rule(
+        "probes-and-limits",
+        "Containers have CPU and memory limits; long-running ones readiness and liveness probes.",
+        WORKLOADS,
+        _probes_and_limits,
+    ),
+    Rule(
+        "database-private-and-encrypted",
+        "Databases are encrypted at rest and not publicly accessible.",
+        (DATABASE,),
+        _database_private_and_encrypted,
+    ),
+    Rule(
+        "deletion-protection",
+        "Databases have deletion protection where the stack policy requires it.",
+        (DATABASE,),
+        _deletion_protection,
+    ),
+    Rule(
+        "no-plaintext-secrets-in-configmaps",
+        "ConfigMaps hold no secret-looking values in plain text.",
+        (CONFIG_MAP,),
+        _no_plaintext_secrets,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class ResourceArgs:
+    """What `release plan` hands the rules offline (the engine hands pulumi-policy's own args)."""
+
+    resource_type: str
+    props: Mapping[str, Any]
+    urn: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    urn: str
+    name: str
+    message: str
+
+    def render(self) -> str:
+        return f"[{self.rule}] {self.name}: {self.message}"
+
+
+def violations_of(args: Args) -> list[Violation]:
+    """Every rule's violations for one resource (what `release plan` reports offline)."""
+    found: list[Violation] = []
+    for rule in RULES:
+        rule.check(
+            args,
+            lambda message, urn=None, rule=rule: found.append(
+                Violation(rule.name, args.urn, args.name, message)
+            ),
+        )
+    return found

@@ -1,0 +1,163 @@
+"""The policy pack's rules, run on the resources the program registers under the mock runtime.
+
+Each rule is called exactly as pulumi-policy calls it, with its own `ResourceValidationArgs` built
+from a registered resource: the program's resources pass in every stack, and each bad case (a
+registered resource with one property made wrong) is caught by the rule meant for it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pulumi_policy import ResourceValidationArgs
+
+from policy.platform_policies import RULES, Violation, violations_of
+from release.mock_runtime import RegisteredResource
+from release.plan import plan
+from tests.conftest import ROOT, STACKS, baseline
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+def engine_args(resource: RegisteredResource, edit: Edit | None = None) -> ResourceValidationArgs:
+    props = copy.deepcopy(resource.inputs)
+    if edit is not None:
+        edit(props)
+    return ResourceValidationArgs(resource.type, props, resource.urn, resource.name, None, None)  # type: ignore[arg-type]
+
+
+def rules_broken(stack: str, type_token: str, name: str, edit: Edit) -> set[str]:
+    resource = baseline(stack).named(type_token, name)
+    return {violation.rule for violation in violations_of(engine_args(resource, edit))}
+
+
+def container(props: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = props["spec"]["template"]["spec"]["containers"][0]
+    return found
+
+
+DEPLOYMENT, JOB = "kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job"
+DATABASE, CONFIG_MAP = "aws:rds/instance:Instance", "kubernetes:core/v1:ConfigMap"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_resource_the_program_registers_passes_every_rule(stack: str) -> None:
+    violations = [
+        violation
+        for resource in baseline(stack).resources
+        for violation in violations_of(engine_args(resource))
+    ]
+    assert violations == []
+
+
+def test_the_pack_declares_six_mandatory_rules() -> None:
+    assert [rule.name for rule in RULES] == [
+        "images-pinned-by-digest",
+        "hardened-containers",
+        "probes-and-limits",
+        "database-private-and-encrypted",
+        "deletion-protection",
+        "no-plaintext-secrets-in-configmaps",
+    ]
+
+
+def tag(props: dict[str, Any]) -> None:
+    container(props)["image"] = "registry.example.test/platform/api:latest"
+
+
+def test_an_image_not_pinned_by_digest_is_refused_in_staging() -> None:
+    assert rules_broken("staging", DEPLOYMENT, "api-blue", tag) == {"images-pinned-by-digest"}
+    assert rules_broken("staging", JOB, "api-migrate-blue", tag) == {"images-pinned-by-digest"}
+
+
+def test_an_image_tag_is_allowed_where_the_stack_policy_allows_tags() -> None:
+    assert rules_broken("dev", DEPLOYMENT, "api-green", tag) == set()
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [("readOnlyRootFilesystem", False), ("allowPrivilegeEscalation", True), ("privileged", True)],
+)
+def test_a_container_without_its_hardening_is_refused(setting: tuple[str, bool]) -> None:
+    key, value = setting
+
+    def weaken(props: dict[str, Any]) -> None:
+        container(props)["securityContext"][key] = value
+
+    assert rules_broken("production", DEPLOYMENT, "api-blue", weaken) == {"hardened-containers"}
+
+
+def test_a_container_running_as_root_is_refused() -> None:
+    def as_root(props: dict[str, Any]) -> None:
+        container(props)["securityContext"]["runAsNonRoot"] = False
+        props["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] = False
+
+    assert rules_broken("production", DEPLOYMENT, "api-blue", as_root) == {"hardened-containers"}
+
+
+def test_capabilities_not_dropped_are_refused() -> None:
+    def keep_capabilities(props: dict[str, Any]) -> None:
+        container(props)["securityContext"]["capabilities"] = {"drop": ["NET_RAW"]}
+
+    assert rules_broken("production", DEPLOYMENT, "api-blue", keep_capabilities) == {"hardened-containers"}
+
+
+def test_a_deployment_without_probes_is_refused() -> None:
+    def no_probes(props: dict[str, Any]) -> None:
+        del container(props)["readinessProbe"]
+
+    assert rules_broken("production", DEPLOYMENT, "web-green", no_probes) == {"probes-and-limits"}
+
+
+def test_a_container_without_limits_is_refused() -> None:
+    def no_limits(props: dict[str, Any]) -> None:
+        del container(props)["resources"]["limits"]
+
+    assert rules_broken("production", DEPLOYMENT, "web-green", no_limits) == {"probes-and-limits"}
+
+
+def test_an_unencrypted_or_public_database_is_refused() -> None:
+    def unencrypted(props: dict[str, Any]) -> None:
+        props["storageEncrypted"] = False
+
+    def public(props: dict[str, Any]) -> None:
+        props["publiclyAccessible"] = True
+
+    assert rules_broken("dev", DATABASE, "database", unencrypted) == {"database-private-and-encrypted"}
+    assert rules_broken("dev", DATABASE, "database", public) == {"database-private-and-encrypted"}
+
+
+def test_production_without_deletion_protection_is_refused_but_dev_is_not() -> None:
+    def unprotected(props: dict[str, Any]) -> None:
+        props["deletionProtection"] = False
+
+    assert rules_broken("production", DATABASE, "database", unprotected) == {"deletion-protection"}
+    assert rules_broken("dev", DATABASE, "database", unprotected) == set()
+
+
+def test_a_plaintext_secret_in_a_configmap_is_refused_and_a_secret_reference_is_not() -> None:
+    def plaintext(props: dict[str, Any]) -> None:
+        props["data"]["PAYMENT_API_TOKEN"] = "test-only-plaintext"
+
+    assert rules_broken("staging", CONFIG_MAP, "api-config", plaintext) == {
+        "no-plaintext-secrets-in-configmaps"
+    }
+    assert (
+        rules_broken("staging", CONFIG_MAP, "api-config", lambda props: None) == set()
+    )  # holds *_SECRET_ARN
+
+
+def test_release_plan_applies_the_same_rules_offline() -> None:
+    report = plan(ROOT, ["production"], compare=False, progress=lambda _: None)
+    assert report.policy_violation_count == 0 and report.exit_code == 0
+
+
+def test_a_policy_violation_makes_release_plan_exit_1() -> None:
+    report = plan(ROOT, ["production"], compare=False, progress=lambda _: None)
+    report.stacks[0].policy_violations.append(
+        Violation("probes-and-limits", "urn:x", "api-blue", "no readinessProbe")
+    )
+    assert report.exit_code == 1
