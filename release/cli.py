@@ -10,6 +10,7 @@
     release audit [<stack>] [--since DATE] [--markdown]          the change record (release.audit)
     release status                                               colours, digests, verified, waiting
     release diff <a> <b>                                         knobs and parity violations (release.plan)
+    release drift <stack>                                        changed outside Pulumi? (release.drift)
     release health-check --url URL ...                           one health check (release.health)
 
 Shared options are defined once (`--json`, `--verbose`, `--project-dir`, `--operator`). Progress goes
@@ -41,6 +42,7 @@ from components.config import HealthCheckSettings, full_key
 from release import plan as plan_command
 from release.audit import audit_rows, render_audit, render_status, stack_status, unreviewed_break_glass
 from release.deploy import DeployRequest, deploy
+from release.drift import parse_drift
 from release.engine import AutomationEngine, Engine
 from release.errors import EXIT_CONFIG_ERROR, ReleaseError, UsageError
 from release.gates import run_url
@@ -206,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("stack_a")
     diff.add_argument("stack_b")
 
+    drift = verbs.add_parser(
+        "drift",
+        parents=[shared],
+        help="refresh preview: exit 0 no drift, 1 drift (each resource and property listed), 2 error",
+    )
+    drift.add_argument("stack")
+
     history = verbs.add_parser("history", parents=[shared], help="the stack's updates, newest first")
     history.add_argument("stack")
     history.add_argument("--limit", type=int, default=20, help="show at most N entries (0: all)")
@@ -259,6 +268,8 @@ def main(argv: Sequence[str] | None = None, engine_factory: EngineFactory | None
             return _audit(args, project_dir, engine)
         if args.verb == "status":
             return _status(args, project_dir, engine)
+        if args.verb == "drift":
+            return _drift(args, engine)
     except ReleaseError as error:
         print(f"release: {error}", file=sys.stderr)
         return error.exit_code
@@ -406,6 +417,24 @@ def _status(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
     rows = stack_status(project, histories, releases)
     _emit(args, [row.to_json() for row in rows], render_status(rows, markdown=args.markdown))
     return 0
+
+
+def _drift(args: argparse.Namespace, engine: Engine) -> int:
+    """Exit 2 on any error (not the usual codes), so a scheduled job tells drift (1) from a failed check."""
+    try:
+        report = parse_drift(args.stack, engine.refresh_preview(args.stack))
+    except ReleaseError as error:
+        print(f"release: drift check of '{args.stack}' failed: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if report.drifted:
+        names = ", ".join(resource.name for resource in report.drifted)
+        text = f"*drift* on {args.stack}: {len(report.drifted)} resource(s) changed outside Pulumi: {names}"
+        run = run_url(os.environ)
+        result = Notifier.from_environment(os.environ).send("drift", text + (f"\nrun: {run}" if run else ""))
+        if not result.sent:
+            print(f"release: drift notification not sent: {result.error}", file=sys.stderr)
+    _emit(args, report.to_json(), report.render())
+    return report.exit_code
 
 
 def _diff(args: argparse.Namespace, project_dir: Path) -> int:

@@ -110,6 +110,12 @@ class Engine(ABC):
     def refresh(self, stack: str) -> UpdateOutcome:
         """`pulumi refresh`: bring the state in line with the cloud."""
 
+    @abstractmethod
+    def refresh_preview(self, stack: str) -> list[dict[str, Any]]:
+        """`pulumi refresh --preview-only`: the engine's events, each shaped as in the engine's JSON
+        event stream (`{"resourcePreEvent": {"metadata": {"op", "urn", "type", "diffs",
+        "detailedDiff"}}}`, ...). Changes nothing."""
+
 
 class AutomationEngine(Engine):
     """`Engine` over `pulumi.automation`, on the Pulumi project in `project_dir`.
@@ -196,6 +202,18 @@ class AutomationEngine(Engine):
         changes = _changes(result.summary.resource_changes)
         return UpdateOutcome(result.summary.result == "succeeded", time.monotonic() - started, changes)
 
+    def refresh_preview(self, stack: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        self._call(
+            stack,
+            lambda selected: selected.preview_refresh(
+                color="never",
+                suppress_progress=True,
+                on_event=lambda event: events.append(event_to_json(event)),
+            ),
+        )
+        return [event for event in events if event]
+
     # -- plumbing -------------------------------------------------------------------------------
 
     def _workspace_or_error(self) -> automation.LocalWorkspace:
@@ -269,6 +287,34 @@ def summary_to_history_json(summary: Any) -> dict[str, Any]:
     if summary.resource_changes is not None:
         entry["resourceChanges"] = dict(summary.resource_changes)
     return entry
+
+
+def event_to_json(event: Any) -> dict[str, Any]:
+    """An SDK `EngineEvent` back in the engine's JSON event shape (only what drift detection reads)."""
+    pre = getattr(event, "resource_pre_event", None)
+    if pre is None:
+        summary = getattr(event, "summary_event", None)
+        if summary is None:
+            return {}
+        return {"summaryEvent": {"resourceChanges": _changes(summary.resource_changes)}}
+    metadata = pre.metadata
+    return {
+        "resourcePreEvent": {
+            "metadata": {
+                "op": str(getattr(metadata.op, "value", metadata.op)),
+                "urn": metadata.urn,
+                "type": metadata.type,
+                "diffs": list(metadata.diffs or []),
+                "detailedDiff": {
+                    path: {
+                        "kind": str(getattr(diff.diff_kind, "value", diff.diff_kind)),
+                        "inputDiff": diff.input_diff,
+                    }
+                    for path, diff in (metadata.detailed_diff or {}).items()
+                },
+            }
+        }
+    }
 
 
 def _changes(summary: Mapping[Any, int] | None) -> dict[str, int]:

@@ -60,6 +60,7 @@ class FakeEngine(Engine):
         self.calls: list[tuple[str, str]] = []
         """Every Engine method called, as (method, stack), in order: refused requests must make none."""
         self._failures: dict[int, str] = {}
+        self.drift_events: dict[str, list[dict[str, Any]]] = {}
         self._lock_holder = ""
         self._clock = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -166,6 +167,11 @@ class FakeEngine(Engine):
     def outputs(self, stack: str) -> dict[str, Any]:
         self.calls.append(("outputs", stack))
         return copy.deepcopy(self.stacks[stack].outputs)
+
+    def refresh_preview(self, stack: str) -> list[dict[str, Any]]:
+        """The events `drift_events[stack]` holds (a test sets them, shaped like the engine's)."""
+        self.calls.append(("refresh_preview", stack))
+        return copy.deepcopy(self.drift_events.get(stack, []))
 
     def refresh(self, stack: str) -> UpdateOutcome:
         self.calls.append(("refresh", stack))

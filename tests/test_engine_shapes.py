@@ -45,3 +45,28 @@ def test_an_sdk_update_summary_parses_like_the_clis_history_json() -> None:
     assert (entry.number, entry.version, entry.operator) == (1, 0, "alice")
     assert entry.resource_changes == {"update": 2, "same": 24}
     assert entry.start_time == "2026-11-20T10:05:00.000000Z"
+
+
+def test_an_sdk_engine_event_converts_back_to_the_event_stream_shape_drift_reads() -> None:
+    from pulumi.automation.events import EngineEvent
+
+    from release.drift import parse_drift
+    from release.engine import event_to_json
+
+    raw = {
+        "sequence": 4,
+        "timestamp": 1795000000,
+        "resourcePreEvent": {
+            "metadata": {
+                "op": "update",
+                "urn": "urn:pulumi:production::platform::kubernetes:apps/v1:Deployment::api-blue",
+                "type": "kubernetes:apps/v1:Deployment",
+                "provider": "",
+                "diffs": ["spec"],
+                "detailedDiff": {"spec.replicas": {"diffKind": "update", "inputDiff": False}},
+            }
+        },
+    }
+    converted = event_to_json(EngineEvent.from_json(raw))
+    (drifted,) = parse_drift("production", [converted]).drifted
+    assert (drifted.op, drifted.properties) == ("update", ("spec", "spec.replicas"))
