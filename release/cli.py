@@ -49,6 +49,7 @@ from release.gates import run_url
 from release.health import Probe, check_sync, parse_expect_json
 from release.history import RELEASES_KEY, parse_history, render_history
 from release.locking import release_lock
+from release.manifests import write_manifests
 from release.notify import Notifier
 from release.promote import PromoteRequest, project_settings, promote, reject, review
 from release.report import ReleaseReport
@@ -116,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("stack", nargs="?", help="one stack, e.g. staging")
     target.add_argument(
         "--all", action="store_true", help="every Pulumi.<stack>.yaml, and every difference between them"
+    )
+    plan.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="also write each stack's Kubernetes manifests (secrets redacted) and AWS summary to "
+        "DIR/<stack>/",
     )
 
     deploy_verb = verbs.add_parser(
@@ -311,6 +319,12 @@ def _plan(args: argparse.Namespace, project_dir: Path) -> int:
 
     report = plan_command.plan(project_dir, stacks, compare=args.all, progress=progress)
     _emit(args, plan_command.to_json(report), plan_command.render_text(report))
+    if args.out is not None:
+        secret_names = plan_command.secret_names_of(project_dir)
+        for stack_plan in report.stacks:
+            if stack_plan.run is not None:
+                files = write_manifests(stack_plan.run, args.out, secret_names)
+                print(f"release: wrote {len(files)} files to {args.out / stack_plan.stack}", file=sys.stderr)
     if report.exit_code == 2:
         for stack_plan in report.stacks:
             if stack_plan.error is not None:

@@ -1,0 +1,50 @@
+"""`release plan --out`: every stack's manifests are valid Kubernetes objects (oldest supported version)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from release.cli import main
+from release.manifests import write_manifests
+from release.plan import secret_names_of
+from tests.conftest import ROOT, STACKS, TEST_SECRETS, baseline
+
+OLDEST_SUPPORTED_KUBERNETES = "1.29.0"
+"""The README's stated minimum; the schema is that version's OpenAPI, strict (unknown fields fail)."""
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_manifest_of_every_stack_is_valid_for_the_oldest_supported_kubernetes(
+    stack: str, tmp_path: Path
+) -> None:
+    files = write_manifests(baseline(stack), tmp_path, secret_names_of(ROOT))
+    manifests = [yaml.safe_load(path.read_text()) for path in files if path.name != "aws-resources.yaml"]
+    assert len(manifests) == 23
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, OLDEST_SUPPORTED_KUBERNETES, strict=True)
+
+
+def test_no_secret_value_reaches_a_manifest(tmp_path: Path) -> None:
+    files = write_manifests(baseline("production"), tmp_path, secret_names_of(ROOT))
+    text = "".join(path.read_text() for path in files)
+    assert not any(value in text for value in TEST_SECRETS.values())
+    secret = yaml.safe_load(next(path for path in files if "-secret-" in path.name).read_text())
+    assert secret["stringData"] == dict.fromkeys(sorted(TEST_SECRETS), "[secret]")
+
+
+def test_the_aws_summary_lists_the_database_with_its_engine_version(tmp_path: Path) -> None:
+    files = write_manifests(baseline("staging"), tmp_path, secret_names_of(ROOT))
+    summary = yaml.safe_load((tmp_path / "staging" / "aws-resources.yaml").read_text())
+    (database,) = [item for item in summary["resources"] if item["type"] == "aws:rds/instance:Instance"]
+    assert database["inputs"]["engineVersion"] == "16.4"
+    assert files[-1].name == "aws-resources.yaml"
+
+
+def test_release_plan_all_out_writes_one_directory_per_stack(tmp_path: Path) -> None:
+    assert main(["plan", "--all", "--out", str(tmp_path), "--project-dir", str(ROOT)]) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["dev", "production", "staging"]
+    assert (tmp_path / "production" / "01-namespace-platform-production.yaml").is_file()
