@@ -68,13 +68,18 @@ def median_evaluation(project_dir: Path, stack: str) -> tuple[float, int]:
     return statistics.median(seconds for seconds, _ in timings), timings[0][1]
 
 
-def plan_all_wall_time() -> float:
+def plan_all_wall_time(*extra: str, project_dir: Path = ROOT, stacks: tuple[str, ...] = ()) -> float:
+    """`release plan` (default `--all`) in a fresh process, policy checks included; median of three."""
     release = Path(sys.executable).with_name("release")
+    target = list(stacks) or ["--all"]
     timings = []
     for _ in range(3):
         start = time.perf_counter()
         subprocess.run(
-            [str(release), "plan", "--all", "--project-dir", str(ROOT)], check=True, stdout=subprocess.DEVNULL
+            [str(release), "plan", *target, *extra, "--project-dir", str(project_dir)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         timings.append(time.perf_counter() - start)
     return statistics.median(timings)
@@ -108,6 +113,15 @@ def main() -> None:
         seconds, resources = median_evaluation(ROOT, stack)
         print(f"program evaluation, stack {stack:<11}      {seconds:6.3f} s  ({resources} resources)")
     print(f"release plan --all, end to end (3 stacks): {plan_all_wall_time():6.2f} s  (fresh process)")
+    with tempfile.TemporaryDirectory() as out:
+        seconds = plan_all_wall_time("--out", out)
+    print(
+        f"release plan --all --out DIR (3 stacks):   {seconds:6.2f} s  (policies + manifests; target < 5 s)"
+    )
+    with tempfile.TemporaryDirectory() as directory, tempfile.TemporaryDirectory() as out:
+        project = synthetic_project(Path(directory), 100)
+        seconds = plan_all_wall_time("--out", out, project_dir=project, stacks=("dev",))
+    print(f"release plan dev --out DIR, 100 services:  {seconds:6.2f} s  (policies + manifests)")
     rows: list[dict[str, Any]] = []
     for count in SERVICE_COUNTS:
         with tempfile.TemporaryDirectory() as directory:
