@@ -93,3 +93,10 @@ def test_a_release_record_survives_the_backend_round_trip(engine: AutomationEngi
         "staging", {RELEASES_KEY: ConfigEntry(releases("blue"))}, record.message("verified")
     ).succeeded
     assert parse_history(engine.history("staging"))[0].record == record
+
+
+def test_a_refresh_preview_of_an_unchanged_stack_reports_no_drift(engine: AutomationEngine) -> None:
+    from release.drift import parse_drift
+
+    assert engine.up("staging", {RELEASES_KEY: ConfigEntry(releases("blue"))}, "first [by test]").succeeded
+    assert parse_drift("staging", engine.refresh_preview("staging")).exit_code == 0
