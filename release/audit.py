@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from components.config import ProjectSettings
-from release.gates import evidence_for, finished_at
+from release.gates import evidence_for
 from release.history import HistoryEntry
 
 EVENT_NAMES = {
@@ -70,7 +70,7 @@ def audit_rows(stack: str, entries: Sequence[HistoryEntry], since: datetime | No
     """Rows for one stack's history (newest first), optionally only those finished at or after `since`."""
     rows = []
     for index, entry in enumerate(entries):
-        if since is not None and finished_at(entry) < since:
+        if since is not None and entry.finished_at < since:
             continue
         older = entries[index + 1] if index + 1 < len(entries) else None
         rows.append(_row(stack, entry, older))
@@ -109,7 +109,7 @@ def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRo
         after=after,
         approval_or_reason=why,
         result=entry.result,
-        seconds=_duration(entry),
+        seconds=entry.seconds,
         break_glass=bool(record and record.break_glass),
         run=record.run if record else "",
         notification=_notification(record.notification) if record else "",
@@ -151,15 +151,6 @@ def _notification(notification: Mapping[str, Any]) -> str:
     if notification.get("sent") is True:
         return f"{notification.get('event')}: sent"
     return f"{notification.get('event')}: NOT sent ({notification.get('error') or notification.get('sent')})"
-
-
-def _duration(entry: HistoryEntry) -> float | None:
-    if not entry.end_time:
-        return None
-    start = entry.start_time.replace("Z", "+0000")
-    end = entry.end_time.replace("Z", "+0000")
-    pattern = "%Y-%m-%dT%H:%M:%S.%f%z"
-    return (datetime.strptime(end, pattern) - datetime.strptime(start, pattern)).total_seconds()
 
 
 AUDIT_HEADER = [

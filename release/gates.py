@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from components.config import WEEKDAYS, WEEKLY_TIME, FreezeWindow, PromotionGate
@@ -209,7 +209,7 @@ def _evidence_rules(
             f"release it in {source} (`release deploy`/`release promote`) and let its health window pass",
         )
         return
-    verified_at = finished_at(evidence.verified)
+    verified_at = evidence.verified.finished_at
     age = now - verified_at
     if not evidence.live:
         broken(
@@ -290,11 +290,6 @@ def run_url(env: Mapping[str, str]) -> str:
         return ""
     server = env.get("GITHUB_SERVER_URL", "https://github.com")
     return f"{server}/{env.get('GITHUB_REPOSITORY', '')}/actions/runs/{env['GITHUB_RUN_ID']}"
-
-
-def finished_at(entry: HistoryEntry) -> datetime:
-    text = entry.end_time or entry.start_time
-    return datetime.strptime(text.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
 
 
 def _reason(entry: HistoryEntry) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -90,6 +91,18 @@ class HistoryEntry:
             if isinstance(release, dict)
         }
 
+    @property
+    def finished_at(self) -> datetime:
+        """When the update ended (or started, while it runs), as an aware UTC datetime."""
+        return parse_time(self.end_time or self.start_time)
+
+    @property
+    def seconds(self) -> float | None:
+        """How long the update took; None while it runs."""
+        if not self.end_time:
+            return None
+        return (parse_time(self.end_time) - parse_time(self.start_time)).total_seconds()
+
     def label(self) -> str:
         return f"entry {self.number} ({self.kind} {self.result}, started {self.start_time})"
 
@@ -133,6 +146,13 @@ def parse_history(raw: Sequence[Mapping[str, Any]]) -> list[HistoryEntry]:
             )
         )
     return entries
+
+
+def parse_time(text: str) -> datetime:
+    """A history time (`2026-11-23T09:00:30.000Z`, fractional seconds optional) as aware UTC."""
+    moment = text.replace("Z", "+0000")
+    pattern = "%Y-%m-%dT%H:%M:%S.%f%z" if "." in moment else "%Y-%m-%dT%H:%M:%S%z"
+    return datetime.strptime(moment, pattern).astimezone(UTC)
 
 
 def _config_entry(value: Mapping[str, Any]) -> ConfigEntry:

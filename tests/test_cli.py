@@ -14,6 +14,17 @@ from tests.conftest import ROOT, copy_project
 from tests.http_servers import failing, healthy, serve
 from tests.release_doubles import NEW_API, Cluster, cluster, fake_engine
 
+PROMOTE_TO_PRODUCTION = [
+    "promote",
+    "staging",
+    "production",
+    "--service",
+    "api",
+    "--approval",
+    "CHG-1",
+    "--approver",
+    "bob",
+]
 FAST = ["--interval", "0.05", "--timeout", "0.5", "--window", "2", "--successes", "2", "--failures", "2"]
 
 
@@ -164,18 +175,7 @@ def test_break_glass_without_a_reason_exits_2_before_any_engine_call(
 def test_an_unverified_promotion_exits_2_and_names_the_rule(capsys: pytest.CaptureFixture[str]) -> None:
     engine = fake_engine()
     engine.add_stack("production")
-    argv = [
-        "promote",
-        "staging",
-        "production",
-        "--service",
-        "api",
-        "--approval",
-        "CHG-1",
-        "--approver",
-        "bob",
-    ]
-    assert run([*argv, "--actor", "alice"], engine) == 2
+    assert run([*PROMOTE_TO_PRODUCTION, "--actor", "alice"], engine) == 2
     error = capsys.readouterr().err
     assert "[verified]" in error and "no verify record" in error
     assert not [call for call in engine.calls if call[0] == "up"]
@@ -188,19 +188,7 @@ def test_a_second_promotion_to_the_same_stack_fails_at_once(
     engine = fake_engine()
     with release_lock(project, "production", "alice: release promote staging -> production api"):
         code = main(
-            [
-                "promote",
-                "staging",
-                "production",
-                "--service",
-                "api",
-                "--approval",
-                "CHG-1",
-                "--approver",
-                "bob",
-                "--project-dir",
-                str(project),
-            ],
+            [*PROMOTE_TO_PRODUCTION, "--project-dir", str(project)],
             engine_factory=lambda _: engine,
         )
     assert code == 4 and "release lock held by alice" in capsys.readouterr().err

@@ -15,7 +15,6 @@ import pytest
 
 from release.deploy import deploy
 from release.errors import ConfigError, PromotionRefusedError, UsageError
-from release.gates import finished_at
 from release.history import parse_history
 from release.notify import Notifier
 from release.promote import PromoteRequest, promote, reject, review
@@ -40,7 +39,7 @@ def two_stacks() -> Iterator[tuple[FakeEngine, Cluster, Cluster]]:
 def verified_in_staging(engine: FakeEngine, staging: Cluster, image: str = NEW_API) -> datetime:
     assert deploy(engine, staging.request(image), ROOT).phase == "Healthy"
     engine.calls.clear()
-    return finished_at(parse_history(engine.history("staging"))[0])
+    return parse_history(engine.history("staging"))[0].finished_at
 
 
 def request(production: Cluster, **options: Any) -> PromoteRequest:
