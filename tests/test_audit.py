@@ -150,12 +150,16 @@ def test_release_audit_and_status_from_the_cli(capsys: pytest.CaptureFixture[str
     assert status[("staging", "api")]["waitingForPromotion"] == NEW_API
 
 
-def test_release_diff_exits_1_on_a_parity_violation(
+def test_release_diff_exits_1_on_an_engine_version_that_differs(
     capsys: pytest.CaptureFixture[str], project: Path
 ) -> None:
     text = (project / "Pulumi.production.yaml").read_text()
     (project / "Pulumi.production.yaml").write_text(
         text + '  platform:postgres:\n    engineVersion: "14.9"\n'
     )
-    assert main(["diff", "staging", "production", "--project-dir", str(project)]) == 2 or True
+    assert main(["diff", "staging", "production", "--project-dir", str(project)]) == 1
+    assert "VIOLATION [config] postgres  platform:postgres.engineVersion" in capsys.readouterr().out
+
+
+def test_release_diff_exits_0_when_every_difference_is_a_knob() -> None:
     assert main(["diff", "staging", "production", "--project-dir", str(ROOT)]) == 0
