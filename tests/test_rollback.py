@@ -110,7 +110,7 @@ def test_history_names_the_operator_from_the_release_mark_or_the_git_author() ->
 def test_the_history_table_shows_number_time_operator_colour_digests_result_and_message() -> None:
     table = render_history("staging", parse_history(CLI_HISTORY))
     assert "   3  2026-11-20T10:05:00  update   succeeded   alice" in table
-    assert "api blue* blue=r/api@sha256:new" in table or "api blue*" in table
+    assert "api blue* blue=sha256:new green=sha256:old" in table
     assert "release promote api: active green -> blue [by alice]" in table
 
 
