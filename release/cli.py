@@ -51,10 +51,10 @@ from release.history import RELEASES_KEY, parse_history, render_history
 from release.locking import release_lock
 from release.manifests import write_manifests
 from release.notify import Notifier
-from release.promote import PromoteRequest, project_settings, promote, reject, review
+from release.promote import PromoteRequest, promote, reject, review
 from release.report import ReleaseReport
 from release.rollback import RollbackRequest, rollback
-from release.stack_files import project_dir_of, read_stack_file, stack_names
+from release.stack_files import project_dir_of, project_settings, read_stack_file, stack_names
 
 EXIT_USAGE = EXIT_CONFIG_ERROR
 EngineFactory = Callable[[Path], Engine]

@@ -14,7 +14,6 @@ into objects. A secret comes back without its value and is never restored.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,10 +23,9 @@ from typing import Any
 from components.config import full_key, parse_engine_value
 from release.engine import SECRET_VALUE, ConfigEntry
 from release.errors import HistoryError
-from release.records import ReleaseRecord, parse_record
+from release.records import OPERATOR_MARK, ReleaseRecord, parse_record
 
 RELEASES_KEY = full_key("releases")
-OPERATOR_MARK = re.compile(r"\[by (?P<operator>[^\]]+)\]")
 
 
 @dataclass(frozen=True)
@@ -192,11 +190,6 @@ def in_progress(entries: Sequence[HistoryEntry]) -> HistoryEntry | None:
     return None
 
 
-def operator_mark(operator: str) -> str:
-    """What the release tool appends to every update message, so history can say who ran it."""
-    return f"[by {operator}]"
-
-
 def render_history(stack: str, entries: Sequence[HistoryEntry]) -> str:
     """A table: number, time, operator, per-service active colour and digests, result, message."""
     lines = [f"history of stack '{stack}' (newest first; `release rollback {stack} --to-version N`)"]
@@ -229,7 +222,6 @@ __all__ = [
     "entry_numbered",
     "in_progress",
     "last_succeeded_update",
-    "operator_mark",
     "parse_history",
     "render_history",
 ]

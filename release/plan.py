@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from components.config import PROJECT_NAME, ProjectSettings, load_stack_config, read_project_file
+from components.config import PROJECT_NAME, load_stack_config
 from policy.platform_policies import RULES, ResourceArgs, Violation, violations_of
 from release.errors import ConfigError, ReleaseError
 from release.mock_runtime import SECRET_PLACEHOLDER, ProgramRun, RegisteredResource, evaluate_program
 from release.parity import Difference, config_differences, knob_leaves, resource_differences
-from release.stack_files import PROJECT_FILE, StackFile, read_stack_file
+from release.stack_files import StackFile, read_stack_file, secret_names_of
 
 HONESTY_NOTE = (
     "What the program DECLARES for each stack, evaluated offline under Pulumi's mock runtime. "
@@ -132,14 +130,6 @@ def evaluate_stack_file(project_dir: Path, stack_file: StackFile) -> ProgramRun:
         stack_file.engine_config,
         stack_file.secret_keys,
     )
-
-
-def secret_names_of(project_dir: Path) -> list[str]:
-    """The secrets the services read, if Pulumi.yaml is valid (if not, each stack reports why)."""
-    try:
-        return ProjectSettings.model_validate(read_project_file(project_dir / PROJECT_FILE)).secret_names
-    except ValidationError:
-        return []
 
 
 # --------------------------------------------------------------------------------------------------

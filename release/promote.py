@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from components.blue_green_service import service_urns
-from components.config import PROJECT_NAME, ProjectSettings, read_project_file, repository_of
+from components.config import PROJECT_NAME, ProjectSettings, repository_of
 from release.deploy import DeployRequest, deploy
 from release.engine import Engine
 from release.errors import ConfigError, ConfigProblem, EngineError, PromotionRefusedError, UsageError
@@ -40,6 +40,7 @@ from release.history import RELEASES_KEY, entry_numbered, parse_history
 from release.notify import NO_NOTIFIER, Notifier
 from release.records import ReleaseRecord
 from release.report import Checker, Progress, ReleaseReport, default_checker
+from release.stack_files import project_settings
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -61,15 +62,6 @@ class PromoteRequest:
     @property
     def what(self) -> str:
         return f"{self.service} {self.digest or '(the digest live in ' + self.source + ')'}"
-
-
-def project_settings(project_dir: Path) -> ProjectSettings:
-    """Pulumi.yaml's project-level settings, read offline (the gates live there)."""
-    values = read_project_file(project_dir / "Pulumi.yaml")
-    try:
-        return ProjectSettings.model_validate(values)
-    except ValueError as error:
-        raise UsageError(f"Pulumi.yaml: {error}") from error
 
 
 def promote(

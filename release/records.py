@@ -39,6 +39,9 @@ MARK = "release/v1"
 RECORD = re.compile(r"\s" + re.escape(MARK) + r" (?P<json>\{.*\})\s*$")
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
+OPERATOR_MARK = re.compile(r"\[by (?P<operator>[^\]]+)\]")
+"""`[by <actor>]`, which every message carries so `release history` can say who ran an update."""
+
 EVENTS = ("stage", "switch", "verify", "rollback", "reject", "review")
 
 
@@ -88,7 +91,11 @@ class ReleaseRecord:
 
     def message(self, summary: str) -> str:
         """The whole update message: the summary for humans, who did it, and this record."""
-        return f"{summary} [by {self.actor}] {MARK} {json.dumps(self.to_json(), sort_keys=True)}"
+        return f"{summary} {operator_mark(self.actor)} {MARK} {json.dumps(self.to_json(), sort_keys=True)}"
+
+
+def operator_mark(actor: str) -> str:
+    return f"[by {actor}]"
 
 
 def parse_record(message: str) -> ReleaseRecord | None:

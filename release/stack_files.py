@@ -148,19 +148,32 @@ def engine_text(value: Any) -> str:
     return json.dumps(value)
 
 
+def project_settings(project_dir: Path) -> ProjectSettings:
+    """Pulumi.yaml's project-level settings, read offline; StackFileError (exit 2) when invalid."""
+    try:
+        return ProjectSettings.model_validate(read_project_file(project_dir / PROJECT_FILE))
+    except ValueError as error:
+        raise StackFileError(str(project_dir / PROJECT_FILE), str(error)) from error
+
+
+def secret_names_of(project_dir: Path) -> list[str]:
+    """The secrets the services read, if Pulumi.yaml is valid (if not, each stack reports why)."""
+    try:
+        return project_settings(project_dir).secret_names
+    except StackFileError:
+        return []
+
+
 def validated_stack_config(stack: str, current: StackConfigValues, project_dir: Path) -> StackConfig:
     """The stack's config (as the engine holds it) validated by the program's own rules.
 
     Secrets cannot be read back; each declared secret is assumed set (the program checks at `up`).
     """
-    project_values = read_project_file(project_dir / "Pulumi.yaml")
+    project_values = read_project_file(project_dir / PROJECT_FILE)
     values = {key: entry.value for key, entry in current.items()}
     secret_keys = {key for key, entry in current.items() if entry.secret}
-    try:
-        declared = ProjectSettings.model_validate(project_values).secret_names
-    except ValueError:
-        declared = []  # load_stack_config reports what is wrong with Pulumi.yaml
-    values[full_key(SECRETS_KEY)] = dict.fromkeys(declared, SECRET_VALUE)
+    # An invalid Pulumi.yaml leaves no declared secrets; load_stack_config reports what is wrong.
+    values[full_key(SECRETS_KEY)] = dict.fromkeys(secret_names_of(project_dir), SECRET_VALUE)
     secret_keys.add(full_key(SECRETS_KEY))
     merged = {full_key(key): value for key, value in project_values.items()} | values
     raw = RawConfig(stack=stack, values=merged, project_values=project_values, secret_keys=secret_keys)

@@ -11,7 +11,7 @@ import pytest
 from release.audit import audit_rows, render_audit, stack_status, unreviewed_break_glass
 from release.cli import main
 from release.history import parse_history
-from release.promote import project_settings
+from release.stack_files import project_settings
 from tests.conftest import ROOT
 from tests.history_data import BAD, GOOD, OLD, history, record, releases, update
 from tests.release_doubles import NEW_API, cluster, fake_engine
