@@ -5,11 +5,26 @@ consecutive good probes; the verdict is **Healthy** when every URL is, and **Deg
 one URL has `failures` consecutive bad probes, or when `window_seconds` ends first. A probe is bad,
 and reported by kind, on:
 
-    timeout      no answer within timeout_seconds
-    connection   refused, reset, DNS failure, TLS failure
+    timeout      no complete answer (connect, headers and body) within timeout_seconds
+    connection   refused, reset, DNS failure, TLS failure, a malformed answer
     status       a status other than expect_status (5xx; a redirect, unless follow_redirects)
-    body         the JSON body lacks an expected key=value (e.g. the wrong version)
+    redirect     more than MAX_REDIRECTS redirects in a row (a redirect loop), when following them
+    url          a URL that cannot be requested (malformed, or not http/https)
+    body         a body over MAX_BODY_BYTES (1 MiB), one that cannot be decoded, or, when JSON is
+                 expected, one that is not JSON, nests deeper than MAX_JSON_DEPTH levels, or lacks an
+                 expected key=value (e.g. the wrong version)
     latency      a good answer slower than max_latency_ms
+    error        anything else that went wrong while probing (a bug, reported rather than raised)
+
+Hard bounds, whatever a server or a URL does (`check` never raises for either):
+
+- a probe takes at most `timeout_seconds`, from connecting to the last byte of the body: it is a
+  deadline on the whole request, not httpx's per-read timeout, so a server trickling its answer a
+  byte at a time is cut off too; the body is streamed and never more than 1 MiB of it is kept;
+- the verdict comes at most `window_seconds + timeout_seconds` after the check starts (the last
+  probe starts inside the window and may take one timeout); Degraded by failures comes at most
+  `(failures - 1) x max(interval_seconds, timeout_seconds) + timeout_seconds` after the first bad
+  probe of the streak.
 
 The same checker backs `release health-check`, the deploy's preview and stable checks, and the
 resource hook the program binds to each stable Service (`components.health_hook`).
@@ -19,10 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import accumulate
 from typing import Any
 
 import httpx
@@ -34,6 +51,13 @@ __all__ = ["HealthCheckSettings", "Probe", "ProbeKind", "Verdict", "check", "che
 Clock = Callable[[], float]
 ProbeObserver = Callable[["Probe"], None]
 
+MAX_BODY_BYTES = 1024 * 1024
+"""The most of a body a probe reads; a longer body is a failed `body` probe."""
+MAX_JSON_DEPTH = 64
+"""The deepest nesting of arrays and objects a JSON body may have before it is parsed."""
+MAX_REDIRECTS = 10
+"""The most redirects a probe follows (when following them) before it is a failed `redirect` probe."""
+
 
 class ProbeKind(StrEnum):
     OK = "ok"
@@ -42,6 +66,9 @@ class ProbeKind(StrEnum):
     STATUS = "status"
     BODY = "body"
     LATENCY = "latency"
+    REDIRECT = "redirect"
+    URL = "url"
+    ERROR = "error"
 
 
 @dataclass(frozen=True)
@@ -117,6 +144,7 @@ async def check(
     """Probe every URL until the verdict is reached (see the module docstring for the rules).
 
     `expect_json` adds to `settings.expect_json` (the deploy adds the expected image this way).
+    Returns within `window_seconds + timeout_seconds`; raises only ValueError, for no URLs at all.
     """
     if not urls:
         raise ValueError("a health check needs at least one URL")
@@ -125,7 +153,9 @@ async def check(
     healthy_urls: set[str] = set()
     timeout = httpx.Timeout(settings.timeout_seconds)
 
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=settings.follow_redirects) as client:
+    async with httpx.AsyncClient(
+        timeout=timeout, follow_redirects=settings.follow_redirects, max_redirects=MAX_REDIRECTS
+    ) as client:
         started = clock()
         deadline = started + settings.window_seconds
 
@@ -144,7 +174,7 @@ async def check(
                     return None
                 if bad >= settings.failures:
                     return f"{url}: {bad} consecutive failed probes (last: {_describe(probe)})"
-                next_probe = probe_started + settings.interval_seconds
+                next_probe = max(probe_started + settings.interval_seconds, clock())
                 if next_probe >= deadline:
                     return (
                         f"{url}: the {settings.window_seconds:g}s window ended before "
@@ -152,7 +182,7 @@ async def check(
                     )
                 await asyncio.sleep(max(0.0, next_probe - clock()))
 
-        reason = await _first_failure(watch(url) for url in dict.fromkeys(urls))
+        reason = await _within_window(settings, _first_failure(watch(url) for url in dict.fromkeys(urls)))
 
     decided = clock() - started
     failures = [probe.at_seconds for probe in probes if not probe.ok]
@@ -175,12 +205,30 @@ def check_sync(
 
     Runs on a private loop and leaves the thread's current loop alone: Pulumi's runtime (the mock
     runtime included) keeps using the thread's loop afterwards, and `asyncio.run` would unset it.
+    Like `asyncio.run`, it finalises async generators left open (httpx's, when a probe stops
+    reading a body) before closing the loop.
     """
     loop = asyncio.new_event_loop()
     try:
         return loop.run_until_complete(check(urls, settings, expect_json, on_probe))
     finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+async def _within_window(settings: HealthCheckSettings, deciding: Awaitable[str | None]) -> str | None:
+    """The verdict's reason from `deciding`, or Degraded's once `window_seconds + timeout_seconds` pass.
+
+    The watchers already stop starting probes when the window ends, and every probe is bounded by
+    its timeout; this is the hard deadline that holds whatever happens inside them."""
+    try:
+        async with asyncio.timeout(settings.window_seconds + settings.timeout_seconds):
+            return await deciding
+    except TimeoutError:
+        return (
+            f"the {settings.window_seconds:g}s window ended, and the last probes' "
+            f"{settings.timeout_seconds:g}s timeout with it, before a verdict"
+        )
 
 
 async def _first_failure(watchers: Any) -> str | None:
@@ -198,6 +246,14 @@ async def _first_failure(watchers: Any) -> str | None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+class _BodyTooLargeError(Exception):
+    """The body went past MAX_BODY_BYTES; what the status was."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"the body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB")
+        self.status = status
+
+
 async def _probe(
     client: httpx.AsyncClient,
     url: str,
@@ -206,46 +262,85 @@ async def _probe(
     at_seconds: float,
     clock: Clock,
 ) -> Probe:
+    """One GET of `url`, judged; never raises: whatever goes wrong is a failed probe of some kind.
+
+    The whole request, from connecting to the body's last byte, gets `timeout_seconds`."""
     started = clock()
 
     def result(kind: ProbeKind, status: int | None = None, detail: str = "") -> Probe:
         return Probe(url, at_seconds, kind, status, (clock() - started) * 1000.0, detail)
 
     try:
-        response = await client.get(url, headers={"Accept": "application/json"})
-    except httpx.TimeoutException:
-        return result(ProbeKind.TIMEOUT, detail=f"no answer within {settings.timeout_seconds:g}s")
-    except httpx.TransportError as error:
-        return result(ProbeKind.CONNECTION, detail=f"{type(error).__name__}: {error}")
-    probe = result(ProbeKind.OK, response.status_code)
-    if response.status_code != settings.expect_status:
-        return result(
-            ProbeKind.STATUS,
-            response.status_code,
-            f"expected status {settings.expect_status}, got {response.status_code}",
-        )
-    mismatch = _body_mismatch(response.content, expected)
+        async with asyncio.timeout(settings.timeout_seconds):
+            status, content = await _fetch(client, url, settings.expect_status)
+    except _BodyTooLargeError as error:
+        return result(ProbeKind.BODY, error.status, str(error))
+    except Exception as error:  # noqa: BLE001 - a probe reports every failure, by kind, never raises
+        kind, detail = _failure(error, settings.timeout_seconds)
+        return result(kind, detail=detail)
+    probe = result(ProbeKind.OK, status)
+    if status != settings.expect_status:
+        return result(ProbeKind.STATUS, status, f"expected status {settings.expect_status}, got {status}")
+    mismatch = _body_mismatch(content, expected)
     if mismatch:
-        return result(ProbeKind.BODY, response.status_code, mismatch)
+        return result(ProbeKind.BODY, status, mismatch)
     if probe.latency_ms > settings.max_latency_ms:
         return Probe(
             url,
             at_seconds,
             ProbeKind.LATENCY,
-            response.status_code,
+            status,
             probe.latency_ms,
             f"{probe.latency_ms:.0f} ms is over the {settings.max_latency_ms} ms budget",
         )
     return probe
 
 
+async def _fetch(client: httpx.AsyncClient, url: str, expect_status: int) -> tuple[int, bytes]:
+    """GET `url`: its status and, when that is `expect_status`, its body (else b'', left unread).
+
+    The body is streamed; raises _BodyTooLargeError as soon as it passes MAX_BODY_BYTES."""
+    async with client.stream("GET", url, headers={"Accept": "application/json"}) as response:
+        if response.status_code != expect_status:
+            return response.status_code, b""
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise _BodyTooLargeError(response.status_code)
+        return response.status_code, bytes(body)
+
+
+def _failure(error: Exception, timeout_seconds: float) -> tuple[ProbeKind, str]:
+    """The kind of failed probe `error` makes, and what to say about it."""
+    if isinstance(error, TimeoutError | httpx.TimeoutException):
+        return ProbeKind.TIMEOUT, f"no complete answer within {timeout_seconds:g}s"
+    if isinstance(error, httpx.TooManyRedirects):
+        return ProbeKind.REDIRECT, f"more than {MAX_REDIRECTS} redirects (a redirect loop?)"
+    if isinstance(error, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return ProbeKind.URL, f"the URL cannot be requested: {_shortened(str(error))}"
+    if isinstance(error, httpx.DecodingError):
+        return ProbeKind.BODY, f"the body cannot be decoded: {_shortened(str(error))}"
+    kind = ProbeKind.CONNECTION if isinstance(error, httpx.TransportError) else ProbeKind.ERROR
+    return kind, f"{type(error).__name__}: {_shortened(str(error))}"
+
+
 def _body_mismatch(content: bytes, expected: Mapping[str, str]) -> str:
-    """'' when the JSON body has every expected key=value (dotted keys reach into objects)."""
+    """'' when the JSON body has every expected key=value (dotted keys reach into objects).
+
+    The body is only parsed when something is expected, and only if it nests at most
+    MAX_JSON_DEPTH levels (so parsing can never exhaust the stack)."""
     if not expected:
         return ""
     try:
-        body = json.loads(content)
+        text = content.decode(json.detect_encoding(content))
     except ValueError:
+        return "the body is not JSON"
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        return f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels"
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError):
         return "the body is not JSON"
     wrong = []
     for key, want in expected.items():
@@ -253,8 +348,27 @@ def _body_mismatch(content: bytes, expected: Mapping[str, str]) -> str:
         for part in key.split("."):
             got = got.get(part) if isinstance(got, dict) else None
         if got is None or str(got) != want:
-            wrong.append(f"{key}={got!r} (expected {want!r})")
+            wrong.append(f"{key}={_shortened(repr(got))} (expected {want!r})")
     return "; ".join(wrong)
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+"""A JSON string, escapes included; an unterminated one runs to the end (so matching is linear)."""
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+_NESTING_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _json_depth(text: str) -> int:
+    """How deep `text` nests arrays and objects, brackets inside strings not counting.
+
+    An upper bound on how deep `json.loads` recurses, even for invalid JSON; linear time, no
+    recursion, and the running count is taken in C (map, accumulate, max)."""
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_NESTING_STEP.__getitem__, brackets)), default=0)
+
+
+def _shortened(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _describe(probe: Probe) -> str:

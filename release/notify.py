@@ -3,22 +3,29 @@
 Promotion, failed release, automatic rollback and break-glass each post `{"text": ...}` with the
 digest, the actor and a link to the run. The webhook URL is a secret: it comes from the environment
 (`RELEASE_WEBHOOK_URL`, a CI secret), and is never printed, logged or recorded (errors name only the
-kind of failure). A notification never fails or blocks a release: every send is bounded by a short
-timeout, its outcome is reported (`NotificationResult`) and recorded where a record follows it.
+kind of failure). A notification never fails or blocks a release: a send never raises, whatever the
+URL or the server does, and takes at most `timeout_seconds` (2 s by default) end to end: connecting,
+posting and the answer's status line and headers, however slowly the server trickles them (the
+answer's body is not read). Its outcome is reported (`NotificationResult`) and recorded where a
+record follows it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 WEBHOOK_ENV = "RELEASE_WEBHOOK_URL"
 TIMEOUT_SECONDS = 2.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,26 +54,62 @@ class Notifier:
         return cls(env.get(WEBHOOK_ENV) or None)
 
     def send(self, event: str, text: str) -> NotificationResult:
-        """Post `text`; never raises."""
+        """Post `text`; never raises, and returns within `timeout_seconds` (see the module docstring).
+
+        Not sent, with the kind of failure, when the webhook times out, its URL is invalid, it is
+        unreachable or it answers with a status of 300 or more; the URL is never in the outcome."""
         if not self._url:
             return NotificationResult(event, False, f"no webhook configured (${WEBHOOK_ENV})")
         started = time.monotonic()
-        try:
-            response = httpx.post(self._url, json={"text": text}, timeout=self.timeout_seconds)
-        except httpx.TimeoutException:
-            return NotificationResult(
-                event, False, f"webhook timed out after {self.timeout_seconds:g}s", time.monotonic() - started
-            )
-        except httpx.HTTPError as error:
-            return NotificationResult(event, False, f"webhook unreachable ({type(error).__name__})")
-        seconds = time.monotonic() - started
-        if response.status_code >= 300:
-            return NotificationResult(event, False, f"webhook answered {response.status_code}", seconds)
-        return NotificationResult(event, True, seconds=seconds)
+        error = _run_to_completion(_post(self._url, text, self.timeout_seconds))
+        return NotificationResult(event, not error, error, time.monotonic() - started)
 
     def start(self, event: str, text: str) -> PendingNotification:
         """Send in the background: whoever waits on it never waits longer than they choose."""
         return PendingNotification(self, event, text)
+
+
+async def _post(url: str, text: str, timeout_seconds: float) -> str:
+    """Post `text` to `url` within `timeout_seconds`: '' when accepted, else what went wrong.
+
+    What went wrong names only the kind of failure (an error's message may quote the URL)."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            async with (
+                httpx.AsyncClient(timeout=timeout_seconds) as client,
+                client.stream("POST", url, json={"text": text}) as response,
+            ):
+                status = response.status_code
+    except (TimeoutError, httpx.TimeoutException):
+        return f"webhook timed out after {timeout_seconds:g}s"
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+        return "webhook URL is invalid"
+    except httpx.HTTPError as error:
+        return f"webhook unreachable ({type(error).__name__})"
+    except Exception as error:  # noqa: BLE001 - a notification reports every failure, never raises
+        return f"webhook failed ({type(error).__name__})"
+    return f"webhook answered {status}" if status >= 300 else ""
+
+
+def _run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` on a private event loop; in a worker thread if this thread runs a loop already.
+
+    The thread's own loop (Pulumi's, under the mock runtime) is left alone, as in `check_sync`."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _run_on_new_loop(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        return worker.submit(_run_on_new_loop, coroutine).result()
+
+
+def _run_on_new_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 class PendingNotification:

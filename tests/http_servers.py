@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -93,3 +94,128 @@ def refused_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/healthz"
+
+
+# Raw-socket servers: for answers a well-behaved HTTP server cannot give (a trickle, a 100 MB body,
+# JSON too deep to serialise, a redirect loop). Each connection answers one request and closes.
+
+RawBehaviour = Callable[[socket.socket, threading.Event], None]
+"""Writes the whole answer to the connection; returns early once the event (the test ended) is set."""
+
+SOCKET_TIMEOUT_SECONDS = 5.0
+"""No read or write on a raw connection blocks longer than this, even if the client stalls."""
+
+
+def _answer_head(status: str, headers: dict[str, str]) -> bytes:
+    lines = [f"HTTP/1.1 {status}", *(f"{name}: {value}" for name, value in headers.items())]
+    return ("\r\n".join([*lines, "Connection: close"]) + "\r\n\r\n").encode()
+
+
+def raw_answer(status: str, body: bytes, headers: dict[str, str] | None = None) -> RawBehaviour:
+    """Answer with exactly these bytes as the body (with a Content-Length)."""
+    head = _answer_head(status, {**(headers or {}), "Content-Length": str(len(body))})
+
+    def answer(connection: socket.socket, _: threading.Event) -> None:
+        connection.sendall(head + body)
+
+    return answer
+
+
+def deep_json(levels: int = 100_000) -> RawBehaviour:
+    """200 with a JSON array nested `levels` deep (valid JSON; `json.loads` recurses once per level)."""
+    body = b"[" * levels + b"]" * levels
+    return raw_answer("200 OK", body, {"Content-Type": "application/json"})
+
+
+def redirect_loop() -> RawBehaviour:
+    """302 to the same path, forever (one answer per request)."""
+    return raw_answer("302 Found", b"", {"Location": "/loop"})
+
+
+def huge_body(total_bytes: int = 100 * 1024 * 1024, chunk_bytes: int = 64 * 1024) -> RawBehaviour:
+    """200 announcing `total_bytes`, sent lazily one reused chunk at a time (never all in memory).
+
+    Stops when the client disconnects (the write fails), the test ends, or every chunk is sent."""
+    head = _answer_head("200 OK", {"Content-Type": "application/json", "Content-Length": str(total_bytes)})
+    chunk = b" " * chunk_bytes
+
+    def answer(connection: socket.socket, stop: threading.Event) -> None:
+        connection.sendall(head)
+        for _ in range(total_bytes // chunk_bytes):
+            if stop.is_set():
+                return
+            connection.sendall(chunk)
+
+    return answer
+
+
+def trickle(every_seconds: float = 0.1, for_seconds: float = 10.0, version: str = "1.4.2") -> RawBehaviour:
+    """200, then one more header line every `every_seconds` for `for_seconds`, then a healthy body.
+
+    No single read ever waits longer than `every_seconds`, so only a deadline on the whole request
+    ends it sooner. Stops when the client disconnects or the test ends; `for_seconds` bounds it."""
+    body = json.dumps({"status": "ok", "version": version}).encode()
+    tail = f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+
+    def answer(connection: socket.socket, stop: threading.Event) -> None:
+        connection.sendall(b"HTTP/1.1 200 OK\r\n")
+        for line in range(round(for_seconds / every_seconds)):
+            if stop.wait(every_seconds):
+                return
+            connection.sendall(f"X-Trickle-{line}: .\r\n".encode())
+        connection.sendall(tail)
+
+    return answer
+
+
+def _read_request(connection: socket.socket) -> None:
+    """Read one request's head and its Content-Length body (at most 1 MiB), or until the client stops."""
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < 1024 * 1024:
+        received = connection.recv(65536)
+        if not received:
+            return
+        data += received
+    head, _, body = data.partition(b"\r\n\r\n")
+    lengths = [
+        line.split(b":", 1)[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    ]
+    remaining = min(int(lengths[0]) if lengths else 0, 1024 * 1024) - len(body)
+    while remaining > 0:
+        received = connection.recv(min(remaining, 65536))
+        if not received:
+            return
+        remaining -= len(received)
+
+
+@contextmanager
+def serve_raw(behaviour: RawBehaviour) -> Iterator[str]:
+    """Start a raw-socket server answering every request with `behaviour`; yields its base URL.
+
+    On exit it tells every answer in progress to stop, and waits for their threads to end."""
+    stop = threading.Event()
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            connection: socket.socket = self.request
+            connection.settimeout(SOCKET_TIMEOUT_SECONDS)
+            try:
+                _read_request(connection)
+                behaviour(connection, stop)
+            except OSError:
+                pass  # the client went away (as a bounded client should), or stalled past the timeout
+
+    class Server(socketserver.ThreadingTCPServer):
+        daemon_threads = False
+        block_on_close = True  # server_close() joins every answer's thread (each is bounded)
+
+    server = Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(SOCKET_TIMEOUT_SECONDS)

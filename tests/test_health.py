@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import time
+import tracemalloc
+
 import pytest
 
 from release.health import HealthCheckSettings, ProbeKind, check_sync, parse_expect_json
-from tests.http_servers import failing, flapping, healthy, refused_url, sequence, serve, slow
+from tests.http_servers import (
+    deep_json,
+    failing,
+    flapping,
+    healthy,
+    huge_body,
+    raw_answer,
+    redirect_loop,
+    refused_url,
+    sequence,
+    serve,
+    serve_raw,
+    slow,
+    trickle,
+)
 
 FAST = HealthCheckSettings(
     interval_seconds=0.05, timeout_seconds=0.5, window_seconds=3, successes=3, failures=3, max_latency_ms=400
@@ -113,3 +130,90 @@ def test_expect_json_pairs_must_be_key_equals_value() -> None:
     assert parse_expect_json(["status=ok", "build.version=1=2"]) == {"status": "ok", "build.version": "1=2"}
     with pytest.raises(ValueError, match="use key=value"):
         parse_expect_json(["status"])
+
+
+def test_a_body_nested_100000_levels_is_a_failed_body_probe_not_a_crash() -> None:
+    with serve_raw(deep_json(100_000)) as url:
+        verdict = check_sync([url], FAST, expect_json={"version": "1.4.2"})
+    assert not verdict.healthy
+    assert {probe.kind for probe in verdict.probes} == {ProbeKind.BODY}
+    assert "deeper than 64 levels" in verdict.probes[0].detail
+
+
+def test_brackets_inside_json_strings_do_not_count_towards_the_depth_limit() -> None:
+    body = b'{"status": "ok", "version": "1.4.2", "note": "' + b"[{" * 50_000 + b'\\"]"}'
+    with serve_raw(raw_answer("200 OK", body)) as url:
+        verdict = check_sync([url], FAST, expect_json={"version": "1.4.2"})
+    assert verdict.healthy, verdict.reason
+
+
+def test_a_redirect_loop_is_a_failed_redirect_probe_not_a_crash() -> None:
+    with serve_raw(redirect_loop()) as url:
+        verdict = check_sync([url], FAST.model_copy(update={"follow_redirects": True}))
+    assert not verdict.healthy
+    assert {probe.kind for probe in verdict.probes} == {ProbeKind.REDIRECT}
+
+
+@pytest.mark.parametrize("url", ["http://exa mple/\n", "not a url", "http://[::1"])
+def test_a_malformed_url_is_a_failed_url_probe_not_a_crash(url: str) -> None:
+    verdict = check_sync([url], FAST)
+    assert not verdict.healthy
+    assert {probe.kind for probe in verdict.probes} == {ProbeKind.URL}
+
+
+def test_a_body_that_cannot_be_decoded_is_a_failed_body_probe_not_a_crash() -> None:
+    answer = raw_answer("200 OK", b"this is not gzip", {"Content-Encoding": "gzip"})
+    with serve_raw(answer) as url:
+        verdict = check_sync([url], FAST)
+    assert not verdict.healthy
+    assert {probe.kind for probe in verdict.probes} == {ProbeKind.BODY}
+
+
+def test_a_100_mb_body_is_read_only_up_to_1_mib_and_is_a_failed_body_probe() -> None:
+    settings = FAST.model_copy(update={"timeout_seconds": 2.0, "failures": 2})
+    with serve_raw(huge_body(100 * 1024 * 1024)) as url:
+        tracemalloc.start()
+        try:
+            verdict = check_sync([url], settings)
+            _, peak_bytes = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert not verdict.healthy
+    assert {(probe.kind, probe.status) for probe in verdict.probes} == {(ProbeKind.BODY, 200)}
+    assert "larger than 1 MiB" in verdict.probes[0].detail
+    assert peak_bytes < 16 * 1024 * 1024
+
+
+def test_a_server_trickling_header_lines_times_out_within_the_probe_timeout() -> None:
+    settings = FAST.model_copy(update={"timeout_seconds": 0.5, "failures": 1})
+    with serve_raw(trickle(every_seconds=0.05, for_seconds=8)) as url:
+        verdict = check_sync([url], settings)
+    [probe] = verdict.probes
+    assert probe.kind is ProbeKind.TIMEOUT
+    assert probe.latency_ms < (settings.timeout_seconds + 0.5) * 1000
+
+
+def test_a_server_trickling_forever_is_degraded_within_the_window_plus_one_timeout() -> None:
+    settings = FAST.model_copy(
+        update={"timeout_seconds": 0.7, "interval_seconds": 0.2, "window_seconds": 1.0, "failures": 100}
+    )
+    with serve_raw(trickle(every_seconds=0.05, for_seconds=8)) as url:
+        started = time.monotonic()
+        verdict = check_sync([url], settings)
+        elapsed = time.monotonic() - started
+    assert not verdict.healthy and "window ended" in verdict.reason
+    assert elapsed < settings.window_seconds + settings.timeout_seconds + 1.5
+    assert verdict.decided_seconds <= settings.window_seconds + settings.timeout_seconds + 0.5
+
+
+def test_a_finite_trickle_longer_than_the_window_is_degraded_within_the_window_plus_one_timeout() -> None:
+    settings = FAST.model_copy(
+        update={"timeout_seconds": 0.5, "interval_seconds": 0.1, "window_seconds": 1.0, "failures": 100}
+    )
+    with serve_raw(trickle(every_seconds=0.05, for_seconds=3)) as url:
+        started = time.monotonic()
+        verdict = check_sync([url], settings)
+        elapsed = time.monotonic() - started
+    assert not verdict.healthy
+    assert {probe.kind for probe in verdict.probes} == {ProbeKind.TIMEOUT}
+    assert elapsed < settings.window_seconds + settings.timeout_seconds + 1.5

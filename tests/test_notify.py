@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from typing import Any
 
+import pytest
+
 from release.deploy import deploy
-from release.history import parse_history
-from release.notify import Notifier, message
-from tests.conftest import ROOT
-from tests.http_servers import failing, healthy, serve, slow
-from tests.release_doubles import NEW_API, cluster, fake_engine
+from release.notify import NotificationResult, Notifier, message
+from tests.http_servers import failing, healthy, refused_url, serve, serve_raw, slow, trickle
+from tests.release_doubles import NEW_API, cluster, fake_engine, history_of
 
 
 def test_a_notification_posts_slack_compatible_text_with_digest_actor_and_run() -> None:
@@ -45,13 +48,15 @@ def test_a_failed_release_rolls_back_even_when_the_webhook_is_down() -> None:
     engine = fake_engine()
     with cluster(engine) as api, serve(slow(1.0)) as webhook:
         api.bad.add(NEW_API)
-        report = deploy(engine, api.request(NEW_API), ROOT, notifier=Notifier(webhook, timeout_seconds=0.3))
+        report = deploy(
+            engine, api.request(NEW_API), engine.project_dir, notifier=Notifier(webhook, timeout_seconds=0.3)
+        )
     assert report.phase == "RolledBack"
     assert [result.to_json() for result in report.notifications] == [
         {"event": "failed release", "sent": False, "error": "webhook timed out after 0.3s"},
         {"event": "automatic rollback", "sent": False, "error": "webhook timed out after 0.3s"},
     ]
-    rollback = parse_history(engine.history("staging"))[0].record
+    rollback = history_of(engine, "staging")[0].record
     assert rollback is not None and rollback.notification["event"] == "failed release"
 
 
@@ -60,7 +65,76 @@ def test_a_failed_release_and_its_automatic_rollback_are_both_announced() -> Non
     posted: list[Any] = []
     with cluster(engine) as api, serve(healthy(), posted) as webhook:
         api.bad.add(NEW_API)
-        deploy(engine, api.request(NEW_API), ROOT, notifier=Notifier(webhook))
+        deploy(engine, api.request(NEW_API), engine.project_dir, notifier=Notifier(webhook))
     texts = sorted(post["text"] for post in posted)
     assert texts[0].startswith("*automatic rollback* api on staging") and "RolledBack" in texts[0]
     assert texts[1].startswith("*release failed, rolling back* api on staging") and "analyse" in texts[1]
+
+
+SECRET_PATH = "/services/T000/B000/test-only-webhook-token-5e1d"
+
+
+def assert_secret_absent(result: NotificationResult) -> None:
+    assert "test-only-webhook-token-5e1d" not in json.dumps(result.to_json()) + result.error
+
+
+def test_a_webhook_trickling_its_answer_is_abandoned_when_its_timeout_ends() -> None:
+    with serve_raw(trickle(every_seconds=0.05, for_seconds=8)) as webhook:
+        started = time.monotonic()
+        result = Notifier(webhook + SECRET_PATH, timeout_seconds=0.5).send("failed release", "text")
+        elapsed = time.monotonic() - started
+    assert not result.sent and result.error == "webhook timed out after 0.5s"
+    assert elapsed < 0.5 + 0.5
+    assert_secret_absent(result)
+
+
+def test_by_default_the_whole_webhook_exchange_is_bounded_by_2_seconds() -> None:
+    with serve_raw(trickle(every_seconds=0.05, for_seconds=8)) as webhook:
+        started = time.monotonic()
+        result = Notifier(webhook + SECRET_PATH).send("failed release", "text")
+        elapsed = time.monotonic() - started
+    assert result.error == "webhook timed out after 2s"
+    assert elapsed < 2.0 + 0.5
+
+
+def test_a_background_notification_to_a_trickling_webhook_is_decided_within_its_timeout() -> None:
+    with serve_raw(trickle(every_seconds=0.05, for_seconds=8)) as webhook:
+        notifier = Notifier(webhook + SECRET_PATH, timeout_seconds=0.3)
+        result = notifier.start("failed release", "text").result(notifier.timeout_seconds + 1)
+    assert result is not None and result.error == "webhook timed out after 0.3s"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hooks.example.test" + SECRET_PATH + "\n",
+        "http://hooks.example.test:port" + SECRET_PATH,
+        "http://[::1" + SECRET_PATH,
+        "hooks.example.test" + SECRET_PATH,
+    ],
+)
+def test_a_malformed_webhook_url_is_reported_invalid_without_the_url(url: str) -> None:
+    result = Notifier(url).send("promotion", "text")
+    assert not result.sent and result.error == "webhook URL is invalid"
+    assert_secret_absent(result)
+
+
+def test_an_unreachable_webhook_is_reported_by_kind_without_the_url() -> None:
+    result = Notifier(refused_url() + SECRET_PATH).send("promotion", "text")
+    assert not result.sent and result.error == "webhook unreachable (ConnectError)"
+    assert_secret_absent(result)
+
+
+def test_a_notification_sent_from_inside_a_running_event_loop_is_still_sent() -> None:
+    posted: list[Any] = []
+
+    async def send_from_a_coroutine(webhook: str) -> NotificationResult:
+        return Notifier(webhook).send("promotion", "text")
+
+    loop = asyncio.new_event_loop()  # not asyncio.run: it would unset the loop Pulumi's runtime uses
+    try:
+        with serve(healthy(), posted) as webhook:
+            result = loop.run_until_complete(send_from_a_coroutine(webhook))
+    finally:
+        loop.close()
+    assert result.sent and posted == [{"text": "text"}]
