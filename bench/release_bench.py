@@ -86,7 +86,7 @@ def history_seconds(size: int) -> tuple[float, float]:
     from release.audit import audit_rows
     from release.gates import evidence_for
     from release.history import parse_history
-    from tests.history_data import GOOD, record, update
+    from tests.history_data import GOOD, STAGING_RULES, record, update
 
     start = datetime(2026, 1, 1)
     raw = [
@@ -94,7 +94,7 @@ def history_seconds(size: int) -> tuple[float, float]:
         for index in range(size)
     ][::-1]
     began = time.perf_counter()
-    entries = parse_history(raw)
+    entries = parse_history(raw, STAGING_RULES)
     evidence_for("staging", entries, "api", GOOD, live=True)
     gated = time.perf_counter() - began
     began = time.perf_counter()

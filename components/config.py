@@ -23,12 +23,13 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -38,6 +39,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.image_ref import digest_of, is_image
+from components.pulumi_yaml import PulumiYamlError, load_pulumi_yaml
 from release.errors import ConfigError, ConfigProblem
 
 PROJECT_NAME = "platform"
@@ -46,23 +49,43 @@ PROJECT_NAME = "platform"
 SECRETS_KEY = "appSecrets"
 """The per-stack key that holds the application secrets, each set with `pulumi config set --secret`."""
 
-DIGEST_IMAGE = re.compile(
-    r"^(?P<repository>[a-z0-9][a-z0-9._\-/:]*[a-z0-9])@sha256:(?P<digest>[0-9a-f]{64})$"
-)
-TAGGED_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._\-/:]*[a-z0-9](@sha256:[0-9a-f]{64})?$")
+# Name patterns are matched with `fullmatch` (never `match` with `^...$`: `$` also matches before a
+# trailing newline, so "platform-dev\n" would pass).
+DNS_LABEL = re.compile(r"[a-z]([a-z0-9-]{0,40}[a-z0-9])?")
+SECRET_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+FEATURE_FLAG = re.compile(r"FEATURE_[A-Z0-9_]+")
 
 
-def repository_of(image: str) -> str:
-    """`repo@sha256:...` or `repo:tag` -> `repo` (a registry's `host:port` is kept)."""
-    if "@" in image:
-        return image.split("@", 1)[0]
-    head, _, tail = image.rpartition(":")
-    return head if head and "/" not in tail else image
+def _fullmatching(pattern: str, rule: str) -> AfterValidator:
+    """A pydantic validator: the whole string matches `pattern` (fullmatch), else `rule` is the error."""
+    compiled = re.compile(pattern)
+
+    def check(text: str) -> str:
+        if not compiled.fullmatch(text):
+            raise ValueError(f"{rule} (the whole value must match {pattern})")
+        return text
+
+    return AfterValidator(check)
 
 
-DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,40}[a-z0-9])?$")
-SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
-FEATURE_FLAG = re.compile(r"^FEATURE_[A-Z0-9_]+$")
+EngineVersion = Annotated[str, _fullmatching(r"\d+\.\d+", "must be a major.minor version like 16.4")]
+DatabaseName = Annotated[
+    str, _fullmatching(r"[a-z][a-z0-9_]{0,62}", "must be a lower-case name of at most 63 characters")
+]
+MasterUsername = Annotated[
+    str, _fullmatching(r"[a-z][a-z0-9_]{0,15}", "must be a lower-case name of at most 16 characters")
+]
+HttpScheme = Annotated[str, _fullmatching(r"https?", "must be http or https")]
+InstanceClass = Annotated[
+    str, _fullmatching(r"db\.[a-z0-9]+\.[a-z0-9]+", "must be an RDS instance class like db.t4g.micro")
+]
+AwsRegion = Annotated[str, _fullmatching(r"[a-z]{2}(-[a-z]+)+-\d", "must be an AWS region like eu-west-1")]
+Domain = Annotated[
+    str,
+    _fullmatching(
+        r"([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}", "must be a lower-case DNS domain like example.com"
+    ),
+]
 
 
 class Color(StrEnum):
@@ -98,17 +121,18 @@ class MigrationSpec(_Model):
     """A schema migration run as a Kubernetes Job with a colour's image before that colour's pods start."""
 
     command: list[str] = Field(min_length=1)
-    backoff_limit: int = Field(default=2, ge=0, le=6)
-    active_deadline_seconds: int = Field(default=600, ge=30, le=3600)
+    backoff_limit: int = Field(default=2, ge=0, le=6, strict=True)
+    active_deadline_seconds: int = Field(default=600, ge=30, le=3600, strict=True)
     expand_contract: bool = Field(
         default=True,
+        strict=True,
         description="The migration only expands the schema (the old colour keeps working against it).",
     )
 
 
 class ServiceSpec(_Model):
     name: str
-    port: int = Field(ge=1, le=65535)
+    port: int = Field(ge=1, le=65535, strict=True)
     readiness_path: str
     liveness_path: str
     env: dict[str, str] = Field(default_factory=dict)
@@ -119,7 +143,7 @@ class ServiceSpec(_Model):
     @field_validator("name")
     @classmethod
     def _dns_label(cls, name: str) -> str:
-        if not DNS_LABEL.match(name):
+        if not DNS_LABEL.fullmatch(name):
             raise ValueError("must be a lower-case DNS label of at most 42 characters")
         return name
 
@@ -138,11 +162,11 @@ class ServiceSpec(_Model):
 
 
 class PostgresSpec(_Model):
-    engine_version: str = Field(pattern=r"^\d+\.\d+$")
-    port: int = Field(default=5432, ge=1150, le=65535)
-    database_name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
-    master_username: str = Field(pattern=r"^[a-z][a-z0-9_]{0,15}$")
-    backup_retention_days: int = Field(ge=1, le=35)
+    engine_version: EngineVersion
+    port: int = Field(default=5432, ge=1150, le=65535, strict=True)
+    database_name: DatabaseName
+    master_username: MasterUsername
+    backup_retention_days: int = Field(ge=1, le=35, strict=True)
     storage_type: str = "gp3"
 
 
@@ -151,9 +175,8 @@ class IngressSpec(_Model):
 
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-WEEKLY_TIME = re.compile(
-    r"^(?P<day>Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?P<hour>[01]\d|2[0-3]):(?P<minute>[0-5]\d)$"
-)
+WEEKLY_TIME = re.compile(r"(?P<day>Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?P<hour>[01]\d|2[0-3]):(?P<minute>[0-5]\d)")
+"""Matched with `fullmatch` (see DNS_LABEL)."""
 
 
 class FreezeWindow(_Model):
@@ -171,7 +194,7 @@ class FreezeWindow(_Model):
     @field_validator("starts", "ends")
     @classmethod
     def _weekly_time(cls, text: str) -> str:
-        if not WEEKLY_TIME.match(text):
+        if not WEEKLY_TIME.fullmatch(text):
             raise ValueError("must look like 'Fri 16:00' (Mon..Sun, 24-hour time)")
         return text
 
@@ -195,10 +218,23 @@ class PromotionGate(_Model):
     """
 
     promote_from: str | None = None
-    min_soak_minutes: int = Field(default=0, ge=0, le=10080)
+    min_soak_minutes: int = Field(default=0, ge=0, le=10080, strict=True)
     max_verification_age_hours: float | None = Field(default=None, gt=0)
-    require_approval: bool = False
-    four_eyes: bool = False
+    require_approval: bool = Field(default=False, strict=True)
+    allow_asserted_approval: bool = Field(
+        default=True,
+        strict=True,
+        description="Outside GitHub Actions, whether a typed --approval/--approver counts at all (it is "
+        "asserted, not proven, and the audit marks it so). Inside GitHub Actions the approval is always "
+        "read from GitHub's API.",
+    )
+    require_signed_evidence: bool = Field(
+        default=False,
+        strict=True,
+        description="Count only records signed by a trusted key (releaseSigning.trustedKeys) as the "
+        "source's verification, and as approval and review.",
+    )
+    four_eyes: bool = Field(default=False, strict=True)
     approval_environment: str | None = Field(
         default=None,
         description="A GitHub Actions environment protected by required reviewers; a job running in "
@@ -210,10 +246,73 @@ class PromotionGate(_Model):
 class StackPolicy(_Model):
     """Rules that are stricter for some stacks. Declared per stack name in Pulumi.yaml."""
 
-    require_image_digest: bool
-    min_replicas: int = Field(ge=1)
-    require_deletion_protection: bool
+    require_image_digest: bool = Field(strict=True)
+    min_replicas: int = Field(ge=1, strict=True)
+    require_deletion_protection: bool = Field(strict=True)
+    require_signed_records: bool = Field(
+        default=False,
+        strict=True,
+        description="Only records signed by a trusted key count in this stack's history (release "
+        "lifecycle, verification, revocation), and the release tool refuses to write an unsigned one.",
+    )
     promotion: PromotionGate = Field(default_factory=PromotionGate)
+
+
+ED25519_PUBLIC_KEY = re.compile(r"[A-Za-z0-9+/]{43}=")
+"""32 raw bytes in standard base64: what `release keygen` prints."""
+KEY_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+
+
+class TrustedKey(_Model):
+    """A public key whose signatures on release records are trusted (the CI's signing key).
+
+    Rotation: add the new key, move CI to it, then set `retired_after` on the old one; records it
+    signed before that time stay evidence. Remove a key only if it leaked: everything it signed
+    stops counting.
+    """
+
+    name: str
+    public_key: str
+    retired_after: datetime | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _key_name(cls, name: str) -> str:
+        if not KEY_NAME.fullmatch(name):
+            raise ValueError("must be a short lower-case name like 'ci-2026-11'")
+        return name
+
+    @field_validator("public_key")
+    @classmethod
+    def _ed25519(cls, key: str) -> str:
+        if not ED25519_PUBLIC_KEY.fullmatch(key):
+            raise ValueError(
+                "must be an Ed25519 public key in base64 (44 characters), as `release keygen` prints"
+            )
+        return key
+
+    @field_validator("retired_after")
+    @classmethod
+    def _aware(cls, moment: datetime | None) -> datetime | None:
+        if moment is not None and moment.tzinfo is None:
+            raise ValueError("must carry a time zone, e.g. 2026-12-01T00:00:00Z")
+        return moment
+
+
+class ReleaseSigning(_Model):
+    """Who may sign release records: the trusted public keys (project-level, the same in every stack)."""
+
+    trusted_keys: list[TrustedKey] = Field(default_factory=list)
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _unique(cls, keys: list[TrustedKey]) -> list[TrustedKey]:
+        for attribute in ("name", "public_key"):
+            values = [getattr(key, attribute) for key in keys]
+            repeated = sorted({value for value in values if values.count(value) > 1})
+            if repeated:
+                raise ValueError(f"trusted keys must have unique {attribute}s; repeated: {repeated}")
+        return keys
 
 
 class ProjectSettings(_Model):
@@ -221,6 +320,7 @@ class ProjectSettings(_Model):
     postgres: PostgresSpec
     ingress: IngressSpec
     stack_policies: dict[str, StackPolicy] = Field(min_length=1)
+    release_signing: ReleaseSigning = Field(default_factory=ReleaseSigning)
 
     @field_validator("services")
     @classmethod
@@ -265,7 +365,7 @@ class ColorImages(_Model):
 class ServiceRelease(_Model):
     """The release state of one service in one stack: what each colour runs, and which is live."""
 
-    replicas: int = Field(ge=1, le=100)
+    replicas: int = Field(ge=1, le=100, strict=True)
     active_color: Color
     images: ColorImages
 
@@ -284,8 +384,8 @@ class HealthCheckSettings(_Model):
     probe to a rollback decision is `failures x interval_seconds + timeout_seconds`.
     """
 
-    scheme: str = Field(default="https", pattern=r"^https?$")
-    expect_status: int = Field(default=200, ge=100, le=599)
+    scheme: HttpScheme = "https"
+    expect_status: int = Field(default=200, ge=100, le=599, strict=True)
     expect_json: dict[str, str] = Field(default_factory=dict)
     version_field: str | None = Field(
         default=None,
@@ -295,10 +395,10 @@ class HealthCheckSettings(_Model):
     timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     interval_seconds: float = Field(default=2.0, gt=0, le=300)
     window_seconds: float = Field(default=60.0, gt=0, le=3600)
-    successes: int = Field(default=3, ge=1, le=100)
-    failures: int = Field(default=3, ge=1, le=100)
-    max_latency_ms: int = Field(default=1000, ge=1, le=60000)
-    follow_redirects: bool = False
+    successes: int = Field(default=3, ge=1, le=100, strict=True)
+    failures: int = Field(default=3, ge=1, le=100, strict=True)
+    max_latency_ms: int = Field(default=1000, ge=1, le=60000, strict=True)
+    follow_redirects: bool = Field(default=False, strict=True)
 
     @property
     def decision_budget_seconds(self) -> float:
@@ -307,10 +407,10 @@ class HealthCheckSettings(_Model):
 
 
 class DatabaseSize(_Model):
-    instance_class: str = Field(pattern=r"^db\.[a-z0-9]+\.[a-z0-9]+$")
-    allocated_storage_gb: int = Field(ge=20, le=65536)
-    multi_az: bool
-    deletion_protection: bool
+    instance_class: InstanceClass
+    allocated_storage_gb: int = Field(ge=20, le=65536, strict=True)
+    multi_az: bool = Field(strict=True)
+    deletion_protection: bool = Field(strict=True)
     subnet_group_name: str
     security_group_ids: list[str] = Field(min_length=1)
 
@@ -318,8 +418,8 @@ class DatabaseSize(_Model):
 class StackSettings(_Model):
     namespace: str
     kube_context: str
-    aws_region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
-    domain: str = Field(pattern=r"^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$")
+    aws_region: AwsRegion
+    domain: Domain
     releases: dict[str, ServiceRelease]
     database: DatabaseSize
     feature_flags: dict[str, str] = Field(default_factory=dict)
@@ -329,7 +429,7 @@ class StackSettings(_Model):
     @field_validator("namespace")
     @classmethod
     def _namespace_label(cls, namespace: str) -> str:
-        if not DNS_LABEL.match(namespace):
+        if not DNS_LABEL.fullmatch(namespace):
             raise ValueError("must be a lower-case DNS label")
         return namespace
 
@@ -354,8 +454,8 @@ class StackSettings(_Model):
 
 
 def _require_names(names: Iterable[str], pattern: re.Pattern[str], rule: str) -> None:
-    """Raise one ValueError listing every name that does not match `pattern` (names only, no values)."""
-    bad = [name for name in names if not pattern.match(name)]
+    """Raise one ValueError listing every name that does not fullmatch `pattern` (names only, no values)."""
+    bad = [name for name in names if not pattern.fullmatch(name)]
     if bad:
         raise ValueError(f"{rule}: {bad}")
 
@@ -654,7 +754,7 @@ def _cross_problems(stack: str, project: ProjectSettings, settings: StackSetting
     for service_name, release in settings.releases.items():
         for color in Color:
             image = release.images.of(color)
-            if not TAGGED_IMAGE.match(image):
+            if not is_image(image):
                 problems.append(
                     ConfigProblem(
                         stack,
@@ -717,7 +817,7 @@ def _policy_problems(
         if policy.require_image_digest:
             for color in Color:
                 image = release.images.of(color)
-                if TAGGED_IMAGE.match(image) and not DIGEST_IMAGE.match(image):
+                if is_image(image) and not digest_of(image):
                     problems.append(
                         ConfigProblem(
                             stack,
@@ -747,13 +847,54 @@ def _policy_problems(
 
 
 def read_project_file(path: Path) -> dict[str, Any]:
-    """Pulumi.yaml's project-level config values, with short keys (`postgres`, not `platform:postgres`)."""
-    document = yaml.safe_load(path.read_text()) or {}
+    """Pulumi.yaml's project-level config values, with short keys (`postgres`, not `platform:postgres`).
+
+    Read with the safe loader (`components.pulumi_yaml`). A file that is not what Pulumi expects
+    raises one PulumiYamlError (a ValueError) naming the file and every problem: not YAML, not a
+    mapping, `config:` not a mapping, a key that is not text, an entry declared as a mapping
+    without `value:`. A missing file raises FileNotFoundError.
+    """
+    document = load_pulumi_yaml(path)
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise PulumiYamlError(
+            str(path),
+            f"expected a mapping at the top level (name:, runtime:, config:), not {_yaml_kind(document)}",
+        )
+    declarations = document.get("config")
+    if declarations is None:
+        return {}
+    if not isinstance(declarations, dict):
+        raise PulumiYamlError(
+            str(path), f"`config:` must be a mapping of keys to declarations, not {_yaml_kind(declarations)}"
+        )
     values: dict[str, Any] = {}
-    for key, declaration in (document.get("config") or {}).items():
+    problems: list[str] = []
+    for key, declaration in declarations.items():
+        if not isinstance(key, str):
+            problems.append(f"config key {key!r} must be text")
+            continue
         short = key.split(":", 1)[1] if key.startswith(f"{PROJECT_NAME}:") else key
-        values[short] = declaration.get("value") if isinstance(declaration, dict) else declaration
+        if isinstance(declaration, dict):
+            if "value" not in declaration:
+                problems.append(
+                    f"config.{key} has no `value:` (declare a project-level value as "
+                    f"`{key}:` with `value:` under it)"
+                )
+                continue
+            values[short] = declaration["value"]
+        else:
+            values[short] = declaration
+    if problems:
+        raise PulumiYamlError(str(path), "; ".join(problems))
     return values
+
+
+def _yaml_kind(value: Any) -> str:
+    return {list: "a list", str: "text", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def raw_config_from_runtime(stack: str, project_file: Path) -> RawConfig:

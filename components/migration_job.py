@@ -7,7 +7,8 @@ import hashlib
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import DIGEST_IMAGE, MigrationSpec, ServiceSpec
+from components.config import MigrationSpec, ServiceSpec
+from components.image_ref import digest_of
 from components.names import kubernetes_name
 from components.pod import PodSources, app_container, pod_security_context, writable_tmp
 
@@ -16,9 +17,9 @@ TIMEOUT_MARGIN_SECONDS = 60
 
 def image_fingerprint(image: str) -> str:
     """12 hex characters that change exactly when the image changes: the digest's, or a hash of a tag."""
-    pinned = DIGEST_IMAGE.match(image)
-    if pinned:
-        return pinned.group("digest")[:12]
+    digest = digest_of(image)
+    if digest:
+        return digest[len("sha256:") :][:12]
     return hashlib.sha256(image.encode()).hexdigest()[:12]
 
 

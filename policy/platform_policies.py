@@ -6,21 +6,24 @@ the engine in PR checks (`pulumi preview --policy-pack policy`, this directory's
 `args` needs only `resource_type`, `props` (engine, camelCase names), `urn` and `name`.
 
 Per-stack strictness is data, as in the program: the stack is read from the URN and its rules from
-`stackPolicies` in the project's Pulumi.yaml (digest pinning, deletion protection).
+`stackPolicies` in the project's Pulumi.yaml (digest pinning, deletion protection), read with the
+project's one safe YAML loader (components/pulumi_yaml.py: no aliases, no duplicate keys, a size cap).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol
 
-import yaml
-
-PROJECT_FILE = Path(__file__).resolve().parents[1] / "Pulumi.yaml"
+REPOSITORY = Path(__file__).resolve().parents[1]
+PROJECT_FILE = REPOSITORY / "Pulumi.yaml"
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 SECRET_LOOKING = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIALS?)", re.IGNORECASE)
 REFERENCE = re.compile(r"^(arn:|projects/|vault:|[A-Za-z0-9_./-]+_ARN$)")
@@ -55,11 +58,33 @@ class Rule:
             self.validate(args, report_violation)
 
 
+def _pulumi_yaml() -> ModuleType:
+    """components.pulumi_yaml: imported, or loaded from its file when the policy runtime runs this
+    pack from policy/ without the repository on sys.path (the module needs only PyYAML)."""
+    try:
+        return importlib.import_module("components.pulumi_yaml")
+    except ImportError:
+        spec = importlib.util.spec_from_file_location(
+            "platform_pulumi_yaml", REPOSITORY / "components" / "pulumi_yaml.py"
+        )
+        if spec is None or spec.loader is None:
+            raise
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+
 @cache
 def stack_policies(project_file: Path = PROJECT_FILE) -> dict[str, Any]:
-    document = yaml.safe_load(project_file.read_text()) or {}
-    declared = (document.get("config") or {}).get("stackPolicies") or {}
-    return dict(declared.get("value", declared) or {})
+    """`stackPolicies` from Pulumi.yaml (its `value:`); a ValueError naming the file if malformed."""
+    document = _pulumi_yaml().load_pulumi_yaml(project_file) or {}
+    config = document.get("config") if isinstance(document, dict) else None
+    declared = (config.get("stackPolicies") if isinstance(config, dict) else None) or {}
+    if isinstance(declared, dict) and "value" in declared:
+        declared = declared["value"] or {}
+    if not isinstance(declared, dict):
+        raise ValueError(f"{project_file}: config.stackPolicies must be a mapping of stack names to rules")
+    return dict(declared)
 
 
 def stack_of(urn: str) -> str:

@@ -19,12 +19,14 @@ from typing import Any
 from components.config import ProjectSettings
 from release.gates import evidence_for
 from release.history import HistoryEntry
+from release.text import one_line
 
 EVENT_NAMES = {
     "stage": "release",
     "switch": "switch",
     "verify": "verification",
     "rollback": "rollback",
+    "abort": "abort",
     "reject": "rejection",
     "review": "review",
 }
@@ -46,6 +48,10 @@ class AuditRow:
     break_glass: bool = False
     run: str = ""
     notification: str = ""
+    record: str = ""
+    """The record's trust (signed, unsigned, invalid signature, ...); '' for a foreign update."""
+    counted: bool = True
+    release: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +69,9 @@ class AuditRow:
             "breakGlass": self.break_glass,
             "run": self.run or None,
             "notification": self.notification or None,
+            "record": self.record or None,
+            "counted": self.counted,
+            "release": self.release or None,
         }
 
 
@@ -78,32 +87,41 @@ def audit_rows(stack: str, entries: Sequence[HistoryEntry], since: datetime | No
 
 
 def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRow:
+    """One row. A record that does not count (unsigned where signing is required, a bad signature,
+    another stack's, malformed) is shown as what it claims, marked, with its actor marked unverified."""
     record = entry.record
-    services = record.service.split(",") if record and record.service else sorted(entry.services)
+    claimed = entry.claimed.record if entry.claimed is not None else None
+    shown = record or claimed
+    services = shown.services if shown and shown.service else sorted(entry.services)
     before = _active_images(older, services) if older else ""
     after = _active_images(entry, services)
-    if record is None:
-        event = f"{entry.kind} (foreign)"
+    trust = entry.trust.value if entry.trust is not None else ""
+    if shown is None:
+        event = f"{entry.kind} (foreign)" if entry.trust is None else f"{entry.kind} ({trust}, not counted)"
         why = entry.message
+        actor = entry.operator
     else:
-        event = EVENT_NAMES[record.event]
-        if record.event == "stage" and record.promoted_from:
-            event = f"promotion from {record.promoted_from}"
-        if record.event in ("stage", "switch") and record.previous:
-            before = record.previous
-        if record.event in ("stage", "verify"):
-            after = record.image
-        if record.event == "reject":
-            before, after = ", ".join(record.revokes), "(rejected)"
-        if record.event == "review":
-            event = f"review of entry {record.reviews}"
-        why = _approval_or_reason(record.approval, record.break_glass, record.reason)
+        event = EVENT_NAMES[shown.event]
+        if shown.event == "stage" and shown.promoted_from:
+            event = f"promotion from {shown.promoted_from}"
+        if shown.event in ("stage", "switch") and shown.previous:
+            before = shown.previous
+        if shown.event in ("stage", "verify"):
+            after = shown.image
+        if shown.event == "reject":
+            before, after = ", ".join(shown.revokes), "(rejected)"
+        if shown.event == "review":
+            event = f"review of entry {shown.reviews}"
+        if record is None:
+            event += f" ({trust}, not counted)"
+        why = _approval_or_reason(shown.approval, shown.break_glass, shown.reason)
+        actor = shown.actor if record is not None else f"{shown.actor} (unverified)"
     return AuditRow(
         time=entry.end_time or entry.start_time,
         stack=stack,
         number=entry.number,
         event=event,
-        actor=record.actor if record else entry.operator,
+        actor=actor,
         service=",".join(services),
         before=before,
         after=after,
@@ -113,6 +131,9 @@ def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRo
         break_glass=bool(record and record.break_glass),
         run=record.run if record else "",
         notification=_notification(record.notification) if record else "",
+        record=trust,
+        counted=entry.trust is None or entry.counted,
+        release=record.release if record else "",
     )
 
 
@@ -136,7 +157,9 @@ def _active_images(entry: HistoryEntry, services: Sequence[str]) -> str:
 def _approval_or_reason(approval: Mapping[str, str], break_glass: Mapping[str, Any], reason: str) -> str:
     parts = []
     if approval:
-        parts.append(f"approved {approval.get('ref')} by {approval.get('approver') or '?'}")
+        approvers = ", ".join(str(name) for name in approval.get("approvers") or []) or "?"
+        how = "github" if approval.get("source") == "github-environment" else "ASSERTED"
+        parts.append(f"approved {approval.get('ref')} by {approvers} ({how})")
     if break_glass:
         skipped = ", ".join(break_glass.get("skipped") or [])
         parts.append(f"BREAK-GLASS: {break_glass.get('reason')} (skipped {skipped})")
@@ -169,16 +192,19 @@ AUDIT_HEADER = [
 
 def _cells(row: AuditRow) -> list[str]:
     return [
-        row.time[:19],
-        row.stack,
-        str(row.number),
-        ("BREAK-GLASS " if row.break_glass else "") + row.event,
-        row.actor,
-        row.service,
-        f"{_short(row.before)} -> {_short(row.after)}",
-        row.approval_or_reason,
-        row.result,
-        "" if row.seconds is None else f"{row.seconds:.0f}",
+        one_line(cell)
+        for cell in [
+            row.time[:19],
+            row.stack,
+            str(row.number),
+            ("BREAK-GLASS " if row.break_glass else "") + row.event,
+            row.actor,
+            row.service,
+            f"{_short(row.before)} -> {_short(row.after)}",
+            row.approval_or_reason,
+            row.result,
+            "" if row.seconds is None else f"{row.seconds:.0f}",
+        ]
     ]
 
 
@@ -253,9 +279,8 @@ def stack_status(
     """`releases`: stack -> the `platform:releases` value it holds now; `histories`: stack -> entries."""
     rows = []
     for stack, stack_releases in releases.items():
-        source = (
-            project.stack_policies[stack].promotion.promote_from if stack in project.stack_policies else None
-        )
+        gate = project.stack_policies[stack].promotion if stack in project.stack_policies else None
+        source = gate.promote_from if gate is not None else None
         for service, release in sorted(stack_releases.items()):
             active = str(release["images"][release["activeColor"]])
             evidence = evidence_for(stack, histories.get(stack, []), service, active, live=True)
@@ -264,7 +289,12 @@ def stack_status(
                 source_release = releases[source][service]
                 source_active = str(source_release["images"][source_release["activeColor"]])
                 source_evidence = evidence_for(
-                    source, histories.get(source, []), service, source_active, live=True
+                    source,
+                    histories.get(source, []),
+                    service,
+                    source_active,
+                    live=True,
+                    signed_only=gate is not None and gate.require_signed_evidence,
                 )
                 if source_active != active and source_evidence.verified and not source_evidence.revoked:
                     waiting = source_active

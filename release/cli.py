@@ -14,8 +14,10 @@
     release health-check --url URL ...                           one health check (release.health)
 
 Shared options are defined once (`--json`, `--verbose`, `--project-dir`, `--operator`). Progress goes
-to stderr, results to stdout (JSON under `--json`). Every command catches `ReleaseError` once and
-exits with a fixed code:
+to stderr, results to stdout (JSON under `--json`). Every stack argument is checked against Pulumi's
+rules before anything else (`release.stack_name`); bad arguments exit 2 with the value and the rule.
+Text from outside (stack files, history, engine errors) is printed through `release.text.printable`,
+so it cannot forge a line. Every command catches `ReleaseError` once and exits with a fixed code:
 
     0  done: healthy, planned, or nothing to do
     1  a finding: a parity violation, an unhealthy check, a release that failed and was rolled back
@@ -23,6 +25,8 @@ exits with a fixed code:
     3  the engine: no Pulumi CLI, a stack that does not exist, a failed engine call
     4  another release or update holds the stack (nothing was changed)
     5  a human is needed: a rollback that failed, was refused (migration risk) or has nothing to restore
+   70  an internal error: a bug, reported as one line (`--verbose` adds the traceback)
+  130  interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import json
 import os
 import subprocess
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,23 +45,28 @@ from typing import Any
 
 from components.config import HealthCheckSettings, full_key
 from release import plan as plan_command
+from release.abort import AbortRequest, abort
 from release.audit import audit_rows, render_audit, render_status, stack_status, unreviewed_break_glass
 from release.deploy import DeployRequest, deploy
 from release.drift import parse_drift
 from release.engine import AutomationEngine, Engine
-from release.errors import EXIT_CONFIG_ERROR, ReleaseError, UsageError
+from release.errors import EXIT_CONFIG_ERROR, EXIT_INTERNAL, ReleaseError, UsageError
 from release.gates import run_url
 from release.health import Probe, check_sync, parse_expect_json
-from release.history import RELEASES_KEY, parse_history, render_history
+from release.history import RELEASES_KEY, read_history, render_history
 from release.locking import release_lock
 from release.manifests import write_manifests
 from release.notify import Notifier
 from release.promote import PromoteRequest, promote, reject, review
 from release.report import ReleaseReport
 from release.rollback import RollbackRequest, rollback
+from release.signing import SIGNING_KEY_ENV, Signer, generate_key_pair
 from release.stack_files import project_dir_of, project_settings, read_stack_file, stack_names
+from release.stack_name import parse_stack_name
+from release.text import one_line, printable
 
 EXIT_USAGE = EXIT_CONFIG_ERROR
+EXIT_INTERRUPTED = 130
 EngineFactory = Callable[[Path], Engine]
 
 
@@ -93,6 +103,26 @@ def _operator_option() -> argparse.ArgumentParser:
     return operator
 
 
+def positive_int(text: str) -> int:
+    """An argparse `type=`: a whole number of at least 1 (an entry number)."""
+    return _bounded_int(text, 1, "a whole number of at least 1")
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse `type=`: a whole number of at least 0."""
+    return _bounded_int(text, 0, "a whole number of at least 0")
+
+
+def _bounded_int(text: str, minimum: int, rule: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"'{one_line(text)}' is not {rule}")
+    return value
+
+
 def _url_option(parser: argparse.ArgumentParser, name: str, which: str) -> None:
     parser.add_argument(
         name,
@@ -114,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=plan_command.HONESTY_NOTE,
     )
     target = plan.add_mutually_exclusive_group(required=True)
-    target.add_argument("stack", nargs="?", help="one stack, e.g. staging")
+    target.add_argument("stack", nargs="?", type=parse_stack_name, help="one stack, e.g. staging")
     target.add_argument(
         "--all", action="store_true", help="every Pulumi.<stack>.yaml, and every difference between them"
     )
@@ -134,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         "preview URL, switch the active colour and up, check the stable URL. Any failure restores "
         "the last succeeded update from stack history.",
     )
-    deploy_verb.add_argument("stack")
+    deploy_verb.add_argument("stack", type=parse_stack_name)
     deploy_verb.add_argument("--service", required=True)
     deploy_verb.add_argument("--image", required=True, help="<repository>@sha256:<digest>")
     _url_option(deploy_verb, "--preview-url", "preview")
@@ -145,8 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[shared, operator],
         help="restore the previous succeeded update (or entry N of `release history`) and up",
     )
-    rollback_verb.add_argument("stack")
-    rollback_verb.add_argument("--to-version", type=int, default=None, metavar="N")
+    rollback_verb.add_argument("stack", type=parse_stack_name)
+    rollback_verb.add_argument(
+        "--to-version", type=positive_int, default=None, metavar="N", help="entry N of `release history`"
+    )
     rollback_verb.add_argument(
         "--dry-run", action="store_true", help="print what would change; change nothing"
     )
@@ -158,6 +190,34 @@ def build_parser() -> argparse.ArgumentParser:
     rollback_verb.add_argument("--no-health-check", action="store_true", help="skip the check after the up")
     _url_option(rollback_verb, "--stable-url", "stable")
 
+    abort_verb = verbs.add_parser(
+        "abort",
+        parents=[shared, operator],
+        help="finish an unfinished release of a service: restore it as it was before that release",
+        description="A release killed after its stage or switch is unfinished, and every later release "
+        "into the stack is refused until it is finished. Abort restores the service's release from the "
+        "state before it (other services stay as they are), records that it finished, and checks the "
+        "stable URL.",
+    )
+    abort_verb.add_argument("stack", type=parse_stack_name)
+    abort_verb.add_argument("--service", required=True)
+    abort_verb.add_argument("--dry-run", action="store_true", help="print what would change; change nothing")
+    abort_verb.add_argument(
+        "--force",
+        action="store_true",
+        help="abort past a migration that is not declared backward compatible (give --reason)",
+    )
+    abort_verb.add_argument("--no-health-check", action="store_true", help="skip the check after the up")
+    _url_option(abort_verb, "--stable-url", "stable")
+
+    keygen = verbs.add_parser(
+        "keygen",
+        parents=[shared],
+        help="print a new Ed25519 key pair for signing release records (private: CI secret; public: "
+        "Pulumi.yaml)",
+    )
+    keygen.add_argument("--name", default="ci", help="the name to give the key in Pulumi.yaml")
+
     promote_verb = verbs.add_parser(
         "promote",
         parents=[shared, operator],
@@ -166,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
         "there) and run the blue-green release on <to>, after checking <to>'s promotion gate in "
         "Pulumi.yaml (stage, verified, soak, freshness, approval, four eyes, freeze windows).",
     )
-    promote_verb.add_argument("source", metavar="from")
-    promote_verb.add_argument("target", metavar="to")
+    promote_verb.add_argument("source", metavar="from", type=parse_stack_name)
+    promote_verb.add_argument("target", metavar="to", type=parse_stack_name)
     promote_verb.add_argument("--service", required=True)
     promote_verb.add_argument("--digest", help="sha256:<64 hex> (default: the one live in <from>)")
     promote_verb.add_argument("--approval", help="the approval reference: a change ticket, a review URL")
@@ -185,21 +245,28 @@ def build_parser() -> argparse.ArgumentParser:
     reject_verb = verbs.add_parser(
         "reject", parents=[shared, operator], help="mark a digest as never to be promoted again"
     )
-    reject_verb.add_argument("stack")
+    reject_verb.add_argument("stack", type=parse_stack_name)
     reject_verb.add_argument("--service", required=True)
     reject_verb.add_argument("--digest", required=True, help="sha256:<64 hex> or the full image reference")
+    reject_verb.add_argument(
+        "--force",
+        action="store_true",
+        help="reject a digest this stack never ran (to block it before it arrives); give --reason",
+    )
 
     review_verb = verbs.add_parser(
         "review", parents=[shared, operator], help="acknowledge a break-glass release (someone else's)"
     )
-    review_verb.add_argument("stack")
-    review_verb.add_argument("number", type=int, help="its number in `release audit`")
+    review_verb.add_argument("stack", type=parse_stack_name)
+    review_verb.add_argument("number", type=positive_int, help="its number in `release audit`")
     review_verb.add_argument("--note", required=True)
 
     audit = verbs.add_parser(
         "audit", parents=[shared], help="who did what, when: every release, promotion, rollback, verification"
     )
-    audit.add_argument("stack", nargs="?", help="one stack (default: every Pulumi.<stack>.yaml)")
+    audit.add_argument(
+        "stack", nargs="?", type=parse_stack_name, help="one stack (default: every Pulumi.<stack>.yaml)"
+    )
     audit.add_argument("--since", help="only entries on or after this date (YYYY-MM-DD, UTC)")
     audit.add_argument("--markdown", action="store_true", help="a markdown table")
 
@@ -213,19 +280,19 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[shared],
         help="every difference between two stacks, knob or parity violation (offline); exit 1 on a violation",
     )
-    diff.add_argument("stack_a")
-    diff.add_argument("stack_b")
+    diff.add_argument("stack_a", type=parse_stack_name)
+    diff.add_argument("stack_b", type=parse_stack_name)
 
     drift = verbs.add_parser(
         "drift",
         parents=[shared],
         help="refresh preview: exit 0 no drift, 1 drift (each resource and property listed), 2 error",
     )
-    drift.add_argument("stack")
+    drift.add_argument("stack", type=parse_stack_name)
 
     history = verbs.add_parser("history", parents=[shared], help="the stack's updates, newest first")
-    history.add_argument("stack")
-    history.add_argument("--limit", type=int, default=20, help="show at most N entries (0: all)")
+    history.add_argument("stack", type=parse_stack_name)
+    history.add_argument("--limit", type=non_negative_int, default=20, help="show at most N entries (0: all)")
 
     health = verbs.add_parser(
         "health-check",
@@ -233,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="probe URLs until healthy or unhealthy: exit 0 healthy, 1 unhealthy, 2 bad usage",
     )
     health.add_argument("--url", action="append", required=True, help="repeatable; probed concurrently")
-    health.add_argument("--stack", help="take the defaults from this stack's healthCheck knob")
+    health.add_argument(
+        "--stack", type=parse_stack_name, help="take the defaults from this stack's healthCheck knob"
+    )
     health.add_argument("--expect-status", type=int)
     health.add_argument("--expect-json", action="append", default=[], metavar="KEY=VALUE")
     health.add_argument("--timeout", type=float, help="seconds per probe")
@@ -247,70 +316,113 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, engine_factory: EngineFactory | None = None) -> int:
+    """Run one command; return its exit code. Never raises (argparse exits 2 on bad arguments).
+
+    A ReleaseError is printed as `release: <message>` and exits with its code; anything else is a
+    bug: one line naming the command and the error (the traceback too under --verbose), exit 70.
+    """
     args = build_parser().parse_args(argv)
-    make_engine = engine_factory or (lambda project_dir: AutomationEngine(project_dir))
     try:
-        project_dir = project_dir_of((args.project_dir or Path.cwd()).resolve())
-        if args.verb == "plan":
-            return _plan(args, project_dir)
-        if args.verb == "health-check":
-            return _health_check(args, project_dir)
-        if args.verb == "diff":
-            return _diff(args, project_dir)
-        if getattr(args, "operator", "") is None:
-            args.operator = actor_from(os.environ)
-        engine = make_engine(project_dir)
-        if args.verb == "deploy":
-            return _deploy(args, project_dir, engine)
-        if args.verb == "rollback":
-            return _rollback(args, project_dir, engine)
-        if args.verb == "history":
-            return _history(args, engine)
-        if args.verb == "promote":
-            return _promote(args, project_dir, engine)
-        if args.verb == "reject":
-            return _reject(args, engine)
-        if args.verb == "review":
-            return _review(args, engine)
-        if args.verb == "audit":
-            return _audit(args, project_dir, engine)
-        if args.verb == "status":
-            return _status(args, project_dir, engine)
-        if args.verb == "drift":
-            return _drift(args, engine)
+        return _run(args, engine_factory)
     except ReleaseError as error:
-        print(f"release: {error}", file=sys.stderr)
+        _error_line(str(error))
         return error.exit_code
+    except KeyboardInterrupt:
+        print(f"release {args.verb}: interrupted; the command did not finish", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - the one place an unexpected error is caught
+        if args.verbose:
+            sys.stderr.write(printable(traceback.format_exc()))
+        print(_internal_error_line(args.verb, error), file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _internal_error_line(verb: str, error: BaseException) -> str:
+    return one_line(
+        f"release {verb}: internal error: {type(error).__name__}: {error} "
+        "(this is a bug; rerun with --verbose for the traceback)"
+    )
+
+
+def _error_line(message: str) -> None:
+    """An error for people: `release: ` and the message, control characters escaped."""
+    print(f"release: {printable(message)}", file=sys.stderr, flush=True)
+
+
+def _run(args: argparse.Namespace, engine_factory: EngineFactory | None) -> int:
+    make_engine = engine_factory or (lambda project_dir: AutomationEngine(project_dir))
+    if args.verb == "keygen":
+        return _keygen(args)
+    project_dir = project_dir_of((args.project_dir or Path.cwd()).resolve())
+    if args.verb == "plan":
+        return _plan(args, project_dir)
+    if args.verb == "health-check":
+        return _health_check(args, project_dir)
+    if args.verb == "diff":
+        return _diff(args, project_dir)
+    if getattr(args, "operator", "") is None:
+        args.operator = actor_from(os.environ)
+    engine = make_engine(project_dir)
+    if args.verb == "deploy":
+        return _deploy(args, project_dir, engine)
+    if args.verb == "rollback":
+        return _rollback(args, project_dir, engine)
+    if args.verb == "abort":
+        return _abort(args, project_dir, engine)
+    if args.verb == "history":
+        return _history(args, project_dir, engine)
+    if args.verb == "promote":
+        return _promote(args, project_dir, engine)
+    if args.verb == "reject":
+        return _reject(args, project_dir, engine)
+    if args.verb == "review":
+        return _review(args, project_dir, engine)
+    if args.verb == "audit":
+        return _audit(args, project_dir, engine)
+    if args.verb == "status":
+        return _status(args, project_dir, engine)
+    if args.verb == "drift":
+        return _drift(args, engine)
     return EXIT_USAGE
 
 
 def _progress(message: str) -> None:
-    print(f"release: {message}", file=sys.stderr, flush=True)
+    print(f"release: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def _emit(args: argparse.Namespace, document: Any, text: str) -> None:
+    """The result on stdout: JSON under --json (control characters escaped by json), else text."""
     if args.json:
         print(json.dumps(document, indent=2, default=str))
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(printable(text))
 
 
 def _emit_report(args: argparse.Namespace, report: ReleaseReport) -> int:
     _emit(args, report.to_json(), report.render())
     markdown = report.to_markdown()
     if args.report is not None:
-        args.report.write_text(markdown)
+        _write_report(args.report, markdown, "w")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
-        with open(summary, "a") as job_summary:
-            job_summary.write(markdown)
+        _write_report(Path(summary), markdown, "a")
     return report.exit_code
+
+
+def _write_report(path: Path, markdown: str, mode: str) -> None:
+    """Write (or append) the markdown report; a path that cannot be written is reported, not fatal:
+    the release has happened, and its exit code must say how it went."""
+    try:
+        with open(path, mode) as report_file:
+            report_file.write(markdown)
+    except OSError as error:
+        _error_line(f"the report was not written to {path}: {error.strerror or error}")
 
 
 def _plan(args: argparse.Namespace, project_dir: Path) -> int:
     stacks = stack_names(project_dir) if args.all else [args.stack]
     if args.all and len(stacks) < 2:
-        print(f"release: --all needs at least two Pulumi.<stack>.yaml in {project_dir}", file=sys.stderr)
+        _error_line(f"--all needs at least two Pulumi.<stack>.yaml in {project_dir}")
         return EXIT_USAGE
 
     def progress(message: str) -> None:
@@ -323,12 +435,15 @@ def _plan(args: argparse.Namespace, project_dir: Path) -> int:
         secret_names = plan_command.secret_names_of(project_dir)
         for stack_plan in report.stacks:
             if stack_plan.run is not None:
-                files = write_manifests(stack_plan.run, args.out, secret_names)
-                print(f"release: wrote {len(files)} files to {args.out / stack_plan.stack}", file=sys.stderr)
+                try:
+                    files = write_manifests(stack_plan.run, args.out, secret_names)
+                except OSError as error:
+                    raise UsageError(f"--out {args.out}: cannot write: {error.strerror or error}") from error
+                _progress(f"wrote {len(files)} files to {args.out / stack_plan.stack}")
     if report.exit_code == 2:
         for stack_plan in report.stacks:
             if stack_plan.error is not None:
-                print(f"release: {stack_plan.error}", file=sys.stderr)
+                _error_line(str(stack_plan.error))
     return report.exit_code
 
 
@@ -349,6 +464,7 @@ def _deploy(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
         preview_urls=list(args.preview_url),
         stable_urls=list(args.stable_url),
         run=run_url(os.environ),
+        signer=Signer.from_environment(os.environ),
     )
     notifier = Notifier.from_environment(os.environ)
     with release_lock(project_dir, args.stack, f"{args.operator}: release deploy {args.service}"):
@@ -373,6 +489,7 @@ def _promote(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int
         reason="" if args.break_glass else args.reason,
         preview_urls=list(args.preview_url),
         stable_urls=list(args.stable_url),
+        signer=Signer.from_environment(os.environ),
     )
     holder = f"{args.operator}: release promote {args.source} -> {args.target} {args.service}"
     with release_lock(project_dir, args.target, holder):
@@ -387,15 +504,35 @@ def _promote(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int
     return _emit_report(args, report)
 
 
-def _reject(args: argparse.Namespace, engine: Engine) -> int:
-    record = reject(engine, args.stack, args.service, args.digest, args.reason, args.operator, os.environ)
-    _emit(args, record.to_json(), f"rejected {', '.join(record.revokes)} in {args.stack}: {record.reason}\n")
+def _reject(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
+    if args.force and not args.reason:
+        raise UsageError("--force needs --reason: it is recorded in stack history with who forced it")
+    record = reject(
+        engine,
+        args.stack,
+        args.service,
+        args.digest,
+        args.reason,
+        args.operator,
+        os.environ,
+        project_dir,
+        signer=Signer.from_environment(os.environ),
+        force=args.force,
+    )
+    _emit(args, record.to_json(), f"rejected {', '.join(record.revokes)} in {args.stack}\n")
     return 0
 
 
-def _review(args: argparse.Namespace, engine: Engine) -> int:
-    record = review(engine, args.stack, args.number, args.note, args.operator, os.environ)
-    _emit(args, record.to_json(), f"entry {args.number} of {args.stack} reviewed by {record.actor}\n")
+def _review(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
+    signer = Signer.from_environment(os.environ)
+    record = review(
+        engine, args.stack, args.number, args.note, args.operator, os.environ, project_dir, signer
+    )
+    _emit(
+        args,
+        record.to_json(),
+        one_line(f"entry {args.number} of {args.stack} reviewed by {record.actor}") + "\n",
+    )
     return 0
 
 
@@ -407,9 +544,14 @@ def _audit(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
             since = datetime.strptime(args.since, "%Y-%m-%d").replace(tzinfo=UTC)
         except ValueError as error:
             raise UsageError(f"--since {args.since!r}: use YYYY-MM-DD") from error
-    rows, unreviewed = [], []
+    project = project_settings(project_dir)
+    rows, unreviewed, failures = [], [], []
     for stack in stacks:
-        entries = parse_history(engine.history(stack))
+        try:
+            entries = read_history(engine, stack, project)
+        except ReleaseError as error:
+            failures.append(_stack_failed(stack, error))
+            continue
         rows += audit_rows(stack, entries, since)
         unreviewed += unreviewed_break_glass(stack, entries)
     rows.sort(key=lambda row: row.time, reverse=True)
@@ -418,19 +560,30 @@ def _audit(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
         "breakGlassAwaitingReview": [row.to_json() for row in unreviewed],
     }
     _emit(args, document, render_audit(rows, unreviewed, markdown=args.markdown))
-    return 0
+    return failures[0] if failures else 0
+
+
+def _stack_failed(stack: str, error: ReleaseError) -> int:
+    """Report one stack that could not be read (one line on stderr); return the error's exit code."""
+    print(f"release: stack '{stack}' not shown: {one_line(error)}", file=sys.stderr, flush=True)
+    return error.exit_code
 
 
 def _status(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
     project = project_settings(project_dir)
-    histories, releases = {}, {}
+    histories, releases, failures = {}, {}, []
     for stack in stack_names(project_dir):
-        histories[stack] = parse_history(engine.history(stack))
-        value = engine.get_config(stack).get(RELEASES_KEY)
+        try:
+            history = read_history(engine, stack, project)
+            value = engine.get_config(stack).get(RELEASES_KEY)
+        except ReleaseError as error:
+            failures.append(_stack_failed(stack, error))
+            continue
+        histories[stack] = history
         releases[stack] = value.value if value is not None and isinstance(value.value, dict) else {}
     rows = stack_status(project, histories, releases)
     _emit(args, [row.to_json() for row in rows], render_status(rows, markdown=args.markdown))
-    return 0
+    return failures[0] if failures else 0
 
 
 def _drift(args: argparse.Namespace, engine: Engine) -> int:
@@ -438,7 +591,7 @@ def _drift(args: argparse.Namespace, engine: Engine) -> int:
     try:
         report = parse_drift(args.stack, engine.refresh_preview(args.stack))
     except ReleaseError as error:
-        print(f"release: drift check of '{args.stack}' failed: {error}", file=sys.stderr)
+        _error_line(f"drift check of '{args.stack}' failed: {error}")
         return EXIT_USAGE
     if report.drifted:
         names = ", ".join(resource.name for resource in report.drifted)
@@ -446,7 +599,7 @@ def _drift(args: argparse.Namespace, engine: Engine) -> int:
         run = run_url(os.environ)
         result = Notifier.from_environment(os.environ).send("drift", text + (f"\nrun: {run}" if run else ""))
         if not result.sent:
-            print(f"release: drift notification not sent: {result.error}", file=sys.stderr)
+            _error_line(f"drift notification not sent: {result.error}")
     _emit(args, report.to_json(), report.render())
     return report.exit_code
 
@@ -471,6 +624,8 @@ def _rollback(args: argparse.Namespace, project_dir: Path, engine: Engine) -> in
         reason=args.reason,
         health_check=not args.no_health_check,
         stable_urls=list(args.stable_url),
+        signer=Signer.from_environment(os.environ),
+        run=run_url(os.environ),
     )
     if args.dry_run:
         return _emit_report(args, rollback(engine, request, project_dir, progress=_progress))
@@ -479,8 +634,48 @@ def _rollback(args: argparse.Namespace, project_dir: Path, engine: Engine) -> in
     return _emit_report(args, report)
 
 
-def _history(args: argparse.Namespace, engine: Engine) -> int:
-    entries = parse_history(engine.history(args.stack))
+def _abort(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
+    if args.force and not args.reason:
+        raise UsageError("--force needs --reason: it is recorded in stack history with who forced it")
+    request = AbortRequest(
+        args.stack,
+        args.service,
+        args.operator,
+        reason=args.reason,
+        force=args.force,
+        dry_run=args.dry_run,
+        health_check=not args.no_health_check,
+        stable_urls=list(args.stable_url),
+        signer=Signer.from_environment(os.environ),
+        run=run_url(os.environ),
+    )
+    if args.dry_run:
+        return _emit_report(args, abort(engine, request, project_dir, progress=_progress))
+    with release_lock(project_dir, args.stack, f"{args.operator}: release abort {args.service}"):
+        report = abort(engine, request, project_dir, progress=_progress)
+    return _emit_report(args, report)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    """Print a new signing key pair: the private key once, for the CI secret; the public key for
+    Pulumi.yaml. Nothing is written anywhere."""
+    pair = generate_key_pair()
+    document = {"privateKey": pair.private_key, "publicKey": pair.public_key, "keyId": pair.key_id}
+    text = (
+        f"# A new Ed25519 signing key for release records (key id {pair.key_id}); see docs/signing.md.\n"
+        f"# 1. Store the private key as the CI secret {SIGNING_KEY_ENV} (it is shown only now), e.g.\n"
+        f"#    gh secret set {SIGNING_KEY_ENV} --env production   and paste:\n"
+        f"{pair.private_key}\n"
+        "# 2. Trust the public key: add it to Pulumi.yaml under releaseSigning.value.trustedKeys:\n"
+        f"#      - name: {args.name}\n"
+        f"#        publicKey: {pair.public_key}\n"
+    )
+    _emit(args, document, text)
+    return 0
+
+
+def _history(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
+    entries = read_history(engine, args.stack, project_settings(project_dir))
     shown = entries[: args.limit] if args.limit else entries
     _emit(args, [entry.to_json() for entry in shown], render_history(args.stack, shown))
     return 0
@@ -495,7 +690,7 @@ def _health_check(args: argparse.Namespace, project_dir: Path) -> int:
 
     def show(probe: Probe) -> None:
         if args.verbose:
-            print(f"release: {_probe_line(probe)}", file=sys.stderr)
+            _progress(_probe_line(probe))
 
     verdict = check_sync(args.url, settings, expected, on_probe=show)
     lines = [f"{verdict.phase}: {verdict.reason}"]

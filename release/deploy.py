@@ -1,16 +1,22 @@
 """`release deploy`: a blue-green release of one image to one service, rolled back automatically.
 
+    0. refuse    before any change: a bad request (ConfigError), another update running
+                 (ConcurrentReleaseError), an unfinished release in the stack (UnfinishedReleaseError),
+                 a stack that needs signed records and no signing key (UsageError)
     1. preview   set the digest on the idle colour and `up` (its migration Job runs with the new
                  image before its pods start)
     2. analyse   health-check the preview Service (pre-promotion analysis, in Argo Rollouts' words)
     3. promote   switch the active colour and `up` (the stable Service's health hook runs here too)
     4. verify    health-check the stable Service (post-promotion analysis)
-    on failure   abort: restore the config of the last succeeded update before the release, from
-                 stack history, `up` (targeted at the Services when that is enough) and check again
+    5. record    write the signed `verify` record: the evidence promotions read
+    on failure   abort: restore the newest settled state (release.lifecycle: the last state a release
+                 verified, or no release touched), `up` (targeted at the Services when that is
+                 enough) and check again
 
-A request the config layer refuses (bad digest, unknown service, another repository) raises
-ConfigError before anything is changed. Another update holding the stack raises
-ConcurrentReleaseError, also before anything is changed.
+Every record of the release carries one release id, so a release killed midway is seen as
+unfinished by the next one. After the first `up`, any error at all (an engine failure, a crash in
+a check) ends in the rollback and the report; only a stack lock held by another update before the
+first `up` stops the release with nothing changed.
 """
 
 from __future__ import annotations
@@ -22,26 +28,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.blue_green_service import service_urns
-from components.config import DIGEST_IMAGE, PROJECT_NAME, Color, StackConfig, full_key, repository_of
+from components.config import Color, StackConfig, full_key
+from components.image_ref import ImageRefError, parse_pinned_image, repository_of
 from release.engine import ConfigEntry, Engine, StackConfigValues
 from release.errors import (
     ConcurrentReleaseError,
     ConfigError,
     ConfigProblem,
-    HistoryError,
     RollbackRefusedError,
+    UnfinishedReleaseError,
 )
-from release.history import (
-    RELEASES_KEY,
-    HistoryEntry,
-    in_progress,
-    last_succeeded_update,
-    parse_history,
-)
+from release.history import RELEASES_KEY, HistoryEntry, in_progress, read_history
+from release.lifecycle import Lifecycle, read_lifecycle
 from release.notify import NO_NOTIFIER, NotificationResult, Notifier, PendingNotification
 from release.notify import message as notify_message
-from release.records import ReleaseRecord
+from release.records import ReleaseRecord, new_release_id
 from release.report import (
     HEALTHY,
     ROLLBACK_FAILED,
@@ -53,10 +54,13 @@ from release.report import (
     check_step,
     default_checker,
     health_urls,
+    record_step,
     up_step,
 )
-from release.rollback import execute_rollback, plan_rollback, recheck_stable
+from release.rollback import execute_rollback, plan_rollback, recheck_stable, refuse_unsigned_write
+from release.signing import Signer
 from release.stack_files import validated_stack_config
+from release.text import one_line
 
 
 @dataclass
@@ -71,9 +75,12 @@ class DeployRequest:
     stable_urls: list[str] = field(default_factory=list)
     run: str = ""
     """The CI run URL, recorded with every update."""
-    approval: dict[str, str] = field(default_factory=dict)
+    approval: dict[str, Any] = field(default_factory=dict)
     break_glass: dict[str, Any] = field(default_factory=dict)
     promoted_from: str = ""
+    signer: Signer | None = None
+    """Signs every record (None: records are unsigned, refused where the stack requires signing)."""
+    release_id: str = field(default_factory=new_release_id)
 
     def record(self, event: str, **fields: Any) -> ReleaseRecord:
         """The release record every update of this release carries (see release.records)."""
@@ -83,6 +90,7 @@ class DeployRequest:
             actor=self.operator,
             service=self.service,
             image=self.image,
+            release=self.release_id,
             run=self.run,
             approval=self.approval,
             break_glass=self.break_glass,
@@ -100,18 +108,21 @@ def deploy(
     progress: Progress = lambda message: None,
     notifier: Notifier = NO_NOTIFIER,
 ) -> ReleaseReport:
-    """Run the four steps; on any failure roll back automatically. Returns the report.
+    """Run the steps; on any failure after the first `up`, roll back automatically. Returns the report.
 
     Notifications: break-glass before the first update, a promotion before its verify record, a
     failed release in the background while the rollback runs (never delaying it).
     """
     report = ReleaseReport("deploy", request.stack, service=request.service, image=request.image)
     current = engine.get_config(request.stack)
-    entries = parse_history(engine.history(request.stack))
-    _refuse_if_locked(request.stack, entries)
     stack_config = validated_stack_config(request.stack, current, project_dir)
     _refuse_bad_request(request, stack_config)
-    baseline = _baseline(entries, report)
+    refuse_unsigned_write(stack_config.project, request.stack, request.signer, "release")
+    entries = read_history(engine, request.stack, stack_config.project)
+    _refuse_if_locked(request.stack, entries)
+    lifecycle = read_lifecycle(entries)
+    refuse_if_unfinished(request.stack, lifecycle)
+    baseline = _baseline(lifecycle, current, report)
 
     release = stack_config.settings.releases[request.service]
     idle = release.active_color.other
@@ -128,7 +139,6 @@ def deploy(
     staged[request.service]["images"][idle.value] = request.image
     promoted = copy.deepcopy(staged)
     promoted[request.service]["activeColor"] = idle.value
-    because = f": {request.reason}" if request.reason else ""
     previous = release.images.of(release.active_color)
     stage_notification: dict[str, Any] = {}
     if request.break_glass:
@@ -136,65 +146,102 @@ def deploy(
             f"break-glass: {request.break_glass.get('reason')}; skipped: {request.break_glass.get('skipped')}"
         )
         stage_notification = _notify(notifier, report, request, "break-glass release", detail).to_json()
-    stable_urn = service_urns(request.stack, PROJECT_NAME, request.service)[0]
+    progress(f"release {request.release_id}: {request.service} {request.image} on {request.stack}")
 
-    steps: list[Callable[[], Step]] = [
-        lambda: up_step(
+    steps: list[tuple[str, Callable[[], Step]]] = [
+        (
             "preview",
-            engine,
-            request.stack,
-            {RELEASES_KEY: ConfigEntry(staged)},
-            request.record("stage", previous=previous, notification=stage_notification).message(
-                f"release deploy {request.service}: {idle.value} <- {request.image}{because}"
+            lambda: up_step(
+                "preview",
+                engine,
+                request.stack,
+                {RELEASES_KEY: ConfigEntry(staged)},
+                request.record("stage", previous=previous, notification=stage_notification).message(
+                    f"release deploy {request.service}: {idle.value} <- {request.image}", request.signer
+                ),
+                progress,
             ),
-            progress,
         ),
-        lambda: check_step("analyse", checker, preview_urls, settings, expect, progress),
-        lambda: up_step(
+        ("analyse", lambda: check_step("analyse", checker, preview_urls, settings, expect, progress)),
+        (
             "promote",
-            engine,
-            request.stack,
-            {RELEASES_KEY: ConfigEntry(promoted)},
-            request.record("switch", previous=previous).message(
-                f"release promote {request.service}: active {release.active_color.value} -> {idle.value} "
-                f"({request.image}){because}"
+            lambda: up_step(
+                "promote",
+                engine,
+                request.stack,
+                {RELEASES_KEY: ConfigEntry(promoted)},
+                request.record("switch", previous=previous).message(
+                    f"release promote {request.service}: active {release.active_color.value} -> "
+                    f"{idle.value} ({request.image})",
+                    request.signer,
+                ),
+                progress,
             ),
-            progress,
         ),
-        lambda: check_step("verify", checker, stable_urls, settings, expect, progress),
+        ("verify", lambda: check_step("verify", checker, stable_urls, settings, expect, progress)),
     ]
-    for run_step in steps:
-        step = run_step()
+    for number, (name, run_step) in enumerate(steps):
+        step = _run_guarded(name, run_step, first=number == 0)
         report.steps.append(step)
         if not step.succeeded:
-            report.failure = f"{step.name}: {step.detail}"
-            progress(f"{step.name} failed: {step.detail}; rolling back")
-            text = notify_text(request, "release failed, rolling back", report.failure)
-            pending = notifier.start("failed release", text)
-            _roll_back(
-                engine,
-                request,
-                project_dir,
-                baseline,
-                current,
-                checker,
-                stable_urls,
-                report,
-                progress,
-                pending,
+            _fail_and_roll_back(
+                engine, request, project_dir, baseline, checker, stable_urls, report, progress, notifier
             )
-            final = pending.result(notifier.timeout_seconds + 1)
-            report.notifications.append(final or NotificationResult("failed release", False, "still sending"))
-            restored = report.rollback.target.label() if report.rollback else "nothing"
-            _notify(notifier, report, request, "automatic rollback", f"{report.phase}: restored {restored}")
             return report
     notification: dict[str, Any] = {}
     if request.promoted_from:
-        detail = f"promoted from {request.promoted_from}; approval: {request.approval or 'not required'}"
+        how = request.approval.get("source") if request.approval else "not required"
+        detail = f"promoted from {request.promoted_from}; approval: {how}"
         notification = _notify(notifier, report, request, "promotion", detail).to_json()
-    _record_verification(engine, request, report, stable_urn, progress, notification)
+    _record_verification(engine, request, report, progress, notification)
     progress(f"{request.service} on {request.stack} is {HEALTHY} on {idle.value} ({request.image})")
     return report
+
+
+def _run_guarded(name: str, run_step: Callable[[], Step], first: bool) -> Step:
+    """Run one step; any error is the step's failure (so it ends in a rollback), except a stack lock
+    held by someone else before the first `up`, which changed nothing and stops the release."""
+    started = time.monotonic()
+    try:
+        return run_step()
+    except ConcurrentReleaseError:
+        if first:
+            raise
+        return Step(name, False, time.monotonic() - started, "another update took the stack's lock")
+    except Exception as error:  # noqa: BLE001 - after a change, every error must end in a rollback
+        return Step(
+            name, False, time.monotonic() - started, f"internal error: {type(error).__name__}: {error}"
+        )
+
+
+def _fail_and_roll_back(
+    engine: Engine,
+    request: DeployRequest,
+    project_dir: Path,
+    baseline: HistoryEntry,
+    checker: Checker,
+    stable_urls: Sequence[str],
+    report: ReleaseReport,
+    progress: Progress,
+    notifier: Notifier,
+) -> None:
+    step = report.steps[-1]
+    report.failure = f"{step.name}: {step.detail}"
+    progress(f"{step.name} failed: {step.detail}; rolling back")
+    pending = notifier.start(
+        "failed release", notify_text(request, "release failed, rolling back", report.failure)
+    )
+    started = time.monotonic()
+    try:
+        _roll_back(engine, request, project_dir, baseline, checker, stable_urls, report, progress, pending)
+    except Exception as error:  # noqa: BLE001 - the report must still be printed, naming the error
+        report.phase = ROLLBACK_FAILED
+        detail = f"internal error: {type(error).__name__}: {error}"
+        report.steps.append(Step("rollback", False, time.monotonic() - started, detail))
+    final = pending.result(notifier.timeout_seconds + 1)
+    report.notifications.append(final or NotificationResult("failed release", False, "still sending"))
+    restored = report.rollback.target.label() if report.rollback else "nothing"
+    _notify(notifier, report, request, "automatic rollback", f"{report.phase}: restored {restored}")
 
 
 def _notify(
@@ -215,26 +262,26 @@ def _record_verification(
     engine: Engine,
     request: DeployRequest,
     report: ReleaseReport,
-    stable_urn: str,
     progress: Progress,
     notification: dict[str, Any],
 ) -> None:
     """Write the evidence that this digest passed its health window into the stack's history.
 
     An `up` targeted at the stable Service, with no config change: it changes nothing, and the
-    backend keeps its message (the `verify` record) for every operator and CI runner to read.
+    backend keeps its message (the signed `verify` record, which also finishes the release) for every
+    operator and CI runner to read.
     """
     verdict = report.steps[-1].verdict
     window = {"seconds": round(report.steps[-1].seconds, 3), "probes": len(verdict.probes) if verdict else 0}
-    message = request.record("verify", window=window, notification=notification).message(
-        f"release verified {request.service}: {request.image} healthy on {request.stack}"
-    )
-    step = up_step("record", engine, request.stack, {}, message, progress, targets=[stable_urn])
+    record = request.record("verify", window=window, notification=notification)
+    summary = f"release verified {request.service}: {request.image} healthy on {request.stack}"
+    step = record_step(engine, request.stack, request.service, record, summary, request.signer, progress)
     report.steps.append(step)
     if not step.succeeded:
         report.notes.append(
             f"the verification of {request.image} could not be recorded in {request.stack}'s history, so "
-            f"promotions from {request.stack} will not accept it; {step.detail}"
+            f"promotions from {request.stack} will not accept it and release {request.release_id} stays "
+            f"unfinished; {step.detail}"
         )
 
 
@@ -242,8 +289,26 @@ def _refuse_if_locked(stack: str, entries: Sequence[HistoryEntry]) -> None:
     running = in_progress(entries)
     if running is not None:
         raise ConcurrentReleaseError(
-            stack, f"in progress: {running.label()} by {running.operator}: {running.message}"
+            stack, one_line(f"in progress: {running.label()} by {running.operator}: {running.message}")
         )
+
+
+def refuse_if_unfinished(stack: str, lifecycle: Lifecycle) -> None:
+    """Refuse while any release of the stack is unfinished, naming it and the commands that finish it.
+
+    Stack-wide, not per service: the automatic rollback restores the whole `releases` knob, so a
+    release of one service on top of another's unfinished one could undo or strand it.
+    """
+    unfinished = lifecycle.unfinished
+    if not unfinished:
+        return
+    fixes = [
+        f'`release abort {stack} --service {release.service} --reason "..."` (restores {release.service} '
+        "as it was before that release)"
+        for release in unfinished
+    ]
+    fixes.append(f"or `release rollback {stack} --dry-run`, then without --dry-run (the state before it)")
+    raise UnfinishedReleaseError(stack, [release.describe() for release in unfinished], fixes)
 
 
 def _refuse_bad_request(request: DeployRequest, stack_config: StackConfig) -> None:
@@ -262,40 +327,44 @@ def _refuse_bad_request(request: DeployRequest, stack_config: StackConfig) -> No
                 f"use --service with one of {sorted(releases)}",
             )
         )
-    matched = DIGEST_IMAGE.match(request.image)
-    if matched is None:
+    try:
+        image = parse_pinned_image(request.image)
+    except ImageRefError as error:
         problems.append(
             ConfigProblem(
                 stack,
                 f"{key}.images",
                 request.image,
-                "a release is pinned by digest; a tag can change under you",
+                f"a release is pinned by digest: {error}",
                 "pass --image <repository>@sha256:<64 hex digits> (the digest your build pushed)",
             )
         )
-    elif request.service in releases:
-        repositories = {repository_of(releases[request.service].images.of(color)) for color in Color}
-        if matched.group("repository") not in repositories:
-            problems.append(
-                ConfigProblem(
-                    stack,
-                    f"{key}.images",
-                    request.image,
-                    f"{request.service} runs images from {sorted(repositories)}, not "
-                    f"{matched.group('repository')} (another service's image?)",
-                    f"pass an image of {request.service}'s repository",
+    else:
+        if request.service in releases:
+            repositories = {repository_of(releases[request.service].images.of(color)) for color in Color}
+            if image.repository not in repositories:
+                problems.append(
+                    ConfigProblem(
+                        stack,
+                        f"{key}.images",
+                        request.image,
+                        f"{request.service} runs images from {sorted(repositories)}, not "
+                        f"{image.repository} (another service's image?)",
+                        f"pass an image of {request.service}'s repository",
+                    )
                 )
-            )
     if problems:
         raise ConfigError(stack, problems)
 
 
-def _baseline(entries: Sequence[HistoryEntry], report: ReleaseReport) -> HistoryEntry | None:
-    try:
-        return last_succeeded_update(entries)
-    except HistoryError as error:
-        report.notes.append(f"{error}; a failure would restore the config read before the release")
-        return None
+def _baseline(lifecycle: Lifecycle, current: StackConfigValues, report: ReleaseReport) -> HistoryEntry:
+    """What a failure restores: the newest settled state, else the config read before the release."""
+    if lifecycle.baseline is not None:
+        return lifecycle.baseline
+    report.notes.append(
+        "stack history holds no settled state; a failure would restore the config read before the release"
+    )
+    return _pre_release_entry(current)
 
 
 def _releases_value(current: StackConfigValues) -> dict[str, Any]:
@@ -307,51 +376,64 @@ def _roll_back(
     engine: Engine,
     request: DeployRequest,
     project_dir: Path,
-    baseline: HistoryEntry | None,
-    before_release: StackConfigValues,
+    baseline: HistoryEntry,
     checker: Checker,
     stable_urls: Sequence[str],
     report: ReleaseReport,
     progress: Progress,
     notification: PendingNotification,
 ) -> None:
-    """Abort: restore the last good config and check the stable Service again."""
+    """Abort: restore the baseline, in a record that finishes this release, and check again."""
     started = time.monotonic()
     current = engine.get_config(request.stack)
-    target = baseline or _pre_release_entry(before_release)
     stack_config = validated_stack_config(request.stack, current, project_dir)
-    plan = plan_rollback(request.stack, current, target, stack_config.project)
+    idle_deployed = report.steps[0].succeeded  # the stage up that put the new image on the idle colour
+    plan = plan_rollback(request.stack, current, baseline, stack_config.project, idle_deployed)
+    plan.why = f"{baseline.label()}: the newest settled state before release {request.release_id}"
     report.rollback = plan
+    record = ReleaseRecord(
+        event="rollback",
+        stack=request.stack,
+        actor=request.operator,
+        service=request.service,
+        image=request.image,
+        release=request.release_id,
+        finishes=(request.release_id,),
+        revokes=(request.image,),
+        reason=f"release of {request.image} failed at {report.failure.split(':')[0]}",
+        run=request.run,
+        notification=_so_far(notification),
+    )
     try:
-        outcome = execute_rollback(
-            engine,
-            plan,
-            request.operator,
-            reason=f"release of {request.image} failed at {report.failure.split(':')[0]}",
-            revokes=[request.image],
-            run=request.run,
-            notification=_so_far(notification),
-        )
+        outcome = execute_rollback(engine, plan, record, request.signer)
     except RollbackRefusedError as error:
         report.phase = ROLLBACK_FAILED
         report.steps.append(Step("rollback", False, time.monotonic() - started, str(error)))
         return
-    if outcome is not None and not outcome.succeeded:
+    if outcome is None:  # stable traffic never moved: record that the release is finished
+        summary = f"release rollback {request.service}: stable traffic unchanged ({request.release_id})"
+        step = record_step(engine, request.stack, request.service, record, summary, request.signer, progress)
+        step.name = "rollback"
+        report.steps.append(step)
+        if not step.succeeded:
+            report.phase = ROLLBACK_FAILED
+            return
+    elif not outcome.succeeded:
         report.phase = ROLLBACK_FAILED
         report.steps.append(
             Step("rollback", False, outcome.seconds, f"update failed: {outcome.error}", update=outcome)
         )
         return
-    changed = 0 if outcome is None else outcome.changed
-    report.steps.append(
-        Step(
-            "rollback",
-            True,
-            time.monotonic() - started,
-            f"{plan.mode}: {changed} resource(s) changed",
-            update=outcome,
+    else:
+        report.steps.append(
+            Step(
+                "rollback",
+                True,
+                time.monotonic() - started,
+                f"{plan.mode}: {outcome.changed} resource(s) changed",
+                update=outcome,
+            )
         )
-    )
     restored = validated_stack_config(request.stack, engine.get_config(request.stack), project_dir)
     check = recheck_stable(restored, request.service, checker, stable_urls, progress)
     report.steps.append(check)
@@ -365,7 +447,7 @@ def _so_far(pending: PendingNotification) -> dict[str, Any]:
 
 
 def _pre_release_entry(before_release: StackConfigValues) -> HistoryEntry:
-    """When history holds no succeeded update, the config read before the release stands in for one."""
+    """When history holds no settled state, the config read before the release stands in for one."""
     return HistoryEntry(
         number=0,
         version=0,
@@ -374,7 +456,7 @@ def _pre_release_entry(before_release: StackConfigValues) -> HistoryEntry:
         result="succeeded",
         start_time="(before this release)",
         end_time=None,
-        message="config read before the release (history held no succeeded update)",
+        message="config read before the release (history held no settled state)",
         environment={},
         config=dict(before_release),
     )

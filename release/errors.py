@@ -6,11 +6,14 @@
     ├── StackFileError           a Pulumi.yaml / Pulumi.<stack>.yaml that cannot be read (exit 2)
     ├── ProgramError             the program failed under the mock runtime for another reason (exit 2)
     ├── UsageError               a command-line request that cannot be carried out as asked (exit 2)
+    │   └── StackNameError       a stack name Pulumi would refuse (release.stack_name; exit 2)
     ├── EngineError              the Pulumi engine refused or failed a call (exit 3)
     │   ├── EngineUnavailableError   no Pulumi CLI on PATH (exit 3)
     │   └── ConcurrentReleaseError   another release or update holds the stack (exit 4)
+    ├── UnfinishedReleaseError   a release of the stack was never verified, rolled back or aborted (exit 4)
     ├── HistoryError             stack history lacks what a rollback needs (exit 5)
     ├── PromotionRefusedError    a promotion that breaks a gate rule (exit 2); names every rule
+    ├── ApprovalEvidenceError    GitHub's record does not prove an environment approval (exit 2)
     ├── RollbackRefusedError     a rollback that would run code against a schema it may not
     │                            understand, refused without --force (exit 5)
     └── UnhealthyError           a health check reached a Degraded verdict (exit 1); keeps the verdict
@@ -31,6 +34,7 @@ EXIT_CONFIG_ERROR = 2
 EXIT_ENGINE_ERROR = 3
 EXIT_CONCURRENT = 4
 EXIT_NEEDS_A_HUMAN = 5
+EXIT_INTERNAL = 70
 
 
 class ReleaseError(Exception):
@@ -126,6 +130,22 @@ class ConcurrentReleaseError(EngineError):
         )
 
 
+class UnfinishedReleaseError(ReleaseError):
+    """A release of this stack has a stage or switch but no verify, rollback or abort: it was killed
+    midway or is still running elsewhere. Nothing was changed (exit 4)."""
+
+    exit_code = EXIT_CONCURRENT
+
+    def __init__(self, stack: str, releases: list[str], fixes: list[str]) -> None:
+        self.stack = stack
+        self.releases = list(releases)
+        lines = [f"stack '{stack}' has an unfinished release; nothing was changed:"]
+        lines += [f"  - {release}" for release in self.releases]
+        lines += ["  finish it first, then run this again:"]
+        lines += [f"    {fix}" for fix in fixes]
+        super().__init__("\n".join(lines))
+
+
 class HistoryError(ReleaseError):
     """Stack history does not hold what a rollback needs (no succeeded update, an unknown entry)."""
 
@@ -192,3 +212,23 @@ class PromotionRefusedError(ReleaseError):
         lines = [f"promotion of {what} from '{source}' to '{target}' refused; nothing was changed:"]
         lines += [f"  - {violation.render()}" for violation in self.violations]
         super().__init__("\n".join(lines))
+
+
+class ApprovalEvidenceError(ReleaseError):
+    """GitHub's review history does not prove that an environment was approved, or cannot be read.
+
+    `kind` names the failure for callers and tests: missing-env, invalid-env, not-reviewed, rejected,
+    pending, unauthorized, forbidden, rate-limited, not-found, status, malformed, too-large, timeout,
+    transport. `problem` says what is wrong and `fix` how to fix it; neither ever holds the token.
+    """
+
+    exit_code = EXIT_CONFIG_ERROR
+
+    def __init__(self, environment: str, kind: str, problem: str, fix: str) -> None:
+        self.environment = environment
+        self.kind = kind
+        self.problem = problem
+        self.fix = fix
+        super().__init__(
+            f"approval of GitHub environment '{environment}' not proven: {problem}\n  fix: {fix}"
+        )

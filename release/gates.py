@@ -9,10 +9,16 @@ PromotionGate), never `if stack == ...`. The rules, by name:
     rejected    the digest was rejected with `release reject` (never promoted again, even by break-glass)
     soak        the digest has been live and verified in the source for at least min_soak_minutes
     fresh       the verification is at most max_verification_age_hours old
-    approval    an approval reference (--approval), or a job in the protected GitHub environment
-    four-eyes   the approver is not the person releasing
+    approval    inside GitHub Actions: the run's approval of the gate's environment, read from
+                GitHub's API (who, when, which environment); outside it: a typed --approval, only
+                where the gate allows asserted approvals (the audit marks them `asserted`)
+    four-eyes   someone other than the person releasing (and than the run's actor) approved
     freeze      no freeze window of the target is open now
     reason      a break-glass reason of at least three words
+
+Evidence is read only from records that count (release.history.RecordRules), and where the gate
+requires signed evidence only from records a trusted key signed; it is ordered by the records' signed
+times, so a verify record replayed after a revocation stays older than the revocation.
 
 Break-glass skips `verified`, `soak`, `fresh` and `freeze`, never the others, and never the record.
 """
@@ -22,10 +28,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from components.config import WEEKDAYS, WEEKLY_TIME, FreezeWindow, PromotionGate
+from release.errors import ApprovalEvidenceError
+from release.github import EnvironmentApproval, read_environment_approval
 from release.history import HistoryEntry
+from release.records import ReleaseRecord
 
 BREAK_GLASS_SKIPS = ("verified", "soak", "fresh", "freeze")
 Broken = Callable[[str, str, str], None]
@@ -33,15 +43,33 @@ Broken = Callable[[str, str, str], None]
 MIN_REASON_WORDS = 3
 
 
+GITHUB_ENVIRONMENT = "github-environment"
+ASSERTED = "asserted"
+ApprovalReader = Callable[[Mapping[str, str], str], EnvironmentApproval]
+
+
 @dataclass(frozen=True)
 class Approval:
-    ref: str
-    approver: str
-    source: str
-    """"flag" (--approval/--approver) or "github-environment" (required reviewers approved the job)."""
+    """How a promotion was approved: proven by GitHub's API, or asserted by a typed flag."""
 
-    def to_json(self) -> dict[str, str]:
-        return {"ref": self.ref, "approver": self.approver, "source": self.source}
+    source: str
+    """GITHUB_ENVIRONMENT (read from the run's review history) or ASSERTED (--approval/--approver)."""
+    ref: str
+    approvers: tuple[str, ...]
+    environment: str = ""
+    run_actor: str = ""
+    """Who triggered the GitHub run (four eyes is checked against it too)."""
+    read_at: str = ""
+
+    @property
+    def proven(self) -> bool:
+        return self.source == GITHUB_ENVIRONMENT
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"source": self.source, "ref": self.ref, "approvers": list(self.approvers)}
+        if self.proven:
+            document |= {"environment": self.environment, "runActor": self.run_actor, "readAt": self.read_at}
+        return document
 
 
 @dataclass(frozen=True)
@@ -56,6 +84,14 @@ class Evidence:
     revoked: HistoryEntry | None = None
     rejected: HistoryEntry | None = None
     live: bool = False
+
+    @property
+    def verified_at(self) -> datetime:
+        """When the verification happened: its record's signed time (a replayed record keeps its own
+        old time, so it can make nothing look fresh), else its entry's end."""
+        assert self.verified is not None
+        record = self.verified.record
+        return (record.signed_at if record else None) or self.verified.finished_at
 
     def describe(self) -> str:
         if self.verified is None:
@@ -88,21 +124,27 @@ class GateDecision:
 
 
 def evidence_for(
-    stack: str, entries: Sequence[HistoryEntry], service: str, image: str, live: bool
+    stack: str,
+    entries: Sequence[HistoryEntry],
+    service: str,
+    image: str,
+    live: bool,
+    signed_only: bool = False,
 ) -> Evidence:
-    """Read `image`'s story in `stack` from its history (newest first).
+    """Read `image`'s story in `stack` from its history.
 
-    The newest `verify` record counts, unless a newer entry revoked it: a rollback or rejection that
-    names the image, or a failed update of the image itself.
+    Records are taken newest first by their signed time (entry order breaks ties and orders records
+    without a time). The newest `verify` record of this service and image counts, unless a newer
+    record revoked it: a rollback, abort or rejection that names the image, or a failed update of
+    the image itself. `signed_only`: only records a trusted key signed take part.
     """
     deployed = verified = revoked = rejected = None
     for entry in entries:
         state = entry.services.get(service)
         if deployed is None and entry.succeeded and state is not None and image in state.images.values():
             deployed = entry
-        record = entry.record
-        if record is None:
-            continue
+            break
+    for record, entry in _by_signed_time(entries, signed_only):
         if rejected is None and record.event == "reject" and image in record.revokes:
             rejected = entry
         if verified is not None:
@@ -120,6 +162,21 @@ def evidence_for(
     return Evidence(stack, service, image, deployed, verified, revoked, rejected, live)
 
 
+def _by_signed_time(
+    entries: Sequence[HistoryEntry], signed_only: bool
+) -> list[tuple[ReleaseRecord, HistoryEntry]]:
+    records = []
+    for entry in entries:
+        record = entry.signed_record if signed_only else entry.record
+        if record is not None:
+            records.append((record, entry))
+    return sorted(
+        records,
+        key=lambda pair: (pair[0].signed_at or pair[1].finished_at, -pair[1].position),
+        reverse=True,
+    )
+
+
 def decide_promotion(
     target: str,
     gate: PromotionGate,
@@ -129,6 +186,7 @@ def decide_promotion(
     actor: str,
     approval: Approval | None,
     break_glass_reason: str | None,
+    approval_problem: str = "",
 ) -> GateDecision:
     """Every rule the promotion breaks (evidence None: not read yet, the evidence rules wait)."""
     decision = GateDecision()
@@ -156,7 +214,7 @@ def decide_promotion(
             decision.violations.append(
                 GateViolation("reason", problem, 'give --reason "<what broke, and why now>"')
             )
-    _approval_rules(gate, actor, approval, broken)
+    _approval_rules(target, gate, actor, approval, approval_problem, broken)
     window = open_freeze_window(gate.freeze_windows, now)
     if window is not None:
         broken(
@@ -171,24 +229,45 @@ def decide_promotion(
     return decision
 
 
-def _approval_rules(gate: PromotionGate, actor: str, approval: Approval | None, broken: Broken) -> None:
+def _approval_rules(
+    target: str,
+    gate: PromotionGate,
+    actor: str,
+    approval: Approval | None,
+    problem: str,
+    broken: Broken,
+) -> None:
+    environment = gate.approval_environment
+    in_workflow = f"run the promotion in the GitHub workflow job of environment '{environment}'"
     if gate.require_approval and approval is None:
-        where = (
-            f", or run in the GitHub environment '{gate.approval_environment}'"
-            if gate.approval_environment
-            else ""
+        fix = in_workflow if environment else "--approval <ticket or review URL> --approver <name>"
+        if gate.allow_asserted_approval and environment:
+            fix += ", or give --approval <ticket or review URL> --approver <name>"
+        broken("approval", problem or "no approval given", fix)
+    if approval is None:
+        return
+    if not approval.proven and not gate.allow_asserted_approval:
+        broken(
+            "approval",
+            f"a typed approval ({approval.ref} by {', '.join(approval.approvers) or '?'}) is asserted, not "
+            f"proven, and stackPolicies.{target}.promotion.allowAssertedApproval is false",
+            in_workflow if environment else "ask for the promotion to be run where approvals are proven",
         )
-        broken("approval", "no approval given", f"--approval <ticket or review URL> --approver <name>{where}")
-    if (
-        gate.four_eyes
-        and approval is not None
-        and approval.source == "flag"
-        and approval.approver.strip().lower() == actor.strip().lower()
-    ):
+    if not gate.four_eyes:
+        return
+    others = [
+        name
+        for name in approval.approvers
+        if name.strip().casefold() not in {actor.strip().casefold(), approval.run_actor.strip().casefold()}
+    ]
+    if not others:
+        who = ", ".join(approval.approvers) or "nobody"
         broken(
             "four-eyes",
-            f"{actor} cannot approve their own release",
-            "ask someone else to approve, and pass their name with --approver",
+            f"approved by {who}, who is not someone other than the person releasing ({actor}"
+            + (f", run by {approval.run_actor}" if approval.run_actor else "")
+            + ")",
+            "ask someone else to approve" + (" the environment" if approval.proven else ", and name them"),
         )
 
 
@@ -209,8 +288,7 @@ def _evidence_rules(
             f"release it in {source} (`release deploy`/`release promote`) and let its health window pass",
         )
         return
-    verified_at = evidence.verified.finished_at
-    age = now - verified_at
+    age = now - evidence.verified_at
     if not evidence.live:
         broken(
             "soak",
@@ -267,21 +345,38 @@ def break_glass_problem(reason: str) -> str:
 
 
 def approval_from(
-    approval_ref: str | None, approver: str | None, gate: PromotionGate, env: Mapping[str, str]
-) -> Approval | None:
-    """The approval of this promotion: given on the command line, or a protected GitHub environment."""
-    if approval_ref:
-        return Approval(approval_ref, approver or "", "flag")
-    environment = env.get("RELEASE_GITHUB_ENVIRONMENT", "")
-    if (
-        env.get("GITHUB_ACTIONS") == "true"
-        and gate.approval_environment
-        and environment == gate.approval_environment
-    ):
-        return Approval(
-            run_url(env), f"required reviewers of environment '{environment}'", "github-environment"
+    approval_ref: str | None,
+    approver: str | None,
+    gate: PromotionGate,
+    env: Mapping[str, str],
+    reader: ApprovalReader = read_environment_approval,
+) -> tuple[Approval | None, str]:
+    """The approval of this promotion, and why there is none when the gate needs one.
+
+    Inside GitHub Actions, for a gate with an approval environment, the approval is read from the
+    run's review history through GitHub's API (typed flags are ignored there: what counts is what
+    GitHub recorded). Elsewhere a typed --approval is an asserted approval.
+    """
+    environment = gate.approval_environment
+    if gate.require_approval and environment and env.get("GITHUB_ACTIONS") == "true":
+        try:
+            proof = reader(env, environment)
+        except ApprovalEvidenceError as error:
+            return None, f"GitHub does not prove an approval of environment '{environment}': {error}"
+        return (
+            Approval(
+                GITHUB_ENVIRONMENT,
+                proof.run_url,
+                proof.approvers,
+                environment=proof.environment,
+                run_actor=proof.actor,
+                read_at=proof.read_at,
+            ),
+            "",
         )
-    return None
+    if approval_ref:
+        return Approval(ASSERTED, approval_ref, (approver,) if approver else ()), ""
+    return None, ""
 
 
 def run_url(env: Mapping[str, str]) -> str:

@@ -20,10 +20,12 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from components.config import full_key, parse_engine_value
-from release.engine import SECRET_VALUE, ConfigEntry
+from components.config import ProjectSettings, full_key, parse_engine_value
+from release.engine import SECRET_VALUE, ConfigEntry, Engine
 from release.errors import HistoryError
-from release.records import OPERATOR_MARK, ReleaseRecord, parse_record
+from release.records import ParsedRecord, ReleaseRecord, parse_record
+from release.signing import Trust, TrustedKeys
+from release.text import one_line
 
 RELEASES_KEY = full_key("releases")
 
@@ -38,6 +40,48 @@ class ServiceState:
     @property
     def active_image(self) -> str:
         return self.images.get(self.active_color, "")
+
+
+@dataclass(frozen=True)
+class RecordRules:
+    """How the records in one stack's history are judged (release.signing.Trust).
+
+    A record counts when it is signed by a trusted key for this stack, or, in a stack whose policy
+    does not require signed records, when it is unsigned (or signed by a key nobody listed). A record
+    naming another stack, a signature that does not verify, or a malformed record never counts.
+    """
+
+    stack: str
+    keys: TrustedKeys
+    require_signed: bool
+
+    def judge(self, parsed: ParsedRecord | None) -> Trust | None:
+        if parsed is None:
+            return None
+        record = parsed.record
+        if record is None:
+            return Trust.MALFORMED
+        if record.stack != self.stack:
+            return Trust.WRONG_STACK
+        if parsed.signature is None:
+            return Trust.UNSIGNED
+        return self.keys.verify(
+            parsed.signature.key, record.payload(), parsed.signature.value, record.signed_at
+        )
+
+    def counts(self, trust: Trust | None) -> bool:
+        if trust is Trust.SIGNED:
+            return True
+        return not self.require_signed and trust in (Trust.UNSIGNED, Trust.UNTRUSTED_KEY)
+
+
+def record_rules(project: ProjectSettings, stack: str) -> RecordRules:
+    policy = project.stack_policies.get(stack)
+    return RecordRules(
+        stack,
+        TrustedKeys(project.release_signing.trusted_keys),
+        require_signed=policy.require_signed_records if policy is not None else True,
+    )
 
 
 @dataclass(frozen=True)
@@ -56,22 +100,39 @@ class HistoryEntry:
     environment: dict[str, str]
     config: dict[str, ConfigEntry]
     resource_changes: dict[str, int] = field(default_factory=dict)
+    claimed: ParsedRecord | None = None
+    """The record the message carries, whatever its trust."""
+    trust: Trust | None = None
+    """How far `claimed` can be believed (None: the message carries no record)."""
+    counted: bool = False
+    """Whether `claimed` counts in this stack (see RecordRules)."""
 
     @property
     def succeeded(self) -> bool:
         return self.result == "succeeded"
 
-    @cached_property
+    @property
     def record(self) -> ReleaseRecord | None:
-        """The release record the release tool wrote into the message (None for a foreign update)."""
-        return parse_record(self.message)
+        """The release record, if it counts here; None for a foreign update or an untrusted record."""
+        if self.counted and self.claimed is not None:
+            return self.claimed.record
+        return None
+
+    @property
+    def signed_record(self) -> ReleaseRecord | None:
+        """The record only if a trusted key signed it (what a gate requiring signed evidence reads)."""
+        return self.record if self.trust is Trust.SIGNED else None
+
+    @property
+    def untrusted(self) -> bool:
+        """The message carries a record mark, but the record does not count here."""
+        return self.trust is not None and not self.counted
 
     @property
     def operator(self) -> str:
-        """Who ran it: the `[by ...]` mark the release tool writes, else the git author, else '-'."""
-        marked = OPERATOR_MARK.search(self.message)
-        if marked:
-            return marked.group("operator")
+        """Who ran it: the actor of a record that counts, else the git author, else '-'."""
+        if self.record is not None:
+            return self.record.actor
         return self.environment.get("git.author") or self.environment.get("git.committer") or "-"
 
     @cached_property
@@ -114,6 +175,7 @@ class HistoryEntry:
             "endTime": self.end_time,
             "operator": self.operator,
             "message": self.message,
+            "record": self.trust.value if self.trust is not None else None,
             "services": {
                 name: {"activeColor": state.active_color, "images": state.images}
                 for name, state in self.services.items()
@@ -122,12 +184,20 @@ class HistoryEntry:
         }
 
 
-def parse_history(raw: Sequence[Mapping[str, Any]]) -> list[HistoryEntry]:
+def read_history(engine: Engine, stack: str, project: ProjectSettings) -> list[HistoryEntry]:
+    """The stack's history from the engine, newest first, each record judged by the stack's rules."""
+    return parse_history(engine.history(stack), record_rules(project, stack))
+
+
+def parse_history(raw: Sequence[Mapping[str, Any]], rules: RecordRules) -> list[HistoryEntry]:
     """Entries as `pulumi stack history --json` prints them (newest first), numbered and typed."""
     numbered_by_backend = bool(raw) and all(int(item.get("version") or 0) > 0 for item in raw)
     entries = []
     for position, item in enumerate(raw):
         version = int(item.get("version") or 0)
+        message = str(item.get("message", ""))
+        claimed = parse_record(message)
+        trust = rules.judge(claimed)
         entries.append(
             HistoryEntry(
                 number=version if numbered_by_backend else len(raw) - position,
@@ -137,10 +207,13 @@ def parse_history(raw: Sequence[Mapping[str, Any]]) -> list[HistoryEntry]:
                 result=str(item.get("result", "")),
                 start_time=str(item.get("startTime", "")),
                 end_time=item.get("endTime"),
-                message=str(item.get("message", "")),
+                message=message,
                 environment={str(key): str(value) for key, value in (item.get("environment") or {}).items()},
                 config={key: _config_entry(value) for key, value in (item.get("config") or {}).items()},
                 resource_changes={str(op): int(n) for op, n in (item.get("resourceChanges") or {}).items()},
+                claimed=claimed,
+                trust=trust,
+                counted=rules.counts(trust),
             )
         )
     return entries
@@ -200,11 +273,14 @@ def render_history(stack: str, entries: Sequence[HistoryEntry]) -> str:
             for name, state in sorted(entry.services.items())
         )
         lines.append(
-            f"{entry.number:>4}  {entry.start_time[:19]:<19}  {entry.kind:<8} {entry.result:<11} "
-            f"{entry.operator:<12} {services or '-'}"
+            one_line(
+                f"{entry.number:>4}  {entry.start_time[:19]:<19}  {entry.kind:<8} {entry.result:<11} "
+                f"{entry.operator:<12} {services or '-'}"
+            )
         )
         if entry.message:
-            lines.append(f"      {entry.message}")
+            mark = f"[{entry.trust}: not counted] " if entry.untrusted else ""
+            lines.append(f"      {mark}{one_line(entry.message)}")
     if len(lines) == 1:
         lines.append("  (no updates yet)")
     return "\n".join(lines) + "\n"
@@ -218,10 +294,13 @@ def _short(image: str) -> str:
 
 __all__ = [
     "HistoryEntry",
+    "RecordRules",
     "ServiceState",
     "entry_numbered",
     "in_progress",
     "last_succeeded_update",
     "parse_history",
+    "read_history",
+    "record_rules",
     "render_history",
 ]

@@ -6,6 +6,10 @@ between, so a second release could slip in between two of them. This lock (an ex
 runner fail at once, naming who holds it. Across machines, the protection is Pulumi's own stack
 lock on each `up` and the in-progress check on stack history; CI should also run one release per
 stack at a time.
+
+The stack name becomes a file name, so `release_lock` refuses a name that is not a valid stack name
+(`release.stack_name`) and a lock path that does not resolve inside `.release/` (a symlinked lock
+file included): no release can create or truncate a file anywhere else.
 """
 
 from __future__ import annotations
@@ -17,17 +21,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from release.errors import ConcurrentReleaseError
+from release.errors import ConcurrentReleaseError, UsageError
+from release.stack_name import StackName
 
 LOCK_DIRECTORY = ".release"
 
 
 @contextmanager
 def release_lock(project_dir: Path, stack: str, holder: str) -> Iterator[None]:
-    """Hold the stack's release lock; raise ConcurrentReleaseError at once if another holds it."""
-    directory = project_dir / LOCK_DIRECTORY
-    directory.mkdir(exist_ok=True)
-    with open(directory / f"{stack}.lock", "a+") as lock_file:
+    """Hold the stack's release lock; raise ConcurrentReleaseError at once if another holds it.
+
+    Raises StackNameError (exit 2) for an invalid stack name and UsageError (exit 2) when the lock
+    path would resolve outside `.release/`; nothing is created or truncated then.
+    """
+    name = StackName.parse(stack)
+    with open(_lock_file_descriptor(project_dir, name), "r+") as lock_file:
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -45,3 +53,25 @@ def release_lock(project_dir: Path, stack: str, holder: str) -> Iterator[None]:
             lock_file.seek(0)
             lock_file.truncate()
             fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def lock_path(project_dir: Path, stack: StackName) -> Path:
+    """`.release/<stack>.lock` in the project; UsageError if it would resolve outside `.release/`."""
+    directory = project_dir / LOCK_DIRECTORY
+    path = directory / f"{stack}.lock"
+    if path.resolve().parent != directory.resolve():
+        raise UsageError(
+            f"stack '{stack}': the release lock {path} resolves to {path.resolve()}, outside "
+            f"{directory}; remove it (a lock file is never a link) and run this again"
+        )
+    return path
+
+
+def _lock_file_descriptor(project_dir: Path, stack: StackName) -> int:
+    """Open (creating it) the stack's lock file without following a symlink at the last step."""
+    (project_dir / LOCK_DIRECTORY).mkdir(exist_ok=True)
+    path = lock_path(project_dir, stack)
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise UsageError(f"stack '{stack}': cannot open the release lock {path}: {error.strerror}") from error

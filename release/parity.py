@@ -15,11 +15,12 @@ Two layers, both reported as `Difference`s:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.config import DIGEST_IMAGE, PROJECT_NAME, STACK_KNOBS, TAGGED_IMAGE, Color
+from components.config import PROJECT_NAME, STACK_KNOBS, Color
+from components.image_ref import digest_of, is_image
 from components.migration_job import image_fingerprint
 from release.mock_runtime import ProgramRun, RegisteredResource
 
@@ -83,14 +84,35 @@ def _differing(per_stack: Mapping[str, Mapping[str, Any]]) -> Iterator[tuple[str
 # --------------------------------------------------------------------------------------------------
 
 
-def config_differences(configs: Mapping[str, Mapping[str, Any]]) -> list[Difference]:
-    """`configs` maps stack -> {full key: value} as merged for the engine (secrets as placeholders)."""
+def config_differences(
+    configs: Mapping[str, Mapping[str, Any]], plaintext_secrets: Mapping[str, Sequence[str]] | None = None
+) -> list[Difference]:
+    """`configs` maps stack -> {full key: value} as merged for the engine (secrets as placeholders).
+
+    `plaintext_secrets` maps stack -> the paths of secrets its file holds in plain text
+    (`platform:appSecrets.NAME`); a difference at or under one is a violation, never a knob.
+    """
     per_stack = {stack: flatten(dict(values)) for stack, values in configs.items()}
+    plaintext = {stack: list(paths) for stack, paths in (plaintext_secrets or {}).items() if paths}
     differences = []
     for path, values in _differing(per_stack):
         namespace, _, rest = path.partition(":")
         top = rest.split(".", 1)[0].split("[", 1)[0]
-        if namespace == PROJECT_NAME and top in STACK_KNOBS:
+        in_plain_text = sorted(stack for stack, paths in plaintext.items() if _under_any(path, paths))
+        if in_plain_text:
+            files = ", ".join(f"Pulumi.{stack}.yaml" for stack in in_plain_text)
+            differences.append(
+                Difference(
+                    "config",
+                    top or path,
+                    path,
+                    values,
+                    (),
+                    f"a secret stored in plain text in {files} (value not shown): remove it and set it "
+                    "with `pulumi config set --secret --path`",
+                )
+            )
+        elif namespace == PROJECT_NAME and top in STACK_KNOBS:
             differences.append(Difference("config", top, path, values, (rest,)))
         else:
             differences.append(
@@ -105,6 +127,10 @@ def config_differences(configs: Mapping[str, Mapping[str, Any]]) -> list[Differe
                 )
             )
     return differences
+
+
+def _under_any(path: str, prefixes: Sequence[str]) -> bool:
+    return any(path == prefix or path.startswith((f"{prefix}.", f"{prefix}[")) for prefix in prefixes)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -251,8 +277,8 @@ def _knob_forms(path: str, knob_value: Any) -> list[tuple[Any, str]]:
     forms: list[tuple[Any, str]] = [(knob_value, f"{{{path}}}")]
     if isinstance(knob_value, str) and knob_value in {color.value for color in Color}:
         forms.append((Color(knob_value).other.value, f"{{other colour of {path}}}"))
-    if isinstance(knob_value, str) and TAGGED_IMAGE.match(knob_value) and "/" in knob_value:
+    if isinstance(knob_value, str) and is_image(knob_value) and "/" in knob_value:
         forms.append((image_fingerprint(knob_value), f"{{fingerprint of {path}}}"))
-        if DIGEST_IMAGE.match(knob_value):
-            forms.append((knob_value.split("@", 1)[1], f"{{digest of {path}}}"))
+        if digest_of(knob_value):
+            forms.append((digest_of(knob_value), f"{{digest of {path}}}"))
     return forms

@@ -3,6 +3,11 @@
 The program is evaluated under Pulumi's mock runtime (no CLI, no credentials, no cloud). The result
 is what the program *declares* for a stack, not what the cloud holds: `pulumi preview -s <stack>`
 compares with the real state.
+
+Nothing secret reaches an output (text, JSON, stderr): values under `platform:appSecrets` and under any
+key holding a `secure:` value are shown as the placeholder, encrypted or not; a secret stored in
+plain text is an error of that stack ("application secrets are stored in plain text", exit 2) and a
+parity violation where it makes stacks differ, never a knob.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.config import PROJECT_NAME, load_stack_config
+from components.config import PROJECT_NAME, SECRETS_KEY, full_key, load_stack_config
 from policy.platform_policies import RULES, ResourceArgs, Violation, violations_of
 from release.errors import ConfigError, ReleaseError
 from release.mock_runtime import SECRET_PLACEHOLDER, ProgramRun, RegisteredResource, evaluate_program
@@ -102,12 +107,31 @@ def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress
 
     report = PlanReport(plans, compared=compare)
     if compare:
-        configs = {stack: stack_file.raw.values for stack, stack_file in files.items()}
-        report.differences = config_differences(configs)
+        shown = {stack: redacted_config(stack_file) for stack, stack_file in files.items()}
+        plaintext = {stack: stack_file.plaintext_secrets for stack, stack_file in files.items()}
+        report.differences = config_differences(shown, plaintext)
         runs = {plan.stack: plan.run for plan in plans if plan.run is not None}
         if len(runs) > 1:
-            report.differences += resource_differences(runs, knob_leaves(configs))
+            report.differences += resource_differences(runs, knob_leaves(shown))
     return report
+
+
+def redacted_config(stack_file: StackFile) -> dict[str, Any]:
+    """The stack's config as it may be shown: every value of a secret key (and of appSecrets) as
+    the placeholder, keeping the structure (the names of the secrets)."""
+    secret_keys = {*stack_file.raw.secret_keys, full_key(SECRETS_KEY)}
+    return {
+        key: _placeholders(value) if key in secret_keys else value
+        for key, value in stack_file.raw.values.items()
+    }
+
+
+def _placeholders(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _placeholders(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_placeholders(item) for item in value]
+    return SECRET_PLACEHOLDER
 
 
 def policy_violations(run: ProgramRun) -> list[Violation]:

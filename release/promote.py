@@ -1,34 +1,36 @@
 """`release promote`, `release reject`, `release review`: moving one digest between stacks, on evidence.
 
-    release promote staging production --service api [--digest sha256:...] [--approval REF --approver NAME]
+    release promote staging production --service api [--digest sha256:...]
                                                       [--break-glass --reason "..."]
 
 1. Offline (no engine call at all): the target's gate from Pulumi.yaml; the service, the digest's
-   form, the stage order, the approval, four eyes, freeze windows, a break-glass reason.
+   form, the stage order, the approval (read from GitHub's API inside GitHub Actions), four eyes,
+   freeze windows, a break-glass reason, and a signing key where the target needs signed records.
 2. Reads only: the source stack's config and history give the image (byte-identical: the source's
-   repository and digest) and its evidence (verified, revoked, rejected, live, since when).
+   repository and digest) and its evidence (verified, revoked, rejected, live, since when), from
+   records that count, and only signed ones where the gate requires signed evidence.
 3. Then, and only when every rule holds (or break-glass skipped it, recorded), the blue-green release
    of `release.deploy` runs on the target with the approval, break-glass and source in every record.
 
-`reject` writes a `reject` record (the digest is never promoted again); `review` acknowledges a
-break-glass release. Both are records in the stack's history, written by an `up` targeted at the
+`reject` writes a signed `reject` record (the digest is never promoted again); `review` acknowledges
+a break-glass release. Both are records in the stack's history, written by an `up` targeted at the
 service's stable Service that changes nothing.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from components.blue_green_service import service_urns
-from components.config import PROJECT_NAME, ProjectSettings, repository_of
+from components.config import PROJECT_NAME, ProjectSettings
+from components.image_ref import ImageRef, ImageRefError, parse_digest, parse_image, parse_pinned_image
 from release.deploy import DeployRequest, deploy
 from release.engine import Engine
 from release.errors import ConfigError, ConfigProblem, EngineError, PromotionRefusedError, UsageError
 from release.gates import (
+    ApprovalReader,
     GateViolation,
     approval_from,
     break_glass_problem,
@@ -36,13 +38,15 @@ from release.gates import (
     evidence_for,
     run_url,
 )
-from release.history import RELEASES_KEY, entry_numbered, parse_history
+from release.github import read_environment_approval
+from release.history import RELEASES_KEY, HistoryEntry, entry_numbered, read_history
 from release.notify import NO_NOTIFIER, Notifier
 from release.records import ReleaseRecord
-from release.report import Checker, Progress, ReleaseReport, default_checker
+from release.report import Checker, Progress, ReleaseReport, default_checker, record_step
+from release.rollback import refuse_unsigned_write
+from release.signing import Signer
 from release.stack_files import project_settings
-
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+from release.text import one_line
 
 
 @dataclass
@@ -58,6 +62,7 @@ class PromoteRequest:
     reason: str = ""
     preview_urls: list[str] = field(default_factory=list)
     stable_urls: list[str] = field(default_factory=list)
+    signer: Signer | None = None
 
     @property
     def what(self) -> str:
@@ -73,6 +78,7 @@ def promote(
     checker: Checker = default_checker,
     progress: Progress = lambda message: None,
     notifier: Notifier = NO_NOTIFIER,
+    approval_reader: ApprovalReader = read_environment_approval,
 ) -> ReleaseReport:
     moment = now or datetime.now(UTC)
     project = project_settings(project_dir)
@@ -83,7 +89,10 @@ def promote(
         )
     gate = policy.promotion
     _refuse_bad_input(request, project)
-    approval = approval_from(request.approval_ref, request.approver, gate, env)
+    refuse_unsigned_write(project, request.target, request.signer, "promotion")
+    approval, approval_problem = approval_from(
+        request.approval_ref, request.approver, gate, env, approval_reader
+    )
     offline = decide_promotion(
         request.target,
         gate,
@@ -93,13 +102,16 @@ def promote(
         request.actor,
         approval,
         request.break_glass_reason,
+        approval_problem,
     )
     if not offline.allowed:
         raise PromotionRefusedError(request.source, request.target, request.what, offline.violations)
 
     image, live = _source_image(engine, request)
-    entries = parse_history(engine.history(request.source))
-    evidence = evidence_for(request.source, entries, request.service, image, live)
+    entries = read_history(engine, request.source, project)
+    evidence = evidence_for(
+        request.source, entries, request.service, image, live, signed_only=gate.require_signed_evidence
+    )
     decision = decide_promotion(
         request.target,
         gate,
@@ -109,6 +121,7 @@ def promote(
         request.actor,
         approval,
         request.break_glass_reason,
+        approval_problem,
     )
     if not decision.allowed:
         raise PromotionRefusedError(
@@ -132,63 +145,79 @@ def promote(
             else {}
         ),
         promoted_from=request.source,
+        signer=request.signer,
     )
     report = deploy(engine, release, project_dir, checker, progress, notifier)
     report.command = "promote"
     report.notes.insert(0, f"from {request.source}: {evidence.describe()}")
     if approval is not None:
-        report.notes.insert(
-            1, f"approval {approval.ref} by {approval.approver or '(not named)'} ({approval.source})"
-        )
+        approvers = ", ".join(approval.approvers) or "(not named)"
+        report.notes.insert(1, one_line(f"approval {approval.ref} by {approvers} ({approval.source})"))
     if request.break_glass_reason is not None:
         skipped = ", ".join(decision.skipped) or "none"
-        report.notes.insert(1, f"BREAK-GLASS: {request.break_glass_reason}; skipped gates: {skipped}")
+        report.notes.insert(
+            1, one_line(f"BREAK-GLASS: {request.break_glass_reason}; skipped gates: {skipped}")
+        )
     return report
+
+
+def _unknown_service(stack: str, service: str, project: ProjectSettings) -> ConfigProblem | None:
+    services = [spec.name for spec in project.services]
+    if service in services:
+        return None
+    return ConfigProblem(
+        stack,
+        f"{PROJECT_NAME}:releases.{service}",
+        service,
+        f"unknown service; Pulumi.yaml declares {services}",
+        f"use --service with one of {services}",
+    )
 
 
 def _refuse_bad_input(request: PromoteRequest, project: ProjectSettings) -> None:
     problems = []
-    services = [spec.name for spec in project.services]
-    key = f"{PROJECT_NAME}:releases.{request.service}"
-    if request.service not in services:
-        problems.append(
-            ConfigProblem(
-                request.target,
-                key,
-                request.service,
-                f"unknown service; Pulumi.yaml declares {services}",
-                f"use --service with one of {services}",
+    unknown = _unknown_service(request.target, request.service, project)
+    if unknown is not None:
+        problems.append(unknown)
+    if request.digest is not None:
+        try:
+            parse_digest(request.digest)
+        except ImageRefError as error:
+            problems.append(
+                ConfigProblem(
+                    request.target,
+                    f"{PROJECT_NAME}:releases.{request.service}.images",
+                    request.digest,
+                    f"a promotion moves a digest, never a tag: {error}",
+                    "pass --digest sha256:<64 hex digits>, or leave it out to take the digest live in "
+                    "the source",
+                )
             )
-        )
-    if request.digest is not None and not DIGEST.match(request.digest):
-        problems.append(
-            ConfigProblem(
-                request.target,
-                f"{key}.images",
-                request.digest,
-                "a promotion moves a digest, never a tag (a tag can point elsewhere by the time it lands)",
-                "pass --digest sha256:<64 hex digits>, or leave it out to take the digest live in the source",
-            )
-        )
     if problems:
         raise ConfigError(request.target, problems)
 
 
+def _source_release(engine: Engine, stack: str, service: str) -> dict[str, object]:
+    releases = engine.get_config(stack).get(RELEASES_KEY)
+    value = releases.value if releases is not None and isinstance(releases.value, dict) else {}
+    release = value.get(service)
+    if not isinstance(release, dict) or not isinstance(release.get("images"), dict):
+        raise EngineError(f"stack '{stack}' has no release of {service}")
+    return release
+
+
 def _source_image(engine: Engine, request: PromoteRequest) -> tuple[str, bool]:
     """The image to promote, byte-identical to the source's reference, and whether it is live there."""
-    releases = engine.get_config(request.source).get(RELEASES_KEY)
-    release = (releases.value if releases else {}).get(request.service)
-    if not isinstance(release, dict):
-        raise EngineError(f"stack '{request.source}' has no release of {request.service}")
-    active = str(release["images"][release["activeColor"]])
-    if request.digest is None:
-        image = active
-    else:
-        repository = (
-            active.split("@", 1)[0].rsplit(":", 1)[0] if "@" not in active else active.split("@", 1)[0]
-        )
-        image = f"{repository}@{request.digest}"
-    if "@sha256:" not in image:
+    release = _source_release(engine, request.source, request.service)
+    images = release["images"]
+    assert isinstance(images, dict)
+    active = str(images.get(str(release.get("activeColor")), ""))
+    try:
+        active_ref = parse_image(active)
+    except ImageRefError as error:
+        raise EngineError(f"stack '{request.source}': {request.service}'s active image: {error}") from error
+    image = str(active_ref if request.digest is None else active_ref.with_digest(request.digest))
+    if not parse_image(image).pinned:
         violation = GateViolation(
             "verified",
             f"{request.source} runs {image}, a mutable tag: there is no digest to promote",
@@ -199,14 +228,6 @@ def _source_image(engine: Engine, request: PromoteRequest) -> tuple[str, bool]:
     return image, image == active
 
 
-def write_record(engine: Engine, stack: str, service: str, record: ReleaseRecord, summary: str) -> None:
-    """Put a record into the stack's history with an `up` that changes nothing (targeted, no config)."""
-    stable_urn = service_urns(stack, PROJECT_NAME, service)[0]
-    outcome = engine.up(stack, {}, record.message(summary), targets=[stable_urn])
-    if not outcome.succeeded:
-        raise EngineError(f"stack '{stack}': the {record.event} record could not be written: {outcome.error}")
-
-
 def reject(
     engine: Engine,
     stack: str,
@@ -215,36 +236,118 @@ def reject(
     reason: str,
     actor: str,
     env: Mapping[str, str],
+    project_dir: Path,
+    signer: Signer | None = None,
+    force: bool = False,
 ) -> ReleaseRecord:
-    """Mark an image as never to be promoted again (from `stack` onwards)."""
+    """Mark an image as never to be promoted again (from `stack` onwards).
+
+    The image (or digest, completed with the service's repository) must have been deployed in
+    `stack`: named by its history's config or records. `force` (with a reason) rejects one that was
+    not, e.g. to block a digest before it arrives.
+    """
+    project = project_settings(project_dir)
+    problems = []
+    unknown = _unknown_service(stack, service, project)
+    if unknown is not None:
+        problems.append(unknown)
+    parsed: ImageRef | None = None
+    digest = ""
+    try:
+        parsed, digest = _named_digest(image_or_digest)
+    except ImageRefError as error:
+        problems.append(
+            ConfigProblem(
+                stack,
+                f"{PROJECT_NAME}:releases.{service}.images",
+                image_or_digest,
+                f"a rejection names one digest: {error}",
+                "pass --digest sha256:<64 lower-case hex digits> or <repository>@sha256:<...>",
+            )
+        )
+    if problems:
+        raise ConfigError(stack, problems)
     problem = break_glass_problem(reason)
     if problem:
         raise UsageError(problem.replace("break-glass", "a rejection"))
-    image = image_or_digest
-    if DIGEST.match(image_or_digest):
-        releases = engine.get_config(stack)[RELEASES_KEY].value
-        any_image = next(iter(releases[service]["images"].values()))
-        image = f"{repository_of(any_image)}@{image_or_digest}"
+    refuse_unsigned_write(project, stack, signer, "rejection")
+    entries = read_history(engine, stack, project)
+    image = _deployed_image(entries, service, digest, str(parsed) if parsed is not None else None)
+    if image is None:
+        if not force:
+            raise UsageError(
+                f"{digest} was never deployed as {service} in '{stack}' (its history names it nowhere); "
+                "nothing was rejected. Check the digest, or pass --force with the reason to block it "
+                "before it arrives"
+            )
+        repository = (
+            parsed.repository if parsed is not None else _repository_of_service(engine, stack, service)
+        )
+        image = f"{repository}@{digest}"
     record = ReleaseRecord(
         "reject", stack, actor, service=service, revokes=(image,), reason=reason, run=run_url(env)
     )
-    write_record(engine, stack, service, record, f"release reject {service} {image}")
+    step = record_step(
+        engine, stack, service, record, f"release reject {service} {image}", signer, lambda _: None
+    )
+    if not step.succeeded:
+        raise EngineError(f"stack '{stack}': the reject record could not be written: {step.detail}")
     return record
 
 
+def _named_digest(text: str) -> tuple[ImageRef | None, str]:
+    """A rejection names a digest, alone or in a full image reference."""
+    if "@" not in text:
+        return None, parse_digest(text)
+    parsed = parse_pinned_image(text)
+    assert parsed.digest is not None
+    return parsed, parsed.digest
+
+
+def _deployed_image(entries: list[HistoryEntry], service: str, digest: str, wanted: str | None) -> str | None:
+    """The full reference under which `digest` ran as `service` in this history, if it ever did
+    (exactly `wanted`, when the caller named a full reference)."""
+    for entry in entries:
+        state = entry.services.get(service)
+        candidates = list(state.images.values()) if state else []
+        record = entry.record
+        if record is not None and record.service == service:
+            candidates.append(record.image)
+        for image in candidates:
+            if image.endswith(f"@{digest}") and (wanted is None or image == wanted):
+                return image
+    return None
+
+
+def _repository_of_service(engine: Engine, stack: str, service: str) -> str:
+    release = _source_release(engine, stack, service)
+    images = release["images"]
+    assert isinstance(images, dict)
+    return parse_image(str(next(iter(images.values())))).repository
+
+
 def review(
-    engine: Engine, stack: str, number: int, note: str, actor: str, env: Mapping[str, str]
+    engine: Engine,
+    stack: str,
+    number: int,
+    note: str,
+    actor: str,
+    env: Mapping[str, str],
+    project_dir: Path,
+    signer: Signer | None = None,
 ) -> ReleaseRecord:
-    """Acknowledge the break-glass release in history entry `number`."""
-    entry = entry_numbered(parse_history(engine.history(stack)), number)
+    """Acknowledge the break-glass release in history entry `number` (someone else's)."""
+    project = project_settings(project_dir)
+    refuse_unsigned_write(project, stack, signer, "review")
+    entry = entry_numbered(read_history(engine, stack, project), number)
     record = entry.record
     if record is None or not record.break_glass or record.event != "stage":
         raise UsageError(
-            f"{entry.label()} is not the start of a break-glass release; `release audit {stack}` lists "
-            "those that wait for review, with their numbers"
+            f"{entry.label()} is not the start of a break-glass release (with a record that counts); "
+            f"`release audit {stack}` lists those that wait for review, with their numbers"
         )
-    if record.actor.lower() == actor.lower():
-        raise UsageError(f"{actor} made that break-glass release; someone else reviews it")
+    if record.actor.strip().casefold() == actor.strip().casefold():
+        raise UsageError(one_line(f"{actor} made that break-glass release; someone else reviews it"))
     review_record = ReleaseRecord(
         "review",
         stack,
@@ -255,5 +358,15 @@ def review(
         reason=note,
         run=run_url(env),
     )
-    write_record(engine, stack, record.service, review_record, f"release review of entry {number}")
+    step = record_step(
+        engine,
+        stack,
+        record.service,
+        review_record,
+        f"release review of entry {number}",
+        signer,
+        lambda _: None,
+    )
+    if not step.succeeded:
+        raise EngineError(f"stack '{stack}': the review record could not be written: {step.detail}")
     return review_record

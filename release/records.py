@@ -1,48 +1,80 @@
-"""The release record: a structured, parseable line at the end of every update message we write.
+"""The release record: a signed, parseable JSON object at the end of every update message we write.
 
 Evidence of what was released, verified, rejected or rolled back lives in the stack's own history in
-the Pulumi state backend, where every operator and CI runner reads the same thing and nothing is lost
-with a laptop. Each update the release tool runs carries its record in the update message:
+the Pulumi state backend, where every operator and CI runner reads the same thing. Each update the
+release tool runs carries its record in the update message:
 
-    <summary for humans> [by <actor>] release/v1 {"event": "verify", "service": "api", ...}
+    <summary the tool composed> release/v1 {"actor": "alice", "event": "verify", ..., "sig": {...}}
 
-`release/v1` marks the record; the JSON after it (one line, keys sorted) has:
+The summary is made only of values the tool parsed (service, colours, image references, entry
+numbers); free text (a reason, an actor name) lives only inside the JSON. The record is parsed from
+the end of the message: the JSON after the first ` release/v1 ` must be one object that runs to the
+very end, with no duplicate key, only known keys, and the right type for each. The JSON has:
 
-    event        stage | switch | verify | rollback | reject | review
-    stack        the stack the update ran on
-    service      the service it concerns (absent for a whole-stack rollback)
-    digest       sha256:<64 hex> of the image concerned;  image: the full reference
+    event        stage | switch | verify | rollback | abort | reject | review
+    stack        the stack the update ran on (a record naming another stack never counts)
+    release      the id of the release this record belongs to (every record of one release carries it)
+    time         when the tool wrote it (UTC); evidence is ordered by this signed time
+    finishes     the ids of unfinished releases a rollback or abort finishes
+    service      the service it concerns (several, comma-separated, for a whole-stack rollback)
+    image        the full image reference concerned;  digest: its sha256:<64 hex>
     previous     the image the stable Service served before (stage, switch)
     actor        who ran it (--actor, $GITHUB_ACTOR, git config, login)
     run          the CI run URL, when there is one
-    approval     {"ref", "approver", "source"} for an approved promotion
+    approval     how a promotion was approved: {"source": "github-environment", "approvers", "environment",
+                 "run", "readAt"} read from GitHub's API, or {"source": "asserted", "ref", "approver"} typed
     breakGlass   {"reason", "skipped": [gates]} when gates were skipped
     promotedFrom the source stack of a promotion
-    revokes      the images whose verification this event takes away (rollback, reject)
+    revokes      the images whose verification this event takes away (rollback, abort, reject)
     reviews      the history entry number a review acknowledges (review of a break-glass)
-    reason       why (rollback, reject, review)
+    reason       why (rollback, abort, reject, review, break-glass)
     window       {"seconds", "probes"} of the health check that verified a digest (verify)
-    notification {"sent": bool, "error"} for events that notify
+    notification {"event", "sent", "error"} for events that notify
+    sig          {"key": <key id>, "ed25519": <base64>} over the canonical JSON of everything else
 
-Updates without a record (a plain `pulumi up`, older releases) are still listed by `release audit`
-as foreign updates; they never count as verification.
+Updates without a record (a plain `pulumi up`, older releases) are listed by `release audit` as
+foreign updates; they never count as verification. See release.signing for what makes a record count.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from components.image_ref import digest_of
+from release.signing import Signer
+
 MARK = "release/v1"
-RECORD = re.compile(r"\s" + re.escape(MARK) + r" (?P<json>\{.*\})\s*$")
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_MARK_AT = re.compile(r"(?:^|(?<=\s))" + re.escape(MARK) + r" (?=\{)")
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+RELEASE_ID = re.compile(r"r-[0-9a-f]{12}")
 
-OPERATOR_MARK = re.compile(r"\[by (?P<operator>[^\]]+)\]")
-"""`[by <actor>]`, which every message carries so `release history` can say who ran an update."""
+EVENTS = ("stage", "switch", "verify", "rollback", "abort", "reject", "review")
+STARTS = ("stage", "switch")
+"""Events that open a release (its changes are live, unverified)."""
+FINISHES = ("verify", "rollback", "abort")
+"""Events that finish a release."""
+MAX_MESSAGE_CHARACTERS = 64 * 1024
+"""A longer message is not parsed for a record (the tool never writes one that long)."""
 
-EVENTS = ("stage", "switch", "verify", "rollback", "reject", "review")
+
+def new_release_id() -> str:
+    return f"r-{secrets.token_hex(6)}"
+
+
+def record_time(moment: datetime | None = None) -> str:
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime(TIME_FORMAT)[:-4] + "Z"
+
+
+def parse_record_time(text: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -53,8 +85,11 @@ class ReleaseRecord:
     service: str = ""
     image: str = ""
     previous: str = ""
+    release: str = ""
+    time: str = ""
+    finishes: tuple[str, ...] = ()
     run: str = ""
-    approval: dict[str, str] = field(default_factory=dict)
+    approval: dict[str, Any] = field(default_factory=dict)
     break_glass: dict[str, Any] = field(default_factory=dict)
     promoted_from: str = ""
     revokes: tuple[str, ...] = ()
@@ -65,13 +100,24 @@ class ReleaseRecord:
 
     @property
     def digest(self) -> str:
-        found = DIGEST.search(self.image)
-        return found.group(0) if found else ""
+        return digest_of(self.image)
+
+    @property
+    def signed_at(self) -> datetime | None:
+        return parse_record_time(self.time)
+
+    @property
+    def services(self) -> list[str]:
+        return [name for name in self.service.split(",") if name]
 
     def to_json(self) -> dict[str, Any]:
+        """The record as its JSON object (empty fields left out), without a signature."""
         document: dict[str, Any] = {
             "event": self.event,
             "stack": self.stack,
+            "release": self.release,
+            "time": self.time,
+            "finishes": list(self.finishes),
             "actor": self.actor,
             "service": self.service,
             "image": self.image,
@@ -89,47 +135,157 @@ class ReleaseRecord:
         }
         return {key: value for key, value in document.items() if value not in ("", {}, [], None)}
 
-    def message(self, summary: str) -> str:
-        """The whole update message: the summary for humans, who did it, and this record."""
-        return f"{summary} {operator_mark(self.actor)} {MARK} {json.dumps(self.to_json(), sort_keys=True)}"
+    def payload(self) -> bytes:
+        """What is signed: the canonical JSON of `to_json()`."""
+        return canonical_json(self.to_json())
+
+    def message(self, summary: str, signer: Signer | None) -> str:
+        """The whole update message: the tool's summary, then this record (signed when `signer`).
+
+        The record's `time` is set here, when it is signed, if the caller left it empty.
+        """
+        record = self if self.time else _with_time(self)
+        document = record.to_json()
+        if signer is not None:
+            document["sig"] = {"key": signer.key_id, "ed25519": signer.sign(record.payload())}
+        return f"{summary} {MARK} {canonical_json(document).decode()}"
 
 
-def operator_mark(actor: str) -> str:
-    return f"[by {actor}]"
+def _with_time(record: ReleaseRecord) -> ReleaseRecord:
+    from dataclasses import replace
+
+    return replace(record, time=record_time())
 
 
-def parse_record(message: str) -> ReleaseRecord | None:
-    """The record at the end of an update message, or None (a foreign update, or a damaged record)."""
-    found = RECORD.search(message)
+def canonical_json(document: Any) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+@dataclass(frozen=True)
+class Signature:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ParsedRecord:
+    """What a message claims: the record (None when malformed, with `problem`) and its signature."""
+
+    record: ReleaseRecord | None
+    signature: Signature | None = None
+    problem: str = ""
+
+    @property
+    def payload(self) -> bytes:
+        return self.record.payload() if self.record is not None else b""
+
+
+class _MalformedError(ValueError):
+    pass
+
+
+def parse_record(message: str) -> ParsedRecord | None:
+    """The record at the end of an update message; None when the message carries no record mark.
+
+    The first ` release/v1 {` starts the record; the JSON from there must be one object that runs
+    to the end of the message (so free text inside the JSON, even text that looks like a record,
+    stays inside it).
+    """
+    if len(message) > MAX_MESSAGE_CHARACTERS:
+        return ParsedRecord(None, problem="message too long to hold a record") if MARK in message else None
+    found = _MARK_AT.search(message)
     if found is None:
         return None
+    text = message[found.end() :].rstrip()
     try:
-        data = json.loads(found.group("json"))
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(data, dict) or data.get("event") not in EVENTS:
-        return None
+        data, end = json.JSONDecoder(object_pairs_hook=_unique_keys).raw_decode(text)
+        if end != len(text):
+            raise _MalformedError("text follows the record's JSON")
+        return _record_from(data)
+    except (_MalformedError, ValueError, RecursionError) as error:
+        return ParsedRecord(None, problem=str(error)[:200])
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise _MalformedError(f"duplicate key {key!r}")
+        document[key] = value
+    return document
+
+
+_STRING_FIELDS = {
+    "event": "event",
+    "stack": "stack",
+    "release": "release",
+    "time": "time",
+    "actor": "actor",
+    "service": "service",
+    "image": "image",
+    "previous": "previous",
+    "run": "run",
+    "promotedFrom": "promoted_from",
+    "reason": "reason",
+}
+_OBJECT_FIELDS = {
+    "approval": "approval",
+    "breakGlass": "break_glass",
+    "window": "window",
+    "notification": "notification",
+}
+_LIST_FIELDS = {"finishes": "finishes", "revokes": "revokes"}
+_KNOWN = {*_STRING_FIELDS, *_OBJECT_FIELDS, *_LIST_FIELDS, "reviews", "digest", "sig"}
+
+
+def _record_from(data: Any) -> ParsedRecord:
+    if not isinstance(data, dict):
+        raise _MalformedError("the record is not a JSON object")
+    unknown = sorted(set(data) - _KNOWN)
+    if unknown:
+        raise _MalformedError(f"unknown keys {unknown}")
+    fields: dict[str, Any] = {}
+    for key, name in _STRING_FIELDS.items():
+        value = data.get(key, "")
+        if not isinstance(value, str):
+            raise _MalformedError(f"{key} must be a string")
+        fields[name] = value
+    for key, name in _OBJECT_FIELDS.items():
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise _MalformedError(f"{key} must be an object")
+        fields[name] = value
+    for key, name in _LIST_FIELDS.items():
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise _MalformedError(f"{key} must be a list of strings")
+        fields[name] = tuple(value)
     reviews = data.get("reviews")
-    return ReleaseRecord(
-        event=str(data["event"]),
-        stack=str(data.get("stack", "")),
-        actor=str(data.get("actor", "")),
-        service=str(data.get("service", "")),
-        image=str(data.get("image", "")),
-        previous=str(data.get("previous", "")),
-        run=str(data.get("run", "")),
-        approval=dict(data.get("approval") or {}),
-        break_glass=dict(data.get("breakGlass") or {}),
-        promoted_from=str(data.get("promotedFrom", "")),
-        revokes=tuple(str(image) for image in data.get("revokes") or ()),
-        reviews=int(reviews) if isinstance(reviews, int) else None,
-        reason=str(data.get("reason", "")),
-        window=dict(data.get("window") or {}),
-        notification=dict(data.get("notification") or {}),
-    )
+    if reviews is not None and (isinstance(reviews, bool) or not isinstance(reviews, int)):
+        raise _MalformedError("reviews must be an integer")
+    if fields["event"] not in EVENTS:
+        raise _MalformedError(f"unknown event {fields['event']!r}")
+    if fields["release"] and not RELEASE_ID.fullmatch(fields["release"]):
+        raise _MalformedError("release is not a release id")
+    if fields["time"] and parse_record_time(fields["time"]) is None:
+        raise _MalformedError("time is not a UTC time")
+    record = ReleaseRecord(reviews=reviews, **fields)
+    if "digest" in data and data["digest"] != record.digest:
+        raise _MalformedError("digest does not match image")
+    return ParsedRecord(record, _signature_from(data.get("sig")))
+
+
+def _signature_from(value: Any) -> Signature | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"key", "ed25519"}:
+        raise _MalformedError("sig must be {key, ed25519}")
+    if not isinstance(value["key"], str) or not isinstance(value["ed25519"], str):
+        raise _MalformedError("sig values must be strings")
+    return Signature(value["key"], value["ed25519"])
 
 
 def summary_of(message: str) -> str:
     """The human part of a message (without the record)."""
-    found = RECORD.search(message)
+    found = _MARK_AT.search(message[:MAX_MESSAGE_CHARACTERS])
     return message[: found.start()].strip() if found else message.strip()

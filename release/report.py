@@ -12,11 +12,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from components.config import HealthCheckSettings, StackConfig
+from components.blue_green_service import service_urns
+from components.config import PROJECT_NAME, HealthCheckSettings, StackConfig
 from release.engine import ConfigEntry, Engine, UpdateOutcome
 from release.health import Verdict, check_sync
 from release.notify import NotificationResult
-from release.records import summary_of
+from release.records import ReleaseRecord, summary_of
+from release.signing import Signer
 
 if TYPE_CHECKING:
     from release.rollback import RollbackPlan
@@ -166,6 +168,23 @@ def up_step(
         f"{outcome.changed} resource(s) changed" if outcome.succeeded else f"update failed: {outcome.error}"
     )
     return Step(name, outcome.succeeded, seconds, detail, update=outcome)
+
+
+def record_step(
+    engine: Engine,
+    stack: str,
+    service: str,
+    record: ReleaseRecord,
+    summary: str,
+    signer: Signer | None,
+    progress: Progress,
+) -> Step:
+    """Write `record` into the stack's history with an `up` that changes nothing: targeted at the
+    service's stable Service, with no config change."""
+    stable_urn = service_urns(stack, PROJECT_NAME, service)[0]
+    return up_step(
+        "record", engine, stack, {}, record.message(summary, signer), progress, targets=[stable_urn]
+    )
 
 
 def check_step(

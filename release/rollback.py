@@ -13,6 +13,9 @@ config"); this module is that, made safe:
   says so. Anything else is a full `up`, and the plan says why.
 - **Migration-aware.** Moving a service's traffic off a digest whose migration is not declared
   backward compatible (`migration.expandContract: false`) is refused unless forced, with the reason.
+- **To a settled state.** Without `--to-version`, the target is the state before the current release:
+  the newest settled state (release.lifecycle) whose config differs from now, never an intermediate
+  entry of a failed, rolled-back or unfinished release. `--dry-run` shows the target and why.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +38,21 @@ from components.config import (
     full_key,
 )
 from release.engine import ConfigEntry, Engine, StackConfigValues, UpdateOutcome
-from release.errors import ConcurrentReleaseError, HistoryError, MigrationRisk, RollbackRefusedError
+from release.errors import (
+    ConcurrentReleaseError,
+    HistoryError,
+    MigrationRisk,
+    RollbackRefusedError,
+    UsageError,
+)
 from release.history import (
     RELEASES_KEY,
     HistoryEntry,
     entry_numbered,
     in_progress,
-    parse_history,
+    read_history,
 )
+from release.lifecycle import Lifecycle, choose_rollback_target, read_lifecycle
 from release.parity import flatten
 from release.records import ReleaseRecord
 from release.report import (
@@ -56,6 +66,7 @@ from release.report import (
     default_checker,
     health_urls,
 )
+from release.signing import SIGNING_KEY_ENV, Signer, TrustedKeys
 from release.stack_files import validated_stack_config
 
 RESTORABLE_KEYS = frozenset(full_key(knob) for knob in STACK_KNOBS if knob != SECRETS_KEY)
@@ -89,6 +100,9 @@ class RollbackPlan:
     risks: list[MigrationRisk] = field(default_factory=list)
     moved_away: list[str] = field(default_factory=list)
     """The images stable traffic moves away from (the active image of each switched service)."""
+    why: str = ""
+    """Why this target was chosen (and which newer entries were passed over)."""
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def nothing_to_do(self) -> bool:
@@ -112,10 +126,15 @@ class RollbackPlan:
             "leftInCluster": self.left_in_cluster,
             "notRestored": self.not_restored,
             "migrationRisks": [risk.render() for risk in self.risks],
+            "why": self.why or None,
+            "skipped": self.skipped,
         }
 
     def render(self) -> str:
         lines = [f"rollback of '{self.stack}' to {self.target.label()}: {self.mode}"]
+        if self.why:
+            lines.append(f"  why: {self.why}")
+        lines += [f"  passed over: {note}" for note in self.skipped]
         lines += [f"  {change.key}: {change.current!r} -> {change.restored!r}" for change in self.changes]
         if self.targets:
             lines.append(f"  targeted up: {len(self.targets)} resources")
@@ -129,9 +148,17 @@ class RollbackPlan:
 
 
 def plan_rollback(
-    stack: str, current: StackConfigValues, target: HistoryEntry, project: ProjectSettings
+    stack: str,
+    current: StackConfigValues,
+    target: HistoryEntry,
+    project: ProjectSettings,
+    idle_as_deployed: bool = True,
 ) -> RollbackPlan:
-    """Compare the stack's current config with `target`'s and decide how to restore it."""
+    """Compare the stack's current config with `target`'s and decide how to restore it.
+
+    A targeted restore leaves an idle colour's Deployment as it is; with `idle_as_deployed` the
+    restored config keeps that colour's image as the current config has it, so config says what
+    runs. (False when the update that set it failed, so what runs there is not known.)"""
     restore: dict[str, ConfigEntry] = {}
     not_restored: list[str] = []
     for key, entry in sorted(target.config.items()):
@@ -144,13 +171,6 @@ def plan_rollback(
     for key in sorted(RESTORABLE_KEYS & set(current) - set(target.config)):
         not_restored.append(f"{key}: that update did not record it; left as it is")
 
-    changes = [
-        ConfigChange(f"{key}{'.' + path if path else ''}", before, after)
-        for key, entry in restore.items()
-        for path, (before, after) in _leaf_changes(
-            current[key].value if key in current else None, entry.value
-        )
-    ]
     current_releases = _releases(current.get(RELEASES_KEY))
     restored_releases = _releases(restore[RELEASES_KEY]) if RELEASES_KEY in restore else current_releases
     switched = sorted(
@@ -158,53 +178,51 @@ def plan_rollback(
         for name, release in restored_releases.items()
         if current_releases.get(name, {}).get("activeColor") != release.get("activeColor")
     )
-    plan = RollbackPlan(stack, target, restore, changes, switched, [], not_restored=not_restored)
+    plan = RollbackPlan(stack, target, restore, [], switched, [], not_restored=not_restored)
     plan.moved_away = [
         current_releases[name]["images"][current_releases[name]["activeColor"]]
         for name in switched
         if name in current_releases
     ]
-    _decide_targets(plan, current_releases, restored_releases)
+    _decide_targets(plan, current_releases, restored_releases, idle_as_deployed)
+    unchanged = [
+        key for key, entry in restore.items() if key in current and current[key].value == entry.value
+    ]
+    for key in unchanged:  # only an idle image that stays as it runs differed: nothing to restore
+        del restore[key]
+    if plan.nothing_to_do:
+        plan.targets, plan.left_in_cluster = [], []
+    plan.changes = [  # after _decide_targets, which may keep an idle colour's image as it runs
+        ConfigChange(f"{key}{'.' + path if path else ''}", before, after)
+        for key, entry in restore.items()
+        for path, (before, after) in _leaf_changes(
+            current[key].value if key in current else None, entry.value
+        )
+    ]
     plan.risks = _migration_risks(plan, project, current_releases, restored_releases)
     return plan
 
 
 def execute_rollback(
-    engine: Engine,
-    plan: RollbackPlan,
-    operator: str,
-    force: bool = False,
-    reason: str = "",
-    revokes: Sequence[str] | None = None,
-    run: str = "",
-    notification: dict[str, Any] | None = None,
+    engine: Engine, plan: RollbackPlan, record: ReleaseRecord, signer: Signer | None, force: bool = False
 ) -> UpdateOutcome | None:
-    """Apply `plan` (None when there is nothing to restore). Refuses migration risks unless forced.
+    """Apply `plan` (None when there is nothing to restore), with `record` in the update message.
 
-    The update's record revokes the verification of `revokes` (default: every image traffic moves
-    away from), so none of them is promoted by accident afterwards.
+    Refuses migration risks unless forced. `record` (a rollback or abort) says why, what it revokes
+    (the images traffic moves away from, unless the caller named others) and which releases it
+    finishes; the summary beside it is composed here from the plan.
     """
     if plan.risks and not force:
         raise RollbackRefusedError(plan.stack, plan.risks)
     if plan.nothing_to_do:
         return None
     what = ", ".join(f"{name} back to {_active(plan, name)}" for name in plan.switched) or "config"
-    summary = f"release rollback to {plan.target.label()}: {what}"
+    summary = f"release {record.event} to {plan.target.label()}: {what}"
     if plan.risks:
-        reason = f"forced past migration risks: {reason or 'no reason given'}"
-    if reason:
-        summary += f" ({reason})"
-    record = ReleaseRecord(
-        event="rollback",
-        stack=plan.stack,
-        actor=operator,
-        service=",".join(plan.switched),
-        run=run,
-        revokes=tuple(plan.moved_away if revokes is None else revokes),
-        reason=reason,
-        notification=notification or {},
-    )
-    return engine.up(plan.stack, plan.restore, record.message(summary), targets=plan.targets)
+        record = replace(record, reason=f"forced past migration risks: {record.reason or 'no reason given'}")
+    if not record.revokes:
+        record = replace(record, revokes=tuple(plan.moved_away))
+    return engine.up(plan.stack, plan.restore, record.message(summary, signer), targets=plan.targets)
 
 
 def _active(plan: RollbackPlan, service: str) -> str:
@@ -213,7 +231,10 @@ def _active(plan: RollbackPlan, service: str) -> str:
 
 
 def _decide_targets(
-    plan: RollbackPlan, current: Mapping[str, dict[str, Any]], restored: Mapping[str, dict[str, Any]]
+    plan: RollbackPlan,
+    current: Mapping[str, dict[str, Any]],
+    restored: Mapping[str, dict[str, Any]],
+    idle_as_deployed: bool,
 ) -> None:
     """Targeted when only the releases change, and only by moving traffic to images already running."""
     if plan.nothing_to_do:
@@ -239,11 +260,19 @@ def _decide_targets(
             return
         changed_services.append(name)
         live_idle, restored_idle = live["images"][idle], release["images"][idle]
-        if live_idle != restored_idle:
+        if live_idle != restored_idle and idle_as_deployed:
+            # A targeted up leaves the idle Deployment as it is: config must say so too, or a later
+            # flip back to that colour would be planned against an image it does not run.
+            release["images"][idle] = live_idle
             plan.left_in_cluster.append(
-                f"{name}: the idle {idle} colour keeps running {live_idle} (inspect it on the preview "
-                f"URL); config records {restored_idle}, and the next `release deploy` of {name} "
-                "replaces it"
+                f"{name}: the idle {idle} colour keeps running {live_idle}, and config records it so "
+                f"(inspect it on the preview URL; {restored_idle} ran there in {plan.target.label()}); "
+                f"the next `release deploy` of {name} replaces it"
+            )
+        elif live_idle != restored_idle:
+            plan.left_in_cluster.append(
+                f"{name}: the idle {idle} colour may still run {live_idle} (its update failed midway); "
+                f"config records {restored_idle}, and the next `release deploy` of {name} replaces it"
             )
     plan.targets = [urn for name in changed_services for urn in service_urns(plan.stack, PROJECT_NAME, name)]
 
@@ -299,39 +328,47 @@ def rollback(
     checker: Checker = default_checker,
     progress: Progress = lambda message: None,
 ) -> ReleaseReport:
-    """`release rollback`: restore entry `to_number` of history, or the previous succeeded update.
+    """`release rollback`: restore entry `to_number` of history, or the state before the current release.
 
-    "Previous" is the newest succeeded update whose per-stack knobs differ from the stack's config
-    now. With `dry_run` nothing changes: the report holds the plan. After the `up`, the stable URL
-    of every service whose active colour moved back is health-checked.
+    Without `to_number` the target is the newest settled state whose per-stack knobs differ from the
+    stack's config now (release.lifecycle). The rollback finishes every unfinished release (its
+    record names them). With `dry_run` nothing changes: the report holds the plan and why. After the
+    `up`, the stable URL of every service whose active colour moved back is health-checked.
     """
     stack = request.stack
     report = ReleaseReport("rollback", stack)
     current = engine.get_config(stack)
-    entries = parse_history(engine.history(stack))
+    project = validated_stack_config(stack, current, project_dir).project
+    entries = read_history(engine, stack, project)
     running = in_progress(entries)
     if running is not None:
         raise ConcurrentReleaseError(stack, f"in progress: {running.label()} by {running.operator}")
-    project = validated_stack_config(stack, current, project_dir).project
-    if request.to_number is not None:
-        target = entry_numbered(entries, request.to_number)
-        if not target.succeeded or RELEASES_KEY not in target.config:
-            raise HistoryError(
-                f"{target.label()} is not a succeeded update that recorded {RELEASES_KEY}; pick one "
-                f"that is (see `release history {stack}`)"
-            )
-    else:
-        target = _previous_differing(stack, entries, current, project)
-    plan = plan_rollback(stack, current, target, project)
+    lifecycle = read_lifecycle(entries)
+    plan = _plan_to(stack, request.to_number, entries, lifecycle, current, project)
     report.rollback = plan
+    unfinished = [  # those that started after the target: restoring it undoes them
+        release.id for release in lifecycle.unfinished if release.first.position < plan.target.position
+    ]
     if request.dry_run:
         report.phase = PLANNED
         if plan.risks:
             report.notes.append("this rollback would be refused without --force (see migration risk)")
+        if unfinished:
+            report.notes.append(f"it would finish the unfinished release(s) {', '.join(unfinished)}")
         return report
-    progress(f"rollback: pulumi up -s {stack} ({plan.mode}, to {target.label()})")
+    refuse_unsigned_write(project, stack, request.signer, "rollback")
+    progress(f"rollback: pulumi up -s {stack} ({plan.mode}, to {plan.target.label()})")
     started = time.monotonic()
-    outcome = execute_rollback(engine, plan, request.operator, request.force, request.reason)
+    record = ReleaseRecord(
+        event="rollback",
+        stack=stack,
+        actor=request.operator,
+        service=",".join(plan.switched),
+        finishes=tuple(unfinished),
+        reason=request.reason,
+        run=request.run,
+    )
+    outcome = execute_rollback(engine, plan, record, request.signer, request.force)
     if outcome is None:
         report.notes.append("the stack already runs that config; nothing to restore")
         return report
@@ -359,6 +396,63 @@ def rollback(
     return report
 
 
+def _plan_to(
+    stack: str,
+    to_number: int | None,
+    entries: Sequence[HistoryEntry],
+    lifecycle: Lifecycle,
+    current: StackConfigValues,
+    project: ProjectSettings,
+) -> RollbackPlan:
+    if to_number is not None:
+        target = entry_numbered(entries, to_number)
+        if not target.succeeded or RELEASES_KEY not in target.config:
+            raise HistoryError(
+                f"{target.label()} is not a succeeded update that recorded {RELEASES_KEY}; pick one "
+                f"that is (see `release history {stack}`)"
+            )
+        plan = plan_rollback(stack, current, target, project)
+        settled = any(entry.position == target.position for entry in lifecycle.settled)
+        plan.why = f"{target.label()} was asked for (--to-version {to_number})"
+        if not settled:
+            plan.why += f"; note: it is {lifecycle.why_not_settled(target)}"
+        return plan
+    chosen = choose_rollback_target(
+        lifecycle, entries, lambda entry: not plan_rollback(stack, current, entry, project).nothing_to_do
+    )
+    if chosen is None:
+        raise HistoryError(
+            f"stack history holds no settled state whose config differs from '{stack}' now; there is "
+            f"nothing to roll back to (see `release history {stack}`)"
+        )
+    plan = plan_rollback(stack, current, chosen.entry, project)
+    plan.why, plan.skipped = chosen.why, chosen.skipped
+    return plan
+
+
+def refuse_unsigned_write(project: ProjectSettings, stack: str, signer: Signer | None, verb: str) -> None:
+    """A stack that counts only signed records gets no record it would not count: refuse before any
+    change when there is no signing key, or its key is not one Pulumi.yaml trusts."""
+    policy = project.stack_policies.get(stack)
+    if policy is None or not policy.require_signed_records:
+        return
+    rule = f"stackPolicies.{stack}.requireSignedRecords in Pulumi.yaml"
+    if signer is None:
+        problem = f"${SIGNING_KEY_ENV} is not set"
+    elif not TrustedKeys(project.release_signing.trusted_keys).trusts(signer.key_id):
+        problem = (
+            f"the key in ${SIGNING_KEY_ENV} (key id {signer.key_id}) is not in releaseSigning.trustedKeys "
+            "in Pulumi.yaml"
+        )
+    else:
+        return
+    raise UsageError(
+        f"stack '{stack}' counts only signed release records ({rule}), and {problem}, so this {verb} "
+        "would write records that do not count; nothing was changed. Run it where the signing key is "
+        "(the release workflow), or see docs/signing.md"
+    )
+
+
 @dataclass
 class RollbackRequest:
     stack: str
@@ -369,6 +463,8 @@ class RollbackRequest:
     reason: str = ""
     health_check: bool = True
     stable_urls: list[str] = field(default_factory=list)
+    signer: Signer | None = None
+    run: str = ""
 
 
 def recheck_stable(
@@ -384,16 +480,3 @@ def recheck_stable(
     active_image = release.images.of(release.active_color)
     expect = {settings.version_field: active_image} if settings.version_field else {}
     return check_step(f"recheck {service}", checker, stable_urls, settings, expect, progress)
-
-
-def _previous_differing(
-    stack: str, entries: Sequence[HistoryEntry], current: StackConfigValues, project: ProjectSettings
-) -> HistoryEntry:
-    for entry in entries:
-        recorded = entry.kind == "update" and entry.succeeded and RELEASES_KEY in entry.config
-        if recorded and not plan_rollback(stack, current, entry, project).nothing_to_do:
-            return entry
-    raise HistoryError(
-        f"stack history holds no succeeded update whose config differs from '{stack}' now; there is "
-        f"nothing to roll back to (see `release history {stack}`)"
-    )

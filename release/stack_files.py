@@ -4,16 +4,22 @@ The result is what the engine hands the program: every key fully qualified (`pla
 Pulumi.yaml's project-level values merged under the stack's, values as strings (objects as JSON).
 Secret values (`secure:` in a stack file) cannot be decrypted offline: they are replaced by a
 placeholder and listed in `secret_keys`, as the engine lists them.
+
+Every file is read with the safe loader (`components.pulumi_yaml`: no aliases, no duplicate keys, a
+size cap); anything a file gets wrong is one `StackFileError` (exit 2) naming the file. Values under
+`platform:appSecrets` never leave this module: each is replaced by the placeholder whether or not it
+was encrypted, and one stored in plain text is listed in `plaintext_secrets` (and `appSecrets` is
+then not a secret key, so the config model reports "application secrets are stored in plain text").
 """
 
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from components.config import (
     PROJECT_NAME,
@@ -25,9 +31,12 @@ from components.config import (
     load_stack_config,
     read_project_file,
 )
+from components.pulumi_yaml import PulumiYamlError, load_pulumi_yaml
 from release.engine import SECRET_VALUE, StackConfigValues
 from release.errors import StackFileError
 from release.mock_runtime import SECRET_PLACEHOLDER
+from release.stack_name import StackName, stack_name_problems
+from release.text import printable
 
 PROJECT_FILE = "Pulumi.yaml"
 
@@ -39,6 +48,8 @@ class StackFile:
     path: Path
     raw: RawConfig
     unset_secrets: list[str] = field(default_factory=list)
+    plaintext_secrets: list[str] = field(default_factory=list)
+    """The secrets the file holds in plain text (`platform:appSecrets.NAME`: names, never values)."""
 
     @property
     def stack(self) -> str:
@@ -62,43 +73,74 @@ def project_dir_of(start: Path) -> Path:
     raise StackFileError(str(start), f"no {PROJECT_FILE} here or in any parent directory")
 
 
-def stack_names(project_dir: Path) -> list[str]:
-    """The stacks with a Pulumi.<stack>.yaml, in promotion order where known (dev, staging, production)."""
-    names = [path.name[len("Pulumi.") : -len(".yaml")] for path in project_dir.glob("Pulumi.*.yaml")]
+def stack_names(project_dir: Path, skipped: Callable[[str], None] | None = None) -> list[str]:
+    """The stacks with a Pulumi.<stack>.yaml, in promotion order where known (dev, staging, production).
+
+    A file whose middle part is not a valid stack name (`Pulumi.a;b.yaml`) is skipped and reported
+    to `skipped` (default: one line on stderr), never used as a stack name.
+    """
+    report = skipped or _report_on_stderr
+    names = []
+    for path in sorted(project_dir.glob("Pulumi.*.yaml")):
+        name = path.name[len("Pulumi.") : -len(".yaml")]
+        problems = stack_name_problems(name)
+        if problems:
+            report(f"skipped {path.name}: not a stack file ({'; '.join(problems)})")
+        else:
+            names.append(name)
     order = {"dev": 0, "staging": 1, "production": 2}
     return sorted(names, key=lambda name: (order.get(name, len(order)), name))
 
 
+def _report_on_stderr(message: str) -> None:
+    print(printable(f"release: {message}"), file=sys.stderr)
+
+
 def read_stack_file(project_dir: Path, stack: str, secret_names: list[str] | None = None) -> StackFile:
     """Read one stack's config. `secret_names` are the secrets the program needs; any the file lacks
-    is given a placeholder too (offline only) and listed in `unset_secrets`."""
-    path = project_dir / f"Pulumi.{stack}.yaml"
+    is given a placeholder too (offline only) and listed in `unset_secrets`.
+
+    StackNameError (exit 2) for an invalid stack name; StackFileError (exit 2) for a file that is
+    missing or not what Pulumi expects.
+    """
+    path = project_dir / f"Pulumi.{StackName.parse(stack)}.yaml"
     document = _load_yaml(path)
-    stack_values = document.get("config") or {}
+    stack_values = document.get("config")
+    if stack_values is None:
+        stack_values = {}
     if not isinstance(stack_values, dict):
         raise StackFileError(str(path), "`config:` must be a mapping of keys to values")
-    project_values = read_project_file(project_dir / PROJECT_FILE)
+    bad_keys = [key for key in stack_values if not isinstance(key, str) or not key]
+    if bad_keys:
+        raise StackFileError(str(path), f"config keys must be text like platform:namespace; got {bad_keys!r}")
+    project_values = project_values_of(project_dir)
 
+    secrets_key = full_key(SECRETS_KEY)
     values: dict[str, Any] = {full_key(key): value for key, value in project_values.items()}
     secret_keys: set[str] = set()
     overridden: set[str] = set()
+    plaintext: list[str] = []
     for key, value in stack_values.items():
         qualified = key if ":" in key else full_key(key)
         if qualified.startswith(f"{PROJECT_NAME}:") and qualified.split(":", 1)[1] in project_values:
             overridden.add(qualified.split(":", 1)[1])
         contains_secret, plain = _strip_secure(value)
+        if qualified == secrets_key:
+            plaintext += _plaintext_paths(value, qualified)
+            plain = _redacted(value)
         if contains_secret:
             secret_keys.add(qualified)
         values[qualified] = plain
 
     unset: list[str] = []
     if secret_names:
-        secrets_key = full_key(SECRETS_KEY)
         present = values.get(secrets_key) if isinstance(values.get(secrets_key), dict) else {}
         unset = [name for name in secret_names if name not in (present or {})]
         if unset:
             values[secrets_key] = {**(present or {}), **{name: SECRET_PLACEHOLDER for name in unset}}
             secret_keys.add(secrets_key)
+    if plaintext:
+        secret_keys.discard(secrets_key)  # so the config model reports the secrets stored in plain text
 
     raw = RawConfig(
         stack=stack,
@@ -107,21 +149,59 @@ def read_stack_file(project_dir: Path, stack: str, secret_names: list[str] | Non
         secret_keys=secret_keys,
         overridden=overridden,
     )
-    return StackFile(path, raw, unset)
+    return StackFile(path, raw, unset, plaintext)
+
+
+def project_values_of(project_dir: Path) -> dict[str, Any]:
+    """Pulumi.yaml's project-level values (`read_project_file`); StackFileError (exit 2) if unreadable."""
+    path = project_dir / PROJECT_FILE
+    try:
+        return read_project_file(path)
+    except FileNotFoundError as error:
+        raise StackFileError(str(path), "no such file; this is not a Pulumi project") from error
+    except PulumiYamlError as error:
+        raise _stack_file_error(error) from error
+
+
+def _stack_file_error(error: PulumiYamlError) -> StackFileError:
+    where = f"{error.path}:{error.line}" if error.line is not None else error.path
+    return StackFileError(where, error.reason)
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
     try:
-        document = yaml.safe_load(path.read_text())
+        document = load_pulumi_yaml(path)
     except FileNotFoundError as error:
         raise StackFileError(str(path), "no such stack file; create it with `pulumi stack init`") from error
-    except yaml.YAMLError as error:
-        raise StackFileError(str(path), f"not valid YAML: {error}") from error
+    except PulumiYamlError as error:
+        raise _stack_file_error(error) from error
     if document is None:
         return {}
     if not isinstance(document, dict):
         raise StackFileError(str(path), "expected a mapping at the top level")
     return document
+
+
+def _redacted(value: Any) -> Any:
+    """`value` with every leaf replaced by the placeholder (the structure, i.e. the names, stays)."""
+    if isinstance(value, dict) and set(value) != {"secure"}:
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return SECRET_PLACEHOLDER
+
+
+def _plaintext_paths(value: Any, path: str) -> list[str]:
+    """The paths of the leaves under `value` that are not `{secure: ...}` (an empty leaf is no secret)."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return []
+        return [found for key, item in value.items() for found in _plaintext_paths(item, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [
+            found for index, item in enumerate(value) for found in _plaintext_paths(item, f"{path}[{index}]")
+        ]
+    return [] if value is None else [path]
 
 
 def _strip_secure(value: Any) -> tuple[bool, Any]:
@@ -150,8 +230,9 @@ def engine_text(value: Any) -> str:
 
 def project_settings(project_dir: Path) -> ProjectSettings:
     """Pulumi.yaml's project-level settings, read offline; StackFileError (exit 2) when invalid."""
+    values = project_values_of(project_dir)
     try:
-        return ProjectSettings.model_validate(read_project_file(project_dir / PROJECT_FILE))
+        return ProjectSettings.model_validate(values)
     except ValueError as error:
         raise StackFileError(str(project_dir / PROJECT_FILE), str(error)) from error
 
@@ -169,7 +250,7 @@ def validated_stack_config(stack: str, current: StackConfigValues, project_dir: 
 
     Secrets cannot be read back; each declared secret is assumed set (the program checks at `up`).
     """
-    project_values = read_project_file(project_dir / PROJECT_FILE)
+    project_values = project_values_of(project_dir)
     values = {key: entry.value for key, entry in current.items()}
     secret_keys = {key for key, entry in current.items() if entry.secret}
     # An invalid Pulumi.yaml leaves no declared secrets; load_stack_config reports what is wrong.

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
-from release.history import HistoryEntry, parse_history
-from release.records import ReleaseRecord
+from components.config import TrustedKey
+from release.history import HistoryEntry, RecordRules, parse_history
+from release.records import ReleaseRecord, record_time
+from release.signing import Signer, TrustedKeys
+from tests.release_doubles import TEST_KEYS, TEST_SIGNER
+
+STAGING_RULES = RecordRules(
+    "staging", TrustedKeys([TrustedKey(name="test", public_key=TEST_KEYS.public_key)]), require_signed=True
+)
+"""How staging judges records: only those signed by a trusted key (here the test session's) count."""
 
 API = "registry.example.test/platform/api@sha256:"
 GOOD = API + "aa" * 32
@@ -25,14 +34,18 @@ def update(
     result: str = "succeeded",
     config: dict[str, Any] | None = None,
     message: str = "",
+    signer: Signer | None = TEST_SIGNER,
 ) -> dict[str, Any]:
-    """One entry; `finished` is an ISO time like 2026-11-23T09:30."""
+    """One entry; `finished` is an ISO time like 2026-11-23T09:30 (UTC). A record is signed (by the
+    test key unless `signer` says otherwise) at that time, unless it carries its own."""
     end = datetime.fromisoformat(finished)
+    if record is not None and not record.time:
+        record = replace(record, time=record_time(end.replace(tzinfo=UTC)))
     return {
         "version": 0,
         "kind": "update",
         "startTime": end.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-        "message": record.message(f"release {record.event} {record.service}") if record else message,
+        "message": record.message(f"release {record.event} {record.service}", signer) if record else message,
         "environment": {"exec.kind": "cli"},
         "config": {
             "platform:releases": {"value": json.dumps(config or releases()), "secret": False},
@@ -48,5 +61,5 @@ def record(event: str, image: str = GOOD, actor: str = "alice", **fields: Any) -
     return ReleaseRecord(event, "staging", actor, service="api", image=image, **fields)
 
 
-def history(*entries_oldest_first: dict[str, Any]) -> list[HistoryEntry]:
-    return parse_history(list(reversed(entries_oldest_first)))
+def history(*entries_oldest_first: dict[str, Any], rules: RecordRules = STAGING_RULES) -> list[HistoryEntry]:
+    return parse_history(list(reversed(entries_oldest_first)), rules)

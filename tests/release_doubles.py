@@ -7,13 +7,53 @@ a rollback changes what they serve exactly as it would change what a cluster ser
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
 
 from release.deploy import DeployRequest
+from release.history import HistoryEntry, read_history
+from release.signing import Signer, generate_key_pair
+from release.stack_files import project_settings
+from tests.conftest import copy_project, edit_yaml
 from tests.fake_engine import FakeEngine
 from tests.http_servers import Reply, serve
+
+TEST_KEYS = generate_key_pair()
+"""A throwaway signing key made for this test session; its private half lives only in memory."""
+TEST_SIGNER = Signer.from_text(TEST_KEYS.private_key)
+
+
+def trust_key(project_dir: Path, name: str, public_key: str) -> None:
+    """Add a trusted signing key to a project copy's Pulumi.yaml (as a team adds its CI key)."""
+
+    def add(document: dict[str, Any]) -> None:
+        keys = document["config"]["releaseSigning"]["value"]["trustedKeys"]
+        keys.append({"name": name, "publicKey": public_key})
+
+    edit_yaml(project_dir / "Pulumi.yaml", add)
+
+
+def signed_project_copy(destination: Path) -> Path:
+    """A copy of the project whose Pulumi.yaml trusts TEST_KEYS, and nothing else changed."""
+    copy_project(destination)
+    trust_key(destination, "test-session", TEST_KEYS.public_key)
+    return destination
+
+
+@cache
+def signed_project() -> Path:
+    """One signed project copy for the whole session (release tests run against it)."""
+    directory = Path(tempfile.mkdtemp(prefix="signed-project-"))
+    atexit.register(shutil.rmtree, directory, True)
+    return signed_project_copy(directory)
+
 
 FAST_HEALTH_CHECK = {
     "versionField": "image",
@@ -29,9 +69,10 @@ NEWER_API = "registry.example.test/platform/api@sha256:" + "cd" * 32
 
 
 def fake_engine(
-    stack: str = "staging", numbered_versions: bool = False, **engine_kwargs: object
+    stack: str = "staging", numbered_versions: bool = False, project_dir: Path | None = None
 ) -> FakeEngine:
-    engine = FakeEngine(numbered_versions=numbered_versions, **engine_kwargs)  # type: ignore[arg-type]
+    """An engine double on the signed project copy, holding `stack` with fast health checks."""
+    engine = FakeEngine(project_dir=project_dir or signed_project(), numbered_versions=numbered_versions)
     engine.add_stack(stack, edit={"platform:healthCheck": FAST_HEALTH_CHECK})
     return engine
 
@@ -63,6 +104,7 @@ class Cluster:
             operator,
             preview_urls=[self.preview_url],
             stable_urls=[self.stable_url],
+            signer=TEST_SIGNER,
         )
 
 
@@ -73,3 +115,8 @@ def cluster(engine: FakeEngine, stack: str = "staging", service: str = "api") ->
         double.preview_url = servers.enter_context(serve(lambda _: double.answer(preview=True)))
         double.stable_url = servers.enter_context(serve(lambda _: double.answer(preview=False)))
         yield double
+
+
+def history_of(engine: FakeEngine, stack: str) -> list[HistoryEntry]:
+    """The stack's history as the release tool reads it (records judged by the project's rules)."""
+    return read_history(engine, stack, project_settings(engine.project_dir))

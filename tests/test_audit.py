@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from release.audit import audit_rows, render_audit, stack_status, unreviewed_break_glass
 from release.cli import main
-from release.history import parse_history
 from release.stack_files import project_settings
 from tests.conftest import ROOT
+from tests.fake_engine import FakeEngine
 from tests.history_data import BAD, GOOD, OLD, history, record, releases, update
-from tests.release_doubles import NEW_API, cluster, fake_engine
+from tests.release_doubles import NEW_API, TEST_KEYS, cluster, fake_engine
 
 FOREIGN = update(
     "2026-11-24T08:00", message="Merge pull request #12 (plain pulumi up)", config=releases("green")
@@ -37,11 +38,13 @@ def test_one_row_per_update_with_actor_digests_and_duration() -> None:
 
 def test_a_promotion_row_names_its_source_and_approval() -> None:
     promoted = record(
-        "stage", promoted_from="staging", approval={"ref": "CHG-9", "approver": "bob", "source": "flag"}
+        "stage",
+        promoted_from="staging",
+        approval={"source": "asserted", "ref": "CHG-9", "approvers": ["bob"]},
     )
     (row,) = audit_rows("production", history(update("2026-11-24T09:00", promoted)))
     assert row.event == "promotion from staging"
-    assert row.approval_or_reason == "approved CHG-9 by bob"
+    assert row.approval_or_reason == "approved CHG-9 by bob (ASSERTED)"
 
 
 def test_a_rollback_row_shows_the_digest_before_and_after() -> None:
@@ -97,7 +100,7 @@ def test_status_shows_what_waits_for_promotion() -> None:
         "staging": history(
             update("2026-11-24T09:10", record("verify", image=BAD), config=releases("blue", blue=BAD))
         ),
-        "production": parse_history([]),
+        "production": history(),
     }
     rows = stack_status(
         settings,
@@ -109,45 +112,48 @@ def test_status_shows_what_waits_for_promotion() -> None:
     assert not production.verified and production.waiting == BAD
 
 
-def test_release_audit_and_status_from_the_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def deployed_in_dev(tmp_path: Path) -> FakeEngine:
+    """dev, staging and production; `release deploy dev` of NEW_API, healthy, through the CLI."""
     engine = fake_engine("dev")
     engine.add_stack("staging")
     engine.add_stack("production")
     with cluster(engine, "dev") as api:
-        assert (
-            main(
-                [
-                    "deploy",
-                    "dev",
-                    "--service",
-                    "api",
-                    "--image",
-                    NEW_API,
-                    "--preview-url",
-                    api.preview_url,
-                    "--stable-url",
-                    api.stable_url,
-                    "--actor",
-                    "alice",
-                    "--report",
-                    str(tmp_path / "report.md"),
-                    "--project-dir",
-                    str(ROOT),
-                ],
-                engine_factory=lambda _: engine,
-            )
-            == 0
-        )
+        argv = ["deploy", "dev", "--service", "api", "--image", NEW_API, "--actor", "alice"]
+        argv += ["--preview-url", api.preview_url, "--stable-url", api.stable_url]
+        argv += ["--report", str(tmp_path / "report.md"), "--project-dir", str(engine.project_dir)]
+        assert main(argv, engine_factory=lambda _: engine) == 0
     assert (tmp_path / "report.md").read_text().startswith("## release deploy api on `dev`: **Healthy**")
+    return engine
+
+
+def cli_json(engine: FakeEngine, capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
     capsys.readouterr()
-    assert main(["audit", "--json", "--project-dir", str(ROOT)], engine_factory=lambda _: engine) == 0
-    rows = json.loads(capsys.readouterr().out)["rows"]
+    code = main([*argv, "--json", "--project-dir", str(engine.project_dir)], engine_factory=lambda _: engine)
+    assert code == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_release_audit_and_status_from_the_cli(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELEASE_SIGNING_KEY", TEST_KEYS.private_key)
+    engine = deployed_in_dev(tmp_path)
+    rows = cli_json(engine, capsys, "audit")["rows"]
     assert [row["event"] for row in rows[:3]] == ["verification", "switch", "release"]
-    assert rows[0]["actor"] == "alice" and rows[0]["stack"] == "dev"
-    assert main(["status", "--json", "--project-dir", str(ROOT)], engine_factory=lambda _: engine) == 0
-    status = {(row["stack"], row["service"]): row for row in json.loads(capsys.readouterr().out)}
+    assert rows[0]["actor"] == "alice" and rows[0]["stack"] == "dev" and rows[0]["record"] == "signed"
+    status = {(row["stack"], row["service"]): row for row in cli_json(engine, capsys, "status")}
     assert status[("dev", "api")]["activeVerified"] is True
     assert status[("staging", "api")]["waitingForPromotion"] == NEW_API
+
+
+def test_an_unsigned_verification_in_dev_is_not_waiting_for_promotion_into_staging(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RELEASE_SIGNING_KEY", raising=False)
+    engine = deployed_in_dev(tmp_path)
+    status = {(row["stack"], row["service"]): row for row in cli_json(engine, capsys, "status")}
+    assert status[("dev", "api")]["activeVerified"] is True  # dev counts its unsigned records
+    assert status[("staging", "api")]["waitingForPromotion"] is None  # staging's gate needs signed ones
 
 
 def test_release_diff_exits_1_on_an_engine_version_that_differs(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,10 @@ from release.engine import AutomationEngine, ConfigEntry
 from release.errors import EngineError
 from release.history import RELEASES_KEY, parse_history
 from release.records import ReleaseRecord
+from release.signing import Trust
 from tests.conftest import ROOT
+from tests.history_data import STAGING_RULES
+from tests.release_doubles import TEST_SIGNER
 
 PULUMI = shutil.which("pulumi")
 pytestmark = pytest.mark.skipif(
@@ -75,11 +79,10 @@ def test_up_writes_object_config_as_an_object_and_history_gives_it_back(engine: 
     assert engine.up("staging", {RELEASES_KEY: ConfigEntry(releases("green"))}, "second [by test]").succeeded
     assert engine.get_config("staging")[RELEASES_KEY].value == releases("green")
     assert engine.outputs("staging")["releases"] == releases("green")
-    entries = parse_history(engine.history("staging"))
+    entries = parse_history(engine.history("staging"), STAGING_RULES)
     assert [entry.version for entry in entries] == [0, 0]  # the file backend numbers nothing
     assert [entry.number for entry in entries] == [2, 1]
     assert entries[1].config[RELEASES_KEY].value == releases("blue")
-    assert entries[0].operator == "test"
 
 
 def test_a_stack_that_does_not_exist_is_a_clear_engine_error(engine: AutomationEngine) -> None:
@@ -90,9 +93,11 @@ def test_a_stack_that_does_not_exist_is_a_clear_engine_error(engine: AutomationE
 def test_a_release_record_survives_the_backend_round_trip(engine: AutomationEngine) -> None:
     record = ReleaseRecord("verify", "staging", "alice", service="api", image="r/api@sha256:" + "ab" * 32)
     assert engine.up(
-        "staging", {RELEASES_KEY: ConfigEntry(releases("blue"))}, record.message("verified")
+        "staging", {RELEASES_KEY: ConfigEntry(releases("blue"))}, record.message("verified", TEST_SIGNER)
     ).succeeded
-    assert parse_history(engine.history("staging"))[0].record == record
+    (entry,) = parse_history(engine.history("staging"), STAGING_RULES)
+    assert entry.trust is Trust.SIGNED and entry.record is not None
+    assert entry.record == replace(record, time=entry.record.time)
 
 
 def test_a_refresh_preview_of_an_unchanged_stack_reports_no_drift(engine: AutomationEngine) -> None:

@@ -11,8 +11,9 @@ import pytest
 from release.cli import main
 from release.locking import release_lock
 from tests.conftest import ROOT, copy_project
+from tests.fake_engine import FakeEngine
 from tests.http_servers import failing, healthy, serve
-from tests.release_doubles import NEW_API, Cluster, cluster, fake_engine
+from tests.release_doubles import NEW_API, TEST_KEYS, Cluster, cluster, fake_engine
 
 PROMOTE_TO_PRODUCTION = [
     "promote",
@@ -28,8 +29,11 @@ PROMOTE_TO_PRODUCTION = [
 FAST = ["--interval", "0.05", "--timeout", "0.5", "--window", "2", "--successes", "2", "--failures", "2"]
 
 
-def run(argv: list[str], engine: object = None) -> int:
-    return main([*argv, "--project-dir", str(ROOT)], engine_factory=(lambda _: engine) if engine else None)  # type: ignore[arg-type,return-value]
+def run(argv: list[str], engine: FakeEngine | None = None) -> int:
+    project_dir = engine.project_dir if engine else ROOT
+    return main(
+        [*argv, "--project-dir", str(project_dir)], engine_factory=(lambda _: engine) if engine else None
+    )
 
 
 def urls(api: Cluster) -> list[str]:
@@ -172,10 +176,13 @@ def test_break_glass_without_a_reason_exits_2_before_any_engine_call(
     assert engine.calls == []
 
 
-def test_an_unverified_promotion_exits_2_and_names_the_rule(capsys: pytest.CaptureFixture[str]) -> None:
-    engine = fake_engine()
-    engine.add_stack("production")
-    assert run([*PROMOTE_TO_PRODUCTION, "--actor", "alice"], engine) == 2
+def test_an_unverified_promotion_exits_2_and_names_the_rule(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELEASE_SIGNING_KEY", TEST_KEYS.private_key)
+    engine = fake_engine("dev")
+    engine.add_stack("staging")
+    assert run(["promote", "dev", "staging", "--service", "api", "--actor", "alice"], engine) == 2
     error = capsys.readouterr().err
     assert "[verified]" in error and "no verify record" in error
     assert not [call for call in engine.calls if call[0] == "up"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,8 @@ def test_the_program_itself_refuses_a_stack_that_overrides_a_project_level_value
 
 def test_an_unknown_service_in_releases_is_refused(project: Path) -> None:
     def extra(config: dict[str, Any]) -> None:
-        config["platform:releases"]["billing"] = config["platform:releases"]["api"]
+        # a copy: the same object twice would be dumped as a YAML alias, which stack files may not hold
+        config["platform:releases"]["billing"] = copy.deepcopy(config["platform:releases"]["api"])
 
     problem = only(problems_of(project, "dev", extra), "platform:releases.billing")
     assert "unknown service" in problem.problem

@@ -16,10 +16,18 @@ from release.deploy import DeployRequest, deploy
 from release.engine import ConfigEntry
 from release.errors import ConcurrentReleaseError, ConfigError
 from release.health import HealthCheckSettings, Verdict
-from release.history import RELEASES_KEY, parse_history
-from tests.conftest import ROOT, copy_project, edit_yaml
+from release.history import RELEASES_KEY
+from tests.conftest import edit_yaml
 from tests.fake_engine import FakeEngine
-from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, cluster, fake_engine
+from tests.release_doubles import (
+    FAST_HEALTH_CHECK,
+    NEW_API,
+    TEST_SIGNER,
+    cluster,
+    fake_engine,
+    history_of,
+    signed_project_copy,
+)
 
 API = "registry.example.test/platform/api@sha256:"
 OLD_ACTIVE = API + "5cb9004f96e5140e3acbd1eaffd8522a77e2cf40805ae4d8090bfe40bf81786d"
@@ -34,7 +42,7 @@ def api_release(engine: FakeEngine, stack: str = "staging") -> dict[str, Any]:
 def test_a_healthy_release_moves_stable_traffic_to_the_new_image_on_the_idle_colour() -> None:
     engine = fake_engine()
     with cluster(engine) as api:
-        report = deploy(engine, api.request(NEW_API), ROOT)
+        report = deploy(engine, api.request(NEW_API), engine.project_dir)
     assert report.phase == "Healthy" and report.exit_code == 0
     assert [step.name for step in report.steps] == ["preview", "analyse", "promote", "verify", "record"]
     assert api_release(engine) == {
@@ -49,7 +57,7 @@ def test_a_healthy_release_moves_stable_traffic_to_the_new_image_on_the_idle_col
 def test_the_first_up_runs_only_the_idle_colours_migration_and_rollout() -> None:
     engine = fake_engine()
     with cluster(engine) as api:
-        deploy(engine, api.request(NEW_API), ROOT)
+        deploy(engine, api.request(NEW_API), engine.project_dir)
     staged, promoted, recorded = engine.ups
     assert sorted(urn.rsplit("::", 1)[1] for urn in staged.changed_urns) == ["api-blue", "api-migrate-blue"]
     assert sorted(urn.rsplit("::", 1)[1] for urn in promoted.changed_urns) == ["api", "api-preview"]
@@ -59,21 +67,22 @@ def test_the_first_up_runs_only_the_idle_colours_migration_and_rollout() -> None
 def test_every_update_message_records_the_operator_and_what_moved() -> None:
     engine = fake_engine()
     with cluster(engine) as api:
-        deploy(engine, api.request(NEW_API, operator="alice"), ROOT)
-    newest = parse_history(engine.history("staging"))[:3]
+        deploy(engine, api.request(NEW_API, operator="alice"), engine.project_dir)
+    newest = history_of(engine, "staging")[:3]
     assert [entry.operator for entry in newest] == ["alice", "alice", "alice"]
     assert "release promote api: active green -> blue" in newest[1].message
 
 
-def assert_rolled_back(engine: FakeEngine, report: Any, failed_step: str) -> None:
+def assert_rolled_back(engine: FakeEngine, report: Any, failed_step: str, idle: str = NEW_API) -> None:
     assert report.phase == "RolledBack" and report.exit_code == 1
     assert report.failure.startswith(f"{failed_step}:")
-    assert api_release(engine) == {
+    assert api_release(engine) == {  # the idle colour keeps the failed image: config says what runs
         "replicas": 2,
         "activeColor": "green",
-        "images": {"blue": OLD_IDLE, "green": OLD_ACTIVE},
+        "images": {"blue": idle, "green": OLD_ACTIVE},
     }
     assert engine.serving("staging", "api") == OLD_ACTIVE
+    assert engine.serving("staging", "api", preview=True) == idle
     assert report.steps[-1].name == "recheck api" and report.steps[-1].succeeded
 
 
@@ -81,8 +90,8 @@ def test_a_failed_first_up_is_rolled_back_to_the_last_succeeded_config() -> None
     engine = fake_engine()
     engine.fail_up(1, "error: Job api-migrate-blue-abababababab failed: BackoffLimitExceeded")
     with cluster(engine) as api:
-        report = deploy(engine, api.request(NEW_API), ROOT)
-    assert_rolled_back(engine, report, "preview")
+        report = deploy(engine, api.request(NEW_API), engine.project_dir)
+    assert_rolled_back(engine, report, "preview", idle=OLD_IDLE)  # the failed up deployed nothing
     assert "BackoffLimitExceeded" in report.failure
 
 
@@ -90,7 +99,7 @@ def test_an_unhealthy_preview_is_rolled_back_before_any_traffic_moves() -> None:
     engine = fake_engine()
     with cluster(engine) as api:
         api.bad.add(NEW_API)
-        report = deploy(engine, api.request(NEW_API), ROOT)
+        report = deploy(engine, api.request(NEW_API), engine.project_dir)
     assert_rolled_back(engine, report, "analyse")
     assert [step.name for step in report.steps][:2] == ["preview", "analyse"]
     assert "promote" not in [step.name for step in report.steps]
@@ -100,7 +109,7 @@ def test_a_failed_promote_is_rolled_back() -> None:
     engine = fake_engine()
     engine.fail_up(2, "error: post-deploy health check of api: unhealthy")
     with cluster(engine) as api:
-        report = deploy(engine, api.request(NEW_API), ROOT)
+        report = deploy(engine, api.request(NEW_API), engine.project_dir)
     assert_rolled_back(engine, report, "promote")
 
 
@@ -108,7 +117,7 @@ def test_an_unhealthy_stable_service_is_rolled_back_by_flipping_only_the_two_ser
     engine = fake_engine()
     with cluster(engine) as api:
         api.bad_when_stable.add(NEW_API)
-        report = deploy(engine, api.request(NEW_API), ROOT)
+        report = deploy(engine, api.request(NEW_API), engine.project_dir)
     assert_rolled_back(engine, report, "verify")
     rollback_up = engine.ups[-1]
     assert sorted(urn.rsplit("::", 1)[1] for urn in rollback_up.targets) == ["api", "api-preview"]
@@ -124,7 +133,7 @@ def test_the_report_says_what_failed_what_was_restored_and_how_long_each_step_to
     engine = fake_engine()
     with cluster(engine) as api:
         api.bad.add(NEW_API)
-        document = deploy(engine, api.request(NEW_API), ROOT).to_json()
+        document = deploy(engine, api.request(NEW_API), engine.project_dir).to_json()
     assert document["phase"] == "RolledBack" and document["exitCode"] == 1
     assert document["failure"].startswith("analyse:")
     assert document["rollback"]["restoredFrom"]["message"].startswith("initial deploy")
@@ -136,7 +145,9 @@ def test_a_refused_deploy_changes_nothing_and_names_every_problem() -> None:
     engine = fake_engine()
     before = engine.get_config("staging")
     with pytest.raises(ConfigError) as refused:
-        deploy(engine, cluster_request("search", "registry.example.test/platform/api:latest"), ROOT)
+        deploy(
+            engine, cluster_request("search", "registry.example.test/platform/api:latest"), engine.project_dir
+        )
     assert [problem.key for problem in refused.value.problems] == [
         f"{PROJECT_NAME}:releases.search",
         f"{PROJECT_NAME}:releases.search.images",
@@ -148,7 +159,7 @@ def test_an_image_of_another_repository_is_refused() -> None:
     engine = fake_engine()
     web_image = "registry.example.test/platform/web@sha256:" + "ef" * 32
     with pytest.raises(ConfigError, match="another service's image"):
-        deploy(engine, cluster_request("api", web_image), ROOT)
+        deploy(engine, cluster_request("api", web_image), engine.project_dir)
     assert engine.ups == []
 
 
@@ -157,7 +168,7 @@ def test_a_release_while_another_update_runs_fails_fast_and_changes_nothing() ->
     engine.stacks["staging"].history[0]["result"] = "in-progress"
     before = engine.get_config("staging")
     with pytest.raises(ConcurrentReleaseError, match="nothing was changed"):
-        deploy(engine, cluster_request("api", NEW_API), ROOT)
+        deploy(engine, cluster_request("api", NEW_API), engine.project_dir)
     assert engine.ups == [] and engine.get_config("staging") == before
 
 
@@ -166,12 +177,12 @@ def test_a_stack_lock_taken_between_the_check_and_the_up_is_surfaced_and_config_
     engine.hold_lock("alice@ci-runner-7 (pid 4242)")
     before = engine.get_config("staging")
     with pytest.raises(ConcurrentReleaseError, match="ci-runner-7"):
-        deploy(engine, cluster_request("api", NEW_API), ROOT)
+        deploy(engine, cluster_request("api", NEW_API), engine.project_dir)
     assert engine.get_config("staging") == before
 
 
 def test_a_rollback_past_a_migration_that_is_not_backward_compatible_is_refused(tmp_path: Any) -> None:
-    project = copy_project(tmp_path)
+    project = signed_project_copy(tmp_path)
 
     def contract(document: dict[str, Any]) -> None:
         document["config"]["services"]["value"][0]["migration"]["expandContract"] = False
@@ -189,7 +200,7 @@ def test_a_rollback_past_a_migration_that_is_not_backward_compatible_is_refused(
 
 def test_deploying_the_image_already_active_changes_nothing() -> None:
     engine = fake_engine()
-    report = deploy(engine, cluster_request("api", OLD_ACTIVE), ROOT)
+    report = deploy(engine, cluster_request("api", OLD_ACTIVE), engine.project_dir)
     assert report.phase == "Healthy" and engine.ups == []
     assert "already serves" in report.notes[0]
 
@@ -202,7 +213,7 @@ def test_the_restored_config_comes_from_history_not_from_memory() -> None:
     )
     with cluster(engine) as api:
         api.bad.add(NEW_API)
-        deploy(engine, api.request(NEW_API), ROOT)
+        deploy(engine, api.request(NEW_API), engine.project_dir)
     assert engine.get_config("staging")[RELEASES_KEY].value["web"]["replicas"] == 2
 
 
@@ -214,7 +225,9 @@ def api_web(engine: FakeEngine) -> dict[str, Any]:
 def cluster_request(service: str, image: str) -> DeployRequest:
     """A request whose health checks would fail (nothing listens): for deploys refused before them."""
     nowhere = ["http://127.0.0.1:9/healthz"]
-    return DeployRequest("staging", service, image, "alice", preview_urls=nowhere, stable_urls=nowhere)
+    return DeployRequest(
+        "staging", service, image, "alice", preview_urls=nowhere, stable_urls=nowhere, signer=TEST_SIGNER
+    )
 
 
 def test_health_urls_are_the_hostnames_the_stack_exposes_with_the_readiness_path() -> None:
@@ -226,7 +239,8 @@ def test_health_urls_are_the_hostnames_the_stack_exposes_with_the_readiness_path
         checked.append(list(urls))
         return Verdict(healthy=True, reason="recorded only: this test is about which URLs")
 
-    deploy(engine, DeployRequest("staging", "api", NEW_API, "alice"), ROOT, checker=record)
+    request = DeployRequest("staging", "api", NEW_API, "alice", signer=TEST_SIGNER)
+    deploy(engine, request, engine.project_dir, checker=record)
     assert checked == [
         ["https://api-preview.staging.platform.example.test/healthz/ready"],
         ["https://api.edge.example.test/healthz/ready"],

@@ -6,7 +6,7 @@ on the source's history only read it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,14 +14,24 @@ from typing import Any
 import pytest
 
 from release.deploy import deploy
-from release.errors import ConfigError, PromotionRefusedError, UsageError
-from release.history import parse_history
+from release.errors import ApprovalEvidenceError, ConfigError, PromotionRefusedError, UsageError
+from release.gates import ApprovalReader
+from release.github import EnvironmentApproval
 from release.notify import Notifier
 from release.promote import PromoteRequest, promote, reject, review
-from tests.conftest import ROOT
+from release.report import ReleaseReport
 from tests.fake_engine import FakeEngine
 from tests.http_servers import healthy, serve
-from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, NEWER_API, Cluster, cluster, fake_engine
+from tests.release_doubles import (
+    FAST_HEALTH_CHECK,
+    NEW_API,
+    NEWER_API,
+    TEST_SIGNER,
+    Cluster,
+    cluster,
+    fake_engine,
+    history_of,
+)
 
 MONDAY_MORNING = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -37,9 +47,45 @@ def two_stacks() -> Iterator[tuple[FakeEngine, Cluster, Cluster]]:
 
 
 def verified_in_staging(engine: FakeEngine, staging: Cluster, image: str = NEW_API) -> datetime:
-    assert deploy(engine, staging.request(image), ROOT).phase == "Healthy"
+    assert deploy(engine, staging.request(image), engine.project_dir).phase == "Healthy"
     engine.calls.clear()
-    return parse_history(engine.history("staging"))[0].finished_at
+    verify = history_of(engine, "staging")[0].record
+    assert verify is not None and verify.signed_at is not None
+    return verify.signed_at
+
+
+RUN_URL = "https://github.example.test/team/platform/actions/runs/77"
+IN_GITHUB_ACTIONS = {"GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "alice"}
+
+
+def approved_by(*logins: str) -> ApprovalReader:
+    """GitHub's answer, as release.github reads it: `logins` approved the production environment.
+    (tests/test_github.py and tests/test_approvals.py run the real reader against a real server.)"""
+
+    def read(env: Mapping[str, str], environment: str) -> EnvironmentApproval:
+        return EnvironmentApproval(
+            environment, logins, (), env["GITHUB_ACTOR"], RUN_URL, "2026-11-23T12:00:00Z"
+        )
+
+    return read
+
+
+def not_approved(env: Mapping[str, str], environment: str) -> EnvironmentApproval:
+    raise ApprovalEvidenceError(environment, "pending", "the environment is waiting for review", "approve it")
+
+
+def promote_in_ci(
+    engine: FakeEngine, promotion: PromoteRequest, reader: ApprovalReader | None = None, **options: Any
+) -> ReleaseReport:
+    """`release promote` as the release workflow runs it: in GitHub Actions, approved by bob."""
+    return promote(
+        engine,
+        promotion,
+        engine.project_dir,
+        IN_GITHUB_ACTIONS,
+        approval_reader=reader or approved_by("bob"),
+        **options,
+    )
 
 
 def request(production: Cluster, **options: Any) -> PromoteRequest:
@@ -48,9 +94,8 @@ def request(production: Cluster, **options: Any) -> PromoteRequest:
         "target": "production",
         "service": "api",
         "actor": "alice",
-        "approval_ref": "CHG-1234",
-        "approver": "bob",
         "preview_urls": [production.preview_url],
+        "signer": TEST_SIGNER,
         "stable_urls": [production.stable_url],
         **options,
     }
@@ -60,19 +105,32 @@ def request(production: Cluster, **options: Any) -> PromoteRequest:
 def test_a_verified_soaked_digest_is_promoted_byte_identical_with_its_approval_recorded() -> None:
     with two_stacks() as (engine, staging, production):
         verified = verified_in_staging(engine, staging)
-        report = promote(engine, request(production), ROOT, {}, now=verified + timedelta(minutes=31))
+        report = promote_in_ci(engine, request(production), now=verified + timedelta(minutes=31))
         assert report.phase == "Healthy" and report.command == "promote"
         assert engine.serving("production", "api") == NEW_API
-    records = [entry.record for entry in parse_history(engine.history("production"))[:3]]
+    records = [entry.record for entry in history_of(engine, "production")[:3]]
     assert [record.event for record in records if record] == ["verify", "switch", "stage"]
     assert all(record and record.image == NEW_API for record in records)
     assert all(record and record.promoted_from == "staging" for record in records)
-    assert records[0] and records[0].approval == {"ref": "CHG-1234", "approver": "bob", "source": "flag"}
+    assert records[0] and records[0].approval == {
+        "source": "github-environment",
+        "ref": RUN_URL,
+        "approvers": ["bob"],
+        "environment": "production",
+        "runActor": "alice",
+        "readAt": "2026-11-23T12:00:00Z",
+    }
 
 
-def refused(engine: FakeEngine, production: Cluster, now: datetime = MONDAY_MORNING, **options: Any) -> str:
+def refused(
+    engine: FakeEngine,
+    production: Cluster,
+    now: datetime = MONDAY_MORNING,
+    reader: ApprovalReader | None = None,
+    **options: Any,
+) -> str:
     with pytest.raises((PromotionRefusedError, ConfigError, UsageError)) as raised:
-        promote(engine, request(production, **options), ROOT, {}, now=now)
+        promote_in_ci(engine, request(production, **options), reader, now=now)
     assert not [call for call in engine.calls if call[0] == "up"]
     return str(raised.value)
 
@@ -80,7 +138,7 @@ def refused(engine: FakeEngine, production: Cluster, now: datetime = MONDAY_MORN
 def test_an_unverified_digest_is_refused_before_any_change() -> None:
     with two_stacks() as (engine, staging, production):
         staging.bad.add(NEW_API)
-        deploy(engine, staging.request(NEW_API), ROOT)  # fails, rolled back: never verified
+        deploy(engine, staging.request(NEW_API), engine.project_dir)  # fails, rolled back: never verified
         engine.calls.clear()
         message = refused(engine, production, digest="sha256:" + "ab" * 32)
     assert "[verified]" in message and "no verify record" in message
@@ -95,7 +153,17 @@ def test_a_digest_never_deployed_in_the_source_is_refused() -> None:
 def test_a_rejected_digest_is_refused() -> None:
     with two_stacks() as (engine, staging, production):
         verified = verified_in_staging(engine, staging)
-        reject(engine, "staging", "api", "sha256:" + "ab" * 32, "corrupts carts on retry", "carol", {})
+        reject(
+            engine,
+            "staging",
+            "api",
+            "sha256:" + "ab" * 32,
+            "corrupts carts on retry",
+            "carol",
+            {},
+            engine.project_dir,
+            TEST_SIGNER,
+        )
         engine.calls.clear()
         message = refused(engine, production, now=verified + timedelta(hours=1))
     assert "[rejected]" in message and "corrupts carts on retry" in message
@@ -111,9 +179,9 @@ def test_a_digest_younger_than_the_soak_time_is_refused_with_the_time_left() -> 
 def test_offline_refusals_make_no_engine_call_at_all() -> None:
     with two_stacks() as (engine, _, production):
         cases: dict[str, dict[str, Any]] = {
-            "four-eyes": {"approver": "alice"},
+            "four-eyes": {"reader": approved_by("alice")},
             "stage": {"source": "dev"},
-            "approval": {"approval_ref": None},
+            "approval": {"reader": not_approved},
             "reason": {"break_glass_reason": "urgent"},
         }
         for rule, options in cases.items():
@@ -127,7 +195,7 @@ def test_offline_refusals_make_no_engine_call_at_all() -> None:
 
 def test_every_broken_rule_is_reported_at_once() -> None:
     with two_stacks() as (engine, _, production):
-        message = refused(engine, production, source="dev", approval_ref=None)
+        message = refused(engine, production, source="dev", reader=not_approved)
     assert "[stage]" in message and "[approval]" in message
 
 
@@ -135,16 +203,14 @@ def test_break_glass_skips_the_gates_names_them_and_notifies() -> None:
     posted: list[Any] = []
     with two_stacks() as (engine, _, production), serve(healthy(), posted) as webhook:
         staging_image = engine.serving("staging", "api")  # verified? no: only deployed initially
-        report = promote(
+        report = promote_in_ci(
             engine,
             request(production, break_glass_reason="checkout is down since 11:40"),
-            ROOT,
-            {},
             now=datetime(2026, 11, 27, 17, 0, tzinfo=UTC),  # inside the weekend freeze
             notifier=Notifier(webhook),
         )
     assert report.phase == "Healthy"
-    stage = parse_history(engine.history("production"))[2].record
+    stage = history_of(engine, "production")[2].record
     assert stage is not None and stage.event == "stage" and stage.image == staging_image
     assert stage.break_glass == {"reason": "checkout is down since 11:40", "skipped": ["freeze", "verified"]}
     assert stage.notification == {"event": "break-glass release", "sent": True}
@@ -154,17 +220,31 @@ def test_break_glass_skips_the_gates_names_them_and_notifies() -> None:
 
 def test_a_direct_review_by_the_releaser_is_refused_and_by_someone_else_recorded() -> None:
     with two_stacks() as (engine, _, production):
-        promote(
-            engine,
-            request(production, break_glass_reason="checkout is down since 11:40"),
-            ROOT,
-            {},
-            now=MONDAY_MORNING,
+        promote_in_ci(
+            engine, request(production, break_glass_reason="checkout is down since 11:40"), now=MONDAY_MORNING
         )
-        stage_number = parse_history(engine.history("production"))[2].number
+        stage_number = history_of(engine, "production")[2].number
         with pytest.raises(UsageError, match="someone else reviews it"):
-            review(engine, "production", stage_number, "looked fine", "alice", {})
-        recorded = review(engine, "production", stage_number, "fix was right; INC-7 closed", "bob", {})
+            review(
+                engine,
+                "production",
+                stage_number,
+                "looked fine",
+                "alice",
+                {},
+                engine.project_dir,
+                TEST_SIGNER,
+            )
+        recorded = review(
+            engine,
+            "production",
+            stage_number,
+            "fix was right; INC-7 closed",
+            "bob",
+            {},
+            engine.project_dir,
+            TEST_SIGNER,
+        )
     assert recorded.reviews == stage_number
 
 
@@ -172,5 +252,29 @@ def test_a_newer_verified_digest_replaces_the_old_one_as_what_is_promoted_by_def
     with two_stacks() as (engine, staging, production):
         verified_in_staging(engine, staging, NEW_API)
         verified = verified_in_staging(engine, staging, NEWER_API)
-        promote(engine, request(production), ROOT, {}, now=verified + timedelta(minutes=31))
+        promote_in_ci(engine, request(production), now=verified + timedelta(minutes=31))
         assert engine.serving("production", "api") == NEWER_API
+
+
+def test_a_typed_approval_is_refused_where_the_gate_allows_only_proven_ones() -> None:
+    with two_stacks() as (engine, _, production), pytest.raises(PromotionRefusedError) as raised:
+        promote(engine, request(production, approval_ref="CHG-1", approver="bob"), engine.project_dir, {})
+    assert "[approval]" in str(raised.value) and "asserted, not proven" in str(raised.value)
+    assert engine.calls == []
+
+
+def test_setting_github_variables_by_hand_proves_nothing_without_githubs_answer() -> None:
+    with two_stacks() as (engine, _, production):
+        env = {"GITHUB_ACTIONS": "true", "RELEASE_GITHUB_ENVIRONMENT": "production", "GITHUB_ACTOR": "alice"}
+        with pytest.raises(PromotionRefusedError) as raised:
+            promote(engine, request(production), engine.project_dir, env)
+    assert "[approval]" in str(raised.value) and "GITHUB_TOKEN" in str(raised.value)
+
+
+def test_a_promotion_without_a_signing_key_is_refused_before_any_engine_call() -> None:
+    with (
+        two_stacks() as (engine, _, production),
+        pytest.raises(UsageError, match="RELEASE_SIGNING_KEY is not set"),
+    ):
+        promote_in_ci(engine, request(production, signer=None))
+    assert engine.calls == []

@@ -1,48 +1,122 @@
-"""The release record each update message carries: written by every release, read back from history."""
+"""The release record each update message carries: written by every release, read back from history.
+
+Free text lives only inside the record's JSON; the record is parsed from the first mark to the very
+end of the message, strictly (no duplicate key, no unknown key, the right types).
+"""
 
 from __future__ import annotations
 
+import json
+
 from release.deploy import deploy
-from release.history import parse_history
-from release.records import ReleaseRecord, parse_record, summary_of
-from tests.conftest import ROOT
-from tests.release_doubles import NEW_API, cluster, fake_engine
+from release.history import render_history
+from release.records import MARK, ReleaseRecord, parse_record, summary_of
+from release.signing import Trust
+from tests.history_data import GOOD, history, record, update
+from tests.release_doubles import NEW_API, TEST_SIGNER, cluster, fake_engine, history_of
+
+MIMIC = ' release/v1 {"event": "verify", "stack": "staging", "image": "evil"}'
 
 
 def test_a_record_round_trips_through_an_update_message() -> None:
-    record = ReleaseRecord(
+    written = ReleaseRecord(
         "verify", "staging", "alice", service="api", image=NEW_API, run="https://ci.example.test/runs/7"
     )
-    message = record.message("release verified api")
-    assert summary_of(message) == "release verified api [by alice]"
-    assert parse_record(message) == record
-    assert record.digest == "sha256:" + "ab" * 32
+    message = written.message("release verified api", TEST_SIGNER)
+    parsed = parse_record(message)
+    assert summary_of(message) == "release verified api"
+    assert parsed is not None and parsed.record is not None and parsed.signature is not None
+    assert parsed.record.image == NEW_API and parsed.record.actor == "alice" and parsed.record.time
+    assert parsed.record.digest == "sha256:" + "ab" * 32
 
 
 def test_a_plain_pulumi_up_message_has_no_record() -> None:
     assert parse_record("Merge pull request #12 from feature/x") is None
 
 
-def test_a_damaged_or_unknown_record_is_ignored_not_trusted() -> None:
-    assert parse_record('deploy release/v1 {"event": "verify", ') is None
-    assert parse_record('deploy release/v1 {"event": "promote-anything"}') is None
+def test_a_damaged_or_unknown_record_is_malformed_not_trusted() -> None:
+    damaged = ['deploy release/v1 {"event": "verify", ', 'deploy release/v1 {"event": "promote-anything"}']
+    for message in damaged:
+        parsed = parse_record(message)
+        assert parsed is not None and parsed.record is None and parsed.problem
 
 
-def test_a_healthy_release_writes_stage_switch_and_verify_records() -> None:
-    engine = fake_engine()
-    with cluster(engine) as api:
-        deploy(engine, api.request(NEW_API), ROOT)
-    records = [entry.record for entry in parse_history(engine.history("staging"))]
-    assert [record.event if record else None for record in records] == ["verify", "switch", "stage", None]
-    verify = records[0]
-    assert verify is not None and verify.image == NEW_API and verify.window["probes"] >= 2
+def test_a_reason_that_mimics_a_record_stays_inside_the_records_json() -> None:
+    written = ReleaseRecord("rollback", "staging", "alice", service="api", revokes=(GOOD,), reason=MIMIC)
+    parsed = parse_record(written.message("release rollback api", TEST_SIGNER))
+    assert parsed is not None and parsed.record is not None
+    assert parsed.record.reason == MIMIC and parsed.record.revokes == (GOOD,)
 
 
-def test_an_automatic_rollback_record_revokes_the_failed_image() -> None:
+def test_free_text_never_enters_the_summary_beside_the_record() -> None:
+    written = ReleaseRecord("reject", "staging", "mallory\n[by root]", reason="why\n  1  fake row")
+    message = written.message("release reject api", None)
+    assert "\n" not in message and "[by" not in summary_of(message)
+
+
+def test_text_after_the_records_json_makes_it_malformed() -> None:
+    message = ReleaseRecord("verify", "staging", "alice").message("release verified", None) + " appended"
+    parsed = parse_record(message)
+    assert parsed is not None and parsed.record is None
+
+
+def test_a_duplicated_json_key_makes_a_record_malformed() -> None:
+    parsed = parse_record(f'{MARK} {{"event": "verify", "stack": "staging", "stack": "dev", "actor": "a"}}')
+    assert parsed is not None and parsed.record is None and "duplicate key" in parsed.problem
+
+
+def test_an_unknown_key_or_a_wrongly_typed_value_makes_a_record_malformed() -> None:
+    for document in (
+        {"event": "verify", "stack": "staging", "actor": "a", "admin": True},
+        {"event": "verify", "stack": "staging", "actor": ["a"]},
+        {"event": "review", "stack": "staging", "actor": "a", "reviews": True},
+    ):
+        parsed = parse_record(f"x {MARK} {json.dumps(document)}")
+        assert parsed is not None and parsed.record is None
+
+
+def test_a_reason_with_a_newline_and_a_fake_operator_mark_cannot_forge_a_history_row() -> None:
+    forged = "oops\n   7  2026-11-24T10:00:00  update   succeeded   mallory      api blue*"
+    entries = history(
+        update("2026-11-24T09:00", record("verify")),
+        update("2026-11-24T10:00", message=f"hotfix [by mallory]\n{forged}"),
+    )
+    table = render_history("staging", entries)
+    assert len(table.splitlines()) == 1 + 2 * 2
+    assert "\\x0a" in table and "mallory      api" not in table.split("\\x0a")[0]
+    assert entries[1].operator == "alice"  # from the signed record, not from a mark in the text
+
+
+def test_a_deploy_whose_reason_mimics_a_record_keeps_its_own_records_and_the_revocation() -> None:
     engine = fake_engine()
     with cluster(engine) as api:
         api.bad_when_stable.add(NEW_API)
-        deploy(engine, api.request(NEW_API), ROOT)
-    rollback = parse_history(engine.history("staging"))[0].record
-    assert rollback is not None and rollback.event == "rollback"
+        request = api.request(NEW_API)
+        request.reason = MIMIC
+        deploy(engine, request, engine.project_dir)
+    entries = history_of(engine, "staging")
+    assert [entry.trust for entry in entries[:3]] == [Trust.SIGNED] * 3
+    rollback = entries[0].record
+    assert rollback is not None and rollback.event == "rollback" and rollback.revokes == (NEW_API,)
+
+
+def test_a_healthy_release_writes_stage_switch_and_verify_records_of_one_release() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        deploy(engine, api.request(NEW_API), engine.project_dir)
+    records = [entry.record for entry in history_of(engine, "staging")]
+    assert [record.event if record else None for record in records] == ["verify", "switch", "stage", None]
+    verify = records[0]
+    assert verify is not None and verify.image == NEW_API and verify.window["probes"] >= 2
+    assert len({record.release for record in records if record}) == 1
+
+
+def test_an_automatic_rollback_record_revokes_the_failed_image_and_finishes_its_release() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        api.bad_when_stable.add(NEW_API)
+        deploy(engine, api.request(NEW_API), engine.project_dir)
+    rollback, switch = (entry.record for entry in history_of(engine, "staging")[:2])
+    assert rollback is not None and switch is not None and rollback.event == "rollback"
     assert rollback.revokes == (NEW_API,) and "failed at verify" in rollback.reason
+    assert rollback.release == switch.release and rollback.finishes == (switch.release,)

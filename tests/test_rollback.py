@@ -12,11 +12,12 @@ from release.deploy import deploy
 from release.engine import SECRET_VALUE, ConfigEntry
 from release.errors import ConcurrentReleaseError, HistoryError, RollbackRefusedError
 from release.history import RELEASES_KEY, last_succeeded_update, parse_history, render_history
+from release.records import ReleaseRecord, parse_record
 from release.rollback import RollbackRequest, execute_rollback, plan_rollback, rollback
 from release.stack_files import validated_stack_config
-from tests.conftest import ROOT
 from tests.fake_engine import FakeEngine
-from tests.release_doubles import NEW_API, NEWER_API, Cluster, cluster, fake_engine
+from tests.history_data import STAGING_RULES
+from tests.release_doubles import NEW_API, NEWER_API, TEST_SIGNER, Cluster, cluster, fake_engine, history_of
 
 # Exactly the shape `pulumi stack history --json` prints on the file backend (versions all 0; object
 # config as JSON text, sometimes with objectValue; secrets without values). Newest first.
@@ -76,7 +77,7 @@ CLI_HISTORY = [
 
 
 def test_file_backend_entries_are_numbered_from_the_oldest_because_versions_are_all_zero() -> None:
-    entries = parse_history(CLI_HISTORY)
+    entries = parse_history(CLI_HISTORY, STAGING_RULES)
     assert [(entry.number, entry.version, entry.position) for entry in entries] == [
         (3, 0, 0),
         (2, 0, 1),
@@ -88,44 +89,45 @@ def test_backend_versions_are_used_when_the_backend_numbers_updates() -> None:
     numbered = [
         {**entry, "version": version} for entry, version in zip(CLI_HISTORY, (41, 40, 39), strict=True)
     ]
-    assert [entry.number for entry in parse_history(numbered)] == [41, 40, 39]
+    assert [entry.number for entry in parse_history(numbered, STAGING_RULES)] == [41, 40, 39]
 
 
 def test_object_config_is_restored_as_an_object_with_or_without_object_value() -> None:
-    newest, older, _ = parse_history(CLI_HISTORY)
+    newest, older, _ = parse_history(CLI_HISTORY, STAGING_RULES)
     assert newest.config[RELEASES_KEY].value["api"]["activeColor"] == "blue"
     assert older.config[RELEASES_KEY].value["api"]["images"]["blue"] == "r/api@sha256:older"
 
 
 def test_a_secret_in_history_has_no_value_and_is_marked_secret() -> None:
-    newest = parse_history(CLI_HISTORY)[0]
+    newest = parse_history(CLI_HISTORY, STAGING_RULES)[0]
     assert newest.config[f"{PROJECT_NAME}:appSecrets"] == ConfigEntry(SECRET_VALUE, secret=True)
 
 
-def test_history_names_the_operator_from_the_release_mark_or_the_git_author() -> None:
-    entries = parse_history(CLI_HISTORY)
-    assert [entry.operator for entry in entries] == ["alice", "Bob Builder", "-"]
+def test_history_names_the_operator_from_a_counted_record_or_the_git_author_never_from_message_text() -> None:
+    entries = parse_history(CLI_HISTORY, STAGING_RULES)
+    # entry 3's message says "[by alice]", but anyone can type that: it carries no record
+    assert [entry.operator for entry in entries] == ["-", "Bob Builder", "-"]
 
 
 def test_the_history_table_shows_number_time_operator_colour_digests_result_and_message() -> None:
-    table = render_history("staging", parse_history(CLI_HISTORY))
-    assert "   3  2026-11-20T10:05:00  update   succeeded   alice" in table
+    table = render_history("staging", parse_history(CLI_HISTORY, STAGING_RULES))
+    assert "   3  2026-11-20T10:05:00  update   succeeded   -" in table
     assert "api blue* blue=sha256:new green=sha256:old" in table
     assert "release promote api: active green -> blue [by alice]" in table
 
 
 def test_an_empty_history_has_nothing_to_roll_back_to() -> None:
     with pytest.raises(HistoryError, match="no succeeded update"):
-        last_succeeded_update(parse_history([CLI_HISTORY[2]]))
+        last_succeeded_update(parse_history([CLI_HISTORY[2]], STAGING_RULES))
 
 
 def released(engine: FakeEngine, api: Cluster, *images: str) -> None:
     for image in images:
-        assert deploy(engine, api.request(image), ROOT).phase == "Healthy"
+        assert deploy(engine, api.request(image), engine.project_dir).phase == "Healthy"
 
 
 def request(**options: Any) -> RollbackRequest:
-    return RollbackRequest("staging", "bob", **options)
+    return RollbackRequest("staging", "bob", signer=TEST_SIGNER, **options)
 
 
 def api_active(engine: FakeEngine) -> str:
@@ -136,7 +138,7 @@ def test_rollback_restores_the_previous_release_by_flipping_two_services() -> No
     engine = fake_engine()
     with cluster(engine) as api:
         released(engine, api, NEW_API)
-        report = rollback(engine, request(stable_urls=[api.stable_url]), ROOT)
+        report = rollback(engine, request(stable_urls=[api.stable_url]), engine.project_dir)
     assert report.phase == "Healthy" and report.exit_code == 0
     assert report.rollback is not None and report.rollback.mode == "targeted"
     assert len(engine.ups[-1].changed_urns) == 2
@@ -149,12 +151,12 @@ def test_rollback_to_an_entry_number_works_on_the_file_backend() -> None:
     with cluster(engine) as api:
         released(engine, api, NEW_API, NEWER_API)
         first_release = next(
-            entry
-            for entry in parse_history(engine.history("staging"))
-            if "active green -> blue" in entry.message
+            entry for entry in history_of(engine, "staging") if "active green -> blue" in entry.message
         )
         assert first_release.version == 0
-        rollback(engine, request(to_number=first_release.number, stable_urls=[api.stable_url]), ROOT)
+        rollback(
+            engine, request(to_number=first_release.number, stable_urls=[api.stable_url]), engine.project_dir
+        )
     assert api_active(engine) == NEW_API
 
 
@@ -162,7 +164,7 @@ def test_rollback_to_an_entry_number_works_with_backend_versions() -> None:
     engine = fake_engine(numbered_versions=True)
     with cluster(engine) as api:
         released(engine, api, NEW_API)
-        rollback(engine, request(to_number=1, stable_urls=[api.stable_url]), ROOT)
+        rollback(engine, request(to_number=1, stable_urls=[api.stable_url]), engine.project_dir)
     assert api_active(engine) != NEW_API
     assert engine.get_config("staging")[RELEASES_KEY].value["api"]["activeColor"] == "green"
 
@@ -172,7 +174,7 @@ def test_a_dry_run_prints_what_would_change_and_changes_nothing() -> None:
     with cluster(engine) as api:
         released(engine, api, NEW_API)
         ups_before, config_before = len(engine.ups), engine.get_config("staging")
-        report = rollback(engine, request(dry_run=True), ROOT)
+        report = rollback(engine, request(dry_run=True), engine.project_dir)
     assert report.phase == "Planned" and report.exit_code == 0
     assert len(engine.ups) == ups_before and engine.get_config("staging") == config_before
     assert report.rollback is not None
@@ -186,7 +188,7 @@ def test_restoring_more_than_a_flip_is_a_full_up_and_says_why() -> None:
         scaled = engine.get_config("staging")[RELEASES_KEY].value
         scaled["web"]["replicas"] = 5
         engine.up("staging", {RELEASES_KEY: ConfigEntry(scaled)}, "scale web [by carol]")
-        report = rollback(engine, request(dry_run=True), ROOT)
+        report = rollback(engine, request(dry_run=True), engine.project_dir)
     assert report.rollback is not None and report.rollback.mode == "full"
     assert "web" in report.rollback.full_up_reason
 
@@ -194,8 +196,8 @@ def test_restoring_more_than_a_flip_is_a_full_up_and_says_why() -> None:
 def test_secrets_and_project_level_keys_are_never_restored_from_history() -> None:
     engine = fake_engine()
     current = engine.get_config("staging")
-    project = validated_stack_config("staging", current, ROOT).project
-    target = parse_history(CLI_HISTORY)[0]
+    project = validated_stack_config("staging", current, engine.project_dir).project
+    target = parse_history(CLI_HISTORY, STAGING_RULES)[0]
     plan = plan_rollback("staging", current, target, project)
     assert f"{PROJECT_NAME}:appSecrets" not in plan.restore
     assert any("appSecrets: a secret" in note for note in plan.not_restored)
@@ -206,7 +208,7 @@ def test_a_rollback_past_a_non_backward_compatible_migration_needs_force_and_rec
     with cluster(engine) as api:
         released(engine, api, NEW_API)
         # The same project, but api's migrations declared not backward compatible.
-        project = validated_stack_config("staging", engine.get_config("staging"), ROOT).project
+        project = validated_stack_config("staging", engine.get_config("staging"), engine.project_dir).project
         contract_only = project.model_copy(
             update={
                 "services": [
@@ -220,32 +222,35 @@ def test_a_rollback_past_a_non_backward_compatible_migration_needs_force_and_rec
             }
         )
         current = engine.get_config("staging")
-        target = parse_history(engine.history("staging"))[-1]  # the initial deploy
+        target = history_of(engine, "staging")[-1]  # the initial deploy
         plan = plan_rollback("staging", current, target, contract_only)
         assert [risk.digest for risk in plan.risks] == [NEW_API]
+        rolling_back = ReleaseRecord("rollback", "staging", "bob", reason="schema checked by bob, INC-42")
         with pytest.raises(RollbackRefusedError, match="expandContract: false"):
-            execute_rollback(engine, plan, "bob")
+            execute_rollback(engine, plan, rolling_back, TEST_SIGNER)
         assert engine.get_config("staging") == current
-        execute_rollback(engine, plan, "bob", force=True, reason="schema checked by bob, INC-42")
-    assert "(forced past migration risks: schema checked by bob, INC-42) [by bob]" in engine.ups[-1].message
+        execute_rollback(engine, plan, rolling_back, TEST_SIGNER, force=True)
+    written = parse_record(engine.ups[-1].message)
+    assert written is not None and written.record is not None and written.record.actor == "bob"
+    assert written.record.reason == "forced past migration risks: schema checked by bob, INC-42"
 
 
 def test_a_rollback_while_another_update_runs_fails_fast() -> None:
     engine = fake_engine()
     engine.stacks["staging"].history[0]["result"] = "in-progress"
     with pytest.raises(ConcurrentReleaseError):
-        rollback(engine, request(), ROOT)
+        rollback(engine, request(), engine.project_dir)
 
 
 def test_rolling_back_to_an_entry_that_does_not_exist_names_the_entries_there_are() -> None:
     engine = fake_engine()
     with pytest.raises(HistoryError, match="no history entry 99; the newest are: 1"):
-        rollback(engine, request(to_number=99), ROOT)
+        rollback(engine, request(to_number=99), engine.project_dir)
 
 
 def test_the_history_json_lists_active_colour_and_digests_per_service() -> None:
     engine = fake_engine()
-    entry = parse_history(engine.history("staging"))[0].to_json()
+    entry = history_of(engine, "staging")[0].to_json()
     assert entry["services"]["api"]["activeColor"] == "green"
     assert set(entry["services"]["api"]["images"]) == {"blue", "green"}
     json.dumps(entry)

@@ -1,0 +1,167 @@
+"""`release abort <stack> --service S`: finish an unfinished release by restoring the state before it.
+
+A release killed after its stage or switch (a `kill -9`, a lost runner) leaves its changes live and
+unverified, and every later deploy or promotion into the stack is refused until it is finished
+(release.lifecycle). Abort is the narrow way to finish it (Argo Rollouts' abort):
+
+1. find the newest release of S; it must be unfinished (else: nothing to abort, use `release rollback`);
+2. take S's release (colours, images, replicas) from the newest settled state before that release
+   started; every other service stays as it is now;
+3. `up` (targeted at S's Services when only traffic moves back), with an `abort` record that
+   finishes the release and revokes its image; when nothing needs restoring (the release's updates
+   failed before changing anything) the record is written by an `up` that changes nothing;
+4. health-check S's stable URL when its active colour moved back.
+
+Migration risks refuse it like a rollback, unless `--force` with a reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from release.engine import ConfigEntry, Engine
+from release.errors import ConcurrentReleaseError, ConfigError, ConfigProblem, HistoryError, UsageError
+from release.history import RELEASES_KEY, HistoryEntry, in_progress, read_history
+from release.lifecycle import Release, read_lifecycle
+from release.records import ReleaseRecord
+from release.report import (
+    PLANNED,
+    ROLLBACK_FAILED,
+    Checker,
+    Progress,
+    ReleaseReport,
+    Step,
+    default_checker,
+    health_urls,
+    record_step,
+)
+from release.rollback import execute_rollback, plan_rollback, recheck_stable, refuse_unsigned_write
+from release.signing import Signer
+from release.stack_files import validated_stack_config
+
+
+@dataclass
+class AbortRequest:
+    stack: str
+    service: str
+    operator: str
+    reason: str = ""
+    force: bool = False
+    dry_run: bool = False
+    health_check: bool = True
+    stable_urls: list[str] = field(default_factory=list)
+    signer: Signer | None = None
+    run: str = ""
+
+
+def abort(
+    engine: Engine,
+    request: AbortRequest,
+    project_dir: Path,
+    checker: Checker = default_checker,
+    progress: Progress = lambda message: None,
+) -> ReleaseReport:
+    stack, service = request.stack, request.service
+    report = ReleaseReport("abort", stack, service=service)
+    current = engine.get_config(stack)
+    stack_config = validated_stack_config(stack, current, project_dir)
+    releases = stack_config.settings.releases
+    if service not in releases:
+        raise ConfigError(
+            stack,
+            [
+                ConfigProblem(
+                    stack,
+                    f"platform:releases.{service}",
+                    service,
+                    f"unknown service; this stack releases {sorted(releases)}",
+                    f"use --service with one of {sorted(releases)}",
+                )
+            ],
+        )
+    entries = read_history(engine, stack, stack_config.project)
+    running = in_progress(entries)
+    if running is not None:
+        raise ConcurrentReleaseError(stack, f"in progress: {running.label()} by {running.operator}")
+    lifecycle = read_lifecycle(entries)
+    release = lifecycle.newest_release_of(service)
+    if release is None or not release.unfinished:
+        newest = release.describe() + f" ({release.outcome})" if release else "none"
+        raise UsageError(
+            f"{service} on '{stack}' has no unfinished release (newest: {newest}); nothing to abort. "
+            f"To go back to an earlier state, use `release rollback {stack}`"
+        )
+    report.image = release.image
+    before = lifecycle.settled_before(release.first)
+    target = _state_before(release, before, current, stack)
+    plan = plan_rollback(stack, current, target, stack_config.project)
+    plan.not_restored = []
+    plan.why = f"{service} as it was in {target.label()}, before {release.describe()}"
+    report.rollback = plan
+    if request.dry_run:
+        report.phase = PLANNED
+        if plan.risks:
+            report.notes.append("this abort would be refused without --force (see migration risk)")
+        return report
+    refuse_unsigned_write(stack_config.project, stack, request.signer, "abort")
+    record = ReleaseRecord(
+        event="abort",
+        stack=stack,
+        actor=request.operator,
+        service=service,
+        image=release.image,
+        finishes=(release.id,),
+        revokes=(release.image,),
+        reason=request.reason,
+        run=request.run,
+    )
+    progress(f"abort: {release.describe()}; restoring {service} from {target.label()} ({plan.mode})")
+    started = time.monotonic()
+    outcome = execute_rollback(engine, plan, record, request.signer, request.force)
+    if outcome is None:
+        summary = f"release abort {service}: nothing to restore ({release.id})"
+        report.steps.append(record_step(engine, stack, service, record, summary, request.signer, progress))
+    else:
+        detail = (
+            f"{plan.mode}: {outcome.changed} resource(s) changed"
+            if outcome.succeeded
+            else f"update failed: {outcome.error}"
+        )
+        report.steps.append(
+            Step("abort", outcome.succeeded, time.monotonic() - started, detail, update=outcome)
+        )
+    if not report.steps[-1].succeeded:
+        report.phase = ROLLBACK_FAILED
+        return report
+    if request.health_check and service in plan.switched:
+        restored = validated_stack_config(stack, engine.get_config(stack), project_dir)
+        urls = health_urls(restored, engine.outputs(stack), service, False, request.stable_urls)
+        report.steps.append(recheck_stable(restored, service, checker, urls, progress))
+        if not report.steps[-1].succeeded:
+            report.phase = ROLLBACK_FAILED
+    return report
+
+
+def _state_before(
+    release: Release, before: HistoryEntry | None, current: dict[str, ConfigEntry], stack: str
+) -> HistoryEntry:
+    """The stack as it is now, with the service's release as it was in `before`."""
+    recorded = before.config.get(RELEASES_KEY) if before is not None else None
+    service_before = (
+        recorded.value.get(release.service) if recorded and isinstance(recorded.value, dict) else None
+    )
+    if before is None or not isinstance(service_before, dict):
+        raise HistoryError(
+            f"stack history holds no settled state of {release.service} before {release.describe()}; "
+            f"pick an entry to restore with `release rollback {stack} --to-version N`"
+        )
+    now = current.get(RELEASES_KEY)
+    releases = copy.deepcopy(now.value) if now is not None and isinstance(now.value, dict) else {}
+    releases[release.service] = copy.deepcopy(service_before)
+    config = {key: entry for key, entry in current.items() if not entry.secret}
+    config[RELEASES_KEY] = ConfigEntry(releases)
+    return dataclasses.replace(before, config=config)
