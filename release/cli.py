@@ -41,7 +41,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from components.config import HealthCheckSettings, full_key
 from release import plan as plan_command
@@ -70,8 +70,15 @@ EXIT_INTERRUPTED = 130
 EngineFactory = Callable[[Path], Engine]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error line escaped: it may quote an argument that came from outside."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(one_line(message))
+
+
 def _shared_options() -> argparse.ArgumentParser:
-    shared = argparse.ArgumentParser(add_help=False)
+    shared = _Parser(add_help=False)
     shared.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     shared.add_argument("--verbose", action="store_true", help="print more progress on stderr")
     shared.add_argument(
@@ -84,7 +91,7 @@ def _shared_options() -> argparse.ArgumentParser:
 
 
 def _operator_option() -> argparse.ArgumentParser:
-    operator = argparse.ArgumentParser(add_help=False)
+    operator = _Parser(add_help=False)
     operator.add_argument(
         "--actor",
         "--operator",
@@ -134,7 +141,7 @@ def _url_option(parser: argparse.ArgumentParser, name: str, which: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     shared, operator = _shared_options(), _operator_option()
-    parser = argparse.ArgumentParser(prog="release", description="The platform's release tool.")
+    parser = _Parser(prog="release", description="The platform's release tool.")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     plan = verbs.add_parser(

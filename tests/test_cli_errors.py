@@ -261,3 +261,12 @@ def test_status_text_escapes_control_characters_from_the_engine(capsys: pytest.C
     assert exit_code(["status"], engine) == 3
     out = capsys.readouterr().out
     assert "evil\\x1b]0;owned\\x07" in out and "\x1b" not in out and "\x07" not in out
+
+
+def test_an_unrecognised_argument_is_echoed_with_its_control_characters_escaped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert exit_code(["status", "\x1b[2J\nrelease: all good"]) == 2
+    error = capsys.readouterr().err
+    assert "unrecognized arguments: \\x1b[2J\\x0arelease: all good" in error
+    assert "\x1b" not in error and "\nrelease: all good" not in error
