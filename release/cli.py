@@ -77,7 +77,7 @@ class _Parser(argparse.ArgumentParser):
         super().error(one_line(message))
 
 
-def _shared_options() -> argparse.ArgumentParser:
+def _shared_options() -> _Parser:
     shared = _Parser(add_help=False)
     shared.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     shared.add_argument("--verbose", action="store_true", help="print more progress on stderr")
@@ -90,7 +90,7 @@ def _shared_options() -> argparse.ArgumentParser:
     return shared
 
 
-def _operator_option() -> argparse.ArgumentParser:
+def _operator_option() -> _Parser:
     operator = _Parser(add_help=False)
     operator.add_argument(
         "--actor",

@@ -101,6 +101,7 @@ STACK_ARGUMENTS = [
     ["plan", "{}"],
     ["deploy", "{}", "--service", "api", "--image", DIGEST_IMAGE],
     ["rollback", "{}"],
+    ["abort", "{}", "--service", "api"],
     ["promote", "{}", "production", "--service", "api"],
     ["promote", "staging", "{}", "--service", "api"],
     ["reject", "{}", "--service", "api", "--digest", "sha256:" + "ab" * 32, "--reason", "bad"],
