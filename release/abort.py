@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from release.engine import ConfigEntry, Engine
-from release.errors import ConcurrentReleaseError, ConfigError, ConfigProblem, HistoryError, UsageError
-from release.history import RELEASES_KEY, HistoryEntry, in_progress, read_history
+from release.errors import ConfigError, ConfigProblem, HistoryError, UsageError
+from release.history import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
 from release.lifecycle import Release, read_lifecycle
 from release.records import ReleaseRecord
 from release.report import (
@@ -34,12 +34,17 @@ from release.report import (
     Checker,
     Progress,
     ReleaseReport,
-    Step,
     default_checker,
     health_urls,
     record_step,
 )
-from release.rollback import execute_rollback, plan_rollback, recheck_stable, refuse_unsigned_write
+from release.rollback import (
+    execute_rollback,
+    plan_rollback,
+    recheck_stable,
+    refuse_unsigned_write,
+    restore_step,
+)
 from release.signing import Signer
 from release.stack_files import validated_stack_config
 
@@ -72,21 +77,10 @@ def abort(
     releases = stack_config.settings.releases
     if service not in releases:
         raise ConfigError(
-            stack,
-            [
-                ConfigProblem(
-                    stack,
-                    f"platform:releases.{service}",
-                    service,
-                    f"unknown service; this stack releases {sorted(releases)}",
-                    f"use --service with one of {sorted(releases)}",
-                )
-            ],
+            stack, [ConfigProblem.unknown_service(stack, service, list(releases), "this stack releases")]
         )
     entries = read_history(engine, stack, stack_config.project)
-    running = in_progress(entries)
-    if running is not None:
-        raise ConcurrentReleaseError(stack, f"in progress: {running.label()} by {running.operator}")
+    refuse_if_running(stack, entries)
     lifecycle = read_lifecycle(entries)
     release = lifecycle.newest_release_of(service)
     if release is None or not release.unfinished:
@@ -126,14 +120,7 @@ def abort(
         summary = f"release abort {service}: nothing to restore ({release.id})"
         report.steps.append(record_step(engine, stack, service, record, summary, request.signer, progress))
     else:
-        detail = (
-            f"{plan.mode}: {outcome.changed} resource(s) changed"
-            if outcome.succeeded
-            else f"update failed: {outcome.error}"
-        )
-        report.steps.append(
-            Step("abort", outcome.succeeded, time.monotonic() - started, detail, update=outcome)
-        )
+        report.steps.append(restore_step("abort", plan, outcome, time.monotonic() - started))
     if not report.steps[-1].succeeded:
         report.phase = ROLLBACK_FAILED
         return report

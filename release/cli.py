@@ -511,9 +511,13 @@ def _promote(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int
     return _emit_report(args, report)
 
 
-def _reject(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
+def _require_reason_with_force(args: argparse.Namespace) -> None:
     if args.force and not args.reason:
         raise UsageError("--force needs --reason: it is recorded in stack history with who forced it")
+
+
+def _reject(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
+    _require_reason_with_force(args)
     record = reject(
         engine,
         args.stack,
@@ -620,8 +624,7 @@ def _diff(args: argparse.Namespace, project_dir: Path) -> int:
 
 
 def _rollback(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
-    if args.force and not args.reason:
-        raise UsageError("--force needs --reason: it is recorded in stack history with who forced it")
+    _require_reason_with_force(args)
     request = RollbackRequest(
         args.stack,
         args.operator,
@@ -642,8 +645,7 @@ def _rollback(args: argparse.Namespace, project_dir: Path, engine: Engine) -> in
 
 
 def _abort(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
-    if args.force and not args.reason:
-        raise UsageError("--force needs --reason: it is recorded in stack history with who forced it")
+    _require_reason_with_force(args)
     request = AbortRequest(
         args.stack,
         args.service,

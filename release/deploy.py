@@ -38,7 +38,7 @@ from release.errors import (
     RollbackRefusedError,
     UnfinishedReleaseError,
 )
-from release.history import RELEASES_KEY, HistoryEntry, in_progress, read_history
+from release.history import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
 from release.lifecycle import Lifecycle, read_lifecycle
 from release.notify import NO_NOTIFIER, NotificationResult, Notifier, PendingNotification
 from release.notify import message as notify_message
@@ -57,10 +57,15 @@ from release.report import (
     record_step,
     up_step,
 )
-from release.rollback import execute_rollback, plan_rollback, recheck_stable, refuse_unsigned_write
+from release.rollback import (
+    execute_rollback,
+    plan_rollback,
+    recheck_stable,
+    refuse_unsigned_write,
+    restore_step,
+)
 from release.signing import Signer
 from release.stack_files import validated_stack_config
-from release.text import one_line
 
 
 @dataclass
@@ -119,7 +124,7 @@ def deploy(
     _refuse_bad_request(request, stack_config)
     refuse_unsigned_write(stack_config.project, request.stack, request.signer, "release")
     entries = read_history(engine, request.stack, stack_config.project)
-    _refuse_if_locked(request.stack, entries)
+    refuse_if_running(request.stack, entries)
     lifecycle = read_lifecycle(entries)
     refuse_if_unfinished(request.stack, lifecycle)
     baseline = _baseline(lifecycle, current, report)
@@ -285,14 +290,6 @@ def _record_verification(
         )
 
 
-def _refuse_if_locked(stack: str, entries: Sequence[HistoryEntry]) -> None:
-    running = in_progress(entries)
-    if running is not None:
-        raise ConcurrentReleaseError(
-            stack, one_line(f"in progress: {running.label()} by {running.operator}: {running.message}")
-        )
-
-
 def refuse_if_unfinished(stack: str, lifecycle: Lifecycle) -> None:
     """Refuse while any release of the stack is unfinished, naming it and the commands that finish it.
 
@@ -319,13 +316,7 @@ def _refuse_bad_request(request: DeployRequest, stack_config: StackConfig) -> No
     key = full_key(f"releases.{request.service}")
     if request.service not in releases:
         problems.append(
-            ConfigProblem(
-                stack,
-                key,
-                request.service,
-                f"unknown service; this stack releases {sorted(releases)}",
-                f"use --service with one of {sorted(releases)}",
-            )
+            ConfigProblem.unknown_service(stack, request.service, list(releases), "this stack releases")
         )
     try:
         image = parse_pinned_image(request.image)
@@ -418,22 +409,11 @@ def _roll_back(
         if not step.succeeded:
             report.phase = ROLLBACK_FAILED
             return
-    elif not outcome.succeeded:
-        report.phase = ROLLBACK_FAILED
-        report.steps.append(
-            Step("rollback", False, outcome.seconds, f"update failed: {outcome.error}", update=outcome)
-        )
-        return
     else:
-        report.steps.append(
-            Step(
-                "rollback",
-                True,
-                time.monotonic() - started,
-                f"{plan.mode}: {outcome.changed} resource(s) changed",
-                update=outcome,
-            )
-        )
+        report.steps.append(restore_step("rollback", plan, outcome, time.monotonic() - started))
+        if not outcome.succeeded:
+            report.phase = ROLLBACK_FAILED
+            return
     restored = validated_stack_config(request.stack, engine.get_config(request.stack), project_dir)
     check = recheck_stable(restored, request.service, checker, stable_urls, progress)
     report.steps.append(check)

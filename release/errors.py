@@ -24,6 +24,7 @@ inspect what went wrong without parsing text.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,17 @@ class ConfigProblem:
     parity: bool = False
     """True when the problem is a difference from the other stacks that is not a declared knob
     (a project-level value overridden, a key the program does not declare)."""
+
+    @classmethod
+    def unknown_service(cls, stack: str, service: str, known: Sequence[str], where: str) -> ConfigProblem:
+        """`--service` names no service of `known` (what `where` says: "this stack releases", ...)."""
+        return cls(
+            stack,
+            f"platform:releases.{service}",
+            service,
+            f"unknown service; {where} {sorted(known)}",
+            f"use --service with one of {sorted(known)}",
+        )
 
     def render(self) -> str:
         shown = "(not set)" if self.value is None else repr(self.value)

@@ -22,7 +22,7 @@ from typing import Any
 
 from components.config import ProjectSettings, full_key, parse_engine_value
 from release.engine import SECRET_VALUE, ConfigEntry, Engine
-from release.errors import HistoryError
+from release.errors import ConcurrentReleaseError, HistoryError
 from release.records import ParsedRecord, ReleaseRecord, parse_record
 from release.signing import Trust, TrustedKeys
 from release.text import one_line
@@ -256,11 +256,14 @@ def entry_numbered(entries: Sequence[HistoryEntry], number: int) -> HistoryEntry
     raise HistoryError(f"no history entry {number}; the newest are: {known} (see `release history <stack>`)")
 
 
-def in_progress(entries: Sequence[HistoryEntry]) -> HistoryEntry | None:
-    """The newest entry if it is still running: another update holds the stack."""
+def refuse_if_running(stack: str, entries: Sequence[HistoryEntry]) -> None:
+    """Raise ConcurrentReleaseError when the newest entry is still running (another update holds
+    the stack), naming it; nothing has been changed yet."""
     if entries and entries[0].result == "in-progress":
-        return entries[0]
-    return None
+        running = entries[0]
+        raise ConcurrentReleaseError(
+            stack, one_line(f"in progress: {running.label()} by {running.operator}: {running.message}")
+        )
 
 
 def render_history(stack: str, entries: Sequence[HistoryEntry]) -> str:
@@ -297,10 +300,10 @@ __all__ = [
     "RecordRules",
     "ServiceState",
     "entry_numbered",
-    "in_progress",
     "last_succeeded_update",
     "parse_history",
     "read_history",
     "record_rules",
+    "refuse_if_running",
     "render_history",
 ]

@@ -165,13 +165,7 @@ def _unknown_service(stack: str, service: str, project: ProjectSettings) -> Conf
     services = [spec.name for spec in project.services]
     if service in services:
         return None
-    return ConfigProblem(
-        stack,
-        f"{PROJECT_NAME}:releases.{service}",
-        service,
-        f"unknown service; Pulumi.yaml declares {services}",
-        f"use --service with one of {services}",
-    )
+    return ConfigProblem.unknown_service(stack, service, services, "Pulumi.yaml declares")
 
 
 def _refuse_bad_input(request: PromoteRequest, project: ProjectSettings) -> None:

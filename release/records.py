@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -152,8 +152,6 @@ class ReleaseRecord:
 
 
 def _with_time(record: ReleaseRecord) -> ReleaseRecord:
-    from dataclasses import replace
-
     return replace(record, time=record_time())
 
 

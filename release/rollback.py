@@ -39,7 +39,6 @@ from components.config import (
 )
 from release.engine import ConfigEntry, Engine, StackConfigValues, UpdateOutcome
 from release.errors import (
-    ConcurrentReleaseError,
     HistoryError,
     MigrationRisk,
     RollbackRefusedError,
@@ -49,8 +48,8 @@ from release.history import (
     RELEASES_KEY,
     HistoryEntry,
     entry_numbered,
-    in_progress,
     read_history,
+    refuse_if_running,
 )
 from release.lifecycle import Lifecycle, choose_rollback_target, read_lifecycle
 from release.parity import flatten
@@ -340,9 +339,7 @@ def rollback(
     current = engine.get_config(stack)
     project = validated_stack_config(stack, current, project_dir).project
     entries = read_history(engine, stack, project)
-    running = in_progress(entries)
-    if running is not None:
-        raise ConcurrentReleaseError(stack, f"in progress: {running.label()} by {running.operator}")
+    refuse_if_running(stack, entries)
     lifecycle = read_lifecycle(entries)
     plan = _plan_to(stack, request.to_number, entries, lifecycle, current, project)
     report.rollback = plan
@@ -372,17 +369,7 @@ def rollback(
     if outcome is None:
         report.notes.append("the stack already runs that config; nothing to restore")
         return report
-    report.steps.append(
-        Step(
-            "rollback",
-            outcome.succeeded,
-            time.monotonic() - started,
-            f"{plan.mode}: {outcome.changed} resource(s) changed"
-            if outcome.succeeded
-            else f"update failed: {outcome.error}",
-            update=outcome,
-        )
-    )
+    report.steps.append(restore_step("rollback", plan, outcome, time.monotonic() - started))
     if not outcome.succeeded:
         report.phase = ROLLBACK_FAILED
         return report
@@ -465,6 +452,16 @@ class RollbackRequest:
     stable_urls: list[str] = field(default_factory=list)
     signer: Signer | None = None
     run: str = ""
+
+
+def restore_step(name: str, plan: RollbackPlan, outcome: UpdateOutcome, seconds: float) -> Step:
+    """The report's step for the `up` that restored `plan` (rollback or abort)."""
+    detail = (
+        f"{plan.mode}: {outcome.changed} resource(s) changed"
+        if outcome.succeeded
+        else f"update failed: {outcome.error}"
+    )
+    return Step(name, outcome.succeeded, seconds, detail, update=outcome)
 
 
 def recheck_stable(

@@ -13,6 +13,7 @@ import pytest
 
 from release.audit import audit_rows
 from release.deploy import DeployRequest, deploy
+from release.engine import ConfigEntry
 from release.errors import ConfigError, PromotionRefusedError, UsageError
 from release.gates import evidence_for
 from release.promote import PromoteRequest, promote, reject
@@ -86,8 +87,6 @@ def test_a_plain_pulumi_up_with_a_forged_verify_record_cannot_pass_promotion() -
     releases = engine.get_config("dev")["platform:releases"].value
     releases["api"]["images"][releases["api"]["activeColor"]] = NEW_API
     forged = {"event": "verify", "stack": "dev", "service": "api", "image": NEW_API, "actor": "mallory"}
-    from release.engine import ConfigEntry
-
     engine.up("dev", {"platform:releases": ConfigEntry(releases)}, f"hotfix {MARK} {json.dumps(forged)}")
     request = PromoteRequest("dev", "staging", "api", "mallory", signer=TEST_SIGNER)
     with pytest.raises(PromotionRefusedError, match=r"\[verified\]"):
