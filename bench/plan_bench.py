@@ -13,6 +13,7 @@ Run: `make bench` (or `.venv/bin/python bench/plan_bench.py`). Figures go in the
 
 from __future__ import annotations
 
+import copy
 import importlib
 import shutil
 import statistics
@@ -87,21 +88,23 @@ def plan_all_wall_time(*extra: str, project_dir: Path = ROOT, stacks: tuple[str,
 
 def synthetic_project(destination: Path, count: int) -> Path:
     """A copy of the project whose Pulumi.yaml declares `count` services (every other one migrates)."""
+    from components.pulumi_yaml import load_pulumi_yaml
+
     for path in [ROOT / "__main__.py", *ROOT.glob("Pulumi*.yaml")]:
         shutil.copy(path, destination / path.name)
-    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    project = load_pulumi_yaml(ROOT / "Pulumi.yaml")
     template = project["config"]["services"]["value"][0]
     services = []
-    for index in range(count):
-        service = {**template, "name": f"svc{index:03d}"}
+    for index in range(count):  # deep copies: a shared object would be dumped as a (refused) alias
+        service = {**copy.deepcopy(template), "name": f"svc{index:03d}"}
         if index % 2:
             service.pop("migration", None)
         services.append(service)
     project["config"]["services"]["value"] = services
     (destination / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
-    dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    dev = load_pulumi_yaml(ROOT / "Pulumi.dev.yaml")
     api = dev["config"]["platform:releases"]["api"]
-    dev["config"]["platform:releases"] = {service["name"]: api for service in services}
+    dev["config"]["platform:releases"] = {service["name"]: copy.deepcopy(api) for service in services}
     (destination / "Pulumi.dev.yaml").write_text(yaml.safe_dump(dev, sort_keys=False))
     return destination
 
