@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from components.config import HealthCheckSettings, full_key
+from components.config import KEY_NAME, HealthCheckSettings, full_key
 from release import plan as plan_command
 from release.abort import AbortRequest, abort
 from release.audit import audit_rows, render_audit, render_status, stack_status, unreviewed_break_glass
@@ -223,7 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a new Ed25519 key pair for signing release records (private: CI secret; public: "
         "Pulumi.yaml)",
     )
-    keygen.add_argument("--name", default="ci", help="the name to give the key in Pulumi.yaml")
+    keygen.add_argument(
+        "--name",
+        default="ci",
+        type=_key_name,
+        help="the name to give the key in Pulumi.yaml (e.g. ci-2026-11)",
+    )
 
     promote_verb = verbs.add_parser(
         "promote",
@@ -509,6 +514,15 @@ def _promote(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int
             notifier=Notifier.from_environment(os.environ),
         )
     return _emit_report(args, report)
+
+
+def _key_name(text: str) -> str:
+    """An argparse `type=`: a trusted key's name as Pulumi.yaml accepts it."""
+    if not KEY_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"'{one_line(text)}' is not a key name: use lower-case like ci-2026-11"
+        )
+    return text
 
 
 def _require_reason_with_force(args: argparse.Namespace) -> None:

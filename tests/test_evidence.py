@@ -11,14 +11,16 @@ from dataclasses import replace
 
 import pytest
 
+from components.config import TrustedKey
 from release.audit import audit_rows
+from release.cli import main
 from release.deploy import DeployRequest, deploy
 from release.engine import ConfigEntry
 from release.errors import ConfigError, PromotionRefusedError, UsageError
 from release.gates import evidence_for
 from release.promote import PromoteRequest, promote, reject
 from release.records import MARK, record_time
-from release.signing import Signer, Trust, generate_key_pair
+from release.signing import Signer, Trust, TrustedKeys, generate_key_pair
 from tests.github_api import approvals, review, serve_api
 from tests.history_data import GOOD, history, record, update
 from tests.release_doubles import NEW_API, TEST_SIGNER, cluster, fake_engine
@@ -207,3 +209,21 @@ def test_a_promotion_in_github_actions_takes_its_approval_from_githubs_api() -> 
         refused.value
     )
     assert not [call for call in engine.calls if call[0] == "up"]
+
+
+def test_keygen_prints_a_key_pair_whose_signatures_the_printed_public_key_verifies(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["keygen", "--name", "ci-2026-11", "--json"]) == 0
+    pair = json.loads(capsys.readouterr().out)
+    trusted = TrustedKeys([TrustedKey(name="ci-2026-11", public_key=pair["publicKey"])])
+    signer = Signer.from_text(pair["privateKey"])
+    assert signer.key_id == pair["keyId"]
+    assert trusted.verify(signer.key_id, b"payload", signer.sign(b"payload"), None) is Trust.SIGNED
+    assert trusted.verify(signer.key_id, b"payloaD", signer.sign(b"payload"), None) is Trust.INVALID_SIGNATURE
+
+
+def test_keygen_refuses_a_key_name_pulumi_yaml_would_refuse(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["keygen", "--name", "../CI key"])
+    assert exited.value.code == 2 and "not a key name" in capsys.readouterr().err
