@@ -12,9 +12,10 @@ import pulumi_aws as aws
 from components.app_namespace import AppNamespace
 from components.app_secrets import AppSecrets
 from components.blue_green_service import BlueGreenService
-from components.config import load_stack_config, raw_config_from_runtime
 from components.database import Database
 from components.feature_flags import FeatureFlags
+from core.config.rules import load_stack_config
+from core.config.sources import raw_config_from_runtime
 
 config = load_stack_config(
     raw_config_from_runtime(pulumi.get_stack(), Path(__file__).with_name("Pulumi.yaml"))

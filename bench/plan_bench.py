@@ -8,7 +8,7 @@ Prints, on this machine:
 - the program's evaluation with 1, 10 and 100 services (synthetic copies of the project), so growth
   is visible.
 
-Run: `make bench` (or `.venv/bin/python bench/plan_bench.py`). Figures go in the README.
+Run: `make bench` (or `.venv/bin/python bench/plan_bench.py`). Figures go in docs/development.md (Benchmark).
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def measure_imports() -> float:
 
 
 def evaluate(project_dir: Path, stack: str) -> tuple[float, int]:
+    from core.config.sources import read_stack_file
     from release.plan import evaluate_stack_file, secret_names_of
-    from release.stack_files import read_stack_file
 
     stack_file = read_stack_file(project_dir, stack, secret_names_of(project_dir))
     start = time.perf_counter()
@@ -88,7 +88,7 @@ def plan_all_wall_time(*extra: str, project_dir: Path = ROOT, stacks: tuple[str,
 
 def synthetic_project(destination: Path, count: int) -> Path:
     """A copy of the project whose Pulumi.yaml declares `count` services (every other one migrates)."""
-    from components.pulumi_yaml import load_pulumi_yaml
+    from core.config.pulumi_yaml import load_pulumi_yaml
 
     for path in [ROOT / "__main__.py", *ROOT.glob("Pulumi*.yaml")]:
         shutil.copy(path, destination / path.name)

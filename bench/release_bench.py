@@ -11,7 +11,8 @@ Prints, on this machine:
   program under the mock runtime and counts resources whose declared inputs change: the counts are
   the program's, the engine's own timings are not measured (no Pulumi CLI here).
 
-Run: `make bench-release` (or `.venv/bin/python bench/release_bench.py`). Figures go in the README.
+Run: `make bench-release` (or `.venv/bin/python bench/release_bench.py`).
+Figures go in docs/development.md (Benchmark).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ IMAGE = "registry.example.test/platform/api@sha256:" + "ab" * 32
 
 def decision_seconds(behaviour: str) -> tuple[float, float]:
     """(first failing probe -> verdict, budget) with default settings against a real local server."""
-    from components.config import HealthCheckSettings
-    from release.health import check_sync
+    from core.config.model import HealthCheckSettings
+    from core.health import check_sync
     from tests.http_servers import failing, serve, slow
 
     settings = HealthCheckSettings()

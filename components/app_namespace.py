@@ -6,6 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.names import kubernetes_name
+from core.naming import APP_NAMESPACE_TYPE
 
 
 class AppNamespace(pulumi.ComponentResource):
@@ -25,7 +26,7 @@ class AppNamespace(pulumi.ComponentResource):
         kube_context: str,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("platform:components:AppNamespace", name, None, opts)
+        super().__init__(APP_NAMESPACE_TYPE, name, None, opts)
         self.provider = k8s.Provider(
             f"{name}-kubernetes",
             context=kube_context,

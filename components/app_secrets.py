@@ -7,20 +7,11 @@ import pulumi_kubernetes as k8s
 from pydantic import SecretStr
 
 from components.names import kubernetes_name
+from core.errors import MissingSecretsError
+from core.naming import APP_SECRETS_TYPE
 
 APP_SECRET_NAME = "app-secrets"
 """The Kubernetes Secret every service reads its declared secrets from."""
-
-
-class MissingSecretsError(ValueError):
-    """Raised when a secret a service reads has no value; names every missing secret at once."""
-
-    def __init__(self, missing: list[str]) -> None:
-        self.missing = missing
-        super().__init__(
-            f"{len(missing)} secret(s) not set: {', '.join(missing)}; set each with "
-            "`pulumi config set --secret --path 'appSecrets.<NAME>' <value>`"
-        )
 
 
 class AppSecrets(pulumi.ComponentResource):
@@ -43,7 +34,7 @@ class AppSecrets(pulumi.ComponentResource):
         missing = [secret for secret in required if secret not in values]
         if missing:  # checked before anything is registered: a refusal leaves nothing half-created
             raise MissingSecretsError(missing)
-        super().__init__("platform:components:AppSecrets", name, None, opts)
+        super().__init__(APP_SECRETS_TYPE, name, None, opts)
         secret = k8s.core.v1.Secret(
             name,
             metadata=k8s.meta.v1.ObjectMetaArgs(name=APP_SECRET_NAME, namespace=namespace),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import Color, HealthCheckSettings, ServiceConfig
 from components.health_hook import post_deploy_health_hook
 from components.migration_job import MigrationJob
 from components.names import kubernetes_name
@@ -17,22 +16,12 @@ from components.pod import (
     selector_labels,
     writable_tmp,
 )
+from core.config.model import Color, HealthCheckSettings, ServiceConfig
+from core.naming import BLUE_GREEN_SERVICE_TYPE
 
 DEPLOYMENT_TIMEOUT_SECONDS = 600
 SERVICE_TIMEOUT_SECONDS = 300
 SERVICE_PORT = 80
-COMPONENT_TYPE = "platform:components:BlueGreenService"
-SERVICE_TYPE = "kubernetes:core/v1:Service"
-
-
-def service_urns(stack: str, project: str, service: str) -> tuple[str, str]:
-    """The URNs of a service's stable and preview Services: what a blue-green rollback targets.
-
-    Pulumi derives a URN from the stack, project, the parent's type chain and the resource name;
-    tests check these against the URNs the program registers.
-    """
-    prefix = f"urn:pulumi:{stack}::{project}::{COMPONENT_TYPE}${SERVICE_TYPE}::"
-    return f"{prefix}{service}", f"{prefix}{service}-preview"
 
 
 class BlueGreenService(pulumi.ComponentResource):
@@ -75,7 +64,7 @@ class BlueGreenService(pulumi.ComponentResource):
         secret_name: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("platform:components:BlueGreenService", name, None, opts)
+        super().__init__(BLUE_GREEN_SERVICE_TYPE, name, None, opts)
         spec, release = service.spec, service.release
         child = pulumi.ResourceOptions(parent=self)
 

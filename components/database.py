@@ -5,7 +5,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from components.config import DatabaseSize, PostgresSpec
+from core.config.model import DatabaseSize, PostgresSpec
+from core.naming import DATABASE_TYPE
 
 
 class Database(pulumi.ComponentResource):
@@ -35,7 +36,7 @@ class Database(pulumi.ComponentResource):
         tags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("platform:components:Database", name, None, opts)
+        super().__init__(DATABASE_TYPE, name, None, opts)
         instance = aws.rds.Instance(
             name,
             identifier=identifier,

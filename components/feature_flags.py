@@ -6,6 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.names import kubernetes_name
+from core.naming import FEATURE_FLAGS_TYPE
 
 FEATURE_FLAGS_NAME = "feature-flags"
 """The ConfigMap every service reads FEATURE_* from."""
@@ -23,7 +24,7 @@ class FeatureFlags(pulumi.ComponentResource):
         flags: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("platform:components:FeatureFlags", name, None, opts)
+        super().__init__(FEATURE_FLAGS_TYPE, name, None, opts)
         config_map = k8s.core.v1.ConfigMap(
             name,
             metadata=k8s.meta.v1.ObjectMetaArgs(name=FEATURE_FLAGS_NAME, namespace=namespace),

@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import pulumi
 
-from components.config import HealthCheckSettings
-from release.errors import UnhealthyError
-from release.health import check
+from core.config.model import HealthCheckSettings
+from core.errors import UnhealthyError
+from core.health import check
 
 HookFunction = Callable[[pulumi.ResourceHookArgs], Awaitable[None]]
 

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import MigrationSpec, ServiceSpec
-from components.image_ref import digest_of
 from components.names import kubernetes_name
 from components.pod import PodSources, app_container, pod_security_context, writable_tmp
+from core.config.model import MigrationSpec, ServiceSpec
+from core.images import fingerprint_of
+from core.naming import MIGRATION_JOB_TYPE
 
 TIMEOUT_MARGIN_SECONDS = 60
-
-
-def image_fingerprint(image: str) -> str:
-    """12 hex characters that change exactly when the image changes: the digest's, or a hash of a tag."""
-    digest = digest_of(image)
-    if digest:
-        return digest[len("sha256:") :][:12]
-    return hashlib.sha256(image.encode()).hexdigest()[:12]
 
 
 class MigrationJob(pulumi.ComponentResource):
@@ -50,11 +41,11 @@ class MigrationJob(pulumi.ComponentResource):
         sources: PodSources,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("platform:components:MigrationJob", name, None, opts)
+        super().__init__(MIGRATION_JOB_TYPE, name, None, opts)
         job = k8s.batch.v1.Job(
             name,
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=f"{name}-{image_fingerprint(image)}",
+                name=f"{name}-{fingerprint_of(image)}",
                 namespace=namespace,
                 labels={"app.kubernetes.io/name": service.name, "platform.example.test/color": color},
                 annotations={

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.config import ServiceSpec
+from core.config.model import ServiceSpec
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,12 @@ Constructing the PolicyPack starts a gRPC server and waits for the engine, so on
 file; the rules themselves are plain functions in platform_policies.py, unit-tested in tests/.
 """
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
+
+# The policy runtime runs this file from policy/; the rules import the repository's `core` package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from platform_policies import RULES, Rule
 from pulumi_policy import (

@@ -6,25 +6,25 @@ the engine in PR checks (`pulumi preview --policy-pack policy`, this directory's
 `args` needs only `resource_type`, `props` (engine, camelCase names), `urn` and `name`.
 
 Per-stack strictness is data, as in the program: the stack is read from the URN and its rules from
-`stackPolicies` in the project's Pulumi.yaml (digest pinning, deletion protection), read with the
-project's one safe YAML loader (components/pulumi_yaml.py: no aliases, no duplicate keys, a size cap).
+`stackPolicies` in the project's Pulumi.yaml (digest pinning, deletion protection), read by the
+project's one config reader (core.config.sources: the safe loader, no aliases, no duplicate keys, a
+size cap). The pack imports `core` only; its entry point puts the repository on sys.path.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Protocol
+
+from core.config.sources import read_project_file
+from core.images import digest_of
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PROJECT_FILE = REPOSITORY / "Pulumi.yaml"
-DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 SECRET_LOOKING = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIALS?)", re.IGNORECASE)
 REFERENCE = re.compile(r"^(arn:|projects/|vault:|[A-Za-z0-9_./-]+_ARN$)")
 
@@ -58,30 +58,10 @@ class Rule:
             self.validate(args, report_violation)
 
 
-def _pulumi_yaml() -> ModuleType:
-    """components.pulumi_yaml: imported, or loaded from its file when the policy runtime runs this
-    pack from policy/ without the repository on sys.path (the module needs only PyYAML)."""
-    try:
-        return importlib.import_module("components.pulumi_yaml")
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(
-            "platform_pulumi_yaml", REPOSITORY / "components" / "pulumi_yaml.py"
-        )
-        if spec is None or spec.loader is None:
-            raise
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-
 @cache
 def stack_policies(project_file: Path = PROJECT_FILE) -> dict[str, Any]:
     """`stackPolicies` from Pulumi.yaml (its `value:`); a ValueError naming the file if malformed."""
-    document = _pulumi_yaml().load_pulumi_yaml(project_file) or {}
-    config = document.get("config") if isinstance(document, dict) else None
-    declared = (config.get("stackPolicies") if isinstance(config, dict) else None) or {}
-    if isinstance(declared, dict) and "value" in declared:
-        declared = declared["value"] or {}
+    declared = read_project_file(project_file).get("stackPolicies") or {}
     if not isinstance(declared, dict):
         raise ValueError(f"{project_file}: config.stackPolicies must be a mapping of stack names to rules")
     return dict(declared)
@@ -111,7 +91,7 @@ def _images_pinned(args: Args, report_violation: ReportViolation) -> None:
         return  # the stack's policy allows tags (dev)
     for container in _containers(args.props):
         image = str(container.get("image", ""))
-        if not DIGEST.search(image):
+        if not digest_of(image):
             report_violation(
                 f"container '{container.get('name')}' runs '{image}', not pinned by digest; "
                 "use <repository>@sha256:<digest>"

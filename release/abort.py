@@ -23,15 +23,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from release.engine import ConfigEntry, Engine
-from release.errors import ConfigError, ConfigProblem, HistoryError, UsageError
+from core.config.sources import ConfigEntry, validated_stack_config
+from core.errors import ConfigError, ConfigProblem, HistoryError, UsageError
+from release.engine import Engine
 from release.history import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
 from release.lifecycle import Release, read_lifecycle
 from release.records import ReleaseRecord
 from release.report import (
-    PLANNED,
-    ROLLBACK_FAILED,
     Checker,
+    Phase,
     Progress,
     ReleaseReport,
     default_checker,
@@ -46,7 +46,6 @@ from release.rollback import (
     restore_step,
 )
 from release.signing import Signer
-from release.stack_files import validated_stack_config
 
 
 @dataclass
@@ -97,7 +96,7 @@ def abort(
     plan.why = f"{service} as it was in {target.label()}, before {release.describe()}"
     report.rollback = plan
     if request.dry_run:
-        report.phase = PLANNED
+        report.phase = Phase.PLANNED
         if plan.risks:
             report.notes.append("this abort would be refused without --force (see migration risk)")
         return report
@@ -122,14 +121,14 @@ def abort(
     else:
         report.steps.append(restore_step("abort", plan, outcome, time.monotonic() - started))
     if not report.steps[-1].succeeded:
-        report.phase = ROLLBACK_FAILED
+        report.phase = Phase.ROLLBACK_FAILED
         return report
     if request.health_check and service in plan.switched:
         restored = validated_stack_config(stack, engine.get_config(stack), project_dir)
         urls = health_urls(restored, engine.outputs(stack), service, False, request.stable_urls)
         report.steps.append(recheck_stable(restored, service, checker, urls, progress))
         if not report.steps[-1].succeeded:
-            report.phase = ROLLBACK_FAILED
+            report.phase = Phase.ROLLBACK_FAILED
     return report
 
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from components.config import ProjectSettings
+from core.config.model import ProjectSettings
+from core.text import one_line
 from release.gates import evidence_for
 from release.history import HistoryEntry
-from release.text import one_line
 
 EVENT_NAMES = {
     "stage": "release",

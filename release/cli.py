@@ -11,12 +11,12 @@
     release status                                               colours, digests, verified, waiting
     release diff <a> <b>                                         knobs and parity violations (release.plan)
     release drift <stack>                                        changed outside Pulumi? (release.drift)
-    release health-check --url URL ...                           one health check (release.health)
+    release health-check --url URL ...                           one health check (core.health)
 
 Shared options are defined once (`--json`, `--verbose`, `--project-dir`, `--operator`). Progress goes
 to stderr, results to stdout (JSON under `--json`). Every stack argument is checked against Pulumi's
-rules before anything else (`release.stack_name`); bad arguments exit 2 with the value and the rule.
-Text from outside (stack files, history, engine errors) is printed through `release.text.printable`,
+rules before anything else (`core.stack_name`); bad arguments exit 2 with the value and the rule.
+Text from outside (stack files, history, engine errors) is printed through `core.text.printable`,
 so it cannot forge a line. Every command catches `ReleaseError` once and exits with a fixed code:
 
     0  done: healthy, planned, or nothing to do
@@ -43,16 +43,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from components.config import KEY_NAME, HealthCheckSettings, full_key
+from core.config.model import KEY_NAME, HealthCheckSettings, full_key
+from core.config.sources import project_dir_of, project_settings, read_stack_file, stack_names
+from core.errors import ExitCode, ReleaseError, UsageError
+from core.health import Probe, check_sync, parse_expect_json
+from core.stack_name import parse_stack_name
+from core.text import one_line, printable
 from release import plan as plan_command
 from release.abort import AbortRequest, abort
 from release.audit import audit_rows, render_audit, render_status, stack_status, unreviewed_break_glass
 from release.deploy import DeployRequest, deploy
 from release.drift import parse_drift
 from release.engine import AutomationEngine, Engine
-from release.errors import EXIT_CONFIG_ERROR, EXIT_INTERNAL, ReleaseError, UsageError
 from release.gates import run_url
-from release.health import Probe, check_sync, parse_expect_json
 from release.history import RELEASES_KEY, read_history, render_history
 from release.locking import release_lock
 from release.manifests import write_manifests
@@ -61,12 +64,7 @@ from release.promote import PromoteRequest, promote, reject, review
 from release.report import ReleaseReport
 from release.rollback import RollbackRequest, rollback
 from release.signing import SIGNING_KEY_ENV, Signer, generate_key_pair
-from release.stack_files import project_dir_of, project_settings, read_stack_file, stack_names
-from release.stack_name import parse_stack_name
-from release.text import one_line, printable
 
-EXIT_USAGE = EXIT_CONFIG_ERROR
-EXIT_INTERRUPTED = 130
 EngineFactory = Callable[[Path], Engine]
 
 
@@ -341,12 +339,12 @@ def main(argv: Sequence[str] | None = None, engine_factory: EngineFactory | None
         return error.exit_code
     except KeyboardInterrupt:
         print(f"release {args.verb}: interrupted; the command did not finish", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except Exception as error:  # noqa: BLE001 - the one place an unexpected error is caught
         if args.verbose:
             sys.stderr.write(printable(traceback.format_exc()))
         print(_internal_error_line(args.verb, error), file=sys.stderr)
-        return EXIT_INTERNAL
+        return ExitCode.INTERNAL
 
 
 def _internal_error_line(verb: str, error: BaseException) -> str:
@@ -395,7 +393,7 @@ def _run(args: argparse.Namespace, engine_factory: EngineFactory | None) -> int:
         return _status(args, project_dir, engine)
     if args.verb == "drift":
         return _drift(args, engine)
-    return EXIT_USAGE
+    return ExitCode.BAD_INPUT
 
 
 def _progress(message: str) -> None:
@@ -435,7 +433,7 @@ def _plan(args: argparse.Namespace, project_dir: Path) -> int:
     stacks = stack_names(project_dir) if args.all else [args.stack]
     if args.all and len(stacks) < 2:
         _error_line(f"--all needs at least two Pulumi.<stack>.yaml in {project_dir}")
-        return EXIT_USAGE
+        return ExitCode.BAD_INPUT
 
     def progress(message: str) -> None:
         if args.verbose:
@@ -452,7 +450,7 @@ def _plan(args: argparse.Namespace, project_dir: Path) -> int:
                 except OSError as error:
                     raise UsageError(f"--out {args.out}: cannot write: {error.strerror or error}") from error
                 _progress(f"wrote {len(files)} files to {args.out / stack_plan.stack}")
-    if report.exit_code == 2:
+    if report.exit_code == ExitCode.BAD_INPUT:
         for stack_plan in report.stacks:
             if stack_plan.error is not None:
                 _error_line(str(stack_plan.error))
@@ -545,7 +543,7 @@ def _reject(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
         force=args.force,
     )
     _emit(args, record.to_json(), f"rejected {', '.join(record.revokes)} in {args.stack}\n")
-    return 0
+    return ExitCode.OK
 
 
 def _review(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
@@ -558,7 +556,7 @@ def _review(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
         record.to_json(),
         one_line(f"entry {args.number} of {args.stack} reviewed by {record.actor}") + "\n",
     )
-    return 0
+    return ExitCode.OK
 
 
 def _audit(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
@@ -617,7 +615,7 @@ def _drift(args: argparse.Namespace, engine: Engine) -> int:
         report = parse_drift(args.stack, engine.refresh_preview(args.stack))
     except ReleaseError as error:
         _error_line(f"drift check of '{args.stack}' failed: {error}")
-        return EXIT_USAGE
+        return ExitCode.BAD_INPUT
     if report.drifted:
         names = ", ".join(resource.name for resource in report.drifted)
         text = f"*drift* on {args.stack}: {len(report.drifted)} resource(s) changed outside Pulumi: {names}"
@@ -694,14 +692,14 @@ def _keygen(args: argparse.Namespace) -> int:
         f"#        publicKey: {pair.public_key}\n"
     )
     _emit(args, document, text)
-    return 0
+    return ExitCode.OK
 
 
 def _history(args: argparse.Namespace, project_dir: Path, engine: Engine) -> int:
     entries = read_history(engine, args.stack, project_settings(project_dir))
     shown = entries[: args.limit] if args.limit else entries
     _emit(args, [entry.to_json() for entry in shown], render_history(args.stack, shown))
-    return 0
+    return ExitCode.OK
 
 
 def _health_check(args: argparse.Namespace, project_dir: Path) -> int:
@@ -719,7 +717,7 @@ def _health_check(args: argparse.Namespace, project_dir: Path) -> int:
     lines = [f"{verdict.phase}: {verdict.reason}"]
     lines += [f"  {probe.at_seconds:6.2f}s {_probe_line(probe)}" for probe in verdict.probes]
     _emit(args, verdict.to_json(), "\n".join(lines) + "\n")
-    return 0 if verdict.healthy else 1
+    return ExitCode.OK if verdict.healthy else ExitCode.FINDING
 
 
 def _probe_line(probe: Probe) -> str:

@@ -28,26 +28,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.config import Color, StackConfig, full_key
-from components.image_ref import ImageRefError, parse_pinned_image, repository_of
-from release.engine import ConfigEntry, Engine, StackConfigValues
-from release.errors import (
+from core.config.model import Color, StackConfig, full_key
+from core.config.sources import ConfigEntry, StackConfigValues, validated_stack_config
+from core.errors import (
     ConcurrentReleaseError,
     ConfigError,
     ConfigProblem,
     RollbackRefusedError,
     UnfinishedReleaseError,
 )
+from core.images import ImageRefError, parse_pinned_image, repository_of
+from release.engine import Engine
 from release.history import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
 from release.lifecycle import Lifecycle, read_lifecycle
 from release.notify import NO_NOTIFIER, NotificationResult, Notifier, PendingNotification
 from release.notify import message as notify_message
 from release.records import ReleaseRecord, new_release_id
 from release.report import (
-    HEALTHY,
-    ROLLBACK_FAILED,
-    ROLLED_BACK,
     Checker,
+    Phase,
     Progress,
     ReleaseReport,
     Step,
@@ -65,7 +64,6 @@ from release.rollback import (
     restore_step,
 )
 from release.signing import Signer
-from release.stack_files import validated_stack_config
 
 
 @dataclass
@@ -199,7 +197,7 @@ def deploy(
         detail = f"promoted from {request.promoted_from}; approval: {how}"
         notification = _notify(notifier, report, request, "promotion", detail).to_json()
     _record_verification(engine, request, report, progress, notification)
-    progress(f"{request.service} on {request.stack} is {HEALTHY} on {idle.value} ({request.image})")
+    progress(f"{request.service} on {request.stack} is {Phase.HEALTHY} on {idle.value} ({request.image})")
     return report
 
 
@@ -240,7 +238,7 @@ def _fail_and_roll_back(
     try:
         _roll_back(engine, request, project_dir, baseline, checker, stable_urls, report, progress, pending)
     except Exception as error:  # noqa: BLE001 - the report must still be printed, naming the error
-        report.phase = ROLLBACK_FAILED
+        report.phase = Phase.ROLLBACK_FAILED
         detail = f"internal error: {type(error).__name__}: {error}"
         report.steps.append(Step("rollback", False, time.monotonic() - started, detail))
     final = pending.result(notifier.timeout_seconds + 1)
@@ -398,7 +396,7 @@ def _roll_back(
     try:
         outcome = execute_rollback(engine, plan, record, request.signer)
     except RollbackRefusedError as error:
-        report.phase = ROLLBACK_FAILED
+        report.phase = Phase.ROLLBACK_FAILED
         report.steps.append(Step("rollback", False, time.monotonic() - started, str(error)))
         return
     if outcome is None:  # stable traffic never moved: record that the release is finished
@@ -407,17 +405,17 @@ def _roll_back(
         step.name = "rollback"
         report.steps.append(step)
         if not step.succeeded:
-            report.phase = ROLLBACK_FAILED
+            report.phase = Phase.ROLLBACK_FAILED
             return
     else:
         report.steps.append(restore_step("rollback", plan, outcome, time.monotonic() - started))
         if not outcome.succeeded:
-            report.phase = ROLLBACK_FAILED
+            report.phase = Phase.ROLLBACK_FAILED
             return
     restored = validated_stack_config(request.stack, engine.get_config(request.stack), project_dir)
     check = recheck_stable(restored, request.service, checker, stable_urls, progress)
     report.steps.append(check)
-    report.phase = ROLLED_BACK if check.succeeded else ROLLBACK_FAILED
+    report.phase = Phase.ROLLED_BACK if check.succeeded else Phase.ROLLBACK_FAILED
 
 
 def _so_far(pending: PendingNotification) -> dict[str, Any]:

@@ -26,34 +26,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.config import parse_engine_value
-from release.errors import ConcurrentReleaseError, EngineError, EngineUnavailableError
+from core.config.model import SECRET_MARKER
+from core.config.sources import ConfigEntry, StackConfigValues, parse_engine_value
+from core.errors import ConcurrentReleaseError, EngineError, EngineUnavailableError
 
 if TYPE_CHECKING:
     from pulumi import automation
 
-SECRET_VALUE = "[secret]"
 HISTORY_PAGE_SIZE = 100
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 OutputSink = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ConfigEntry:
-    """One stack config value: objects as dicts/lists (never JSON text), secrets never in clear."""
-
-    value: Any
-    secret: bool = False
-
-    def to_engine_json(self) -> dict[str, Any]:
-        """The shape `pulumi config --json` prints and `pulumi config set-all --json` reads."""
-        if isinstance(self.value, dict | list):
-            return {"value": json.dumps(self.value), "objectValue": self.value, "secret": self.secret}
-        return {"value": str(self.value), "secret": self.secret}
-
-
-StackConfigValues = dict[str, ConfigEntry]
 
 
 @dataclass(frozen=True)
@@ -76,7 +59,7 @@ class Engine(ABC):
 
     @abstractmethod
     def get_config(self, stack: str) -> StackConfigValues:
-        """The stack's config, full keys (`platform:releases`); secret values are SECRET_VALUE."""
+        """The stack's config, full keys (`platform:releases`); secret values are SECRET_MARKER."""
 
     @abstractmethod
     def up(
@@ -104,7 +87,7 @@ class Engine(ABC):
 
     @abstractmethod
     def outputs(self, stack: str) -> dict[str, Any]:
-        """The stack's current outputs (secret outputs as SECRET_VALUE)."""
+        """The stack's current outputs (secret outputs as SECRET_MARKER)."""
 
     @abstractmethod
     def refresh(self, stack: str) -> UpdateOutcome:
@@ -133,7 +116,7 @@ class AutomationEngine(Engine):
     def get_config(self, stack: str) -> StackConfigValues:
         values = self._call(stack, lambda selected: selected.get_all_config())
         return {
-            key: ConfigEntry(SECRET_VALUE, secret=True)
+            key: ConfigEntry(SECRET_MARKER, secret=True)
             if item.secret
             else ConfigEntry(parse_engine_value(item.value))
             for key, item in values.items()
@@ -191,7 +174,7 @@ class AutomationEngine(Engine):
 
     def outputs(self, stack: str) -> dict[str, Any]:
         values = self._call(stack, lambda selected: selected.outputs())
-        return {key: SECRET_VALUE if item.secret else item.value for key, item in values.items()}
+        return {key: SECRET_MARKER if item.secret else item.value for key, item in values.items()}
 
     def refresh(self, stack: str) -> UpdateOutcome:
         started = time.monotonic()

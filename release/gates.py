@@ -1,6 +1,6 @@
 """Promotion gates as plain functions over parsed stack history: is this digest allowed into that stack?
 
-Every rule is data in `Pulumi.yaml` (`stackPolicies.<stack>.promotion`, see components.config's
+Every rule is data in `Pulumi.yaml` (`stackPolicies.<stack>.promotion`, see core.config.model's
 PromotionGate), never `if stack == ...`. The rules, by name:
 
     stage       the target is promoted from exactly one stack (production from staging, ...)
@@ -31,8 +31,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from components.config import WEEKDAYS, WEEKLY_TIME, FreezeWindow, PromotionGate
-from release.errors import ApprovalEvidenceError
+from core.config.model import WEEKDAYS, WEEKLY_TIME, FreezeWindow, PromotionGate
+from core.errors import ApprovalEvidenceError
 from release.github import EnvironmentApproval, read_environment_approval
 from release.history import HistoryEntry
 from release.records import ReleaseRecord

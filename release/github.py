@@ -32,7 +32,7 @@ from typing import Any, NoReturn
 
 import httpx
 
-from release.errors import ApprovalEvidenceError
+from core.errors import ApprovalEvidenceError
 
 __all__ = ["MAX_BODY_BYTES", "SOURCE", "EnvironmentApproval", "read_environment_approval"]
 

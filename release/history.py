@@ -20,12 +20,13 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from components.config import ProjectSettings, full_key, parse_engine_value
-from release.engine import SECRET_VALUE, ConfigEntry, Engine
-from release.errors import ConcurrentReleaseError, HistoryError
+from core.config.model import SECRET_MARKER, ProjectSettings, full_key
+from core.config.sources import ConfigEntry, parse_engine_value
+from core.errors import ConcurrentReleaseError, HistoryError
+from core.text import one_line
+from release.engine import Engine
 from release.records import ParsedRecord, ReleaseRecord, parse_record
 from release.signing import Trust, TrustedKeys
-from release.text import one_line
 
 RELEASES_KEY = full_key("releases")
 
@@ -228,7 +229,7 @@ def parse_time(text: str) -> datetime:
 
 def _config_entry(value: Mapping[str, Any]) -> ConfigEntry:
     if value.get("secret"):
-        return ConfigEntry(SECRET_VALUE, secret=True)
+        return ConfigEntry(SECRET_MARKER, secret=True)
     if value.get("objectValue") is not None:
         return ConfigEntry(value["objectValue"])
     return ConfigEntry(parse_engine_value(value.get("value")))

@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from core.text import one_line
 from release.history import RELEASES_KEY, HistoryEntry
 from release.records import FINISHES, STARTS
-from release.text import one_line
 
 VERIFIED, ROLLED_BACK, ABORTED = "Verified", "RolledBack", "Aborted"
 OUTCOME_OF = {"verify": VERIFIED, "rollback": ROLLED_BACK, "abort": ABORTED}

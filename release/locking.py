@@ -8,7 +8,7 @@ lock on each `up` and the in-progress check on stack history; CI should also run
 stack at a time.
 
 The stack name becomes a file name, so `release_lock` refuses a name that is not a valid stack name
-(`release.stack_name`) and a lock path that does not resolve inside `.release/` (a symlinked lock
+(`core.stack_name`) and a lock path that does not resolve inside `.release/` (a symlinked lock
 file included): no release can create or truncate a file anywhere else.
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from release.errors import ConcurrentReleaseError, UsageError
-from release.stack_name import StackName
+from core.errors import ConcurrentReleaseError, UsageError
+from core.stack_name import StackName
 
 LOCK_DIRECTORY = ".release"
 

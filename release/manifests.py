@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from release.mock_runtime import SECRET_PLACEHOLDER, ProgramRun, RegisteredResource
+from core.config.model import SECRET_MARKER
+from release.mock_runtime import ProgramRun, RegisteredResource
 
 KUBERNETES_PREFIX = "kubernetes:"
 APPLY_ORDER = (
@@ -41,8 +42,8 @@ def manifest_of(resource: RegisteredResource, secret_names: Sequence[str]) -> di
     manifest = _without_nones(dict(resource.inputs))
     if manifest.get("kind") == "Secret":
         for field in ("stringData", "data"):
-            if manifest.get(field) == SECRET_PLACEHOLDER:
-                manifest[field] = dict.fromkeys(secret_names, SECRET_PLACEHOLDER)
+            if manifest.get(field) == SECRET_MARKER:
+                manifest[field] = dict.fromkeys(secret_names, SECRET_MARKER)
     return {"apiVersion": manifest.pop("apiVersion"), "kind": manifest.pop("kind"), **manifest}
 
 

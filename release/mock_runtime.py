@@ -5,7 +5,7 @@ no cluster, no cloud account. What it records is what the program *declares*, no
 
 `RecordingMonitor` extends the SDK's `MockMonitor` to keep what `MockResourceArgs` leaves out: the
 parent, the provider, the dependency edges, `protect`, and which inputs are secret. Secret values
-are replaced by `SECRET_PLACEHOLDER` as they are recorded, so nothing downstream can print them.
+are replaced by `SECRET_MARKER` as they are recorded, so nothing downstream can print them.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 
-from release.errors import ProgramError, ReleaseError
+from core.config.model import SECRET_MARKER
+from core.errors import ProgramError, ReleaseError
 
-SECRET_PLACEHOLDER = "[secret]"
 MOCK_ACCOUNT = "000000000000"
 
 
@@ -149,7 +149,7 @@ def _redact(value: Any, path: str, secret_paths: set[str]) -> Any:
     if isinstance(value, Mapping):
         if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
             secret_paths.add(path)
-            return SECRET_PLACEHOLDER
+            return SECRET_MARKER
         return {
             key: _redact(item, f"{path}.{key}" if path else key, secret_paths) for key, item in value.items()
         }
@@ -223,7 +223,7 @@ def _resolve_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
 
         def collect(values: dict[str, Any]) -> None:
             for name, (value, secret) in values.items():
-                resolved[name] = SECRET_PLACEHOLDER if secret else value
+                resolved[name] = SECRET_MARKER if secret else value
 
         return pulumi.Output.all(**pairs).apply(collect)
 

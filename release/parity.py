@@ -19,9 +19,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.config import PROJECT_NAME, STACK_KNOBS, Color
-from components.image_ref import digest_of, is_image
-from components.migration_job import image_fingerprint
+from core.config.model import PROJECT_NAME, STACK_KNOBS, Color
+from core.images import digest_of, fingerprint_of, is_image
 from release.mock_runtime import ProgramRun, RegisteredResource
 
 STACK_NAME_KNOB = "(stack name)"
@@ -278,7 +277,7 @@ def _knob_forms(path: str, knob_value: Any) -> list[tuple[Any, str]]:
     if isinstance(knob_value, str) and knob_value in {color.value for color in Color}:
         forms.append((Color(knob_value).other.value, f"{{other colour of {path}}}"))
     if isinstance(knob_value, str) and is_image(knob_value) and "/" in knob_value:
-        forms.append((image_fingerprint(knob_value), f"{{fingerprint of {path}}}"))
+        forms.append((fingerprint_of(knob_value), f"{{fingerprint of {path}}}"))
         if digest_of(knob_value):
             forms.append((digest_of(knob_value), f"{{digest of {path}}}"))
     return forms

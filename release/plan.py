@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.config import PROJECT_NAME, SECRETS_KEY, full_key, load_stack_config
+from core.config.model import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
+from core.config.rules import load_stack_config
+from core.config.sources import StackFile, read_stack_file, secret_names_of
+from core.errors import ConfigError, ExitCode, ReleaseError
 from policy.platform_policies import RULES, ResourceArgs, Violation, violations_of
-from release.errors import ConfigError, ReleaseError
-from release.mock_runtime import SECRET_PLACEHOLDER, ProgramRun, RegisteredResource, evaluate_program
+from release.mock_runtime import ProgramRun, RegisteredResource, evaluate_program
 from release.parity import Difference, config_differences, knob_leaves, resource_differences
-from release.stack_files import StackFile, read_stack_file, secret_names_of
 
 HONESTY_NOTE = (
     "What the program DECLARES for each stack, evaluated offline under Pulumi's mock runtime. "
@@ -77,14 +78,14 @@ class PlanReport:
         return sum(len(plan.policy_violations) for plan in self.stacks)
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         """2: a stack's config is invalid; 1: a parity or policy violation; 0: all clear."""
         for plan in self.stacks:
             if plan.error is not None and not (self.compared and plan.refused_for_parity_only):
                 return plan.error.exit_code
         if self.violation_count or self.policy_violation_count:
-            return 1
-        return 0
+            return ExitCode.FINDING
+        return ExitCode.OK
 
 
 def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress) -> PlanReport:
@@ -131,7 +132,7 @@ def _placeholders(value: Any) -> Any:
         return {key: _placeholders(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_placeholders(item) for item in value]
-    return SECRET_PLACEHOLDER
+    return SECRET_MARKER
 
 
 def policy_violations(run: ProgramRun) -> list[Violation]:
@@ -200,7 +201,7 @@ def key_settings(resource: RegisteredResource) -> dict[str, Any]:
         }
     if kind in ("kubernetes:core/v1:ConfigMap", "kubernetes:core/v1:Secret"):
         data = inputs.get("data") or inputs.get("stringData") or {}
-        return {"keys": sorted(data) if isinstance(data, dict) else SECRET_PLACEHOLDER}
+        return {"keys": sorted(data) if isinstance(data, dict) else SECRET_MARKER}
     if kind == "kubernetes:core/v1:Namespace":
         return {"name": _get(inputs, "metadata", "name")}
     if kind == "kubernetes:policy/v1:PodDisruptionBudget":

@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from components.config import PROJECT_NAME, ProjectSettings
-from components.image_ref import ImageRef, ImageRefError, parse_digest, parse_image, parse_pinned_image
+from core.config.model import PROJECT_NAME, ProjectSettings
+from core.config.sources import project_settings
+from core.errors import ConfigError, ConfigProblem, EngineError, PromotionRefusedError, UsageError
+from core.images import ImageRef, ImageRefError, parse_digest, parse_image, parse_pinned_image
+from core.text import one_line
 from release.deploy import DeployRequest, deploy
 from release.engine import Engine
-from release.errors import ConfigError, ConfigProblem, EngineError, PromotionRefusedError, UsageError
 from release.gates import (
     ApprovalReader,
     GateViolation,
@@ -45,8 +47,6 @@ from release.records import ReleaseRecord
 from release.report import Checker, Progress, ReleaseReport, default_checker, record_step
 from release.rollback import refuse_unsigned_write
 from release.signing import Signer
-from release.stack_files import project_settings
-from release.text import one_line
 
 
 @dataclass

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from components.image_ref import digest_of
+from core.images import digest_of
 from release.signing import Signer
 
 MARK = "release/v1"

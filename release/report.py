@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from components.blue_green_service import service_urns
-from components.config import PROJECT_NAME, HealthCheckSettings, StackConfig
-from release.engine import ConfigEntry, Engine, UpdateOutcome
-from release.health import Verdict, check_sync
+from core.config.model import PROJECT_NAME, HealthCheckSettings, StackConfig
+from core.config.sources import ConfigEntry
+from core.errors import ExitCode
+from core.health import Verdict, check_sync
+from core.naming import service_urns
+from release.engine import Engine, UpdateOutcome
 from release.notify import NotificationResult
 from release.records import ReleaseRecord, summary_of
 from release.signing import Signer
@@ -23,11 +26,27 @@ from release.signing import Signer
 if TYPE_CHECKING:
     from release.rollback import RollbackPlan
 
+
 Checker = Callable[[Sequence[str], HealthCheckSettings, Mapping[str, str]], Verdict]
 Progress = Callable[[str], None]
 
-HEALTHY, ROLLED_BACK, ROLLBACK_FAILED, PLANNED = "Healthy", "RolledBack", "RollbackFailed", "Planned"
-PHASE_EXIT_CODES = {HEALTHY: 0, PLANNED: 0, ROLLED_BACK: 1, ROLLBACK_FAILED: 5}
+
+class Phase(StrEnum):
+    """Where a release (or rollback) ended, as Argo Rollouts names phases; each has one exit code."""
+
+    HEALTHY = "Healthy"
+    PLANNED = "Planned"
+    ROLLED_BACK = "RolledBack"
+    ROLLBACK_FAILED = "RollbackFailed"
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return {
+            Phase.HEALTHY: ExitCode.OK,
+            Phase.PLANNED: ExitCode.OK,
+            Phase.ROLLED_BACK: ExitCode.FINDING,
+            Phase.ROLLBACK_FAILED: ExitCode.NEEDS_A_HUMAN,
+        }[self]
 
 
 def default_checker(
@@ -66,7 +85,7 @@ class ReleaseReport:
 
     command: str
     stack: str
-    phase: str = HEALTHY
+    phase: Phase = Phase.HEALTHY
     service: str = ""
     image: str = ""
     steps: list[Step] = field(default_factory=list)
@@ -76,8 +95,8 @@ class ReleaseReport:
     notifications: list[NotificationResult] = field(default_factory=list)
 
     @property
-    def exit_code(self) -> int:
-        return PHASE_EXIT_CODES[self.phase]
+    def exit_code(self) -> ExitCode:
+        return self.phase.exit_code
 
     @property
     def seconds(self) -> float:

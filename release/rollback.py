@@ -27,8 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from components.blue_green_service import service_urns
-from components.config import (
+from core.config.model import (
     PROJECT_NAME,
     SECRETS_KEY,
     STACK_KNOBS,
@@ -37,13 +36,15 @@ from components.config import (
     StackConfig,
     full_key,
 )
-from release.engine import ConfigEntry, Engine, StackConfigValues, UpdateOutcome
-from release.errors import (
+from core.config.sources import ConfigEntry, StackConfigValues, validated_stack_config
+from core.errors import (
     HistoryError,
     MigrationRisk,
     RollbackRefusedError,
     UsageError,
 )
+from core.naming import service_urns
+from release.engine import Engine, UpdateOutcome
 from release.history import (
     RELEASES_KEY,
     HistoryEntry,
@@ -55,9 +56,8 @@ from release.lifecycle import Lifecycle, choose_rollback_target, read_lifecycle
 from release.parity import flatten
 from release.records import ReleaseRecord
 from release.report import (
-    PLANNED,
-    ROLLBACK_FAILED,
     Checker,
+    Phase,
     Progress,
     ReleaseReport,
     Step,
@@ -66,7 +66,6 @@ from release.report import (
     health_urls,
 )
 from release.signing import SIGNING_KEY_ENV, Signer, TrustedKeys
-from release.stack_files import validated_stack_config
 
 RESTORABLE_KEYS = frozenset(full_key(knob) for knob in STACK_KNOBS if knob != SECRETS_KEY)
 
@@ -347,7 +346,7 @@ def rollback(
         release.id for release in lifecycle.unfinished if release.first.position < plan.target.position
     ]
     if request.dry_run:
-        report.phase = PLANNED
+        report.phase = Phase.PLANNED
         if plan.risks:
             report.notes.append("this rollback would be refused without --force (see migration risk)")
         if unfinished:
@@ -371,7 +370,7 @@ def rollback(
         return report
     report.steps.append(restore_step("rollback", plan, outcome, time.monotonic() - started))
     if not outcome.succeeded:
-        report.phase = ROLLBACK_FAILED
+        report.phase = Phase.ROLLBACK_FAILED
         return report
     if request.health_check:
         restored = validated_stack_config(stack, engine.get_config(stack), project_dir)
@@ -379,7 +378,7 @@ def rollback(
             urls = health_urls(restored, engine.outputs(stack), service, False, request.stable_urls)
             report.steps.append(recheck_stable(restored, service, checker, urls, progress))
         if not all(step.succeeded for step in report.steps):
-            report.phase = ROLLBACK_FAILED
+            report.phase = Phase.ROLLBACK_FAILED
     return report
 
 

@@ -28,8 +28,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from components.config import TrustedKey
-from release.errors import UsageError
+from core.config.model import TrustedKey
+from core.errors import UsageError
 
 SIGNING_KEY_ENV = "RELEASE_SIGNING_KEY"
 RAW = serialization.Encoding.Raw

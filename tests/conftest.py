@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components.config import PROJECT_NAME
+from core.config.model import PROJECT_NAME
+from core.config.sources import engine_text, read_stack_file
 from release.mock_runtime import ProgramRun, evaluate_program
-from release.stack_files import engine_text, read_stack_file
 
 ROOT = Path(__file__).resolve().parents[1]
 STACKS = ("dev", "staging", "production")

@@ -21,11 +21,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from components.config import PROJECT_NAME, SECRETS_KEY, full_key
-from release.engine import SECRET_VALUE, ConfigEntry, Engine, StackConfigValues, UpdateOutcome
-from release.errors import ConcurrentReleaseError, ReleaseError
+from core.config.model import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
+from core.config.sources import ConfigEntry, StackConfigValues, engine_text, read_stack_file
+from core.errors import ConcurrentReleaseError, ReleaseError
+from release.engine import Engine, UpdateOutcome
 from release.mock_runtime import ProgramRun, evaluate_program
-from release.stack_files import engine_text, read_stack_file
 from tests.conftest import ROOT, TEST_SECRETS
 
 SERVICE_TYPE = "kubernetes:core/v1:Service"
@@ -76,7 +76,7 @@ class FakeEngine(Engine):
             for key, value in stack_file.raw.values.items()
             if key not in project_keys and key != full_key(SECRETS_KEY)
         }
-        config[full_key(SECRETS_KEY)] = ConfigEntry(SECRET_VALUE, secret=True)
+        config[full_key(SECRETS_KEY)] = ConfigEntry(SECRET_MARKER, secret=True)
         for key, value in (edit or {}).items():
             config[key] = ConfigEntry(value)
         self.stacks[stack] = FakeStack(config=config)

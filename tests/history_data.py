@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from components.config import TrustedKey
+from core.config.model import TrustedKey
 from release.history import HistoryEntry, RecordRules, parse_history
 from release.records import ReleaseRecord, record_time
 from release.signing import Signer, TrustedKeys

@@ -17,10 +17,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from core.config.sources import project_settings
 from release.deploy import DeployRequest
 from release.history import HistoryEntry, read_history
 from release.signing import Signer, generate_key_pair
-from release.stack_files import project_settings
 from tests.conftest import copy_project, edit_yaml
 from tests.fake_engine import FakeEngine
 from tests.http_servers import Reply, serve

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from core.config.sources import project_settings
 from release.audit import audit_rows, render_audit, stack_status, unreviewed_break_glass
 from release.cli import main
-from release.stack_files import project_settings
 from tests.conftest import ROOT
 from tests.fake_engine import FakeEngine
 from tests.history_data import BAD, GOOD, OLD, history, record, releases, update

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from release.engine import AutomationEngine, ConfigEntry
-from release.errors import EngineError
+from core.config.sources import ConfigEntry
+from core.errors import EngineError
+from release.engine import AutomationEngine
 from release.history import RELEASES_KEY, parse_history
 from release.records import ReleaseRecord
 from release.signing import Trust

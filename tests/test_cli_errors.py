@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from core.config.sources import ConfigEntry
+from core.errors import EngineError
 from release.cli import main
-from release.engine import ConfigEntry
-from release.errors import EngineError
 from release.history import RELEASES_KEY
 from tests.conftest import ROOT, copy_project
 from tests.fake_engine import FakeEngine

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from release.mock_runtime import SECRET_PLACEHOLDER, ProgramRun, RegisteredResource
+from core.config.model import SECRET_MARKER
+from release.mock_runtime import ProgramRun, RegisteredResource
 from tests.conftest import STACKS, TEST_SECRETS, baseline, json_text
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -245,7 +246,7 @@ def test_app_secrets_become_one_kubernetes_secret_whose_values_stay_secret() -> 
     secret = run.named(SECRET, "app-secrets")
     assert secret.inputs["metadata"]["name"] == "app-secrets"
     assert "stringData" in secret.secret_paths
-    assert secret.inputs["stringData"] == SECRET_PLACEHOLDER
+    assert secret.inputs["stringData"] == SECRET_MARKER
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from components.app_secrets import AppSecrets, MissingSecretsError
-from components.config import load_stack_config
-from release.errors import ConfigError, ConfigProblem
-from release.stack_files import read_stack_file
+from components.app_secrets import AppSecrets
+from core.config.rules import load_stack_config
+from core.config.sources import read_stack_file
+from core.errors import ConfigError, ConfigProblem, MissingSecretsError
 from tests.conftest import ROOT, STACKS, TEST_SECRETS, edit_yaml, run_program
 
 SECRET_NAMES = sorted(TEST_SECRETS)

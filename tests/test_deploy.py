@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from components.config import PROJECT_NAME
+from core.config.model import PROJECT_NAME
+from core.config.sources import ConfigEntry
+from core.errors import ConcurrentReleaseError, ConfigError
+from core.health import HealthCheckSettings, Verdict
 from release.deploy import DeployRequest, deploy
-from release.engine import ConfigEntry
-from release.errors import ConcurrentReleaseError, ConfigError
-from release.health import HealthCheckSettings, Verdict
 from release.history import RELEASES_KEY
 from tests.conftest import edit_yaml
 from tests.fake_engine import FakeEngine

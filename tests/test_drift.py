@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from core.errors import EngineError
 from release.cli import main
 from release.drift import parse_drift
-from release.errors import EngineError
 from tests.conftest import ROOT
 from tests.http_servers import healthy, serve
 from tests.release_doubles import fake_engine

@@ -11,12 +11,12 @@ from dataclasses import replace
 
 import pytest
 
-from components.config import TrustedKey
+from core.config.model import TrustedKey
+from core.config.sources import ConfigEntry
+from core.errors import ConfigError, PromotionRefusedError, UsageError
 from release.audit import audit_rows
 from release.cli import main
 from release.deploy import DeployRequest, deploy
-from release.engine import ConfigEntry
-from release.errors import ConfigError, PromotionRefusedError, UsageError
 from release.gates import evidence_for
 from release.promote import PromoteRequest, promote, reject
 from release.records import MARK, record_time

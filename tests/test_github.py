@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from release.errors import EXIT_CONFIG_ERROR, ApprovalEvidenceError, ReleaseError
+from core.errors import ApprovalEvidenceError, ExitCode, ReleaseError
 from release.github import MAX_BODY_BYTES, EnvironmentApproval, read_environment_approval
 from tests.github_api import (
     Oversized,
@@ -190,7 +190,7 @@ def test_a_pending_environment_is_refused_as_not_yet_approved() -> None:
 def test_the_error_is_a_release_error_exiting_as_a_config_error() -> None:
     refused = refusal(approvals(review("pending", "bob")))
     assert isinstance(refused, ReleaseError)
-    assert refused.exit_code == EXIT_CONFIG_ERROR
+    assert refused.exit_code == ExitCode.BAD_INPUT
     assert refused.environment == "production"
 
 

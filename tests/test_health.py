@@ -7,7 +7,7 @@ import tracemalloc
 
 import pytest
 
-from release.health import HealthCheckSettings, ProbeKind, check_sync, parse_expect_json
+from core.health import HealthCheckSettings, ProbeKind, check_sync, parse_expect_json
 from tests.http_servers import (
     deep_json,
     failing,

@@ -12,11 +12,11 @@ import asyncio
 import pulumi
 import pytest
 
-from components.blue_green_service import service_urns
-from components.config import PROJECT_NAME
 from components.health_hook import HookFunction, health_hook_function
-from release.errors import UnhealthyError
-from release.health import HealthCheckSettings
+from core.config.model import PROJECT_NAME
+from core.errors import UnhealthyError
+from core.health import HealthCheckSettings
+from core.naming import service_urns
 from tests.conftest import STACKS, baseline
 from tests.http_servers import failing, healthy, serve
 

@@ -1,8 +1,8 @@
 """Hostile input from files and arguments: it must not reach files outside the project, exhaust
 memory, mean something other than it reads, or print a secret.
 
-11: stack names are checked against Pulumi's rules before anything else (release.stack_name).
-12: every Pulumi YAML file is read by one safe loader (components.pulumi_yaml), and config types are
+11: stack names are checked against Pulumi's rules before anything else (core.stack_name).
+12: every Pulumi YAML file is read by one safe loader (core.config.pulumi_yaml), and config types are
     strict (no `true` for a count, no `"2"` for a number, no trailing newline in a name).
 13: a secret stored in plain text is an error, and its value is printed nowhere.
 """
@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from components.config import load_stack_config
-from components.pulumi_yaml import MAX_FILE_BYTES, PulumiYamlError, load_pulumi_yaml
+from core.config.pulumi_yaml import MAX_FILE_BYTES, PulumiYamlError, load_pulumi_yaml
+from core.config.rules import load_stack_config
+from core.config.sources import read_stack_file, stack_names
+from core.errors import ConfigError, ConfigProblem, StackFileError, StackNameError, UsageError
+from core.stack_name import StackName, parse_stack_name
 from release.cli import main
-from release.errors import ConfigError, ConfigProblem, StackFileError, UsageError
 from release.locking import release_lock
-from release.stack_files import read_stack_file, stack_names
-from release.stack_name import StackName, StackNameError, parse_stack_name
 from tests.conftest import ROOT, TEST_SECRETS, copy_project, edit_yaml
 from tests.fake_engine import FakeEngine
 

@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
+from core.errors import UnfinishedReleaseError
+from core.health import HealthCheckSettings, Verdict, check_sync
 from release.abort import AbortRequest, abort
 from release.deploy import deploy
-from release.errors import UnfinishedReleaseError
-from release.health import HealthCheckSettings, Verdict, check_sync
 from release.lifecycle import read_lifecycle
 from release.rollback import RollbackRequest, rollback
 from tests.fake_engine import FakeEngine

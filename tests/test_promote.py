@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from core.errors import ApprovalEvidenceError, ConfigError, PromotionRefusedError, UsageError
 from release.deploy import deploy
-from release.errors import ApprovalEvidenceError, ConfigError, PromotionRefusedError, UsageError
 from release.gates import ApprovalReader
 from release.github import EnvironmentApproval
 from release.notify import Notifier

@@ -7,14 +7,13 @@ from typing import Any
 
 import pytest
 
-from components.config import PROJECT_NAME
+from core.config.model import PROJECT_NAME, SECRET_MARKER
+from core.config.sources import ConfigEntry, validated_stack_config
+from core.errors import ConcurrentReleaseError, HistoryError, RollbackRefusedError
 from release.deploy import deploy
-from release.engine import SECRET_VALUE, ConfigEntry
-from release.errors import ConcurrentReleaseError, HistoryError, RollbackRefusedError
 from release.history import RELEASES_KEY, last_succeeded_update, parse_history, render_history
 from release.records import ReleaseRecord, parse_record
 from release.rollback import RollbackRequest, execute_rollback, plan_rollback, rollback
-from release.stack_files import validated_stack_config
 from tests.fake_engine import FakeEngine
 from tests.history_data import STAGING_RULES
 from tests.release_doubles import NEW_API, NEWER_API, TEST_SIGNER, Cluster, cluster, fake_engine, history_of
@@ -100,7 +99,7 @@ def test_object_config_is_restored_as_an_object_with_or_without_object_value() -
 
 def test_a_secret_in_history_has_no_value_and_is_marked_secret() -> None:
     newest = parse_history(CLI_HISTORY, STAGING_RULES)[0]
-    assert newest.config[f"{PROJECT_NAME}:appSecrets"] == ConfigEntry(SECRET_VALUE, secret=True)
+    assert newest.config[f"{PROJECT_NAME}:appSecrets"] == ConfigEntry(SECRET_MARKER, secret=True)
 
 
 def test_history_names_the_operator_from_a_counted_record_or_the_git_author_never_from_message_text() -> None:

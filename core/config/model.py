@@ -14,18 +14,16 @@ replicas, deletion protection) come from the `stackPolicies` table in `Pulumi.ya
 `if stack == ...` in code, so every stack runs the same code path.
 
 The runtime reader (`raw_config_from_runtime`) is what `__main__.py` uses under the real engine and
-under Pulumi's mock runtime alike; `release.stack_files` builds the same `RawConfig` from the files.
+under Pulumi's mock runtime alike; `core.config.sources` builds the same `RawConfig` from the files.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
@@ -34,20 +32,18 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
-
-from components.image_ref import digest_of, is_image
-from components.pulumi_yaml import PulumiYamlError, load_pulumi_yaml
-from release.errors import ConfigError, ConfigProblem
 
 PROJECT_NAME = "platform"
 """The Pulumi project name, and so the namespace of every config key (`platform:<key>`)."""
 
 SECRETS_KEY = "appSecrets"
 """The per-stack key that holds the application secrets, each set with `pulumi config set --secret`."""
+
+SECRET_MARKER = "[secret]"
+"""What every output shows in place of a secret value (plans, manifests, errors, config read back)."""
 
 # Name patterns are matched with `fullmatch` (never `match` with `^...$`: `$` also matches before a
 # trailing newline, so "platform-dev\n" would pass).
@@ -99,7 +95,7 @@ class Color(StrEnum):
         return Color.GREEN if self is Color.BLUE else Color.BLUE
 
 
-class _Model(BaseModel):
+class ConfigModel(BaseModel):
     """Camel-case keys as Pulumi config writes them; unknown keys are errors, never ignored."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
@@ -110,14 +106,14 @@ class _Model(BaseModel):
 # --------------------------------------------------------------------------------------------------
 
 
-class ContainerResources(_Model):
+class ContainerResources(ConfigModel):
     cpu_request: str
     memory_request: str
     cpu_limit: str
     memory_limit: str
 
 
-class MigrationSpec(_Model):
+class MigrationSpec(ConfigModel):
     """A schema migration run as a Kubernetes Job with a colour's image before that colour's pods start."""
 
     command: list[str] = Field(min_length=1)
@@ -130,7 +126,7 @@ class MigrationSpec(_Model):
     )
 
 
-class ServiceSpec(_Model):
+class ServiceSpec(ConfigModel):
     name: str
     port: int = Field(ge=1, le=65535, strict=True)
     readiness_path: str
@@ -161,7 +157,7 @@ class ServiceSpec(_Model):
         return names
 
 
-class PostgresSpec(_Model):
+class PostgresSpec(ConfigModel):
     engine_version: EngineVersion
     port: int = Field(default=5432, ge=1150, le=65535, strict=True)
     database_name: DatabaseName
@@ -170,7 +166,7 @@ class PostgresSpec(_Model):
     storage_type: str = "gp3"
 
 
-class IngressSpec(_Model):
+class IngressSpec(ConfigModel):
     class_name: str
 
 
@@ -179,7 +175,7 @@ WEEKLY_TIME = re.compile(r"(?P<day>Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?P<hour>[01]\d|
 """Matched with `fullmatch` (see DNS_LABEL)."""
 
 
-class FreezeWindow(_Model):
+class FreezeWindow(ConfigModel):
     """A weekly window in which promotions to the stack are refused (break-glass excepted).
 
     `starts`/`ends` are local wall-clock times in `time_zone` ("Fri 16:00", "Mon 08:00"); a window
@@ -210,7 +206,7 @@ class FreezeWindow(_Model):
         return name
 
 
-class PromotionGate(_Model):
+class PromotionGate(ConfigModel):
     """How a stack receives a digest: promoted from which stack, after how much proof, approved how.
 
     No `promote_from` makes the stack an entry stage (`release deploy`); otherwise it receives digests
@@ -243,7 +239,7 @@ class PromotionGate(_Model):
     freeze_windows: list[FreezeWindow] = Field(default_factory=list)
 
 
-class StackPolicy(_Model):
+class StackPolicy(ConfigModel):
     """Rules that are stricter for some stacks. Declared per stack name in Pulumi.yaml."""
 
     require_image_digest: bool = Field(strict=True)
@@ -263,7 +259,7 @@ ED25519_PUBLIC_KEY = re.compile(r"[A-Za-z0-9+/]{43}=")
 KEY_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
 
-class TrustedKey(_Model):
+class TrustedKey(ConfigModel):
     """A public key whose signatures on release records are trusted (the CI's signing key).
 
     Rotation: add the new key, move CI to it, then set `retired_after` on the old one; records it
@@ -299,7 +295,7 @@ class TrustedKey(_Model):
         return moment
 
 
-class ReleaseSigning(_Model):
+class ReleaseSigning(ConfigModel):
     """Who may sign release records: the trusted public keys (project-level, the same in every stack)."""
 
     trusted_keys: list[TrustedKey] = Field(default_factory=list)
@@ -315,7 +311,7 @@ class ReleaseSigning(_Model):
         return keys
 
 
-class ProjectSettings(_Model):
+class ProjectSettings(ConfigModel):
     services: list[ServiceSpec] = Field(min_length=1)
     postgres: PostgresSpec
     ingress: IngressSpec
@@ -354,7 +350,7 @@ class ProjectSettings(_Model):
 # --------------------------------------------------------------------------------------------------
 
 
-class ColorImages(_Model):
+class ColorImages(ConfigModel):
     blue: str
     green: str
 
@@ -362,7 +358,7 @@ class ColorImages(_Model):
         return self.blue if color is Color.BLUE else self.green
 
 
-class ServiceRelease(_Model):
+class ServiceRelease(ConfigModel):
     """The release state of one service in one stack: what each colour runs, and which is live."""
 
     replicas: int = Field(ge=1, le=100, strict=True)
@@ -374,7 +370,7 @@ class ServiceRelease(_Model):
         return self.active_color.other
 
 
-class HealthCheckSettings(_Model):
+class HealthCheckSettings(ConfigModel):
     """How a post-deploy health check probes a service (Flagger's analysis: interval x threshold).
 
     Healthy after `successes` consecutive good probes of every URL; unhealthy after `failures`
@@ -406,7 +402,7 @@ class HealthCheckSettings(_Model):
         return self.failures * self.interval_seconds + self.timeout_seconds
 
 
-class DatabaseSize(_Model):
+class DatabaseSize(ConfigModel):
     instance_class: InstanceClass
     allocated_storage_gb: int = Field(ge=20, le=65536, strict=True)
     multi_az: bool = Field(strict=True)
@@ -415,7 +411,7 @@ class DatabaseSize(_Model):
     security_group_ids: list[str] = Field(min_length=1)
 
 
-class StackSettings(_Model):
+class StackSettings(ConfigModel):
     namespace: str
     kube_context: str
     aws_region: AwsRegion
@@ -539,388 +535,3 @@ class RawConfig:
 
 def full_key(key: str) -> str:
     return f"{PROJECT_NAME}:{key}"
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------------------
-
-
-def load_stack_config(raw: RawConfig, enforce_policy: bool = True) -> StackConfig:
-    """Validate `raw` into a StackConfig, or raise one ConfigError that lists every problem.
-
-    `enforce_policy=False` skips only the per-stack policy rules (digest pinning, replica floor,
-    deletion protection); the parity check uses it to evaluate a stack with another stack's knobs.
-    """
-    problems: list[ConfigProblem] = []
-    stack = raw.stack
-    problems += _namespace_problems(raw)
-    problems += _override_problems(raw)
-
-    project_input = {key: raw.project_values.get(key) for key in PROJECT_KEYS if key in raw.project_values}
-    project = _validate(ProjectSettings, project_input, stack, "Pulumi.yaml config", problems)
-
-    stack_input = {key: raw.values[full_key(key)] for key in STACK_KNOBS if full_key(key) in raw.values}
-    if full_key(SECRETS_KEY) in raw.values and full_key(SECRETS_KEY) not in raw.secret_keys:
-        problems.append(
-            ConfigProblem(
-                stack,
-                full_key(SECRETS_KEY),
-                "(plain text, value not shown)",
-                "application secrets are stored in plain text",
-                f"remove the key and set each value with "
-                f"`pulumi config set --secret --path '{SECRETS_KEY}.<NAME>' -s {stack}`",
-            )
-        )
-    settings = _validate(StackSettings, stack_input, stack, f"Pulumi.{stack}.yaml", problems)
-
-    policy: StackPolicy | None = None
-    if project is not None:
-        policy = project.stack_policies.get(stack)
-        if policy is None:
-            problems.append(
-                ConfigProblem(
-                    stack,
-                    full_key("stackPolicies"),
-                    sorted(project.stack_policies),
-                    f"no policy is declared for stack '{stack}'",
-                    f"add a '{stack}:' entry under stackPolicies in Pulumi.yaml",
-                )
-            )
-    if project is not None and settings is not None:
-        problems += _cross_problems(stack, project, settings)
-        if policy is not None and enforce_policy:
-            problems += _policy_problems(stack, project, settings, policy)
-
-    if problems or project is None or settings is None or policy is None:
-        raise ConfigError(stack, problems)
-    return StackConfig(stack=stack, project=project, settings=settings, policy=policy)
-
-
-def _namespace_problems(raw: RawConfig) -> list[ConfigProblem]:
-    problems = []
-    known = set(STACK_KNOBS) | set(PROJECT_KEYS)
-    for key in sorted(raw.values):
-        namespace, _, short = key.partition(":")
-        if namespace != PROJECT_NAME:
-            problems.append(
-                ConfigProblem(
-                    raw.stack,
-                    key,
-                    _shown(raw, key),
-                    f"the program reads only '{PROJECT_NAME}:' keys; this one would be ignored "
-                    "(providers are configured explicitly from platform: keys)",
-                    f"remove it (`pulumi config rm {key} -s {raw.stack}`) or use the matching "
-                    f"'{PROJECT_NAME}:' knob: {', '.join(STACK_KNOBS)}",
-                    parity=True,
-                )
-            )
-        elif short not in known:
-            problems.append(
-                ConfigProblem(
-                    raw.stack,
-                    key,
-                    _shown(raw, key),
-                    "unknown key (a typo would otherwise silently fall back to a default)",
-                    f"remove it or use one of the per-stack knobs: {', '.join(STACK_KNOBS)}",
-                    parity=True,
-                )
-            )
-    return problems
-
-
-def _override_problems(raw: RawConfig) -> list[ConfigProblem]:
-    problems = []
-    for key in PROJECT_KEYS:
-        merged = raw.values.get(full_key(key), raw.project_values.get(key))
-        if key in raw.overridden or merged != raw.project_values.get(key):
-            problems.append(
-                ConfigProblem(
-                    raw.stack,
-                    full_key(key),
-                    _shown(raw, full_key(key)),
-                    "a project-level value is set in the stack; it must be the same in every stack "
-                    f"(Pulumi.yaml declares {json.dumps(raw.project_values.get(key))})",
-                    f"remove it from Pulumi.{raw.stack}.yaml (`pulumi config rm {key} -s {raw.stack}`) "
-                    "and change Pulumi.yaml if every stack should change",
-                    parity=True,
-                )
-            )
-    return problems
-
-
-def _shown(raw: RawConfig, key: str) -> Any:
-    if key in raw.secret_keys:
-        return "[secret]"
-    return raw.values.get(key)
-
-
-def _validate(
-    model: type[_Model], data: dict[str, Any], stack: str, where: str, problems: list[ConfigProblem]
-) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        for detail in error.errors():
-            problems.append(_problem_from_pydantic(stack, where, model, detail))
-        return None
-
-
-def _problem_from_pydantic(stack: str, where: str, model: type[_Model], detail: Any) -> ConfigProblem:
-    location = [str(part) for part in detail["loc"]]
-    key = full_key(".".join(location)) if location else full_key("")
-    secret = location[:1] == [SECRETS_KEY]
-    value = "[secret]" if secret else (None if detail["type"] == "missing" else _scrub(detail.get("input")))
-    kind = detail["type"]
-    if kind == "missing":
-        problem = f"required in {where} but not set"
-        fix = (
-            f"set it in {where}"
-            if where == "Pulumi.yaml config"
-            else f"`pulumi config set --path '{'.'.join(location)}' <value> -s {stack}`"
-        )
-    elif kind == "extra_forbidden":
-        problem = "unknown key (a typo would otherwise silently fall back to a default)"
-        known = _known_keys(model, location[:-1])
-        fix = f"remove it from {where}" + (
-            f"; the keys allowed here are: {', '.join(known)}" if known else ""
-        )
-    else:
-        problem = detail["msg"]
-        fix = f"correct the value in {where}"
-    return ConfigProblem(stack, key, value, problem, fix)
-
-
-def _scrub(value: Any) -> Any:
-    """An error's input with any application secrets in it replaced (an error must never print one)."""
-    if isinstance(value, dict):
-        return {key: "[secret]" if key == SECRETS_KEY else _scrub(item) for key, item in value.items()}
-    return value
-
-
-def _known_keys(model: type[_Model], location: list[str]) -> list[str]:
-    """The keys a model accepts at `location` (dict keys and list indexes in the path are skipped)."""
-    current: Any = model
-    for part in location:
-        if not (isinstance(current, type) and issubclass(current, _Model)):
-            return []
-        fields = {info.alias or name: info for name, info in current.model_fields.items()}
-        if part not in fields:
-            continue  # a dict key or list index: stay on the same model
-        current = _model_of(fields[part].annotation)
-    if isinstance(current, type) and issubclass(current, _Model):
-        return [info.alias or name for name, info in current.model_fields.items()]
-    return []
-
-
-def _model_of(annotation: Any) -> Any:
-    """The pydantic model inside `X`, `X | None`, `list[X]` or `dict[str, X]`, else None."""
-    if isinstance(annotation, type) and issubclass(annotation, _Model):
-        return annotation
-    for argument in getattr(annotation, "__args__", ()):
-        found = _model_of(argument)
-        if found is not None:
-            return found
-    return None
-
-
-def _cross_problems(stack: str, project: ProjectSettings, settings: StackSettings) -> list[ConfigProblem]:
-    problems = []
-    declared = [service.name for service in project.services]
-    for name in declared:
-        if name not in settings.releases:
-            problems.append(
-                ConfigProblem(
-                    stack,
-                    full_key(f"releases.{name}"),
-                    None,
-                    f"service '{name}' is declared in Pulumi.yaml but has no release in this stack",
-                    f"`pulumi config set --path 'releases.{name}.replicas' 1 -s {stack}` and set "
-                    "activeColor and images.blue / images.green the same way",
-                )
-            )
-    for name in settings.releases:
-        if name not in declared:
-            problems.append(
-                ConfigProblem(
-                    stack,
-                    full_key(f"releases.{name}"),
-                    name,
-                    f"unknown service; Pulumi.yaml declares {declared}",
-                    f"remove it (`pulumi config rm --path 'releases.{name}' -s {stack}`) or declare "
-                    "the service in Pulumi.yaml",
-                )
-            )
-    for service_name, release in settings.releases.items():
-        for color in Color:
-            image = release.images.of(color)
-            if not is_image(image):
-                problems.append(
-                    ConfigProblem(
-                        stack,
-                        full_key(f"releases.{service_name}.images.{color}"),
-                        image,
-                        "not an image reference",
-                        "use <repository>@sha256:<64 hex digits> (or <repository>:<tag> where the "
-                        "stack policy allows tags)",
-                    )
-                )
-    missing = [name for name in project.secret_names if name not in settings.app_secrets]
-    if missing:
-        problems.append(
-            ConfigProblem(
-                stack,
-                full_key(SECRETS_KEY),
-                f"missing: {', '.join(missing)}",
-                f"{len(missing)} secret(s) the services read are not set: {', '.join(missing)}",
-                "set each one: "
-                + "; ".join(
-                    f"`pulumi config set --secret --path '{SECRETS_KEY}.{name}' <value> -s {stack}`"
-                    for name in missing
-                ),
-            )
-        )
-    unused = [name for name in settings.app_secrets if name not in project.secret_names]
-    if unused:
-        problems.append(
-            ConfigProblem(
-                stack,
-                full_key(SECRETS_KEY),
-                f"unused: {', '.join(unused)}",
-                "no service declares these secrets (a typo would leave the real one unset)",
-                "remove them or add them to a service's `secrets:` list in Pulumi.yaml",
-            )
-        )
-    return problems
-
-
-def _policy_problems(
-    stack: str, project: ProjectSettings, settings: StackSettings, policy: StackPolicy
-) -> list[ConfigProblem]:
-    problems = []
-    rule = f"stackPolicies.{stack} in Pulumi.yaml"
-    for service in project.services:
-        release = settings.releases.get(service.name)
-        if release is None:
-            continue
-        if release.replicas < policy.min_replicas:
-            problems.append(
-                ConfigProblem(
-                    stack,
-                    full_key(f"releases.{service.name}.replicas"),
-                    release.replicas,
-                    f"{stack} runs at least {policy.min_replicas} replicas of every service ({rule})",
-                    f"`pulumi config set --path 'releases.{service.name}.replicas' "
-                    f"{policy.min_replicas} -s {stack}`",
-                )
-            )
-        if policy.require_image_digest:
-            for color in Color:
-                image = release.images.of(color)
-                if is_image(image) and not digest_of(image):
-                    problems.append(
-                        ConfigProblem(
-                            stack,
-                            full_key(f"releases.{service.name}.images.{color}"),
-                            image,
-                            f"{stack} requires images pinned by digest; a tag can change under you ({rule})",
-                            "use <repository>@sha256:<64 hex digits>, e.g. the digest "
-                            "`docker buildx imagetools inspect <image>` prints",
-                        )
-                    )
-    if policy.require_deletion_protection and not settings.database.deletion_protection:
-        problems.append(
-            ConfigProblem(
-                stack,
-                full_key("database.deletionProtection"),
-                False,
-                f"{stack} requires deletion protection on the database ({rule})",
-                f"`pulumi config set --path 'database.deletionProtection' true -s {stack}`",
-            )
-        )
-    return problems
-
-
-# --------------------------------------------------------------------------------------------------
-# Reading config as the engine hands it to the program
-# --------------------------------------------------------------------------------------------------
-
-
-def read_project_file(path: Path) -> dict[str, Any]:
-    """Pulumi.yaml's project-level config values, with short keys (`postgres`, not `platform:postgres`).
-
-    Read with the safe loader (`components.pulumi_yaml`). A file that is not what Pulumi expects
-    raises one PulumiYamlError (a ValueError) naming the file and every problem: not YAML, not a
-    mapping, `config:` not a mapping, a key that is not text, an entry declared as a mapping
-    without `value:`. A missing file raises FileNotFoundError.
-    """
-    document = load_pulumi_yaml(path)
-    if document is None:
-        return {}
-    if not isinstance(document, dict):
-        raise PulumiYamlError(
-            str(path),
-            f"expected a mapping at the top level (name:, runtime:, config:), not {_yaml_kind(document)}",
-        )
-    declarations = document.get("config")
-    if declarations is None:
-        return {}
-    if not isinstance(declarations, dict):
-        raise PulumiYamlError(
-            str(path), f"`config:` must be a mapping of keys to declarations, not {_yaml_kind(declarations)}"
-        )
-    values: dict[str, Any] = {}
-    problems: list[str] = []
-    for key, declaration in declarations.items():
-        if not isinstance(key, str):
-            problems.append(f"config key {key!r} must be text")
-            continue
-        short = key.split(":", 1)[1] if key.startswith(f"{PROJECT_NAME}:") else key
-        if isinstance(declaration, dict):
-            if "value" not in declaration:
-                problems.append(
-                    f"config.{key} has no `value:` (declare a project-level value as "
-                    f"`{key}:` with `value:` under it)"
-                )
-                continue
-            values[short] = declaration["value"]
-        else:
-            values[short] = declaration
-    if problems:
-        raise PulumiYamlError(str(path), "; ".join(problems))
-    return values
-
-
-def _yaml_kind(value: Any) -> str:
-    return {list: "a list", str: "text", int: "a number", float: "a number", bool: "a boolean"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def raw_config_from_runtime(stack: str, project_file: Path) -> RawConfig:
-    """The config the engine (or the mock runtime) gave this program run, with Pulumi.yaml beside it.
-
-    The engine passes every value as a string, objects as JSON text; Pulumi.yaml's values are already
-    merged in. Comparing against Pulumi.yaml is how the program notices a stack overriding one.
-    """
-    from pulumi.runtime import config as runtime_config
-
-    merged: dict[str, Any] = dict(runtime_config.get_config_env())
-    merged.update(runtime_config.CONFIG.get())
-    secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
-    values = {key: parse_engine_value(value) for key, value in merged.items()}
-    return RawConfig(
-        stack=stack,
-        values=values,
-        project_values=read_project_file(project_file),
-        secret_keys={key for key in secret_keys if key in values},
-    )
-
-
-def parse_engine_value(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("{", "["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value

@@ -1,13 +1,14 @@
-"""Read Pulumi.yaml and Pulumi.<stack>.yaml the way the engine would, without the engine.
+"""Where config comes from, and the only code that reads it: Pulumi.yaml, Pulumi.<stack>.yaml, the
+config the engine hands a running program, and stack config as the engine holds it.
 
-The result is what the engine hands the program: every key fully qualified (`platform:releases`),
-Pulumi.yaml's project-level values merged under the stack's, values as strings (objects as JSON).
-Secret values (`secure:` in a stack file) cannot be decrypted offline: they are replaced by a
-placeholder and listed in `secret_keys`, as the engine lists them.
+Every source ends as the same `RawConfig`, validated by `core.config.rules.load_stack_config`:
+every key fully qualified (`platform:releases`), Pulumi.yaml's project-level values merged under the
+stack's. Secret values (`secure:` in a stack file) cannot be decrypted offline: they are replaced by
+`SECRET_MARKER` and listed in `secret_keys`, as the engine lists them.
 
-Every file is read with the safe loader (`components.pulumi_yaml`: no aliases, no duplicate keys, a
+Every file is read with the safe loader (`core.config.pulumi_yaml`: no aliases, no duplicate keys, a
 size cap); anything a file gets wrong is one `StackFileError` (exit 2) naming the file. Values under
-`platform:appSecrets` never leave this module: each is replaced by the placeholder whether or not it
+`platform:appSecrets` never leave this module: each is replaced by the marker whether or not it
 was encrypted, and one stored in plain text is listed in `plaintext_secrets` (and `appSecrets` is
 then not a secret key, so the config model reports "application secrets are stored in plain text").
 """
@@ -21,22 +22,128 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.config import (
+from core.config.model import (
     PROJECT_NAME,
+    SECRET_MARKER,
     SECRETS_KEY,
     ProjectSettings,
     RawConfig,
     StackConfig,
     full_key,
-    load_stack_config,
-    read_project_file,
 )
-from components.pulumi_yaml import PulumiYamlError, load_pulumi_yaml
-from release.engine import SECRET_VALUE, StackConfigValues
-from release.errors import StackFileError
-from release.mock_runtime import SECRET_PLACEHOLDER
-from release.stack_name import StackName, stack_name_problems
-from release.text import printable
+from core.config.pulumi_yaml import PulumiYamlError, load_pulumi_yaml
+from core.config.rules import load_stack_config
+from core.errors import StackFileError
+from core.stack_name import StackName, stack_name_problems
+from core.text import printable
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    """One stack config value as the engine holds it: objects as dicts/lists (never JSON text),
+    secrets never in clear."""
+
+    value: Any
+    secret: bool = False
+
+    def to_engine_json(self) -> dict[str, Any]:
+        """The shape `pulumi config --json` prints and `pulumi config set-all --json` reads."""
+        if isinstance(self.value, dict | list):
+            return {"value": json.dumps(self.value), "objectValue": self.value, "secret": self.secret}
+        return {"value": str(self.value), "secret": self.secret}
+
+
+StackConfigValues = dict[str, ConfigEntry]
+
+
+# --------------------------------------------------------------------------------------------------
+# Pulumi.yaml, and config as the engine hands it to the running program
+# --------------------------------------------------------------------------------------------------
+
+
+def read_project_file(path: Path) -> dict[str, Any]:
+    """Pulumi.yaml's project-level config values, with short keys (`postgres`, not `platform:postgres`).
+
+    Read with the safe loader (`core.config.pulumi_yaml`). A file that is not what Pulumi expects
+    raises one PulumiYamlError (a ValueError) naming the file and every problem: not YAML, not a
+    mapping, `config:` not a mapping, a key that is not text, an entry declared as a mapping
+    without `value:`. A missing file raises FileNotFoundError.
+    """
+    document = load_pulumi_yaml(path)
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise PulumiYamlError(
+            str(path),
+            f"expected a mapping at the top level (name:, runtime:, config:), not {_yaml_kind(document)}",
+        )
+    declarations = document.get("config")
+    if declarations is None:
+        return {}
+    if not isinstance(declarations, dict):
+        raise PulumiYamlError(
+            str(path), f"`config:` must be a mapping of keys to declarations, not {_yaml_kind(declarations)}"
+        )
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, declaration in declarations.items():
+        if not isinstance(key, str):
+            problems.append(f"config key {key!r} must be text")
+            continue
+        short = key.split(":", 1)[1] if key.startswith(f"{PROJECT_NAME}:") else key
+        if isinstance(declaration, dict):
+            if "value" not in declaration:
+                problems.append(
+                    f"config.{key} has no `value:` (declare a project-level value as "
+                    f"`{key}:` with `value:` under it)"
+                )
+                continue
+            values[short] = declaration["value"]
+        else:
+            values[short] = declaration
+    if problems:
+        raise PulumiYamlError(str(path), "; ".join(problems))
+    return values
+
+
+def _yaml_kind(value: Any) -> str:
+    return {list: "a list", str: "text", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def raw_config_from_runtime(stack: str, project_file: Path) -> RawConfig:
+    """The config the engine (or the mock runtime) gave this program run, with Pulumi.yaml beside it.
+
+    The engine passes every value as a string, objects as JSON text; Pulumi.yaml's values are already
+    merged in. Comparing against Pulumi.yaml is how the program notices a stack overriding one.
+    """
+    from pulumi.runtime import config as runtime_config
+
+    merged: dict[str, Any] = dict(runtime_config.get_config_env())
+    merged.update(runtime_config.CONFIG.get())
+    secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
+    values = {key: parse_engine_value(value) for key, value in merged.items()}
+    return RawConfig(
+        stack=stack,
+        values=values,
+        project_values=read_project_file(project_file),
+        secret_keys={key for key in secret_keys if key in values},
+    )
+
+
+def parse_engine_value(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# Stack files, read offline the way the engine would
+# --------------------------------------------------------------------------------------------------
 
 PROJECT_FILE = "Pulumi.yaml"
 
@@ -137,7 +244,7 @@ def read_stack_file(project_dir: Path, stack: str, secret_names: list[str] | Non
         present = values.get(secrets_key) if isinstance(values.get(secrets_key), dict) else {}
         unset = [name for name in secret_names if name not in (present or {})]
         if unset:
-            values[secrets_key] = {**(present or {}), **{name: SECRET_PLACEHOLDER for name in unset}}
+            values[secrets_key] = {**(present or {}), **{name: SECRET_MARKER for name in unset}}
             secret_keys.add(secrets_key)
     if plaintext:
         secret_keys.discard(secrets_key)  # so the config model reports the secrets stored in plain text
@@ -188,7 +295,7 @@ def _redacted(value: Any) -> Any:
         return {key: _redacted(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_redacted(item) for item in value]
-    return SECRET_PLACEHOLDER
+    return SECRET_MARKER
 
 
 def _plaintext_paths(value: Any, path: str) -> list[str]:
@@ -208,7 +315,7 @@ def _strip_secure(value: Any) -> tuple[bool, Any]:
     """Replace every `{secure: ...}` leaf by the placeholder; say whether there was one."""
     if isinstance(value, dict):
         if set(value) == {"secure"}:
-            return True, SECRET_PLACEHOLDER
+            return True, SECRET_MARKER
         found = False
         plain = {}
         for key, item in value.items():
@@ -254,7 +361,7 @@ def validated_stack_config(stack: str, current: StackConfigValues, project_dir: 
     values = {key: entry.value for key, entry in current.items()}
     secret_keys = {key for key, entry in current.items() if entry.secret}
     # An invalid Pulumi.yaml leaves no declared secrets; load_stack_config reports what is wrong.
-    values[full_key(SECRETS_KEY)] = dict.fromkeys(secret_names_of(project_dir), SECRET_VALUE)
+    values[full_key(SECRETS_KEY)] = dict.fromkeys(secret_names_of(project_dir), SECRET_MARKER)
     secret_keys.add(full_key(SECRETS_KEY))
     merged = {full_key(key): value for key, value in project_values.items()} | values
     raw = RawConfig(stack=stack, values=merged, project_values=project_values, secret_keys=secret_keys)

@@ -10,11 +10,13 @@ when a `/` follows it, so `api:5000` is the repository `api` with tag `5000`, an
 `registry:5000/platform/api` is a repository with no tag. `fullmatch` means nothing may trail the
 reference, not even a newline (a `$` anchor would allow one).
 
-Every verb of the release tool and the program's config model use these two parsers and no other.
+Every verb of the release tool, the program's config model and its components use these parsers and
+no other.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -48,10 +50,12 @@ class ImageRef:
         """True when the reference names a digest: it cannot change under you."""
         return self.digest is not None
 
-    @property
     def fingerprint(self) -> str:
-        """The first 12 hex digits of the digest ('' for a tag): enough to tell digests apart."""
-        return self.digest[len("sha256:") :][:12] if self.digest else ""
+        """12 hex characters that change exactly when the image changes: the digest's first 12, or (for
+        a tag) a hash of the whole reference. Migration Job names end in it."""
+        if self.digest:
+            return self.digest[len("sha256:") :][:12]
+        return hashlib.sha256(str(self).encode()).hexdigest()[:12]
 
     def with_digest(self, digest: str) -> ImageRef:
         """The same repository pinned to `digest` (the tag is dropped: the digest is the truth)."""
@@ -61,7 +65,7 @@ class ImageRef:
         """`api@sha256:<12 hex>` (or `api:tag`), for tables; JSON and records keep the whole text."""
         name = self.repository.rsplit("/", 1)[-1]
         if self.digest:
-            return f"{name}@sha256:{self.fingerprint}"
+            return f"{name}@sha256:{self.fingerprint()}"
         return f"{name}:{self.tag}" if self.tag else name
 
     def __str__(self) -> str:
@@ -123,3 +127,11 @@ def digest_of(image: str) -> str:
         return parse_image(image).digest or ""
     except ImageRefError:
         return ""
+
+
+def fingerprint_of(image: str) -> str:
+    """`ImageRef.fingerprint()` of `image`; for text that is no reference, a hash of the text."""
+    try:
+        return parse_image(image).fingerprint()
+    except ImageRefError:
+        return hashlib.sha256(image.encode()).hexdigest()[:12]

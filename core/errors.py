@@ -6,7 +6,8 @@
     ├── StackFileError           a Pulumi.yaml / Pulumi.<stack>.yaml that cannot be read (exit 2)
     ├── ProgramError             the program failed under the mock runtime for another reason (exit 2)
     ├── UsageError               a command-line request that cannot be carried out as asked (exit 2)
-    │   └── StackNameError       a stack name Pulumi would refuse (release.stack_name; exit 2)
+    │   └── StackNameError       a stack name Pulumi would refuse (core.stack_name; exit 2)
+    ├── MissingSecretsError      a secret a service reads has no value (the program; exit 2)
     ├── EngineError              the Pulumi engine refused or failed a call (exit 3)
     │   ├── EngineUnavailableError   no Pulumi CLI on PATH (exit 3)
     │   └── ConcurrentReleaseError   another release or update holds the stack (exit 4)
@@ -26,22 +27,39 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 import pulumi
 
-EXIT_FINDING = 1
-EXIT_CONFIG_ERROR = 2
-EXIT_ENGINE_ERROR = 3
-EXIT_CONCURRENT = 4
-EXIT_NEEDS_A_HUMAN = 5
-EXIT_INTERNAL = 70
+from core.text import one_line
+
+
+class ExitCode(IntEnum):
+    """The one exit-code table of every `release` command (docs/operations.md)."""
+
+    OK = 0
+    """done: healthy, planned (dry run), or nothing to do"""
+    FINDING = 1
+    """a finding: parity or policy violation, unhealthy check, drift, a failed release rolled back"""
+    BAD_INPUT = 2
+    """config, usage, a refused request or promotion (nothing was changed)"""
+    ENGINE = 3
+    """no Pulumi CLI, a stack that does not exist, a failed engine call"""
+    BUSY = 4
+    """another release or update holds the stack, or a release of it is unfinished"""
+    NEEDS_A_HUMAN = 5
+    """a rollback that failed, was refused (migration risk), or has nothing to restore"""
+    INTERNAL = 70
+    """a bug: one line naming the command and the error"""
+    INTERRUPTED = 130
+    """Ctrl-C"""
 
 
 class ReleaseError(Exception):
     """Base of every deliberate error; `exit_code` is what the CLI exits with."""
 
-    exit_code: int = 1
+    exit_code: ExitCode = ExitCode.FINDING
 
 
 @dataclass(frozen=True)
@@ -79,7 +97,7 @@ class ConfigError(ReleaseError, pulumi.RunError):
     Also a `pulumi.RunError`, so under `pulumi up` the engine prints the message without a traceback.
     """
 
-    exit_code = EXIT_CONFIG_ERROR
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(self, stack: str, problems: list[ConfigProblem]) -> None:
         self.stack = stack
@@ -93,7 +111,7 @@ class ConfigError(ReleaseError, pulumi.RunError):
 class StackFileError(ReleaseError):
     """A project or stack file is missing or is not the YAML Pulumi expects."""
 
-    exit_code = EXIT_CONFIG_ERROR
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
@@ -104,7 +122,7 @@ class StackFileError(ReleaseError):
 class ProgramError(ReleaseError):
     """The Pulumi program raised something other than a ConfigError while being evaluated."""
 
-    exit_code = EXIT_CONFIG_ERROR
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(self, stack: str, reason: str) -> None:
         self.stack = stack
@@ -115,13 +133,35 @@ class ProgramError(ReleaseError):
 class UsageError(ReleaseError):
     """The request cannot be carried out as asked (a missing option, an entry that does not exist)."""
 
-    exit_code = EXIT_CONFIG_ERROR
+    exit_code = ExitCode.BAD_INPUT
+
+
+class StackNameError(UsageError):
+    """A stack name Pulumi would refuse, or that would leave the project's files (exit 2)."""
+
+    def __init__(self, text: str, problems: list[str]) -> None:
+        self.text = text
+        self.problems = list(problems)
+        super().__init__(f"invalid stack name '{one_line(text)}': {'; '.join(self.problems)}")
+
+
+class MissingSecretsError(ReleaseError, ValueError):
+    """A secret a service reads has no value (raised by the program); names every missing secret at once."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+    def __init__(self, missing: list[str]) -> None:
+        self.missing = missing
+        super().__init__(
+            f"{len(missing)} secret(s) not set: {', '.join(missing)}; set each with "
+            "`pulumi config set --secret --path 'appSecrets.<NAME>' <value>`"
+        )
 
 
 class EngineError(ReleaseError):
     """The Pulumi engine refused or failed a call that is not an update (which has an outcome)."""
 
-    exit_code = EXIT_ENGINE_ERROR
+    exit_code = ExitCode.ENGINE
 
 
 class EngineUnavailableError(EngineError):
@@ -131,7 +171,7 @@ class EngineUnavailableError(EngineError):
 class ConcurrentReleaseError(EngineError):
     """Another release or `pulumi up` holds this stack; this one changed nothing and stopped."""
 
-    exit_code = EXIT_CONCURRENT
+    exit_code = ExitCode.BUSY
 
     def __init__(self, stack: str, holder: str) -> None:
         self.stack = stack
@@ -146,7 +186,7 @@ class UnfinishedReleaseError(ReleaseError):
     """A release of this stack has a stage or switch but no verify, rollback or abort: it was killed
     midway or is still running elsewhere. Nothing was changed (exit 4)."""
 
-    exit_code = EXIT_CONCURRENT
+    exit_code = ExitCode.BUSY
 
     def __init__(self, stack: str, releases: list[str], fixes: list[str]) -> None:
         self.stack = stack
@@ -161,7 +201,7 @@ class UnfinishedReleaseError(ReleaseError):
 class HistoryError(ReleaseError):
     """Stack history does not hold what a rollback needs (no succeeded update, an unknown entry)."""
 
-    exit_code = EXIT_NEEDS_A_HUMAN
+    exit_code = ExitCode.NEEDS_A_HUMAN
 
 
 @dataclass(frozen=True)
@@ -184,7 +224,7 @@ class MigrationRisk:
 class RollbackRefusedError(ReleaseError):
     """A rollback past a migration that is not backward compatible, without --force."""
 
-    exit_code = EXIT_NEEDS_A_HUMAN
+    exit_code = ExitCode.NEEDS_A_HUMAN
 
     def __init__(self, stack: str, risks: list[MigrationRisk]) -> None:
         self.stack = stack
@@ -201,7 +241,7 @@ class RollbackRefusedError(ReleaseError):
 class UnhealthyError(ReleaseError):
     """A health check reached a Degraded verdict; `verdict` holds every probe."""
 
-    exit_code = EXIT_FINDING
+    exit_code = ExitCode.FINDING
 
     def __init__(self, what: str, verdict: Any) -> None:
         self.what = what
@@ -215,7 +255,7 @@ class PromotionRefusedError(ReleaseError):
     Raised before any engine call that changes something: a refused promotion changes nothing.
     """
 
-    exit_code = EXIT_CONFIG_ERROR
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(self, source: str, target: str, what: str, violations: list[Any]) -> None:
         self.source = source
@@ -234,7 +274,7 @@ class ApprovalEvidenceError(ReleaseError):
     transport. `problem` says what is wrong and `fix` how to fix it; neither ever holds the token.
     """
 
-    exit_code = EXIT_CONFIG_ERROR
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(self, environment: str, kind: str, problem: str, fix: str) -> None:
         self.environment = environment

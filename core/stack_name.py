@@ -15,24 +15,14 @@ import argparse
 import re
 from dataclasses import dataclass
 
-from components.config import PROJECT_NAME
-from release.errors import UsageError
-from release.text import one_line
+from core.config.model import PROJECT_NAME
+from core.errors import StackNameError
 
 MAX_LENGTH = 100
 STACK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 RULE = (
     f"a stack name is 1 to {MAX_LENGTH} letters, digits, '-', '_' or '.' (and not '.' or '..'), e.g. staging"
 )
-
-
-class StackNameError(UsageError):
-    """A stack name Pulumi would refuse, or that would leave the project's files (exit 2)."""
-
-    def __init__(self, text: str, problems: list[str]) -> None:
-        self.text = text
-        self.problems = list(problems)
-        super().__init__(f"invalid stack name '{one_line(text)}': {'; '.join(self.problems)}")
 
 
 @dataclass(frozen=True)

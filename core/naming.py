@@ -1,0 +1,33 @@
+"""Names the program gives its resources, as plain strings: type tokens and URNs.
+
+The release tool targets resources by URN (a rollback's `up --target`), and tests check these against
+what the program registers under the mock runtime. Strings only: no Pulumi SDK import here, so the
+tool can build a URN without loading pulumi_kubernetes.
+"""
+
+from __future__ import annotations
+
+COMPONENT_TYPE_PREFIX = "platform:components"
+
+APP_NAMESPACE_TYPE = f"{COMPONENT_TYPE_PREFIX}:AppNamespace"
+APP_SECRETS_TYPE = f"{COMPONENT_TYPE_PREFIX}:AppSecrets"
+BLUE_GREEN_SERVICE_TYPE = f"{COMPONENT_TYPE_PREFIX}:BlueGreenService"
+DATABASE_TYPE = f"{COMPONENT_TYPE_PREFIX}:Database"
+FEATURE_FLAGS_TYPE = f"{COMPONENT_TYPE_PREFIX}:FeatureFlags"
+MIGRATION_JOB_TYPE = f"{COMPONENT_TYPE_PREFIX}:MigrationJob"
+
+KUBERNETES_SERVICE_TYPE = "kubernetes:core/v1:Service"
+
+
+def preview_service_name(service: str) -> str:
+    """The Pulumi (and Kubernetes) name of a service's preview Service."""
+    return f"{service}-preview"
+
+
+def service_urns(stack: str, project: str, service: str) -> tuple[str, str]:
+    """The URNs of a service's stable and preview Services: what a blue-green rollback targets.
+
+    Pulumi derives a URN from the stack, project, the parent's type chain and the resource name.
+    """
+    prefix = f"urn:pulumi:{stack}::{project}::{BLUE_GREEN_SERVICE_TYPE}${KUBERNETES_SERVICE_TYPE}::"
+    return f"{prefix}{service}", f"{prefix}{preview_service_name(service)}"

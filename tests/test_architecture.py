@@ -1,0 +1,86 @@
+"""The layout's one rule: every import points one way.
+
+    __main__.py -> components -> core        policy -> core        release -> core (and components
+                                                                   only through the mock runtime)
+
+Read from the source with `ast` (every import statement, including those under TYPE_CHECKING and
+inside functions), so a cycle or a wrong-way arrow fails here before anyone trips over it.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OUR_PACKAGES = ("core", "components", "release", "policy", "tests", "bench")
+SDK_RESOURCE_PACKAGES = ("pulumi_kubernetes", "pulumi_aws", "pulumi_policy")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> Iterator[str]:
+    """Every module `path` imports (absolute names; `from a import b` yields `a` and `a.b`)."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def _sources(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def _top(module: str) -> str:
+    return module.split(".", 1)[0]
+
+
+def _wrong_way(packages: tuple[str, ...], forbidden: tuple[str, ...]) -> list[str]:
+    return [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for package in packages
+        for path in _sources(package)
+        for module in sorted(set(_imports(path)))
+        if _top(module) in forbidden
+    ]
+
+
+def test_the_program_its_components_core_and_the_policy_pack_never_import_the_release_tool() -> None:
+    assert _wrong_way(("core", "components", "policy"), ("release", "tests", "bench")) == []
+    program = [module for module in _imports(ROOT / "__main__.py") if _top(module) in ("release", "policy")]
+    assert program == []
+
+
+def test_core_imports_neither_components_nor_the_sdk_resource_packages() -> None:
+    assert _wrong_way(("core",), ("components", "policy", *SDK_RESOURCE_PACKAGES)) == []
+
+
+def test_the_policy_pack_imports_only_core_of_ours() -> None:
+    assert _wrong_way(("policy",), ("components", "release")) == []
+
+
+def test_the_release_tool_builds_urns_without_importing_components() -> None:
+    """Only the mock runtime (which evaluates the program) and its offline users may load components."""
+    importers = {
+        str(path.relative_to(ROOT))
+        for path in _sources("release")
+        for module in _imports(path)
+        if _top(module) == "components"
+    }
+    assert importers == set()
+
+
+@pytest.mark.parametrize("package", ["core", "components", "release", "policy"])
+def test_every_package_directory_is_a_package(package: str) -> None:
+    directories = {path.parent for path in _sources(package)}
+    assert [str(d) for d in directories if not (d / "__init__.py").exists()] == []
