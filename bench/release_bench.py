@@ -49,10 +49,10 @@ def decision_seconds(behaviour: str) -> tuple[float, float]:
 
 def rollback_changes(project_dir: Path, stack: str, service: str, targeted: bool) -> tuple[int, int, float]:
     """(resources the automatic rollback changed, resources in the stack, seconds to plan it)."""
-    from release import deploy as deploy_module
-    from release.deploy import deploy
-    from release.rollback import plan_rollback
-    from tests.fake_engine import FakeEngine
+    from release.flows import deploy as deploy_module
+    from release.flows.deploy import deploy
+    from release.flows.rollback import plan_rollback
+    from release.testing.fake_engine import FakeEngine
     from tests.release_doubles import FAST_HEALTH_CHECK, cluster
 
     engine = FakeEngine(project_dir=project_dir)
@@ -67,7 +67,7 @@ def rollback_changes(project_dir: Path, stack: str, service: str, targeted: bool
             plan.targets, plan.full_up_reason = [], "benchmark: a full up of the same restore"
         return plan
 
-    # release.deploy calls plan_rollback by the name it imported: time it (and, for the comparison,
+    # release.flows.deploy calls plan_rollback by the name it imported: time it (and, for the comparison,
     # turn its targeted plan into a full one) there.
     with (
         cluster(engine, stack, service) as double,
@@ -84,9 +84,9 @@ def history_seconds(size: int) -> tuple[float, float]:
     """(parse history + gate evidence, audit rows) for `size` entries shaped like the CLI's JSON."""
     from datetime import datetime, timedelta
 
-    from release.audit import audit_rows
     from release.gates import evidence_for
-    from release.history import parse_history
+    from release.history.entries import parse_history
+    from release.report.audit import audit_rows
     from tests.history_data import GOOD, STAGING_RULES, record, update
 
     start = datetime(2026, 1, 1)

@@ -16,7 +16,7 @@ PromotionGate), never `if stack == ...`. The rules, by name:
     freeze      no freeze window of the target is open now
     reason      a break-glass reason of at least three words
 
-Evidence is read only from records that count (release.history.RecordRules), and where the gate
+Evidence is read only from records that count (release.history.entries.RecordRules), and where the gate
 requires signed evidence only from records a trusted key signed; it is ordered by the records' signed
 times, so a verify record replayed after a revocation stays older than the revocation.
 
@@ -31,11 +31,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.config.model import WEEKDAYS, WEEKLY_TIME, FreezeWindow, PromotionGate
-from core.errors import ApprovalEvidenceError
+from core.config.model import WEEKDAYS, WEEKLY_TIME, FreezeWindow, ProjectSettings, PromotionGate
+from core.errors import ApprovalEvidenceError, UsageError
 from release.github import EnvironmentApproval, read_environment_approval
-from release.history import HistoryEntry
-from release.records import ReleaseRecord
+from release.history.entries import HistoryEntry
+from release.history.records import ReleaseRecord
 
 BREAK_GLASS_SKIPS = ("verified", "soak", "fresh", "freeze")
 Broken = Callable[[str, str, str], None]
@@ -394,3 +394,15 @@ def _reason(entry: HistoryEntry) -> str:
 
 def _minutes(delta: timedelta) -> str:
     return f"{max(0, int(delta.total_seconds() // 60))} min"
+
+
+def refuse_deploy_into_promotion_stage(project: ProjectSettings, stack: str, service: str) -> None:
+    """A stack whose gate names a source receives digests by promotion only: `release deploy` into it
+    is refused (UsageError, exit 2) with the promote command to use instead."""
+    policy = project.stack_policies.get(stack)
+    if policy is not None and policy.promotion.promote_from is not None:
+        source = policy.promotion.promote_from
+        raise UsageError(
+            f"'{stack}' receives digests by promotion only, from '{source}' (stackPolicies.{stack}"
+            f".promotion in Pulumi.yaml): `release promote {source} {stack} --service {service}`"
+        )

@@ -55,6 +55,16 @@ def release_lock(project_dir: Path, stack: str, holder: str) -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
+@contextmanager
+def release_lock_unless(dry_run: bool, project_dir: Path, stack: str, holder: str) -> Iterator[None]:
+    """`release_lock`, except for a dry run, which changes nothing and so takes no lock."""
+    if dry_run:
+        yield
+        return
+    with release_lock(project_dir, stack, holder):
+        yield
+
+
 def lock_path(project_dir: Path, stack: StackName) -> Path:
     """`.release/<stack>.lock` in the project; UsageError if it would resolve outside `.release/`."""
     directory = project_dir / LOCK_DIRECTORY

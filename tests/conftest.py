@@ -19,7 +19,7 @@ import yaml
 
 from core.config.model import PROJECT_NAME
 from core.config.sources import engine_text, read_stack_file
-from release.mock_runtime import ProgramRun, evaluate_program
+from release.offline.mock_runtime import ProgramRun, evaluate_program
 
 ROOT = Path(__file__).resolve().parents[1]
 STACKS = ("dev", "staging", "production")

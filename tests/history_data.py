@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.config.model import TrustedKey
-from release.history import HistoryEntry, RecordRules, parse_history
-from release.records import ReleaseRecord, record_time
-from release.signing import Signer, TrustedKeys
+from release.history.entries import HistoryEntry, RecordRules, parse_history
+from release.history.records import ReleaseRecord, record_time
+from release.history.signing import Signer, TrustedKeys
 from tests.release_doubles import TEST_KEYS, TEST_SIGNER
 
 STAGING_RULES = RecordRules(

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from core.config.sources import project_settings
-from release.deploy import DeployRequest
-from release.history import HistoryEntry, read_history
-from release.signing import Signer, generate_key_pair
+from release.flows.deploy import DeployRequest
+from release.history.entries import HistoryEntry, read_history
+from release.history.signing import Signer, generate_key_pair
+from release.testing.fake_engine import FakeEngine
 from tests.conftest import copy_project, edit_yaml
-from tests.fake_engine import FakeEngine
 from tests.http_servers import Reply, serve
 
 TEST_KEYS = generate_key_pair()

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from core.config.sources import project_settings
-from release.audit import audit_rows, render_audit, stack_status, unreviewed_break_glass
 from release.cli import main
+from release.report.audit import audit_rows, render_audit, stack_status, unreviewed_break_glass
+from release.testing.fake_engine import FakeEngine
 from tests.conftest import ROOT
-from tests.fake_engine import FakeEngine
 from tests.history_data import BAD, GOOD, OLD, history, record, releases, update
 from tests.release_doubles import NEW_API, TEST_KEYS, cluster, fake_engine
 

@@ -19,10 +19,10 @@ import pytest
 
 from core.config.sources import ConfigEntry
 from core.errors import EngineError
-from release.engine import AutomationEngine
-from release.history import RELEASES_KEY, parse_history
-from release.records import ReleaseRecord
-from release.signing import Trust
+from release.engine.automation import AutomationEngine
+from release.history.entries import RELEASES_KEY, parse_history
+from release.history.records import ReleaseRecord
+from release.history.signing import Trust
 from tests.conftest import ROOT
 from tests.history_data import STAGING_RULES
 from tests.release_doubles import TEST_SIGNER
@@ -102,7 +102,7 @@ def test_a_release_record_survives_the_backend_round_trip(engine: AutomationEngi
 
 
 def test_a_refresh_preview_of_an_unchanged_stack_reports_no_drift(engine: AutomationEngine) -> None:
-    from release.drift import parse_drift
+    from release.flows.drift import parse_drift
 
     assert engine.up("staging", {RELEASES_KEY: ConfigEntry(releases("blue"))}, "first [by test]").succeeded
     assert parse_drift("staging", engine.refresh_preview("staging")).exit_code == 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from release.mock_runtime import ProgramRun
-from release.parity import flatten
+from release.offline.mock_runtime import ProgramRun
+from release.offline.parity import flatten
 from tests.conftest import baseline, releases, run_program
 
 NEW_DIGEST = "registry.example.test/platform/api@sha256:" + "c" * 64

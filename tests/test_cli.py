@@ -10,8 +10,8 @@ import pytest
 
 from release.cli import main
 from release.locking import release_lock
+from release.testing.fake_engine import FakeEngine
 from tests.conftest import ROOT, copy_project
-from tests.fake_engine import FakeEngine
 from tests.http_servers import failing, healthy, serve
 from tests.release_doubles import NEW_API, TEST_KEYS, Cluster, cluster, fake_engine
 

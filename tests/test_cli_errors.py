@@ -19,9 +19,9 @@ import pytest
 from core.config.sources import ConfigEntry
 from core.errors import EngineError
 from release.cli import main
-from release.history import RELEASES_KEY
+from release.history.entries import RELEASES_KEY
+from release.testing.fake_engine import FakeEngine
 from tests.conftest import ROOT, copy_project
-from tests.fake_engine import FakeEngine
 from tests.release_doubles import NEW_API, fake_engine
 
 DIGEST = "sha256:" + "ab" * 32

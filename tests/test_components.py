@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from core.config.model import SECRET_MARKER
-from release.mock_runtime import ProgramRun, RegisteredResource
+from release.offline.mock_runtime import ProgramRun, RegisteredResource
 from tests.conftest import STACKS, TEST_SECRETS, baseline, json_text
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"

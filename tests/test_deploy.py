@@ -15,10 +15,10 @@ from core.config.model import PROJECT_NAME
 from core.config.sources import ConfigEntry
 from core.errors import ConcurrentReleaseError, ConfigError
 from core.health import HealthCheckSettings, Verdict
-from release.deploy import DeployRequest, deploy
-from release.history import RELEASES_KEY
+from release.flows.deploy import DeployRequest, deploy
+from release.history.entries import RELEASES_KEY
+from release.testing.fake_engine import FakeEngine
 from tests.conftest import edit_yaml
-from tests.fake_engine import FakeEngine
 from tests.release_doubles import (
     FAST_HEALTH_CHECK,
     NEW_API,

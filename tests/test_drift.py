@@ -9,7 +9,7 @@ import pytest
 
 from core.errors import EngineError
 from release.cli import main
-from release.drift import parse_drift
+from release.flows.drift import parse_drift
 from tests.conftest import ROOT
 from tests.http_servers import healthy, serve
 from tests.release_doubles import fake_engine

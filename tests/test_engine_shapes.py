@@ -9,8 +9,8 @@ from pulumi.automation import UpdateSummary
 
 from core.config.model import SECRET_MARKER
 from core.config.sources import ConfigEntry
-from release.engine import summary_to_history_json
-from release.history import RELEASES_KEY, parse_history
+from release.engine.shapes import summary_to_history_json
+from release.history.entries import RELEASES_KEY, parse_history
 from tests.history_data import STAGING_RULES
 
 RELEASES = {
@@ -53,8 +53,8 @@ def test_an_sdk_update_summary_parses_like_the_clis_history_json() -> None:
 def test_an_sdk_engine_event_converts_back_to_the_event_stream_shape_drift_reads() -> None:
     from pulumi.automation.events import EngineEvent
 
-    from release.drift import parse_drift
-    from release.engine import event_to_json
+    from release.engine.shapes import event_to_json
+    from release.flows.drift import parse_drift
 
     raw = {
         "sequence": 4,

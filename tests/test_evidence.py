@@ -14,13 +14,13 @@ import pytest
 from core.config.model import TrustedKey
 from core.config.sources import ConfigEntry
 from core.errors import ConfigError, PromotionRefusedError, UsageError
-from release.audit import audit_rows
 from release.cli import main
-from release.deploy import DeployRequest, deploy
+from release.flows.deploy import DeployRequest, deploy
+from release.flows.promote import PromoteRequest, promote, reject
 from release.gates import evidence_for
-from release.promote import PromoteRequest, promote, reject
-from release.records import MARK, record_time
-from release.signing import Signer, Trust, TrustedKeys, generate_key_pair
+from release.history.records import MARK, record_time
+from release.history.signing import Signer, Trust, TrustedKeys, generate_key_pair
+from release.report.audit import audit_rows
 from tests.github_api import approvals, review, serve_api
 from tests.history_data import GOOD, history, record, update
 from tests.release_doubles import NEW_API, TEST_SIGNER, cluster, fake_engine

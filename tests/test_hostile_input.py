@@ -27,8 +27,8 @@ from core.errors import ConfigError, ConfigProblem, StackFileError, StackNameErr
 from core.stack_name import StackName, parse_stack_name
 from release.cli import main
 from release.locking import release_lock
+from release.testing.fake_engine import FakeEngine
 from tests.conftest import ROOT, TEST_SECRETS, copy_project, edit_yaml
-from tests.fake_engine import FakeEngine
 
 SECRET_NAMES = sorted(TEST_SECRETS)
 DIGEST_IMAGE = "registry.example.test/platform/api@sha256:" + "ab" * 32

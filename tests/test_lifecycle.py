@@ -13,11 +13,11 @@ import pytest
 
 from core.errors import UnfinishedReleaseError
 from core.health import HealthCheckSettings, Verdict, check_sync
-from release.abort import AbortRequest, abort
-from release.deploy import deploy
-from release.lifecycle import read_lifecycle
-from release.rollback import RollbackRequest, rollback
-from tests.fake_engine import FakeEngine
+from release.flows.abort import AbortRequest, abort
+from release.flows.deploy import deploy
+from release.flows.rollback import RollbackRequest, rollback
+from release.history.lifecycle import read_lifecycle
+from release.testing.fake_engine import FakeEngine
 from tests.release_doubles import NEW_API, NEWER_API, TEST_SIGNER, Cluster, cluster, fake_engine, history_of
 
 STAGING_API_BEFORE = "registry.example.test/platform/api@sha256:" + (

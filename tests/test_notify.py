@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from release.deploy import deploy
+from release.flows.deploy import deploy
 from release.notify import NotificationResult, Notifier, message
 from tests.http_servers import failing, healthy, refused_url, serve, serve_raw, slow, trickle
 from tests.release_doubles import NEW_API, cluster, fake_engine, history_of

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from release.cli import main
-from release.parity import RESOURCE_PRESENCE, Difference, resource_differences
-from release.plan import plan
+from release.offline.parity import RESOURCE_PRESENCE, Difference, resource_differences
+from release.offline.plan import plan
 from tests.conftest import ROOT, STACKS, baseline, edit_yaml
 
 

@@ -15,8 +15,8 @@ import pytest
 from pulumi_policy import ResourceValidationArgs
 
 from policy.platform_policies import RULES, Violation, violations_of
-from release.mock_runtime import RegisteredResource
-from release.plan import plan
+from release.offline.mock_runtime import RegisteredResource
+from release.offline.plan import plan
 from tests.conftest import ROOT, STACKS, baseline
 
 Edit = Callable[[dict[str, Any]], None]

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from core.errors import ApprovalEvidenceError, ConfigError, PromotionRefusedError, UsageError
-from release.deploy import deploy
+from release.flows.deploy import deploy
+from release.flows.promote import PromoteRequest, promote, reject, review
 from release.gates import ApprovalReader
 from release.github import EnvironmentApproval
 from release.notify import Notifier
-from release.promote import PromoteRequest, promote, reject, review
-from release.report import ReleaseReport
-from tests.fake_engine import FakeEngine
+from release.report.release_report import ReleaseReport
+from release.testing.fake_engine import FakeEngine
 from tests.http_servers import healthy, serve
 from tests.release_doubles import (
     FAST_HEALTH_CHECK,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 
-from release.deploy import deploy
-from release.history import render_history
-from release.records import MARK, ReleaseRecord, parse_record, summary_of
-from release.signing import Trust
+from release.flows.deploy import deploy
+from release.history.entries import render_history
+from release.history.records import MARK, ReleaseRecord, parse_record, summary_of
+from release.history.signing import Trust
 from tests.history_data import GOOD, history, record, update
 from tests.release_doubles import NEW_API, TEST_SIGNER, cluster, fake_engine, history_of
 

@@ -10,11 +10,11 @@ import pytest
 from core.config.model import PROJECT_NAME, SECRET_MARKER
 from core.config.sources import ConfigEntry, validated_stack_config
 from core.errors import ConcurrentReleaseError, HistoryError, RollbackRefusedError
-from release.deploy import deploy
-from release.history import RELEASES_KEY, last_succeeded_update, parse_history, render_history
-from release.records import ReleaseRecord, parse_record
-from release.rollback import RollbackRequest, execute_rollback, plan_rollback, rollback
-from tests.fake_engine import FakeEngine
+from release.flows.deploy import deploy
+from release.flows.rollback import RollbackRequest, execute_rollback, plan_rollback, rollback
+from release.history.entries import RELEASES_KEY, last_succeeded_update, parse_history, render_history
+from release.history.records import ReleaseRecord, parse_record
+from release.testing.fake_engine import FakeEngine
 from tests.history_data import STAGING_RULES
 from tests.release_doubles import NEW_API, NEWER_API, TEST_SIGNER, Cluster, cluster, fake_engine, history_of
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from core.config.model import (
     PROJECT_NAME,
     SECRET_MARKER,
     SECRETS_KEY,
+    HealthCheckSettings,
     ProjectSettings,
     RawConfig,
     StackConfig,
@@ -33,7 +34,7 @@ from core.config.model import (
 )
 from core.config.pulumi_yaml import PulumiYamlError, load_pulumi_yaml
 from core.config.rules import load_stack_config
-from core.errors import StackFileError
+from core.errors import StackFileError, UsageError
 from core.stack_name import StackName, stack_name_problems
 from core.text import printable
 
@@ -366,3 +367,18 @@ def validated_stack_config(stack: str, current: StackConfigValues, project_dir: 
     merged = {full_key(key): value for key, value in project_values.items()} | values
     raw = RawConfig(stack=stack, values=merged, project_values=project_values, secret_keys=secret_keys)
     return load_stack_config(raw)
+
+
+def health_check_settings(
+    project_dir: Path, stack: str | None, overrides: Mapping[str, Any]
+) -> HealthCheckSettings:
+    """The `healthCheck` knob of `stack` (the model's defaults without one), with `overrides` on top
+    (camelCase keys; None means not given). UsageError (exit 2) naming what is invalid."""
+    base: dict[str, Any] = {}
+    if stack:
+        base = dict(read_stack_file(project_dir, stack).raw.values.get(full_key("healthCheck")) or {})
+    base.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return HealthCheckSettings.model_validate(base)
+    except ValueError as error:
+        raise UsageError(f"health-check settings: {error}") from error

@@ -23,8 +23,8 @@ from core.config.rules import load_stack_config
 from core.config.sources import StackFile, read_stack_file, secret_names_of
 from core.errors import ConfigError, ExitCode, ReleaseError
 from policy.platform_policies import RULES, ResourceArgs, Violation, violations_of
-from release.mock_runtime import ProgramRun, RegisteredResource, evaluate_program
-from release.parity import Difference, config_differences, knob_leaves, resource_differences
+from release.offline.mock_runtime import ProgramRun, RegisteredResource, evaluate_program
+from release.offline.parity import Difference, config_differences, knob_leaves, resource_differences
 
 HONESTY_NOTE = (
     "What the program DECLARES for each stack, evaluated offline under Pulumi's mock runtime. "

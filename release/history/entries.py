@@ -24,9 +24,9 @@ from core.config.model import SECRET_MARKER, ProjectSettings, full_key
 from core.config.sources import ConfigEntry, parse_engine_value
 from core.errors import ConcurrentReleaseError, HistoryError
 from core.text import one_line
-from release.engine import Engine
-from release.records import ParsedRecord, ReleaseRecord, parse_record
-from release.signing import Trust, TrustedKeys
+from release.engine.protocol import Engine
+from release.history.records import ParsedRecord, ReleaseRecord, parse_record
+from release.history.signing import Trust, TrustedKeys
 
 RELEASES_KEY = full_key("releases")
 
@@ -45,7 +45,7 @@ class ServiceState:
 
 @dataclass(frozen=True)
 class RecordRules:
-    """How the records in one stack's history are judged (release.signing.Trust).
+    """How the records in one stack's history are judged (release.history.signing.Trust).
 
     A record counts when it is signed by a trusted key for this stack, or, in a stack whose policy
     does not require signed records, when it is unsigned (or signed by a key nobody listed). A record

@@ -24,8 +24,8 @@ from typing import Any
 from core.config.model import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
 from core.config.sources import ConfigEntry, StackConfigValues, engine_text, read_stack_file
 from core.errors import ConcurrentReleaseError, ReleaseError
-from release.engine import Engine, UpdateOutcome
-from release.mock_runtime import ProgramRun, evaluate_program
+from release.engine.protocol import Engine, UpdateOutcome
+from release.offline.mock_runtime import ProgramRun, evaluate_program
 from tests.conftest import ROOT, TEST_SECRETS
 
 SERVICE_TYPE = "kubernetes:core/v1:Service"
@@ -153,13 +153,6 @@ class FakeEngine(Engine):
         call.outcome = outcome
         return outcome
 
-    def preview(self, stack: str) -> dict[str, int]:
-        self.calls.append(("preview", stack))
-        state = self.stacks[stack]
-        run = self._evaluate(stack, state.config)
-        changed = sum(1 for resource in run.resources if state.deployed.get(resource.urn) != resource.inputs)
-        return {"update": changed, "same": len(run.resources) - changed}
-
     def history(self, stack: str) -> list[dict[str, Any]]:
         self.calls.append(("history", stack))
         return copy.deepcopy(self.stacks[stack].history)
@@ -172,10 +165,6 @@ class FakeEngine(Engine):
         """The events `drift_events[stack]` holds (a test sets them, shaped like the engine's)."""
         self.calls.append(("refresh_preview", stack))
         return copy.deepcopy(self.drift_events.get(stack, []))
-
-    def refresh(self, stack: str) -> UpdateOutcome:
-        self.calls.append(("refresh", stack))
-        return UpdateOutcome(True, 0.0, {"same": len(self.stacks[stack].deployed)})
 
     # -- plumbing -------------------------------------------------------------------------------
 

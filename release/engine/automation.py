@@ -1,10 +1,7 @@
-"""The one narrow adapter between the release tool and the Pulumi engine.
-
-Everything the release tool asks of Pulumi goes through `Engine`: read a stack's config, `up` with
-config, preview, history, current outputs, refresh. Nothing else in the repository shells out to
-`pulumi`. `AutomationEngine` implements it over `pulumi.automation` (a LocalWorkspace on this
-project directory); tests and the benchmark use a test double (`tests/fake_engine.py`) that keeps
-state in memory and evaluates the real program under Pulumi's mock runtime.
+"""`AutomationEngine`: the one implementation of `release.engine.protocol.Engine` over `pulumi.automation`
+(a LocalWorkspace on this project directory). Nothing else in the repository shells out to `pulumi`;
+tests and the benchmark use the test double (`release.testing.fake_engine`), which keeps state in
+memory and evaluates the real program under Pulumi's mock runtime.
 
 Engine facts this module relies on (see ../shared/pulumi-engine-notes.md):
 - `LocalWorkspace(...)` runs `pulumi version` when constructed, so it is built lazily, on the first
@@ -19,85 +16,20 @@ from __future__ import annotations
 
 import json
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.config.model import SECRET_MARKER
 from core.config.sources import ConfigEntry, StackConfigValues, parse_engine_value
 from core.errors import ConcurrentReleaseError, EngineError, EngineUnavailableError
+from release.engine.protocol import Engine, OutputSink, UpdateOutcome
+from release.engine.shapes import changes_of, event_to_json, summary_to_history_json
 
 if TYPE_CHECKING:
     from pulumi import automation
 
 HISTORY_PAGE_SIZE = 100
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-OutputSink = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class UpdateOutcome:
-    """What one `up` (or refresh) did: whether it succeeded, what it changed, how long it took."""
-
-    succeeded: bool
-    seconds: float
-    resource_changes: dict[str, int] = field(default_factory=dict)
-    error: str = ""
-    """The tail of the engine's error output when it failed (secrets are masked by the engine)."""
-
-    @property
-    def changed(self) -> int:
-        return sum(count for operation, count in self.resource_changes.items() if operation != "same")
-
-
-class Engine(ABC):
-    """What the release tool needs from Pulumi, and nothing more."""
-
-    @abstractmethod
-    def get_config(self, stack: str) -> StackConfigValues:
-        """The stack's config, full keys (`platform:releases`); secret values are SECRET_MARKER."""
-
-    @abstractmethod
-    def up(
-        self,
-        stack: str,
-        config: Mapping[str, ConfigEntry],
-        message: str,
-        targets: Sequence[str] = (),
-        on_output: OutputSink | None = None,
-    ) -> UpdateOutcome:
-        """Set `config` (those keys only) and run `up`, limited to `targets` (URNs) when given.
-
-        A failed update is an outcome, not an exception. A stack locked by another update raises
-        ConcurrentReleaseError, and the config is put back as it was: nothing is half-applied.
-        """
-
-    @abstractmethod
-    def preview(self, stack: str) -> dict[str, int]:
-        """`pulumi preview`: the change summary (operation -> count)."""
-
-    @abstractmethod
-    def history(self, stack: str) -> list[dict[str, Any]]:
-        """Every history entry, newest first, shaped exactly like `pulumi stack history --json`
-        (secrets without values)."""
-
-    @abstractmethod
-    def outputs(self, stack: str) -> dict[str, Any]:
-        """The stack's current outputs (secret outputs as SECRET_MARKER)."""
-
-    @abstractmethod
-    def refresh(self, stack: str) -> UpdateOutcome:
-        """`pulumi refresh`: bring the state in line with the cloud."""
-
-    @abstractmethod
-    def refresh_preview(self, stack: str) -> list[dict[str, Any]]:
-        """`pulumi refresh --preview-only`: the engine's events, each shaped as in the engine's JSON
-        event stream (`{"resourcePreEvent": {"metadata": {"op", "urn", "type", "diffs",
-        "detailedDiff"}}}`, ...). Changes nothing."""
 
 
 class AutomationEngine(Engine):
@@ -150,12 +82,8 @@ class AutomationEngine(Engine):
             raise ConcurrentReleaseError(stack, _tail(str(error))) from error
         except automation_errors.CommandError as error:
             return UpdateOutcome(False, time.monotonic() - started, error=_tail(str(error)))
-        changes = _changes(result.summary.resource_changes)
+        changes = changes_of(result.summary.resource_changes)
         return UpdateOutcome(True, time.monotonic() - started, resource_changes=changes)
-
-    def preview(self, stack: str) -> dict[str, int]:
-        result = self._call(stack, lambda selected: selected.preview(color="never", suppress_progress=True))
-        return _changes(result.change_summary)
 
     def history(self, stack: str) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = []
@@ -175,15 +103,6 @@ class AutomationEngine(Engine):
     def outputs(self, stack: str) -> dict[str, Any]:
         values = self._call(stack, lambda selected: selected.outputs())
         return {key: SECRET_MARKER if item.secret else item.value for key, item in values.items()}
-
-    def refresh(self, stack: str) -> UpdateOutcome:
-        started = time.monotonic()
-        result = self._call(
-            stack,
-            lambda selected: selected.refresh(color="never", show_secrets=False, suppress_progress=True),
-        )
-        changes = _changes(result.summary.resource_changes)
-        return UpdateOutcome(result.summary.result == "succeeded", time.monotonic() - started, changes)
 
     def refresh_preview(self, stack: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
@@ -249,63 +168,6 @@ class AutomationEngine(Engine):
         added = [key for key in written if key not in before]
         if added:
             selected.remove_all_config(added)
-
-
-def summary_to_history_json(summary: Any) -> dict[str, Any]:
-    """An SDK `UpdateSummary` back in the shape of `pulumi stack history --json` (one parser for both)."""
-    entry: dict[str, Any] = {
-        "version": summary.version or 0,
-        "kind": summary.kind,
-        "startTime": _time_text(summary.start_time),
-        "message": summary.message,
-        "environment": dict(summary.environment or {}),
-        "config": {
-            key: {"secret": True} if value.secret else {"value": value.value, "secret": False}
-            for key, value in (summary.config or {}).items()
-        },
-        "result": summary.result,
-    }
-    if summary.end_time is not None:
-        entry["endTime"] = _time_text(summary.end_time)
-    if summary.resource_changes is not None:
-        entry["resourceChanges"] = dict(summary.resource_changes)
-    return entry
-
-
-def event_to_json(event: Any) -> dict[str, Any]:
-    """An SDK `EngineEvent` back in the engine's JSON event shape (only what drift detection reads)."""
-    pre = getattr(event, "resource_pre_event", None)
-    if pre is None:
-        summary = getattr(event, "summary_event", None)
-        if summary is None:
-            return {}
-        return {"summaryEvent": {"resourceChanges": _changes(summary.resource_changes)}}
-    metadata = pre.metadata
-    return {
-        "resourcePreEvent": {
-            "metadata": {
-                "op": str(getattr(metadata.op, "value", metadata.op)),
-                "urn": metadata.urn,
-                "type": metadata.type,
-                "diffs": list(metadata.diffs or []),
-                "detailedDiff": {
-                    path: {
-                        "kind": str(getattr(diff.diff_kind, "value", diff.diff_kind)),
-                        "inputDiff": diff.input_diff,
-                    }
-                    for path, diff in (metadata.detailed_diff or {}).items()
-                },
-            }
-        }
-    }
-
-
-def _changes(summary: Mapping[Any, int] | None) -> dict[str, int]:
-    return {str(operation): int(count) for operation, count in (summary or {}).items()}
-
-
-def _time_text(moment: datetime) -> str:
-    return moment.strftime(TIME_FORMAT)
 
 
 def _tail(text: str, lines: int = 12) -> str:

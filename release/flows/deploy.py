@@ -9,7 +9,7 @@
     3. promote   switch the active colour and `up` (the stable Service's health hook runs here too)
     4. verify    health-check the stable Service (post-promotion analysis)
     5. record    write the signed `verify` record: the evidence promotions read
-    on failure   abort: restore the newest settled state (release.lifecycle: the last state a release
+    on failure   abort: restore the newest settled state (release.history.lifecycle: the last state a release
                  verified, or no release touched), `up` (targeted at the Services when that is
                  enough) and check again
 
@@ -38,13 +38,21 @@ from core.errors import (
     UnfinishedReleaseError,
 )
 from core.images import ImageRefError, parse_pinned_image, repository_of
-from release.engine import Engine
-from release.history import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
-from release.lifecycle import Lifecycle, read_lifecycle
+from release.engine.protocol import Engine
+from release.flows.rollback import (
+    execute_rollback,
+    plan_rollback,
+    recheck_stable,
+    refuse_unsigned_write,
+    restore_step,
+)
+from release.history.entries import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
+from release.history.lifecycle import Lifecycle, read_lifecycle
+from release.history.records import ReleaseRecord, new_release_id
+from release.history.signing import Signer
 from release.notify import NO_NOTIFIER, NotificationResult, Notifier, PendingNotification
 from release.notify import message as notify_message
-from release.records import ReleaseRecord, new_release_id
-from release.report import (
+from release.report.release_report import (
     Checker,
     Phase,
     Progress,
@@ -56,14 +64,6 @@ from release.report import (
     record_step,
     up_step,
 )
-from release.rollback import (
-    execute_rollback,
-    plan_rollback,
-    recheck_stable,
-    refuse_unsigned_write,
-    restore_step,
-)
-from release.signing import Signer
 
 
 @dataclass
@@ -86,7 +86,7 @@ class DeployRequest:
     release_id: str = field(default_factory=new_release_id)
 
     def record(self, event: str, **fields: Any) -> ReleaseRecord:
-        """The release record every update of this release carries (see release.records)."""
+        """The release record every update of this release carries (see release.history.records)."""
         return ReleaseRecord(
             event=event,
             stack=self.stack,

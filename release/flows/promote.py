@@ -10,7 +10,7 @@
    repository and digest) and its evidence (verified, revoked, rejected, live, since when), from
    records that count, and only signed ones where the gate requires signed evidence.
 3. Then, and only when every rule holds (or break-glass skipped it, recorded), the blue-green release
-   of `release.deploy` runs on the target with the approval, break-glass and source in every record.
+   of `release.flows.deploy` runs on the target with the approval, break-glass and source in every record.
 
 `reject` writes a signed `reject` record (the digest is never promoted again); `review` acknowledges
 a break-glass release. Both are records in the stack's history, written by an `up` targeted at the
@@ -29,8 +29,9 @@ from core.config.sources import project_settings
 from core.errors import ConfigError, ConfigProblem, EngineError, PromotionRefusedError, UsageError
 from core.images import ImageRef, ImageRefError, parse_digest, parse_image, parse_pinned_image
 from core.text import one_line
-from release.deploy import DeployRequest, deploy
-from release.engine import Engine
+from release.engine.protocol import Engine
+from release.flows.deploy import DeployRequest, deploy
+from release.flows.rollback import refuse_unsigned_write
 from release.gates import (
     ApprovalReader,
     GateViolation,
@@ -41,12 +42,11 @@ from release.gates import (
     run_url,
 )
 from release.github import read_environment_approval
-from release.history import RELEASES_KEY, HistoryEntry, entry_numbered, read_history
+from release.history.entries import RELEASES_KEY, HistoryEntry, entry_numbered, read_history
+from release.history.records import ReleaseRecord
+from release.history.signing import Signer
 from release.notify import NO_NOTIFIER, Notifier
-from release.records import ReleaseRecord
-from release.report import Checker, Progress, ReleaseReport, default_checker, record_step
-from release.rollback import refuse_unsigned_write
-from release.signing import Signer
+from release.report.release_report import Checker, Progress, ReleaseReport, default_checker, record_step
 
 
 @dataclass
@@ -63,6 +63,12 @@ class PromoteRequest:
     preview_urls: list[str] = field(default_factory=list)
     stable_urls: list[str] = field(default_factory=list)
     signer: Signer | None = None
+
+    def __post_init__(self) -> None:
+        if self.break_glass_reason is not None and not self.break_glass_reason:
+            raise UsageError(
+                '--break-glass needs --reason "<what broke, and why now>": it is recorded and reviewed'
+            )
 
     @property
     def what(self) -> str:

@@ -1,6 +1,6 @@
 """The release lifecycle, read back from stack history: unfinished releases and settled states.
 
-Every record of one release carries its release id (release.records). A release moves through
+Every record of one release carries its release id (release.history.records). A release moves through
 
     stage ─▶ switch ─▶ verify                     finished: Verified
       │        │
@@ -9,12 +9,12 @@ Every record of one release carries its release id (release.records). A release 
 and a release with a stage or switch record but no verify, rollback or abort after it (in a succeeded
 update) is **unfinished**: killed midway, or still running on another machine. Its changes may be
 live and unverified. While any release of a stack is unfinished, a new deploy or promotion into that
-stack is refused (release.deploy), naming it and the commands that finish it.
+stack is refused (release.flows.deploy), naming it and the commands that finish it.
 
 A **settled** state is a succeeded update after which no release was unfinished: the state a
 release verified, the state a rollback restored, or a state no release touched (a plain `pulumi up`).
 Settled states are what rollbacks go back to; the intermediate entries of a release never are.
-Only records that count in the stack (release.history.RecordRules) take part.
+Only records that count in the stack (release.history.entries.RecordRules) take part.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from core.text import one_line
-from release.history import RELEASES_KEY, HistoryEntry
-from release.records import FINISHES, STARTS
+from release.history.entries import RELEASES_KEY, HistoryEntry
+from release.history.records import FINISHES, STARTS
 
 VERIFIED, ROLLED_BACK, ABORTED = "Verified", "RolledBack", "Aborted"
 OUTCOME_OF = {"verify": VERIFIED, "rollback": ROLLED_BACK, "abort": ABORTED}

@@ -33,7 +33,7 @@ very end, with no duplicate key, only known keys, and the right type for each. T
     sig          {"key": <key id>, "ed25519": <base64>} over the canonical JSON of everything else
 
 Updates without a record (a plain `pulumi up`, older releases) are listed by `release audit` as
-foreign updates; they never count as verification. See release.signing for what makes a record count.
+foreign updates; they never count as verification. See release.history.signing for what makes a record count.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.images import digest_of
-from release.signing import Signer
+from release.history.signing import Signer
 
 MARK = "release/v1"
 _MARK_AT = re.compile(r"(?:^|(?<=\s))" + re.escape(MARK) + r" (?=\{)")

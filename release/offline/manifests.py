@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from core.config.model import SECRET_MARKER
-from release.mock_runtime import ProgramRun, RegisteredResource
+from release.offline.mock_runtime import ProgramRun, RegisteredResource
 
 KUBERNETES_PREFIX = "kubernetes:"
 APPLY_ORDER = (

@@ -14,7 +14,7 @@ config"); this module is that, made safe:
 - **Migration-aware.** Moving a service's traffic off a digest whose migration is not declared
   backward compatible (`migration.expandContract: false`) is refused unless forced, with the reason.
 - **To a settled state.** Without `--to-version`, the target is the state before the current release:
-  the newest settled state (release.lifecycle) whose config differs from now, never an intermediate
+  the newest settled state (release.history.lifecycle) whose config differs from now, never an intermediate
   entry of a failed, rolled-back or unfinished release. `--dry-run` shows the target and why.
 """
 
@@ -44,18 +44,19 @@ from core.errors import (
     UsageError,
 )
 from core.naming import service_urns
-from release.engine import Engine, UpdateOutcome
-from release.history import (
+from release.engine.protocol import Engine, UpdateOutcome
+from release.history.entries import (
     RELEASES_KEY,
     HistoryEntry,
     entry_numbered,
     read_history,
     refuse_if_running,
 )
-from release.lifecycle import Lifecycle, choose_rollback_target, read_lifecycle
-from release.parity import flatten
-from release.records import ReleaseRecord
-from release.report import (
+from release.history.lifecycle import Lifecycle, choose_rollback_target, read_lifecycle
+from release.history.records import ReleaseRecord
+from release.history.signing import SIGNING_KEY_ENV, Signer, TrustedKeys
+from release.offline.parity import flatten
+from release.report.release_report import (
     Checker,
     Phase,
     Progress,
@@ -65,7 +66,6 @@ from release.report import (
     default_checker,
     health_urls,
 )
-from release.signing import SIGNING_KEY_ENV, Signer, TrustedKeys
 
 RESTORABLE_KEYS = frozenset(full_key(knob) for knob in STACK_KNOBS if knob != SECRETS_KEY)
 
@@ -329,7 +329,7 @@ def rollback(
     """`release rollback`: restore entry `to_number` of history, or the state before the current release.
 
     Without `to_number` the target is the newest settled state whose per-stack knobs differ from the
-    stack's config now (release.lifecycle). The rollback finishes every unfinished release (its
+    stack's config now (release.history.lifecycle). The rollback finishes every unfinished release (its
     record names them). With `dry_run` nothing changes: the report holds the plan and why. After the
     `up`, the stable URL of every service whose active colour moved back is health-checked.
     """

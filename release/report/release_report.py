@@ -18,13 +18,13 @@ from core.config.sources import ConfigEntry
 from core.errors import ExitCode
 from core.health import Verdict, check_sync
 from core.naming import service_urns
-from release.engine import Engine, UpdateOutcome
+from release.engine.protocol import Engine, UpdateOutcome
+from release.history.records import ReleaseRecord, summary_of
+from release.history.signing import Signer
 from release.notify import NotificationResult
-from release.records import ReleaseRecord, summary_of
-from release.signing import Signer
 
 if TYPE_CHECKING:
-    from release.rollback import RollbackPlan
+    from release.flows.rollback import RollbackPlan
 
 
 Checker = Callable[[Sequence[str], HealthCheckSettings, Mapping[str, str]], Verdict]

@@ -21,7 +21,7 @@ from typing import Any
 
 from core.config.model import PROJECT_NAME, STACK_KNOBS, Color
 from core.images import digest_of, fingerprint_of, is_image
-from release.mock_runtime import ProgramRun, RegisteredResource
+from release.offline.mock_runtime import ProgramRun, RegisteredResource
 
 STACK_NAME_KNOB = "(stack name)"
 MIN_SUBSTRING = 3

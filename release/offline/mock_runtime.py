@@ -101,7 +101,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
         raise NotImplementedError(
             f"the program called {args.token!r}, which the offline mocks do not know; "
-            "add it to release.mock_runtime.PlatformMocks.call"
+            "add it to release.offline.mock_runtime.PlatformMocks.call"
         )
 
 

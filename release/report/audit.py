@@ -12,14 +12,75 @@ is verified, and what waits to be promoted (a source stack's verified digest its
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from core.config.model import ProjectSettings
+from core.errors import ReleaseError
 from core.text import one_line
+from release.engine.protocol import Engine
 from release.gates import evidence_for
-from release.history import HistoryEntry
+from release.history.entries import RELEASES_KEY, HistoryEntry, read_history
+
+
+@dataclass
+class Audit:
+    """What `release audit` shows: rows newest first, break-glass releases awaiting review, and the
+    stacks whose history could not be read (each with its error)."""
+
+    rows: list[AuditRow] = field(default_factory=list)
+    unreviewed: list[AuditRow] = field(default_factory=list)
+    failures: list[tuple[str, ReleaseError]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rows": [row.to_json() for row in self.rows],
+            "breakGlassAwaitingReview": [row.to_json() for row in self.unreviewed],
+        }
+
+
+def read_audit(
+    engine: Engine, project: ProjectSettings, stacks: Sequence[str], since: datetime | None
+) -> Audit:
+    """Every stack's history as audit rows; a stack that cannot be read is a failure, not the end."""
+    audit = Audit()
+    for stack in stacks:
+        try:
+            entries = read_history(engine, stack, project)
+        except ReleaseError as error:
+            audit.failures.append((stack, error))
+            continue
+        audit.rows += audit_rows(stack, entries, since)
+        audit.unreviewed += unreviewed_break_glass(stack, entries)
+    audit.rows.sort(key=lambda row: row.time, reverse=True)
+    return audit
+
+
+@dataclass
+class Status:
+    """What `release status` shows: a row per stack and service, and the stacks it could not read."""
+
+    rows: list[ServiceStatus] = field(default_factory=list)
+    failures: list[tuple[str, ReleaseError]] = field(default_factory=list)
+
+
+def read_status(engine: Engine, project: ProjectSettings, stacks: Sequence[str]) -> Status:
+    """Each stack's history and the `releases` knob it holds now, judged into status rows."""
+    histories: dict[str, list[HistoryEntry]] = {}
+    releases: dict[str, dict[str, Any]] = {}
+    failures: list[tuple[str, ReleaseError]] = []
+    for stack in stacks:
+        try:
+            history = read_history(engine, stack, project)
+            value = engine.get_config(stack).get(RELEASES_KEY)
+        except ReleaseError as error:
+            failures.append((stack, error))
+            continue
+        histories[stack] = history
+        releases[stack] = value.value if value is not None and isinstance(value.value, dict) else {}
+    return Status(stack_status(project, histories, releases), failures)
+
 
 EVENT_NAMES = {
     "stage": "release",

@@ -11,7 +11,7 @@ in every stack. `release keygen` prints a new pair.
     key id        the first 16 hex digits of SHA-256 over the raw public key: what a record names
 
 What is signed is the record's canonical JSON (sorted keys, no spaces, ASCII only) without its
-`sig`; see release.records.
+`sig`; see release.history.records.
 """
 
 from __future__ import annotations

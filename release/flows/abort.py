@@ -2,7 +2,7 @@
 
 A release killed after its stage or switch (a `kill -9`, a lost runner) leaves its changes live and
 unverified, and every later deploy or promotion into the stack is refused until it is finished
-(release.lifecycle). Abort is the narrow way to finish it (Argo Rollouts' abort):
+(release.history.lifecycle). Abort is the narrow way to finish it (Argo Rollouts' abort):
 
 1. find the newest release of S; it must be unfinished (else: nothing to abort, use `release rollback`);
 2. take S's release (colours, images, replicas) from the newest settled state before that release
@@ -25,11 +25,19 @@ from pathlib import Path
 
 from core.config.sources import ConfigEntry, validated_stack_config
 from core.errors import ConfigError, ConfigProblem, HistoryError, UsageError
-from release.engine import Engine
-from release.history import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
-from release.lifecycle import Release, read_lifecycle
-from release.records import ReleaseRecord
-from release.report import (
+from release.engine.protocol import Engine
+from release.flows.rollback import (
+    execute_rollback,
+    plan_rollback,
+    recheck_stable,
+    refuse_unsigned_write,
+    restore_step,
+)
+from release.history.entries import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
+from release.history.lifecycle import Release, read_lifecycle
+from release.history.records import ReleaseRecord
+from release.history.signing import Signer
+from release.report.release_report import (
     Checker,
     Phase,
     Progress,
@@ -38,14 +46,6 @@ from release.report import (
     health_urls,
     record_step,
 )
-from release.rollback import (
-    execute_rollback,
-    plan_rollback,
-    recheck_stable,
-    refuse_unsigned_write,
-    restore_step,
-)
-from release.signing import Signer
 
 
 @dataclass

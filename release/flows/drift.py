@@ -20,6 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from release.engine.protocol import Engine
+from release.notify import NotificationResult, Notifier
+
 NO_DRIFT_OPS = frozenset({"same", "read", "refresh-same"})
 
 
@@ -100,3 +103,16 @@ def parse_drift(stack: str, events: Sequence[dict[str, Any]]) -> DriftReport:
             DriftedResource(urn, str(metadata.get("type", "")), op, tuple(sorted(properties)))
         )
     return report
+
+
+def check_drift(
+    engine: Engine, stack: str, notifier: Notifier, run: str
+) -> tuple[DriftReport, NotificationResult | None]:
+    """Refresh-preview `stack` and parse its events; on drift, tell the webhook (with the CI run, if
+    any). The notification's result is returned, never raised: the check's own outcome comes first."""
+    report = parse_drift(stack, engine.refresh_preview(stack))
+    if not report.drifted:
+        return report, None
+    names = ", ".join(resource.name for resource in report.drifted)
+    text = f"*drift* on {stack}: {len(report.drifted)} resource(s) changed outside Pulumi: {names}"
+    return report, notifier.send("drift", text + (f"\nrun: {run}" if run else ""))

@@ -1,0 +1,42 @@
+"""One module per verb, each with `add_parser(verbs, options)` and `run(args, ctx) -> exit code`.
+
+`COMMANDS` is the order `release --help` lists them in.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from release.commands import (
+    abort,
+    audit,
+    deploy,
+    diff,
+    drift,
+    health_check,
+    history,
+    keygen,
+    plan,
+    promote,
+    reject,
+    review,
+    rollback,
+    status,
+)
+
+COMMANDS: tuple[ModuleType, ...] = (
+    plan,
+    deploy,
+    rollback,
+    abort,
+    keygen,
+    promote,
+    reject,
+    review,
+    audit,
+    status,
+    diff,
+    drift,
+    history,
+    health_check,
+)

@@ -1,0 +1,42 @@
+"""`release audit [<stack>] [--since DATE] [--markdown]`: who did what, when, from stack history."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+from core.config.sources import stack_names
+from core.errors import ExitCode, UsageError
+from core.stack_name import parse_stack_name
+from release.commands.options import Options
+from release.commands.output import emit, stack_not_shown
+from release.context import ReleaseContext
+from release.report.audit import read_audit, render_audit
+
+
+def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
+    parser = verbs.add_parser(
+        "audit",
+        parents=[options.shared],
+        help="who did what, when: every release, promotion, rollback, verification",
+    )
+    parser.add_argument(
+        "stack", nargs="?", type=parse_stack_name, help="one stack (default: every Pulumi.<stack>.yaml)"
+    )
+    parser.add_argument("--since", help="only entries on or after this date (YYYY-MM-DD, UTC)")
+    parser.add_argument("--markdown", action="store_true", help="a markdown table")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    stacks = [args.stack] if args.stack else stack_names(ctx.project_dir)
+    since = None
+    if args.since:
+        try:
+            since = datetime.strptime(args.since, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError as error:
+            raise UsageError(f"--since {args.since!r}: use YYYY-MM-DD") from error
+    audit = read_audit(ctx.engine, ctx.project, stacks, since)
+    failures = [stack_not_shown(stack, error) for stack, error in audit.failures]
+    emit(args, audit.to_json(), render_audit(audit.rows, audit.unreviewed, markdown=args.markdown))
+    return failures[0] if failures else ExitCode.OK

@@ -1,0 +1,48 @@
+"""`release deploy <stack> --service S --image REPO@sha256:...`: a blue-green release of one image."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.stack_name import parse_stack_name
+from release.commands.options import Options, url_option
+from release.commands.output import emit_report
+from release.context import ReleaseContext
+from release.flows.deploy import DeployRequest, deploy
+from release.gates import refuse_deploy_into_promotion_stage
+from release.locking import release_lock
+
+
+def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
+    parser = verbs.add_parser(
+        "deploy",
+        parents=[options.shared, options.actor],
+        help="blue-green release of one image; rolls back automatically on failure",
+        description="Set the image on the idle colour and up (its migration runs first), check the "
+        "preview URL, switch the active colour and up, check the stable URL. Any failure restores "
+        "the last succeeded update from stack history.",
+    )
+    parser.add_argument("stack", type=parse_stack_name)
+    parser.add_argument("--service", required=True)
+    parser.add_argument("--image", required=True, help="<repository>@sha256:<digest>")
+    url_option(parser, "--preview-url", "preview")
+    url_option(parser, "--stable-url", "stable")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    refuse_deploy_into_promotion_stage(ctx.project, args.stack, args.service)
+    request = DeployRequest(
+        args.stack,
+        args.service,
+        args.image,
+        ctx.actor,
+        reason=args.reason,
+        preview_urls=list(args.preview_url),
+        stable_urls=list(args.stable_url),
+        run=ctx.run_url,
+        signer=ctx.signer,
+    )
+    with release_lock(ctx.project_dir, args.stack, f"{ctx.actor}: release deploy {args.service}"):
+        report = deploy(ctx.engine, request, ctx.project_dir, progress=ctx.progress, notifier=ctx.notifier)
+    return emit_report(args, report, ctx.env)

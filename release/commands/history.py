@@ -1,0 +1,26 @@
+"""`release history <stack>`: the stack's updates, newest first: who released what, when."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.errors import ExitCode
+from core.stack_name import parse_stack_name
+from release.commands.options import Options, non_negative_int
+from release.commands.output import emit
+from release.context import ReleaseContext
+from release.history.entries import read_history, render_history
+
+
+def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
+    parser = verbs.add_parser("history", parents=[options.shared], help="the stack's updates, newest first")
+    parser.add_argument("stack", type=parse_stack_name)
+    parser.add_argument("--limit", type=non_negative_int, default=20, help="show at most N entries (0: all)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    entries = read_history(ctx.engine, args.stack, ctx.project)
+    shown = entries[: args.limit] if args.limit else entries
+    emit(args, [entry.to_json() for entry in shown], render_history(args.stack, shown))
+    return ExitCode.OK

@@ -1,0 +1,62 @@
+"""`release plan <stack> | --all`: what each stack declares, evaluated offline; --all also checks parity."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from core.config.sources import secret_names_of, stack_names
+from core.errors import ExitCode, UsageError
+from core.stack_name import parse_stack_name
+from release import log
+from release.commands.options import Options
+from release.commands.output import emit
+from release.context import ReleaseContext
+from release.offline import plan
+from release.offline.manifests import write_manifests
+
+
+def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
+    parser = verbs.add_parser(
+        "plan",
+        parents=[options.shared],
+        help="what each stack declares, evaluated offline; --all also checks parity",
+        description=plan.HONESTY_NOTE,
+    )
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("stack", nargs="?", type=parse_stack_name, help="one stack, e.g. staging")
+    target.add_argument(
+        "--all", action="store_true", help="every Pulumi.<stack>.yaml, and every difference between them"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="also write each stack's Kubernetes manifests (secrets redacted) and AWS summary to "
+        "DIR/<stack>/",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    project_dir = ctx.project_dir
+    stacks = stack_names(project_dir) if args.all else [args.stack]
+    if args.all and len(stacks) < 2:
+        log.error(f"--all needs at least two Pulumi.<stack>.yaml in {project_dir}")
+        return ExitCode.BAD_INPUT
+    report = plan.plan(project_dir, stacks, compare=args.all, progress=log.detail)
+    emit(args, plan.to_json(report), plan.render_text(report))
+    if args.out is not None:
+        secret_names = secret_names_of(project_dir)
+        for stack_plan in report.stacks:
+            if stack_plan.run is not None:
+                try:
+                    files = write_manifests(stack_plan.run, args.out, secret_names)
+                except OSError as error:
+                    raise UsageError(f"--out {args.out}: cannot write: {error.strerror or error}") from error
+                log.progress(f"wrote {len(files)} files to {args.out / stack_plan.stack}")
+    if report.exit_code == ExitCode.BAD_INPUT:
+        for stack_plan in report.stacks:
+            if stack_plan.error is not None:
+                log.error(str(stack_plan.error))
+    return report.exit_code

@@ -1,0 +1,38 @@
+"""`release review <stack> <#> --note ...`: acknowledge someone else's break-glass release."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.errors import ExitCode
+from core.stack_name import parse_stack_name
+from core.text import one_line
+from release.commands.options import Options, positive_int
+from release.commands.output import emit
+from release.context import ReleaseContext
+from release.flows.promote import review
+
+
+def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
+    parser = verbs.add_parser(
+        "review",
+        parents=[options.shared, options.actor],
+        help="acknowledge a break-glass release (someone else's)",
+    )
+    parser.add_argument("stack", type=parse_stack_name)
+    parser.add_argument("number", type=positive_int, help="its number in `release audit`")
+    parser.add_argument("--note", required=True)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    signer = ctx.signer
+    record = review(
+        ctx.engine, args.stack, args.number, args.note, ctx.actor, ctx.env, ctx.project_dir, signer
+    )
+    emit(
+        args,
+        record.to_json(),
+        one_line(f"entry {args.number} of {args.stack} reviewed by {record.actor}") + "\n",
+    )
+    return ExitCode.OK

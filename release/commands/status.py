@@ -1,0 +1,28 @@
+"""`release status`: per stack and service, the colours, digests, verified, and what waits."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.config.sources import stack_names
+from core.errors import ExitCode
+from release.commands.options import Options
+from release.commands.output import emit, stack_not_shown
+from release.context import ReleaseContext
+from release.report.audit import read_status, render_status
+
+
+def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
+    parser = verbs.add_parser(
+        "status", parents=[options.shared], help="per stack and service: colours, digests, verified, waiting"
+    )
+    parser.add_argument("--markdown", action="store_true", help="a markdown table")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    project = ctx.project
+    status = read_status(ctx.engine, project, stack_names(ctx.project_dir))
+    failures = [stack_not_shown(stack, error) for stack, error in status.failures]
+    emit(args, [row.to_json() for row in status.rows], render_status(status.rows, markdown=args.markdown))
+    return failures[0] if failures else ExitCode.OK

@@ -1,0 +1,120 @@
+"""ReleaseContext: what every command and flow works with, built once per command.
+
+The engine, the project (its directory and Pulumi.yaml's settings, read once), who is acting, the
+health checker, the webhook notifier, the record signer, the CI run's URL and the log. Flows take
+one context instead of five collaborators; tests and the benchmark build one around the engine
+double (`ReleaseContext.for_tests`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from core.config.model import ProjectSettings
+from core.config.sources import project_dir_of, project_settings
+from release import log
+from release.engine.protocol import Engine
+from release.gates import run_url
+from release.history.signing import Signer
+from release.notify import NO_NOTIFIER, Notifier
+from release.report.release_report import Checker, Progress, default_checker
+
+EngineFactory = Callable[[Path], Engine]
+
+
+@dataclass
+class ReleaseContext:
+    """One command's collaborators. Each is made on first use, so `release keygen` needs no project
+    and `release plan` no engine."""
+
+    env: Mapping[str, str]
+    engine_factory: EngineFactory
+    given_project_dir: Path | None = None
+    given_actor: str | None = None
+    checker: Checker = default_checker
+    progress: Progress = log.progress
+    given_notifier: Notifier | None = None
+    given_signer: Signer | None = None
+    from_environment: bool = True
+    """False in tests: the signer and notifier are only what was given, never the environment's."""
+
+    @cached_property
+    def project_dir(self) -> Path:
+        return project_dir_of((self.given_project_dir or Path.cwd()).resolve())
+
+    @cached_property
+    def project(self) -> ProjectSettings:
+        """Pulumi.yaml's project-level settings, read once per command."""
+        return project_settings(self.project_dir)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return self.engine_factory(self.project_dir)
+
+    @cached_property
+    def actor(self) -> str:
+        return self.given_actor or actor_from(self.env)
+
+    @cached_property
+    def signer(self) -> Signer | None:
+        if self.given_signer is not None or not self.from_environment:
+            return self.given_signer
+        return Signer.from_environment(self.env)
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        if self.given_notifier is not None:
+            return self.given_notifier
+        return Notifier.from_environment(self.env) if self.from_environment else NO_NOTIFIER
+
+    @cached_property
+    def run_url(self) -> str:
+        return run_url(self.env)
+
+    @classmethod
+    def for_tests(
+        cls,
+        engine: Engine,
+        project_dir: Path,
+        *,
+        checker: Checker = default_checker,
+        progress: Progress = log.progress,
+        notifier: Notifier | None = None,
+        signer: Signer | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ReleaseContext:
+        """A context around an engine (double) that reads nothing from the environment."""
+        return cls(
+            env=dict(env or {}),
+            engine_factory=lambda _: engine,
+            given_project_dir=project_dir,
+            checker=checker,
+            progress=progress,
+            given_notifier=notifier,
+            given_signer=signer,
+            from_environment=False,
+        )
+
+
+def actor_from(env: Mapping[str, str]) -> str:
+    """Who is acting: $RELEASE_OPERATOR, else $GITHUB_ACTOR in CI, else git's user.name, else the login."""
+    named = env.get("RELEASE_OPERATOR") or env.get("GITHUB_ACTOR")
+    if named:
+        return named
+    try:
+        configured = subprocess.run(
+            ["git", "config", "user.name"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        configured = ""
+    if configured:
+        return configured
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,72 @@
+"""What the release tool needs from Pulumi, and nothing more: the `Engine` every command talks to.
+
+Read a stack's config, `up` with config (optionally targeted), history, current outputs, and a
+refresh preview (drift). `release.engine.automation.AutomationEngine` implements it over
+`pulumi.automation`; `release.testing.fake_engine.FakeEngine` is its test double, whose history has
+exactly the CLI's JSON shape (`release.engine.shapes`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.config.sources import ConfigEntry, StackConfigValues
+
+OutputSink = Callable[[str], None]
+"""Where an `up` streams the engine's output lines."""
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """What one `up` (or refresh) did: whether it succeeded, what it changed, how long it took."""
+
+    succeeded: bool
+    seconds: float
+    resource_changes: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+    """The tail of the engine's error output when it failed (secrets are masked by the engine)."""
+
+    @property
+    def changed(self) -> int:
+        return sum(count for operation, count in self.resource_changes.items() if operation != "same")
+
+
+class Engine(ABC):
+    """What the release tool needs from Pulumi, and nothing more."""
+
+    @abstractmethod
+    def get_config(self, stack: str) -> StackConfigValues:
+        """The stack's config, full keys (`platform:releases`); secret values are SECRET_MARKER."""
+
+    @abstractmethod
+    def up(
+        self,
+        stack: str,
+        config: Mapping[str, ConfigEntry],
+        message: str,
+        targets: Sequence[str] = (),
+        on_output: OutputSink | None = None,
+    ) -> UpdateOutcome:
+        """Set `config` (those keys only) and run `up`, limited to `targets` (URNs) when given.
+
+        A failed update is an outcome, not an exception. A stack locked by another update raises
+        ConcurrentReleaseError, and the config is put back as it was: nothing is half-applied.
+        """
+
+    @abstractmethod
+    def history(self, stack: str) -> list[dict[str, Any]]:
+        """Every history entry, newest first, shaped exactly like `pulumi stack history --json`
+        (secrets without values)."""
+
+    @abstractmethod
+    def outputs(self, stack: str) -> dict[str, Any]:
+        """The stack's current outputs (secret outputs as SECRET_MARKER)."""
+
+    @abstractmethod
+    def refresh_preview(self, stack: str) -> list[dict[str, Any]]:
+        """`pulumi refresh --preview-only`: the engine's events, each shaped as in the engine's JSON
+        event stream (`{"resourcePreEvent": {"metadata": {"op", "urn", "type", "diffs",
+        "detailedDiff"}}}`, ...). Changes nothing."""
