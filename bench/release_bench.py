@@ -7,7 +7,7 @@ Prints, on this machine:
 - how long the promotion gate and the audit take to read 100 / 1,000 / 5,000 history entries;
 - how many resources the automatic rollback of a release that failed after the switch changes,
   targeted (the default) against a full `up` of the same restored config, for stacks of 1, 10 and
-  50 services. The engine here is the test double (tests/fake_engine.py), which evaluates the real
+  50 services. The engine here is the test double (release/testing/fake_engine.py), which evaluates the real
   program under the mock runtime and counts resources whose declared inputs change: the counts are
   the program's, the engine's own timings are not measured (no Pulumi CLI here).
 
@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,36 +47,35 @@ def decision_seconds(behaviour: str) -> tuple[float, float]:
 
 
 def rollback_changes(project_dir: Path, stack: str, service: str, targeted: bool) -> tuple[int, int, float]:
-    """(resources the automatic rollback changed, resources in the stack, seconds to plan it)."""
-    from release.flows import deploy as deploy_module
+    """(resources the rollback of a release that failed after its switch changes, resources in the
+    stack, seconds to plan it). A release fails on its stable check and rolls back; then the stack is
+    put back to its switched state, and the same restore is planned (timed) and applied, targeted as
+    the tool plans it or as a full `up` of the same config."""
+    from core.config.sources import validated_stack_config
+    from release.context import ReleaseContext
     from release.flows.deploy import deploy
-    from release.flows.rollback import plan_rollback
+    from release.flows.restore import plan_rollback
     from release.testing.fake_engine import FakeEngine
-    from tests.release_doubles import FAST_HEALTH_CHECK, cluster
+    from tests.release_doubles import FAST_HEALTH_CHECK, cluster, history_of
 
     engine = FakeEngine(project_dir=project_dir)
     engine.add_stack(stack, edit={"platform:healthCheck": FAST_HEALTH_CHECK})
-    planning: list[float] = []
-
-    def timed_plan(*args: object) -> object:
-        started = time.perf_counter()
-        plan = plan_rollback(*args)  # type: ignore[arg-type]
-        planning.append(time.perf_counter() - started)
-        if not targeted:
-            plan.targets, plan.full_up_reason = [], "benchmark: a full up of the same restore"
-        return plan
-
-    # release.flows.deploy calls plan_rollback by the name it imported: time it (and, for the comparison,
-    # turn its targeted plan into a full one) there.
-    with (
-        cluster(engine, stack, service) as double,
-        mock.patch.object(deploy_module, "plan_rollback", timed_plan),
-    ):
+    ctx = ReleaseContext.for_tests(engine, project_dir)
+    with cluster(engine, stack, service) as double:
         double.bad_when_stable.add(IMAGE)
-        report = deploy(engine, double.request(IMAGE), project_dir)
-    assert report.phase == "RolledBack", report.render()
-    rollback_up = engine.ups[-1]
-    return len(rollback_up.changed_urns), len(engine.stacks[stack].deployed), planning[0]
+        report = deploy(ctx, double.request(IMAGE))
+    assert report.phase == "RolledBack" and report.rollback is not None, report.render()
+    switched = next(
+        entry for entry in history_of(engine, stack) if entry.record and entry.record.event == "switch"
+    )
+    engine.up(stack, switched.config, "benchmark: back to the switched state")
+    current = engine.get_config(stack)
+    project = validated_stack_config(stack, current, ctx.project_file).project
+    started = time.perf_counter()
+    plan = plan_rollback(stack, current, report.rollback.target, project)
+    planning = time.perf_counter() - started
+    engine.up(stack, plan.restore, "benchmark: the restore", targets=plan.targets if targeted else [])
+    return len(engine.ups[-1].changed_urns), len(engine.stacks[stack].deployed), planning
 
 
 def history_seconds(size: int) -> tuple[float, float]:

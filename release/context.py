@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 
 from core.config.model import ProjectSettings
-from core.config.sources import project_dir_of, project_settings
+from core.config.sources import ProjectFile, project_dir_of
 from release import log
 from release.engine.protocol import Engine
 from release.gates import run_url
@@ -48,9 +48,14 @@ class ReleaseContext:
         return project_dir_of((self.given_project_dir or Path.cwd()).resolve())
 
     @cached_property
+    def project_file(self) -> ProjectFile:
+        """Pulumi.yaml, read once per command."""
+        return ProjectFile.read(self.project_dir)
+
+    @property
     def project(self) -> ProjectSettings:
-        """Pulumi.yaml's project-level settings, read once per command."""
-        return project_settings(self.project_dir)
+        """Pulumi.yaml's project-level settings; StackFileError (exit 2) when invalid."""
+        return self.project_file.settings
 
     @cached_property
     def engine(self) -> Engine:

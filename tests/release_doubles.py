@@ -96,12 +96,12 @@ class Cluster:
             return 500, {"status": "error", "image": image}
         return 200, {"status": "ok", "image": image}
 
-    def request(self, image: str, operator: str = "alice") -> DeployRequest:
+    def request(self, image: str, actor: str = "alice") -> DeployRequest:
         return DeployRequest(
             self.stack,
             self.service,
             image,
-            operator,
+            actor,
             preview_urls=[self.preview_url],
             stable_urls=[self.stable_url],
             signer=TEST_SIGNER,

@@ -15,6 +15,7 @@ from core.config.model import PROJECT_NAME
 from core.config.sources import ConfigEntry
 from core.errors import ConcurrentReleaseError, ConfigError
 from core.health import HealthCheckSettings, Verdict
+from release.context import ReleaseContext
 from release.flows.deploy import DeployRequest, deploy
 from release.history.entries import RELEASES_KEY
 from release.testing.fake_engine import FakeEngine
@@ -42,9 +43,9 @@ def api_release(engine: FakeEngine, stack: str = "staging") -> dict[str, Any]:
 def test_a_healthy_release_moves_stable_traffic_to_the_new_image_on_the_idle_colour() -> None:
     engine = fake_engine()
     with cluster(engine) as api:
-        report = deploy(engine, api.request(NEW_API), engine.project_dir)
+        report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
     assert report.phase == "Healthy" and report.exit_code == 0
-    assert [step.name for step in report.steps] == ["preview", "analyse", "promote", "verify", "record"]
+    assert [step.name for step in report.steps] == ["preview", "analyse", "switch", "verify", "record"]
     assert api_release(engine) == {
         "replicas": 2,
         "activeColor": "blue",
@@ -57,7 +58,7 @@ def test_a_healthy_release_moves_stable_traffic_to_the_new_image_on_the_idle_col
 def test_the_first_up_runs_only_the_idle_colours_migration_and_rollout() -> None:
     engine = fake_engine()
     with cluster(engine) as api:
-        deploy(engine, api.request(NEW_API), engine.project_dir)
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
     staged, promoted, recorded = engine.ups
     assert sorted(urn.rsplit("::", 1)[1] for urn in staged.changed_urns) == ["api-blue", "api-migrate-blue"]
     assert sorted(urn.rsplit("::", 1)[1] for urn in promoted.changed_urns) == ["api", "api-preview"]
@@ -67,10 +68,10 @@ def test_the_first_up_runs_only_the_idle_colours_migration_and_rollout() -> None
 def test_every_update_message_records_the_operator_and_what_moved() -> None:
     engine = fake_engine()
     with cluster(engine) as api:
-        deploy(engine, api.request(NEW_API, operator="alice"), engine.project_dir)
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API, actor="alice"))
     newest = history_of(engine, "staging")[:3]
-    assert [entry.operator for entry in newest] == ["alice", "alice", "alice"]
-    assert "release promote api: active green -> blue" in newest[1].message
+    assert [entry.actor for entry in newest] == ["alice", "alice", "alice"]
+    assert "release switch api: active green -> blue" in newest[1].message
 
 
 def assert_rolled_back(engine: FakeEngine, report: Any, failed_step: str, idle: str = NEW_API) -> None:
@@ -90,7 +91,7 @@ def test_a_failed_first_up_is_rolled_back_to_the_last_succeeded_config() -> None
     engine = fake_engine()
     engine.fail_up(1, "error: Job api-migrate-blue-abababababab failed: BackoffLimitExceeded")
     with cluster(engine) as api:
-        report = deploy(engine, api.request(NEW_API), engine.project_dir)
+        report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
     assert_rolled_back(engine, report, "preview", idle=OLD_IDLE)  # the failed up deployed nothing
     assert "BackoffLimitExceeded" in report.failure
 
@@ -99,25 +100,25 @@ def test_an_unhealthy_preview_is_rolled_back_before_any_traffic_moves() -> None:
     engine = fake_engine()
     with cluster(engine) as api:
         api.bad.add(NEW_API)
-        report = deploy(engine, api.request(NEW_API), engine.project_dir)
+        report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
     assert_rolled_back(engine, report, "analyse")
     assert [step.name for step in report.steps][:2] == ["preview", "analyse"]
-    assert "promote" not in [step.name for step in report.steps]
+    assert "switch" not in [step.name for step in report.steps]
 
 
 def test_a_failed_promote_is_rolled_back() -> None:
     engine = fake_engine()
     engine.fail_up(2, "error: post-deploy health check of api: unhealthy")
     with cluster(engine) as api:
-        report = deploy(engine, api.request(NEW_API), engine.project_dir)
-    assert_rolled_back(engine, report, "promote")
+        report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
+    assert_rolled_back(engine, report, "switch")
 
 
 def test_an_unhealthy_stable_service_is_rolled_back_by_flipping_only_the_two_services() -> None:
     engine = fake_engine()
     with cluster(engine) as api:
         api.bad_when_stable.add(NEW_API)
-        report = deploy(engine, api.request(NEW_API), engine.project_dir)
+        report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
     assert_rolled_back(engine, report, "verify")
     rollback_up = engine.ups[-1]
     assert sorted(urn.rsplit("::", 1)[1] for urn in rollback_up.targets) == ["api", "api-preview"]
@@ -133,7 +134,9 @@ def test_the_report_says_what_failed_what_was_restored_and_how_long_each_step_to
     engine = fake_engine()
     with cluster(engine) as api:
         api.bad.add(NEW_API)
-        document = deploy(engine, api.request(NEW_API), engine.project_dir).to_json()
+        document = deploy(
+            ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API)
+        ).to_json()
     assert document["phase"] == "RolledBack" and document["exitCode"] == 1
     assert document["failure"].startswith("analyse:")
     assert document["rollback"]["restoredFrom"]["message"].startswith("initial deploy")
@@ -146,7 +149,8 @@ def test_a_refused_deploy_changes_nothing_and_names_every_problem() -> None:
     before = engine.get_config("staging")
     with pytest.raises(ConfigError) as refused:
         deploy(
-            engine, cluster_request("search", "registry.example.test/platform/api:latest"), engine.project_dir
+            ReleaseContext.for_tests(engine, engine.project_dir),
+            cluster_request("search", "registry.example.test/platform/api:latest"),
         )
     assert [problem.key for problem in refused.value.problems] == [
         f"{PROJECT_NAME}:releases.search",
@@ -159,7 +163,7 @@ def test_an_image_of_another_repository_is_refused() -> None:
     engine = fake_engine()
     web_image = "registry.example.test/platform/web@sha256:" + "ef" * 32
     with pytest.raises(ConfigError, match="another service's image"):
-        deploy(engine, cluster_request("api", web_image), engine.project_dir)
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), cluster_request("api", web_image))
     assert engine.ups == []
 
 
@@ -168,7 +172,7 @@ def test_a_release_while_another_update_runs_fails_fast_and_changes_nothing() ->
     engine.stacks["staging"].history[0]["result"] = "in-progress"
     before = engine.get_config("staging")
     with pytest.raises(ConcurrentReleaseError, match="nothing was changed"):
-        deploy(engine, cluster_request("api", NEW_API), engine.project_dir)
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), cluster_request("api", NEW_API))
     assert engine.ups == [] and engine.get_config("staging") == before
 
 
@@ -177,7 +181,7 @@ def test_a_stack_lock_taken_between_the_check_and_the_up_is_surfaced_and_config_
     engine.hold_lock("alice@ci-runner-7 (pid 4242)")
     before = engine.get_config("staging")
     with pytest.raises(ConcurrentReleaseError, match="ci-runner-7"):
-        deploy(engine, cluster_request("api", NEW_API), engine.project_dir)
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), cluster_request("api", NEW_API))
     assert engine.get_config("staging") == before
 
 
@@ -192,7 +196,7 @@ def test_a_rollback_past_a_migration_that_is_not_backward_compatible_is_refused(
     engine.add_stack("staging", edit={"platform:healthCheck": FAST_HEALTH_CHECK})
     with cluster(engine) as api:
         api.bad_when_stable.add(NEW_API)
-        report = deploy(engine, api.request(NEW_API), project)
+        report = deploy(ReleaseContext.for_tests(engine, project), api.request(NEW_API))
     assert report.phase == "RollbackFailed" and report.exit_code == 5
     assert "expandContract: false" in report.steps[-1].detail
     assert api_release(engine)["activeColor"] == "blue"  # left for a human, as the report says
@@ -200,7 +204,7 @@ def test_a_rollback_past_a_migration_that_is_not_backward_compatible_is_refused(
 
 def test_deploying_the_image_already_active_changes_nothing() -> None:
     engine = fake_engine()
-    report = deploy(engine, cluster_request("api", OLD_ACTIVE), engine.project_dir)
+    report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), cluster_request("api", OLD_ACTIVE))
     assert report.phase == "Healthy" and engine.ups == []
     assert "already serves" in report.notes[0]
 
@@ -213,7 +217,7 @@ def test_the_restored_config_comes_from_history_not_from_memory() -> None:
     )
     with cluster(engine) as api:
         api.bad.add(NEW_API)
-        deploy(engine, api.request(NEW_API), engine.project_dir)
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
     assert engine.get_config("staging")[RELEASES_KEY].value["web"]["replicas"] == 2
 
 
@@ -240,7 +244,7 @@ def test_health_urls_are_the_hostnames_the_stack_exposes_with_the_readiness_path
         return Verdict(healthy=True, reason="recorded only: this test is about which URLs")
 
     request = DeployRequest("staging", "api", NEW_API, "alice", signer=TEST_SIGNER)
-    deploy(engine, request, engine.project_dir, checker=record)
+    deploy(ReleaseContext.for_tests(engine, engine.project_dir, checker=record), request)
     assert checked == [
         ["https://api-preview.staging.platform.example.test/healthz/ready"],
         ["https://api.edge.example.test/healthz/ready"],

@@ -45,7 +45,7 @@ def test_an_sdk_update_summary_parses_like_the_clis_history_json() -> None:
     (entry,) = parse_history([summary_to_history_json(summary)], STAGING_RULES)
     assert entry.config[RELEASES_KEY].value == RELEASES  # the SDK drops objectValue; JSON text is parsed
     assert entry.config["platform:appSecrets"] == ConfigEntry(SECRET_MARKER, secret=True)
-    assert (entry.number, entry.version, entry.operator) == (1, 0, "-")  # "[by alice]" is only text
+    assert (entry.number, entry.version, entry.actor) == (1, 0, "-")  # "[by alice]" is only text
     assert entry.resource_changes == {"update": 2, "same": 24}
     assert entry.start_time == "2026-11-20T10:05:00.000000Z"
 

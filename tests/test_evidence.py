@@ -15,6 +15,7 @@ from core.config.model import TrustedKey
 from core.config.sources import ConfigEntry
 from core.errors import ConfigError, PromotionRefusedError, UsageError
 from release.cli import main
+from release.context import ReleaseContext
 from release.flows.deploy import DeployRequest, deploy
 from release.flows.promote import PromoteRequest, promote, reject
 from release.gates import evidence_for
@@ -92,7 +93,7 @@ def test_a_plain_pulumi_up_with_a_forged_verify_record_cannot_pass_promotion() -
     engine.up("dev", {"platform:releases": ConfigEntry(releases)}, f"hotfix {MARK} {json.dumps(forged)}")
     request = PromoteRequest("dev", "staging", "api", "mallory", signer=TEST_SIGNER)
     with pytest.raises(PromotionRefusedError, match=r"\[verified\]"):
-        promote(engine, request, engine.project_dir, {})
+        promote(ReleaseContext.for_tests(engine, engine.project_dir, env={}), request)
 
 
 @pytest.mark.parametrize(
@@ -109,15 +110,13 @@ def test_reject_refuses_anything_but_an_exact_digest_and_writes_nothing(digest: 
     engine = fake_engine()
     with pytest.raises(ConfigError, match="not a digest"):
         reject(
-            engine,
+            ReleaseContext.for_tests(engine, engine.project_dir, env={}),
             "staging",
             "api",
             digest,
             "corrupts carts on retry",
             "carol",
-            {},
-            engine.project_dir,
-            TEST_SIGNER,
+            signer=TEST_SIGNER,
         )
     assert engine.ups == []
 
@@ -126,15 +125,13 @@ def test_reject_of_an_unknown_service_is_a_config_error_naming_the_services() ->
     engine = fake_engine()
     with pytest.raises(ConfigError, match="unknown service"):
         reject(
-            engine,
+            ReleaseContext.for_tests(engine, engine.project_dir, env={}),
             "staging",
             "search",
             "sha256:" + "ab" * 32,
             "bad build of it",
             "carol",
-            {},
-            engine.project_dir,
-            TEST_SIGNER,
+            signer=TEST_SIGNER,
         )
 
 
@@ -143,18 +140,22 @@ def test_reject_of_a_digest_never_deployed_there_needs_force() -> None:
     never = "sha256:" + "ab" * 32
     with pytest.raises(UsageError, match="never deployed"):
         reject(
-            engine, "staging", "api", never, "bad build of it", "carol", {}, engine.project_dir, TEST_SIGNER
+            ReleaseContext.for_tests(engine, engine.project_dir, env={}),
+            "staging",
+            "api",
+            never,
+            "bad build of it",
+            "carol",
+            signer=TEST_SIGNER,
         )
     written = reject(
-        engine,
+        ReleaseContext.for_tests(engine, engine.project_dir, env={}),
         "staging",
         "api",
         never,
         "bad build of it",
         "carol",
-        {},
-        engine.project_dir,
-        TEST_SIGNER,
+        signer=TEST_SIGNER,
         force=True,
     )
     assert written.revokes == ("registry.example.test/platform/api@" + never,)
@@ -164,7 +165,7 @@ def test_a_deploy_image_with_a_trailing_newline_is_refused_before_any_change() -
     engine = fake_engine()
     request = DeployRequest("staging", "api", NEW_API + "\n", "alice", signer=TEST_SIGNER)
     with pytest.raises(ConfigError, match="pinned by digest"):
-        deploy(engine, request, engine.project_dir)
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), request)
     assert engine.ups == []
 
 
@@ -203,7 +204,7 @@ def test_a_promotion_in_github_actions_takes_its_approval_from_githubs_api() -> 
                 stable_urls=[production.stable_url],
             )
             with pytest.raises(PromotionRefusedError) as refused:
-                promote(engine, request, engine.project_dir, env)
+                promote(ReleaseContext.for_tests(engine, engine.project_dir, env=env), request)
     assert "[approval]" in str(refused.value) and "bob" in str(refused.value)
     assert "not during the incident" in str(refused.value) and "test-only-token-value" not in str(
         refused.value

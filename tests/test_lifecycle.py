@@ -13,6 +13,7 @@ import pytest
 
 from core.errors import UnfinishedReleaseError
 from core.health import HealthCheckSettings, Verdict, check_sync
+from release.context import ReleaseContext
 from release.flows.abort import AbortRequest, abort
 from release.flows.deploy import deploy
 from release.flows.rollback import RollbackRequest, rollback
@@ -27,7 +28,7 @@ THIRD_API = "registry.example.test/platform/api@sha256:" + "ef" * 32
 
 
 def released(engine: FakeEngine, api: Cluster, image: str) -> str:
-    report = deploy(engine, api.request(image), engine.project_dir)
+    report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(image))
     return report.phase
 
 
@@ -44,7 +45,10 @@ def killed_during_verify(engine: FakeEngine, api: Cluster, image: str) -> None:
         return check_sync(urls, settings, expect)
 
     with pytest.raises(SystemExit):
-        deploy(engine, api.request(image), engine.project_dir, checker=dies_on_the_second_check)
+        deploy(
+            ReleaseContext.for_tests(engine, engine.project_dir, checker=dies_on_the_second_check),
+            api.request(image),
+        )
 
 
 def rollback_request(api: Cluster, **options: object) -> RollbackRequest:
@@ -57,7 +61,7 @@ def test_a_manual_rollback_after_an_automatic_one_never_restores_the_failed_rele
         assert released(engine, api, NEW_API) == "Healthy"
         api.bad_when_stable.add(NEWER_API)
         assert released(engine, api, NEWER_API) == "RolledBack"
-        report = rollback(engine, rollback_request(api), engine.project_dir)
+        report = rollback(ReleaseContext.for_tests(engine, engine.project_dir), rollback_request(api))
         assert engine.serving("staging", "api") not in (NEWER_API, NEW_API)
     assert report.phase == "Healthy" and engine.serving("staging", "api") == STAGING_API_BEFORE
 
@@ -68,7 +72,9 @@ def test_a_rollback_dry_run_names_its_target_why_and_the_entries_it_passed_over(
         released(engine, api, NEW_API)
         api.bad_when_stable.add(NEWER_API)
         released(engine, api, NEWER_API)
-        report = rollback(engine, rollback_request(api, dry_run=True), engine.project_dir)
+        report = rollback(
+            ReleaseContext.for_tests(engine, engine.project_dir), rollback_request(api, dry_run=True)
+        )
     plan = report.rollback
     assert plan is not None and plan.target.number == 1
     assert "no release touched" in plan.why
@@ -82,7 +88,9 @@ def test_a_release_killed_after_its_switch_makes_the_next_deploy_refuse_naming_i
         killed_during_verify(engine, api, NEW_API)
         ups = len(engine.ups)
         with pytest.raises(UnfinishedReleaseError) as refused:
-            deploy(engine, api.request(NEWER_API, operator="carol"), engine.project_dir)
+            deploy(
+                ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEWER_API, actor="carol")
+            )
     message = str(refused.value)
     assert refused.value.exit_code == 4 and len(engine.ups) == ups
     assert NEW_API in message and "by alice" in message and "switch in entry" in message
@@ -96,7 +104,7 @@ def test_abort_restores_the_state_before_the_unfinished_release_and_finishes_it(
         assert engine.serving("staging", "api") == NEW_API  # live and never verified
         request = AbortRequest("staging", "api", "bob", reason="runner lost", stable_urls=[api.stable_url])
         request.signer = TEST_SIGNER
-        report = abort(engine, request, engine.project_dir)
+        report = abort(ReleaseContext.for_tests(engine, engine.project_dir), request)
         assert report.phase == "Healthy" and engine.serving("staging", "api") == STAGING_API_BEFORE
         assert released(engine, api, NEWER_API) == "Healthy"  # finished: releases go on
     entries = history_of(engine, "staging")
@@ -110,7 +118,7 @@ def test_abort_refuses_when_the_newest_release_is_finished() -> None:
         released(engine, api, NEW_API)
         request = AbortRequest("staging", "api", "bob", signer=TEST_SIGNER)
         with pytest.raises(Exception, match="no unfinished release"):
-            abort(engine, request, engine.project_dir)
+            abort(ReleaseContext.for_tests(engine, engine.project_dir), request)
 
 
 def test_an_automatic_rollback_baseline_is_the_last_verified_state_never_an_unfinished_entry() -> None:
@@ -136,16 +144,19 @@ def test_a_second_checkout_releasing_the_same_stack_refuses_once_the_first_has_s
         ) -> Verdict:
             if not second:
                 try:
-                    deploy(engine, api.request(THIRD_API, operator="carol"), engine.project_dir)
+                    deploy(
+                        ReleaseContext.for_tests(engine, engine.project_dir),
+                        api.request(THIRD_API, actor="carol"),
+                    )
                 except UnfinishedReleaseError as error:
                     second.append(error)
             return check_sync(urls, settings, expect)
 
         report = deploy(
-            engine,
+            ReleaseContext.for_tests(
+                engine, engine.project_dir, checker=first_release_checks_while_the_second_starts
+            ),
             api.request(NEW_API),
-            engine.project_dir,
-            checker=first_release_checks_while_the_second_starts,
         )
     assert report.phase == "Healthy"
     assert len(second) == 1 and NEW_API in str(second[0])

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from release.context import ReleaseContext
 from release.flows.deploy import deploy
 from release.notify import NotificationResult, Notifier, message
 from tests.http_servers import failing, healthy, refused_url, serve, serve_raw, slow, trickle
@@ -49,7 +50,10 @@ def test_a_failed_release_rolls_back_even_when_the_webhook_is_down() -> None:
     with cluster(engine) as api, serve(slow(1.0)) as webhook:
         api.bad.add(NEW_API)
         report = deploy(
-            engine, api.request(NEW_API), engine.project_dir, notifier=Notifier(webhook, timeout_seconds=0.3)
+            ReleaseContext.for_tests(
+                engine, engine.project_dir, notifier=Notifier(webhook, timeout_seconds=0.3)
+            ),
+            api.request(NEW_API),
         )
     assert report.phase == "RolledBack"
     assert [result.to_json() for result in report.notifications] == [
@@ -65,7 +69,10 @@ def test_a_failed_release_and_its_automatic_rollback_are_both_announced() -> Non
     posted: list[Any] = []
     with cluster(engine) as api, serve(healthy(), posted) as webhook:
         api.bad.add(NEW_API)
-        deploy(engine, api.request(NEW_API), engine.project_dir, notifier=Notifier(webhook))
+        deploy(
+            ReleaseContext.for_tests(engine, engine.project_dir, notifier=Notifier(webhook)),
+            api.request(NEW_API),
+        )
     texts = sorted(post["text"] for post in posted)
     assert texts[0].startswith("*automatic rollback* api on staging") and "RolledBack" in texts[0]
     assert texts[1].startswith("*release failed, rolling back* api on staging") and "analyse" in texts[1]

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from core.errors import ApprovalEvidenceError, ConfigError, PromotionRefusedError, UsageError
+from release.context import ReleaseContext
 from release.flows.deploy import deploy
 from release.flows.promote import PromoteRequest, promote, reject, review
 from release.gates import ApprovalReader
@@ -47,7 +48,10 @@ def two_stacks() -> Iterator[tuple[FakeEngine, Cluster, Cluster]]:
 
 
 def verified_in_staging(engine: FakeEngine, staging: Cluster, image: str = NEW_API) -> datetime:
-    assert deploy(engine, staging.request(image), engine.project_dir).phase == "Healthy"
+    assert (
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), staging.request(image)).phase
+        == "Healthy"
+    )
     engine.calls.clear()
     verify = history_of(engine, "staging")[0].record
     assert verify is not None and verify.signed_at is not None
@@ -75,14 +79,16 @@ def not_approved(env: Mapping[str, str], environment: str) -> EnvironmentApprova
 
 
 def promote_in_ci(
-    engine: FakeEngine, promotion: PromoteRequest, reader: ApprovalReader | None = None, **options: Any
+    engine: FakeEngine,
+    promotion: PromoteRequest,
+    reader: ApprovalReader | None = None,
+    notifier: Notifier | None = None,
+    **options: Any,
 ) -> ReleaseReport:
     """`release promote` as the release workflow runs it: in GitHub Actions, approved by bob."""
     return promote(
-        engine,
+        ReleaseContext.for_tests(engine, engine.project_dir, env=IN_GITHUB_ACTIONS, notifier=notifier),
         promotion,
-        engine.project_dir,
-        IN_GITHUB_ACTIONS,
         approval_reader=reader or approved_by("bob"),
         **options,
     )
@@ -138,7 +144,9 @@ def refused(
 def test_an_unverified_digest_is_refused_before_any_change() -> None:
     with two_stacks() as (engine, staging, production):
         staging.bad.add(NEW_API)
-        deploy(engine, staging.request(NEW_API), engine.project_dir)  # fails, rolled back: never verified
+        deploy(
+            ReleaseContext.for_tests(engine, engine.project_dir), staging.request(NEW_API)
+        )  # fails, rolled back: never verified
         engine.calls.clear()
         message = refused(engine, production, digest="sha256:" + "ab" * 32)
     assert "[verified]" in message and "no verify record" in message
@@ -154,15 +162,13 @@ def test_a_rejected_digest_is_refused() -> None:
     with two_stacks() as (engine, staging, production):
         verified = verified_in_staging(engine, staging)
         reject(
-            engine,
+            ReleaseContext.for_tests(engine, engine.project_dir, env={}),
             "staging",
             "api",
             "sha256:" + "ab" * 32,
             "corrupts carts on retry",
             "carol",
-            {},
-            engine.project_dir,
-            TEST_SIGNER,
+            signer=TEST_SIGNER,
         )
         engine.calls.clear()
         message = refused(engine, production, now=verified + timedelta(hours=1))
@@ -226,24 +232,20 @@ def test_a_direct_review_by_the_releaser_is_refused_and_by_someone_else_recorded
         stage_number = history_of(engine, "production")[2].number
         with pytest.raises(UsageError, match="someone else reviews it"):
             review(
-                engine,
+                ReleaseContext.for_tests(engine, engine.project_dir, env={}),
                 "production",
                 stage_number,
                 "looked fine",
                 "alice",
-                {},
-                engine.project_dir,
-                TEST_SIGNER,
+                signer=TEST_SIGNER,
             )
         recorded = review(
-            engine,
+            ReleaseContext.for_tests(engine, engine.project_dir, env={}),
             "production",
             stage_number,
             "fix was right; INC-7 closed",
             "bob",
-            {},
-            engine.project_dir,
-            TEST_SIGNER,
+            signer=TEST_SIGNER,
         )
     assert recorded.reviews == stage_number
 
@@ -258,7 +260,10 @@ def test_a_newer_verified_digest_replaces_the_old_one_as_what_is_promoted_by_def
 
 def test_a_typed_approval_is_refused_where_the_gate_allows_only_proven_ones() -> None:
     with two_stacks() as (engine, _, production), pytest.raises(PromotionRefusedError) as raised:
-        promote(engine, request(production, approval_ref="CHG-1", approver="bob"), engine.project_dir, {})
+        promote(
+            ReleaseContext.for_tests(engine, engine.project_dir, env={}),
+            request(production, approval_ref="CHG-1", approver="bob"),
+        )
     assert "[approval]" in str(raised.value) and "asserted, not proven" in str(raised.value)
     assert engine.calls == []
 
@@ -267,7 +272,7 @@ def test_setting_github_variables_by_hand_proves_nothing_without_githubs_answer(
     with two_stacks() as (engine, _, production):
         env = {"GITHUB_ACTIONS": "true", "RELEASE_GITHUB_ENVIRONMENT": "production", "GITHUB_ACTOR": "alice"}
         with pytest.raises(PromotionRefusedError) as raised:
-            promote(engine, request(production), engine.project_dir, env)
+            promote(ReleaseContext.for_tests(engine, engine.project_dir, env=env), request(production))
     assert "[approval]" in str(raised.value) and "GITHUB_TOKEN" in str(raised.value)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from release.context import ReleaseContext
 from release.flows.deploy import deploy
 from release.history.entries import render_history
 from release.history.records import MARK, ReleaseRecord, parse_record, summary_of
@@ -84,7 +85,7 @@ def test_a_reason_with_a_newline_and_a_fake_operator_mark_cannot_forge_a_history
     table = render_history("staging", entries)
     assert len(table.splitlines()) == 1 + 2 * 2
     assert "\\x0a" in table and "mallory      api" not in table.split("\\x0a")[0]
-    assert entries[1].operator == "alice"  # from the signed record, not from a mark in the text
+    assert entries[1].actor == "alice"  # from the signed record, not from a mark in the text
 
 
 def test_a_deploy_whose_reason_mimics_a_record_keeps_its_own_records_and_the_revocation() -> None:
@@ -93,7 +94,7 @@ def test_a_deploy_whose_reason_mimics_a_record_keeps_its_own_records_and_the_rev
         api.bad_when_stable.add(NEW_API)
         request = api.request(NEW_API)
         request.reason = MIMIC
-        deploy(engine, request, engine.project_dir)
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), request)
     entries = history_of(engine, "staging")
     assert [entry.trust for entry in entries[:3]] == [Trust.SIGNED] * 3
     rollback = entries[0].record
@@ -103,7 +104,7 @@ def test_a_deploy_whose_reason_mimics_a_record_keeps_its_own_records_and_the_rev
 def test_a_healthy_release_writes_stage_switch_and_verify_records_of_one_release() -> None:
     engine = fake_engine()
     with cluster(engine) as api:
-        deploy(engine, api.request(NEW_API), engine.project_dir)
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
     records = [entry.record for entry in history_of(engine, "staging")]
     assert [record.event if record else None for record in records] == ["verify", "switch", "stage", None]
     verify = records[0]
@@ -115,7 +116,7 @@ def test_an_automatic_rollback_record_revokes_the_failed_image_and_finishes_its_
     engine = fake_engine()
     with cluster(engine) as api:
         api.bad_when_stable.add(NEW_API)
-        deploy(engine, api.request(NEW_API), engine.project_dir)
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
     rollback, switch = (entry.record for entry in history_of(engine, "staging")[:2])
     assert rollback is not None and switch is not None and rollback.event == "rollback"
     assert rollback.revokes == (NEW_API,) and "failed at verify" in rollback.reason

@@ -8,12 +8,15 @@ from typing import Any
 import pytest
 
 from core.config.model import PROJECT_NAME, SECRET_MARKER
-from core.config.sources import ConfigEntry, validated_stack_config
+from core.config.sources import ConfigEntry, ProjectFile, validated_stack_config
 from core.errors import ConcurrentReleaseError, HistoryError, RollbackRefusedError
+from release.context import ReleaseContext
 from release.flows.deploy import deploy
-from release.flows.rollback import RollbackRequest, execute_rollback, plan_rollback, rollback
+from release.flows.restore import plan_rollback, restore
+from release.flows.rollback import RollbackRequest, rollback
 from release.history.entries import RELEASES_KEY, last_succeeded_update, parse_history, render_history
 from release.history.records import ReleaseRecord, parse_record
+from release.report.release_report import ReleaseReport
 from release.testing.fake_engine import FakeEngine
 from tests.history_data import STAGING_RULES
 from tests.release_doubles import NEW_API, NEWER_API, TEST_SIGNER, Cluster, cluster, fake_engine, history_of
@@ -105,7 +108,7 @@ def test_a_secret_in_history_has_no_value_and_is_marked_secret() -> None:
 def test_history_names_the_operator_from_a_counted_record_or_the_git_author_never_from_message_text() -> None:
     entries = parse_history(CLI_HISTORY, STAGING_RULES)
     # entry 3's message says "[by alice]", but anyone can type that: it carries no record
-    assert [entry.operator for entry in entries] == ["-", "Bob Builder", "-"]
+    assert [entry.actor for entry in entries] == ["-", "Bob Builder", "-"]
 
 
 def test_the_history_table_shows_number_time_operator_colour_digests_result_and_message() -> None:
@@ -122,7 +125,10 @@ def test_an_empty_history_has_nothing_to_roll_back_to() -> None:
 
 def released(engine: FakeEngine, api: Cluster, *images: str) -> None:
     for image in images:
-        assert deploy(engine, api.request(image), engine.project_dir).phase == "Healthy"
+        assert (
+            deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(image)).phase
+            == "Healthy"
+        )
 
 
 def request(**options: Any) -> RollbackRequest:
@@ -137,7 +143,9 @@ def test_rollback_restores_the_previous_release_by_flipping_two_services() -> No
     engine = fake_engine()
     with cluster(engine) as api:
         released(engine, api, NEW_API)
-        report = rollback(engine, request(stable_urls=[api.stable_url]), engine.project_dir)
+        report = rollback(
+            ReleaseContext.for_tests(engine, engine.project_dir), request(stable_urls=[api.stable_url])
+        )
     assert report.phase == "Healthy" and report.exit_code == 0
     assert report.rollback is not None and report.rollback.mode == "targeted"
     assert len(engine.ups[-1].changed_urns) == 2
@@ -154,7 +162,8 @@ def test_rollback_to_an_entry_number_works_on_the_file_backend() -> None:
         )
         assert first_release.version == 0
         rollback(
-            engine, request(to_number=first_release.number, stable_urls=[api.stable_url]), engine.project_dir
+            ReleaseContext.for_tests(engine, engine.project_dir),
+            request(to_number=first_release.number, stable_urls=[api.stable_url]),
         )
     assert api_active(engine) == NEW_API
 
@@ -163,7 +172,10 @@ def test_rollback_to_an_entry_number_works_with_backend_versions() -> None:
     engine = fake_engine(numbered_versions=True)
     with cluster(engine) as api:
         released(engine, api, NEW_API)
-        rollback(engine, request(to_number=1, stable_urls=[api.stable_url]), engine.project_dir)
+        rollback(
+            ReleaseContext.for_tests(engine, engine.project_dir),
+            request(to_number=1, stable_urls=[api.stable_url]),
+        )
     assert api_active(engine) != NEW_API
     assert engine.get_config("staging")[RELEASES_KEY].value["api"]["activeColor"] == "green"
 
@@ -173,7 +185,7 @@ def test_a_dry_run_prints_what_would_change_and_changes_nothing() -> None:
     with cluster(engine) as api:
         released(engine, api, NEW_API)
         ups_before, config_before = len(engine.ups), engine.get_config("staging")
-        report = rollback(engine, request(dry_run=True), engine.project_dir)
+        report = rollback(ReleaseContext.for_tests(engine, engine.project_dir), request(dry_run=True))
     assert report.phase == "Planned" and report.exit_code == 0
     assert len(engine.ups) == ups_before and engine.get_config("staging") == config_before
     assert report.rollback is not None
@@ -187,7 +199,7 @@ def test_restoring_more_than_a_flip_is_a_full_up_and_says_why() -> None:
         scaled = engine.get_config("staging")[RELEASES_KEY].value
         scaled["web"]["replicas"] = 5
         engine.up("staging", {RELEASES_KEY: ConfigEntry(scaled)}, "scale web [by carol]")
-        report = rollback(engine, request(dry_run=True), engine.project_dir)
+        report = rollback(ReleaseContext.for_tests(engine, engine.project_dir), request(dry_run=True))
     assert report.rollback is not None and report.rollback.mode == "full"
     assert "web" in report.rollback.full_up_reason
 
@@ -195,7 +207,7 @@ def test_restoring_more_than_a_flip_is_a_full_up_and_says_why() -> None:
 def test_secrets_and_project_level_keys_are_never_restored_from_history() -> None:
     engine = fake_engine()
     current = engine.get_config("staging")
-    project = validated_stack_config("staging", current, engine.project_dir).project
+    project = validated_stack_config("staging", current, ProjectFile.read(engine.project_dir)).project
     target = parse_history(CLI_HISTORY, STAGING_RULES)[0]
     plan = plan_rollback("staging", current, target, project)
     assert f"{PROJECT_NAME}:appSecrets" not in plan.restore
@@ -207,7 +219,9 @@ def test_a_rollback_past_a_non_backward_compatible_migration_needs_force_and_rec
     with cluster(engine) as api:
         released(engine, api, NEW_API)
         # The same project, but api's migrations declared not backward compatible.
-        project = validated_stack_config("staging", engine.get_config("staging"), engine.project_dir).project
+        project = validated_stack_config(
+            "staging", engine.get_config("staging"), ProjectFile.read(engine.project_dir)
+        ).project
         contract_only = project.model_copy(
             update={
                 "services": [
@@ -221,14 +235,25 @@ def test_a_rollback_past_a_non_backward_compatible_migration_needs_force_and_rec
             }
         )
         current = engine.get_config("staging")
+        ctx = ReleaseContext.for_tests(engine, engine.project_dir)
         target = history_of(engine, "staging")[-1]  # the initial deploy
         plan = plan_rollback("staging", current, target, contract_only)
         assert [risk.digest for risk in plan.risks] == [NEW_API]
         rolling_back = ReleaseRecord("rollback", "staging", "bob", reason="schema checked by bob, INC-42")
         with pytest.raises(RollbackRefusedError, match="expandContract: false"):
-            execute_rollback(engine, plan, rolling_back, TEST_SIGNER)
+            restore(
+                ctx, ReleaseReport("rollback", "staging"), plan, rolling_back, TEST_SIGNER, step="rollback"
+            )
         assert engine.get_config("staging") == current
-        execute_rollback(engine, plan, rolling_back, TEST_SIGNER, force=True)
+        restore(
+            ctx,
+            ReleaseReport("rollback", "staging"),
+            plan,
+            rolling_back,
+            TEST_SIGNER,
+            step="rollback",
+            force=True,
+        )
     written = parse_record(engine.ups[-1].message)
     assert written is not None and written.record is not None and written.record.actor == "bob"
     assert written.record.reason == "forced past migration risks: schema checked by bob, INC-42"
@@ -238,13 +263,13 @@ def test_a_rollback_while_another_update_runs_fails_fast() -> None:
     engine = fake_engine()
     engine.stacks["staging"].history[0]["result"] = "in-progress"
     with pytest.raises(ConcurrentReleaseError):
-        rollback(engine, request(), engine.project_dir)
+        rollback(ReleaseContext.for_tests(engine, engine.project_dir), request())
 
 
 def test_rolling_back_to_an_entry_that_does_not_exist_names_the_entries_there_are() -> None:
     engine = fake_engine()
     with pytest.raises(HistoryError, match="no history entry 99; the newest are: 1"):
-        rollback(engine, request(to_number=99), engine.project_dir)
+        rollback(ReleaseContext.for_tests(engine, engine.project_dir), request(to_number=99))
 
 
 def test_the_history_json_lists_active_colour_and_digests_per_service() -> None:

@@ -19,6 +19,7 @@ import json
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -336,36 +337,60 @@ def engine_text(value: Any) -> str:
     return json.dumps(value)
 
 
+@dataclass
+class ProjectFile:
+    """Pulumi.yaml, read once: its project-level values (short keys) and, validated, its settings."""
+
+    path: Path
+    values: dict[str, Any]
+
+    @classmethod
+    def read(cls, project_dir: Path) -> ProjectFile:
+        """StackFileError (exit 2) when the file is missing or not what Pulumi expects."""
+        return cls(project_dir / PROJECT_FILE, project_values_of(project_dir))
+
+    @cached_property
+    def settings(self) -> ProjectSettings:
+        """The project-level settings; StackFileError (exit 2) when invalid."""
+        try:
+            return ProjectSettings.model_validate(self.values)
+        except ValueError as error:
+            raise StackFileError(str(self.path), str(error)) from error
+
+    @property
+    def secret_names(self) -> list[str]:
+        """The secrets the services read, if the settings are valid (if not, each stack reports why)."""
+        try:
+            return self.settings.secret_names
+        except StackFileError:
+            return []
+
+
 def project_settings(project_dir: Path) -> ProjectSettings:
     """Pulumi.yaml's project-level settings, read offline; StackFileError (exit 2) when invalid."""
-    values = project_values_of(project_dir)
-    try:
-        return ProjectSettings.model_validate(values)
-    except ValueError as error:
-        raise StackFileError(str(project_dir / PROJECT_FILE), str(error)) from error
+    return ProjectFile.read(project_dir).settings
 
 
 def secret_names_of(project_dir: Path) -> list[str]:
     """The secrets the services read, if Pulumi.yaml is valid (if not, each stack reports why)."""
     try:
-        return project_settings(project_dir).secret_names
+        return ProjectFile.read(project_dir).secret_names
     except StackFileError:
         return []
 
 
-def validated_stack_config(stack: str, current: StackConfigValues, project_dir: Path) -> StackConfig:
+def validated_stack_config(stack: str, current: StackConfigValues, project: ProjectFile) -> StackConfig:
     """The stack's config (as the engine holds it) validated by the program's own rules.
 
     Secrets cannot be read back; each declared secret is assumed set (the program checks at `up`).
+    An invalid Pulumi.yaml leaves no declared secrets; load_stack_config reports what is wrong.
     """
-    project_values = project_values_of(project_dir)
     values = {key: entry.value for key, entry in current.items()}
     secret_keys = {key for key, entry in current.items() if entry.secret}
-    # An invalid Pulumi.yaml leaves no declared secrets; load_stack_config reports what is wrong.
-    values[full_key(SECRETS_KEY)] = dict.fromkeys(secret_names_of(project_dir), SECRET_MARKER)
+    values[full_key(SECRETS_KEY)] = dict.fromkeys(project.secret_names, SECRET_MARKER)
     secret_keys.add(full_key(SECRETS_KEY))
-    merged = {full_key(key): value for key, value in project_values.items()} | values
-    raw = RawConfig(stack=stack, values=merged, project_values=project_values, secret_keys=secret_keys)
+    merged = {full_key(key): value for key, value in project.values.items()} | values
+    raw = RawConfig(stack=stack, values=merged, project_values=project.values, secret_keys=secret_keys)
     return load_stack_config(raw)
 
 

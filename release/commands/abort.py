@@ -45,5 +45,5 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
     with release_lock_unless(
         args.dry_run, ctx.project_dir, args.stack, f"{ctx.actor}: release abort {args.service}"
     ):
-        report = abort(ctx.engine, request, ctx.project_dir, progress=ctx.progress)
+        report = abort(ctx, request)
     return emit_report(args, report, ctx.env)

@@ -44,5 +44,5 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
         signer=ctx.signer,
     )
     with release_lock(ctx.project_dir, args.stack, f"{ctx.actor}: release deploy {args.service}"):
-        report = deploy(ctx.engine, request, ctx.project_dir, progress=ctx.progress, notifier=ctx.notifier)
+        report = deploy(ctx, request)
     return emit_report(args, report, ctx.env)

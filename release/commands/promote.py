@@ -55,7 +55,5 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
     )
     holder = f"{ctx.actor}: release promote {args.source} -> {args.target} {args.service}"
     with release_lock(ctx.project_dir, args.target, holder):
-        report = promote(
-            ctx.engine, request, ctx.project_dir, ctx.env, progress=ctx.progress, notifier=ctx.notifier
-        )
+        report = promote(ctx, request)
     return emit_report(args, report, ctx.env)

@@ -30,14 +30,12 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
     require_reason_with_force(args)
     record = reject(
-        ctx.engine,
+        ctx,
         args.stack,
         args.service,
         args.digest,
         args.reason,
         ctx.actor,
-        ctx.env,
-        ctx.project_dir,
         signer=ctx.signer,
         force=args.force,
     )

@@ -26,10 +26,7 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
-    signer = ctx.signer
-    record = review(
-        ctx.engine, args.stack, args.number, args.note, ctx.actor, ctx.env, ctx.project_dir, signer
-    )
+    record = review(ctx, args.stack, args.number, args.note, ctx.actor, ctx.signer)
     emit(
         args,
         record.to_json(),

@@ -46,5 +46,5 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
         run=ctx.run_url,
     )
     with release_lock_unless(args.dry_run, ctx.project_dir, args.stack, f"{ctx.actor}: release rollback"):
-        report = rollback(ctx.engine, request, ctx.project_dir, progress=ctx.progress)
+        report = rollback(ctx, request)
     return emit_report(args, report, ctx.env)

@@ -19,40 +19,24 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from core.config.sources import ConfigEntry, validated_stack_config
 from core.errors import ConfigError, ConfigProblem, HistoryError, UsageError
-from release.engine.protocol import Engine
-from release.flows.rollback import (
-    execute_rollback,
-    plan_rollback,
-    recheck_stable,
-    refuse_unsigned_write,
-    restore_step,
-)
+from release.context import ReleaseContext
+from release.flows.restore import plan_rollback, restore
 from release.history.entries import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
 from release.history.lifecycle import Release, read_lifecycle
 from release.history.records import ReleaseRecord
-from release.history.signing import Signer
-from release.report.release_report import (
-    Checker,
-    Phase,
-    Progress,
-    ReleaseReport,
-    default_checker,
-    health_urls,
-    record_step,
-)
+from release.history.signing import Signer, refuse_unsigned_write
+from release.report.release_report import Phase, ReleaseReport
 
 
 @dataclass
 class AbortRequest:
     stack: str
     service: str
-    operator: str
+    actor: str
     reason: str = ""
     force: bool = False
     dry_run: bool = False
@@ -62,23 +46,17 @@ class AbortRequest:
     run: str = ""
 
 
-def abort(
-    engine: Engine,
-    request: AbortRequest,
-    project_dir: Path,
-    checker: Checker = default_checker,
-    progress: Progress = lambda message: None,
-) -> ReleaseReport:
+def abort(ctx: ReleaseContext, request: AbortRequest) -> ReleaseReport:
     stack, service = request.stack, request.service
     report = ReleaseReport("abort", stack, service=service)
-    current = engine.get_config(stack)
-    stack_config = validated_stack_config(stack, current, project_dir)
+    current = ctx.engine.get_config(stack)
+    stack_config = validated_stack_config(stack, current, ctx.project_file)
     releases = stack_config.settings.releases
     if service not in releases:
         raise ConfigError(
             stack, [ConfigProblem.unknown_service(stack, service, list(releases), "this stack releases")]
         )
-    entries = read_history(engine, stack, stack_config.project)
+    entries = read_history(ctx.engine, stack, stack_config.project)
     refuse_if_running(stack, entries)
     lifecycle = read_lifecycle(entries)
     release = lifecycle.newest_release_of(service)
@@ -104,7 +82,7 @@ def abort(
     record = ReleaseRecord(
         event="abort",
         stack=stack,
-        actor=request.operator,
+        actor=request.actor,
         service=service,
         image=release.image,
         finishes=(release.id,),
@@ -112,23 +90,19 @@ def abort(
         reason=request.reason,
         run=request.run,
     )
-    progress(f"abort: {release.describe()}; restoring {service} from {target.label()} ({plan.mode})")
-    started = time.monotonic()
-    outcome = execute_rollback(engine, plan, record, request.signer, request.force)
-    if outcome is None:
-        summary = f"release abort {service}: nothing to restore ({release.id})"
-        report.steps.append(record_step(engine, stack, service, record, summary, request.signer, progress))
-    else:
-        report.steps.append(restore_step("abort", plan, outcome, time.monotonic() - started))
-    if not report.steps[-1].succeeded:
-        report.phase = Phase.ROLLBACK_FAILED
-        return report
-    if request.health_check and service in plan.switched:
-        restored = validated_stack_config(stack, engine.get_config(stack), project_dir)
-        urls = health_urls(restored, engine.outputs(stack), service, False, request.stable_urls)
-        report.steps.append(recheck_stable(restored, service, checker, urls, progress))
-        if not report.steps[-1].succeeded:
-            report.phase = Phase.ROLLBACK_FAILED
+    ctx.progress(f"abort: {release.describe()}; restoring {service} from {target.label()} ({plan.mode})")
+    restore(
+        ctx,
+        report,
+        plan,
+        record,
+        request.signer,
+        step="abort",
+        force=request.force,
+        recheck=[service] if request.health_check and service in plan.switched else (),
+        stable_urls=request.stable_urls,
+        record_unchanged=f"release abort {service}: nothing to restore ({release.id})",
+    )
     return report
 
 

@@ -6,7 +6,7 @@
     1. preview   set the digest on the idle colour and `up` (its migration Job runs with the new
                  image before its pods start)
     2. analyse   health-check the preview Service (pre-promotion analysis, in Argo Rollouts' words)
-    3. promote   switch the active colour and `up` (the stable Service's health hook runs here too)
+    3. switch    switch the active colour and `up` (the stable Service's health hook runs here too)
     4. verify    health-check the stable Service (post-promotion analysis)
     5. record    write the signed `verify` record: the evidence promotions read
     on failure   abort: restore the newest settled state (release.history.lifecycle: the last state a release
@@ -25,7 +25,6 @@ import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from core.config.model import Color, StackConfig, full_key
@@ -38,28 +37,19 @@ from core.errors import (
     UnfinishedReleaseError,
 )
 from core.images import ImageRefError, parse_pinned_image, repository_of
-from release.engine.protocol import Engine
-from release.flows.rollback import (
-    execute_rollback,
-    plan_rollback,
-    recheck_stable,
-    refuse_unsigned_write,
-    restore_step,
-)
+from release.context import ReleaseContext
+from release.flows.restore import plan_rollback, restore
 from release.history.entries import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
 from release.history.lifecycle import Lifecycle, read_lifecycle
 from release.history.records import ReleaseRecord, new_release_id
-from release.history.signing import Signer
-from release.notify import NO_NOTIFIER, NotificationResult, Notifier, PendingNotification
+from release.history.signing import Signer, refuse_unsigned_write
+from release.notify import NotificationResult, Notifier, PendingNotification
 from release.notify import message as notify_message
 from release.report.release_report import (
-    Checker,
     Phase,
-    Progress,
     ReleaseReport,
     Step,
     check_step,
-    default_checker,
     health_urls,
     record_step,
     up_step,
@@ -71,7 +61,7 @@ class DeployRequest:
     stack: str
     service: str
     image: str
-    operator: str
+    actor: str
     reason: str = ""
     preview_urls: list[str] = field(default_factory=list)
     """Overrides the preview URL the stack exposes (e.g. a port-forward)."""
@@ -90,7 +80,7 @@ class DeployRequest:
         return ReleaseRecord(
             event=event,
             stack=self.stack,
-            actor=self.operator,
+            actor=self.actor,
             service=self.service,
             image=self.image,
             release=self.release_id,
@@ -103,22 +93,16 @@ class DeployRequest:
         )
 
 
-def deploy(
-    engine: Engine,
-    request: DeployRequest,
-    project_dir: Path,
-    checker: Checker = default_checker,
-    progress: Progress = lambda message: None,
-    notifier: Notifier = NO_NOTIFIER,
-) -> ReleaseReport:
+def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
     """Run the steps; on any failure after the first `up`, roll back automatically. Returns the report.
 
     Notifications: break-glass before the first update, a promotion before its verify record, a
     failed release in the background while the rollback runs (never delaying it).
     """
     report = ReleaseReport("deploy", request.stack, service=request.service, image=request.image)
+    engine, progress = ctx.engine, ctx.progress
     current = engine.get_config(request.stack)
-    stack_config = validated_stack_config(request.stack, current, project_dir)
+    stack_config = validated_stack_config(request.stack, current, ctx.project_file)
     _refuse_bad_request(request, stack_config)
     refuse_unsigned_write(stack_config.project, request.stack, request.signer, "release")
     entries = read_history(engine, request.stack, stack_config.project)
@@ -148,7 +132,7 @@ def deploy(
         detail = (
             f"break-glass: {request.break_glass.get('reason')}; skipped: {request.break_glass.get('skipped')}"
         )
-        stage_notification = _notify(notifier, report, request, "break-glass release", detail).to_json()
+        stage_notification = _notify(ctx.notifier, report, request, "break-glass release", detail).to_json()
     progress(f"release {request.release_id}: {request.service} {request.image} on {request.stack}")
 
     steps: list[tuple[str, Callable[[], Step]]] = [
@@ -165,38 +149,36 @@ def deploy(
                 progress,
             ),
         ),
-        ("analyse", lambda: check_step("analyse", checker, preview_urls, settings, expect, progress)),
+        ("analyse", lambda: check_step("analyse", ctx.checker, preview_urls, settings, expect, progress)),
         (
-            "promote",
+            "switch",
             lambda: up_step(
-                "promote",
+                "switch",
                 engine,
                 request.stack,
                 {RELEASES_KEY: ConfigEntry(promoted)},
                 request.record("switch", previous=previous).message(
-                    f"release promote {request.service}: active {release.active_color.value} -> "
+                    f"release switch {request.service}: active {release.active_color.value} -> "
                     f"{idle.value} ({request.image})",
                     request.signer,
                 ),
                 progress,
             ),
         ),
-        ("verify", lambda: check_step("verify", checker, stable_urls, settings, expect, progress)),
+        ("verify", lambda: check_step("verify", ctx.checker, stable_urls, settings, expect, progress)),
     ]
     for number, (name, run_step) in enumerate(steps):
         step = _run_guarded(name, run_step, first=number == 0)
         report.steps.append(step)
         if not step.succeeded:
-            _fail_and_roll_back(
-                engine, request, project_dir, baseline, checker, stable_urls, report, progress, notifier
-            )
+            _fail_and_roll_back(ctx, request, baseline, stable_urls, report)
             return report
     notification: dict[str, Any] = {}
     if request.promoted_from:
         how = request.approval.get("source") if request.approval else "not required"
         detail = f"promoted from {request.promoted_from}; approval: {how}"
-        notification = _notify(notifier, report, request, "promotion", detail).to_json()
-    _record_verification(engine, request, report, progress, notification)
+        notification = _notify(ctx.notifier, report, request, "promotion", detail).to_json()
+    _record_verification(ctx, request, report, notification)
     progress(f"{request.service} on {request.stack} is {Phase.HEALTHY} on {idle.value} ({request.image})")
     return report
 
@@ -218,25 +200,23 @@ def _run_guarded(name: str, run_step: Callable[[], Step], first: bool) -> Step:
 
 
 def _fail_and_roll_back(
-    engine: Engine,
+    ctx: ReleaseContext,
     request: DeployRequest,
-    project_dir: Path,
     baseline: HistoryEntry,
-    checker: Checker,
     stable_urls: Sequence[str],
     report: ReleaseReport,
-    progress: Progress,
-    notifier: Notifier,
 ) -> None:
+    """The failed step ends the release: tell the webhook in the background, roll back, report."""
     step = report.steps[-1]
     report.failure = f"{step.name}: {step.detail}"
-    progress(f"{step.name} failed: {step.detail}; rolling back")
+    ctx.progress(f"{step.name} failed: {step.detail}; rolling back")
+    notifier = ctx.notifier
     pending = notifier.start(
         "failed release", notify_text(request, "release failed, rolling back", report.failure)
     )
     started = time.monotonic()
     try:
-        _roll_back(engine, request, project_dir, baseline, checker, stable_urls, report, progress, pending)
+        _roll_back(ctx, request, baseline, stable_urls, report, pending)
     except Exception as error:  # noqa: BLE001 - the report must still be printed, naming the error
         report.phase = Phase.ROLLBACK_FAILED
         detail = f"internal error: {type(error).__name__}: {error}"
@@ -257,16 +237,12 @@ def _notify(
 
 def notify_text(request: DeployRequest, event: str, detail: str) -> str:
     return notify_message(
-        event, request.stack, request.service, request.image, request.operator, request.run, detail
+        event, request.stack, request.service, request.image, request.actor, request.run, detail
     )
 
 
 def _record_verification(
-    engine: Engine,
-    request: DeployRequest,
-    report: ReleaseReport,
-    progress: Progress,
-    notification: dict[str, Any],
+    ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport, notification: dict[str, Any]
 ) -> None:
     """Write the evidence that this digest passed its health window into the stack's history.
 
@@ -278,7 +254,9 @@ def _record_verification(
     window = {"seconds": round(report.steps[-1].seconds, 3), "probes": len(verdict.probes) if verdict else 0}
     record = request.record("verify", window=window, notification=notification)
     summary = f"release verified {request.service}: {request.image} healthy on {request.stack}"
-    step = record_step(engine, request.stack, request.service, record, summary, request.signer, progress)
+    step = record_step(
+        ctx.engine, request.stack, request.service, record, summary, request.signer, ctx.progress
+    )
     report.steps.append(step)
     if not step.succeeded:
         report.notes.append(
@@ -362,28 +340,24 @@ def _releases_value(current: StackConfigValues) -> dict[str, Any]:
 
 
 def _roll_back(
-    engine: Engine,
+    ctx: ReleaseContext,
     request: DeployRequest,
-    project_dir: Path,
     baseline: HistoryEntry,
-    checker: Checker,
     stable_urls: Sequence[str],
     report: ReleaseReport,
-    progress: Progress,
     notification: PendingNotification,
 ) -> None:
     """Abort: restore the baseline, in a record that finishes this release, and check again."""
     started = time.monotonic()
-    current = engine.get_config(request.stack)
-    stack_config = validated_stack_config(request.stack, current, project_dir)
+    current = ctx.engine.get_config(request.stack)
     idle_deployed = report.steps[0].succeeded  # the stage up that put the new image on the idle colour
-    plan = plan_rollback(request.stack, current, baseline, stack_config.project, idle_deployed)
+    plan = plan_rollback(request.stack, current, baseline, ctx.project, idle_deployed)
     plan.why = f"{baseline.label()}: the newest settled state before release {request.release_id}"
     report.rollback = plan
     record = ReleaseRecord(
         event="rollback",
         stack=request.stack,
-        actor=request.operator,
+        actor=request.actor,
         service=request.service,
         image=request.image,
         release=request.release_id,
@@ -394,28 +368,25 @@ def _roll_back(
         notification=_so_far(notification),
     )
     try:
-        outcome = execute_rollback(engine, plan, record, request.signer)
+        restore(
+            ctx,
+            report,
+            plan,
+            record,
+            request.signer,
+            step="rollback",
+            recheck=[request.service],
+            stable_urls=stable_urls,
+            record_unchanged=(
+                f"release rollback {request.service}: stable traffic unchanged ({request.release_id})"
+            ),
+        )
     except RollbackRefusedError as error:
         report.phase = Phase.ROLLBACK_FAILED
         report.steps.append(Step("rollback", False, time.monotonic() - started, str(error)))
         return
-    if outcome is None:  # stable traffic never moved: record that the release is finished
-        summary = f"release rollback {request.service}: stable traffic unchanged ({request.release_id})"
-        step = record_step(engine, request.stack, request.service, record, summary, request.signer, progress)
-        step.name = "rollback"
-        report.steps.append(step)
-        if not step.succeeded:
-            report.phase = Phase.ROLLBACK_FAILED
-            return
-    else:
-        report.steps.append(restore_step("rollback", plan, outcome, time.monotonic() - started))
-        if not outcome.succeeded:
-            report.phase = Phase.ROLLBACK_FAILED
-            return
-    restored = validated_stack_config(request.stack, engine.get_config(request.stack), project_dir)
-    check = recheck_stable(restored, request.service, checker, stable_urls, progress)
-    report.steps.append(check)
-    report.phase = Phase.ROLLED_BACK if check.succeeded else Phase.ROLLBACK_FAILED
+    if report.phase != Phase.ROLLBACK_FAILED:
+        report.phase = Phase.ROLLED_BACK
 
 
 def _so_far(pending: PendingNotification) -> dict[str, Any]:

@@ -19,16 +19,14 @@ service's stable Service that changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from core.config.model import PROJECT_NAME, ProjectSettings
-from core.config.sources import project_settings
 from core.errors import ConfigError, ConfigProblem, EngineError, PromotionRefusedError, UsageError
 from core.images import ImageRef, ImageRefError, parse_digest, parse_image, parse_pinned_image
 from core.text import one_line
+from release.context import ReleaseContext
 from release.engine.protocol import Engine
 from release.flows.deploy import DeployRequest, deploy
 from release.flows.rollback import refuse_unsigned_write
@@ -39,14 +37,12 @@ from release.gates import (
     break_glass_problem,
     decide_promotion,
     evidence_for,
-    run_url,
 )
 from release.github import read_environment_approval
 from release.history.entries import RELEASES_KEY, HistoryEntry, entry_numbered, read_history
 from release.history.records import ReleaseRecord
 from release.history.signing import Signer
-from release.notify import NO_NOTIFIER, Notifier
-from release.report.release_report import Checker, Progress, ReleaseReport, default_checker, record_step
+from release.report.release_report import ReleaseReport, record_step
 
 
 @dataclass
@@ -76,18 +72,14 @@ class PromoteRequest:
 
 
 def promote(
-    engine: Engine,
+    ctx: ReleaseContext,
     request: PromoteRequest,
-    project_dir: Path,
-    env: Mapping[str, str],
     now: datetime | None = None,
-    checker: Checker = default_checker,
-    progress: Progress = lambda message: None,
-    notifier: Notifier = NO_NOTIFIER,
     approval_reader: ApprovalReader = read_environment_approval,
 ) -> ReleaseReport:
     moment = now or datetime.now(UTC)
-    project = project_settings(project_dir)
+    engine, env = ctx.engine, ctx.env
+    project = ctx.project
     policy = project.stack_policies.get(request.target)
     if policy is None:
         raise UsageError(
@@ -134,7 +126,7 @@ def promote(
             request.source, request.target, f"{request.service} {image}", decision.violations
         )
 
-    progress(f"promote {image} from {request.source} to {request.target}: {evidence.describe()}")
+    ctx.progress(f"promote {image} from {request.source} to {request.target}: {evidence.describe()}")
     release = DeployRequest(
         request.target,
         request.service,
@@ -143,7 +135,7 @@ def promote(
         reason=request.reason or (request.break_glass_reason or ""),
         preview_urls=request.preview_urls,
         stable_urls=request.stable_urls,
-        run=run_url(env),
+        run=ctx.run_url,
         approval=approval.to_json() if approval else {},
         break_glass=(
             {"reason": request.break_glass_reason, "skipped": decision.skipped}
@@ -153,7 +145,7 @@ def promote(
         promoted_from=request.source,
         signer=request.signer,
     )
-    report = deploy(engine, release, project_dir, checker, progress, notifier)
+    report = deploy(ctx, release)
     report.command = "promote"
     report.notes.insert(0, f"from {request.source}: {evidence.describe()}")
     if approval is not None:
@@ -229,14 +221,12 @@ def _source_image(engine: Engine, request: PromoteRequest) -> tuple[str, bool]:
 
 
 def reject(
-    engine: Engine,
+    ctx: ReleaseContext,
     stack: str,
     service: str,
     image_or_digest: str,
     reason: str,
     actor: str,
-    env: Mapping[str, str],
-    project_dir: Path,
     signer: Signer | None = None,
     force: bool = False,
 ) -> ReleaseRecord:
@@ -246,7 +236,7 @@ def reject(
     `stack`: named by its history's config or records. `force` (with a reason) rejects one that was
     not, e.g. to block a digest before it arrives.
     """
-    project = project_settings(project_dir)
+    engine, project = ctx.engine, ctx.project
     problems = []
     unknown = _unknown_service(stack, service, project)
     if unknown is not None:
@@ -285,7 +275,7 @@ def reject(
         )
         image = f"{repository}@{digest}"
     record = ReleaseRecord(
-        "reject", stack, actor, service=service, revokes=(image,), reason=reason, run=run_url(env)
+        "reject", stack, actor, service=service, revokes=(image,), reason=reason, run=ctx.run_url
     )
     step = record_step(
         engine, stack, service, record, f"release reject {service} {image}", signer, lambda _: None
@@ -327,17 +317,10 @@ def _repository_of_service(engine: Engine, stack: str, service: str) -> str:
 
 
 def review(
-    engine: Engine,
-    stack: str,
-    number: int,
-    note: str,
-    actor: str,
-    env: Mapping[str, str],
-    project_dir: Path,
-    signer: Signer | None = None,
+    ctx: ReleaseContext, stack: str, number: int, note: str, actor: str, signer: Signer | None = None
 ) -> ReleaseRecord:
     """Acknowledge the break-glass release in history entry `number` (someone else's)."""
-    project = project_settings(project_dir)
+    engine, project = ctx.engine, ctx.project
     refuse_unsigned_write(project, stack, signer, "review")
     entry = entry_numbered(read_history(engine, stack, project), number)
     record = entry.record
@@ -356,7 +339,7 @@ def review(
         image=record.image,
         reviews=number,
         reason=note,
-        run=run_url(env),
+        run=ctx.run_url,
     )
     step = record_step(
         engine,

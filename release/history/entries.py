@@ -130,7 +130,7 @@ class HistoryEntry:
         return self.trust is not None and not self.counted
 
     @property
-    def operator(self) -> str:
+    def actor(self) -> str:
         """Who ran it: the actor of a record that counts, else the git author, else '-'."""
         if self.record is not None:
             return self.record.actor
@@ -174,7 +174,7 @@ class HistoryEntry:
             "result": self.result,
             "startTime": self.start_time,
             "endTime": self.end_time,
-            "operator": self.operator,
+            "operator": self.actor,
             "message": self.message,
             "record": self.trust.value if self.trust is not None else None,
             "services": {
@@ -263,7 +263,7 @@ def refuse_if_running(stack: str, entries: Sequence[HistoryEntry]) -> None:
     if entries and entries[0].result == "in-progress":
         running = entries[0]
         raise ConcurrentReleaseError(
-            stack, one_line(f"in progress: {running.label()} by {running.operator}: {running.message}")
+            stack, one_line(f"in progress: {running.label()} by {running.actor}: {running.message}")
         )
 
 
@@ -279,7 +279,7 @@ def render_history(stack: str, entries: Sequence[HistoryEntry]) -> str:
         lines.append(
             one_line(
                 f"{entry.number:>4}  {entry.start_time[:19]:<19}  {entry.kind:<8} {entry.result:<11} "
-                f"{entry.operator:<12} {services or '-'}"
+                f"{entry.actor:<12} {services or '-'}"
             )
         )
         if entry.message:

@@ -28,7 +28,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from core.config.model import TrustedKey
+from core.config.model import ProjectSettings, TrustedKey
 from core.errors import UsageError
 
 SIGNING_KEY_ENV = "RELEASE_SIGNING_KEY"
@@ -147,3 +147,26 @@ class TrustedKeys:
         if trusted.retired_after is not None and (signed_at is None or signed_at > trusted.retired_after):
             return Trust.UNTRUSTED_KEY
         return Trust.SIGNED
+
+
+def refuse_unsigned_write(project: ProjectSettings, stack: str, signer: Signer | None, verb: str) -> None:
+    """A stack that counts only signed records gets no record it would not count: refuse before any
+    change when there is no signing key, or its key is not one Pulumi.yaml trusts."""
+    policy = project.stack_policies.get(stack)
+    if policy is None or not policy.require_signed_records:
+        return
+    rule = f"stackPolicies.{stack}.requireSignedRecords in Pulumi.yaml"
+    if signer is None:
+        problem = f"${SIGNING_KEY_ENV} is not set"
+    elif not TrustedKeys(project.release_signing.trusted_keys).trusts(signer.key_id):
+        problem = (
+            f"the key in ${SIGNING_KEY_ENV} (key id {signer.key_id}) is not in releaseSigning.trustedKeys "
+            "in Pulumi.yaml"
+        )
+    else:
+        return
+    raise UsageError(
+        f"stack '{stack}' counts only signed release records ({rule}), and {problem}, so this {verb} "
+        "would write records that do not count; nothing was changed. Run it where the signing key is "
+        "(the release workflow), or see docs/signing.md"
+    )

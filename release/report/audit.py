@@ -160,7 +160,7 @@ def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRo
     if shown is None:
         event = f"{entry.kind} (foreign)" if entry.trust is None else f"{entry.kind} ({trust}, not counted)"
         why = entry.message
-        actor = entry.operator
+        actor = entry.actor
     else:
         event = EVENT_NAMES[shown.event]
         if shown.event == "stage" and shown.promoted_from:

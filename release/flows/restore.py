@@ -1,0 +1,302 @@
+"""Restoring a state from stack history: the one sequence rollback, abort and a failed release share.
+
+plan      compare the stack's config now with the target entry's: what changes, whether a
+          targeted `up` (the stable and preview Services only) is enough, which migrations the
+          restore would move traffic away from (release.report.rollback_plan)
+restore   refuse migration risks unless forced; `up` with the restored knobs and a signed record
+          that finishes the releases it undoes (or, with nothing to restore, only the record)
+re-check  health-check the stable URL of each service whose traffic moved, expecting its image
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from core.config.model import (
+    PROJECT_NAME,
+    SECRETS_KEY,
+    STACK_KNOBS,
+    Color,
+    ProjectSettings,
+    StackConfig,
+    full_key,
+)
+from core.config.sources import ConfigEntry, StackConfigValues, validated_stack_config
+from core.errors import MigrationRisk, RollbackRefusedError
+from core.naming import service_urns
+from release.context import ReleaseContext
+from release.engine.protocol import UpdateOutcome
+from release.history.entries import RELEASES_KEY, HistoryEntry
+from release.history.records import ReleaseRecord
+from release.history.signing import Signer
+from release.offline.parity import flatten
+from release.report.release_report import (
+    Checker,
+    Phase,
+    Progress,
+    ReleaseReport,
+    Step,
+    check_step,
+    health_urls,
+    record_step,
+)
+from release.report.rollback_plan import ConfigChange, RollbackPlan
+
+RESTORABLE_KEYS = frozenset(full_key(knob) for knob in STACK_KNOBS if knob != SECRETS_KEY)
+
+
+def plan_rollback(
+    stack: str,
+    current: StackConfigValues,
+    target: HistoryEntry,
+    project: ProjectSettings,
+    idle_as_deployed: bool = True,
+) -> RollbackPlan:
+    """Compare the stack's current config with `target`'s and decide how to restore it.
+
+    A targeted restore leaves an idle colour's Deployment as it is; with `idle_as_deployed` the
+    restored config keeps that colour's image as the current config has it, so config says what
+    runs. (False when the update that set it failed, so what runs there is not known.)"""
+    restore: dict[str, ConfigEntry] = {}
+    not_restored: list[str] = []
+    for key, entry in sorted(target.config.items()):
+        if entry.secret:
+            not_restored.append(f"{key}: a secret (history keeps no value); left as it is")
+        elif key not in RESTORABLE_KEYS:
+            not_restored.append(f"{key}: not a per-stack knob; it comes from the code (Pulumi.yaml)")
+        elif key not in current or current[key].value != entry.value:
+            restore[key] = ConfigEntry(copy.deepcopy(entry.value))
+    for key in sorted(RESTORABLE_KEYS & set(current) - set(target.config)):
+        not_restored.append(f"{key}: that update did not record it; left as it is")
+
+    current_releases = _releases(current.get(RELEASES_KEY))
+    restored_releases = _releases(restore[RELEASES_KEY]) if RELEASES_KEY in restore else current_releases
+    switched = sorted(
+        name
+        for name, release in restored_releases.items()
+        if current_releases.get(name, {}).get("activeColor") != release.get("activeColor")
+    )
+    plan = RollbackPlan(stack, target, restore, [], switched, [], not_restored=not_restored)
+    plan.moved_away = [
+        current_releases[name]["images"][current_releases[name]["activeColor"]]
+        for name in switched
+        if name in current_releases
+    ]
+    _decide_targets(plan, current_releases, restored_releases, idle_as_deployed)
+    unchanged = [
+        key for key, entry in restore.items() if key in current and current[key].value == entry.value
+    ]
+    for key in unchanged:  # only an idle image that stays as it runs differed: nothing to restore
+        del restore[key]
+    if plan.nothing_to_do:
+        plan.targets, plan.left_in_cluster = [], []
+    plan.changes = [  # after _decide_targets, which may keep an idle colour's image as it runs
+        ConfigChange(f"{key}{'.' + path if path else ''}", before, after)
+        for key, entry in restore.items()
+        for path, (before, after) in _leaf_changes(
+            current[key].value if key in current else None, entry.value
+        )
+    ]
+    plan.risks = _migration_risks(plan, project, current_releases, restored_releases)
+    return plan
+
+
+def _execute(
+    ctx: ReleaseContext, plan: RollbackPlan, record: ReleaseRecord, signer: Signer | None, force: bool
+) -> UpdateOutcome | None:
+    """Apply `plan` (None when there is nothing to restore), with `record` in the update message.
+
+    Refuses migration risks unless forced. `record` (a rollback or abort) says why, what it revokes
+    (the images traffic moves away from, unless the caller named others) and which releases it
+    finishes; the summary beside it is composed here from the plan.
+    """
+    if plan.risks and not force:
+        raise RollbackRefusedError(plan.stack, plan.risks)
+    if plan.nothing_to_do:
+        return None
+    what = ", ".join(f"{name} back to {_active(plan, name)}" for name in plan.switched) or "config"
+    summary = f"release {record.event} to {plan.target.label()}: {what}"
+    if plan.risks:
+        record = replace(record, reason=f"forced past migration risks: {record.reason or 'no reason given'}")
+    if not record.revokes:
+        record = replace(record, revokes=tuple(plan.moved_away))
+    return ctx.engine.up(plan.stack, plan.restore, record.message(summary, signer), targets=plan.targets)
+
+
+def _active(plan: RollbackPlan, service: str) -> str:
+    release = _releases(plan.restore.get(RELEASES_KEY)).get(service, {})
+    return str(release.get("activeColor", "?"))
+
+
+def _decide_targets(
+    plan: RollbackPlan,
+    current: Mapping[str, dict[str, Any]],
+    restored: Mapping[str, dict[str, Any]],
+    idle_as_deployed: bool,
+) -> None:
+    """Targeted when only the releases change, and only by moving traffic to images already running."""
+    if plan.nothing_to_do:
+        return
+    other_keys = sorted(set(plan.restore) - {RELEASES_KEY})
+    if other_keys:
+        plan.full_up_reason = f"knobs other than the releases change: {', '.join(other_keys)}"
+        return
+    if set(current) != set(restored):
+        plan.full_up_reason = "the set of services differs"
+        return
+    changed_services = []
+    for name, release in sorted(restored.items()):
+        live = current[name]
+        if live == release:
+            continue
+        idle = Color(release["activeColor"]).other.value
+        if _without_idle_image(live, idle) != _without_idle_image(release, idle):
+            plan.full_up_reason = (
+                f"{name}: the restored active colour {release['activeColor']} would run a different "
+                "image (or replica count) than it runs now, so its Deployment must change too"
+            )
+            return
+        changed_services.append(name)
+        live_idle, restored_idle = live["images"][idle], release["images"][idle]
+        if live_idle != restored_idle and idle_as_deployed:
+            # A targeted up leaves the idle Deployment as it is: config must say so too, or a later
+            # flip back to that colour would be planned against an image it does not run.
+            release["images"][idle] = live_idle
+            plan.left_in_cluster.append(
+                f"{name}: the idle {idle} colour keeps running {live_idle}, and config records it so "
+                f"(inspect it on the preview URL; {restored_idle} ran there in {plan.target.label()}); "
+                f"the next `release deploy` of {name} replaces it"
+            )
+        elif live_idle != restored_idle:
+            plan.left_in_cluster.append(
+                f"{name}: the idle {idle} colour may still run {live_idle} (its update failed midway); "
+                f"config records {restored_idle}, and the next `release deploy` of {name} replaces it"
+            )
+    plan.targets = [urn for name in changed_services for urn in service_urns(plan.stack, PROJECT_NAME, name)]
+
+
+def _without_idle_image(release: Mapping[str, Any], idle: str) -> dict[str, Any]:
+    comparable = copy.deepcopy(dict(release))
+    comparable.pop("activeColor", None)
+    comparable.get("images", {}).pop(idle, None)
+    return comparable
+
+
+def _migration_risks(
+    plan: RollbackPlan,
+    project: ProjectSettings,
+    current: Mapping[str, dict[str, Any]],
+    restored: Mapping[str, dict[str, Any]],
+) -> list[MigrationRisk]:
+    risks = []
+    for spec in project.services:
+        if spec.migration is None or spec.migration.expand_contract:
+            continue
+        live, release = current.get(spec.name), restored.get(spec.name)
+        if live is None or release is None:
+            continue
+        live_active = live["images"][live["activeColor"]]
+        restored_active = release["images"][release["activeColor"]]
+        leaving = {live_active} - {restored_active}
+        if not plan.targets:  # a full up also redeploys the colours whose image is restored
+            leaving |= set(live["images"].values()) - set(release["images"].values())
+        risks += [MigrationRisk(spec.name, digest, restored_active) for digest in sorted(leaving)]
+    return risks
+
+
+def _releases(entry: ConfigEntry | None) -> dict[str, dict[str, Any]]:
+    if entry is None or not isinstance(entry.value, dict):
+        return {}
+    return {str(name): release for name, release in entry.value.items() if isinstance(release, dict)}
+
+
+def _leaf_changes(before: Any, after: Any) -> list[tuple[str, tuple[Any, Any]]]:
+    old, new = flatten(before), flatten(after)
+    return [
+        (path, (old.get(path), new.get(path)))
+        for path in sorted(set(old) | set(new))
+        if old.get(path) != new.get(path)
+    ]
+
+
+def restore(
+    ctx: ReleaseContext,
+    report: ReleaseReport,
+    plan: RollbackPlan,
+    record: ReleaseRecord,
+    signer: Signer | None,
+    *,
+    step: str,
+    force: bool = False,
+    recheck: Sequence[str] = (),
+    stable_urls: Sequence[str] = (),
+    record_unchanged: str = "",
+) -> UpdateOutcome | None:
+    """Restore `plan` with `record` in the update's message, then re-check `recheck`'s stable URLs.
+
+    Raises RollbackRefusedError (exit 5) for a migration risk unless `force`: nothing changed. With
+    nothing to restore, `record_unchanged` (the update's summary) still writes the record, so the
+    releases it finishes are finished; without it nothing is written and None is returned. Any failed
+    step sets the report's phase to RollbackFailed; the caller decides what success is called.
+    """
+    started = time.monotonic()
+    outcome = _execute(ctx, plan, record, signer, force)
+    if outcome is None:
+        if not record_unchanged:
+            return None
+        written = record_step(
+            ctx.engine, plan.stack, record.service, record, record_unchanged, signer, ctx.progress
+        )
+        written.name = step
+        report.steps.append(written)
+    else:
+        report.steps.append(restore_step(step, plan, outcome, time.monotonic() - started))
+    if not report.steps[-1].succeeded:
+        report.phase = Phase.ROLLBACK_FAILED
+        return outcome
+    if recheck:
+        restored = validated_stack_config(plan.stack, ctx.engine.get_config(plan.stack), ctx.project_file)
+        outputs = ctx.engine.outputs(plan.stack)
+        checks = [
+            recheck_stable(
+                restored,
+                service,
+                ctx.checker,
+                health_urls(restored, outputs, service, False, stable_urls),
+                ctx.progress,
+            )
+            for service in recheck
+        ]
+        report.steps += checks
+        if not all(check.succeeded for check in checks):
+            report.phase = Phase.ROLLBACK_FAILED
+    return outcome
+
+
+def restore_step(name: str, plan: RollbackPlan, outcome: UpdateOutcome, seconds: float) -> Step:
+    """The report's step for the `up` that restored `plan` (rollback or abort)."""
+    detail = (
+        f"{plan.mode}: {outcome.changed} resource(s) changed"
+        if outcome.succeeded
+        else f"update failed: {outcome.error}"
+    )
+    return Step(name, outcome.succeeded, seconds, detail, update=outcome)
+
+
+def recheck_stable(
+    stack_config: StackConfig,
+    service: str,
+    checker: Checker,
+    stable_urls: Sequence[str],
+    progress: Progress,
+) -> Step:
+    """Health-check a service's stable URLs, expecting the image its active colour now runs."""
+    release = stack_config.settings.releases[service]
+    settings = stack_config.settings.health_check
+    active_image = release.images.of(release.active_color)
+    expect = {settings.version_field: active_image} if settings.version_field else {}
+    return check_step(f"recheck {service}", checker, stable_urls, settings, expect, progress)
