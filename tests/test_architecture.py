@@ -80,6 +80,41 @@ def test_the_release_tool_builds_urns_without_importing_components() -> None:
     assert importers == set()
 
 
+def _graph() -> dict[str, set[str]]:
+    modules = {_module_name(path): path for package in OUR_PACKAGES[:4] for path in _sources(package)}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        graph[name] = {module for module in _imports(path) if module in modules and module != name}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of `graph` (empty: none), by depth-first search."""
+    state: dict[str, str] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = "open"
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                return [*stack[stack.index(target) :], target]
+            if target not in state and (found := visit(target)):
+                return found
+        stack.pop()
+        state[node] = "done"
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return []
+
+
+def test_no_module_of_ours_takes_part_in_an_import_cycle() -> None:
+    assert _cycle(_graph()) == []
+
+
 @pytest.mark.parametrize("package", ["core", "components", "release", "policy"])
 def test_every_package_directory_is_a_package(package: str) -> None:
     directories = {path.parent for path in _sources(package)}

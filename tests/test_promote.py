@@ -6,6 +6,7 @@ on the source's history only read it.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from core.config.sources import read_stack_file
 from core.errors import ApprovalEvidenceError, ConfigError, PromotionRefusedError, UsageError
 from release.context import ReleaseContext
 from release.flows.deploy import deploy
@@ -30,21 +32,36 @@ from tests.release_doubles import (
     TEST_SIGNER,
     Cluster,
     cluster,
-    fake_engine,
     history_of,
+    signed_project,
 )
 
 MONDAY_MORNING = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 @contextmanager
-def two_stacks() -> Iterator[tuple[FakeEngine, Cluster, Cluster]]:
-    engine = fake_engine("staging")
-    engine.add_stack("production", edit={"platform:healthCheck": FAST_HEALTH_CHECK})
+def two_stacks(registry: str = "") -> Iterator[tuple[FakeEngine, Cluster, Cluster]]:
+    """staging and production on the engine double; `registry` replaces the images' registry host."""
+    engine = FakeEngine(project_dir=signed_project())
+    for name in ("staging", "production"):
+        edit: dict[str, Any] = {"platform:healthCheck": FAST_HEALTH_CHECK}
+        if registry:
+            edit["platform:releases"] = _with_registry(name, registry, engine)
+        engine.add_stack(name, edit=edit)
     with ExitStack() as stack:
         staging = stack.enter_context(cluster(engine, "staging"))
         production = stack.enter_context(cluster(engine, "production"))
         yield engine, staging, production
+
+
+def _with_registry(stack: str, registry: str, engine: FakeEngine) -> dict[str, Any]:
+    releases = copy.deepcopy(read_stack_file(engine.project_dir, stack).raw.values["platform:releases"])
+    for release in releases.values():
+        release["images"] = {
+            color: image.replace("registry.example.test/", f"{registry}/")
+            for color, image in release["images"].items()
+        }
+    return dict(releases)
 
 
 def verified_in_staging(engine: FakeEngine, staging: Cluster, image: str = NEW_API) -> datetime:
@@ -106,6 +123,22 @@ def request(production: Cluster, **options: Any) -> PromoteRequest:
         **options,
     }
     return PromoteRequest(**values)
+
+
+def test_a_digest_from_a_registry_with_a_port_is_promoted_with_its_whole_repository() -> None:
+    """Issue 13's bug: `--digest` completed from `registry:5000/platform/api` became `registry@sha256:...`."""
+    image = "registry:5000/platform/api@sha256:" + "ab" * 32
+    with two_stacks(registry="registry:5000") as (engine, staging, production):
+        verified = verified_in_staging(engine, staging, image)
+        report = promote_in_ci(
+            engine,
+            request(production, digest="sha256:" + "ab" * 32),
+            now=verified + timedelta(minutes=31),
+        )
+        assert report.phase == "Healthy", report.render()
+        assert engine.serving("production", "api") == image
+    stage = history_of(engine, "production")[2].record
+    assert stage is not None and stage.event == "stage" and stage.image == image
 
 
 def test_a_verified_soaked_digest_is_promoted_byte_identical_with_its_approval_recorded() -> None:

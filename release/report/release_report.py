@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core.config.model import PROJECT_NAME, HealthCheckSettings, StackConfig
 from core.config.sources import ConfigEntry
@@ -22,10 +22,7 @@ from release.engine.protocol import Engine, UpdateOutcome
 from release.history.records import ReleaseRecord, summary_of
 from release.history.signing import Signer
 from release.notify import NotificationResult
-
-if TYPE_CHECKING:
-    from release.flows.rollback import RollbackPlan
-
+from release.report.rollback_plan import RollbackPlan
 
 Checker = Callable[[Sequence[str], HealthCheckSettings, Mapping[str, str]], Verdict]
 Progress = Callable[[str], None]
