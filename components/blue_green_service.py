@@ -105,7 +105,7 @@ class BlueGreenService(pulumi.ComponentResource):
             f"{spec.name}-preview",
             namespace,
             spec.name,
-            release.preview_color,
+            release.idle_color,
             after_both_colors,
         )
         self._ingress(name, stable, namespace, stable_hostname, ingress_class)

@@ -357,17 +357,61 @@ class ColorImages(ConfigModel):
     def of(self, color: Color) -> str:
         return self.blue if color is Color.BLUE else self.green
 
+    def values(self) -> tuple[str, str]:
+        return self.blue, self.green
+
 
 class ServiceRelease(ConfigModel):
-    """The release state of one service in one stack: what each colour runs, and which is live."""
+    """The release state of one service in one stack: what each colour runs, and which is live.
+
+    The one way code reads or changes a service's release (`releases.<svc>` in config, in history,
+    in a restore): a release is staged with `with_image(idle_color, image)` and switched with
+    `switched()`; both return a new value, written back with `to_config()`.
+    """
 
     replicas: int = Field(ge=1, le=100, strict=True)
     active_color: Color
     images: ColorImages
 
     @property
-    def preview_color(self) -> Color:
+    def idle_color(self) -> Color:
+        """The colour the preview Service selects: where the next release is staged."""
         return self.active_color.other
+
+    @property
+    def active_image(self) -> str:
+        return self.images.of(self.active_color)
+
+    @property
+    def idle_image(self) -> str:
+        return self.images.of(self.idle_color)
+
+    def with_image(self, color: Color, image: str) -> ServiceRelease:
+        return self.model_copy(update={"images": self.images.model_copy(update={color.value: image})})
+
+    def switched(self) -> ServiceRelease:
+        """Traffic on the other colour; the images stay where they are."""
+        return self.model_copy(update={"active_color": self.idle_color})
+
+    def to_config(self) -> dict[str, Any]:
+        """As `Pulumi.<stack>.yaml` and the engine hold it (camelCase keys)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    @classmethod
+    def from_config(cls, value: Any) -> ServiceRelease | None:
+        """`releases.<svc>` as config, history or a restore holds it; None when it is not a valid one."""
+        try:
+            return cls.model_validate(value)
+        except ValueError:
+            return None
+
+
+def releases_of(value: Any) -> dict[str, ServiceRelease]:
+    """The valid service releases in a `releases` knob value (anything else in it is left out)."""
+    if not isinstance(value, dict):
+        return {}
+    parsed = {str(name): ServiceRelease.from_config(release) for name, release in value.items()}
+    return {name: release for name, release in parsed.items() if release is not None}
 
 
 class HealthCheckSettings(ConfigModel):

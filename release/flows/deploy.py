@@ -112,8 +112,8 @@ def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
     baseline = _baseline(lifecycle, current, report)
 
     release = stack_config.settings.releases[request.service]
-    idle = release.active_color.other
-    if release.images.of(release.active_color) == request.image:
+    idle = release.idle_color
+    if release.active_image == request.image:
         report.notes.append(f"{request.service} already serves {request.image} on {release.active_color}")
         return report
     settings = stack_config.settings.health_check
@@ -122,11 +122,10 @@ def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
     preview_urls = health_urls(stack_config, outputs, request.service, True, request.preview_urls)
     stable_urls = health_urls(stack_config, outputs, request.service, False, request.stable_urls)
     releases = _releases_value(current)
-    staged = copy.deepcopy(releases)
-    staged[request.service]["images"][idle.value] = request.image
-    promoted = copy.deepcopy(staged)
-    promoted[request.service]["activeColor"] = idle.value
-    previous = release.images.of(release.active_color)
+    staged_release = release.with_image(idle, request.image)
+    staged = {**releases, request.service: staged_release.to_config()}
+    promoted = {**releases, request.service: staged_release.switched().to_config()}
+    previous = release.active_image
     stage_notification: dict[str, Any] = {}
     if request.break_glass:
         detail = (

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from core.config.model import PROJECT_NAME, ProjectSettings
+from core.config.model import PROJECT_NAME, ProjectSettings, ServiceRelease, releases_of
 from core.errors import ConfigError, ConfigProblem, EngineError, PromotionRefusedError, UsageError
 from core.images import ImageRef, ImageRefError, parse_digest, parse_image, parse_pinned_image
 from core.text import one_line
@@ -189,21 +189,17 @@ def _refuse_bad_input(request: PromoteRequest, project: ProjectSettings) -> None
         raise ConfigError(request.target, problems)
 
 
-def _source_release(engine: Engine, stack: str, service: str) -> dict[str, object]:
+def _source_release(engine: Engine, stack: str, service: str) -> ServiceRelease:
     releases = engine.get_config(stack).get(RELEASES_KEY)
-    value = releases.value if releases is not None and isinstance(releases.value, dict) else {}
-    release = value.get(service)
-    if not isinstance(release, dict) or not isinstance(release.get("images"), dict):
+    release = releases_of(releases.value if releases is not None else None).get(service)
+    if release is None:
         raise EngineError(f"stack '{stack}' has no release of {service}")
     return release
 
 
 def _source_image(engine: Engine, request: PromoteRequest) -> tuple[str, bool]:
     """The image to promote, byte-identical to the source's reference, and whether it is live there."""
-    release = _source_release(engine, request.source, request.service)
-    images = release["images"]
-    assert isinstance(images, dict)
-    active = str(images.get(str(release.get("activeColor")), ""))
+    active = _source_release(engine, request.source, request.service).active_image
     try:
         active_ref = parse_image(active)
     except ImageRefError as error:
@@ -310,10 +306,7 @@ def _deployed_image(entries: list[HistoryEntry], service: str, digest: str, want
 
 
 def _repository_of_service(engine: Engine, stack: str, service: str) -> str:
-    release = _source_release(engine, stack, service)
-    images = release["images"]
-    assert isinstance(images, dict)
-    return parse_image(str(next(iter(images.values())))).repository
+    return parse_image(_source_release(engine, stack, service).images.blue).repository
 
 
 def review(

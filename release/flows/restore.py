@@ -20,10 +20,11 @@ from core.config.model import (
     PROJECT_NAME,
     SECRETS_KEY,
     STACK_KNOBS,
-    Color,
     ProjectSettings,
+    ServiceRelease,
     StackConfig,
     full_key,
+    releases_of,
 )
 from core.config.sources import ConfigEntry, StackConfigValues, validated_stack_config
 from core.errors import MigrationRisk, RollbackRefusedError
@@ -78,14 +79,10 @@ def plan_rollback(
     switched = sorted(
         name
         for name, release in restored_releases.items()
-        if current_releases.get(name, {}).get("activeColor") != release.get("activeColor")
+        if name not in current_releases or current_releases[name].active_color != release.active_color
     )
     plan = RollbackPlan(stack, target, restore, [], switched, [], not_restored=not_restored)
-    plan.moved_away = [
-        current_releases[name]["images"][current_releases[name]["activeColor"]]
-        for name in switched
-        if name in current_releases
-    ]
+    plan.moved_away = [current_releases[name].active_image for name in switched if name in current_releases]
     _decide_targets(plan, current_releases, restored_releases, idle_as_deployed)
     unchanged = [
         key for key, entry in restore.items() if key in current and current[key].value == entry.value
@@ -128,14 +125,14 @@ def _execute(
 
 
 def _active(plan: RollbackPlan, service: str) -> str:
-    release = _releases(plan.restore.get(RELEASES_KEY)).get(service, {})
-    return str(release.get("activeColor", "?"))
+    release = _releases(plan.restore.get(RELEASES_KEY)).get(service)
+    return release.active_color.value if release is not None else "?"
 
 
 def _decide_targets(
     plan: RollbackPlan,
-    current: Mapping[str, dict[str, Any]],
-    restored: Mapping[str, dict[str, Any]],
+    current: Mapping[str, ServiceRelease],
+    restored: Mapping[str, ServiceRelease],
     idle_as_deployed: bool,
 ) -> None:
     """Targeted when only the releases change, and only by moving traffic to images already running."""
@@ -153,44 +150,37 @@ def _decide_targets(
         live = current[name]
         if live == release:
             continue
-        idle = Color(release["activeColor"]).other.value
-        if _without_idle_image(live, idle) != _without_idle_image(release, idle):
+        idle = release.idle_color
+        if (live.replicas, live.images.of(release.active_color)) != (release.replicas, release.active_image):
             plan.full_up_reason = (
-                f"{name}: the restored active colour {release['activeColor']} would run a different "
+                f"{name}: the restored active colour {release.active_color.value} would run a different "
                 "image (or replica count) than it runs now, so its Deployment must change too"
             )
             return
         changed_services.append(name)
-        live_idle, restored_idle = live["images"][idle], release["images"][idle]
+        live_idle, restored_idle = live.images.of(idle), release.idle_image
         if live_idle != restored_idle and idle_as_deployed:
             # A targeted up leaves the idle Deployment as it is: config must say so too, or a later
             # flip back to that colour would be planned against an image it does not run.
-            release["images"][idle] = live_idle
+            plan.restore[RELEASES_KEY].value[name] = release.with_image(idle, live_idle).to_config()
             plan.left_in_cluster.append(
-                f"{name}: the idle {idle} colour keeps running {live_idle}, and config records it so "
+                f"{name}: the idle {idle.value} colour keeps running {live_idle}, and config records it so "
                 f"(inspect it on the preview URL; {restored_idle} ran there in {plan.target.label()}); "
                 f"the next `release deploy` of {name} replaces it"
             )
         elif live_idle != restored_idle:
             plan.left_in_cluster.append(
-                f"{name}: the idle {idle} colour may still run {live_idle} (its update failed midway); "
+                f"{name}: the idle {idle.value} colour may still run {live_idle} (its update failed midway); "
                 f"config records {restored_idle}, and the next `release deploy` of {name} replaces it"
             )
     plan.targets = [urn for name in changed_services for urn in service_urns(plan.stack, PROJECT_NAME, name)]
 
 
-def _without_idle_image(release: Mapping[str, Any], idle: str) -> dict[str, Any]:
-    comparable = copy.deepcopy(dict(release))
-    comparable.pop("activeColor", None)
-    comparable.get("images", {}).pop(idle, None)
-    return comparable
-
-
 def _migration_risks(
     plan: RollbackPlan,
     project: ProjectSettings,
-    current: Mapping[str, dict[str, Any]],
-    restored: Mapping[str, dict[str, Any]],
+    current: Mapping[str, ServiceRelease],
+    restored: Mapping[str, ServiceRelease],
 ) -> list[MigrationRisk]:
     risks = []
     for spec in project.services:
@@ -199,19 +189,15 @@ def _migration_risks(
         live, release = current.get(spec.name), restored.get(spec.name)
         if live is None or release is None:
             continue
-        live_active = live["images"][live["activeColor"]]
-        restored_active = release["images"][release["activeColor"]]
-        leaving = {live_active} - {restored_active}
+        leaving = {live.active_image} - {release.active_image}
         if not plan.targets:  # a full up also redeploys the colours whose image is restored
-            leaving |= set(live["images"].values()) - set(release["images"].values())
-        risks += [MigrationRisk(spec.name, digest, restored_active) for digest in sorted(leaving)]
+            leaving |= {live.images.blue, live.images.green} - {release.images.blue, release.images.green}
+        risks += [MigrationRisk(spec.name, digest, release.active_image) for digest in sorted(leaving)]
     return risks
 
 
-def _releases(entry: ConfigEntry | None) -> dict[str, dict[str, Any]]:
-    if entry is None or not isinstance(entry.value, dict):
-        return {}
-    return {str(name): release for name, release in entry.value.items() if isinstance(release, dict)}
+def _releases(entry: ConfigEntry | None) -> dict[str, ServiceRelease]:
+    return releases_of(entry.value) if entry is not None else {}
 
 
 def _leaf_changes(before: Any, after: Any) -> list[tuple[str, tuple[Any, Any]]]:
@@ -297,6 +283,6 @@ def recheck_stable(
     """Health-check a service's stable URLs, expecting the image its active colour now runs."""
     release = stack_config.settings.releases[service]
     settings = stack_config.settings.health_check
-    active_image = release.images.of(release.active_color)
+    active_image = release.active_image
     expect = {settings.version_field: active_image} if settings.version_field else {}
     return check_step(f"recheck {service}", checker, stable_urls, settings, expect, progress)

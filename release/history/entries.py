@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from core.config.model import SECRET_MARKER, ProjectSettings, full_key
+from core.config.model import SECRET_MARKER, ProjectSettings, ServiceRelease, full_key, releases_of
 from core.config.sources import ConfigEntry, parse_engine_value
 from core.errors import ConcurrentReleaseError, HistoryError
 from core.text import one_line
@@ -29,18 +29,6 @@ from release.history.records import ParsedRecord, ReleaseRecord, parse_record
 from release.history.signing import Trust, TrustedKeys
 
 RELEASES_KEY = full_key("releases")
-
-
-@dataclass(frozen=True)
-class ServiceState:
-    """One service's release as an update recorded it."""
-
-    active_color: str
-    images: dict[str, str]
-
-    @property
-    def active_image(self) -> str:
-        return self.images.get(self.active_color, "")
 
 
 @dataclass(frozen=True)
@@ -137,19 +125,10 @@ class HistoryEntry:
         return self.environment.get("git.author") or self.environment.get("git.committer") or "-"
 
     @cached_property
-    def services(self) -> dict[str, ServiceState]:
-        """Each service's active colour and images, from this update's `platform:releases`."""
+    def services(self) -> dict[str, ServiceRelease]:
+        """Each service's release (active colour and images) from this update's `platform:releases`."""
         entry = self.config.get(RELEASES_KEY)
-        if entry is None or not isinstance(entry.value, dict):
-            return {}
-        return {
-            name: ServiceState(
-                active_color=str(release.get("activeColor", "")),
-                images={str(color): str(image) for color, image in (release.get("images") or {}).items()},
-            )
-            for name, release in entry.value.items()
-            if isinstance(release, dict)
-        }
+        return releases_of(entry.value) if entry is not None else {}
 
     @property
     def finished_at(self) -> datetime:
@@ -178,7 +157,7 @@ class HistoryEntry:
             "message": self.message,
             "record": self.trust.value if self.trust is not None else None,
             "services": {
-                name: {"activeColor": state.active_color, "images": state.images}
+                name: {"activeColor": state.active_color.value, "images": state.images.model_dump()}
                 for name, state in self.services.items()
             },
             "resourceChanges": self.resource_changes,
@@ -272,8 +251,8 @@ def render_history(stack: str, entries: Sequence[HistoryEntry]) -> str:
     lines = [f"history of stack '{stack}' (newest first; `release rollback {stack} --to-version N`)"]
     for entry in entries:
         services = "; ".join(
-            f"{name} {state.active_color}* blue={_short(state.images.get('blue', ''))} "
-            f"green={_short(state.images.get('green', ''))}"
+            f"{name} {state.active_color.value}* blue={_short(state.images.blue)} "
+            f"green={_short(state.images.green)}"
             for name, state in sorted(entry.services.items())
         )
         lines.append(
@@ -299,7 +278,6 @@ def _short(image: str) -> str:
 __all__ = [
     "HistoryEntry",
     "RecordRules",
-    "ServiceState",
     "entry_numbered",
     "last_succeeded_update",
     "parse_history",

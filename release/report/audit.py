@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from core.config.model import ProjectSettings
+from core.config.model import ProjectSettings, releases_of
 from core.errors import ReleaseError
 from core.text import one_line
 from release.engine.protocol import Engine
@@ -78,7 +78,7 @@ def read_status(engine: Engine, project: ProjectSettings, stacks: Sequence[str])
             failures.append((stack, error))
             continue
         histories[stack] = history
-        releases[stack] = value.value if value is not None and isinstance(value.value, dict) else {}
+        releases[stack] = value.value if value is not None else {}
     return Status(stack_status(project, histories, releases), failures)
 
 
@@ -335,20 +335,19 @@ class ServiceStatus:
 def stack_status(
     project: ProjectSettings,
     histories: Mapping[str, Sequence[HistoryEntry]],
-    releases: Mapping[str, Mapping[str, Any]],
+    releases: Mapping[str, Any],
 ) -> list[ServiceStatus]:
     """`releases`: stack -> the `platform:releases` value it holds now; `histories`: stack -> entries."""
+    parsed = {stack: releases_of(value) for stack, value in releases.items()}
     rows = []
-    for stack, stack_releases in releases.items():
+    for stack, stack_releases in parsed.items():
         gate = project.stack_policies[stack].promotion if stack in project.stack_policies else None
         source = gate.promote_from if gate is not None else None
         for service, release in sorted(stack_releases.items()):
-            active = str(release["images"][release["activeColor"]])
-            evidence = evidence_for(stack, histories.get(stack, []), service, active, live=True)
+            evidence = evidence_for(stack, histories.get(stack, []), service, release.active_image, live=True)
             waiting = ""
-            if source is not None and source in releases and service in releases[source]:
-                source_release = releases[source][service]
-                source_active = str(source_release["images"][source_release["activeColor"]])
+            if source is not None and service in parsed.get(source, {}):
+                source_active = parsed[source][service].active_image
                 source_evidence = evidence_for(
                     source,
                     histories.get(source, []),
@@ -357,14 +356,18 @@ def stack_status(
                     live=True,
                     signed_only=gate is not None and gate.require_signed_evidence,
                 )
-                if source_active != active and source_evidence.verified and not source_evidence.revoked:
+                if (
+                    source_active != release.active_image
+                    and source_evidence.verified
+                    and not source_evidence.revoked
+                ):
                     waiting = source_active
             rows.append(
                 ServiceStatus(
                     stack,
                     service,
-                    str(release["activeColor"]),
-                    {str(color): str(image) for color, image in release["images"].items()},
+                    release.active_color.value,
+                    release.images.model_dump(),
                     evidence.verified is not None and evidence.revoked is None,
                     waiting,
                 )
