@@ -21,8 +21,9 @@ from release import log
 from release.engine.protocol import Engine
 from release.gates import run_url
 from release.history.signing import Signer
+from release.log import Progress
 from release.notify import NO_NOTIFIER, Notifier
-from release.report.release_report import Checker, Progress, default_checker
+from release.report.release_report import Checker, default_checker
 
 EngineFactory = Callable[[Path], Engine]
 

@@ -35,7 +35,7 @@ from core.config.model import WEEKDAYS, WEEKLY_TIME, FreezeWindow, ProjectSettin
 from core.errors import ApprovalEvidenceError, UsageError
 from release.github import EnvironmentApproval, read_environment_approval
 from release.history.entries import HistoryEntry
-from release.history.records import ReleaseRecord
+from release.history.records import Event, ReleaseRecord
 
 BREAK_GLASS_SKIPS = ("verified", "soak", "fresh", "freeze")
 Broken = Callable[[str, str, str], None]
@@ -145,7 +145,7 @@ def evidence_for(
             deployed = entry
             break
     for record, entry in _by_signed_time(entries, signed_only):
-        if rejected is None and record.event == "reject" and image in record.revokes:
+        if rejected is None and record.event == Event.REJECT and image in record.revokes:
             rejected = entry
         if verified is not None:
             continue
@@ -153,7 +153,7 @@ def evidence_for(
         if revoked is None and (image in record.revokes or failed_release):
             revoked = entry
         if (
-            record.event == "verify"
+            record.event == Event.VERIFY
             and record.image == image
             and record.service == service
             and entry.succeeded

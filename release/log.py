@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+
+Progress = Callable[[str], None]
+"""How flows report a step: `progress` below, or a test's list.append."""
 
 LOGGER_NAMES = ("release", "core")
 log = logging.getLogger("release")

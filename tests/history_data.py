@@ -9,7 +9,7 @@ from typing import Any
 
 from core.config.model import TrustedKey
 from release.history.entries import HistoryEntry, RecordRules, parse_history
-from release.history.records import ReleaseRecord, record_time
+from release.history.records import Event, ReleaseRecord, record_time
 from release.history.signing import Signer, TrustedKeys
 from tests.release_doubles import TEST_KEYS, TEST_SIGNER
 
@@ -58,7 +58,7 @@ def update(
 
 
 def record(event: str, image: str = GOOD, actor: str = "alice", **fields: Any) -> ReleaseRecord:
-    return ReleaseRecord(event, "staging", actor, service="api", image=image, **fields)
+    return ReleaseRecord(Event(event), "staging", actor, service="api", image=image, **fields)
 
 
 def history(*entries_oldest_first: dict[str, Any], rules: RecordRules = STAGING_RULES) -> list[HistoryEntry]:

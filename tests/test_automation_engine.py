@@ -21,7 +21,7 @@ from core.config.sources import ConfigEntry
 from core.errors import EngineError
 from release.engine.automation import AutomationEngine
 from release.history.entries import RELEASES_KEY, parse_history
-from release.history.records import ReleaseRecord
+from release.history.records import Event, ReleaseRecord
 from release.history.signing import Trust
 from tests.conftest import ROOT
 from tests.history_data import STAGING_RULES
@@ -92,7 +92,7 @@ def test_a_stack_that_does_not_exist_is_a_clear_engine_error(engine: AutomationE
 
 
 def test_a_release_record_survives_the_backend_round_trip(engine: AutomationEngine) -> None:
-    record = ReleaseRecord("verify", "staging", "alice", service="api", image="r/api@sha256:" + "ab" * 32)
+    record = ReleaseRecord(Event.VERIFY, "staging", "alice", service="api", image="r/api@sha256:" + "ab" * 32)
     assert engine.up(
         "staging", {RELEASES_KEY: ConfigEntry(releases("blue"))}, record.message("verified", TEST_SIGNER)
     ).succeeded

@@ -15,7 +15,7 @@ from release.flows.deploy import deploy
 from release.flows.restore import plan_rollback, restore
 from release.flows.rollback import RollbackRequest, rollback
 from release.history.entries import RELEASES_KEY, last_succeeded_update, parse_history, render_history
-from release.history.records import ReleaseRecord, parse_record
+from release.history.records import Event, ReleaseRecord, parse_record
 from release.report.release_report import ReleaseReport
 from release.testing.fake_engine import FakeEngine
 from tests.history_data import STAGING_RULES
@@ -239,7 +239,7 @@ def test_a_rollback_past_a_non_backward_compatible_migration_needs_force_and_rec
         target = history_of(engine, "staging")[-1]  # the initial deploy
         plan = plan_rollback("staging", current, target, contract_only)
         assert [risk.digest for risk in plan.risks] == [NEW_API]
-        rolling_back = ReleaseRecord("rollback", "staging", "bob", reason="schema checked by bob, INC-42")
+        rolling_back = ReleaseRecord(Event.ROLLBACK, "staging", "bob", reason="schema checked by bob, INC-42")
         with pytest.raises(RollbackRefusedError, match="expandContract: false"):
             restore(
                 ctx, ReleaseReport("rollback", "staging"), plan, rolling_back, TEST_SIGNER, step="rollback"

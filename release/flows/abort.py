@@ -27,7 +27,7 @@ from release.context import ReleaseContext
 from release.flows.restore import plan_rollback, restore
 from release.history.entries import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
 from release.history.lifecycle import Release, read_lifecycle
-from release.history.records import ReleaseRecord
+from release.history.records import Event, ReleaseRecord
 from release.history.signing import Signer, refuse_unsigned_write
 from release.report.release_report import Phase, ReleaseReport
 
@@ -80,7 +80,7 @@ def abort(ctx: ReleaseContext, request: AbortRequest) -> ReleaseReport:
         return report
     refuse_unsigned_write(stack_config.project, stack, request.signer, "abort")
     record = ReleaseRecord(
-        event="abort",
+        event=Event.ABORT,
         stack=stack,
         actor=request.actor,
         service=service,

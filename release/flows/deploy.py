@@ -41,7 +41,7 @@ from release.context import ReleaseContext
 from release.flows.restore import plan_rollback, restore
 from release.history.entries import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
 from release.history.lifecycle import Lifecycle, read_lifecycle
-from release.history.records import ReleaseRecord, new_release_id
+from release.history.records import Event, ReleaseRecord, new_release_id
 from release.history.signing import Signer, refuse_unsigned_write
 from release.notify import NotificationResult, Notifier, PendingNotification
 from release.notify import message as notify_message
@@ -75,7 +75,7 @@ class DeployRequest:
     """Signs every record (None: records are unsigned, refused where the stack requires signing)."""
     release_id: str = field(default_factory=new_release_id)
 
-    def record(self, event: str, **fields: Any) -> ReleaseRecord:
+    def record(self, event: Event, **fields: Any) -> ReleaseRecord:
         """The release record every update of this release carries (see release.history.records)."""
         return ReleaseRecord(
             event=event,
@@ -142,7 +142,7 @@ def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
                 engine,
                 request.stack,
                 {RELEASES_KEY: ConfigEntry(staged)},
-                request.record("stage", previous=previous, notification=stage_notification).message(
+                request.record(Event.STAGE, previous=previous, notification=stage_notification).message(
                     f"release deploy {request.service}: {idle.value} <- {request.image}", request.signer
                 ),
                 progress,
@@ -156,7 +156,7 @@ def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
                 engine,
                 request.stack,
                 {RELEASES_KEY: ConfigEntry(promoted)},
-                request.record("switch", previous=previous).message(
+                request.record(Event.SWITCH, previous=previous).message(
                     f"release switch {request.service}: active {release.active_color.value} -> "
                     f"{idle.value} ({request.image})",
                     request.signer,
@@ -251,7 +251,7 @@ def _record_verification(
     """
     verdict = report.steps[-1].verdict
     window = {"seconds": round(report.steps[-1].seconds, 3), "probes": len(verdict.probes) if verdict else 0}
-    record = request.record("verify", window=window, notification=notification)
+    record = request.record(Event.VERIFY, window=window, notification=notification)
     summary = f"release verified {request.service}: {request.image} healthy on {request.stack}"
     step = record_step(
         ctx.engine, request.stack, request.service, record, summary, request.signer, ctx.progress
@@ -354,7 +354,7 @@ def _roll_back(
     plan.why = f"{baseline.label()}: the newest settled state before release {request.release_id}"
     report.rollback = plan
     record = ReleaseRecord(
-        event="rollback",
+        event=Event.ROLLBACK,
         stack=request.stack,
         actor=request.actor,
         service=request.service,

@@ -40,7 +40,7 @@ from release.gates import (
 )
 from release.github import read_environment_approval
 from release.history.entries import RELEASES_KEY, HistoryEntry, entry_numbered, read_history
-from release.history.records import ReleaseRecord
+from release.history.records import Event, ReleaseRecord
 from release.history.signing import Signer
 from release.report.release_report import ReleaseReport, record_step
 
@@ -271,7 +271,7 @@ def reject(
         )
         image = f"{repository}@{digest}"
     record = ReleaseRecord(
-        "reject", stack, actor, service=service, revokes=(image,), reason=reason, run=ctx.run_url
+        Event.REJECT, stack, actor, service=service, revokes=(image,), reason=reason, run=ctx.run_url
     )
     step = record_step(
         engine, stack, service, record, f"release reject {service} {image}", signer, lambda _: None
@@ -317,7 +317,7 @@ def review(
     refuse_unsigned_write(project, stack, signer, "review")
     entry = entry_numbered(read_history(engine, stack, project), number)
     record = entry.record
-    if record is None or not record.break_glass or record.event != "stage":
+    if record is None or not record.break_glass or record.event != Event.STAGE:
         raise UsageError(
             f"{entry.label()} is not the start of a break-glass release (with a record that counts); "
             f"`release audit {stack}` lists those that wait for review, with their numbers"
@@ -325,7 +325,7 @@ def review(
     if record.actor.strip().casefold() == actor.strip().casefold():
         raise UsageError(one_line(f"{actor} made that break-glass release; someone else reviews it"))
     review_record = ReleaseRecord(
-        "review",
+        Event.REVIEW,
         stack,
         actor,
         service=record.service,

@@ -36,7 +36,7 @@ from release.history.entries import (
     refuse_if_running,
 )
 from release.history.lifecycle import Lifecycle, choose_rollback_target, read_lifecycle
-from release.history.records import ReleaseRecord
+from release.history.records import Event, ReleaseRecord
 from release.history.signing import Signer, refuse_unsigned_write
 from release.report.release_report import Phase, ReleaseReport
 from release.report.rollback_plan import RollbackPlan
@@ -72,7 +72,7 @@ def rollback(ctx: ReleaseContext, request: RollbackRequest) -> ReleaseReport:
     refuse_unsigned_write(project, stack, request.signer, "rollback")
     ctx.progress(f"rollback: pulumi up -s {stack} ({plan.mode}, to {plan.target.label()})")
     record = ReleaseRecord(
-        event="rollback",
+        event=Event.ROLLBACK,
         stack=stack,
         actor=request.actor,
         service=",".join(plan.switched),

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 from core.text import one_line
 from release.history.entries import RELEASES_KEY, HistoryEntry
-from release.history.records import FINISHES, STARTS
+from release.history.records import FINISHES, STARTS, Event
 
 VERIFIED, ROLLED_BACK, ABORTED = "Verified", "RolledBack", "Aborted"
-OUTCOME_OF = {"verify": VERIFIED, "rollback": ROLLED_BACK, "abort": ABORTED}
+OUTCOME_OF = {Event.VERIFY: VERIFIED, Event.ROLLBACK: ROLLED_BACK, Event.ABORT: ABORTED}
 MAX_SKIPPED_SHOWN = 12
 
 
@@ -126,7 +126,7 @@ def read_lifecycle(entries: Sequence[HistoryEntry]) -> Lifecycle:
     return Lifecycle(releases, settled, open_at)
 
 
-def _finish(release: Release, event: str, open_ids: list[str]) -> None:
+def _finish(release: Release, event: Event, open_ids: list[str]) -> None:
     release.outcome = OUTCOME_OF[event]
     if release.id in open_ids:
         open_ids.remove(release.id)
@@ -157,7 +157,7 @@ def choose_rollback_target(
         record = entry.record
         if entry.position not in settled:
             skipped.append(f"{entry.label()}: {lifecycle.why_not_settled(entry)}")
-        elif record is not None and record.event in ("rollback", "abort"):
+        elif record is not None and record.event in (Event.ROLLBACK, Event.ABORT):
             skipped.append(f"{entry.label()}: a {record.event}; the state it restored is further back")
         elif not differs(entry):
             skipped.append(f"{entry.label()}: the same config as now")
@@ -170,7 +170,7 @@ def _why(entry: HistoryEntry) -> str:
     record = entry.record
     if record is None:
         return f"{entry.label()} is the newest earlier state no release touched (a plain update)"
-    if record.event == "verify":
+    if record.event == Event.VERIFY:
         return one_line(
             f"{entry.label()} is the newest earlier state a release verified: "
             f"{record.release or 'a release'} of {record.service} ({record.image})"

@@ -43,6 +43,7 @@ import re
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from core.images import digest_of
@@ -53,10 +54,28 @@ _MARK_AT = re.compile(r"(?:^|(?<=\s))" + re.escape(MARK) + r" (?=\{)")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 RELEASE_ID = re.compile(r"r-[0-9a-f]{12}")
 
-EVENTS = ("stage", "switch", "verify", "rollback", "abort", "reject", "review")
-STARTS = ("stage", "switch")
+
+class Event(StrEnum):
+    """What a record says happened; its value is the record's `event` field."""
+
+    STAGE = "stage"
+    """a release put its image on the idle colour"""
+    SWITCH = "switch"
+    """a release moved stable traffic to that colour"""
+    VERIFY = "verify"
+    """the image passed its health window on stable traffic: the evidence promotions read"""
+    ROLLBACK = "rollback"
+    ABORT = "abort"
+    REJECT = "reject"
+    """the image must never be promoted again"""
+    REVIEW = "review"
+    """someone else acknowledged a break-glass release"""
+
+
+EVENTS = tuple(Event)
+STARTS = (Event.STAGE, Event.SWITCH)
 """Events that open a release (its changes are live, unverified)."""
-FINISHES = ("verify", "rollback", "abort")
+FINISHES = (Event.VERIFY, Event.ROLLBACK, Event.ABORT)
 """Events that finish a release."""
 MAX_MESSAGE_CHARACTERS = 64 * 1024
 """A longer message is not parsed for a record (the tool never writes one that long)."""
@@ -79,7 +98,7 @@ def parse_record_time(text: str) -> datetime | None:
 
 @dataclass(frozen=True)
 class ReleaseRecord:
-    event: str
+    event: Event
     stack: str
     actor: str
     service: str = ""
@@ -267,7 +286,7 @@ def _record_from(data: Any) -> ParsedRecord:
         raise _MalformedError("release is not a release id")
     if fields["time"] and parse_record_time(fields["time"]) is None:
         raise _MalformedError("time is not a UTC time")
-    record = ReleaseRecord(reviews=reviews, **fields)
+    record = ReleaseRecord(reviews=reviews, **{**fields, "event": Event(fields["event"])})
     if "digest" in data and data["digest"] != record.digest:
         raise _MalformedError("digest does not match image")
     return ParsedRecord(record, _signature_from(data.get("sig")))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from core.config.model import PROJECT_NAME, STACK_KNOBS, Color
@@ -28,11 +29,18 @@ MIN_SUBSTRING = 3
 RESOURCE_PRESENCE = "(registered)"
 
 
+class Layer(StrEnum):
+    """Where a difference between stacks is: in their config, or in the resources the program declares."""
+
+    CONFIG = "config"
+    RESOURCE = "resource"
+
+
 @dataclass(frozen=True)
 class Difference:
     """One value that differs between stacks, and whether a declared knob explains it."""
 
-    layer: str  # "config" or "resource"
+    layer: Layer
     where: str  # the config key's top level, or "<type> <name>"
     path: str
     values: dict[str, Any]  # stack -> value (None: absent in that stack)
@@ -43,7 +51,7 @@ class Difference:
     def is_violation(self) -> bool:
         return not self.knobs
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "layer": self.layer,
             "where": self.where,
@@ -102,7 +110,7 @@ def config_differences(
             files = ", ".join(f"Pulumi.{stack}.yaml" for stack in in_plain_text)
             differences.append(
                 Difference(
-                    "config",
+                    Layer.CONFIG,
                     top or path,
                     path,
                     values,
@@ -112,11 +120,11 @@ def config_differences(
                 )
             )
         elif namespace == PROJECT_NAME and top in STACK_KNOBS:
-            differences.append(Difference("config", top, path, values, (rest,)))
+            differences.append(Difference(Layer.CONFIG, top, path, values, (rest,)))
         else:
             differences.append(
                 Difference(
-                    "config",
+                    Layer.CONFIG,
                     top or path,
                     path,
                     values,
@@ -164,7 +172,7 @@ def resource_differences(
         if not all(present.values()):
             differences.append(
                 Difference(
-                    "resource",
+                    Layer.RESOURCE,
                     _label(key),
                     RESOURCE_PRESENCE,
                     {stack: "yes" if there else None for stack, there in present.items()},
@@ -180,7 +188,7 @@ def resource_differences(
             explaining = explain(values, knobs, resources[stacks[0]].name)
             differences.append(
                 Difference(
-                    "resource",
+                    Layer.RESOURCE,
                     _label(key),
                     path,
                     values,
@@ -214,7 +222,7 @@ def _edge_differences(
         }
     return [
         Difference(
-            "resource",
+            Layer.RESOURCE,
             _label(key),
             path,
             values,

@@ -13,7 +13,6 @@ parity violation where it makes stacks differ, never a knob.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from core.config.rules import load_stack_config
 from core.config.sources import StackFile, read_stack_file, secret_names_of
 from core.errors import ConfigError, ExitCode, ReleaseError
 from policy.platform_policies import RULES, ResourceArgs, Violation, violations_of
+from release.log import Progress
 from release.offline.mock_runtime import ProgramRun, RegisteredResource, evaluate_program
 from release.offline.parity import Difference, config_differences, knob_leaves, resource_differences
 
@@ -30,8 +30,6 @@ HONESTY_NOTE = (
     "What the program DECLARES for each stack, evaluated offline under Pulumi's mock runtime. "
     "This is not what the cloud holds: `pulumi preview -s <stack>` compares with the real state."
 )
-
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -280,7 +278,7 @@ def to_json(report: PlanReport) -> dict[str, Any]:
         stacks[stack_plan.stack] = entry
     result: dict[str, Any] = {"note": HONESTY_NOTE, "stacks": stacks, "exitCode": report.exit_code}
     if report.compared:
-        result["differences"] = [difference.as_dict() for difference in report.differences]
+        result["differences"] = [difference.to_json() for difference in report.differences]
         result["violations"] = report.violation_count
     return result
 

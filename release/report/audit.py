@@ -22,6 +22,7 @@ from core.text import one_line
 from release.engine.protocol import Engine
 from release.gates import evidence_for
 from release.history.entries import RELEASES_KEY, HistoryEntry, read_history
+from release.history.records import Event
 
 
 @dataclass
@@ -83,13 +84,13 @@ def read_status(engine: Engine, project: ProjectSettings, stacks: Sequence[str])
 
 
 EVENT_NAMES = {
-    "stage": "release",
-    "switch": "switch",
-    "verify": "verification",
-    "rollback": "rollback",
-    "abort": "abort",
-    "reject": "rejection",
-    "review": "review",
+    Event.STAGE: "release",
+    Event.SWITCH: "switch",
+    Event.VERIFY: "verification",
+    Event.ROLLBACK: "rollback",
+    Event.ABORT: "abort",
+    Event.REJECT: "rejection",
+    Event.REVIEW: "review",
 }
 
 
@@ -163,15 +164,15 @@ def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRo
         actor = entry.actor
     else:
         event = EVENT_NAMES[shown.event]
-        if shown.event == "stage" and shown.promoted_from:
+        if shown.event == Event.STAGE and shown.promoted_from:
             event = f"promotion from {shown.promoted_from}"
-        if shown.event in ("stage", "switch") and shown.previous:
+        if shown.event in (Event.STAGE, Event.SWITCH) and shown.previous:
             before = shown.previous
-        if shown.event in ("stage", "verify"):
+        if shown.event in (Event.STAGE, Event.VERIFY):
             after = shown.image
-        if shown.event == "reject":
+        if shown.event == Event.REJECT:
             before, after = ", ".join(shown.revokes), "(rejected)"
-        if shown.event == "review":
+        if shown.event == Event.REVIEW:
             event = f"review of entry {shown.reviews}"
         if record is None:
             event += f" ({trust}, not counted)"
@@ -200,11 +201,13 @@ def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRo
 
 def unreviewed_break_glass(stack: str, entries: Sequence[HistoryEntry]) -> list[AuditRow]:
     """Break-glass releases (their first update) that no later `review` record acknowledges."""
-    reviewed = {entry.record.reviews for entry in entries if entry.record and entry.record.event == "review"}
+    reviewed = {
+        entry.record.reviews for entry in entries if entry.record and entry.record.event == Event.REVIEW
+    }
     rows = []
     for index, entry in enumerate(entries):
         record = entry.record
-        if record and record.event == "stage" and record.break_glass and entry.number not in reviewed:
+        if record and record.event == Event.STAGE and record.break_glass and entry.number not in reviewed:
             older = entries[index + 1] if index + 1 < len(entries) else None
             rows.append(_row(stack, entry, older))
     return rows

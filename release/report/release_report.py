@@ -21,11 +21,11 @@ from core.naming import service_urns
 from release.engine.protocol import Engine, UpdateOutcome
 from release.history.records import ReleaseRecord, summary_of
 from release.history.signing import Signer
+from release.log import Progress
 from release.notify import NotificationResult
 from release.report.rollback_plan import RollbackPlan
 
 Checker = Callable[[Sequence[str], HealthCheckSettings, Mapping[str, str]], Verdict]
-Progress = Callable[[str], None]
 
 
 class Phase(StrEnum):
