@@ -84,7 +84,3 @@ def parse_stack_name(text: str) -> str:
         return StackName.parse(text).value
     except StackNameError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
-
-
-def is_stack_name(text: str) -> bool:
-    return not stack_name_problems(text)

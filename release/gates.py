@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.config.model import WEEKDAYS, WEEKLY_TIME, FreezeWindow, ProjectSettings, PromotionGate
+from core.config.model import FreezeWindow, ProjectSettings, PromotionGate
 from core.errors import ApprovalEvidenceError, UsageError
 from release.github import EnvironmentApproval, read_environment_approval
 from release.history.entries import HistoryEntry
@@ -316,22 +316,9 @@ def open_freeze_window(windows: Sequence[FreezeWindow], now: datetime) -> Freeze
     """The freeze window open at `now` (an aware datetime), if any; judged in each window's zone."""
     for window in windows:
         local = now.astimezone(ZoneInfo(window.time_zone))
-        minute = local.weekday() * 1440 + local.hour * 60 + local.minute
-        starts, ends = _week_minute(window.starts), _week_minute(window.ends)
-        inside = starts <= minute < ends if starts <= ends else (minute >= starts or minute < ends)
-        if inside:
+        if window.contains(local.weekday() * 1440 + local.hour * 60 + local.minute):
             return window
     return None
-
-
-def _week_minute(text: str) -> int:
-    matched = WEEKLY_TIME.match(text)
-    assert matched is not None, text  # validated by the config model
-    return (
-        WEEKDAYS.index(matched.group("day")) * 1440
-        + int(matched.group("hour")) * 60
-        + int(matched.group("minute"))
-    )
 
 
 def break_glass_problem(reason: str) -> str:

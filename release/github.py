@@ -15,8 +15,8 @@ transport failure, or no complete answer within `timeout_seconds` (a hard deadli
 exchange, not per read). The token is sent only as a Bearer header, over https (or to a loopback
 address, for tests), and never appears in a result or an error message.
 
-Four eyes is the gate's rule, not this module's: it compares `actor` with `approvers`
-(`EnvironmentApproval.approvers_other_than`).
+Four eyes is the gate's rule, not this module's: release.gates compares the person releasing and the
+run's actor with `approvers`.
 """
 
 from __future__ import annotations
@@ -76,11 +76,6 @@ class EnvironmentApproval:
     run_url: str
     read_at: str
     """When this tool read the review history (UTC, ISO 8601)."""
-
-    def approvers_other_than(self, actor: str) -> tuple[str, ...]:
-        """The approvers who are not `actor` (logins compare case-insensitively, as on GitHub)."""
-        who = actor.strip().casefold()
-        return tuple(login for login in self.approvers if login.casefold() != who)
 
     def to_json(self) -> dict[str, Any]:
         return {

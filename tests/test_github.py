@@ -144,16 +144,6 @@ def test_environment_names_match_regardless_of_case() -> None:
     assert read(APPROVED, environment="Production").approvers == ("bob",)
 
 
-def test_approvers_other_than_the_actor_leaves_out_the_actor_whatever_the_case() -> None:
-    approval = read(approvals(review("approved", "Alice"), review("approved", "bob")))
-    assert approval.approvers_other_than("alice") == ("bob",)
-    assert approval.approvers_other_than(" ALICE ") == ("bob",)
-    assert read(approvals(review("approved", "Alice"))).approvers_other_than("alice") == ()
-
-
-# --- no approval ---------------------------------------------------------------------------------
-
-
 def test_an_environment_nobody_reviewed_is_refused_naming_the_environments_that_were() -> None:
     refused = refusal(approvals(review("approved", "bob", environment="staging")))
     assert refused.kind == "not-reviewed"

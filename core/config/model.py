@@ -205,6 +205,34 @@ class FreezeWindow(ConfigModel):
             raise ValueError(f"unknown time zone {name!r}; use an IANA name like 'Europe/Berlin'") from error
         return name
 
+    @property
+    def start_minute(self) -> int:
+        """`starts` as minutes since Monday 00:00 (local time in `time_zone`)."""
+        return _minute_of_week(self.starts)
+
+    @property
+    def end_minute(self) -> int:
+        return _minute_of_week(self.ends)
+
+    def contains(self, local_minute: int) -> bool:
+        """Whether a local minute of the week is inside the window (which may wrap around Sunday)."""
+        starts, ends = self.start_minute, self.end_minute
+        return (
+            starts <= local_minute < ends if starts <= ends else local_minute >= starts or local_minute < ends
+        )
+
+
+def _minute_of_week(text: str) -> int:
+    """'Fri 16:00' -> minutes since Monday 00:00; the text was validated as WEEKLY_TIME."""
+    matched = WEEKLY_TIME.fullmatch(text)
+    if matched is None:
+        raise ValueError(f"{text!r} is not a weekly time like 'Fri 16:00'")
+    return (
+        WEEKDAYS.index(matched.group("day")) * 1440
+        + int(matched.group("hour")) * 60
+        + int(matched.group("minute"))
+    )
+
 
 class PromotionGate(ConfigModel):
     """How a stack receives a digest: promoted from which stack, after how much proof, approved how.

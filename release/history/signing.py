@@ -123,10 +123,6 @@ class TrustedKeys:
     def __bool__(self) -> bool:
         return bool(self._keys)
 
-    def name_of(self, identifier: str) -> str:
-        found = self._keys.get(identifier)
-        return found[0].name if found else ""
-
     def trusts(self, identifier: str) -> bool:
         return identifier in self._keys
 

@@ -12,7 +12,6 @@ parity violation where it makes stacks differ, never a knob.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -361,7 +360,3 @@ def _value_text(value: Any) -> str:
         return "(absent)"
     text = str(value)
     return text if len(text) <= 60 else f"{text[:28]}...{text[-28:]}"
-
-
-def stderr_progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
