@@ -1,6 +1,6 @@
 """`release deploy` against a test double of the engine adapter and real HTTP servers on 127.0.0.1.
 
-The double evaluates the real program under the mock runtime on every `up` (tests/fake_engine.py);
+The double evaluates the real program under the mock runtime on every `up` (release/testing/fake_engine.py);
 the servers answer with the image the deployed Services route to (tests/release_doubles.py).
 """
 

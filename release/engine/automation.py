@@ -126,7 +126,7 @@ class AutomationEngine(Engine):
                 self._workspace = automation.LocalWorkspace(work_dir=str(self.project_dir), env_vars=self.env)
             except FileNotFoundError as error:
                 raise EngineUnavailableError(
-                    "the Pulumi CLI is not on PATH; install it (>= 3.238.0, see README "
+                    "the Pulumi CLI is not on PATH; install it (>= 3.238.0, see docs/configuration.md "
                     "'Prerequisites'), or use `release plan`, which needs no CLI"
                 ) from error
         return self._workspace
@@ -141,7 +141,7 @@ class AutomationEngine(Engine):
         except automation_errors.StackNotFoundError as error:
             raise EngineError(
                 f"stack '{stack}' does not exist in this backend; create it with "
-                f"`pulumi stack init {stack}` (see README)"
+                f"`pulumi stack init {stack}` (see docs/configuration.md)"
             ) from error
 
     def _call(self, stack: str, operation: Callable[[automation.Stack], Any]) -> Any:

@@ -348,7 +348,7 @@ def _render_differences(report: PlanReport) -> list[str]:
     if violations:
         lines.append(
             f"parity: {violations} VIOLATION(S): a difference that is not a declared per-stack knob "
-            "(fix the stack file, or declare the knob in components/config.py)"
+            "(fix the stack file, or declare the knob in core/config/model.py)"
         )
     else:
         lines.append("parity: OK, every difference is a declared per-stack knob")
