@@ -119,3 +119,36 @@ def test_no_module_of_ours_takes_part_in_an_import_cycle() -> None:
 def test_every_package_directory_is_a_package(package: str) -> None:
     directories = {path.parent for path in _sources(package)}
     assert [str(d) for d in directories if not (d / "__init__.py").exists()] == []
+
+
+def _functions(path: Path) -> list[ast.FunctionDef]:
+    return [node for node in ast.parse(path.read_text()).body if isinstance(node, ast.FunctionDef)]
+
+
+def test_the_cli_only_builds_the_parser_and_runs_one_command() -> None:
+    """Every rule lives in a command, a flow or core; release/cli.py parses, dispatches, catches."""
+    assert sorted(function.name for function in _functions(ROOT / "release" / "cli.py")) == [
+        "_internal_error_line",
+        "build_parser",
+        "main",
+    ]
+
+
+def test_every_verb_is_one_module_with_add_parser_and_run() -> None:
+    from release.commands import COMMANDS
+
+    for command in COMMANDS:
+        assert callable(command.add_parser) and callable(command.run), command.__name__
+
+
+def test_commands_return_exit_codes_from_the_one_table_never_bare_numbers() -> None:
+    """`return 2` in a command would be a second exit-code table; ExitCode (core.errors) is the one."""
+    bare = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in [ROOT / "release" / "cli.py", *sorted((ROOT / "release" / "commands").glob("*.py"))]
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Return)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, int)
+    ]
+    assert bare == []

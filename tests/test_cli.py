@@ -98,6 +98,26 @@ def test_a_failed_deploy_exits_1_after_rolling_back(capsys: pytest.CaptureFixtur
     assert "RolledBack" in capsys.readouterr().out
 
 
+def test_progress_goes_to_stderr_one_line_per_step_and_quiet_keeps_only_errors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine = fake_engine("dev")
+    with cluster(engine, "dev") as api:
+        api.bad.add(NEW_API)
+        assert run(["deploy", "dev", "--service", "api", "--image", NEW_API, *urls(api)], engine) == 1
+        steps = capsys.readouterr().err.splitlines()
+        assert steps and all(line.startswith("release: ") for line in steps)
+        assert any(line.startswith("release: analyse failed: ") for line in steps)
+        api.bad.discard(NEW_API)
+        assert (
+            run(["deploy", "dev", "--service", "api", "--image", NEW_API, *urls(api), "--quiet"], engine) == 0
+        )
+    quiet = capsys.readouterr()
+    assert quiet.err == "" and "Healthy" in quiet.out
+    assert run(["deploy", "dev", "--service", "nope", "--image", NEW_API, "--quiet"], engine) == 2
+    assert "unknown service" in capsys.readouterr().err
+
+
 def test_a_refused_deploy_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     engine = fake_engine("dev")
     assert run(["deploy", "dev", "--service", "api", "--image", "api:latest"], engine) == 2
