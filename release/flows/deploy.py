@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.config.model import Color, StackConfig, full_key
+from core.config.model import Color, HealthCheckSettings, ServiceRelease, StackConfig, full_key
 from core.config.sources import ConfigEntry, StackConfigValues, validated_stack_config
 from core.errors import (
     ConcurrentReleaseError,
@@ -93,6 +93,23 @@ class DeployRequest:
         )
 
 
+@dataclass(frozen=True)
+class _Release:
+    """What a release of one image will do, decided before its first `up`."""
+
+    baseline: HistoryEntry
+    """What a failure restores: the newest settled state."""
+    before: ServiceRelease
+    staged: dict[str, Any]
+    """The `releases` knob with the image on the idle colour."""
+    switched: dict[str, Any]
+    """... and traffic on that colour."""
+    settings: HealthCheckSettings
+    expect: dict[str, str]
+    preview_urls: list[str]
+    stable_urls: list[str]
+
+
 def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
     """Run the steps; on any failure after the first `up`, roll back automatically. Returns the report.
 
@@ -100,77 +117,21 @@ def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
     failed release in the background while the rollback runs (never delaying it).
     """
     report = ReleaseReport("deploy", request.stack, service=request.service, image=request.image)
-    engine, progress = ctx.engine, ctx.progress
-    current = engine.get_config(request.stack)
-    stack_config = validated_stack_config(request.stack, current, ctx.project_file)
-    _refuse_bad_request(request, stack_config)
-    refuse_unsigned_write(stack_config.project, request.stack, request.signer, "release")
-    entries = read_history(engine, request.stack, stack_config.project)
-    refuse_if_running(request.stack, entries)
-    lifecycle = read_lifecycle(entries)
-    refuse_if_unfinished(request.stack, lifecycle)
-    baseline = _baseline(lifecycle, current, report)
-
-    release = stack_config.settings.releases[request.service]
-    idle = release.idle_color
-    if release.active_image == request.image:
-        report.notes.append(f"{request.service} already serves {request.image} on {release.active_color}")
+    release = _prepare(ctx, request, report)
+    if release is None:
         return report
-    settings = stack_config.settings.health_check
-    expect = {settings.version_field: request.image} if settings.version_field else {}
-    outputs = engine.outputs(request.stack)
-    preview_urls = health_urls(stack_config, outputs, request.service, True, request.preview_urls)
-    stable_urls = health_urls(stack_config, outputs, request.service, False, request.stable_urls)
-    releases = _releases_value(current)
-    staged_release = release.with_image(idle, request.image)
-    staged = {**releases, request.service: staged_release.to_config()}
-    promoted = {**releases, request.service: staged_release.switched().to_config()}
-    previous = release.active_image
     stage_notification: dict[str, Any] = {}
     if request.break_glass:
         detail = (
             f"break-glass: {request.break_glass.get('reason')}; skipped: {request.break_glass.get('skipped')}"
         )
         stage_notification = _notify(ctx.notifier, report, request, "break-glass release", detail).to_json()
-    progress(f"release {request.release_id}: {request.service} {request.image} on {request.stack}")
-
-    steps: list[tuple[str, Callable[[], Step]]] = [
-        (
-            "preview",
-            lambda: up_step(
-                "preview",
-                engine,
-                request.stack,
-                {RELEASES_KEY: ConfigEntry(staged)},
-                request.record(Event.STAGE, previous=previous, notification=stage_notification).message(
-                    f"release deploy {request.service}: {idle.value} <- {request.image}", request.signer
-                ),
-                progress,
-            ),
-        ),
-        ("analyse", lambda: check_step("analyse", ctx.checker, preview_urls, settings, expect, progress)),
-        (
-            "switch",
-            lambda: up_step(
-                "switch",
-                engine,
-                request.stack,
-                {RELEASES_KEY: ConfigEntry(promoted)},
-                request.record(Event.SWITCH, previous=previous).message(
-                    f"release switch {request.service}: active {release.active_color.value} -> "
-                    f"{idle.value} ({request.image})",
-                    request.signer,
-                ),
-                progress,
-            ),
-        ),
-        ("verify", lambda: check_step("verify", ctx.checker, stable_urls, settings, expect, progress)),
-    ]
-    for number, (name, run_step) in enumerate(steps):
+    ctx.progress(f"release {request.release_id}: {request.service} {request.image} on {request.stack}")
+    for number, (name, run_step) in enumerate(_steps(ctx, request, release, stage_notification)):
         step = _run_guarded(name, run_step, first=number == 0)
         report.steps.append(step)
         if not step.succeeded:
-            _fail_and_roll_back(ctx, request, baseline, stable_urls, report)
+            _fail_and_roll_back(ctx, request, release.baseline, release.stable_urls, report)
             return report
     notification: dict[str, Any] = {}
     if request.promoted_from:
@@ -178,8 +139,69 @@ def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
         detail = f"promoted from {request.promoted_from}; approval: {how}"
         notification = _notify(ctx.notifier, report, request, "promotion", detail).to_json()
     _record_verification(ctx, request, report, notification)
-    progress(f"{request.service} on {request.stack} is {Phase.HEALTHY} on {idle.value} ({request.image})")
+    idle = release.before.idle_color.value
+    ctx.progress(f"{request.service} on {request.stack} is {Phase.HEALTHY} on {idle} ({request.image})")
     return report
+
+
+def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport) -> _Release | None:
+    """Refuse before any change (every reason in the module docstring), or decide the release; None
+    when the service already serves the image (a note says so)."""
+    current = ctx.engine.get_config(request.stack)
+    stack_config = validated_stack_config(request.stack, current, ctx.project_file)
+    _refuse_bad_request(request, stack_config)
+    refuse_unsigned_write(stack_config.project, request.stack, request.signer, "release")
+    entries = read_history(ctx.engine, request.stack, stack_config.project)
+    refuse_if_running(request.stack, entries)
+    lifecycle = read_lifecycle(entries)
+    refuse_if_unfinished(request.stack, lifecycle)
+    baseline = _baseline(lifecycle, current, report)
+    before = stack_config.settings.releases[request.service]
+    if before.active_image == request.image:
+        report.notes.append(f"{request.service} already serves {request.image} on {before.active_color}")
+        return None
+    settings = stack_config.settings.health_check
+    outputs = ctx.engine.outputs(request.stack)
+    releases = _releases_value(current)
+    staged = before.with_image(before.idle_color, request.image)
+    return _Release(
+        baseline=baseline,
+        before=before,
+        staged={**releases, request.service: staged.to_config()},
+        switched={**releases, request.service: staged.switched().to_config()},
+        settings=settings,
+        expect={settings.version_field: request.image} if settings.version_field else {},
+        preview_urls=health_urls(stack_config, outputs, request.service, True, request.preview_urls),
+        stable_urls=health_urls(stack_config, outputs, request.service, False, request.stable_urls),
+    )
+
+
+def _steps(
+    ctx: ReleaseContext, request: DeployRequest, release: _Release, stage_notification: dict[str, Any]
+) -> list[tuple[str, Callable[[], Step]]]:
+    """The release as ordered steps (preview, analyse, switch, verify), each run when its turn comes."""
+    before, previous = release.before, release.before.active_image
+    idle = before.idle_color.value
+    stage = request.record(Event.STAGE, previous=previous, notification=stage_notification)
+    switch = request.record(Event.SWITCH, previous=previous)
+    stage_summary = f"release deploy {request.service}: {idle} <- {request.image}"
+    switch_summary = (
+        f"release switch {request.service}: active {before.active_color.value} -> {idle} ({request.image})"
+    )
+
+    def up(name: str, releases: dict[str, Any], message: str) -> Step:
+        config = {RELEASES_KEY: ConfigEntry(releases)}
+        return up_step(name, ctx.engine, request.stack, config, message, ctx.progress)
+
+    def check(name: str, urls: list[str]) -> Step:
+        return check_step(name, ctx.checker, urls, release.settings, release.expect, ctx.progress)
+
+    return [
+        ("preview", lambda: up("preview", release.staged, stage.message(stage_summary, request.signer))),
+        ("analyse", lambda: check("analyse", release.preview_urls)),
+        ("switch", lambda: up("switch", release.switched, switch.message(switch_summary, request.signer))),
+        ("verify", lambda: check("verify", release.stable_urls)),
+    ]
 
 
 def _run_guarded(name: str, run_step: Callable[[], Step], first: bool) -> Step:

@@ -29,9 +29,11 @@ from core.text import one_line
 from release.context import ReleaseContext
 from release.engine.protocol import Engine
 from release.flows.deploy import DeployRequest, deploy
-from release.flows.rollback import refuse_unsigned_write
 from release.gates import (
+    Approval,
     ApprovalReader,
+    Evidence,
+    GateDecision,
     GateViolation,
     approval_from,
     break_glass_problem,
@@ -41,7 +43,7 @@ from release.gates import (
 from release.github import read_environment_approval
 from release.history.entries import RELEASES_KEY, HistoryEntry, entry_numbered, read_history
 from release.history.records import Event, ReleaseRecord
-from release.history.signing import Signer
+from release.history.signing import Signer, refuse_unsigned_write
 from release.report.release_report import ReleaseReport, record_step
 
 
@@ -77,8 +79,9 @@ def promote(
     now: datetime | None = None,
     approval_reader: ApprovalReader = read_environment_approval,
 ) -> ReleaseReport:
+    """Judge the target's gate offline, then on the source's history; release the digest into the
+    target with the deploy flow, its records naming the source, the approval and any break-glass."""
     moment = now or datetime.now(UTC)
-    engine, env = ctx.engine, ctx.env
     project = ctx.project
     policy = project.stack_policies.get(request.target)
     if policy is None:
@@ -89,45 +92,56 @@ def promote(
     _refuse_bad_input(request, project)
     refuse_unsigned_write(project, request.target, request.signer, "promotion")
     approval, approval_problem = approval_from(
-        request.approval_ref, request.approver, gate, env, approval_reader
+        request.approval_ref, request.approver, gate, ctx.env, approval_reader
     )
-    offline = decide_promotion(
-        request.target,
-        gate,
-        request.source,
-        None,
-        moment,
-        request.actor,
-        approval,
-        request.break_glass_reason,
-        approval_problem,
-    )
-    if not offline.allowed:
-        raise PromotionRefusedError(request.source, request.target, request.what, offline.violations)
 
-    image, live = _source_image(engine, request)
-    entries = read_history(engine, request.source, project)
+    def decide(evidence: Evidence | None, what: str) -> GateDecision:
+        decision = decide_promotion(
+            request.target,
+            gate,
+            request.source,
+            evidence,
+            moment,
+            request.actor,
+            approval,
+            request.break_glass_reason,
+            approval_problem,
+        )
+        if not decision.allowed:
+            raise PromotionRefusedError(request.source, request.target, what, decision.violations)
+        return decision
+
+    decide(None, request.what)  # offline: no engine call before the rules that need none pass
+    image, live = _source_image(ctx.engine, request)
+    entries = read_history(ctx.engine, request.source, project)
     evidence = evidence_for(
         request.source, entries, request.service, image, live, signed_only=gate.require_signed_evidence
     )
-    decision = decide_promotion(
-        request.target,
-        gate,
-        request.source,
-        evidence,
-        moment,
-        request.actor,
-        approval,
-        request.break_glass_reason,
-        approval_problem,
-    )
-    if not decision.allowed:
-        raise PromotionRefusedError(
-            request.source, request.target, f"{request.service} {image}", decision.violations
-        )
-
+    decision = decide(evidence, f"{request.service} {image}")
     ctx.progress(f"promote {image} from {request.source} to {request.target}: {evidence.describe()}")
-    release = DeployRequest(
+    report = deploy(ctx, _release_request(ctx, request, image, approval, decision))
+    report.command = "promote"
+    report.notes.insert(0, f"from {request.source}: {evidence.describe()}")
+    if approval is not None:
+        approvers = ", ".join(approval.approvers) or "(not named)"
+        report.notes.insert(1, one_line(f"approval {approval.ref} by {approvers} ({approval.source})"))
+    if request.break_glass_reason is not None:
+        skipped = ", ".join(decision.skipped) or "none"
+        report.notes.insert(
+            1, one_line(f"BREAK-GLASS: {request.break_glass_reason}; skipped gates: {skipped}")
+        )
+    return report
+
+
+def _release_request(
+    ctx: ReleaseContext,
+    request: PromoteRequest,
+    image: str,
+    approval: Approval | None,
+    decision: GateDecision,
+) -> DeployRequest:
+    """The deploy of `image` into the target, its records carrying where it came from and why."""
+    return DeployRequest(
         request.target,
         request.service,
         image,
@@ -145,18 +159,6 @@ def promote(
         promoted_from=request.source,
         signer=request.signer,
     )
-    report = deploy(ctx, release)
-    report.command = "promote"
-    report.notes.insert(0, f"from {request.source}: {evidence.describe()}")
-    if approval is not None:
-        approvers = ", ".join(approval.approvers) or "(not named)"
-        report.notes.insert(1, one_line(f"approval {approval.ref} by {approvers} ({approval.source})"))
-    if request.break_glass_reason is not None:
-        skipped = ", ".join(decision.skipped) or "none"
-        report.notes.insert(
-            1, one_line(f"BREAK-GLASS: {request.break_glass_reason}; skipped gates: {skipped}")
-        )
-    return report
 
 
 def _unknown_service(stack: str, service: str, project: ProjectSettings) -> ConfigProblem | None:
