@@ -20,7 +20,11 @@
     └── UnhealthyError           a health check reached a Degraded verdict (exit 1); keeps the verdict
 
 Each error carries data (the stack, the problems), not only a message, so callers and tests can
-inspect what went wrong without parsing text.
+inspect what went wrong without parsing text. `ExitCode` below is the one exit-code table.
+
+Two parse errors stay ValueErrors on purpose: `core.images.ImageRefError` and
+`core.config.pulumi_yaml.PulumiYamlError` are raised inside parsing (pydantic validators need a
+ValueError) and become a ConfigProblem or a StackFileError where they cross into the tool.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The tool's one logger: `release` on stderr, one line per step; results go to stdout.
 
-    release: stage: pulumi up -s staging (release stage api: ...)      a step (shown by default)
+    release: preview: pulumi up -s staging (release deploy api: ...)    a step (shown by default)
+    release: verify failed: ...; rolling back
+    release:   rollback: pulumi up -s staging (...)                      its steps, indented
     release: evaluating stack 'dev' under the mock runtime ...          a detail (--verbose)
 
 `--quiet` keeps warnings and errors only. Every line is escaped (`core.text.printable`): text from
@@ -12,13 +14,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 Progress = Callable[[str], None]
 """How flows report a step: `progress` below, or a test's list.append."""
 
 LOGGER_NAMES = ("release", "core")
 log = logging.getLogger("release")
+_depth: ContextVar[int] = ContextVar("release_log_depth", default=0)
 
 
 class _StderrHandler(logging.Handler):
@@ -28,7 +33,8 @@ class _StderrHandler(logging.Handler):
         from core.text import printable
 
         try:
-            sys.stderr.write(printable(f"release: {record.getMessage()}") + "\n")
+            indent = "  " * _depth.get()
+            sys.stderr.write(printable(f"release: {indent}{record.getMessage()}") + "\n")
             sys.stderr.flush()
         except Exception:  # noqa: BLE001 - logging must never break the command it reports on
             self.handleError(record)
@@ -42,6 +48,16 @@ def configure(verbose: bool = False, quiet: bool = False) -> None:
         logger.handlers = [_StderrHandler()]
         logger.setLevel(level)
         logger.propagate = False
+
+
+@contextmanager
+def indented() -> Iterator[None]:
+    """The steps logged inside are part of the step logged before (a rollback inside a release)."""
+    token = _depth.set(_depth.get() + 1)
+    try:
+        yield
+    finally:
+        _depth.reset(token)
 
 
 def progress(message: str) -> None:

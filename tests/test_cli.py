@@ -98,7 +98,7 @@ def test_a_failed_deploy_exits_1_after_rolling_back(capsys: pytest.CaptureFixtur
     assert "RolledBack" in capsys.readouterr().out
 
 
-def test_progress_goes_to_stderr_one_line_per_step_and_quiet_keeps_only_errors(
+def test_progress_goes_to_stderr_one_line_per_step_the_rollback_indented_and_quiet_keeps_only_errors(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     engine = fake_engine("dev")
@@ -107,7 +107,8 @@ def test_progress_goes_to_stderr_one_line_per_step_and_quiet_keeps_only_errors(
         assert run(["deploy", "dev", "--service", "api", "--image", NEW_API, *urls(api)], engine) == 1
         steps = capsys.readouterr().err.splitlines()
         assert steps and all(line.startswith("release: ") for line in steps)
-        assert any(line.startswith("release: analyse failed: ") for line in steps)
+        failed = next(n for n, line in enumerate(steps) if line.startswith("release: analyse failed: "))
+        assert steps[failed + 1 :] and all(line.startswith("release:   ") for line in steps[failed + 1 :])
         api.bad.discard(NEW_API)
         assert (
             run(["deploy", "dev", "--service", "api", "--image", NEW_API, *urls(api), "--quiet"], engine) == 0

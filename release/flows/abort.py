@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from core.config.sources import ConfigEntry, validated_stack_config
 from core.errors import ConfigError, ConfigProblem, HistoryError, UsageError
+from release import log
 from release.context import ReleaseContext
 from release.flows.restore import plan_rollback, restore
 from release.history.entries import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
@@ -91,18 +92,19 @@ def abort(ctx: ReleaseContext, request: AbortRequest) -> ReleaseReport:
         run=request.run,
     )
     ctx.progress(f"abort: {release.describe()}; restoring {service} from {target.label()} ({plan.mode})")
-    restore(
-        ctx,
-        report,
-        plan,
-        record,
-        request.signer,
-        step="abort",
-        force=request.force,
-        recheck=[service] if request.health_check and service in plan.switched else (),
-        stable_urls=request.stable_urls,
-        record_unchanged=f"release abort {service}: nothing to restore ({release.id})",
-    )
+    with log.indented():
+        restore(
+            ctx,
+            report,
+            plan,
+            record,
+            request.signer,
+            step="abort",
+            force=request.force,
+            recheck=[service] if request.health_check and service in plan.switched else (),
+            stable_urls=request.stable_urls,
+            record_unchanged=f"release abort {service}: nothing to restore ({release.id})",
+        )
     return report
 
 

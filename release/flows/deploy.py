@@ -37,6 +37,7 @@ from core.errors import (
     UnfinishedReleaseError,
 )
 from core.images import ImageRefError, parse_pinned_image, repository_of
+from release import log
 from release.context import ReleaseContext
 from release.flows.restore import plan_rollback, restore
 from release.history.entries import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
@@ -237,7 +238,8 @@ def _fail_and_roll_back(
     )
     started = time.monotonic()
     try:
-        _roll_back(ctx, request, baseline, stable_urls, report, pending)
+        with log.indented():
+            _roll_back(ctx, request, baseline, stable_urls, report, pending)
     except Exception as error:  # noqa: BLE001 - the report must still be printed, naming the error
         report.phase = Phase.ROLLBACK_FAILED
         detail = f"internal error: {type(error).__name__}: {error}"

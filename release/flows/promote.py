@@ -26,6 +26,7 @@ from core.config.model import PROJECT_NAME, ProjectSettings, ServiceRelease, rel
 from core.errors import ConfigError, ConfigProblem, EngineError, PromotionRefusedError, UsageError
 from core.images import ImageRef, ImageRefError, parse_digest, parse_image, parse_pinned_image
 from core.text import one_line
+from release import log
 from release.context import ReleaseContext
 from release.engine.protocol import Engine
 from release.flows.deploy import DeployRequest, deploy
@@ -119,7 +120,8 @@ def promote(
     )
     decision = decide(evidence, f"{request.service} {image}")
     ctx.progress(f"promote {image} from {request.source} to {request.target}: {evidence.describe()}")
-    report = deploy(ctx, _release_request(ctx, request, image, approval, decision))
+    with log.indented():
+        report = deploy(ctx, _release_request(ctx, request, image, approval, decision))
     report.command = "promote"
     report.notes.insert(0, f"from {request.source}: {evidence.describe()}")
     if approval is not None:

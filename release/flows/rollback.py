@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from core.config.model import ProjectSettings
 from core.config.sources import StackConfigValues, validated_stack_config
 from core.errors import HistoryError
+from release import log
 from release.context import ReleaseContext
 from release.flows.restore import plan_rollback, restore
 from release.history.entries import (
@@ -80,17 +81,18 @@ def rollback(ctx: ReleaseContext, request: RollbackRequest) -> ReleaseReport:
         reason=request.reason,
         run=request.run,
     )
-    outcome = restore(
-        ctx,
-        report,
-        plan,
-        record,
-        request.signer,
-        step="rollback",
-        force=request.force,
-        recheck=plan.switched if request.health_check else (),
-        stable_urls=request.stable_urls,
-    )
+    with log.indented():
+        outcome = restore(
+            ctx,
+            report,
+            plan,
+            record,
+            request.signer,
+            step="rollback",
+            force=request.force,
+            recheck=plan.switched if request.health_check else (),
+            stable_urls=request.stable_urls,
+        )
     if outcome is None:
         report.notes.append("the stack already runs that config; nothing to restore")
     return report
