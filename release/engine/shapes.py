@@ -5,9 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+class UpdateResult(StrEnum):
+    """An update's `result` in `pulumi stack history --json` (the engine may add others; they are
+    kept as the text it gave)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    IN_PROGRESS = "in-progress"
 
 
 def summary_to_history_json(summary: Any) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from core.errors import (
 from core.images import ImageRefError, parse_pinned_image, repository_of
 from release import log
 from release.context import ReleaseContext
+from release.engine.shapes import UpdateResult
 from release.flows.restore import plan_rollback, restore
 from release.history.entries import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
 from release.history.lifecycle import Lifecycle, read_lifecycle
@@ -425,7 +426,7 @@ def _pre_release_entry(before_release: StackConfigValues) -> HistoryEntry:
         version=0,
         position=-1,
         kind="update",
-        result="succeeded",
+        result=UpdateResult.SUCCEEDED,
         start_time="(before this release)",
         end_time=None,
         message="config read before the release (history held no settled state)",

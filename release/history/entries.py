@@ -25,6 +25,7 @@ from core.config.sources import ConfigEntry, parse_engine_value
 from core.errors import ConcurrentReleaseError, HistoryError
 from core.text import one_line
 from release.engine.protocol import Engine
+from release.engine.shapes import UpdateResult
 from release.history.records import ParsedRecord, ReleaseRecord, parse_record
 from release.history.signing import Trust, TrustedKeys
 
@@ -98,7 +99,7 @@ class HistoryEntry:
 
     @property
     def succeeded(self) -> bool:
-        return self.result == "succeeded"
+        return self.result == UpdateResult.SUCCEEDED
 
     @property
     def record(self) -> ReleaseRecord | None:
@@ -239,7 +240,7 @@ def entry_numbered(entries: Sequence[HistoryEntry], number: int) -> HistoryEntry
 def refuse_if_running(stack: str, entries: Sequence[HistoryEntry]) -> None:
     """Raise ConcurrentReleaseError when the newest entry is still running (another update holds
     the stack), naming it; nothing has been changed yet."""
-    if entries and entries[0].result == "in-progress":
+    if entries and entries[0].result == UpdateResult.IN_PROGRESS:
         running = entries[0]
         raise ConcurrentReleaseError(
             stack, one_line(f"in progress: {running.label()} by {running.actor}: {running.message}")

@@ -25,6 +25,7 @@ from core.config.model import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
 from core.config.sources import ConfigEntry, StackConfigValues, engine_text, read_stack_file
 from core.errors import ConcurrentReleaseError, ReleaseError
 from release.engine.protocol import Engine, UpdateOutcome
+from release.engine.shapes import UpdateResult
 from release.offline.mock_runtime import ProgramRun, evaluate_program
 from tests.conftest import ROOT, TEST_SECRETS
 
@@ -136,7 +137,7 @@ class FakeEngine(Engine):
                 failure = str(error)
         if run is None:
             outcome = UpdateOutcome(False, 0.0, error=failure)
-            self._record(state, started, message, "failed", {})
+            self._record(state, started, message, UpdateResult.FAILED, {})
         else:
             desired = {resource.urn: resource.inputs for resource in run.resources}
             chosen = [urn for urn in desired if not targets or urn in targets]
@@ -149,7 +150,7 @@ class FakeEngine(Engine):
             changes["same"] = len(desired) - len(changed)
             call.changed_urns = changed
             outcome = UpdateOutcome(True, 0.0, resource_changes={k: v for k, v in changes.items() if v})
-            self._record(state, started, message, "succeeded", outcome.resource_changes)
+            self._record(state, started, message, UpdateResult.SUCCEEDED, outcome.resource_changes)
         call.outcome = outcome
         return outcome
 
