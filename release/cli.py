@@ -61,15 +61,15 @@ def main(argv: Sequence[str] | None = None, engine_factory: EngineFactory | None
         return int(args.run(args, ctx))
     except ReleaseError as error:
         log.error(str(error))
-        return error.exit_code
+        return int(error.exit_code)
     except KeyboardInterrupt:
         print(f"release {args.verb}: interrupted; the command did not finish", file=sys.stderr)
-        return ExitCode.INTERRUPTED
+        return int(ExitCode.INTERRUPTED)
     except Exception as error:  # noqa: BLE001 - the one place an unexpected error is caught
         if args.verbose:
             sys.stderr.write(printable(traceback.format_exc()))
         print(_internal_error_line(args.verb, error), file=sys.stderr)
-        return ExitCode.INTERNAL
+        return int(ExitCode.INTERNAL)
 
 
 def _internal_error_line(verb: str, error: BaseException) -> str:

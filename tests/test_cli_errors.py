@@ -41,9 +41,11 @@ def exit_code(argv: list[str], engine: FakeEngine | None = None, project: Path =
     """Run the CLI in-process; argparse's refusals (SystemExit) count as their exit code."""
     double = engine or dev_engine()
     try:
-        return main([*argv, "--project-dir", str(project)], engine_factory=lambda _: double)
+        code = main([*argv, "--project-dir", str(project)], engine_factory=lambda _: double)
     except SystemExit as exited:
         return int(exited.code or 0)
+    assert type(code) is int  # a plain int for in-process callers, never the ExitCode enum
+    return code
 
 
 class MissingStacksEngine(FakeEngine):

@@ -235,9 +235,8 @@ def restore(
         if not record_unchanged:
             return None
         written = record_step(
-            ctx.engine, plan.stack, record.service, record, record_unchanged, signer, ctx.progress
+            ctx.engine, plan.stack, record.service, record, record_unchanged, signer, ctx.progress, name=step
         )
-        written.name = step
         report.steps.append(written)
     else:
         report.steps.append(restore_step(step, plan, outcome, time.monotonic() - started))

@@ -194,13 +194,12 @@ def record_step(
     summary: str,
     signer: Signer | None,
     progress: Progress,
+    name: str = "record",
 ) -> Step:
     """Write `record` into the stack's history with an `up` that changes nothing: targeted at the
-    service's stable Service, with no config change."""
+    service's stable Service, with no config change. `name` is the step's, in the report and log."""
     stable_urn = service_urns(stack, PROJECT_NAME, service)[0]
-    return up_step(
-        "record", engine, stack, {}, record.message(summary, signer), progress, targets=[stable_urn]
-    )
+    return up_step(name, engine, stack, {}, record.message(summary, signer), progress, targets=[stable_urn])
 
 
 def check_step(
