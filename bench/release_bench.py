@@ -34,7 +34,7 @@ IMAGE = "registry.example.test/platform/api@sha256:" + "ab" * 32
 
 def decision_seconds(behaviour: str) -> tuple[float, float]:
     """(first failing probe -> verdict, budget) with default settings against a real local server."""
-    from core.config.model import HealthCheckSettings
+    from core.config.stack import HealthCheckSettings
     from core.health import check_sync
     from tests.http_servers import failing, serve, slow
 

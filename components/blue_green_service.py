@@ -16,7 +16,8 @@ from components.pod import (
     selector_labels,
     writable_tmp,
 )
-from core.config.model import Color, HealthCheckSettings, ServiceConfig
+from core.config.base import Color
+from core.config.stack import HealthCheckSettings, ServiceConfig
 from core.naming import BLUE_GREEN_SERVICE_TYPE
 
 DEPLOYMENT_TIMEOUT_SECONDS = 600

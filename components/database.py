@@ -5,7 +5,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from core.config.model import DatabaseSize, PostgresSpec
+from core.config.project import PostgresSpec
+from core.config.stack import DatabaseSize
 from core.naming import DATABASE_TYPE
 
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import pulumi
 
-from core.config.model import HealthCheckSettings
+from core.config.stack import HealthCheckSettings
 from core.errors import UnhealthyError
 from core.health import check
 

@@ -7,7 +7,7 @@ import pulumi_kubernetes as k8s
 
 from components.names import kubernetes_name
 from components.pod import PodSources, app_container, pod_security_context, writable_tmp
-from core.config.model import MigrationSpec, ServiceSpec
+from core.config.project import MigrationSpec, ServiceSpec
 from core.images import fingerprint_of
 from core.naming import MIGRATION_JOB_TYPE
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from core.config.model import ServiceSpec
+from core.config.project import ServiceSpec
 
 
 @dataclass(frozen=True)

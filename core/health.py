@@ -44,7 +44,7 @@ from typing import Any
 
 import httpx
 
-from core.config.model import HealthCheckSettings
+from core.config.stack import HealthCheckSettings
 
 __all__ = ["HealthCheckSettings", "Probe", "ProbeKind", "Verdict", "check", "check_sync"]
 

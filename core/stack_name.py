@@ -15,7 +15,7 @@ import argparse
 import re
 from dataclasses import dataclass
 
-from core.config.model import PROJECT_NAME
+from core.config.base import PROJECT_NAME
 from core.errors import StackNameError
 
 MAX_LENGTH = 100

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from core.config.model import ProjectSettings
+from core.config.project import ProjectSettings
 from core.config.sources import ProjectFile, project_dir_of
 from release import log
 from release.engine.protocol import Engine

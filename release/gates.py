@@ -1,6 +1,6 @@
 """Promotion gates as plain functions over parsed stack history: is this digest allowed into that stack?
 
-Every rule is data in `Pulumi.yaml` (`stackPolicies.<stack>.promotion`, see core.config.model's
+Every rule is data in `Pulumi.yaml` (`stackPolicies.<stack>.promotion`, see core.config.project's
 PromotionGate), never `if stack == ...`. The rules, by name:
 
     stage       the target is promoted from exactly one stack (production from staging, ...)
@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from core.config.model import FreezeWindow, ProjectSettings, PromotionGate
+from core.config.project import FreezeWindow, ProjectSettings, PromotionGate
 from core.errors import ApprovalEvidenceError, UsageError
 from release.github import EnvironmentApproval, read_environment_approval
 from release.history.entries import HistoryEntry

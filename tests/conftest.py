@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from core.config.model import PROJECT_NAME
+from core.config.base import PROJECT_NAME
 from core.config.sources import engine_text, read_stack_file
 from release.offline.mock_runtime import ProgramRun, evaluate_program
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from core.config.model import SECRET_MARKER
+from core.config.base import SECRET_MARKER
 from release.offline.mock_runtime import ProgramRun, RegisteredResource
 from tests.conftest import STACKS, TEST_SECRETS, baseline, json_text
 

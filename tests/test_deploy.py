@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from core.config.model import PROJECT_NAME
+from core.config.base import PROJECT_NAME
 from core.config.sources import ConfigEntry
 from core.errors import ConcurrentReleaseError, ConfigError
 from core.health import HealthCheckSettings, Verdict

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pulumi.automation import UpdateSummary
 
-from core.config.model import SECRET_MARKER
+from core.config.base import SECRET_MARKER
 from core.config.sources import ConfigEntry
 from release.engine.shapes import summary_to_history_json
 from release.history.entries import RELEASES_KEY, parse_history

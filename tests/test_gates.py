@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from core.config.model import FreezeWindow, PromotionGate
+from core.config.project import FreezeWindow, PromotionGate
 from release.gates import (
     ASSERTED,
     Approval,

@@ -13,7 +13,7 @@ import pulumi
 import pytest
 
 from components.health_hook import HookFunction, health_hook_function
-from core.config.model import PROJECT_NAME
+from core.config.base import PROJECT_NAME
 from core.errors import UnhealthyError
 from core.health import HealthCheckSettings
 from core.naming import service_urns

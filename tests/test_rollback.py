@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from core.config.model import PROJECT_NAME, SECRET_MARKER
+from core.config.base import PROJECT_NAME, SECRET_MARKER
 from core.config.sources import ConfigEntry, ProjectFile, validated_stack_config
 from core.errors import ConcurrentReleaseError, HistoryError, RollbackRefusedError
 from release.context import ReleaseContext

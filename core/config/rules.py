@@ -12,21 +12,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.config.model import (
-    PROJECT_KEYS,
-    PROJECT_NAME,
-    SECRET_MARKER,
-    SECRETS_KEY,
-    STACK_KNOBS,
-    Color,
-    ConfigModel,
-    ProjectSettings,
-    RawConfig,
-    StackConfig,
-    StackPolicy,
-    StackSettings,
-    full_key,
-)
+from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, Color, ConfigModel, full_key
+from core.config.project import ProjectSettings, StackPolicy
+from core.config.stack import PROJECT_KEYS, STACK_KNOBS, RawConfig, StackConfig, StackSettings
 from core.errors import ConfigError, ConfigProblem
 from core.images import digest_of, is_image
 

@@ -23,18 +23,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from core.config.model import (
-    PROJECT_NAME,
-    SECRET_MARKER,
-    SECRETS_KEY,
-    HealthCheckSettings,
-    ProjectSettings,
-    RawConfig,
-    StackConfig,
-    full_key,
-)
+from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
+from core.config.project import ProjectSettings
 from core.config.pulumi_yaml import PulumiYamlError, load_pulumi_yaml
 from core.config.rules import load_stack_config
+from core.config.stack import HealthCheckSettings, RawConfig, StackConfig
 from core.errors import StackFileError, UsageError
 from core.stack_name import StackName, stack_name_problems
 from core.text import printable

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import NoReturn
 
-from core.config.model import KEY_NAME
+from core.config.project import KEY_NAME
 from core.errors import UsageError
 from core.text import one_line
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.config.model import SECRET_MARKER
+from core.config.base import SECRET_MARKER
 from core.config.sources import ConfigEntry, StackConfigValues, parse_engine_value
 from core.errors import ConcurrentReleaseError, EngineError, EngineUnavailableError
 from release.engine.protocol import Engine, OutputSink, UpdateOutcome

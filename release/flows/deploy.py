@@ -27,8 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.config.model import Color, HealthCheckSettings, ServiceRelease, StackConfig, full_key
+from core.config.base import Color, full_key
 from core.config.sources import ConfigEntry, StackConfigValues, validated_stack_config
+from core.config.stack import HealthCheckSettings, ServiceRelease, StackConfig
 from core.errors import (
     ConcurrentReleaseError,
     ConfigError,

@@ -22,7 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from core.config.model import PROJECT_NAME, ProjectSettings, ServiceRelease, releases_of
+from core.config.base import PROJECT_NAME
+from core.config.project import ProjectSettings
+from core.config.stack import ServiceRelease, releases_of
 from core.errors import ConfigError, ConfigProblem, EngineError, PromotionRefusedError, UsageError
 from core.images import ImageRef, ImageRefError, parse_digest, parse_image, parse_pinned_image
 from core.text import one_line

@@ -16,17 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from core.config.model import (
-    PROJECT_NAME,
-    SECRETS_KEY,
-    STACK_KNOBS,
-    ProjectSettings,
-    ServiceRelease,
-    StackConfig,
-    full_key,
-    releases_of,
-)
+from core.config.base import PROJECT_NAME, SECRETS_KEY, full_key
+from core.config.project import ProjectSettings
 from core.config.sources import ConfigEntry, StackConfigValues, validated_stack_config
+from core.config.stack import STACK_KNOBS, ServiceRelease, StackConfig, releases_of
 from core.errors import MigrationRisk, RollbackRefusedError
 from core.naming import service_urns
 from release.context import ReleaseContext

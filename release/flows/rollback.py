@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from core.config.model import ProjectSettings
+from core.config.project import ProjectSettings
 from core.config.sources import StackConfigValues, validated_stack_config
 from core.errors import HistoryError
 from release import log

@@ -20,8 +20,10 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from core.config.model import SECRET_MARKER, ProjectSettings, ServiceRelease, full_key, releases_of
+from core.config.base import SECRET_MARKER, full_key
+from core.config.project import ProjectSettings
 from core.config.sources import ConfigEntry, parse_engine_value
+from core.config.stack import ServiceRelease, releases_of
 from core.errors import ConcurrentReleaseError, HistoryError
 from core.text import one_line
 from release.engine.protocol import Engine

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from core.config.model import SECRET_MARKER
+from core.config.base import SECRET_MARKER
 from release.offline.mock_runtime import ProgramRun, RegisteredResource
 
 KUBERNETES_PREFIX = "kubernetes:"

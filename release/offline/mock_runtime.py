@@ -21,7 +21,7 @@ import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 
-from core.config.model import SECRET_MARKER
+from core.config.base import SECRET_MARKER
 from core.errors import ProgramError, ReleaseError
 
 MOCK_ACCOUNT = "000000000000"

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from core.config.model import PROJECT_NAME, STACK_KNOBS, Color
+from core.config.base import PROJECT_NAME, Color
+from core.config.stack import STACK_KNOBS
 from core.images import digest_of, fingerprint_of, is_image
 from release.offline.mock_runtime import ProgramRun, RegisteredResource
 

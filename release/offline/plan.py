@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config.model import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
+from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
 from core.config.rules import load_stack_config
 from core.config.sources import StackFile, read_stack_file, secret_names_of
 from core.errors import ConfigError, ExitCode, ReleaseError
@@ -348,7 +348,7 @@ def _render_differences(report: PlanReport) -> list[str]:
     if violations:
         lines.append(
             f"parity: {violations} VIOLATION(S): a difference that is not a declared per-stack knob "
-            "(fix the stack file, or declare the knob in core/config/model.py)"
+            "(fix the stack file, or declare the knob in core/config/stack.py)"
         )
     else:
         lines.append("parity: OK, every difference is a declared per-stack knob")

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from core.config.model import ProjectSettings, releases_of
+from core.config.project import ProjectSettings
+from core.config.stack import releases_of
 from core.errors import ReleaseError
 from core.text import one_line
 from release.engine.protocol import Engine

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from core.config.model import PROJECT_NAME, HealthCheckSettings, StackConfig
+from core.config.base import PROJECT_NAME
 from core.config.sources import ConfigEntry
+from core.config.stack import HealthCheckSettings, StackConfig
 from core.errors import ExitCode
 from core.health import Verdict, check_sync
 from core.naming import service_urns

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from core.config.model import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
+from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
 from core.config.sources import ConfigEntry, StackConfigValues, engine_text, read_stack_file
 from core.errors import ConcurrentReleaseError, ReleaseError
 from release.engine.protocol import Engine, UpdateOutcome

@@ -1,0 +1,97 @@
+"""What every part of the config model shares: the project's name and key layout, the name
+patterns (matched with `fullmatch`), the blue-green `Color`, and `ConfigModel`, the strict base of
+every model (camelCase keys as Pulumi config writes them; unknown keys are errors).
+
+The config comes in two layers, each in its own module: project-level values (`core.config.project`,
+Pulumi.yaml: the same in every stack) and per-stack knobs (`core.config.stack`, Pulumi.<stack>.yaml).
+`core.config.rules` checks both at once; `core.config.sources` is the only code that reads them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+)
+from pydantic.alias_generators import to_camel
+
+PROJECT_NAME = "platform"
+"""The Pulumi project name, and so the namespace of every config key (`platform:<key>`)."""
+
+SECRETS_KEY = "appSecrets"
+"""The per-stack key that holds the application secrets, each set with `pulumi config set --secret`."""
+
+SECRET_MARKER = "[secret]"
+"""What every output shows in place of a secret value (plans, manifests, errors, config read back)."""
+
+# Name patterns are matched with `fullmatch` (never `match` with `^...$`: `$` also matches before a
+# trailing newline, so "platform-dev\n" would pass).
+DNS_LABEL = re.compile(r"[a-z]([a-z0-9-]{0,40}[a-z0-9])?")
+SECRET_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+FEATURE_FLAG = re.compile(r"FEATURE_[A-Z0-9_]+")
+
+
+def _fullmatching(pattern: str, rule: str) -> AfterValidator:
+    """A pydantic validator: the whole string matches `pattern` (fullmatch), else `rule` is the error."""
+    compiled = re.compile(pattern)
+
+    def check(text: str) -> str:
+        if not compiled.fullmatch(text):
+            raise ValueError(f"{rule} (the whole value must match {pattern})")
+        return text
+
+    return AfterValidator(check)
+
+
+EngineVersion = Annotated[str, _fullmatching(r"\d+\.\d+", "must be a major.minor version like 16.4")]
+DatabaseName = Annotated[
+    str, _fullmatching(r"[a-z][a-z0-9_]{0,62}", "must be a lower-case name of at most 63 characters")
+]
+MasterUsername = Annotated[
+    str, _fullmatching(r"[a-z][a-z0-9_]{0,15}", "must be a lower-case name of at most 16 characters")
+]
+HttpScheme = Annotated[str, _fullmatching(r"https?", "must be http or https")]
+InstanceClass = Annotated[
+    str, _fullmatching(r"db\.[a-z0-9]+\.[a-z0-9]+", "must be an RDS instance class like db.t4g.micro")
+]
+AwsRegion = Annotated[str, _fullmatching(r"[a-z]{2}(-[a-z]+)+-\d", "must be an AWS region like eu-west-1")]
+Domain = Annotated[
+    str,
+    _fullmatching(
+        r"([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}", "must be a lower-case DNS domain like example.com"
+    ),
+]
+
+
+class Color(StrEnum):
+    """A blue-green colour. The stable Service selects the active one, the preview Service the other."""
+
+    BLUE = "blue"
+    GREEN = "green"
+
+    @property
+    def other(self) -> Color:
+        return Color.GREEN if self is Color.BLUE else Color.BLUE
+
+
+class ConfigModel(BaseModel):
+    """Camel-case keys as Pulumi config writes them; unknown keys are errors, never ignored."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+def require_names(names: Iterable[str], pattern: re.Pattern[str], rule: str) -> None:
+    """Raise one ValueError listing every name that does not fullmatch `pattern` (names only, no values)."""
+    bad = [name for name in names if not pattern.fullmatch(name)]
+    if bad:
+        raise ValueError(f"{rule}: {bad}")
+
+
+def full_key(key: str) -> str:
+    return f"{PROJECT_NAME}:{key}"

@@ -1,0 +1,298 @@
+"""Project-level config, declared once in `Pulumi.yaml`'s `config:` block and the same in every
+stack: the PostgreSQL engine version, the services with their ports, probe paths and migration
+commands, the per-stack policy table (`stackPolicies`: digest pinning, replica floors, deletion
+protection, promotion gates, freeze windows) and the keys trusted to sign release records. A stack
+file may not override them; the rules that are stricter for some stacks are this data, not
+`if stack == ...` in code.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from pydantic import (
+    Field,
+    field_validator,
+)
+
+from core.config.base import (
+    DNS_LABEL,
+    SECRET_NAME,
+    ConfigModel,
+    DatabaseName,
+    EngineVersion,
+    MasterUsername,
+    require_names,
+)
+
+# --------------------------------------------------------------------------------------------------
+# Project-level values (Pulumi.yaml)
+# --------------------------------------------------------------------------------------------------
+
+
+class ContainerResources(ConfigModel):
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+
+
+class MigrationSpec(ConfigModel):
+    """A schema migration run as a Kubernetes Job with a colour's image before that colour's pods start."""
+
+    command: list[str] = Field(min_length=1)
+    backoff_limit: int = Field(default=2, ge=0, le=6, strict=True)
+    active_deadline_seconds: int = Field(default=600, ge=30, le=3600, strict=True)
+    expand_contract: bool = Field(
+        default=True,
+        strict=True,
+        description="The migration only expands the schema (the old colour keeps working against it).",
+    )
+
+
+class ServiceSpec(ConfigModel):
+    name: str
+    port: int = Field(ge=1, le=65535, strict=True)
+    readiness_path: str
+    liveness_path: str
+    env: dict[str, str] = Field(default_factory=dict)
+    secrets: list[str] = Field(default_factory=list)
+    migration: MigrationSpec | None = None
+    resources: ContainerResources
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, name: str) -> str:
+        if not DNS_LABEL.fullmatch(name):
+            raise ValueError("must be a lower-case DNS label of at most 42 characters")
+        return name
+
+    @field_validator("readiness_path", "liveness_path")
+    @classmethod
+    def _absolute_path(cls, path: str) -> str:
+        if not path.startswith("/"):
+            raise ValueError("must start with '/'")
+        return path
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, names: list[str]) -> list[str]:
+        require_names(names, SECRET_NAME, "secret names must be UPPER_SNAKE_CASE")
+        return names
+
+
+class PostgresSpec(ConfigModel):
+    engine_version: EngineVersion
+    port: int = Field(default=5432, ge=1150, le=65535, strict=True)
+    database_name: DatabaseName
+    master_username: MasterUsername
+    backup_retention_days: int = Field(ge=1, le=35, strict=True)
+    storage_type: str = "gp3"
+
+
+class IngressSpec(ConfigModel):
+    class_name: str
+
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+WEEKLY_TIME = re.compile(r"(?P<day>Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?P<hour>[01]\d|2[0-3]):(?P<minute>[0-5]\d)")
+"""Matched with `fullmatch` (see DNS_LABEL)."""
+
+
+class FreezeWindow(ConfigModel):
+    """A weekly window in which promotions to the stack are refused (break-glass excepted).
+
+    `starts`/`ends` are local wall-clock times in `time_zone` ("Fri 16:00", "Mon 08:00"); a window
+    may wrap around the week. Daylight saving is handled by the time zone, not by the times.
+    """
+
+    starts: str
+    ends: str
+    time_zone: str
+    reason: str = ""
+
+    @field_validator("starts", "ends")
+    @classmethod
+    def _weekly_time(cls, text: str) -> str:
+        if not WEEKLY_TIME.fullmatch(text):
+            raise ValueError("must look like 'Fri 16:00' (Mon..Sun, 24-hour time)")
+        return text
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {name!r}; use an IANA name like 'Europe/Berlin'") from error
+        return name
+
+    @property
+    def start_minute(self) -> int:
+        """`starts` as minutes since Monday 00:00 (local time in `time_zone`)."""
+        return _minute_of_week(self.starts)
+
+    @property
+    def end_minute(self) -> int:
+        return _minute_of_week(self.ends)
+
+    def contains(self, local_minute: int) -> bool:
+        """Whether a local minute of the week is inside the window (which may wrap around Sunday)."""
+        starts, ends = self.start_minute, self.end_minute
+        return (
+            starts <= local_minute < ends if starts <= ends else local_minute >= starts or local_minute < ends
+        )
+
+
+def _minute_of_week(text: str) -> int:
+    """'Fri 16:00' -> minutes since Monday 00:00; the text was validated as WEEKLY_TIME."""
+    matched = WEEKLY_TIME.fullmatch(text)
+    if matched is None:
+        raise ValueError(f"{text!r} is not a weekly time like 'Fri 16:00'")
+    return (
+        WEEKDAYS.index(matched.group("day")) * 1440
+        + int(matched.group("hour")) * 60
+        + int(matched.group("minute"))
+    )
+
+
+class PromotionGate(ConfigModel):
+    """How a stack receives a digest: promoted from which stack, after how much proof, approved how.
+
+    No `promote_from` makes the stack an entry stage (`release deploy`); otherwise it receives digests
+    only by `release promote <promote_from> <stack>`, from that stack and no other.
+    """
+
+    promote_from: str | None = None
+    min_soak_minutes: int = Field(default=0, ge=0, le=10080, strict=True)
+    max_verification_age_hours: float | None = Field(default=None, gt=0)
+    require_approval: bool = Field(default=False, strict=True)
+    allow_asserted_approval: bool = Field(
+        default=True,
+        strict=True,
+        description="Outside GitHub Actions, whether a typed --approval/--approver counts at all (it is "
+        "asserted, not proven, and the audit marks it so). Inside GitHub Actions the approval is always "
+        "read from GitHub's API.",
+    )
+    require_signed_evidence: bool = Field(
+        default=False,
+        strict=True,
+        description="Count only records signed by a trusted key (releaseSigning.trustedKeys) as the "
+        "source's verification, and as approval and review.",
+    )
+    four_eyes: bool = Field(default=False, strict=True)
+    approval_environment: str | None = Field(
+        default=None,
+        description="A GitHub Actions environment protected by required reviewers; a job running in "
+        "it (RELEASE_GITHUB_ENVIRONMENT) counts as approved, with the run URL as the reference.",
+    )
+    freeze_windows: list[FreezeWindow] = Field(default_factory=list)
+
+
+class StackPolicy(ConfigModel):
+    """Rules that are stricter for some stacks. Declared per stack name in Pulumi.yaml."""
+
+    require_image_digest: bool = Field(strict=True)
+    min_replicas: int = Field(ge=1, strict=True)
+    require_deletion_protection: bool = Field(strict=True)
+    require_signed_records: bool = Field(
+        default=False,
+        strict=True,
+        description="Only records signed by a trusted key count in this stack's history (release "
+        "lifecycle, verification, revocation), and the release tool refuses to write an unsigned one.",
+    )
+    promotion: PromotionGate = Field(default_factory=PromotionGate)
+
+
+ED25519_PUBLIC_KEY = re.compile(r"[A-Za-z0-9+/]{43}=")
+"""32 raw bytes in standard base64: what `release keygen` prints."""
+KEY_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+
+
+class TrustedKey(ConfigModel):
+    """A public key whose signatures on release records are trusted (the CI's signing key).
+
+    Rotation: add the new key, move CI to it, then set `retired_after` on the old one; records it
+    signed before that time stay evidence. Remove a key only if it leaked: everything it signed
+    stops counting.
+    """
+
+    name: str
+    public_key: str
+    retired_after: datetime | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _key_name(cls, name: str) -> str:
+        if not KEY_NAME.fullmatch(name):
+            raise ValueError("must be a short lower-case name like 'ci-2026-11'")
+        return name
+
+    @field_validator("public_key")
+    @classmethod
+    def _ed25519(cls, key: str) -> str:
+        if not ED25519_PUBLIC_KEY.fullmatch(key):
+            raise ValueError(
+                "must be an Ed25519 public key in base64 (44 characters), as `release keygen` prints"
+            )
+        return key
+
+    @field_validator("retired_after")
+    @classmethod
+    def _aware(cls, moment: datetime | None) -> datetime | None:
+        if moment is not None and moment.tzinfo is None:
+            raise ValueError("must carry a time zone, e.g. 2026-12-01T00:00:00Z")
+        return moment
+
+
+class ReleaseSigning(ConfigModel):
+    """Who may sign release records: the trusted public keys (project-level, the same in every stack)."""
+
+    trusted_keys: list[TrustedKey] = Field(default_factory=list)
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _unique(cls, keys: list[TrustedKey]) -> list[TrustedKey]:
+        for attribute in ("name", "public_key"):
+            values = [getattr(key, attribute) for key in keys]
+            repeated = sorted({value for value in values if values.count(value) > 1})
+            if repeated:
+                raise ValueError(f"trusted keys must have unique {attribute}s; repeated: {repeated}")
+        return keys
+
+
+class ProjectSettings(ConfigModel):
+    services: list[ServiceSpec] = Field(min_length=1)
+    postgres: PostgresSpec
+    ingress: IngressSpec
+    stack_policies: dict[str, StackPolicy] = Field(min_length=1)
+    release_signing: ReleaseSigning = Field(default_factory=ReleaseSigning)
+
+    @field_validator("services")
+    @classmethod
+    def _unique_names(cls, services: list[ServiceSpec]) -> list[ServiceSpec]:
+        names = [service.name for service in services]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"service names must be unique; repeated: {duplicates}")
+        return services
+
+    @field_validator("stack_policies")
+    @classmethod
+    def _known_sources(cls, policies: dict[str, StackPolicy]) -> dict[str, StackPolicy]:
+        unknown = {
+            stack: policy.promotion.promote_from
+            for stack, policy in policies.items()
+            if policy.promotion.promote_from is not None and policy.promotion.promote_from not in policies
+        }
+        if unknown:
+            raise ValueError(f"promotion.promoteFrom names stacks without a policy: {unknown}")
+        return policies
+
+    @property
+    def secret_names(self) -> list[str]:
+        """Every secret some service reads, in a stable order."""
+        return sorted({name for service in self.services for name in service.secrets})
