@@ -8,6 +8,8 @@ raises SystemExit (which no `except Exception` catches) ends the release where t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +21,17 @@ from release.flows.deploy import deploy
 from release.flows.rollback import RollbackRequest, rollback
 from release.history.lifecycle import read_lifecycle
 from release.testing.fake_engine import FakeEngine
-from tests.release_doubles import NEW_API, NEWER_API, TEST_SIGNER, Cluster, cluster, fake_engine, history_of
+from tests.conftest import edit_yaml
+from tests.release_doubles import (
+    NEW_API,
+    NEWER_API,
+    TEST_SIGNER,
+    Cluster,
+    cluster,
+    fake_engine,
+    history_of,
+    signed_project_copy,
+)
 
 STAGING_API_BEFORE = "registry.example.test/platform/api@sha256:" + (
     "5cb9004f96e5140e3acbd1eaffd8522a77e2cf40805ae4d8090bfe40bf81786d"
@@ -161,3 +173,47 @@ def test_a_second_checkout_releasing_the_same_stack_refuses_once_the_first_has_s
     assert report.phase == "Healthy"
     assert len(second) == 1 and NEW_API in str(second[0])
     assert THIRD_API not in {engine.serving("staging", "api"), engine.serving("staging", "api", preview=True)}
+
+
+def contract_only_engine(tmp_path: Path) -> FakeEngine:
+    """staging, on a project whose api migrations are declared not backward compatible."""
+
+    def contract_only(document: dict[str, Any]) -> None:
+        for service in document["config"]["services"]["value"]:
+            if service.get("migration"):
+                service["migration"]["expandContract"] = False
+
+    project = signed_project_copy(tmp_path)
+    edit_yaml(project / "Pulumi.yaml", contract_only)
+    return fake_engine(project_dir=project)
+
+
+def killed_before_analyse(engine: FakeEngine, api: Cluster, image: str) -> None:
+    """Start a release of `image` and let the process die after its stage, while it analyses."""
+
+    def dies(urls: Sequence[str], settings: HealthCheckSettings, expect: Mapping[str, str]) -> Verdict:
+        raise SystemExit(137)
+
+    with pytest.raises(SystemExit):
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir, checker=dies), api.request(image))
+
+
+def test_a_failed_preview_of_a_contract_only_service_rolls_back_without_force(tmp_path: Path) -> None:
+    """Stable traffic never left the old image, so no migration is walked back: nothing to refuse."""
+    engine = contract_only_engine(tmp_path)
+    with cluster(engine) as api:
+        api.bad.add(NEW_API)
+        assert released(engine, api, NEW_API) == "RolledBack"
+        api.bad.discard(NEW_API)
+        assert released(engine, api, NEWER_API) == "Healthy"
+
+
+def test_an_abort_after_a_contract_only_services_stage_needs_no_force(tmp_path: Path) -> None:
+    engine = contract_only_engine(tmp_path)
+    with cluster(engine) as api:
+        killed_before_analyse(engine, api, NEW_API)
+        request = AbortRequest("staging", "api", "bob", reason="runner lost", stable_urls=[api.stable_url])
+        request.signer = TEST_SIGNER
+        report = abort(ReleaseContext.for_tests(engine, engine.project_dir), request)
+        assert report.phase == "Healthy", report.render()
+        assert engine.serving("staging", "api") == STAGING_API_BEFORE

@@ -91,6 +91,9 @@ def plan_rollback(
             current[key].value if key in current else None, entry.value
         )
     ]
+    # What the restore really writes: _decide_targets may have kept an idle colour's image as it runs,
+    # and an unchanged knob is no longer restored; a colour that is not redeployed walks nothing back.
+    restored_releases = _releases(restore[RELEASES_KEY]) if RELEASES_KEY in restore else current_releases
     plan.risks = _migration_risks(plan, project, current_releases, restored_releases)
     return plan
 
