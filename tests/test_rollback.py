@@ -18,7 +18,7 @@ from release.history.entries import RELEASES_KEY, last_succeeded_update, parse_h
 from release.history.records import Event, ReleaseRecord, parse_record
 from release.report.release_report import ReleaseReport
 from release.testing.fake_engine import FakeEngine
-from tests.history_data import STAGING_RULES
+from tests.history_data import STAGING_RULES, update
 from tests.release_doubles import NEW_API, NEWER_API, TEST_SIGNER, Cluster, cluster, fake_engine, history_of
 
 # Exactly the shape `pulumi stack history --json` prints on the file backend (versions all 0; object
@@ -278,3 +278,33 @@ def test_the_history_json_lists_active_colour_and_digests_per_service() -> None:
     assert entry["services"]["api"]["activeColor"] == "green"
     assert set(entry["services"]["api"]["images"]) == {"blue", "green"}
     json.dumps(entry)
+
+
+BROKEN_RELEASE = {
+    "api": {"replicas": "two", "activeColor": "blue", "images": {"blue": NEW_API, "green": NEW_API}}
+}
+
+
+def test_a_release_that_is_not_valid_today_is_shown_as_recorded_but_never_restored() -> None:
+    """An update whose `releases` the model no longer accepts (written by hand, or before a schema
+    change) still shows in history as it was; rolling back to it is refused with the reason."""
+    engine = fake_engine()
+    engine.stacks["staging"].history.insert(0, update("2026-11-24T09:00", config=BROKEN_RELEASE, signer=None))
+    broken = history_of(engine, "staging")[0]
+    assert "api" not in broken.services  # not a release the tool can act on
+    assert broken.to_json()["services"]["api"] == {
+        "activeColor": "blue",
+        "images": {"blue": NEW_API, "green": NEW_API},
+    }
+    assert "api blue*" in render_history("staging", [broken])
+    with pytest.raises(HistoryError, match="releases of api that are not valid releases"):
+        rollback(ReleaseContext.for_tests(engine, engine.project_dir), request(to_number=broken.number))
+
+
+def test_an_automatic_rollback_with_known_stable_urls_asks_the_engine_for_nothing_more() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        api.bad_when_stable.add(NEW_API)
+        report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
+    assert report.phase == "RolledBack"
+    assert [call for call in engine.calls if call[0] == "outputs"] == [("outputs", "staging")]  # planning

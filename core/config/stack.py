@@ -10,6 +10,7 @@ builds the same `RawConfig` from the files.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +101,20 @@ def releases_of(value: Any) -> dict[str, ServiceRelease]:
         return {}
     parsed = {str(name): ServiceRelease.from_config(release) for name, release in value.items()}
     return {name: release for name, release in parsed.items() if release is not None}
+
+
+def invalid_releases(value: Any) -> list[str]:
+    """The services in a `releases` knob value whose release is not a valid one."""
+    if not isinstance(value, dict):
+        return []
+    return sorted(str(name) for name, release in value.items() if ServiceRelease.from_config(release) is None)
+
+
+def with_release(releases: Any, service: str, release: ServiceRelease) -> dict[str, Any]:
+    """A `releases` knob value with `service`'s release replaced; every other service as it is."""
+    value = copy.deepcopy(releases) if isinstance(releases, dict) else {}
+    value[service] = release.to_config()
+    return value
 
 
 class HealthCheckSettings(ConfigModel):

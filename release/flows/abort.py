@@ -17,11 +17,11 @@ Migration risks refuse it like a rollback, unless `--force` with a reason.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass, field
 
 from core.config.sources import ConfigEntry, validated_stack_config
+from core.config.stack import releases_of, with_release
 from core.errors import ConfigError, ConfigProblem, HistoryError, UsageError
 from release import log
 from release.context import ReleaseContext
@@ -113,17 +113,14 @@ def _state_before(
 ) -> HistoryEntry:
     """The stack as it is now, with the service's release as it was in `before`."""
     recorded = before.config.get(RELEASES_KEY) if before is not None else None
-    service_before = (
-        recorded.value.get(release.service) if recorded and isinstance(recorded.value, dict) else None
-    )
-    if before is None or not isinstance(service_before, dict):
+    service_before = releases_of(recorded.value).get(release.service) if recorded is not None else None
+    if before is None or service_before is None:
         raise HistoryError(
             f"stack history holds no settled state of {release.service} before {release.describe()}; "
             f"pick an entry to restore with `release rollback {stack} --to-version N`"
         )
     now = current.get(RELEASES_KEY)
-    releases = copy.deepcopy(now.value) if now is not None and isinstance(now.value, dict) else {}
-    releases[release.service] = copy.deepcopy(service_before)
+    releases = with_release(now.value if now is not None else {}, release.service, service_before)
     config = {key: entry for key, entry in current.items() if not entry.secret}
     config[RELEASES_KEY] = ConfigEntry(releases)
     return dataclasses.replace(before, config=config)

@@ -21,7 +21,6 @@ first `up` stops the release with nothing changed.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from typing import Any
 
 from core.config.base import Color, full_key
 from core.config.sources import ConfigEntry, StackConfigValues, validated_stack_config
-from core.config.stack import HealthCheckSettings, ServiceRelease, StackConfig
+from core.config.stack import HealthCheckSettings, ServiceRelease, StackConfig, with_release
 from core.errors import (
     ConcurrentReleaseError,
     ConfigError,
@@ -165,13 +164,13 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
         return None
     settings = stack_config.settings.health_check
     outputs = ctx.engine.outputs(request.stack)
-    releases = _releases_value(current)
+    releases = current[RELEASES_KEY].value
     staged = before.with_image(before.idle_color, request.image)
     return _Release(
         baseline=baseline,
         before=before,
-        staged={**releases, request.service: staged.to_config()},
-        switched={**releases, request.service: staged.switched().to_config()},
+        staged=with_release(releases, request.service, staged),
+        switched=with_release(releases, request.service, staged.switched()),
         settings=settings,
         expect={settings.version_field: request.image} if settings.version_field else {},
         preview_urls=health_urls(stack_config, outputs, request.service, True, request.preview_urls),
@@ -357,11 +356,6 @@ def _baseline(lifecycle: Lifecycle, current: StackConfigValues, report: ReleaseR
         "stack history holds no settled state; a failure would restore the config read before the release"
     )
     return _pre_release_entry(current)
-
-
-def _releases_value(current: StackConfigValues) -> dict[str, Any]:
-    value = current[RELEASES_KEY].value
-    return copy.deepcopy(value) if isinstance(value, dict) else {}
 
 
 def _roll_back(

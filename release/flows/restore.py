@@ -19,8 +19,15 @@ from typing import Any
 from core.config.base import PROJECT_NAME, SECRETS_KEY, full_key
 from core.config.project import ProjectSettings
 from core.config.sources import ConfigEntry, StackConfigValues, validated_stack_config
-from core.config.stack import STACK_KNOBS, ServiceRelease, StackConfig, releases_of
-from core.errors import MigrationRisk, RollbackRefusedError
+from core.config.stack import (
+    STACK_KNOBS,
+    ServiceRelease,
+    StackConfig,
+    invalid_releases,
+    releases_of,
+    with_release,
+)
+from core.errors import HistoryError, MigrationRisk, RollbackRefusedError
 from core.naming import service_urns
 from release.context import ReleaseContext
 from release.engine.protocol import UpdateOutcome
@@ -55,6 +62,13 @@ def plan_rollback(
     A targeted restore leaves an idle colour's Deployment as it is; with `idle_as_deployed` the
     restored config keeps that colour's image as the current config has it, so config says what
     runs. (False when the update that set it failed, so what runs there is not known.)"""
+    recorded = target.config.get(RELEASES_KEY)
+    unreadable = invalid_releases(recorded.value) if recorded is not None else []
+    if unreadable:
+        raise HistoryError(
+            f"{target.label()} recorded releases of {', '.join(unreadable)} that are not valid releases "
+            f"(a failed or foreign update?); pick another entry (see `release history {stack}`)"
+        )
     restore: dict[str, ConfigEntry] = {}
     not_restored: list[str] = []
     for key, entry in sorted(target.config.items()):
@@ -158,7 +172,8 @@ def _decide_targets(
         if live_idle != restored_idle and idle_as_deployed:
             # A targeted up leaves the idle Deployment as it is: config must say so too, or a later
             # flip back to that colour would be planned against an image it does not run.
-            plan.restore[RELEASES_KEY].value[name] = release.with_image(idle, live_idle).to_config()
+            kept = with_release(plan.restore[RELEASES_KEY].value, name, release.with_image(idle, live_idle))
+            plan.restore[RELEASES_KEY] = ConfigEntry(kept)
             plan.left_in_cluster.append(
                 f"{name}: the idle {idle.value} colour keeps running {live_idle}, and config records it so "
                 f"(inspect it on the preview URL; {restored_idle} ran there in {plan.target.label()}); "
@@ -241,7 +256,7 @@ def restore(
         return outcome
     if recheck:
         restored = validated_stack_config(plan.stack, ctx.engine.get_config(plan.stack), ctx.project_file)
-        outputs = ctx.engine.outputs(plan.stack)
+        outputs = {} if stable_urls else ctx.engine.outputs(plan.stack)
         checks = [
             recheck_stable(
                 restored,

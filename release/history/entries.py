@@ -129,9 +129,31 @@ class HistoryEntry:
 
     @cached_property
     def services(self) -> dict[str, ServiceRelease]:
-        """Each service's release (active colour and images) from this update's `platform:releases`."""
+        """Each service's release (active colour and images) from this update's `platform:releases`;
+        one that is not a valid release (a failed or foreign update's) is left out."""
         entry = self.config.get(RELEASES_KEY)
         return releases_of(entry.value) if entry is not None else {}
+
+    @cached_property
+    def shown_services(self) -> dict[str, tuple[str, dict[str, str]]]:
+        """What the update recorded per service, as shown (active colour, images), valid or not: a
+        table or an audit shows what happened, even a failed update's broken release."""
+        entry = self.config.get(RELEASES_KEY)
+        value = entry.value if entry is not None and isinstance(entry.value, dict) else {}
+        shown = {}
+        for name, release in value.items():
+            if isinstance(release, dict):
+                recorded = release.get("images")
+                images: dict[Any, Any] = recorded if isinstance(recorded, dict) else {}
+                shown[str(name)] = (
+                    str(release.get("activeColor", "")),
+                    {str(color): str(image) for color, image in images.items()},
+                )
+        return shown
+
+    def shown_active_image(self, service: str) -> str:
+        active, images = self.shown_services.get(service, ("", {}))
+        return images.get(active, "")
 
     @property
     def finished_at(self) -> datetime:
@@ -160,8 +182,8 @@ class HistoryEntry:
             "message": self.message,
             "record": self.trust.value if self.trust is not None else None,
             "services": {
-                name: {"activeColor": state.active_color.value, "images": state.images.model_dump()}
-                for name, state in self.services.items()
+                name: {"activeColor": active, "images": images}
+                for name, (active, images) in self.shown_services.items()
             },
             "resourceChanges": self.resource_changes,
         }
@@ -254,9 +276,8 @@ def render_history(stack: str, entries: Sequence[HistoryEntry]) -> str:
     lines = [f"history of stack '{stack}' (newest first; `release rollback {stack} --to-version N`)"]
     for entry in entries:
         services = "; ".join(
-            f"{name} {state.active_color.value}* blue={_short(state.images.blue)} "
-            f"green={_short(state.images.green)}"
-            for name, state in sorted(entry.services.items())
+            f"{name} {active}* blue={_short(images.get('blue', ''))} green={_short(images.get('green', ''))}"
+            for name, (active, images) in sorted(entry.shown_services.items())
         )
         lines.append(
             one_line(

@@ -155,7 +155,7 @@ def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRo
     record = entry.record
     claimed = entry.claimed.record if entry.claimed is not None else None
     shown = record or claimed
-    services = shown.services if shown and shown.service else sorted(entry.services)
+    services = shown.services if shown and shown.service else sorted(entry.shown_services)
     before = _active_images(older, services) if older else ""
     after = _active_images(entry, services)
     trust = entry.trust.value if entry.trust is not None else ""
@@ -215,8 +215,8 @@ def unreviewed_break_glass(stack: str, entries: Sequence[HistoryEntry]) -> list[
 
 
 def _active_images(entry: HistoryEntry, services: Sequence[str]) -> str:
-    states = entry.services
-    return ", ".join(states[name].active_image for name in services if name in states)
+    shown = entry.shown_services
+    return ", ".join(entry.shown_active_image(name) for name in services if name in shown)
 
 
 def _approval_or_reason(approval: Mapping[str, str], break_glass: Mapping[str, Any], reason: str) -> str:
