@@ -54,8 +54,8 @@ def measure_imports() -> float:
 
 
 def evaluate(project_dir: Path, stack: str) -> tuple[float, int]:
-    from core.config.sources import read_stack_file
-    from release.offline.plan import evaluate_stack_file, secret_names_of
+    from core.config.sources import read_stack_file, secret_names_of
+    from release.offline.plan import evaluate_stack_file
 
     stack_file = read_stack_file(project_dir, stack, secret_names_of(project_dir))
     start = time.perf_counter()

@@ -18,7 +18,7 @@ from components.pod import (
 )
 from core.config.base import Color
 from core.config.stack import HealthCheckSettings, ServiceConfig
-from core.naming import BLUE_GREEN_SERVICE_TYPE
+from core.naming import BLUE_GREEN_SERVICE_TYPE, preview_service_name
 
 DEPLOYMENT_TIMEOUT_SECONDS = 600
 SERVICE_TIMEOUT_SECONDS = 300
@@ -102,8 +102,8 @@ class BlueGreenService(pulumi.ComponentResource):
             ),
         )
         preview = self._service(
-            f"{name}-preview",
-            f"{spec.name}-preview",
+            preview_service_name(name),
+            preview_service_name(spec.name),
             namespace,
             spec.name,
             release.idle_color,

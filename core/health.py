@@ -46,7 +46,7 @@ import httpx
 
 from core.config.stack import HealthCheckSettings
 
-__all__ = ["HealthCheckSettings", "Probe", "ProbeKind", "Verdict", "check", "check_sync"]
+__all__ = ["Probe", "ProbeKind", "Verdict", "check", "check_sync"]
 
 Clock = Callable[[], float]
 ProbeObserver = Callable[["Probe"], None]

@@ -19,7 +19,6 @@ from core.config.project import ProjectSettings
 from core.config.sources import ProjectFile, project_dir_of
 from release import log
 from release.engine.protocol import Engine
-from release.gates import run_url
 from release.history.signing import Signer
 from release.log import Progress
 from release.notify import NO_NOTIFIER, Notifier
@@ -80,6 +79,7 @@ class ReleaseContext:
 
     @cached_property
     def run_url(self) -> str:
+        """The CI run's URL (GitHub Actions), recorded with every update; '' outside CI."""
         return run_url(self.env)
 
     @classmethod
@@ -124,3 +124,11 @@ def actor_from(env: Mapping[str, str]) -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def run_url(env: Mapping[str, str]) -> str:
+    """The GitHub Actions run URL, or '' outside GitHub Actions."""
+    if env.get("GITHUB_ACTIONS") != "true" or not env.get("GITHUB_RUN_ID"):
+        return ""
+    server = env.get("GITHUB_SERVER_URL", "https://github.com")
+    return f"{server}/{env.get('GITHUB_REPOSITORY', '')}/actions/runs/{env['GITHUB_RUN_ID']}"

@@ -366,14 +366,6 @@ def approval_from(
     return None, ""
 
 
-def run_url(env: Mapping[str, str]) -> str:
-    """The GitHub Actions run URL, or '' outside GitHub Actions."""
-    if env.get("GITHUB_ACTIONS") != "true" or not env.get("GITHUB_RUN_ID"):
-        return ""
-    server = env.get("GITHUB_SERVER_URL", "https://github.com")
-    return f"{server}/{env.get('GITHUB_REPOSITORY', '')}/actions/runs/{env['GITHUB_RUN_ID']}"
-
-
 def _reason(entry: HistoryEntry) -> str:
     record = entry.record
     return record.reason if record is not None and record.reason else entry.message

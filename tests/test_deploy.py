@@ -13,8 +13,9 @@ import pytest
 
 from core.config.base import PROJECT_NAME
 from core.config.sources import ConfigEntry
+from core.config.stack import HealthCheckSettings
 from core.errors import ConcurrentReleaseError, ConfigError
-from core.health import HealthCheckSettings, Verdict
+from core.health import Verdict
 from release.context import ReleaseContext
 from release.flows.deploy import DeployRequest, deploy
 from release.history.entries import RELEASES_KEY

@@ -7,7 +7,8 @@ import tracemalloc
 
 import pytest
 
-from core.health import HealthCheckSettings, ProbeKind, check_sync, parse_expect_json
+from core.config.stack import HealthCheckSettings
+from core.health import ProbeKind, check_sync, parse_expect_json
 from tests.http_servers import (
     deep_json,
     failing,

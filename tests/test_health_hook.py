@@ -14,8 +14,8 @@ import pytest
 
 from components.health_hook import HookFunction, health_hook_function
 from core.config.base import PROJECT_NAME
+from core.config.stack import HealthCheckSettings
 from core.errors import UnhealthyError
-from core.health import HealthCheckSettings
 from core.naming import service_urns
 from tests.conftest import STACKS, baseline
 from tests.http_servers import failing, healthy, serve

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from core.config.stack import HealthCheckSettings
 from core.errors import UnfinishedReleaseError
-from core.health import HealthCheckSettings, Verdict, check_sync
+from core.health import Verdict, check_sync
 from release.context import ReleaseContext
 from release.flows.abort import AbortRequest, abort
 from release.flows.deploy import deploy

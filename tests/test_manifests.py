@@ -8,9 +8,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from core.config.sources import secret_names_of
 from release.cli import main
 from release.offline.manifests import write_manifests
-from release.offline.plan import secret_names_of
 from tests.conftest import ROOT, STACKS, TEST_SECRETS, baseline
 
 OLDEST_SUPPORTED_KUBERNETES = "1.29.0"

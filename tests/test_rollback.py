@@ -14,7 +14,7 @@ from release.context import ReleaseContext
 from release.flows.deploy import deploy
 from release.flows.restore import plan_rollback, restore
 from release.flows.rollback import RollbackRequest, rollback
-from release.history.entries import RELEASES_KEY, last_succeeded_update, parse_history, render_history
+from release.history.entries import RELEASES_KEY, parse_history, render_history
 from release.history.records import Event, ReleaseRecord, parse_record
 from release.report.release_report import ReleaseReport
 from release.testing.fake_engine import FakeEngine
@@ -116,11 +116,6 @@ def test_the_history_table_shows_number_time_operator_colour_digests_result_and_
     assert "   3  2026-11-20T10:05:00  update   succeeded   -" in table
     assert "api blue* blue=sha256:new green=sha256:old" in table
     assert "release promote api: active green -> blue [by alice]" in table
-
-
-def test_an_empty_history_has_nothing_to_roll_back_to() -> None:
-    with pytest.raises(HistoryError, match="no succeeded update"):
-        last_succeeded_update(parse_history([CLI_HISTORY[2]], STAGING_RULES))
 
 
 def released(engine: FakeEngine, api: Cluster, *images: str) -> None:

@@ -16,7 +16,7 @@ then not a secret key, so the config model reports "application secrets are stor
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -30,7 +30,8 @@ from core.config.rules import load_stack_config
 from core.config.stack import HealthCheckSettings, RawConfig, StackConfig
 from core.errors import StackFileError, UsageError
 from core.stack_name import StackName, stack_name_problems
-from core.text import printable
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -179,9 +180,10 @@ def stack_names(project_dir: Path, skipped: Callable[[str], None] | None = None)
     """The stacks with a Pulumi.<stack>.yaml, in promotion order where known (dev, staging, production).
 
     A file whose middle part is not a valid stack name (`Pulumi.a;b.yaml`) is skipped and reported
-    to `skipped` (default: one line on stderr), never used as a stack name.
+    to `skipped` (default: a warning on this module's logger, which the release tool prints on
+    stderr), never used as a stack name.
     """
-    report = skipped or _report_on_stderr
+    report = skipped or _log.warning
     names = []
     for path in sorted(project_dir.glob("Pulumi.*.yaml")):
         name = path.name[len("Pulumi.") : -len(".yaml")]
@@ -192,10 +194,6 @@ def stack_names(project_dir: Path, skipped: Callable[[str], None] | None = None)
             names.append(name)
     order = {"dev": 0, "staging": 1, "production": 2}
     return sorted(names, key=lambda name: (order.get(name, len(order)), name))
-
-
-def _report_on_stderr(message: str) -> None:
-    print(printable(f"release: {message}"), file=sys.stderr)
 
 
 def read_stack_file(project_dir: Path, stack: str, secret_names: list[str] | None = None) -> StackFile:

@@ -51,8 +51,8 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
         reason="" if args.break_glass else args.reason,
         preview_urls=list(args.preview_url),
         stable_urls=list(args.stable_url),
-        signer=ctx.signer,
-    )
+    )  # refuses --break-glass without --reason first, before the signing key is read
+    request.signer = ctx.signer
     holder = f"{ctx.actor}: release promote {args.source} -> {args.target} {args.service}"
     with release_lock(ctx.project_dir, args.target, holder):
         report = promote(ctx, request)

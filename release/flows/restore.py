@@ -245,6 +245,8 @@ def restore(
     if outcome is None:
         if not record_unchanged:
             return None
+        if len(record.services) != 1:
+            raise ValueError(f"a record written without a restore names one service, not {record.service!r}")
         written = record_step(
             ctx.engine, plan.stack, record.service, record, record_unchanged, signer, ctx.progress, name=step
         )

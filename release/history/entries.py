@@ -239,20 +239,6 @@ def _config_entry(value: Mapping[str, Any]) -> ConfigEntry:
     return ConfigEntry(parse_engine_value(value.get("value")))
 
 
-def last_succeeded_update(entries: Sequence[HistoryEntry], older_than: int | None = None) -> HistoryEntry:
-    """The newest succeeded update that recorded the releases (older than entry `older_than`, if given)."""
-    for entry in entries:
-        if older_than is not None and entry.number >= older_than:
-            continue
-        if entry.kind == "update" and entry.succeeded and RELEASES_KEY in entry.config:
-            return entry
-    where = "" if older_than is None else f" before entry {older_than}"
-    raise HistoryError(
-        f"stack history holds no succeeded update{where} that recorded {RELEASES_KEY}; there is "
-        "nothing to roll back to (see `release history <stack>`)"
-    )
-
-
 def entry_numbered(entries: Sequence[HistoryEntry], number: int) -> HistoryEntry:
     for entry in entries:
         if entry.number == number:
@@ -303,7 +289,6 @@ __all__ = [
     "HistoryEntry",
     "RecordRules",
     "entry_numbered",
-    "last_succeeded_update",
     "parse_history",
     "read_history",
     "record_rules",

@@ -1,4 +1,5 @@
-"""A test double of the engine adapter (`release.engine.Engine`), for release logic and the benchmark.
+"""A test double of the engine adapter (`release.engine.protocol.Engine`), for release logic and
+benchmarks.
 
 It is not the engine and never claims to be: it keeps each stack's config, history and "deployed"
 resource inputs in memory. Its `up` evaluates the real program (`__main__.py`) under Pulumi's mock
@@ -24,12 +25,12 @@ from typing import Any
 from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
 from core.config.sources import ConfigEntry, StackConfigValues, engine_text, read_stack_file
 from core.errors import ConcurrentReleaseError, ReleaseError
+from core.naming import KUBERNETES_SERVICE_TYPE, preview_service_name
 from release.engine.protocol import Engine, UpdateOutcome
 from release.engine.shapes import UpdateResult
 from release.offline.mock_runtime import ProgramRun, evaluate_program
 from tests.conftest import ROOT, TEST_SECRETS
 
-SERVICE_TYPE = "kubernetes:core/v1:Service"
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
 COLOR_LABEL = "platform.example.test/color"
 
@@ -99,8 +100,8 @@ class FakeEngine(Engine):
     def serving(self, stack: str, service: str, preview: bool = False) -> str:
         """The image the stable (or preview) Service routes to, from the deployed inputs."""
         state = self.stacks[stack]
-        service_name = f"{service}-preview" if preview else service
-        selector = self._deployed(state, SERVICE_TYPE, service_name)["spec"]["selector"]
+        service_name = preview_service_name(service) if preview else service
+        selector = self._deployed(state, KUBERNETES_SERVICE_TYPE, service_name)["spec"]["selector"]
         deployment = self._deployed(state, DEPLOYMENT_TYPE, f"{service}-{selector[COLOR_LABEL]}")
         return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
 
