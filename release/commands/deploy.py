@@ -1,4 +1,8 @@
-"""`release deploy <stack> --service S --image REPO@sha256:...`: a blue-green release of one image."""
+"""`release deploy <stack> --service S --image REPO@sha256:...`: a blue-green release of one image.
+
+Only into an entry stage: a stack whose gate names a source receives digests by `release promote`
+(which runs the same deploy flow after its gates), so this command refuses it before taking the lock.
+"""
 
 from __future__ import annotations
 
