@@ -14,6 +14,7 @@ from components.app_secrets import AppSecrets
 from components.blue_green_service import BlueGreenService
 from components.database import Database
 from components.feature_flags import FeatureFlags
+from components.workload_identity import WorkloadIdentity
 from core.config.rules import load_stack_config
 from core.config.sources import raw_config_from_runtime
 
@@ -23,12 +24,13 @@ config = load_stack_config(
 settings = config.settings
 
 aws_provider = aws.Provider("aws", region=settings.aws_region)
+tags = {"app": "platform", "namespace": settings.namespace}
 database = Database(
     "database",
     identifier=settings.namespace,
     postgres=config.project.postgres,
     size=settings.database,
-    tags={"app": "platform", "namespace": settings.namespace},
+    tags=tags,
     opts=pulumi.ResourceOptions(provider=aws_provider),
 )
 
@@ -54,6 +56,19 @@ database_settings: dict[str, pulumi.Input[str]] = {
     "DATABASE_PASSWORD_SECRET_ARN": database.master_user_secret_arn,
 }
 
+identities = {
+    service.name: WorkloadIdentity(
+        service.name,
+        namespace=settings.namespace,
+        identity=settings.identity,
+        database_secret_arn=database.master_user_secret_arn if service.spec.reads_database else None,
+        kms_key_arn=settings.database.secret_kms_key_arn,
+        tags=tags,
+        opts=pulumi.ResourceOptions(providers=[aws_provider, namespace.provider], depends_on=[namespace]),
+    )
+    for service in config.services
+}
+
 services = {
     service.name: BlueGreenService(
         service.name,
@@ -64,9 +79,11 @@ services = {
         ingress_class=config.project.ingress.class_name,
         health_url=config.health_url(service.name, preview=False),
         health_check=settings.health_check,
-        app_config=database_settings,
+        app_config=database_settings if service.spec.reads_database else {},
         feature_flags_name=feature_flags.config_map_name,
         secret_name=app_secrets.secret_name,
+        identity=identities[service.name],
+        aws_region=settings.aws_region,
         opts=on_cluster,
     )
     for service in config.services

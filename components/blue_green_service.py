@@ -13,9 +13,10 @@ from components.pod import (
     app_container,
     config_map_name,
     pod_security_context,
+    pod_volumes,
     selector_labels,
-    writable_tmp,
 )
+from components.workload_identity import WorkloadIdentity
 from core.config.base import Color
 from core.config.stack import HealthCheckSettings, ServiceConfig
 from core.naming import BLUE_GREEN_SERVICE_TYPE, preview_service_name
@@ -63,6 +64,8 @@ class BlueGreenService(pulumi.ComponentResource):
         app_config: dict[str, pulumi.Input[str]],
         feature_flags_name: pulumi.Input[str],
         secret_name: pulumi.Input[str],
+        identity: WorkloadIdentity,
+        aws_region: str,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(BLUE_GREEN_SERVICE_TYPE, name, None, opts)
@@ -80,6 +83,9 @@ class BlueGreenService(pulumi.ComponentResource):
             config_map=kubernetes_name(config_map),
             feature_flags=feature_flags_name,
             secret=secret_name,
+            service_account=identity.service_account_name,
+            role_arn=identity.role_arn,
+            aws_region=aws_region,
         )
         deployments = [self._color(name, namespace, service, color, sources) for color in Color]
 
@@ -174,9 +180,10 @@ class BlueGreenService(pulumi.ComponentResource):
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
                     spec=k8s.core.v1.PodSpecArgs(
                         automount_service_account_token=False,
+                        service_account_name=sources.service_account,
                         security_context=pod_security_context(),
                         containers=[app_container(spec, image, color.value, sources)],
-                        volumes=writable_tmp(),
+                        volumes=pod_volumes(),
                     ),
                 ),
             ),

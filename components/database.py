@@ -52,6 +52,7 @@ class Database(pulumi.ComponentResource):
             port=postgres.port,
             username=postgres.master_username,
             manage_master_user_password=True,
+            master_user_secret_kms_key_id=size.secret_kms_key_arn,
             multi_az=size.multi_az,
             db_subnet_group_name=size.subnet_group_name,
             vpc_security_group_ids=size.security_group_ids,

@@ -6,7 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.names import kubernetes_name
-from components.pod import PodSources, app_container, pod_security_context, writable_tmp
+from components.pod import PodSources, app_container, pod_security_context, pod_volumes
 from core.config.project import MigrationSpec, ServiceSpec
 from core.images import fingerprint_of
 from core.naming import MIGRATION_JOB_TYPE
@@ -66,6 +66,7 @@ class MigrationJob(pulumi.ComponentResource):
                     spec=k8s.core.v1.PodSpecArgs(
                         restart_policy="Never",
                         automount_service_account_token=False,
+                        service_account_name=sources.service_account,
                         security_context=pod_security_context(),
                         containers=[
                             app_container(
@@ -77,7 +78,7 @@ class MigrationJob(pulumi.ComponentResource):
                                 probes=False,
                             )
                         ],
-                        volumes=writable_tmp(),
+                        volumes=pod_volumes(),
                     ),
                 ),
             ),

@@ -26,6 +26,16 @@ class PodSources:
     config_map: pulumi.Input[str]
     feature_flags: pulumi.Input[str]
     secret: pulumi.Input[str]
+    service_account: pulumi.Input[str]
+    """The service's ServiceAccount (components.workload_identity): who the pod is."""
+    role_arn: pulumi.Input[str]
+    """The IAM role the pod assumes with its web-identity token."""
+    aws_region: str
+
+
+WEB_IDENTITY_VOLUME = "aws-web-identity-token"
+WEB_IDENTITY_DIRECTORY = "/var/run/secrets/platform/aws"
+WEB_IDENTITY_SECONDS = 3600
 
 
 RUN_AS_USER = 10001
@@ -78,6 +88,13 @@ def app_container(
         env=[
             k8s.core.v1.EnvVarArgs(name="APP_COLOR", value=color),
             k8s.core.v1.EnvVarArgs(name="APP_IMAGE", value=image),
+            # The AWS SDKs' web-identity provider: this role, with the token projected below.
+            k8s.core.v1.EnvVarArgs(name="AWS_ROLE_ARN", value=sources.role_arn),
+            k8s.core.v1.EnvVarArgs(
+                name="AWS_WEB_IDENTITY_TOKEN_FILE", value=f"{WEB_IDENTITY_DIRECTORY}/token"
+            ),
+            k8s.core.v1.EnvVarArgs(name="AWS_REGION", value=sources.aws_region),
+            k8s.core.v1.EnvVarArgs(name="AWS_STS_REGIONAL_ENDPOINTS", value="regional"),
         ]
         + [
             k8s.core.v1.EnvVarArgs(
@@ -101,13 +118,31 @@ def app_container(
             privileged=False,
             capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
         ),
-        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
+        volume_mounts=[
+            k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+            k8s.core.v1.VolumeMountArgs(
+                name=WEB_IDENTITY_VOLUME, mount_path=WEB_IDENTITY_DIRECTORY, read_only=True
+            ),
+        ],
     )
 
 
-def writable_tmp() -> list[k8s.core.v1.VolumeArgs]:
-    """The one writable directory a read-only root filesystem leaves the app."""
-    return [k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())]
+def pod_volumes() -> list[k8s.core.v1.VolumeArgs]:
+    """The one writable directory a read-only root filesystem leaves the app, and the pod's
+    web-identity token: a projected ServiceAccount token for STS only (audience sts.amazonaws.com),
+    rotated by the kubelet. The Kubernetes API token is never mounted."""
+    token = k8s.core.v1.ServiceAccountTokenProjectionArgs(
+        audience="sts.amazonaws.com", expiration_seconds=WEB_IDENTITY_SECONDS, path="token"
+    )
+    return [
+        k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+        k8s.core.v1.VolumeArgs(
+            name=WEB_IDENTITY_VOLUME,
+            projected=k8s.core.v1.ProjectedVolumeSourceArgs(
+                sources=[k8s.core.v1.VolumeProjectionArgs(service_account_token=token)]
+            ),
+        ),
+    ]
 
 
 def _http_probe(path: str, period: int) -> k8s.core.v1.ProbeArgs:

@@ -13,6 +13,7 @@ size cap). The pack imports `core` only; its entry point puts the repository on 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ REFERENCE = re.compile(r"^(arn:|projects/|vault:|[A-Za-z0-9_./-]+_ARN$)")
 WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job")
 DATABASE = "aws:rds/instance:Instance"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+IAM_POLICIES = ("aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy")
 
 ReportViolation = Callable[..., None]
 
@@ -155,6 +157,43 @@ def _no_plaintext_secrets(args: Args, report_violation: ReportViolation) -> None
             report_violation(f"ConfigMap key '{key}' looks like a secret in plain text; put it in a Secret")
 
 
+def _own_service_account(args: Args, report_violation: ReportViolation) -> None:
+    spec = _pod_spec(args.props)
+    account = spec.get("serviceAccountName") or "default"
+    if account == "default":
+        report_violation(
+            "the pods run as the namespace's default ServiceAccount; give each service its own "
+            "(serviceAccountName), so its IAM role trusts exactly that account"
+        )
+    if spec.get("automountServiceAccountToken", True):
+        report_violation("the pods mount a Kubernetes API token (automountServiceAccountToken: false)")
+
+
+def _exact_iam_resources(args: Args, report_violation: ReportViolation) -> None:
+    policy = args.props.get("policy")
+    if not isinstance(policy, str):
+        return  # not known yet (an output of another resource): checked where it is
+    try:
+        document = json.loads(policy)
+    except json.JSONDecodeError:
+        report_violation("the policy document is not JSON")
+        return
+    statements = document.get("Statement") or []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        for field in ("Resource", "Action"):
+            values = statement.get(field)
+            values = values if isinstance(values, list) else [values]
+            loose = [value for value in values if not isinstance(value, str) or "*" in value]
+            if loose:
+                report_violation(
+                    f"statement {statement.get('Sid') or '?'} grants {field} {loose}: name exact ones"
+                )
+        if "NotResource" in statement or "NotAction" in statement:
+            report_violation(
+                f"statement {statement.get('Sid') or '?'} uses NotResource/NotAction: name exact ones"
+            )
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "images-pinned-by-digest",
@@ -191,6 +230,18 @@ RULES: tuple[Rule, ...] = (
         "ConfigMaps hold no secret-looking values in plain text.",
         (CONFIG_MAP,),
         _no_plaintext_secrets,
+    ),
+    Rule(
+        "own-service-account",
+        "Every workload runs as its own ServiceAccount, with no Kubernetes API token mounted.",
+        WORKLOADS,
+        _own_service_account,
+    ),
+    Rule(
+        "exact-iam-resources",
+        "IAM policies name exact actions and resources: no wildcard, no NotResource.",
+        IAM_POLICIES,
+        _exact_iam_resources,
     ),
 )
 

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from release.cli import main
-from release.offline.parity import RESOURCE_PRESENCE, Difference, resource_differences
+from release.offline.parity import (
+    RESOURCE_PRESENCE,
+    STACK_NAME_KNOB,
+    Difference,
+    explain,
+    resource_differences,
+)
 from release.offline.plan import plan
 from tests.conftest import ROOT, STACKS, baseline, edit_yaml
 
@@ -182,3 +188,35 @@ def test_a_config_error_exits_2_with_the_programs_message(
     err = capsys.readouterr().err
     assert "stack 'production': 1 configuration problem:" in err
     assert "platform:releases.api.replicas = 1" in err
+
+
+def _trust(namespace: str, provider: str) -> str:
+    issuer = provider.split(":oidc-provider/", 1)[1]
+    return f'{{"Federated": "{provider}", "{issuer}:sub": "system:serviceaccount:{namespace}:api"}}'
+
+
+TWO_STACK_KNOBS = {
+    stack: {
+        "namespace": f"platform-{stack}",
+        "identity.oidcProviderArn": f"arn:aws:iam::{account}:oidc-provider/oidc.example.test/id/{stack}",
+        STACK_NAME_KNOB: stack,
+    }
+    for stack, account in (("dev", "111111111111"), ("staging", "222222222222"))
+}
+
+
+def test_one_text_holding_two_knobs_is_explained_by_both_together() -> None:
+    values = {
+        stack: _trust(knobs["namespace"], knobs["identity.oidcProviderArn"])
+        for stack, knobs in TWO_STACK_KNOBS.items()
+    }
+    assert explain(values, TWO_STACK_KNOBS) == ("identity.oidcProviderArn", "namespace")
+
+
+def test_a_text_that_differs_beyond_its_knobs_is_not_explained() -> None:
+    values = {
+        stack: _trust(knobs["namespace"], knobs["identity.oidcProviderArn"])
+        + (" *" if stack == "dev" else "")
+        for stack, knobs in TWO_STACK_KNOBS.items()
+    }
+    assert explain(values, TWO_STACK_KNOBS) == ()

@@ -8,6 +8,7 @@ registered resource with one property made wrong) is caught by the rule meant fo
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +54,7 @@ def test_every_resource_the_program_registers_passes_every_rule(stack: str) -> N
     assert violations == []
 
 
-def test_the_pack_declares_six_mandatory_rules() -> None:
+def test_the_pack_declares_eight_mandatory_rules() -> None:
     assert [rule.name for rule in RULES] == [
         "images-pinned-by-digest",
         "hardened-containers",
@@ -61,7 +62,36 @@ def test_the_pack_declares_six_mandatory_rules() -> None:
         "database-private-and-encrypted",
         "deletion-protection",
         "no-plaintext-secrets-in-configmaps",
+        "own-service-account",
+        "exact-iam-resources",
     ]
+
+
+def test_a_workload_on_the_default_service_account_or_with_an_api_token_is_refused() -> None:
+    def default_account(props: dict[str, Any]) -> None:
+        del props["spec"]["template"]["spec"]["serviceAccountName"]
+
+    def api_token(props: dict[str, Any]) -> None:
+        props["spec"]["template"]["spec"]["automountServiceAccountToken"] = True
+
+    assert rules_broken("production", DEPLOYMENT, "api-blue", default_account) == {"own-service-account"}
+    assert rules_broken("staging", JOB, "api-migrate-green", api_token) == {"own-service-account"}
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"},
+        {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "arn:aws:secretsmanager:r:1:secret:x"},
+        {"Effect": "Allow", "Action": "s3:GetObject", "NotResource": "arn:aws:s3:::private/*"},
+    ],
+)
+def test_an_iam_policy_with_a_wildcard_is_refused(statement: dict[str, Any]) -> None:
+    def loosen(props: dict[str, Any]) -> None:
+        props["policy"] = json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+    broken = rules_broken("production", "aws:iam/rolePolicy:RolePolicy", "api-read-database-secret", loosen)
+    assert broken == {"exact-iam-resources"}
 
 
 def tag(props: dict[str, Any]) -> None:

@@ -60,6 +60,20 @@ HttpScheme = Annotated[str, _fullmatching(r"https?", "must be http or https")]
 InstanceClass = Annotated[
     str, _fullmatching(r"db\.[a-z0-9]+\.[a-z0-9]+", "must be an RDS instance class like db.t4g.micro")
 ]
+OidcProviderArn = Annotated[
+    str,
+    _fullmatching(
+        r"arn:aws:iam::\d{12}:oidc-provider/[a-z0-9.-]+(/[A-Za-z0-9._-]+)+",
+        "must be an IAM OIDC provider ARN like arn:aws:iam::<12 digits>:oidc-provider/<issuer host>/id/<id>",
+    ),
+]
+KmsKeyArn = Annotated[
+    str,
+    _fullmatching(
+        r"arn:aws:kms:[a-z]{2}(-[a-z]+)+-\d:\d{12}:key/[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}",
+        "must be one KMS key's ARN like arn:aws:kms:<region>:<12 digits>:key/<key id> (no aliases, no *)",
+    ),
+]
 AwsRegion = Annotated[str, _fullmatching(r"[a-z]{2}(-[a-z]+)+-\d", "must be an AWS region like eu-west-1")]
 Domain = Annotated[
     str,

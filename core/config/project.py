@@ -60,6 +60,9 @@ class ServiceSpec(ConfigModel):
     secrets: list[str] = Field(default_factory=list)
     migration: MigrationSpec | None = None
     resources: ContainerResources
+    reads_database: bool = Field(default=False, strict=True)
+    """Whether the service (and its migration) reads the database: only then does its identity get
+    permission to read the database secret, and its pods the DATABASE_* settings."""
 
     @field_validator("name")
     @classmethod

@@ -30,6 +30,8 @@ from core.config.base import (
     Domain,
     HttpScheme,
     InstanceClass,
+    KmsKeyArn,
+    OidcProviderArn,
     require_names,
 )
 from core.config.project import ProjectSettings, ServiceSpec, StackPolicy
@@ -156,6 +158,21 @@ class DatabaseSize(ConfigModel):
     deletion_protection: bool = Field(strict=True)
     subnet_group_name: str
     security_group_ids: list[str] = Field(min_length=1)
+    secret_kms_key_arn: KmsKeyArn | None = None
+    """The customer-managed KMS key that encrypts the database's master secret (AWS's default key
+    when unset); the identities that read the secret may decrypt with exactly this key."""
+
+
+class WorkloadIdentity(ConfigModel):
+    """How pods get AWS credentials: IAM roles for service accounts (IRSA) on the cluster's OIDC
+    provider. Each service's role trusts exactly `system:serviceaccount:<namespace>:<service>`."""
+
+    oidc_provider_arn: OidcProviderArn
+
+    @property
+    def issuer(self) -> str:
+        """The provider's issuer host and path, the prefix of its condition keys (`<issuer>:sub`)."""
+        return self.oidc_provider_arn.split(":oidc-provider/", 1)[1]
 
 
 class StackSettings(ConfigModel):
@@ -165,6 +182,7 @@ class StackSettings(ConfigModel):
     domain: Domain
     releases: dict[str, ServiceRelease]
     database: DatabaseSize
+    identity: WorkloadIdentity
     feature_flags: dict[str, str] = Field(default_factory=dict)
     health_check: HealthCheckSettings = Field(default_factory=HealthCheckSettings)
     app_secrets: dict[str, SecretStr] = Field(default_factory=dict)

@@ -96,6 +96,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
                     }
                 ],
             )
+        if args.typ == "aws:iam/role:Role":
+            outputs.update(arn=f"arn:aws:iam::{MOCK_ACCOUNT}:role/{args.name}-mock", name=f"{args.name}-mock")
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:

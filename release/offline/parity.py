@@ -260,9 +260,40 @@ def explain(
             declared = int(path != STACK_NAME_KNOB)
             scored.append(((matched, names_resource, declared), path))
     if not scored:
-        return ()
+        return _explained_together(values, knobs, candidates)
     best = max(score for score, _ in scored)
     return tuple(path for score, path in scored if score == best)
+
+
+def _explained_together(
+    values: Mapping[str, Any], knobs: Mapping[str, Mapping[str, Any]], candidates: Sequence[str]
+) -> tuple[str, ...]:
+    """The knobs that together account for a text value in every stack (empty: they do not).
+
+    One text can hold several knobs (an IAM trust policy names the cluster's OIDC provider and the
+    namespace): each stack's knob values are replaced by tokens naming them, longest first, and the
+    results must then be equal in every stack.
+    """
+    used: set[str] = set()
+    normalised = set()
+    for stack, value in values.items():
+        if not isinstance(value, str):
+            return ()
+        forms = sorted(
+            (
+                (form, token, path)
+                for path in candidates
+                for form, token in _knob_forms(path, knobs[stack].get(path))
+                if isinstance(form, str) and len(form) >= MIN_SUBSTRING
+            ),
+            key=lambda found: -len(found[0]),
+        )
+        for form, token, path in forms:
+            if form in value:
+                value = value.replace(form, token)
+                used.add(path)
+        normalised.add(value)
+    return tuple(sorted(used)) if len(normalised) == 1 and used else ()
 
 
 def _normalise(value: Any, path: str, knob_value: Any) -> tuple[Any, int]:
@@ -285,6 +316,8 @@ def _knob_forms(path: str, knob_value: Any) -> list[tuple[Any, str]]:
     forms: list[tuple[Any, str]] = [(knob_value, f"{{{path}}}")]
     if isinstance(knob_value, str) and knob_value in {color.value for color in Color}:
         forms.append((Color(knob_value).other.value, f"{{other colour of {path}}}"))
+    if isinstance(knob_value, str) and ":oidc-provider/" in knob_value:
+        forms.append((knob_value.split(":oidc-provider/", 1)[1], f"{{issuer of {path}}}"))
     if isinstance(knob_value, str) and is_image(knob_value) and "/" in knob_value:
         forms.append((fingerprint_of(knob_value), f"{{fingerprint of {path}}}"))
         if digest_of(knob_value):
