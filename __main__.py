@@ -77,6 +77,7 @@ services = {
         stable_hostname=config.hostname(service.name, preview=False),
         preview_hostname=config.hostname(service.name, preview=True),
         ingress_class=config.project.ingress.class_name,
+        tls=settings.tls,
         health_url=config.health_url(service.name, preview=False),
         health_check=settings.health_check,
         app_config=database_settings if service.spec.reads_database else {},

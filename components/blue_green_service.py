@@ -18,9 +18,11 @@ from components.pod import (
 )
 from components.workload_identity import WorkloadIdentity
 from core.config.base import Color
-from core.config.stack import HealthCheckSettings, ServiceConfig
+from core.config.stack import HealthCheckSettings, ServiceConfig, TlsSettings
 from core.naming import BLUE_GREEN_SERVICE_TYPE, preview_service_name
 
+CLUSTER_ISSUER_ANNOTATION = "cert-manager.io/cluster-issuer"
+SOURCE_RANGE_ANNOTATION = "nginx.ingress.kubernetes.io/whitelist-source-range"
 DEPLOYMENT_TIMEOUT_SECONDS = 600
 SERVICE_TIMEOUT_SECONDS = 300
 SERVICE_PORT = 80
@@ -59,6 +61,7 @@ class BlueGreenService(pulumi.ComponentResource):
         stable_hostname: str,
         preview_hostname: str,
         ingress_class: str,
+        tls: TlsSettings,
         health_url: str,
         health_check: HealthCheckSettings,
         app_config: dict[str, pulumi.Input[str]],
@@ -115,8 +118,15 @@ class BlueGreenService(pulumi.ComponentResource):
             release.idle_color,
             after_both_colors,
         )
-        self._ingress(name, stable, namespace, stable_hostname, ingress_class)
-        self._ingress(f"{name}-preview", preview, namespace, preview_hostname, ingress_class)
+        secure = {
+            CLUSTER_ISSUER_ANNOTATION: tls.cluster_issuer,
+            "nginx.ingress.kubernetes.io/force-ssl-redirect": "true",
+        }
+        private = {SOURCE_RANGE_ANNOTATION: ",".join(tls.preview_source_ranges)}
+        self._ingress(name, stable, namespace, stable_hostname, ingress_class, secure)
+        self._ingress(
+            f"{name}-preview", preview, namespace, preview_hostname, ingress_class, {**secure, **private}
+        )
 
         self.stable_service_name = kubernetes_name(stable)
         self.preview_service_name = kubernetes_name(preview)
@@ -237,14 +247,19 @@ class BlueGreenService(pulumi.ComponentResource):
         namespace: pulumi.Input[str],
         hostname: str,
         ingress_class: str,
+        annotations: dict[str, str],
     ) -> k8s.networking.v1.Ingress:
-        """Exposes a Service on its hostname, so health checks reach stable and preview from outside."""
+        """Exposes a Service on its hostname over HTTPS only, so users and health checks reach stable
+        and preview from outside; cert-manager keeps the certificate in `<name>-tls`."""
         service_name = kubernetes_name(service)
         return k8s.networking.v1.Ingress(
             resource_name,
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=service_name, namespace=namespace),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=service_name, namespace=namespace, annotations=annotations
+            ),
             spec=k8s.networking.v1.IngressSpecArgs(
                 ingress_class_name=ingress_class,
+                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[hostname], secret_name=f"{resource_name}-tls")],
                 rules=[
                     k8s.networking.v1.IngressRuleArgs(
                         host=hostname,

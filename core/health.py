@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ class ProbeKind(StrEnum):
     LATENCY = "latency"
     REDIRECT = "redirect"
     URL = "url"
+    TLS = "tls"
+    """the certificate did not verify (wrong CA, wrong host, expired): never skipped"""
     ERROR = "error"
 
 
@@ -154,7 +157,10 @@ async def check(
     timeout = httpx.Timeout(settings.timeout_seconds)
 
     async with httpx.AsyncClient(
-        timeout=timeout, follow_redirects=settings.follow_redirects, max_redirects=MAX_REDIRECTS
+        timeout=timeout,
+        follow_redirects=settings.follow_redirects,
+        max_redirects=MAX_REDIRECTS,
+        verify=_trust(settings),
     ) as client:
         started = clock()
         deadline = started + settings.window_seconds
@@ -321,8 +327,28 @@ def _failure(error: Exception, timeout_seconds: float) -> tuple[ProbeKind, str]:
         return ProbeKind.URL, f"the URL cannot be requested: {_shortened(str(error))}"
     if isinstance(error, httpx.DecodingError):
         return ProbeKind.BODY, f"the body cannot be decoded: {_shortened(str(error))}"
+    if _certificate_failed(error):
+        return ProbeKind.TLS, f"the certificate did not verify: {_shortened(str(error))}"
     kind = ProbeKind.CONNECTION if isinstance(error, httpx.TransportError) else ProbeKind.ERROR
     return kind, f"{type(error).__name__}: {_shortened(str(error))}"
+
+
+def _trust(settings: HealthCheckSettings) -> ssl.SSLContext | bool:
+    """Verify every certificate: against the stack's CA bundle when it has one, else the system's."""
+    if settings.ca_bundle:
+        return ssl.create_default_context(cadata=settings.ca_bundle)
+    return True
+
+
+def _certificate_failed(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    for _ in range(8):  # the SSL error sits a few causes deep inside httpx's and httpcore's
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _body_mismatch(content: bytes, expected: Mapping[str, str]) -> str:

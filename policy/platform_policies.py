@@ -32,6 +32,8 @@ REFERENCE = re.compile(r"^(arn:|projects/|vault:|[A-Za-z0-9_./-]+_ARN$)")
 WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job")
 DATABASE = "aws:rds/instance:Instance"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+FORCE_SSL_REDIRECT = "nginx.ingress.kubernetes.io/force-ssl-redirect"
 IAM_POLICIES = ("aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy")
 
 ReportViolation = Callable[..., None]
@@ -157,6 +159,21 @@ def _no_plaintext_secrets(args: Args, report_violation: ReportViolation) -> None
             report_violation(f"ConfigMap key '{key}' looks like a secret in plain text; put it in a Secret")
 
 
+def _tls_on_every_host(args: Args, report_violation: ReportViolation) -> None:
+    spec = args.props.get("spec") or {}
+    covered = {host for entry in spec.get("tls") or [] for host in entry.get("hosts") or []}
+    for rule in spec.get("rules") or []:
+        if rule.get("host") not in covered:
+            report_violation(
+                f"host {rule.get('host')!r} has no tls entry: users and health checks need HTTPS"
+            )
+    annotations = (args.props.get("metadata") or {}).get("annotations") or {}
+    if annotations.get("nginx.ingress.kubernetes.io/force-ssl-redirect") != "true":
+        report_violation(
+            "plain HTTP is not redirected to HTTPS (nginx.ingress.kubernetes.io/force-ssl-redirect)"
+        )
+
+
 def _own_service_account(args: Args, report_violation: ReportViolation) -> None:
     spec = _pod_spec(args.props)
     account = spec.get("serviceAccountName") or "default"
@@ -230,6 +247,12 @@ RULES: tuple[Rule, ...] = (
         "ConfigMaps hold no secret-looking values in plain text.",
         (CONFIG_MAP,),
         _no_plaintext_secrets,
+    ),
+    Rule(
+        "tls-on-every-ingress",
+        "Every Ingress host has a TLS entry, and plain HTTP is redirected to HTTPS.",
+        (INGRESS,),
+        _tls_on_every_host,
     ),
     Rule(
         "own-service-account",

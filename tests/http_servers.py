@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,10 +45,13 @@ def sequence(*statuses: int) -> Behaviour:
 
 
 @contextmanager
-def serve(behaviour: Behaviour, received: list[Any] | None = None) -> Iterator[str]:
+def serve(
+    behaviour: Behaviour, received: list[Any] | None = None, tls: ssl.SSLContext | None = None
+) -> Iterator[str]:
     """Start a server answering every GET and POST with `behaviour`; yields its base URL.
 
-    The JSON body of every POST is appended to `received` (a webhook test reads what was sent)."""
+    The JSON body of every POST is appended to `received` (a webhook test reads what was sent).
+    With `tls`, it speaks HTTPS with that server context (tests/tls_certs.py)."""
     counter = {"requests": 0}
     lock = threading.Lock()
 
@@ -79,10 +83,12 @@ def serve(behaviour: Behaviour, received: list[Any] | None = None) -> Iterator[s
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -54,7 +54,7 @@ def test_every_resource_the_program_registers_passes_every_rule(stack: str) -> N
     assert violations == []
 
 
-def test_the_pack_declares_eight_mandatory_rules() -> None:
+def test_the_pack_declares_nine_mandatory_rules() -> None:
     assert [rule.name for rule in RULES] == [
         "images-pinned-by-digest",
         "hardened-containers",
@@ -62,6 +62,7 @@ def test_the_pack_declares_eight_mandatory_rules() -> None:
         "database-private-and-encrypted",
         "deletion-protection",
         "no-plaintext-secrets-in-configmaps",
+        "tls-on-every-ingress",
         "own-service-account",
         "exact-iam-resources",
     ]
@@ -191,3 +192,15 @@ def test_a_policy_violation_makes_release_plan_exit_1() -> None:
         Violation("probes-and-limits", "urn:x", "api-blue", "no readinessProbe")
     )
     assert report.exit_code == 1
+
+
+def test_an_ingress_host_without_tls_or_without_the_https_redirect_is_refused() -> None:
+    def no_tls(props: dict[str, Any]) -> None:
+        del props["spec"]["tls"]
+
+    def no_redirect(props: dict[str, Any]) -> None:
+        del props["metadata"]["annotations"]["nginx.ingress.kubernetes.io/force-ssl-redirect"]
+
+    ingress = "kubernetes:networking.k8s.io/v1:Ingress"
+    assert rules_broken("production", ingress, "api", no_tls) == {"tls-on-every-ingress"}
+    assert rules_broken("dev", ingress, "web-preview", no_redirect) == {"tls-on-every-ingress"}

@@ -74,6 +74,10 @@ KmsKeyArn = Annotated[
         "must be one KMS key's ARN like arn:aws:kms:<region>:<12 digits>:key/<key id> (no aliases, no *)",
     ),
 ]
+KubernetesName = Annotated[
+    str,
+    _fullmatching(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", "must be a Kubernetes name like letsencrypt"),
+]
 AwsRegion = Annotated[str, _fullmatching(r"[a-z]{2}(-[a-z]+)+-\d", "must be an AWS region like eu-west-1")]
 Domain = Annotated[
     str,

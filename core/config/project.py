@@ -207,6 +207,12 @@ class StackPolicy(ConfigModel):
         description="Only records signed by a trusted key count in this stack's history (release "
         "lifecycle, verification, revocation), and the release tool refuses to write an unsigned one.",
     )
+    require_private_preview: bool = Field(
+        default=False,
+        strict=True,
+        description="Preview hosts accept only the source ranges in tls.previewSourceRanges, and none "
+        "of them is the whole internet.",
+    )
     promotion: PromotionGate = Field(default_factory=PromotionGate)
 
 

@@ -306,6 +306,17 @@ def _policy_problems(
                             "`docker buildx imagetools inspect <image>` prints",
                         )
                     )
+    if policy.require_private_preview and settings.tls.open_ranges:
+        problems.append(
+            ConfigProblem(
+                stack,
+                full_key("tls.previewSourceRanges"),
+                settings.tls.preview_source_ranges,
+                f"{stack}'s preview hosts must not be open to the internet ({rule}: requirePrivatePreview)",
+                "list only the networks that test previews (the office or VPN ranges), e.g. "
+                f"`pulumi config set --path 'tls.previewSourceRanges[0]' 10.20.0.0/16 -s {stack}`",
+            )
+        )
     if policy.require_deletion_protection and not settings.database.deletion_protection:
         problems.append(
             ConfigProblem(

@@ -11,6 +11,8 @@ builds the same `RawConfig` from the files.
 from __future__ import annotations
 
 import copy
+import ipaddress
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,7 @@ from core.config.base import (
     HttpScheme,
     InstanceClass,
     KmsKeyArn,
+    KubernetesName,
     OidcProviderArn,
     require_names,
 )
@@ -144,6 +147,22 @@ class HealthCheckSettings(ConfigModel):
     failures: int = Field(default=3, ge=1, le=100, strict=True)
     max_latency_ms: int = Field(default=1000, ge=1, le=60000, strict=True)
     follow_redirects: bool = Field(default=False, strict=True)
+    ca_bundle: str | None = None
+    """PEM certificates of the private CA that signs the hosts' certificates; when set, only these
+    are trusted (else the system's). Certificates are always verified: there is no insecure mode."""
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _loadable_pem(cls, pem: str | None) -> str | None:
+        if pem is None:
+            return None
+        if "-----BEGIN CERTIFICATE-----" not in pem:
+            raise ValueError("must be PEM certificates (-----BEGIN CERTIFICATE----- ...)")
+        try:
+            ssl.create_default_context(cadata=pem)
+        except (ssl.SSLError, ValueError) as error:
+            raise ValueError(f"the PEM does not load as CA certificates: {error}") from None
+        return pem
 
     @property
     def decision_budget_seconds(self) -> float:
@@ -161,6 +180,32 @@ class DatabaseSize(ConfigModel):
     secret_kms_key_arn: KmsKeyArn | None = None
     """The customer-managed KMS key that encrypts the database's master secret (AWS's default key
     when unset); the identities that read the secret may decrypt with exactly this key."""
+
+
+class TlsSettings(ConfigModel):
+    """TLS on every host a user connects to: certificates from cert-manager's `cluster_issuer`, HTTP
+    redirected to HTTPS, and preview hosts reachable only from `preview_source_ranges`."""
+
+    cluster_issuer: KubernetesName
+    preview_source_ranges: list[str] = Field(min_length=1)
+
+    @field_validator("preview_source_ranges")
+    @classmethod
+    def _cidrs(cls, ranges: list[str]) -> list[str]:
+        bad = []
+        for text in ranges:
+            try:
+                ipaddress.ip_network(text, strict=True)
+            except ValueError:
+                bad.append(text)
+        if bad:
+            raise ValueError(f"not CIDR ranges like 10.20.0.0/16: {bad}")
+        return ranges
+
+    @property
+    def open_ranges(self) -> list[str]:
+        """The ranges that are the whole internet."""
+        return [text for text in self.preview_source_ranges if ipaddress.ip_network(text).prefixlen == 0]
 
 
 class WorkloadIdentity(ConfigModel):
@@ -183,6 +228,7 @@ class StackSettings(ConfigModel):
     releases: dict[str, ServiceRelease]
     database: DatabaseSize
     identity: WorkloadIdentity
+    tls: TlsSettings
     feature_flags: dict[str, str] = Field(default_factory=dict)
     health_check: HealthCheckSettings = Field(default_factory=HealthCheckSettings)
     app_secrets: dict[str, SecretStr] = Field(default_factory=dict)

@@ -79,6 +79,19 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+def _text_lists(value: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Every non-empty list of texts under `value`, by path: a program may join one into one text (the
+    preview Ingress's source ranges), which only the whole list explains."""
+    if isinstance(value, Mapping):
+        found: dict[str, list[str]] = {}
+        for key, item in value.items():
+            found.update(_text_lists(item, f"{prefix}.{key}" if prefix else str(key)))
+        return found
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return {prefix: list(value)}
+    return {}
+
+
 def _differing(per_stack: Mapping[str, Mapping[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
     paths = sorted({path for leaves in per_stack.values() for path in leaves})
     for path in paths:
@@ -155,7 +168,7 @@ def knob_leaves(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str,
             for key, value in values.items()
             if key.startswith(f"{PROJECT_NAME}:") and key.split(":", 1)[1] in STACK_KNOBS
         }
-        leaves[stack] = {**flatten(knobs), STACK_NAME_KNOB: stack}
+        leaves[stack] = {**flatten(knobs), **_text_lists(knobs), STACK_NAME_KNOB: stack}
     return leaves
 
 
@@ -316,6 +329,8 @@ def _knob_forms(path: str, knob_value: Any) -> list[tuple[Any, str]]:
     forms: list[tuple[Any, str]] = [(knob_value, f"{{{path}}}")]
     if isinstance(knob_value, str) and knob_value in {color.value for color in Color}:
         forms.append((Color(knob_value).other.value, f"{{other colour of {path}}}"))
+    if isinstance(knob_value, list):
+        forms.append((",".join(knob_value), f"{{{path}, joined}}"))
     if isinstance(knob_value, str) and ":oidc-provider/" in knob_value:
         forms.append((knob_value.split(":oidc-provider/", 1)[1], f"{{issuer of {path}}}"))
     if isinstance(knob_value, str) and is_image(knob_value) and "/" in knob_value:

@@ -1,0 +1,64 @@
+"""TLS everywhere a user connects, as the program declares it under the mock runtime: every Ingress
+host (stable and preview) has a certificate from the stack's cert-manager ClusterIssuer, HTTP is
+redirected, and preview hosts accept only the stack's source ranges."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from core.errors import ConfigError
+from tests.conftest import STACKS, baseline, run_program
+
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+ISSUER = "cert-manager.io/cluster-issuer"
+SOURCE_RANGES = "nginx.ingress.kubernetes.io/whitelist-source-range"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_ingress_host_has_a_certificate_from_the_stacks_issuer_and_redirects_to_https(
+    stack: str,
+) -> None:
+    ingresses = baseline(stack).of_type(INGRESS)
+    assert sorted(ingress.name for ingress in ingresses) == ["api", "api-preview", "web", "web-preview"]
+    for ingress in ingresses:
+        spec, annotations = ingress.inputs["spec"], ingress.inputs["metadata"]["annotations"]
+        hosts = [rule["host"] for rule in spec["rules"]]
+        assert spec["tls"] == [{"hosts": hosts, "secretName": f"{ingress.name}-tls"}]
+        assert annotations[ISSUER] == ("platform-internal-ca" if stack == "dev" else "letsencrypt")
+        assert annotations["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+
+
+def test_only_preview_hosts_are_limited_to_the_stacks_source_ranges() -> None:
+    run = baseline("production")
+    preview = run.named(INGRESS, "api-preview").inputs["metadata"]["annotations"]
+    assert preview[SOURCE_RANGES] == "10.20.0.0/16,192.0.2.0/24"
+    assert SOURCE_RANGES not in run.named(INGRESS, "api").inputs["metadata"]["annotations"]
+
+
+def _with_ranges(ranges: list[str]) -> Any:
+    def edit(values: dict[str, Any]) -> None:
+        values["platform:tls"] = {**values["platform:tls"], "previewSourceRanges": ranges}
+
+    return edit
+
+
+@pytest.mark.parametrize("ranges", [["0.0.0.0/0"], ["10.20.0.0/16", "::/0"]])
+def test_a_production_preview_open_to_the_internet_is_refused_naming_the_rule(ranges: list[str]) -> None:
+    with pytest.raises(ConfigError) as raised:
+        run_program("production", edit=_with_ranges(ranges))
+    [problem] = raised.value.problems
+    assert problem.key == "platform:tls.previewSourceRanges" and "requirePrivatePreview" in problem.problem
+    assert "pulumi config set" in problem.fix
+
+
+def test_dev_may_open_its_previews_because_its_policy_allows_it() -> None:
+    assert run_program("dev", edit=_with_ranges(["0.0.0.0/0"])).of_type(INGRESS)
+
+
+@pytest.mark.parametrize("ranges", [[], ["10.20.0.0/33"], ["10.20.0.1/16"], ["office"]])
+def test_preview_source_ranges_must_be_cidr_ranges_and_at_least_one(ranges: list[str]) -> None:
+    with pytest.raises(ConfigError) as raised:
+        run_program("staging", edit=_with_ranges(ranges))
+    assert [problem.key for problem in raised.value.problems] == ["platform:tls.previewSourceRanges"]
