@@ -61,7 +61,13 @@ def database_read_policy(secret_arn: str, kms_key_arn: str | None) -> dict[str, 
                 "Effect": "Allow",
                 "Action": "kms:Decrypt",
                 "Resource": kms_key_arn,
-                "Condition": {"StringEquals": {"kms:ViaService": "secretsmanager.amazonaws.com"}},
+                # Only through Secrets Manager in the key's region, and only for this one secret.
+                "Condition": {
+                    "StringEquals": {
+                        "kms:ViaService": f"secretsmanager.{kms_key_arn.split(':')[3]}.amazonaws.com",
+                        "kms:EncryptionContext:SecretARN": secret_arn,
+                    }
+                },
             }
         )
     return {"Version": "2012-10-17", "Statement": statements}

@@ -334,7 +334,8 @@ def _failure(error: Exception, timeout_seconds: float) -> tuple[ProbeKind, str]:
 
 
 def _trust(settings: HealthCheckSettings) -> ssl.SSLContext | bool:
-    """Verify every certificate: against the stack's CA bundle when it has one, else the system's."""
+    """Verify every certificate: against the stack's CA bundle when it has one, else certifi's
+    public CAs (httpx's default)."""
     if settings.ca_bundle:
         return ssl.create_default_context(cadata=settings.ca_bundle)
     return True

@@ -220,3 +220,12 @@ def test_a_text_that_differs_beyond_its_knobs_is_not_explained() -> None:
         for stack, knobs in TWO_STACK_KNOBS.items()
     }
     assert explain(values, TWO_STACK_KNOBS) == ()
+
+
+def test_a_flags_true_never_explains_another_true_that_differs_between_stacks() -> None:
+    knobs = {
+        stack: {**TWO_STACK_KNOBS[stack], "featureFlags.FEATURE_X": value}
+        for stack, value in (("dev", "true"), ("staging", "false"))
+    }
+    values = {"dev": '{"deletionProtection": "true"}', "staging": '{"deletionProtection": "false"}'}
+    assert explain(values, knobs) == ()

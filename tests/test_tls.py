@@ -44,7 +44,9 @@ def _with_ranges(ranges: list[str]) -> Any:
     return edit
 
 
-@pytest.mark.parametrize("ranges", [["0.0.0.0/0"], ["10.20.0.0/16", "::/0"]])
+@pytest.mark.parametrize(
+    "ranges", [["0.0.0.0/0"], ["10.20.0.0/16", "::/0"], ["0.0.0.0/1", "128.0.0.0/1"], ["8.0.0.0/8"]]
+)
 def test_a_production_preview_open_to_the_internet_is_refused_naming_the_rule(ranges: list[str]) -> None:
     with pytest.raises(ConfigError) as raised:
         run_program("production", edit=_with_ranges(ranges))

@@ -145,7 +145,12 @@ def test_a_customer_managed_key_is_used_for_the_secret_and_granted_for_decrypt_o
         "Effect": "Allow",
         "Action": "kms:Decrypt",
         "Resource": KMS_KEY,
-        "Condition": {"StringEquals": {"kms:ViaService": "secretsmanager.amazonaws.com"}},
+        "Condition": {
+            "StringEquals": {
+                "kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com",
+                "kms:EncryptionContext:SecretARN": SECRET_ARN.format(namespace="platform-production"),
+            }
+        },
     }
 
 

@@ -211,7 +211,7 @@ class StackPolicy(ConfigModel):
         default=False,
         strict=True,
         description="Preview hosts accept only the source ranges in tls.previewSourceRanges, and none "
-        "of them is the whole internet.",
+        "reaches beyond private networks.",
     )
     promotion: PromotionGate = Field(default_factory=PromotionGate)
 

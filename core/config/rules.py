@@ -312,7 +312,8 @@ def _policy_problems(
                 stack,
                 full_key("tls.previewSourceRanges"),
                 settings.tls.preview_source_ranges,
-                f"{stack}'s preview hosts must not be open to the internet ({rule}: requirePrivatePreview)",
+                f"{stack}'s preview hosts accept private networks only, not {settings.tls.open_ranges} "
+                f"({rule}: requirePrivatePreview)",
                 "list only the networks that test previews (the office or VPN ranges), e.g. "
                 f"`pulumi config set --path 'tls.previewSourceRanges[0]' 10.20.0.0/16 -s {stack}`",
             )

@@ -204,8 +204,8 @@ class TlsSettings(ConfigModel):
 
     @property
     def open_ranges(self) -> list[str]:
-        """The ranges that are the whole internet."""
-        return [text for text in self.preview_source_ranges if ipaddress.ip_network(text).prefixlen == 0]
+        """The ranges that reach beyond private networks (the whole internet, or any public part of it)."""
+        return [text for text in self.preview_source_ranges if not ipaddress.ip_network(text).is_private]
 
 
 class WorkloadIdentity(ConfigModel):

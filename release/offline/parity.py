@@ -79,6 +79,12 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+def _distinctive(form: str) -> bool:
+    """Whether a knob's text is specific enough to be credited inside another text: not a boolean,
+    not a bare number, not a word of three letters (a flag's "true" must not explain a "true")."""
+    return len(form) > MIN_SUBSTRING and form.lower() not in {"true", "false"} and not form.isdigit()
+
+
 def _text_lists(value: Any, prefix: str = "") -> dict[str, list[str]]:
     """Every non-empty list of texts under `value`, by path: a program may join one into one text (the
     preview Ingress's source ranges), which only the whole list explains."""
@@ -297,7 +303,7 @@ def _explained_together(
                 (form, token, path)
                 for path in candidates
                 for form, token in _knob_forms(path, knobs[stack].get(path))
-                if isinstance(form, str) and len(form) >= MIN_SUBSTRING
+                if isinstance(form, str) and _distinctive(form)
             ),
             key=lambda found: -len(found[0]),
         )
@@ -319,7 +325,7 @@ def _normalise(value: Any, path: str, knob_value: Any) -> tuple[Any, int]:
     for form, token in _knob_forms(path, knob_value):
         if value == form and type(value) is type(form):
             return token, len(str(form))
-        if isinstance(value, str) and isinstance(form, str) and len(form) >= MIN_SUBSTRING and form in value:
+        if isinstance(value, str) and isinstance(form, str) and _distinctive(form) and form in value:
             return value.replace(form, token), len(form)
     return value, 0
 
