@@ -13,7 +13,6 @@ from components.app_namespace import AppNamespace
 from components.app_secrets import AppSecrets
 from components.blue_green_service import BlueGreenService
 from components.database import Database
-from components.feature_flags import FeatureFlags
 from components.workload_identity import WorkloadIdentity
 from core.config.rules import load_stack_config
 from core.config.sources import raw_config_from_runtime
@@ -37,9 +36,6 @@ database = Database(
 namespace = AppNamespace("app", namespace=settings.namespace, kube_context=settings.kube_context)
 on_cluster = pulumi.ResourceOptions(provider=namespace.provider)
 
-feature_flags = FeatureFlags(
-    "feature-flags", namespace=namespace.name, flags=settings.feature_flags, opts=on_cluster
-)
 app_secrets = AppSecrets(
     "app-secrets",
     namespace=namespace.name,
@@ -80,8 +76,7 @@ services = {
         tls=settings.tls,
         health_url=config.health_url(service.name, preview=False),
         health_check=settings.health_check,
-        app_config=database_settings if service.spec.reads_database else {},
-        feature_flags_name=feature_flags.config_map_name,
+        database_config=database_settings if service.spec.reads_database else {},
         secret_name=app_secrets.secret_name,
         identity=identities[service.name],
         aws_region=settings.aws_region,
@@ -98,6 +93,7 @@ pulumi.export(
             "previewService": service.preview_service_name,
             "activeColor": service.active_color,
             "images": service.images,
+            "configFingerprints": service.config_fingerprints,
             "stableHostname": service.stable_hostname,
             "previewHostname": service.preview_hostname,
         }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -12,6 +14,7 @@ from components.pod import (
     PodSources,
     app_container,
     config_map_name,
+    database_config_name,
     pod_security_context,
     pod_volumes,
     selector_labels,
@@ -19,7 +22,7 @@ from components.pod import (
 from components.workload_identity import WorkloadIdentity
 from core.config.base import Color
 from core.config.stack import HealthCheckSettings, ServiceConfig, TlsSettings
-from core.naming import BLUE_GREEN_SERVICE_TYPE, preview_service_name
+from core.naming import BLUE_GREEN_SERVICE_TYPE, CONFIG_FINGERPRINT_ANNOTATION, preview_service_name
 
 CLUSTER_ISSUER_ANNOTATION = "cert-manager.io/cluster-issuer"
 SOURCE_RANGE_ANNOTATION = "nginx.ingress.kubernetes.io/whitelist-source-range"
@@ -50,6 +53,7 @@ class BlueGreenService(pulumi.ComponentResource):
     preview_service_name: pulumi.Output[str]
     active_color: pulumi.Output[str]
     images: pulumi.Output[dict[str, str]]
+    config_fingerprints: pulumi.Output[dict[str, str]]
     stable_hostname: pulumi.Output[str]
     preview_hostname: pulumi.Output[str]
 
@@ -64,8 +68,7 @@ class BlueGreenService(pulumi.ComponentResource):
         tls: TlsSettings,
         health_url: str,
         health_check: HealthCheckSettings,
-        app_config: dict[str, pulumi.Input[str]],
-        feature_flags_name: pulumi.Input[str],
+        database_config: dict[str, pulumi.Input[str]],
         secret_name: pulumi.Input[str],
         identity: WorkloadIdentity,
         aws_region: str,
@@ -75,16 +78,19 @@ class BlueGreenService(pulumi.ComponentResource):
         spec, release = service.spec, service.release
         child = pulumi.ResourceOptions(parent=self)
 
-        config_map = k8s.core.v1.ConfigMap(
-            f"{name}-config",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=config_map_name(spec.name), namespace=namespace),
-            data={**spec.env, **app_config},
-            opts=child,
-        )
-
+        database: k8s.core.v1.ConfigMap | None = None
+        if database_config:
+            database = k8s.core.v1.ConfigMap(
+                f"{name}-database",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=database_config_name(spec.name), namespace=namespace
+                ),
+                data=database_config,
+                opts=child,
+            )
         sources = PodSources(
-            config_map=kubernetes_name(config_map),
-            feature_flags=feature_flags_name,
+            config_map="",  # each colour's own, set in _color
+            database_config=kubernetes_name(database) if database is not None else None,
             secret=secret_name,
             service_account=identity.service_account_name,
             role_arn=identity.role_arn,
@@ -132,6 +138,9 @@ class BlueGreenService(pulumi.ComponentResource):
         self.preview_service_name = kubernetes_name(preview)
         self.active_color = pulumi.Output.from_input(release.active_color.value)
         self.images = pulumi.Output.from_input({color.value: release.images.of(color) for color in Color})
+        self.config_fingerprints = pulumi.Output.from_input(
+            {color.value: service.pod_config(color).fingerprint for color in Color}
+        )
         self.stable_hostname = pulumi.Output.from_input(stable_hostname)
         self.preview_hostname = pulumi.Output.from_input(preview_hostname)
         self.register_outputs(
@@ -140,6 +149,7 @@ class BlueGreenService(pulumi.ComponentResource):
                 "preview_service_name": self.preview_service_name,
                 "active_color": self.active_color,
                 "images": self.images,
+                "config_fingerprints": self.config_fingerprints,
                 "stable_hostname": self.stable_hostname,
                 "preview_hostname": self.preview_hostname,
             }
@@ -153,10 +163,24 @@ class BlueGreenService(pulumi.ComponentResource):
         color: Color,
         sources: PodSources,
     ) -> k8s.apps.v1.Deployment:
-        """One colour: its migration Job (if any), its Deployment after it, and its disruption budget."""
+        """One colour: its config object, its migration Job (if any), its Deployment after it, and its
+        disruption budget."""
         spec, release = service.spec, service.release
         image = release.images.of(color)
         labels = selector_labels(spec.name, color.value)
+        config = service.pod_config(color)
+        config_map = k8s.core.v1.ConfigMap(
+            f"{name}-config-{color.value}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=config_map_name(spec.name, color.value, config.fingerprint),
+                namespace=namespace,
+                labels=labels,
+            ),
+            immutable=True,
+            data=config.data,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        sources = dataclasses.replace(sources, config_map=kubernetes_name(config_map))
         waits_for: list[pulumi.Resource] = []
         if spec.migration is not None:
             waits_for.append(
@@ -167,6 +191,7 @@ class BlueGreenService(pulumi.ComponentResource):
                     migration=spec.migration,
                     color=color.value,
                     image=image,
+                    config_fingerprint=config.fingerprint,
                     sources=sources,
                     opts=pulumi.ResourceOptions(parent=self),
                 )
@@ -187,13 +212,15 @@ class BlueGreenService(pulumi.ComponentResource):
                     rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
                 ),
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=labels, annotations={CONFIG_FINGERPRINT_ANNOTATION: config.fingerprint}
+                    ),
                     spec=k8s.core.v1.PodSpecArgs(
                         automount_service_account_token=False,
                         service_account_name=sources.service_account,
                         security_context=pod_security_context(),
                         containers=[app_container(spec, image, color.value, sources)],
-                        volumes=pod_volumes(),
+                        volumes=pod_volumes(spec, sources),
                     ),
                 ),
             ),

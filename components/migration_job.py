@@ -18,8 +18,11 @@ class MigrationJob(pulumi.ComponentResource):
     """A Kubernetes Job that runs the service's migration command with one colour's image.
 
     - The Pulumi name (`<svc>-migrate-<colour>`) is the same in every stack; the Kubernetes name ends
-      in the image's digest, so a new digest replaces the Job (the migration runs again), the same
-      digest never migrates twice, and switching colours (which changes no image) never migrates.
+      in the image's digest and the colour's config fingerprint, so a new digest or new config
+      replaces the Job (the migration runs again, with exactly what the colour's pods will read),
+      the same pair never migrates twice, and switching colours (which changes neither) never
+      migrates. Migrations are idempotent (`--to head`), so a config-only release re-runs one as a
+      no-op.
     - The colour's Deployment depends on this Job; pulumi-kubernetes waits for a Job to complete and
       fails at once when it fails, so new code never starts before its migration succeeded.
     - Retries (`backoffLimit`) and the deadline (`activeDeadlineSeconds`) are bounded; the Pulumi
@@ -38,6 +41,7 @@ class MigrationJob(pulumi.ComponentResource):
         migration: MigrationSpec,
         color: str,
         image: str,
+        config_fingerprint: str,
         sources: PodSources,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -45,7 +49,7 @@ class MigrationJob(pulumi.ComponentResource):
         job = k8s.batch.v1.Job(
             name,
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=f"{name}-{fingerprint_of(image)}",
+                name=f"{name}-{fingerprint_of(image)}-{config_fingerprint}",
                 namespace=namespace,
                 labels={"app.kubernetes.io/name": service.name, "platform.example.test/color": color},
                 annotations={
@@ -78,7 +82,7 @@ class MigrationJob(pulumi.ComponentResource):
                                 probes=False,
                             )
                         ],
-                        volumes=pod_volumes(),
+                        volumes=pod_volumes(service, sources),
                     ),
                 ),
             ),

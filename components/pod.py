@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from core.config.project import ServiceSpec
+from core.images import image_pull_policy
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,11 @@ class PodSources:
     """
 
     config_map: pulumi.Input[str]
-    feature_flags: pulumi.Input[str]
+    """The colour's own config object (env vars and feature flags), named by its fingerprint."""
+    database_config: pulumi.Input[str] | None
+    """The service's DATABASE_* settings (None when it reads no database)."""
     secret: pulumi.Input[str]
+    """The Secret holding the app secrets; the pod mounts the ones its service declares as files."""
     service_account: pulumi.Input[str]
     """The service's ServiceAccount (components.workload_identity): who the pod is."""
     role_arn: pulumi.Input[str]
@@ -38,11 +42,22 @@ WEB_IDENTITY_DIRECTORY = "/var/run/secrets/platform/aws"
 WEB_IDENTITY_SECONDS = 3600
 
 
+SECRETS_VOLUME = "app-secrets"
+SECRETS_DIRECTORY = "/var/run/secrets/platform/app"
+SECRET_FILE_MODE = 0o440
+"""Read-only for the owner and the pod's group (fsGroup), nobody else."""
+
+
 RUN_AS_USER = 10001
 
 
-def config_map_name(service: str) -> str:
-    return f"{service}-config"
+def config_map_name(service: str, color: str, fingerprint: str) -> str:
+    """A colour's config object: a new name for new content, so a change reaches that colour's pods."""
+    return f"{service}-{color}-config-{fingerprint}"
+
+
+def database_config_name(service: str) -> str:
+    return f"{service}-database"
 
 
 def selector_labels(service: str, color: str) -> dict[str, str]:
@@ -70,18 +85,18 @@ def app_container(
 ) -> k8s.core.v1.ContainerArgs:
     """The service's container: non-root, read-only root filesystem, no privilege escalation."""
     http_port = k8s.core.v1.ContainerPortArgs(name="http", container_port=spec.port)
+    config_maps = [sources.config_map]
+    if sources.database_config is not None:
+        config_maps.append(sources.database_config)
     return k8s.core.v1.ContainerArgs(
         name=spec.name,
         image=image,
+        image_pull_policy=image_pull_policy(image),
         command=list(command) if command else None,
         ports=[http_port] if probes else None,
         env_from=[
-            k8s.core.v1.EnvFromSourceArgs(
-                config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=sources.config_map)
-            ),
-            k8s.core.v1.EnvFromSourceArgs(
-                config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=sources.feature_flags)
-            ),
+            k8s.core.v1.EnvFromSourceArgs(config_map_ref=k8s.core.v1.ConfigMapEnvSourceArgs(name=name))
+            for name in config_maps
         ],
         # The app reports APP_IMAGE on its readiness endpoint, so a health check can tell which
         # image answered (healthCheck.versionField): a wrong version fails the check.
@@ -96,13 +111,10 @@ def app_container(
             k8s.core.v1.EnvVarArgs(name="AWS_REGION", value=sources.aws_region),
             k8s.core.v1.EnvVarArgs(name="AWS_STS_REGIONAL_ENDPOINTS", value="regional"),
         ]
+        # Secrets arrive as files, never as env values (a crash dump or `env` would show those):
+        # the app reads <NAME> from the file <NAME>_FILE names.
         + [
-            k8s.core.v1.EnvVarArgs(
-                name=secret,
-                value_from=k8s.core.v1.EnvVarSourceArgs(
-                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=sources.secret, key=secret)
-                ),
-            )
+            k8s.core.v1.EnvVarArgs(name=f"{secret}_FILE", value=f"{SECRETS_DIRECTORY}/{secret}")
             for secret in spec.secrets
         ],
         resources=k8s.core.v1.ResourceRequirementsArgs(
@@ -123,18 +135,24 @@ def app_container(
             k8s.core.v1.VolumeMountArgs(
                 name=WEB_IDENTITY_VOLUME, mount_path=WEB_IDENTITY_DIRECTORY, read_only=True
             ),
-        ],
+        ]
+        + (
+            [k8s.core.v1.VolumeMountArgs(name=SECRETS_VOLUME, mount_path=SECRETS_DIRECTORY, read_only=True)]
+            if spec.secrets
+            else []
+        ),
     )
 
 
-def pod_volumes() -> list[k8s.core.v1.VolumeArgs]:
-    """The one writable directory a read-only root filesystem leaves the app, and the pod's
-    web-identity token: a projected ServiceAccount token for STS only (audience sts.amazonaws.com),
-    rotated by the kubelet. The Kubernetes API token is never mounted."""
+def pod_volumes(spec: ServiceSpec, sources: PodSources) -> list[k8s.core.v1.VolumeArgs]:
+    """The one writable directory a read-only root filesystem leaves the app; the pod's web-identity
+    token: a projected ServiceAccount token for STS only (audience sts.amazonaws.com), rotated by the
+    kubelet (the Kubernetes API token is never mounted); and the secrets the service declares, one
+    file each, and no other key of the Secret."""
     token = k8s.core.v1.ServiceAccountTokenProjectionArgs(
         audience="sts.amazonaws.com", expiration_seconds=WEB_IDENTITY_SECONDS, path="token"
     )
-    return [
+    volumes = [
         k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
         k8s.core.v1.VolumeArgs(
             name=WEB_IDENTITY_VOLUME,
@@ -143,6 +161,18 @@ def pod_volumes() -> list[k8s.core.v1.VolumeArgs]:
             ),
         ),
     ]
+    if spec.secrets:
+        volumes.append(
+            k8s.core.v1.VolumeArgs(
+                name=SECRETS_VOLUME,
+                secret=k8s.core.v1.SecretVolumeSourceArgs(
+                    secret_name=sources.secret,
+                    default_mode=SECRET_FILE_MODE,
+                    items=[k8s.core.v1.KeyToPathArgs(key=name, path=name) for name in spec.secrets],
+                ),
+            )
+        )
+    return volumes
 
 
 def _http_probe(path: str, period: int) -> k8s.core.v1.ProbeArgs:

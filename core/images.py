@@ -129,6 +129,12 @@ def digest_of(image: str) -> str:
         return ""
 
 
+def image_pull_policy(image: str) -> str:
+    """A digest never changes what it names, so a node's copy is the image; a tag may move, so it is
+    pulled every time (checkov CKV_K8S_15)."""
+    return "IfNotPresent" if digest_of(image) else "Always"
+
+
 def fingerprint_of(image: str) -> str:
     """`ImageRef.fingerprint()` of `image`; for text that is no reference, a hash of the text."""
     try:

@@ -13,7 +13,6 @@ APP_NAMESPACE_TYPE = f"{COMPONENT_TYPE_PREFIX}:AppNamespace"
 APP_SECRETS_TYPE = f"{COMPONENT_TYPE_PREFIX}:AppSecrets"
 BLUE_GREEN_SERVICE_TYPE = f"{COMPONENT_TYPE_PREFIX}:BlueGreenService"
 DATABASE_TYPE = f"{COMPONENT_TYPE_PREFIX}:Database"
-FEATURE_FLAGS_TYPE = f"{COMPONENT_TYPE_PREFIX}:FeatureFlags"
 MIGRATION_JOB_TYPE = f"{COMPONENT_TYPE_PREFIX}:MigrationJob"
 WORKLOAD_IDENTITY_TYPE = f"{COMPONENT_TYPE_PREFIX}:WorkloadIdentity"
 
@@ -32,3 +31,7 @@ def service_urns(stack: str, project: str, service: str) -> tuple[str, str]:
     """
     prefix = f"urn:pulumi:{stack}::{project}::{BLUE_GREEN_SERVICE_TYPE}${KUBERNETES_SERVICE_TYPE}::"
     return f"{prefix}{service}", f"{prefix}{preview_service_name(service)}"
+
+
+CONFIG_FINGERPRINT_ANNOTATION = "platform.example.test/config-fingerprint"
+"""On each colour's pod template: the fingerprint of the config it reads (`core.config.stack.PodConfig`)."""

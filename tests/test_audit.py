@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from core.config.sources import project_settings
+from core.naming import CONFIG_FINGERPRINT_ANNOTATION
 from release.cli import main
 from release.report.audit import audit_rows, render_audit, stack_status, unreviewed_break_glass
 from release.testing.fake_engine import FakeEngine
@@ -169,3 +170,21 @@ def test_release_diff_exits_1_on_an_engine_version_that_differs(
 
 def test_release_diff_exits_0_when_every_difference_is_a_knob() -> None:
     assert main(["diff", "staging", "production", "--project-dir", str(ROOT)]) == 0
+
+
+def test_status_shows_each_colours_config_fingerprint_as_the_pods_are_labelled(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELEASE_SIGNING_KEY", TEST_KEYS.private_key)
+    engine = deployed_in_dev(tmp_path)
+    status = {(row["stack"], row["service"]): row for row in cli_json(engine, capsys, "status")}
+    for color in ("blue", "green"):
+        labelled = baseline_annotation(engine, "staging", f"api-{color}")
+        assert status[("staging", "api")]["configFingerprints"][color] == labelled
+
+
+def baseline_annotation(engine: FakeEngine, stack: str, deployment: str) -> str:
+    for urn, inputs in engine.stacks[stack].deployed.items():
+        if urn.endswith(f"kubernetes:apps/v1:Deployment::{deployment}"):
+            return str(inputs["spec"]["template"]["metadata"]["annotations"][CONFIG_FINGERPRINT_ANNOTATION])
+    raise KeyError(deployment)

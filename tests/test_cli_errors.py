@@ -272,3 +272,27 @@ def test_an_unrecognised_argument_is_echoed_with_its_control_characters_escaped(
     error = capsys.readouterr().err
     assert "unrecognized arguments: \\x1b[2J\\x0arelease: all good" in error
     assert "\x1b" not in error and "\nrelease: all good" not in error
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["deploy", "dev", "--service", "api", "--set-flag", "FEATURE_X"], "is not NAME=VALUE"),
+        (["deploy", "dev", "--service", "api", "--set-env", "lower=1"], "is not NAME=VALUE"),
+        (["deploy", "dev", "--service", "api", "--set-flag", "FEATURE_X=a\nb"], "one printable line"),
+        (["deploy", "dev", "--service", "api", "--set-env", "LOG=" + "x" * 5000], "at most 4096"),
+        (
+            ["deploy", "dev", "--service", "api", "--set-flag", "FEATURE_X=1", "--set-flag", "FEATURE_X=2"],
+            "given twice with different values",
+        ),
+    ],
+    ids=["no value", "lower-case name", "two lines", "too long", "twice"],
+)
+def test_a_malformed_config_value_exits_2_before_any_engine_call(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = dev_engine()
+    assert exit_code(argv, engine) == 2
+    error = capsys.readouterr().err
+    assert says in error.splitlines()[-1]  # one line: a value cannot forge another
+    assert engine.calls == []

@@ -19,12 +19,18 @@ CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 SECRET = "kubernetes:core/v1:Secret"
 RDS = "aws:rds/instance:Instance"
 COLOR_LABEL = "platform.example.test/color"
+CONFIG_FINGERPRINT = "platform.example.test/config-fingerprint"
 
 
 def container(resource: RegisteredResource) -> dict[str, Any]:
     containers: list[dict[str, Any]] = resource.inputs["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
     return containers[0]
+
+
+def pod_spec(resource: RegisteredResource) -> dict[str, Any]:
+    spec: dict[str, Any] = resource.inputs["spec"]["template"]["spec"]
+    return spec
 
 
 def parent_of(run: ProgramRun, resource: RegisteredResource) -> RegisteredResource:
@@ -47,7 +53,6 @@ def test_every_component_has_a_platform_components_type_token() -> None:
         "platform:components:AppSecrets",
         "platform:components:BlueGreenService",
         "platform:components:Database",
-        "platform:components:FeatureFlags",
         "platform:components:MigrationJob",
         "platform:components:WorkloadIdentity",
     }
@@ -155,21 +160,67 @@ def test_each_colour_has_a_pod_disruption_budget() -> None:
         assert budget.inputs["spec"]["maxUnavailable"] == 1
 
 
-def test_config_comes_from_config_maps_and_secrets_from_the_secret() -> None:
+def test_a_colour_reads_its_own_config_object_and_the_services_database_settings() -> None:
     run = baseline("staging")
     deployment = run.named(DEPLOYMENT, "api-blue")
     app = container(deployment)
-    assert [source["configMapRef"]["name"] for source in app["envFrom"]] == ["api-config", "feature-flags"]
-    secret_refs = {env["name"]: env["valueFrom"]["secretKeyRef"] for env in app["env"] if "valueFrom" in env}
-    assert secret_refs == {
-        "SESSION_SIGNING_KEY": {"name": "app-secrets", "key": "SESSION_SIGNING_KEY"},
-        "PAYMENT_PROVIDER_API_KEY": {"name": "app-secrets", "key": "PAYMENT_PROVIDER_API_KEY"},
+    fingerprint = deployment.inputs["spec"]["template"]["metadata"]["annotations"][CONFIG_FINGERPRINT]
+    assert [source["configMapRef"]["name"] for source in app["envFrom"]] == [
+        f"api-blue-config-{fingerprint}",
+        "api-database",
+    ]
+    assert {f"{CONFIG_MAP}::api-config-blue", f"{CONFIG_MAP}::api-database", f"{SECRET}::app-secrets"} <= (
+        depends_on(run, deployment)
+    )
+
+
+def test_a_colours_config_object_is_immutable_and_holds_its_env_and_flags_over_the_defaults() -> None:
+    config = baseline("staging").named(CONFIG_MAP, "api-config-blue")
+    assert config.inputs["immutable"] is True
+    assert config.inputs["data"] == {
+        "FEATURE_NEW_CHECKOUT": "true",  # staging's own value for both colours
+        "FEATURE_SEARCH_V2": "false",  # the default in Pulumi.yaml
+        "HTTP_PORT": "8080",
+        "LOG_FORMAT": "json",
     }
-    assert {
-        f"{CONFIG_MAP}::api-config",
-        f"{CONFIG_MAP}::feature-flags",
-        f"{SECRET}::app-secrets",
-    } <= depends_on(run, deployment)
+
+
+def test_secrets_are_files_named_by_env_vars_never_env_values() -> None:
+    deployment = baseline("staging").named(DEPLOYMENT, "api-blue")
+    app = container(deployment)
+    assert not [env for env in app["env"] if "valueFrom" in env]
+    files = {
+        env["name"]: env["value"]
+        for env in app["env"]
+        if env["value"].startswith("/var/run/secrets/platform/app")
+    }
+    assert files == {
+        "SESSION_SIGNING_KEY_FILE": "/var/run/secrets/platform/app/SESSION_SIGNING_KEY",
+        "PAYMENT_PROVIDER_API_KEY_FILE": "/var/run/secrets/platform/app/PAYMENT_PROVIDER_API_KEY",
+    }
+    volume = next(volume for volume in pod_spec(deployment)["volumes"] if volume["name"] == "app-secrets")
+    assert volume["secret"]["secretName"] == "app-secrets"
+    assert [item["key"] for item in volume["secret"]["items"]] == [
+        "SESSION_SIGNING_KEY",
+        "PAYMENT_PROVIDER_API_KEY",
+    ]
+    assert volume["secret"]["defaultMode"] == 0o440
+    mount = next(mount for mount in app["volumeMounts"] if mount["name"] == "app-secrets")
+    assert mount == {"name": "app-secrets", "mountPath": "/var/run/secrets/platform/app", "readOnly": True}
+
+
+@pytest.mark.parametrize(
+    ("stack", "deployment", "policy"),
+    [
+        ("dev", "api-green", "Always"),
+        ("dev", "api-blue", "IfNotPresent"),
+        ("production", "web-blue", "IfNotPresent"),
+    ],
+)
+def test_a_tag_is_pulled_every_time_and_a_digest_only_when_missing(
+    stack: str, deployment: str, policy: str
+) -> None:
+    assert container(baseline(stack).named(DEPLOYMENT, deployment))["imagePullPolicy"] == policy
 
 
 def test_an_ingress_per_service_exposes_stable_and_preview_on_the_stacks_hostnames() -> None:
@@ -185,9 +236,9 @@ def test_an_ingress_per_service_exposes_stable_and_preview_on_the_stacks_hostnam
         assert ingress.inputs["spec"]["ingressClassName"] == "nginx"
 
 
-def test_the_app_config_map_carries_the_database_connection_settings_but_no_password() -> None:
+def test_the_database_config_map_carries_the_connection_settings_but_no_password() -> None:
     run = baseline("staging")
-    data = run.named(CONFIG_MAP, "api-config").inputs["data"]
+    data = run.named(CONFIG_MAP, "api-database").inputs["data"]
     assert data["DATABASE_HOST"] == "platform-staging.mock.rds.invalid"
     assert data["DATABASE_PORT"] == "5432"
     assert data["DATABASE_PASSWORD_SECRET_ARN"].startswith("arn:aws:secretsmanager:")
@@ -221,11 +272,15 @@ def test_a_colours_deployment_depends_on_that_colours_migration() -> None:
         assert f"{JOB}::api-migrate-{other}" not in edges
 
 
-def test_the_job_has_a_stable_pulumi_name_and_a_kubernetes_name_from_the_image_digest() -> None:
+def test_the_job_has_a_stable_pulumi_name_and_a_kubernetes_name_from_the_image_digest_and_config() -> None:
     for stack in STACKS:
-        job = baseline(stack).named(JOB, "api-migrate-blue")
+        run = baseline(stack)
+        job = run.named(JOB, "api-migrate-blue")
         digest = container(job)["image"].split("@sha256:")[1]
-        assert job.inputs["metadata"]["name"] == f"api-migrate-blue-{digest[:12]}"
+        template = run.named(DEPLOYMENT, "api-blue").inputs["spec"]["template"]
+        fingerprint = template["metadata"]["annotations"][CONFIG_FINGERPRINT]
+        assert job.inputs["metadata"]["name"] == f"api-migrate-blue-{digest[:12]}-{fingerprint}"
+        assert container(job)["envFrom"] == container(run.named(DEPLOYMENT, "api-blue"))["envFrom"]
 
 
 def test_the_job_has_bounded_retries_a_deadline_and_no_ttl() -> None:
@@ -289,15 +344,6 @@ def test_production_has_deletion_protection_and_pulumi_protect() -> None:
     assert database.inputs["multiAz"] is True
 
 
-# ------------------------------------------------------------------------------------ FeatureFlags
-
-
-def test_feature_flags_are_a_config_map_with_the_stacks_values() -> None:
-    flags = baseline("production").named(CONFIG_MAP, "feature-flags")
-    assert flags.inputs["metadata"]["name"] == "feature-flags"
-    assert flags.inputs["data"] == {"FEATURE_NEW_CHECKOUT": "false", "FEATURE_SEARCH_V2": "false"}
-
-
 # ----------------------------------------------------------------------------------------- Outputs
 
 
@@ -312,6 +358,12 @@ def test_stack_outputs_name_each_services_services_colour_and_images_and_the_dat
             "1d8aff1add76b5af6dbeea9df7c4d9a7843261578c6450c032a98f162fb32354",
             "green": "registry.example.test/platform/api@sha256:"
             "5cb9004f96e5140e3acbd1eaffd8522a77e2cf40805ae4d8090bfe40bf81786d",
+        },
+        "configFingerprints": {
+            color: container(baseline("staging").named(DEPLOYMENT, f"api-{color}"))["envFrom"][0][
+                "configMapRef"
+            ]["name"].rsplit("-", 1)[1]
+            for color in ("blue", "green")
         },
         "stableHostname": "api.staging.platform.example.test",
         "previewHostname": "api-preview.staging.platform.example.test",

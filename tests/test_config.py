@@ -210,3 +210,33 @@ def test_a_bad_secret_name_is_reported_without_its_value() -> None:
     with pytest.raises(ConfigError) as raised:
         run_program("dev", secrets={**TEST_SECRETS, "lower_case": "test-only-do-not-print"})
     assert "test-only-do-not-print" not in str(raised.value)
+
+
+def test_a_colour_value_for_an_undeclared_flag_or_env_var_is_refused(project: Path) -> None:
+    def undeclared(config: dict[str, Any]) -> None:
+        config["platform:releases"]["api"]["config"] = {
+            "green": {"flags": {"FEATURE_TYPO": "true"}, "env": {"DEBUG": "1"}}
+        }
+
+    problems = problems_of(project, "staging", undeclared)
+    flag = only(problems, "platform:releases.api.config.green.flags.FEATURE_TYPO")
+    assert flag.value == "true" and "featureFlags" in flag.fix
+    env = only(problems, "platform:releases.api.config.green.env.DEBUG")
+    assert "api declares no env var DEBUG" in env.problem and "env" in env.fix
+
+
+def test_flags_are_declared_project_level_so_a_stack_file_may_not_declare_its_own(project: Path) -> None:
+    def stack_flags(config: dict[str, Any]) -> None:
+        config["platform:featureFlags"] = {"FEATURE_NEW_CHECKOUT": "true"}
+
+    problem = only(problems_of(project, "production", stack_flags), "platform:featureFlags")
+    assert "project-level value" in problem.problem
+
+
+def test_yaml_booleans_and_numbers_in_a_colours_config_are_the_text_the_pods_read(project: Path) -> None:
+    def typed(config: dict[str, Any]) -> None:
+        config["platform:releases"]["api"]["config"] = {"blue": {"flags": {"FEATURE_SEARCH_V2": True}}}
+
+    edit_yaml(project / "Pulumi.staging.yaml", lambda document: typed(document["config"]))
+    config = load_stack_config(read_stack_file(project, "staging", SECRET_NAMES).raw)
+    assert config.settings.releases["api"].config.blue.flags == {"FEATURE_SEARCH_V2": "true"}

@@ -34,6 +34,8 @@ from tests.release_doubles import (
 API = "registry.example.test/platform/api@sha256:"
 OLD_ACTIVE = API + "5cb9004f96e5140e3acbd1eaffd8522a77e2cf40805ae4d8090bfe40bf81786d"
 OLD_IDLE = API + "1d8aff1add76b5af6dbeea9df7c4d9a7843261578c6450c032a98f162fb32354"
+STAGING_API_CONFIG = {color: {"flags": {"FEATURE_NEW_CHECKOUT": "true"}} for color in ("blue", "green")}
+"""What both colours of api run in Pulumi.staging.yaml besides their image: a release keeps it."""
 
 
 def api_release(engine: FakeEngine, stack: str = "staging") -> dict[str, Any]:
@@ -51,6 +53,7 @@ def test_a_healthy_release_moves_stable_traffic_to_the_new_image_on_the_idle_col
         "replicas": 2,
         "activeColor": "blue",
         "images": {"blue": NEW_API, "green": OLD_ACTIVE},
+        "config": STAGING_API_CONFIG,
     }
     assert engine.serving("staging", "api") == NEW_API
     assert engine.serving("staging", "api", preview=True) == OLD_ACTIVE
@@ -82,6 +85,7 @@ def assert_rolled_back(engine: FakeEngine, report: Any, failed_step: str, idle: 
         "replicas": 2,
         "activeColor": "green",
         "images": {"blue": idle, "green": OLD_ACTIVE},
+        "config": STAGING_API_CONFIG,
     }
     assert engine.serving("staging", "api") == OLD_ACTIVE
     assert engine.serving("staging", "api", preview=True) == idle

@@ -68,7 +68,11 @@ def find(differences: list[Difference], where: str, path: str) -> Difference:
             "spec.selector.platform.example.test/color",
             "releases.api.activeColor",
         ),
-        ("kubernetes:batch/v1:Job api-migrate-green", "metadata.name", "releases.api.images.green"),
+        (
+            "kubernetes:core/v1:ConfigMap web-config-blue",
+            "data.FEATURE_SEARCH_V2",
+            "releases.web.config.blue.flags.FEATURE_SEARCH_V2",
+        ),
         ("kubernetes:networking.k8s.io/v1:Ingress web", "spec.rules[0].host", "domain"),
         ("aws:rds/instance:Instance database", "instanceClass", "database.instanceClass"),
         ("pulumi:providers:kubernetes app-kubernetes", "context", "kubeContext"),
@@ -78,6 +82,13 @@ def test_a_difference_is_attributed_to_the_knob_that_causes_it(
     repository_plan: Any, where: str, path: str, knob: str
 ) -> None:
     assert find(repository_plan.differences, where, path).knobs == (knob,)
+
+
+def test_a_migration_jobs_name_is_explained_by_its_colours_image_and_config_together(
+    repository_plan: Any,
+) -> None:
+    job_name = find(repository_plan.differences, "kubernetes:batch/v1:Job api-migrate-green", "metadata.name")
+    assert job_name.knobs == ("releases.api.config.green (fingerprint)", "releases.api.images.green")
 
 
 def test_the_engine_version_does_not_differ_between_stacks(repository_plan: Any) -> None:

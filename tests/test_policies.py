@@ -173,11 +173,11 @@ def test_a_plaintext_secret_in_a_configmap_is_refused_and_a_secret_reference_is_
     def plaintext(props: dict[str, Any]) -> None:
         props["data"]["PAYMENT_API_TOKEN"] = "test-only-plaintext"
 
-    assert rules_broken("staging", CONFIG_MAP, "api-config", plaintext) == {
+    assert rules_broken("staging", CONFIG_MAP, "api-database", plaintext) == {
         "no-plaintext-secrets-in-configmaps"
     }
     assert (
-        rules_broken("staging", CONFIG_MAP, "api-config", lambda props: None) == set()
+        rules_broken("staging", CONFIG_MAP, "api-database", lambda props: None) == set()
     )  # holds *_SECRET_ARN
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -316,3 +317,51 @@ def test_a_promotion_without_a_signing_key_is_refused_before_any_engine_call() -
     ):
         promote_in_ci(engine, request(production, signer=None))
     assert engine.calls == []
+
+
+def test_config_reaches_production_only_after_it_ran_in_staging() -> None:
+    with two_stacks() as (engine, staging, production):
+        staging_release = replace(staging.request(NEW_API), flags={"FEATURE_SEARCH_V2": "true"})
+        assert (
+            deploy(ReleaseContext.for_tests(engine, engine.project_dir), staging_release).phase == "Healthy"
+        )
+        verify = history_of(engine, "staging")[0].record
+        assert verify is not None and verify.signed_at is not None
+        report = promote_in_ci(
+            engine,
+            request(production, flags={"FEATURE_SEARCH_V2": "true"}),
+            now=verify.signed_at + timedelta(minutes=31),
+        )
+        assert report.phase == "Healthy", report.render()
+        assert engine.serving_config("production", "api")["FEATURE_SEARCH_V2"] == "true"
+
+
+def test_config_that_does_not_run_in_the_source_is_refused() -> None:
+    with two_stacks() as (engine, staging, production):
+        verified = verified_in_staging(engine, staging)
+        with pytest.raises(PromotionRefusedError) as refusal:
+            promote_in_ci(
+                engine,
+                request(production, flags={"FEATURE_SEARCH_V2": "true"}),
+                now=verified + timedelta(minutes=31),
+            )
+    assert [violation.rule for violation in refusal.value.violations] == ["config-live-in-source"]
+    assert "runs flag FEATURE_SEARCH_V2=false, not true" in str(refusal.value)
+    assert not [call for call in engine.calls if call[0] == "up"]
+
+
+def test_break_glass_releases_a_kill_switch_not_yet_in_the_source_and_records_the_skip() -> None:
+    with two_stacks() as (engine, staging, production):
+        verified = verified_in_staging(engine, staging)
+        report = promote_in_ci(
+            engine,
+            request(
+                production,
+                flags={"FEATURE_SEARCH_V2": "true"},
+                break_glass_reason="search outage: the old search is down, switching to v2 now",
+            ),
+            now=verified + timedelta(minutes=31),
+        )
+        assert report.phase == "Healthy", report.render()
+    stage = history_of(engine, "production")[2].record
+    assert stage is not None and "config-live-in-source" in stage.break_glass["skipped"]

@@ -98,9 +98,12 @@ def test_a_service_that_reads_no_database_gets_no_permission_and_no_database_set
     run = baseline(stack)
     policies = [policy.name for policy in run.of_type(POLICY)]
     assert policies == ["api-read-database-secret"]
-    web_config = _one(run, CONFIG_MAP, "web-config").inputs["data"]
-    assert not any(key.startswith("DATABASE_") for key in web_config)
-    assert "DATABASE_PASSWORD_SECRET_ARN" in _one(run, CONFIG_MAP, "api-config").inputs["data"]
+    web_configs = [
+        config.inputs["data"] for config in run.of_type(CONFIG_MAP) if config.name.startswith("web")
+    ]
+    assert len(web_configs) == 2  # one per colour, and no database settings
+    assert not any(key.startswith("DATABASE_") for data in web_configs for key in data)
+    assert "DATABASE_PASSWORD_SECRET_ARN" in _one(run, CONFIG_MAP, "api-database").inputs["data"]
 
 
 @pytest.mark.parametrize("stack", STACKS)

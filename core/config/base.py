@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -109,6 +109,22 @@ def require_names(names: Iterable[str], pattern: re.Pattern[str], rule: str) -> 
     bad = [name for name in names if not pattern.fullmatch(name)]
     if bad:
         raise ValueError(f"{rule}: {bad}")
+
+
+def config_texts(values: Any) -> Any:
+    """A mapping of env-style values as text: YAML's `true`, `8080` and `0.5` become "true", "8080" and
+    "0.5" (what a container's environment holds); anything else is left for validation to refuse."""
+    if not isinstance(values, dict):
+        return values
+    return {name: _text(value) for name, value in values.items()}
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
 
 
 def full_key(key: str) -> str:

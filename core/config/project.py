@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 
 from pydantic import (
     Field,
@@ -18,11 +19,13 @@ from pydantic import (
 
 from core.config.base import (
     DNS_LABEL,
+    FEATURE_FLAG,
     SECRET_NAME,
     ConfigModel,
     DatabaseName,
     EngineVersion,
     MasterUsername,
+    config_texts,
     require_names,
 )
 
@@ -279,6 +282,20 @@ class ProjectSettings(ConfigModel):
     ingress: IngressSpec
     stack_policies: dict[str, StackPolicy] = Field(min_length=1)
     release_signing: ReleaseSigning = Field(default_factory=ReleaseSigning)
+    feature_flags: dict[str, str] = Field(default_factory=dict)
+    """The feature flags every service reads, with their defaults. Which flags exist is project-level;
+    a colour's own values ride its release (`releases.<svc>.config.<colour>.flags`)."""
+
+    @field_validator("feature_flags", mode="before")
+    @classmethod
+    def _flags_as_strings(cls, flags: Any) -> Any:
+        return config_texts(flags)
+
+    @field_validator("feature_flags")
+    @classmethod
+    def _flag_names(cls, flags: dict[str, str]) -> dict[str, str]:
+        require_names(flags, FEATURE_FLAG, "feature flag names must look like FEATURE_NAME")
+        return flags
 
     @field_validator("services")
     @classmethod

@@ -13,8 +13,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, Color, ConfigModel, full_key
-from core.config.project import ProjectSettings, StackPolicy
-from core.config.stack import PROJECT_KEYS, STACK_KNOBS, RawConfig, StackConfig, StackSettings
+from core.config.project import ProjectSettings, ServiceSpec, StackPolicy
+from core.config.stack import (
+    PROJECT_KEYS,
+    STACK_KNOBS,
+    ColorConfig,
+    RawConfig,
+    StackConfig,
+    StackSettings,
+)
 from core.errors import ConfigError, ConfigProblem
 from core.images import digest_of, is_image
 
@@ -243,6 +250,13 @@ def _cross_problems(stack: str, project: ProjectSettings, settings: StackSetting
                         "stack policy allows tags)",
                     )
                 )
+    specs = {spec.name: spec for spec in project.services}
+    for service_name, release in settings.releases.items():
+        spec = specs.get(service_name)
+        if spec is None:
+            continue
+        for color in Color:
+            problems += undeclared_config_problems(stack, project, spec, release.config.of(color), color)
     missing = [name for name in project.secret_names if name not in settings.app_secrets]
     if missing:
         problems.append(
@@ -328,4 +342,35 @@ def _policy_problems(
                 f"`pulumi config set --path 'database.deletionProtection' true -s {stack}`",
             )
         )
+    return problems
+
+
+def undeclared_config_problems(
+    stack: str, project: ProjectSettings, spec: ServiceSpec, config: ColorConfig, color: Color
+) -> list[ConfigProblem]:
+    """A colour's own values for flags or env vars that Pulumi.yaml does not declare: which keys exist
+    is project-level, so every stack runs the same set and only the values differ."""
+    key = f"releases.{spec.name}.config.{color}"
+    problems = [
+        ConfigProblem(
+            stack,
+            full_key(f"{key}.flags.{name}"),
+            value,
+            f"no feature flag {name} is declared; Pulumi.yaml declares {sorted(project.feature_flags)}",
+            "declare it under `featureFlags` in Pulumi.yaml (with its default), or drop the value",
+        )
+        for name, value in sorted(config.flags.items())
+        if name not in project.feature_flags
+    ]
+    problems += [
+        ConfigProblem(
+            stack,
+            full_key(f"{key}.env.{name}"),
+            value,
+            f"{spec.name} declares no env var {name}; it declares {sorted(spec.env)}",
+            f"declare it under {spec.name}'s `env` in Pulumi.yaml (with its default), or drop the value",
+        )
+        for name, value in sorted(config.env.items())
+        if name not in spec.env
+    ]
     return problems

@@ -11,7 +11,9 @@ builds the same `RawConfig` from the files.
 from __future__ import annotations
 
 import copy
+import hashlib
 import ipaddress
+import json
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +26,6 @@ from pydantic import (
 
 from core.config.base import (
     DNS_LABEL,
-    FEATURE_FLAG,
     SECRET_NAME,
     AwsRegion,
     Color,
@@ -35,6 +36,7 @@ from core.config.base import (
     KmsKeyArn,
     KubernetesName,
     OidcProviderArn,
+    config_texts,
     require_names,
 )
 from core.config.project import ProjectSettings, ServiceSpec, StackPolicy
@@ -55,17 +57,57 @@ class ColorImages(ConfigModel):
         return self.blue, self.green
 
 
+class ColorConfig(ConfigModel):
+    """What a colour runs besides its image: its own values for flags and env vars that Pulumi.yaml
+    declares, where they differ from the declared defaults. Released with the colour like its image
+    (staged on the idle colour, switched, undone by switching back); never shared by the colours."""
+
+    flags: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("flags", "env", mode="before")
+    @classmethod
+    def _as_texts(cls, values: Any) -> Any:
+        return config_texts(values)
+
+    def changed(self, flags: dict[str, str], env: dict[str, str]) -> ColorConfig:
+        """These values set on top of this colour's own (the rest kept)."""
+        return ColorConfig(flags={**self.flags, **flags}, env={**self.env, **env})
+
+
+class ColorConfigs(ConfigModel):
+    blue: ColorConfig = Field(default_factory=ColorConfig)
+    green: ColorConfig = Field(default_factory=ColorConfig)
+
+    def of(self, color: Color) -> ColorConfig:
+        return self.blue if color is Color.BLUE else self.green
+
+
+@dataclass(frozen=True)
+class ColorRun:
+    """What one colour runs: its image and its own config. Two colours that run equal ColorRuns run
+    the same pods."""
+
+    image: str
+    config: ColorConfig
+
+    def describe(self) -> str:
+        own = [f"{name}={value}" for name, value in sorted({**self.config.flags, **self.config.env}.items())]
+        return f"{self.image}" + (f" with {', '.join(own)}" if own else "")
+
+
 class ServiceRelease(ConfigModel):
     """The release state of one service in one stack: what each colour runs, and which is live.
 
     The one way code reads or changes a service's release (`releases.<svc>` in config, in history,
-    in a restore): a release is staged with `with_image(idle_color, image)` and switched with
+    in a restore): a release is staged with `staged(run)` on the idle colour and switched with
     `switched()`; both return a new value, written back with `to_config()`.
     """
 
     replicas: int = Field(ge=1, le=100, strict=True)
     active_color: Color
     images: ColorImages
+    config: ColorConfigs = Field(default_factory=ColorConfigs)
 
     @property
     def idle_color(self) -> Color:
@@ -80,16 +122,33 @@ class ServiceRelease(ConfigModel):
     def idle_image(self) -> str:
         return self.images.of(self.idle_color)
 
+    def run_of(self, color: Color) -> ColorRun:
+        return ColorRun(self.images.of(color), self.config.of(color))
+
+    @property
+    def active_run(self) -> ColorRun:
+        return self.run_of(self.active_color)
+
+    @property
+    def idle_run(self) -> ColorRun:
+        return self.run_of(self.idle_color)
+
     def with_image(self, color: Color, image: str) -> ServiceRelease:
         return self.model_copy(update={"images": self.images.model_copy(update={color.value: image})})
+
+    def with_run(self, color: Color, run: ColorRun) -> ServiceRelease:
+        """`color` runs `run` (its image and its config); the other colour as it is."""
+        configs = self.config.model_copy(update={color.value: run.config})
+        return self.with_image(color, run.image).model_copy(update={"config": configs})
 
     def switched(self) -> ServiceRelease:
         """Traffic on the other colour; the images stay where they are."""
         return self.model_copy(update={"active_color": self.idle_color})
 
     def to_config(self) -> dict[str, Any]:
-        """As `Pulumi.<stack>.yaml` and the engine hold it (camelCase keys)."""
-        return self.model_dump(mode="json", by_alias=True)
+        """As `Pulumi.<stack>.yaml` and the engine hold it (camelCase keys; a colour with no values of
+        its own, and `config` when neither has any, left out)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
     @classmethod
     def from_config(cls, value: Any) -> ServiceRelease | None:
@@ -229,7 +288,6 @@ class StackSettings(ConfigModel):
     database: DatabaseSize
     identity: WorkloadIdentity
     tls: TlsSettings
-    feature_flags: dict[str, str] = Field(default_factory=dict)
     health_check: HealthCheckSettings = Field(default_factory=HealthCheckSettings)
     app_secrets: dict[str, SecretStr] = Field(default_factory=dict)
 
@@ -240,32 +298,11 @@ class StackSettings(ConfigModel):
             raise ValueError("must be a lower-case DNS label")
         return namespace
 
-    @field_validator("feature_flags", mode="before")
-    @classmethod
-    def _flags_as_strings(cls, flags: Any) -> Any:
-        if isinstance(flags, dict):
-            return {name: _flag_text(value) for name, value in flags.items()}
-        return flags
-
-    @field_validator("feature_flags")
-    @classmethod
-    def _flag_names(cls, flags: dict[str, str]) -> dict[str, str]:
-        require_names(flags, FEATURE_FLAG, "feature flag names must look like FEATURE_NAME")
-        return flags
-
     @field_validator("app_secrets")
     @classmethod
     def _secret_names(cls, secrets: dict[str, SecretStr]) -> dict[str, SecretStr]:
         require_names(secrets, SECRET_NAME, "appSecrets names must be UPPER_SNAKE_CASE")
         return secrets
-
-
-def _flag_text(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return value
 
 
 STACK_KNOBS: tuple[str, ...] = tuple(
@@ -285,15 +322,54 @@ PROJECT_KEYS: tuple[str, ...] = tuple(
 
 
 @dataclass(frozen=True)
+class PodConfig:
+    """Everything a colour's pods read besides their image: the service's declared env vars and the
+    project's feature flags (each with the colour's own value where it has one), and the names of the
+    secrets mounted for it. Its fingerprint names the colour's config object and marks its pod
+    template, so a change reaches that colour's pods, and only them."""
+
+    env: dict[str, str]
+    flags: dict[str, str]
+    secrets: tuple[str, ...]
+
+    @property
+    def data(self) -> dict[str, str]:
+        return dict(sorted({**self.env, **self.flags}.items()))
+
+    @property
+    def fingerprint(self) -> str:
+        content = {"env": self.env, "flags": self.flags, "secrets": list(self.secrets)}
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:FINGERPRINT_LENGTH]
+
+
+FINGERPRINT_LENGTH = 10
+
+
+def pod_config(spec: ServiceSpec, declared_flags: dict[str, str], config: ColorConfig) -> PodConfig:
+    """What a colour of `spec` reads, with `config`'s values over the declared defaults (values for
+    keys nobody declares are left out; the config rules refuse them)."""
+    return PodConfig(
+        env={name: config.env.get(name, default) for name, default in sorted(spec.env.items())},
+        flags={name: config.flags.get(name, default) for name, default in sorted(declared_flags.items())},
+        secrets=tuple(sorted(spec.secrets)),
+    )
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """Everything one BlueGreenService needs: its project-level spec and its release in this stack."""
 
     spec: ServiceSpec
     release: ServiceRelease
+    declared_flags: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def pod_config(self, color: Color) -> PodConfig:
+        return pod_config(self.spec, self.declared_flags, self.release.config.of(color))
 
 
 @dataclass(frozen=True)
@@ -306,7 +382,7 @@ class StackConfig:
     @property
     def services(self) -> list[ServiceConfig]:
         return [
-            ServiceConfig(spec=spec, release=self.settings.releases[spec.name])
+            ServiceConfig(spec, self.settings.releases[spec.name], self.project.feature_flags)
             for spec in self.project.services
         ]
 

@@ -1,4 +1,5 @@
-"""`release deploy <stack> --service S --image REPO@sha256:...`: a blue-green release of one image.
+"""`release deploy <stack> --service S [--image REPO@sha256:...] [--set-flag N=V] [--set-env N=V]`: a
+blue-green release of one image, of config values, or of both together.
 
 Only into an entry stage: a stack whose gate names a source receives digests by `release promote`
 (which runs the same deploy flow after its gates), so this command refuses it before taking the lock.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from core.stack_name import parse_stack_name
-from release.commands.options import Options, url_option
+from release.commands.options import Options, assignments, config_options, url_option
 from release.commands.output import emit_report
 from release.context import ReleaseContext
 from release.flows.deploy import DeployRequest, deploy
@@ -21,14 +22,20 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
     parser = verbs.add_parser(
         "deploy",
         parents=[options.shared, options.actor],
-        help="blue-green release of one image; rolls back automatically on failure",
-        description="Set the image on the idle colour and up (its migration runs first), check the "
-        "preview URL, switch the active colour and up, check the stable URL. Any failure restores "
-        "the last succeeded update from stack history.",
+        help="blue-green release of an image and/or config values; rolls back automatically on failure",
+        description="Set the image (and the live colour's config, with any --set-flag/--set-env) on the "
+        "idle colour and up (its migration runs first), check the preview URL, switch the active "
+        "colour and up, check the stable URL. Any failure restores the last settled state from stack "
+        "history.",
     )
     parser.add_argument("stack", type=parse_stack_name)
     parser.add_argument("--service", required=True)
-    parser.add_argument("--image", required=True, help="<repository>@sha256:<digest>")
+    parser.add_argument(
+        "--image",
+        default="",
+        help="<repository>@sha256:<digest> (default: the image live now, for a config-only release)",
+    )
+    config_options(parser)
     url_option(parser, "--preview-url", "preview")
     url_option(parser, "--stable-url", "stable")
     parser.set_defaults(run=run)
@@ -42,6 +49,8 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
         args.image,
         ctx.actor,
         reason=args.reason,
+        flags=assignments(args.flags, "--set-flag"),
+        env=assignments(args.env, "--set-env"),
         preview_urls=list(args.preview_url),
         stable_urls=list(args.stable_url),
         run=ctx.run_url,

@@ -7,6 +7,7 @@ bad argument exits 2 with the value and the rule.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import NoReturn
 
@@ -121,3 +122,54 @@ def key_name(text: str) -> str:
             f"'{one_line(text)}' is not a key name: use lower-case like ci-2026-11"
         )
     return text
+
+
+CONFIG_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,99}")
+MAX_CONFIG_VALUE = 4096
+
+
+def config_options(parser: argparse.ArgumentParser) -> None:
+    """`--set-flag` and `--set-env`: config values released with the colour they are staged on."""
+    parser.add_argument(
+        "--set-flag",
+        dest="flags",
+        action="append",
+        type=config_assignment,
+        default=[],
+        metavar="NAME=VALUE",
+        help="stage this feature flag value (declared in Pulumi.yaml's featureFlags) with the release; "
+        "repeatable",
+    )
+    parser.add_argument(
+        "--set-env",
+        dest="env",
+        action="append",
+        type=config_assignment,
+        default=[],
+        metavar="NAME=VALUE",
+        help="stage this env var value (declared in the service's env in Pulumi.yaml); repeatable",
+    )
+
+
+def config_assignment(text: str) -> tuple[str, str]:
+    """An argparse `type=`: `NAME=VALUE`, an UPPER_SNAKE name and one line of at most 4096 characters."""
+    name, equals, value = text.partition("=")
+    if not equals or not CONFIG_NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(
+            f"'{one_line(text)}' is not NAME=VALUE with an UPPER_SNAKE_CASE name, e.g. FEATURE_SEARCH_V2=true"
+        )
+    if len(value) > MAX_CONFIG_VALUE or not value.isprintable():
+        raise argparse.ArgumentTypeError(
+            f"the value of {name} must be one printable line of at most {MAX_CONFIG_VALUE} characters"
+        )
+    return name, value
+
+
+def assignments(pairs: list[tuple[str, str]], option: str) -> dict[str, str]:
+    """`--set-flag`/`--set-env` pairs as a mapping; a name given twice with two values is refused."""
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        if values.get(name, value) != value:
+            raise UsageError(f"{option} {name} is given twice with different values; give it once")
+        values[name] = value
+    return values

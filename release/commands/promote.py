@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from core.stack_name import parse_stack_name
-from release.commands.options import Options, url_option
+from release.commands.options import Options, assignments, config_options, url_option
 from release.commands.output import emit_report
 from release.context import ReleaseContext
 from release.flows.promote import PromoteRequest, promote
@@ -33,6 +33,7 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         action="store_true",
         help="skip the verified, soak and freeze gates (never approval, never the record); needs --reason",
     )
+    config_options(parser)
     url_option(parser, "--preview-url", "preview")
     url_option(parser, "--stable-url", "stable")
     parser.set_defaults(run=run)
@@ -51,6 +52,8 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
         reason="" if args.break_glass else args.reason,
         preview_urls=list(args.preview_url),
         stable_urls=list(args.stable_url),
+        flags=assignments(args.flags, "--set-flag"),
+        env=assignments(args.env, "--set-env"),
     )  # refuses --break-glass without --reason first, before the signing key is read
     request.signer = ctx.signer
     holder = f"{ctx.actor}: release promote {args.source} -> {args.target} {args.service}"

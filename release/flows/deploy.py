@@ -22,13 +22,22 @@ first `up` stops the release with nothing changed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.config.base import Color, full_key
+from core.config.rules import undeclared_config_problems
 from core.config.sources import ConfigEntry, StackConfigValues, validated_stack_config
-from core.config.stack import HealthCheckSettings, ServiceRelease, StackConfig, with_release
+from core.config.stack import (
+    ColorConfig,
+    ColorRun,
+    HealthCheckSettings,
+    ServiceRelease,
+    StackConfig,
+    pod_config,
+    with_release,
+)
 from core.errors import (
     ConcurrentReleaseError,
     ConfigError,
@@ -63,8 +72,13 @@ class DeployRequest:
     stack: str
     service: str
     image: str
+    """The image to stage; empty: the one the active colour runs (a config-only release)."""
     actor: str
     reason: str = ""
+    flags: dict[str, str] = field(default_factory=dict)
+    """Feature flag values to stage with it (`--set-flag`); the colour's other values as live."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Env var values to stage with it (`--set-env`)."""
     preview_urls: list[str] = field(default_factory=list)
     """Overrides the preview URL the stack exposes (e.g. a port-forward)."""
     stable_urls: list[str] = field(default_factory=list)
@@ -102,6 +116,8 @@ class _Release:
     baseline: HistoryEntry
     """What a failure restores: the newest settled state."""
     before: ServiceRelease
+    run: ColorRun
+    """What the idle colour will run: the image, and the live colour's config with the changes."""
     staged: dict[str, Any]
     """The `releases` knob with the image on the idle colour."""
     switched: dict[str, Any]
@@ -122,18 +138,21 @@ def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
     release = _prepare(ctx, request, report)
     if release is None:
         return report
+    request.image = report.image = release.run.image
     stage_notification: dict[str, Any] = {}
     if request.break_glass:
         detail = (
             f"break-glass: {request.break_glass.get('reason')}; skipped: {request.break_glass.get('skipped')}"
         )
         stage_notification = _notify(ctx.notifier, report, request, "break-glass release", detail).to_json()
-    ctx.progress(f"release {request.release_id}: {request.service} {request.image} on {request.stack}")
+    ctx.progress(
+        f"release {request.release_id}: {request.service} {release.run.describe()} on {request.stack}"
+    )
     for number, (name, run_step) in enumerate(_steps(ctx, request, release, stage_notification)):
         step = _run_guarded(name, run_step, first=number == 0)
         report.steps.append(step)
         if not step.succeeded:
-            _fail_and_roll_back(ctx, request, release.baseline, release.stable_urls, report)
+            _fail_and_roll_back(ctx, request, release, report)
             return report
     notification: dict[str, Any] = {}
     if request.promoted_from:
@@ -142,7 +161,9 @@ def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
         notification = _notify(ctx.notifier, report, request, "promotion", detail).to_json()
     _record_verification(ctx, request, report, notification)
     idle = release.before.idle_color.value
-    ctx.progress(f"{request.service} on {request.stack} is {Phase.HEALTHY} on {idle} ({request.image})")
+    ctx.progress(
+        f"{request.service} on {request.stack} is {Phase.HEALTHY} on {idle} ({release.run.describe()})"
+    )
     return report
 
 
@@ -159,20 +180,27 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
     refuse_if_unfinished(request.stack, lifecycle)
     baseline = _baseline(lifecycle, current, report)
     before = stack_config.settings.releases[request.service]
-    if before.active_image == request.image:
-        report.notes.append(f"{request.service} already serves {request.image} on {before.active_color}")
+    run = ColorRun(
+        request.image or before.active_image, before.active_run.config.changed(request.flags, request.env)
+    )
+    service = next(service for service in stack_config.services if service.name == request.service)
+    report.config_changes = {**request.flags, **request.env}
+    report.config_fingerprint = pod_config(service.spec, service.declared_flags, run.config).fingerprint
+    if before.active_run == run:
+        report.notes.append(f"{request.service} already serves {run.describe()} on {before.active_color}")
         return None
     settings = stack_config.settings.health_check
     outputs = ctx.engine.outputs(request.stack)
     releases = current[RELEASES_KEY].value
-    staged = before.with_image(before.idle_color, request.image)
+    staged = before.with_run(before.idle_color, run)
     return _Release(
         baseline=baseline,
         before=before,
+        run=run,
         staged=with_release(releases, request.service, staged),
         switched=with_release(releases, request.service, staged.switched()),
         settings=settings,
-        expect={settings.version_field: request.image} if settings.version_field else {},
+        expect={settings.version_field: run.image} if settings.version_field else {},
         preview_urls=health_urls(stack_config, outputs, request.service, True, request.preview_urls),
         stable_urls=health_urls(stack_config, outputs, request.service, False, request.stable_urls),
     )
@@ -186,9 +214,10 @@ def _steps(
     idle = before.idle_color.value
     stage = request.record(Event.STAGE, previous=previous, notification=stage_notification)
     switch = request.record(Event.SWITCH, previous=previous)
-    stage_summary = f"release deploy {request.service}: {idle} <- {request.image}"
+    stage_summary = f"release deploy {request.service}: {idle} <- {release.run.describe()}"
     switch_summary = (
-        f"release switch {request.service}: active {before.active_color.value} -> {idle} ({request.image})"
+        f"release switch {request.service}: active {before.active_color.value} -> {idle} "
+        f"({release.run.describe()})"
     )
 
     def up(name: str, releases: dict[str, Any], message: str) -> Step:
@@ -223,11 +252,7 @@ def _run_guarded(name: str, run_step: Callable[[], Step], first: bool) -> Step:
 
 
 def _fail_and_roll_back(
-    ctx: ReleaseContext,
-    request: DeployRequest,
-    baseline: HistoryEntry,
-    stable_urls: Sequence[str],
-    report: ReleaseReport,
+    ctx: ReleaseContext, request: DeployRequest, release: _Release, report: ReleaseReport
 ) -> None:
     """The failed step ends the release: tell the webhook in the background, roll back, report."""
     step = report.steps[-1]
@@ -240,7 +265,7 @@ def _fail_and_roll_back(
     started = time.monotonic()
     try:
         with log.indented():
-            _roll_back(ctx, request, baseline, stable_urls, report, pending)
+            _roll_back(ctx, request, release, report, pending)
     except Exception as error:  # noqa: BLE001 - the report must still be printed, naming the error
         report.phase = Phase.ROLLBACK_FAILED
         detail = f"internal error: {type(error).__name__}: {error}"
@@ -318,6 +343,26 @@ def _refuse_bad_request(request: DeployRequest, stack_config: StackConfig) -> No
         problems.append(
             ConfigProblem.unknown_service(stack, request.service, list(releases), "this stack releases")
         )
+    if request.service in releases:
+        spec = next(spec for spec in stack_config.project.services if spec.name == request.service)
+        staged = ColorConfig(flags=request.flags, env=request.env)
+        idle = releases[request.service].idle_color
+        problems += undeclared_config_problems(stack, stack_config.project, spec, staged, idle)
+    if not request.image:
+        if not request.flags and not request.env:
+            problems.append(
+                ConfigProblem(
+                    stack,
+                    f"{key}.images",
+                    None,
+                    "nothing to release: no image and no config value",
+                    "pass --image <repository>@sha256:<digest>, and/or --set-flag NAME=VALUE / "
+                    "--set-env NAME=VALUE",
+                )
+            )
+        if problems:
+            raise ConfigError(stack, problems)
+        return
     try:
         image = parse_pinned_image(request.image)
     except ImageRefError as error:
@@ -361,15 +406,16 @@ def _baseline(lifecycle: Lifecycle, current: StackConfigValues, report: ReleaseR
 def _roll_back(
     ctx: ReleaseContext,
     request: DeployRequest,
-    baseline: HistoryEntry,
-    stable_urls: Sequence[str],
+    release: _Release,
     report: ReleaseReport,
     notification: PendingNotification,
 ) -> None:
     """Abort: restore the baseline, in a record that finishes this release, and check again."""
+    baseline, stable_urls = release.baseline, release.stable_urls
     started = time.monotonic()
     current = ctx.engine.get_config(request.stack)
     idle_deployed = report.steps[0].succeeded  # the stage up that put the new image on the idle colour
+    image_changed = release.run.image != release.before.active_image
     plan = plan_rollback(request.stack, current, baseline, ctx.project, idle_deployed)
     plan.why = f"{baseline.label()}: the newest settled state before release {request.release_id}"
     report.rollback = plan
@@ -381,7 +427,8 @@ def _roll_back(
         image=request.image,
         release=request.release_id,
         finishes=(request.release_id,),
-        revokes=(request.image,),
+        # A failed config-only release revokes no image: the digest stays as good as it was.
+        revokes=(request.image,) if image_changed else (),
         reason=f"release of {request.image} failed at {report.failure.split(':')[0]}",
         run=request.run,
         notification=_so_far(notification),

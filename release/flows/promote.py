@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from core.config.base import PROJECT_NAME
 from core.config.project import ProjectSettings
-from core.config.stack import ServiceRelease, releases_of
+from core.config.stack import ServiceRelease, pod_config, releases_of
 from core.errors import ConfigError, ConfigProblem, EngineError, PromotionRefusedError, UsageError
 from core.images import ImageRef, ImageRefError, parse_digest, parse_image, parse_pinned_image
 from core.text import one_line
@@ -64,6 +64,9 @@ class PromoteRequest:
     preview_urls: list[str] = field(default_factory=list)
     stable_urls: list[str] = field(default_factory=list)
     signer: Signer | None = None
+    flags: dict[str, str] = field(default_factory=dict)
+    """Feature flag values to release into the target with the digest; each must run in the source."""
+    env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.break_glass_reason is not None and not self.break_glass_reason:
@@ -121,6 +124,10 @@ def promote(
         request.source, entries, request.service, image, live, signed_only=gate.require_signed_evidence
     )
     decision = decide(evidence, f"{request.service} {image}")
+    unproven = _config_not_live_in_source(ctx, request)
+    if unproven and request.break_glass_reason is None:
+        raise PromotionRefusedError(request.source, request.target, request.what, unproven)
+    decision.skipped += [violation.rule for violation in unproven]
     ctx.progress(f"promote {image} from {request.source} to {request.target}: {evidence.describe()}")
     with log.indented():
         report = deploy(ctx, _release_request(ctx, request, image, approval, decision))
@@ -162,7 +169,33 @@ def _release_request(
         ),
         promoted_from=request.source,
         signer=request.signer,
+        flags=request.flags,
+        env=request.env,
     )
+
+
+def _config_not_live_in_source(ctx: ReleaseContext, request: PromoteRequest) -> list[GateViolation]:
+    """The config values to promote that the source's live colour does not run: config reaches the
+    target only after it ran where the digest was verified (break-glass may skip this, recorded)."""
+    if not request.flags and not request.env:
+        return []
+    spec = next(spec for spec in ctx.project.services if spec.name == request.service)
+    live = _source_release(ctx.engine, request.source, request.service).active_run.config
+    runs = pod_config(spec, ctx.project.feature_flags, live)
+    wanted = [("flag", name, value, runs.flags) for name, value in sorted(request.flags.items())]
+    wanted += [("env", name, value, runs.env) for name, value in sorted(request.env.items())]
+    return [
+        GateViolation(
+            "config-live-in-source",
+            f"{request.source}'s live {request.service} runs {kind} {name}="
+            f"{known.get(name, '(undeclared)')}, not {value}",
+            f"release it in {request.source} first (`release deploy {request.source} --service "
+            f"{request.service} --set-{kind} {name}=...`, or promote it there), or --break-glass "
+            '--reason "..." for a kill switch',
+        )
+        for kind, name, value, known in wanted
+        if known.get(name) != value
+    ]
 
 
 def _unknown_service(stack: str, service: str, project: ProjectSettings) -> ConfigProblem | None:

@@ -89,7 +89,12 @@ def plan_rollback(
         if name not in current_releases or current_releases[name].active_color != release.active_color
     )
     plan = RollbackPlan(stack, target, restore, [], switched, [], not_restored=not_restored)
-    plan.moved_away = [current_releases[name].active_image for name in switched if name in current_releases]
+    plan.moved_away = [  # an image that stays live (a config-only release undone) is not moved away from
+        current_releases[name].active_image
+        for name in switched
+        if name in current_releases
+        and current_releases[name].active_image != restored_releases[name].active_image
+    ]
     _decide_targets(plan, current_releases, restored_releases, idle_as_deployed)
     unchanged = [
         key for key, entry in restore.items() if key in current and current[key].value == entry.value
@@ -161,28 +166,29 @@ def _decide_targets(
         if live == release:
             continue
         idle = release.idle_color
-        if (live.replicas, live.images.of(release.active_color)) != (release.replicas, release.active_image):
+        if (live.replicas, live.run_of(release.active_color)) != (release.replicas, release.active_run):
             plan.full_up_reason = (
                 f"{name}: the restored active colour {release.active_color.value} would run a different "
-                "image (or replica count) than it runs now, so its Deployment must change too"
+                "image, config or replica count than it runs now, so its Deployment must change too"
             )
             return
         changed_services.append(name)
-        live_idle, restored_idle = live.images.of(idle), release.idle_image
+        live_idle, restored_idle = live.run_of(idle), release.idle_run
         if live_idle != restored_idle and idle_as_deployed:
             # A targeted up leaves the idle Deployment as it is: config must say so too, or a later
-            # flip back to that colour would be planned against an image it does not run.
-            kept = with_release(plan.restore[RELEASES_KEY].value, name, release.with_image(idle, live_idle))
+            # flip back to that colour would be planned against what it does not run.
+            kept = with_release(plan.restore[RELEASES_KEY].value, name, release.with_run(idle, live_idle))
             plan.restore[RELEASES_KEY] = ConfigEntry(kept)
             plan.left_in_cluster.append(
-                f"{name}: the idle {idle.value} colour keeps running {live_idle}, and config records it so "
-                f"(inspect it on the preview URL; {restored_idle} ran there in {plan.target.label()}); "
-                f"the next `release deploy` of {name} replaces it"
+                f"{name}: the idle {idle.value} colour keeps running {live_idle.describe()}, and config "
+                f"records it so (inspect it on the preview URL; {restored_idle.describe()} ran there in "
+                f"{plan.target.label()}); the next `release deploy` of {name} replaces it"
             )
         elif live_idle != restored_idle:
             plan.left_in_cluster.append(
-                f"{name}: the idle {idle.value} colour may still run {live_idle} (its update failed midway); "
-                f"config records {restored_idle}, and the next `release deploy` of {name} replaces it"
+                f"{name}: the idle {idle.value} colour may still run {live_idle.describe()} (its update "
+                f"failed midway); config records {restored_idle.describe()}, and the next "
+                f"`release deploy` of {name} replaces it"
             )
     plan.targets = [urn for name in changed_services for urn in service_urns(plan.stack, PROJECT_NAME, name)]
 

@@ -15,18 +15,21 @@ Two layers, both reported as `Difference`s:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from core.config.base import PROJECT_NAME, Color
-from core.config.stack import STACK_KNOBS
-from core.images import digest_of, fingerprint_of, is_image
+from core.config.base import PROJECT_NAME, Color, config_texts, full_key
+from core.config.project import ServiceSpec
+from core.config.stack import STACK_KNOBS, pod_config, releases_of
+from core.images import digest_of, fingerprint_of, image_pull_policy, is_image
 from release.offline.mock_runtime import ProgramRun, RegisteredResource
 
 STACK_NAME_KNOB = "(stack name)"
 MIN_SUBSTRING = 3
+COLOURS = frozenset(color.value for color in Color)
 RESOURCE_PRESENCE = "(registered)"
 
 
@@ -174,7 +177,37 @@ def knob_leaves(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str,
             for key, value in values.items()
             if key.startswith(f"{PROJECT_NAME}:") and key.split(":", 1)[1] in STACK_KNOBS
         }
-        leaves[stack] = {**flatten(knobs), **_text_lists(knobs), STACK_NAME_KNOB: stack}
+        leaves[stack] = {
+            **flatten(knobs),
+            **_text_lists(knobs),
+            **_colour_configs(values),
+            STACK_NAME_KNOB: stack,
+        }
+    return leaves
+
+
+def _colour_configs(values: Mapping[str, Any]) -> dict[str, str]:
+    """What each colour's config knob (`releases.<svc>.config.<colour>`) makes of Pulumi.yaml's
+    declarations (`core.config.stack.pod_config`): every flag's and env var's value in that colour
+    (the colour's own, else the default) and the fingerprint of the whole. Nothing when the
+    declarations do not validate: the stack's own errors say why."""
+    flags = config_texts(values.get(full_key("featureFlags")) or {})
+    try:
+        specs = [ServiceSpec.model_validate(spec) for spec in values.get(full_key("services")) or []]
+    except (ValueError, TypeError):
+        return {}
+    if not isinstance(flags, Mapping):
+        return {}
+    declared = {str(name): str(value) for name, value in flags.items()}
+    releases = releases_of(values.get(full_key("releases")))
+    leaves: dict[str, str] = {}
+    for spec in specs:
+        for color in Color if spec.name in releases else ():
+            config = pod_config(spec, declared, releases[spec.name].config.of(color))
+            key = f"releases.{spec.name}.config.{color}"
+            leaves[f"{key} (fingerprint)"] = config.fingerprint
+            leaves.update({f"{key}.flags.{name}": value for name, value in config.flags.items()})
+            leaves.update({f"{key}.env.{name}": value for name, value in config.env.items()})
     return leaves
 
 
@@ -275,23 +308,27 @@ def explain(
         normalised = {stack: _normalise(values[stack], path, knobs[stack].get(path)) for stack in stacks}
         if len({repr(value) for value, _ in normalised.values()}) == 1:
             matched = sum(length for _, length in normalised.values())
-            names_resource = int(bool(name_parts & set(path.replace("[", ".").split("."))))
+            names_resource = len(name_parts & set(path.replace("[", ".").split(".")))
             declared = int(path != STACK_NAME_KNOB)
             scored.append(((matched, names_resource, declared), path))
     if not scored:
-        return _explained_together(values, knobs, candidates)
+        return _explained_together(values, knobs, candidates, name_parts)
     best = max(score for score, _ in scored)
     return tuple(path for score, path in scored if score == best)
 
 
 def _explained_together(
-    values: Mapping[str, Any], knobs: Mapping[str, Mapping[str, Any]], candidates: Sequence[str]
+    values: Mapping[str, Any],
+    knobs: Mapping[str, Mapping[str, Any]],
+    candidates: Sequence[str],
+    name_parts: set[str],
 ) -> tuple[str, ...]:
     """The knobs that together account for a text value in every stack (empty: they do not).
 
     One text can hold several knobs (an IAM trust policy names the cluster's OIDC provider and the
     namespace): each stack's knob values are replaced by tokens naming them, longest first, and the
-    results must then be equal in every stack.
+    results must then be equal in every stack. A colour's name inside a text is the resource's own
+    colour (`api-migrate-blue-...`), never credited to the active-colour knob.
     """
     used: set[str] = set()
     normalised = set()
@@ -303,9 +340,11 @@ def _explained_together(
                 (form, token, path)
                 for path in candidates
                 for form, token in _knob_forms(path, knobs[stack].get(path))
-                if isinstance(form, str) and _distinctive(form)
+                if isinstance(form, str) and _distinctive(form) and form not in COLOURS
             ),
-            key=lambda found: -len(found[0]),
+            # Longest first; of equal texts, the knob whose path names the resource (`config.green`
+            # for `api-migrate-green-...`, when both colours hold the same config).
+            key=lambda found: (-len(found[0]), -len(name_parts & set(re.split(r"[.\[\] ]", found[2])))),
         )
         for form, token, path in forms:
             if form in value:
@@ -341,6 +380,7 @@ def _knob_forms(path: str, knob_value: Any) -> list[tuple[Any, str]]:
         forms.append((knob_value.split(":oidc-provider/", 1)[1], f"{{issuer of {path}}}"))
     if isinstance(knob_value, str) and is_image(knob_value) and "/" in knob_value:
         forms.append((fingerprint_of(knob_value), f"{{fingerprint of {path}}}"))
+        forms.append((image_pull_policy(knob_value), f"{{pull policy of {path}}}"))
         if digest_of(knob_value):
             forms.append((digest_of(knob_value), f"{{digest of {path}}}"))
     return forms

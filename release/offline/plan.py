@@ -20,6 +20,7 @@ from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
 from core.config.rules import load_stack_config
 from core.config.sources import StackFile, read_stack_file, secret_names_of
 from core.errors import ConfigError, ExitCode, ReleaseError
+from core.naming import CONFIG_FINGERPRINT_ANNOTATION
 from policy.platform_policies import RULES, ResourceArgs, Violation, violations_of
 from release.log import Progress
 from release.offline.mock_runtime import ProgramRun, RegisteredResource, evaluate_program
@@ -174,8 +175,10 @@ def key_settings(resource: RegisteredResource) -> dict[str, Any]:
     inputs = resource.inputs
     kind = resource.type
     if kind == "kubernetes:apps/v1:Deployment":
+        annotations = _get(inputs, "spec", "template", "metadata", "annotations") or {}
         return {
             "image": _get(inputs, "spec", "template", "spec", "containers", 0, "image"),
+            "config": annotations.get(CONFIG_FINGERPRINT_ANNOTATION),
             "replicas": _get(inputs, "spec", "replicas"),
         }
     if kind == "kubernetes:core/v1:Service":

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from core.config.base import Color
 from core.config.project import ProjectSettings
-from core.config.stack import releases_of
+from core.config.stack import ServiceRelease, pod_config, releases_of
 from core.errors import ReleaseError
 from core.text import one_line
 from release.engine.protocol import Engine
@@ -324,6 +325,8 @@ class ServiceStatus:
     verified: bool
     waiting: str = ""
     """The image live and verified in this stack's source that this stack does not run yet."""
+    config: dict[str, str] = field(default_factory=dict)
+    """Each colour's config fingerprint (`core.config.stack.PodConfig`): equal means the same env."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -331,6 +334,7 @@ class ServiceStatus:
             "service": self.service,
             "activeColor": self.active_color,
             "images": self.images,
+            "configFingerprints": self.config,
             "activeVerified": self.verified,
             "waitingForPromotion": self.waiting or None,
         }
@@ -374,13 +378,33 @@ def stack_status(
                     release.images.model_dump(),
                     evidence.verified is not None and evidence.revoked is None,
                     waiting,
+                    _config_fingerprints(project, service, release),
                 )
             )
     return rows
 
 
+def _config_fingerprints(project: ProjectSettings, service: str, release: ServiceRelease) -> dict[str, str]:
+    spec = next((spec for spec in project.services if spec.name == service), None)
+    if spec is None:
+        return {}
+    return {
+        color.value: pod_config(spec, project.feature_flags, release.config.of(color)).fingerprint
+        for color in Color
+    }
+
+
 def render_status(rows: Sequence[ServiceStatus], markdown: bool = False) -> str:
-    header = ["stack", "service", "active", "blue", "green", "verified", "waiting for promotion"]
+    header = [
+        "stack",
+        "service",
+        "active",
+        "blue",
+        "green",
+        "config blue/green",
+        "verified",
+        "waiting for promotion",
+    ]
     body = [
         [
             row.stack,
@@ -388,6 +412,7 @@ def render_status(rows: Sequence[ServiceStatus], markdown: bool = False) -> str:
             row.active_color,
             _short(row.images.get("blue", "")),
             _short(row.images.get("green", "")),
+            "/".join(row.config.get(color, "?") for color in ("blue", "green")),
             "yes" if row.verified else "no",
             _short(row.waiting) if row.waiting else "-",
         ]

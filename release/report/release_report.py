@@ -86,6 +86,10 @@ class ReleaseReport:
     phase: Phase = Phase.HEALTHY
     service: str = ""
     image: str = ""
+    config_changes: dict[str, str] = field(default_factory=dict)
+    """The flag and env values this release sets on the colour it stages (its other values as before)."""
+    config_fingerprint: str = ""
+    """The fingerprint of everything the staged colour reads besides its image."""
     steps: list[Step] = field(default_factory=list)
     failure: str = ""
     rollback: RollbackPlan | None = None
@@ -106,6 +110,8 @@ class ReleaseReport:
             "stack": self.stack,
             "service": self.service or None,
             "image": self.image or None,
+            "configChanges": self.config_changes,
+            "configFingerprint": self.config_fingerprint or None,
             "phase": self.phase,
             "failure": self.failure or None,
             "seconds": round(self.seconds, 3),
@@ -121,6 +127,9 @@ class ReleaseReport:
         lines = [f"## release {self.command} {self.service} on `{self.stack}`: **{self.phase}**", ""]
         if self.image:
             lines.append(f"- image: `{self.image}`")
+        if self.config_fingerprint:
+            changes = ", ".join(f"`{name}={value}`" for name, value in sorted(self.config_changes.items()))
+            lines.append(f"- config `{self.config_fingerprint}`" + (f": sets {changes}" if changes else ""))
         if self.failure:
             lines.append(f"- failed: {self.failure}")
         lines += [f"- {note}" for note in self.notes]

@@ -32,6 +32,7 @@ from release.offline.mock_runtime import ProgramRun, evaluate_program
 from tests.conftest import ROOT, TEST_SECRETS
 
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
+CONFIG_MAP_TYPE = "kubernetes:core/v1:ConfigMap"
 COLOR_LABEL = "platform.example.test/color"
 
 
@@ -99,11 +100,24 @@ class FakeEngine(Engine):
 
     def serving(self, stack: str, service: str, preview: bool = False) -> str:
         """The image the stable (or preview) Service routes to, from the deployed inputs."""
+        return str(self._serving_container(stack, service, preview)["image"])
+
+    def serving_config(self, stack: str, service: str, preview: bool = False) -> dict[str, str]:
+        """The env the pods behind the stable (or preview) Service read from their colour's config
+        object: the deployed ConfigMap their first `envFrom` names."""
+        name = self._serving_container(stack, service, preview)["envFrom"][0]["configMapRef"]["name"]
+        for urn, inputs in self.stacks[stack].deployed.items():
+            if urn.split("::")[-2].endswith(CONFIG_MAP_TYPE) and inputs["metadata"]["name"] == name:
+                return dict(inputs["data"])
+        raise KeyError(f"no ConfigMap {name} is deployed: the pods could not start")
+
+    def _serving_container(self, stack: str, service: str, preview: bool) -> dict[str, Any]:
         state = self.stacks[stack]
         service_name = preview_service_name(service) if preview else service
         selector = self._deployed(state, KUBERNETES_SERVICE_TYPE, service_name)["spec"]["selector"]
         deployment = self._deployed(state, DEPLOYMENT_TYPE, f"{service}-{selector[COLOR_LABEL]}")
-        return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+        container: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+        return container
 
     # -- Engine ---------------------------------------------------------------------------------
 
