@@ -163,8 +163,14 @@ class BlueGreenService(pulumi.ComponentResource):
         color: Color,
         sources: PodSources,
     ) -> k8s.apps.v1.Deployment:
-        """One colour: its config object, its migration Job (if any), its Deployment after it, and its
-        disruption budget."""
+        """One colour: its config object, its migration Job (if any), its Deployment after it, its
+        autoscaler and its disruption budget.
+
+        A full-size colour runs `replicas` pods, and its autoscaler may add up to `maxReplicas` on CPU
+        load (metrics-server). The scaled-down idle colour runs `idleReplicas`, its autoscaler pinned
+        there. The Deployment declares its size, so an `up` that changes it (staging a release on
+        the colour) starts it at its floor; the live colour is never updated by a release, so its
+        autoscaled size stands."""
         spec, release = service.spec, service.release
         image = release.images.of(color)
         labels = selector_labels(spec.name, color.value)
@@ -205,7 +211,7 @@ class BlueGreenService(pulumi.ComponentResource):
                 annotations={"pulumi.com/timeoutSeconds": str(DEPLOYMENT_TIMEOUT_SECONDS)},
             ),
             spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=release.replicas,
+                replicas=release.replicas_of(color),
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
                 strategy=k8s.apps.v1.DeploymentStrategyArgs(
                     type="RollingUpdate",
@@ -225,6 +231,32 @@ class BlueGreenService(pulumi.ComponentResource):
                 ),
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=waits_for),
+        )
+        minimum, maximum = release.autoscaling_of(color)
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-{color.value}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=f"{spec.name}-{color.value}", namespace=namespace, labels=labels
+            ),
+            spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+                scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                    api_version="apps/v1", kind="Deployment", name=kubernetes_name(deployment)
+                ),
+                min_replicas=minimum,
+                max_replicas=maximum,
+                metrics=[
+                    k8s.autoscaling.v2.MetricSpecArgs(
+                        type="Resource",
+                        resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
+                            name="cpu",
+                            target=k8s.autoscaling.v2.MetricTargetArgs(
+                                type="Utilization", average_utilization=release.target_cpu_percent
+                            ),
+                        ),
+                    )
+                ],
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-{color.value}",

@@ -17,6 +17,8 @@ MIGRATION_JOB_TYPE = f"{COMPONENT_TYPE_PREFIX}:MigrationJob"
 WORKLOAD_IDENTITY_TYPE = f"{COMPONENT_TYPE_PREFIX}:WorkloadIdentity"
 
 KUBERNETES_SERVICE_TYPE = "kubernetes:core/v1:Service"
+DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
+AUTOSCALER_TYPE = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 
 
 def preview_service_name(service: str) -> str:
@@ -31,6 +33,15 @@ def service_urns(stack: str, project: str, service: str) -> tuple[str, str]:
     """
     prefix = f"urn:pulumi:{stack}::{project}::{BLUE_GREEN_SERVICE_TYPE}${KUBERNETES_SERVICE_TYPE}::"
     return f"{prefix}{service}", f"{prefix}{preview_service_name(service)}"
+
+
+def colour_urns(stack: str, project: str, service: str, color: str) -> tuple[str, str]:
+    """The URNs of one colour's Deployment and autoscaler: what resizing that colour targets."""
+    prefix = f"urn:pulumi:{stack}::{project}::{BLUE_GREEN_SERVICE_TYPE}$"
+    return (
+        f"{prefix}{DEPLOYMENT_TYPE}::{service}-{color}",
+        f"{prefix}{AUTOSCALER_TYPE}::{service}-{color}",
+    )
 
 
 CONFIG_FINGERPRINT_ANNOTATION = "platform.example.test/config-fingerprint"

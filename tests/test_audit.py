@@ -140,8 +140,8 @@ def test_release_audit_and_status_from_the_cli(
     monkeypatch.setenv("RELEASE_SIGNING_KEY", TEST_KEYS.private_key)
     engine = deployed_in_dev(tmp_path)
     rows = cli_json(engine, capsys, "audit")["rows"]
-    assert [row["event"] for row in rows[:3]] == ["verification", "switch", "release"]
-    assert rows[0]["actor"] == "alice" and rows[0]["stack"] == "dev" and rows[0]["record"] == "signed"
+    assert [row["event"] for row in rows[:4]] == ["idle scaled down", "verification", "switch", "release"]
+    assert rows[1]["actor"] == "alice" and rows[1]["stack"] == "dev" and rows[1]["record"] == "signed"
     status = {(row["stack"], row["service"]): row for row in cli_json(engine, capsys, "status")}
     assert status[("dev", "api")]["activeVerified"] is True
     assert status[("staging", "api")]["waitingForPromotion"] == NEW_API

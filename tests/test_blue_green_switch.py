@@ -66,9 +66,17 @@ def test_a_new_digest_on_the_idle_colour_changes_only_that_colours_deployment_an
 
 def test_scaling_without_a_new_digest_never_reruns_a_migration() -> None:
     def scale(values: dict[str, Any]) -> None:
-        releases(values)["api"]["replicas"] = 5
+        releases(values)["api"].update(replicas=5, maxReplicas=10)
 
     assert changed(baseline("staging"), run_program("staging", edit=scale)) == {
         "kubernetes:apps/v1:Deployment::api-blue": {"spec.replicas"},
         "kubernetes:apps/v1:Deployment::api-green": {"spec.replicas"},
+        "kubernetes:autoscaling/v2:HorizontalPodAutoscaler::api-blue": {
+            "spec.minReplicas",
+            "spec.maxReplicas",
+        },
+        "kubernetes:autoscaling/v2:HorizontalPodAutoscaler::api-green": {
+            "spec.minReplicas",
+            "spec.maxReplicas",
+        },
     }

@@ -54,6 +54,7 @@ def test_a_healthy_release_moves_stable_traffic_to_the_new_image_on_the_idle_col
         "activeColor": "blue",
         "images": {"blue": NEW_API, "green": OLD_ACTIVE},
         "config": STAGING_API_CONFIG,
+        "maxReplicas": 4,
     }
     assert engine.serving("staging", "api") == NEW_API
     assert engine.serving("staging", "api", preview=True) == OLD_ACTIVE
@@ -86,6 +87,7 @@ def assert_rolled_back(engine: FakeEngine, report: Any, failed_step: str, idle: 
         "activeColor": "green",
         "images": {"blue": idle, "green": OLD_ACTIVE},
         "config": STAGING_API_CONFIG,
+        "maxReplicas": 4,
     }
     assert engine.serving("staging", "api") == OLD_ACTIVE
     assert engine.serving("staging", "api", preview=True) == idle

@@ -192,7 +192,7 @@ def test_restoring_more_than_a_flip_is_a_full_up_and_says_why() -> None:
     with cluster(engine) as api:
         released(engine, api, NEW_API)
         scaled = engine.get_config("staging")[RELEASES_KEY].value
-        scaled["web"]["replicas"] = 5
+        scaled["web"].update(replicas=5, maxReplicas=10)
         engine.up("staging", {RELEASES_KEY: ConfigEntry(scaled)}, "scale web [by carol]")
         report = rollback(ReleaseContext.for_tests(engine, engine.project_dir), request(dry_run=True))
     assert report.rollback is not None and report.rollback.mode == "full"

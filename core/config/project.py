@@ -216,6 +216,13 @@ class StackPolicy(ConfigModel):
         description="Preview hosts accept only the source ranges in tls.previewSourceRanges, and none "
         "reaches beyond private networks.",
     )
+    min_idle_replicas: int = Field(
+        default=0,
+        ge=0,
+        strict=True,
+        description="The smallest size a verified release may shrink the idle colour to "
+        "(releases.<svc>.idleReplicas): what a rollback finds running before it scales up.",
+    )
     promotion: PromotionGate = Field(default_factory=PromotionGate)
 
 

@@ -19,6 +19,7 @@ from core.config.stack import (
     STACK_KNOBS,
     ColorConfig,
     RawConfig,
+    ServiceRelease,
     StackConfig,
     StackSettings,
 )
@@ -250,6 +251,8 @@ def _cross_problems(stack: str, project: ProjectSettings, settings: StackSetting
                         "stack policy allows tags)",
                     )
                 )
+    for service_name, release in settings.releases.items():
+        problems += _sizing_problems(stack, service_name, release)
     specs = {spec.name: spec for spec in project.services}
     for service_name, release in settings.releases.items():
         spec = specs.get(service_name)
@@ -304,6 +307,18 @@ def _policy_problems(
                     f"{stack} runs at least {policy.min_replicas} replicas of every service ({rule})",
                     f"`pulumi config set --path 'releases.{service.name}.replicas' "
                     f"{policy.min_replicas} -s {stack}`",
+                )
+            )
+        if release.idle_replicas is not None and release.idle_replicas < policy.min_idle_replicas:
+            problems.append(
+                ConfigProblem(
+                    stack,
+                    full_key(f"releases.{service.name}.idleReplicas"),
+                    release.idle_replicas,
+                    f"{stack} keeps at least {policy.min_idle_replicas} pods on the idle colour, so a "
+                    f"rollback finds it running ({rule}: minIdleReplicas)",
+                    f"`pulumi config set --path 'releases.{service.name}.idleReplicas' "
+                    f"{policy.min_idle_replicas} -s {stack}`, or remove it (full size)",
                 )
             )
         if policy.require_image_digest:
@@ -373,4 +388,31 @@ def undeclared_config_problems(
         for name, value in sorted(config.env.items())
         if name not in spec.env
     ]
+    return problems
+
+
+def _sizing_problems(stack: str, service: str, release: ServiceRelease) -> list[ConfigProblem]:
+    """An autoscaler's ceiling below its floor, or an idle size above the full size."""
+    key = f"releases.{service}"
+    problems = []
+    if release.max_replicas is not None and release.max_replicas < release.replicas:
+        problems.append(
+            ConfigProblem(
+                stack,
+                full_key(f"{key}.maxReplicas"),
+                release.max_replicas,
+                f"the autoscaler's ceiling is below its floor (replicas: {release.replicas})",
+                f"`pulumi config set --path '{key}.maxReplicas' {release.replicas} -s {stack}` or more",
+            )
+        )
+    if release.idle_replicas is not None and release.idle_replicas > release.replicas:
+        problems.append(
+            ConfigProblem(
+                stack,
+                full_key(f"{key}.idleReplicas"),
+                release.idle_replicas,
+                f"the idle colour would be larger than a live one (replicas: {release.replicas})",
+                f"set it to at most {release.replicas}, or remove it (the idle colour stays at full size)",
+            )
+        )
     return problems

@@ -105,9 +105,21 @@ class ServiceRelease(ConfigModel):
     """
 
     replicas: int = Field(ge=1, le=100, strict=True)
+    """The size of a colour that takes (or may take) traffic, and its autoscaler's floor."""
     active_color: Color
     images: ColorImages
     config: ColorConfigs = Field(default_factory=ColorConfigs)
+    max_replicas: int | None = Field(default=None, ge=1, le=200, strict=True)
+    """The autoscaler's ceiling for a full-size colour (default: `replicas`, no scaling)."""
+    target_cpu_percent: int = Field(default=70, ge=10, le=95, strict=True)
+    """The autoscaler's CPU utilisation target, of the pods' CPU requests."""
+    idle_replicas: int | None = Field(default=None, ge=0, le=100, strict=True)
+    """The idle colour's size once a release is verified (Argo Rollouts' scaleDownDelay, declared).
+    Unset: full size, so a rollback is a switch of two Services; lower: cheaper, and a rollback
+    first scales the colour back up and waits for it."""
+    idle_scaled_down: bool = Field(default=False, strict=True)
+    """Kept by the release tool: whether the idle colour runs `idle_replicas` now (set after a verified
+    release; cleared when a release stages on it or traffic moves to it)."""
 
     @property
     def idle_color(self) -> Color:
@@ -142,8 +154,34 @@ class ServiceRelease(ConfigModel):
         return self.with_image(color, run.image).model_copy(update={"config": configs})
 
     def switched(self) -> ServiceRelease:
-        """Traffic on the other colour; the images stay where they are."""
-        return self.model_copy(update={"active_color": self.idle_color})
+        """Traffic on the other colour; the images stay where they are, and the colour traffic leaves
+        keeps its full size (a switch back stays instant until the release is verified)."""
+        return self.model_copy(update={"active_color": self.idle_color, "idle_scaled_down": False})
+
+    def replicas_of(self, color: Color) -> int:
+        """How many pods `color` runs: `idle_replicas` while it is the scaled-down idle colour."""
+        if color is self.idle_color and self.idle_scaled_down and self.idle_replicas is not None:
+            return self.idle_replicas
+        return self.replicas
+
+    def autoscaling_of(self, color: Color) -> tuple[int, int]:
+        """The autoscaler's (min, max) for `color`: pinned at its size while scaled down (at least 1,
+        Kubernetes' floor; an autoscaler leaves a Deployment of 0 replicas at 0)."""
+        if self.replicas_of(color) != self.replicas:
+            pinned = max(1, self.replicas_of(color))
+            return pinned, pinned
+        return self.replicas, self.max_replicas or self.replicas
+
+    @property
+    def scales_idle_down(self) -> bool:
+        """Whether a verified release shrinks the colour traffic left."""
+        return self.idle_replicas is not None and self.idle_replicas < self.replicas
+
+    def at_full_size(self) -> ServiceRelease:
+        return self.model_copy(update={"idle_scaled_down": False})
+
+    def idle_scaled_to_declared_size(self) -> ServiceRelease:
+        return self.model_copy(update={"idle_scaled_down": self.scales_idle_down})
 
     def to_config(self) -> dict[str, Any]:
         """As `Pulumi.<stack>.yaml` and the engine hold it (camelCase keys; a colour with no values of
@@ -157,6 +195,10 @@ class ServiceRelease(ConfigModel):
             return cls.model_validate(value)
         except ValueError:
             return None
+
+
+IDLE_SCALED_DOWN = "idleScaledDown"
+"""`releases.<svc>.idleScaledDown`: state the release tool keeps, not a knob anyone sets."""
 
 
 def releases_of(value: Any) -> dict[str, ServiceRelease]:

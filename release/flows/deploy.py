@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.config.base import Color, full_key
+from core.config.base import PROJECT_NAME, Color, full_key
 from core.config.rules import undeclared_config_problems
 from core.config.sources import ConfigEntry, StackConfigValues, validated_stack_config
 from core.config.stack import (
@@ -46,6 +46,7 @@ from core.errors import (
     UnfinishedReleaseError,
 )
 from core.images import ImageRefError, parse_pinned_image, repository_of
+from core.naming import colour_urns
 from release import log
 from release.context import ReleaseContext
 from release.engine.shapes import UpdateResult
@@ -122,6 +123,8 @@ class _Release:
     """The `releases` knob with the image on the idle colour."""
     switched: dict[str, Any]
     """... and traffic on that colour."""
+    scaled_down: dict[str, Any] | None
+    """... and, once verified, the colour traffic left at its declared idle size (None: it stays full)."""
     settings: HealthCheckSettings
     expect: dict[str, str]
     preview_urls: list[str]
@@ -160,6 +163,8 @@ def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
         detail = f"promoted from {request.promoted_from}; approval: {how}"
         notification = _notify(ctx.notifier, report, request, "promotion", detail).to_json()
     _record_verification(ctx, request, report, notification)
+    if report.steps[-1].succeeded and release.scaled_down is not None:
+        _scale_down_idle(ctx, request, release, report)
     idle = release.before.idle_color.value
     ctx.progress(
         f"{request.service} on {request.stack} is {Phase.HEALTHY} on {idle} ({release.run.describe()})"
@@ -192,13 +197,15 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
     settings = stack_config.settings.health_check
     outputs = ctx.engine.outputs(request.stack)
     releases = current[RELEASES_KEY].value
-    staged = before.with_run(before.idle_color, run)
+    staged = before.with_run(before.idle_color, run).at_full_size()
+    verified = staged.switched().idle_scaled_to_declared_size()
     return _Release(
         baseline=baseline,
         before=before,
         run=run,
         staged=with_release(releases, request.service, staged),
         switched=with_release(releases, request.service, staged.switched()),
+        scaled_down=with_release(releases, request.service, verified) if verified.idle_scaled_down else None,
         settings=settings,
         expect={settings.version_field: run.image} if settings.version_field else {},
         preview_urls=health_urls(stack_config, outputs, request.service, True, request.preview_urls),
@@ -312,6 +319,37 @@ def _record_verification(
             f"the verification of {request.image} could not be recorded in {request.stack}'s history, so "
             f"promotions from {request.stack} will not accept it and release {request.release_id} stays "
             f"unfinished; {step.detail}"
+        )
+
+
+def _scale_down_idle(
+    ctx: ReleaseContext, request: DeployRequest, release: _Release, report: ReleaseReport
+) -> None:
+    """Shrink the colour traffic left to its declared idle size, with an `up` targeted at that colour's
+    Deployment and autoscaler. After the verify record: the release stands whatever this does, and
+    a rollback to that colour scales it back up first (release.flows.restore)."""
+    assert release.scaled_down is not None
+    left = release.before.active_color.value
+    new = ServiceRelease.model_validate(release.scaled_down[request.service])
+    record = request.record(Event.SCALE)
+    summary = (
+        f"release scale {request.service}: idle {left} {release.before.replicas} -> "
+        f"{new.replicas_of(new.idle_color)} replicas"
+    )
+    step = up_step(
+        "scale down",
+        ctx.engine,
+        request.stack,
+        {RELEASES_KEY: ConfigEntry(release.scaled_down)},
+        record.message(summary, request.signer),
+        ctx.progress,
+        targets=colour_urns(request.stack, PROJECT_NAME, request.service, left),
+    )
+    report.steps.append(step)
+    if not step.succeeded:
+        report.notes.append(
+            f"the idle {left} colour stays at full size (scaling it down failed: {step.detail}); the "
+            "release is verified, and a rollback to it is a plain switch"
         )
 
 

@@ -28,7 +28,7 @@ from core.config.stack import (
     with_release,
 )
 from core.errors import HistoryError, MigrationRisk, RollbackRefusedError
-from core.naming import service_urns
+from core.naming import colour_urns, service_urns
 from release.context import ReleaseContext
 from release.engine.protocol import UpdateOutcome
 from release.history.entries import RELEASES_KEY, HistoryEntry
@@ -161,18 +161,40 @@ def _decide_targets(
         plan.full_up_reason = "the set of services differs"
         return
     changed_services = []
+    scale_ups: list[str] = []
     for name, release in sorted(restored.items()):
         live = current[name]
         if live == release:
             continue
         idle = release.idle_color
-        if (live.replicas, live.run_of(release.active_color)) != (release.replicas, release.active_run):
+        if (live.replicas, live.run_of(release.active_color)) != (release.replicas, release.active_run) or (
+            (live.max_replicas, live.target_cpu_percent, live.idle_replicas)
+            != (release.max_replicas, release.target_cpu_percent, release.idle_replicas)
+        ):
             plan.full_up_reason = (
                 f"{name}: the restored active colour {release.active_color.value} would run a different "
-                "image, config or replica count than it runs now, so its Deployment must change too"
+                "image, config or size (replicas, autoscaling) than it runs now, so its Deployment must "
+                "change too"
             )
             return
         changed_services.append(name)
+        if live.active_color != release.active_color:
+            # Traffic leaves a colour at full size, which config must say: the next verified release
+            # shrinks it (never this restore, whose Deployments change before its Services switch).
+            release = release.at_full_size()
+            plan.restore[RELEASES_KEY] = ConfigEntry(
+                with_release(plan.restore[RELEASES_KEY].value, name, release)
+            )
+        running = live.replicas_of(release.active_color)
+        if running != release.replicas:
+            # The colour traffic moves to was scaled down: the same targeted up resizes its Deployment
+            # first (the Services depend on it) and waits for its pods to be ready, then switches.
+            scale_ups.append(name)
+            plan.scaled_up.append(
+                f"{name}: {release.active_color.value} runs {running} replica(s) (scaled down after the last "
+                f"release); the up scales it to {release.replicas} and waits for it to be ready before "
+                "switching traffic"
+            )
         live_idle, restored_idle = live.run_of(idle), release.idle_run
         if live_idle != restored_idle and idle_as_deployed:
             # A targeted up leaves the idle Deployment as it is: config must say so too, or a later
@@ -191,6 +213,11 @@ def _decide_targets(
                 f"`release deploy` of {name} replaces it"
             )
     plan.targets = [urn for name in changed_services for urn in service_urns(plan.stack, PROJECT_NAME, name)]
+    plan.targets += [
+        urn
+        for name in scale_ups
+        for urn in colour_urns(plan.stack, PROJECT_NAME, name, restored[name].active_color.value)
+    ]
 
 
 def _migration_risks(

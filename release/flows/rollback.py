@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from core.config.project import ProjectSettings
 from core.config.sources import StackConfigValues, validated_stack_config
+from core.config.stack import IDLE_SCALED_DOWN
 from core.errors import HistoryError
 from release import log
 from release.context import ReleaseContext
@@ -120,7 +121,7 @@ def _plan_to(
             plan.why += f"; note: it is {lifecycle.why_not_settled(target)}"
         return plan
     chosen = choose_rollback_target(
-        lifecycle, entries, lambda entry: not plan_rollback(stack, current, entry, project).nothing_to_do
+        lifecycle, entries, lambda entry: _restores_a_release(plan_rollback(stack, current, entry, project))
     )
     if chosen is None:
         raise HistoryError(
@@ -130,6 +131,12 @@ def _plan_to(
     plan = plan_rollback(stack, current, chosen.entry, project)
     plan.why, plan.skipped = chosen.why, chosen.skipped
     return plan
+
+
+def _restores_a_release(plan: RollbackPlan) -> bool:
+    """Whether restoring changes more than whether the idle colour is scaled down: the scale-down after
+    a verified release is that release's housekeeping, not a state of its own to go back to."""
+    return any(not change.key.endswith(f".{IDLE_SCALED_DOWN}") for change in plan.changes)
 
 
 @dataclass

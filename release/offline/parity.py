@@ -186,10 +186,11 @@ def knob_leaves(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str,
     return leaves
 
 
-def _colour_configs(values: Mapping[str, Any]) -> dict[str, str]:
-    """What each colour's config knob (`releases.<svc>.config.<colour>`) makes of Pulumi.yaml's
-    declarations (`core.config.stack.pod_config`): every flag's and env var's value in that colour
-    (the colour's own, else the default) and the fingerprint of the whole. Nothing when the
+def _colour_configs(values: Mapping[str, Any]) -> dict[str, Any]:
+    """What each colour's knobs make of Pulumi.yaml's declarations: every flag's and env var's value
+    in that colour (`releases.<svc>.config.<colour>`, else the default; `core.config.stack.pod_config`),
+    the fingerprint of the whole, and the colour's size and autoscaling bounds (`replicas`,
+    `maxReplicas`, `idleReplicas` and whether the idle colour is scaled down). Nothing when the
     declarations do not validate: the stack's own errors say why."""
     flags = config_texts(values.get(full_key("featureFlags")) or {})
     try:
@@ -200,12 +201,17 @@ def _colour_configs(values: Mapping[str, Any]) -> dict[str, str]:
         return {}
     declared = {str(name): str(value) for name, value in flags.items()}
     releases = releases_of(values.get(full_key("releases")))
-    leaves: dict[str, str] = {}
+    leaves: dict[str, Any] = {}
     for spec in specs:
         for color in Color if spec.name in releases else ():
             config = pod_config(spec, declared, releases[spec.name].config.of(color))
             key = f"releases.{spec.name}.config.{color}"
             leaves[f"{key} (fingerprint)"] = config.fingerprint
+            size = f"releases.{spec.name}.replicas of {color}"
+            leaves[size] = releases[spec.name].replicas_of(color)
+            leaves[f"{size} (autoscaling min)"], leaves[f"{size} (autoscaling max)"] = releases[
+                spec.name
+            ].autoscaling_of(color)
             leaves.update({f"{key}.flags.{name}": value for name, value in config.flags.items()})
             leaves.update({f"{key}.env.{name}": value for name, value in config.env.items()})
     return leaves
@@ -309,7 +315,7 @@ def explain(
         if len({repr(value) for value, _ in normalised.values()}) == 1:
             matched = sum(length for _, length in normalised.values())
             names_resource = len(name_parts & set(path.replace("[", ".").split(".")))
-            declared = int(path != STACK_NAME_KNOB)
+            declared = 0 if path == STACK_NAME_KNOB else 1 if " " in path else 2  # derived leaves: spaces
             scored.append(((matched, names_resource, declared), path))
     if not scored:
         return _explained_together(values, knobs, candidates, name_parts)

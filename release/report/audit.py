@@ -93,6 +93,7 @@ EVENT_NAMES = {
     Event.ABORT: "abort",
     Event.REJECT: "rejection",
     Event.REVIEW: "review",
+    Event.SCALE: "idle scaled down",
 }
 
 

@@ -45,6 +45,8 @@ class RollbackPlan:
     why: str = ""
     """Why this target was chosen (and which newer entries were passed over)."""
     skipped: list[str] = field(default_factory=list)
+    scaled_up: list[str] = field(default_factory=list)
+    """Services whose restored active colour is scaled down now: the up scales it up before switching."""
 
     @property
     def nothing_to_do(self) -> bool:
@@ -70,6 +72,7 @@ class RollbackPlan:
             "migrationRisks": [risk.render() for risk in self.risks],
             "why": self.why or None,
             "skipped": self.skipped,
+            "scaledUp": self.scaled_up,
         }
 
     def render(self) -> str:
@@ -83,6 +86,7 @@ class RollbackPlan:
             lines += [f"    {urn}" for urn in self.targets]
         elif self.restore:
             lines.append(f"  full up: {self.full_up_reason}")
+        lines += [f"  scaled up first: {note}" for note in self.scaled_up]
         lines += [f"  left in the cluster: {note}" for note in self.left_in_cluster]
         lines += [f"  not restored: {note}" for note in self.not_restored]
         lines += [f"  migration risk: {risk.render()}" for risk in self.risks]

@@ -25,13 +25,12 @@ from typing import Any
 from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
 from core.config.sources import ConfigEntry, StackConfigValues, engine_text, read_stack_file
 from core.errors import ConcurrentReleaseError, ReleaseError
-from core.naming import KUBERNETES_SERVICE_TYPE, preview_service_name
+from core.naming import DEPLOYMENT_TYPE, KUBERNETES_SERVICE_TYPE, preview_service_name
 from release.engine.protocol import Engine, UpdateOutcome
 from release.engine.shapes import UpdateResult
 from release.offline.mock_runtime import ProgramRun, evaluate_program
 from tests.conftest import ROOT, TEST_SECRETS
 
-DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
 CONFIG_MAP_TYPE = "kubernetes:core/v1:ConfigMap"
 COLOR_LABEL = "platform.example.test/color"
 
