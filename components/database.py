@@ -18,9 +18,11 @@ class Database(pulumi.ComponentResource):
     - Storage is encrypted; the master password is generated and kept by AWS in Secrets Manager
       (`manage_master_user_password`), so no password exists in config or in Pulumi state. The app
       reads it through the secret ARN exported here.
-    - Backups are kept `backupRetentionDays`; a final snapshot is always taken on deletion, and
-      deletion protection (also Pulumi's `protect`) is a per-stack knob that production's policy
-      requires.
+    - Backups are kept the stack's `backupRetentionDays` (at least its policy's
+      `minBackupRetentionDays`) and taken in its daily `backupWindow`; AWS maintains the instance in
+      its weekly `maintenanceWindow` (both UTC, never overlapping). A final snapshot is always taken
+      on deletion, and deletion protection (also Pulumi's `protect`) is a per-stack knob that
+      production's policy requires.
     """
 
     address: pulumi.Output[str]
@@ -57,7 +59,9 @@ class Database(pulumi.ComponentResource):
             db_subnet_group_name=size.subnet_group_name,
             vpc_security_group_ids=size.security_group_ids,
             publicly_accessible=False,
-            backup_retention_period=postgres.backup_retention_days,
+            backup_retention_period=size.backup_retention_days,
+            backup_window=size.backup_window,
+            maintenance_window=size.maintenance_window,
             copy_tags_to_snapshot=True,
             skip_final_snapshot=False,
             final_snapshot_identifier=f"{identifier}-final",

@@ -71,6 +71,9 @@ def find(differences: list[Difference], where: str, path: str) -> Difference:
         ("kubernetes:batch/v1:Job api-migrate-green", "metadata.name", "releases.api.images.green"),
         ("kubernetes:networking.k8s.io/v1:Ingress web", "spec.rules[0].host", "domain"),
         ("aws:rds/instance:Instance database", "instanceClass", "database.instanceClass"),
+        ("aws:rds/instance:Instance database", "backupRetentionPeriod", "database.backupRetentionDays"),
+        ("aws:rds/instance:Instance database", "backupWindow", "database.backupWindow"),
+        ("aws:rds/instance:Instance database", "maintenanceWindow", "database.maintenanceWindow"),
         ("pulumi:providers:kubernetes app-kubernetes", "context", "kubeContext"),
     ],
 )
@@ -91,7 +94,6 @@ def test_an_engine_version_override_in_one_stack_file_is_a_parity_violation(proj
             "port": 5432,
             "databaseName": "app",
             "masterUsername": "platform_admin",
-            "backupRetentionDays": 7,
             "storageType": "gp3",
         }
 

@@ -90,7 +90,6 @@ class PostgresSpec(ConfigModel):
     port: int = Field(default=5432, ge=1150, le=65535, strict=True)
     database_name: DatabaseName
     master_username: MasterUsername
-    backup_retention_days: int = Field(ge=1, le=35, strict=True)
     storage_type: str = "gp3"
 
 
@@ -201,6 +200,8 @@ class StackPolicy(ConfigModel):
     require_image_digest: bool = Field(strict=True)
     min_replicas: int = Field(ge=1, strict=True)
     require_deletion_protection: bool = Field(strict=True)
+    min_backup_retention_days: int = Field(ge=1, le=35, strict=True)
+    """The stack's `database.backupRetentionDays` may not be lower (how far back a restore can go)."""
     require_signed_records: bool = Field(
         default=False,
         strict=True,

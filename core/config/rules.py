@@ -66,6 +66,7 @@ def load_stack_config(raw: RawConfig, enforce_policy: bool = True) -> StackConfi
             )
     if project is not None and settings is not None:
         problems += _cross_problems(stack, project, settings)
+        problems += _database_problems(stack, settings)
         if policy is not None and enforce_policy:
             problems += _policy_problems(stack, project, settings, policy)
 
@@ -318,6 +319,19 @@ def _policy_problems(
                 f"`pulumi config set --path 'tls.previewSourceRanges[0]' 10.20.0.0/16 -s {stack}`",
             )
         )
+    retention = settings.database.backup_retention_days
+    if retention < policy.min_backup_retention_days:
+        problems.append(
+            ConfigProblem(
+                stack,
+                full_key("database.backupRetentionDays"),
+                retention,
+                f"{stack} keeps database backups at least {policy.min_backup_retention_days} days, how "
+                f"far back a restore can reach ({rule}: minBackupRetentionDays)",
+                f"`pulumi config set --path 'database.backupRetentionDays' "
+                f"{policy.min_backup_retention_days} -s {stack}`",
+            )
+        )
     if policy.require_deletion_protection and not settings.database.deletion_protection:
         problems.append(
             ConfigProblem(
@@ -329,3 +343,20 @@ def _policy_problems(
             )
         )
     return problems
+
+
+def _database_problems(stack: str, settings: StackSettings) -> list[ConfigProblem]:
+    database = settings.database
+    if not database.windows_overlap:
+        return []
+    return [
+        ConfigProblem(
+            stack,
+            full_key("database.maintenanceWindow"),
+            database.maintenance_window,
+            f"overlaps the daily backup window {database.backup_window} (UTC); RDS refuses windows that "
+            "overlap",
+            f"move one of them, e.g. `pulumi config set --path 'database.maintenanceWindow' "
+            f"<ddd:hh24:mi-ddd:hh24:mi outside {database.backup_window}> -s {stack}`",
+        )
+    ]
