@@ -11,13 +11,15 @@ from typing import Any
 
 import pytest
 
+from core.config.project import parameter_group_family
 from core.config.rules import load_stack_config
 from core.config.sources import read_stack_file
 from core.config.stack import window_minutes
-from core.errors import ConfigProblem
-from tests.conftest import ROOT, SECRET_NAMES, STACKS, baseline, only, problems_of
+from core.errors import ConfigError, ConfigProblem
+from tests.conftest import ROOT, SECRET_NAMES, STACKS, baseline, edit_yaml, only, problems_of
 
 RDS = "aws:rds/instance:Instance"
+PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
 
 
 def database_knob(stack: str) -> dict[str, Any]:
@@ -51,7 +53,87 @@ def test_production_keeps_backups_two_weeks_and_is_maintained_on_sunday_night() 
     assert inputs["maintenanceWindow"] == "sun:02:00-sun:03:00"
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_parameter_group_has_the_engine_versions_family_and_pulumi_yamls_parameters(stack: str) -> None:
+    group = baseline(stack).named(PARAMETER_GROUP, "database-parameters")
+    assert group.inputs["family"] == "postgres16"
+    assert group.inputs["parameters"] == [
+        {"name": "idle_in_transaction_session_timeout", "value": "60000", "applyMethod": "pending-reboot"},
+        {"name": "log_min_duration_statement", "value": "1000", "applyMethod": "pending-reboot"},
+        {"name": "max_connections", "value": "200", "applyMethod": "pending-reboot"},
+        {"name": "rds.force_ssl", "value": "1", "applyMethod": "pending-reboot"},
+        {"name": "statement_timeout", "value": "30000", "applyMethod": "pending-reboot"},
+    ]
+
+
+def test_the_parameter_group_is_the_database_components_own_and_named_by_stack_and_family() -> None:
+    run = baseline("staging")
+    group = run.named(PARAMETER_GROUP, "database-parameters")
+    assert run.by_urn()[group.parent].type == "platform:components:Database"
+    assert group.provider == "aws"
+    assert group.inputs["name"] == "platform-staging-postgres16"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_instance_uses_the_parameter_group(stack: str) -> None:
+    run = baseline(stack)
+    group = run.named(PARAMETER_GROUP, "database-parameters")
+    database = run.named(RDS, "database")
+    assert database.inputs["parameterGroupName"] == group.inputs["name"]
+    assert group.urn in database.dependencies
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_performance_insights_are_on_for_7_days_and_logs_go_to_cloudwatch(stack: str) -> None:
+    inputs = instance(stack)
+    assert inputs["performanceInsightsEnabled"] is True
+    assert inputs["performanceInsightsRetentionPeriod"] == 7
+    assert inputs["enabledCloudwatchLogsExports"] == ["postgresql"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_changes_are_never_applied_immediately(stack: str) -> None:
+    assert instance(stack)["applyImmediately"] is False
+
+
+@pytest.mark.parametrize(
+    ("version", "family"), [("16.4", "postgres16"), ("15.7", "postgres15"), ("13.12", "postgres13")]
+)
+def test_the_family_is_postgres_and_the_major_version(version: str, family: str) -> None:
+    assert parameter_group_family(version) == family
+
+
+@pytest.mark.parametrize("version", ["16", "16.4.1", "v16.4", "sixteen", "16.4\n", "9.6"])
+def test_a_version_without_a_family_is_refused(version: str) -> None:
+    with pytest.raises(ValueError, match="engine version"):
+        parameter_group_family(version)
+
+
 # ----------------------------------------------------------------------------------- bad input
+
+
+def test_an_engine_version_without_a_family_in_pulumi_yaml_is_refused(project: Path) -> None:
+    edit_yaml(
+        project / "Pulumi.yaml",
+        lambda document: document["config"]["postgres"]["value"].update(engineVersion="9.6"),
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_stack_config(read_stack_file(project, "dev", SECRET_NAMES).raw)
+    problem = only(raised.value.problems, "platform:postgres.engineVersion")
+    assert problem.value == "9.6"
+    assert "RDS supports PostgreSQL 10 and later" in problem.problem
+    assert "Pulumi.yaml" in problem.fix
+
+
+def test_a_parameter_name_that_is_no_setting_is_refused(project: Path) -> None:
+    def bad_name(document: dict[str, Any]) -> None:
+        document["config"]["postgres"]["value"]["parameters"]["Max Connections"] = "100"
+
+    edit_yaml(project / "Pulumi.yaml", bad_name)
+    with pytest.raises(ConfigError) as raised:
+        load_stack_config(read_stack_file(project, "dev", SECRET_NAMES).raw)
+    problem = only(raised.value.problems, "platform:postgres.parameters")
+    assert "['Max Connections']" in problem.problem
 
 
 def test_retention_below_the_stack_policys_minimum_is_refused_naming_the_fix(project: Path) -> None:
