@@ -223,3 +223,50 @@ def test_a_weekly_window_may_wrap_around_sunday() -> None:
     minutes = window_minutes("sun:23:30-mon:00:30", daily=False)
     assert len(minutes) == 60
     assert 0 in minutes and 7 * 24 * 60 - 1 in minutes
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_parameters_in_a_stack_file_are_refused_as_project_level(project: Path, stack: str) -> None:
+    problems = database_problems(project, stack, parameters={"max_connections": "500"})
+    problem = only(problems, "platform:database.parameters")
+    assert problem.value == {"max_connections": "500"}
+    assert "project-level value is set in the stack" in problem.problem
+    assert 'Pulumi.yaml declares postgres.parameters: {"max_connections": "200"' in problem.problem
+    assert problem.fix == (
+        f"remove it from Pulumi.{stack}.yaml (`pulumi config rm --path 'database.parameters' -s {stack}`) "
+        "and change postgres.parameters in Pulumi.yaml if every stack should change"
+    )
+    assert problem.parity
+    assert len(problems) == 1  # not also an unknown key
+
+
+def test_any_project_level_postgres_key_under_the_database_knob_is_refused(project: Path) -> None:
+    problem = only(
+        database_problems(project, "staging", engineVersion="13.7"), "platform:database.engineVersion"
+    )
+    assert problem.value == "13.7"
+    assert 'Pulumi.yaml declares postgres.engineVersion: "16.4"' in problem.problem
+
+
+def test_postgres_parameters_set_in_a_stack_file_are_refused_naming_stack_key_value_and_fix(
+    project: Path,
+) -> None:
+    def override(config: dict[str, Any]) -> None:
+        config["platform:postgres"] = {"parameters": {"max_connections": "500"}}
+
+    problem = only(problems_of(project, "production", override), "platform:postgres")
+    assert problem.value == {"parameters": {"max_connections": "500"}}
+    assert "project-level value is set in the stack" in problem.problem
+    assert "Pulumi.yaml declares postgres:" in problem.problem
+    assert "remove it from Pulumi.production.yaml (`pulumi config rm postgres -s production`)" in problem.fix
+
+
+def test_a_misplaced_parameter_is_reported_with_every_other_database_problem(project: Path) -> None:
+    problems = database_problems(
+        project, "production", parameters={"max_connections": "500"}, backupRetentionDays=7
+    )
+    assert {problem.key for problem in problems} == {
+        "platform:database.parameters",
+        "platform:database.backupRetentionDays",
+    }
+    assert "stack 'production': 2 configuration problems" in str(ConfigError("production", problems))

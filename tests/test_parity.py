@@ -105,6 +105,20 @@ def test_an_engine_version_override_in_one_stack_file_is_a_parity_violation(proj
     assert report.exit_code == 1
 
 
+def test_a_parameter_set_under_a_stacks_database_knob_is_a_parity_violation_not_a_knob(project: Path) -> None:
+    edit_yaml(
+        project / "Pulumi.production.yaml",
+        lambda document: document["config"]["platform:database"].update(
+            parameters={"max_connections": "500"}
+        ),
+    )
+    report = plan(project, list(STACKS), compare=True, progress=quiet)
+    violation = find(report.differences, "database", "platform:database.parameters.max_connections")
+    assert violation.is_violation
+    assert "postgres.parameters in Pulumi.yaml" in violation.reason
+    assert report.exit_code == 1
+
+
 def test_an_extra_key_in_one_stack_file_is_a_parity_violation(project: Path) -> None:
     edit_yaml(
         project / "Pulumi.production.yaml",

@@ -40,7 +40,7 @@ from core.config.base import (
     OidcProviderArn,
     require_names,
 )
-from core.config.project import ProjectSettings, ServiceSpec, StackPolicy
+from core.config.project import PostgresSpec, ProjectSettings, ServiceSpec, StackPolicy
 
 # --------------------------------------------------------------------------------------------------
 # Per-stack knobs (Pulumi.<stack>.yaml)
@@ -336,6 +336,25 @@ PROJECT_KEYS: tuple[str, ...] = tuple(
     (info.alias or name) for name, info in ProjectSettings.model_fields.items()
 )
 """Every key that lives in Pulumi.yaml only."""
+
+
+def _keys(model: type[ConfigModel]) -> frozenset[str]:
+    return frozenset((info.alias or name) for name, info in model.model_fields.items())
+
+
+PROJECT_LEVEL_TWINS: dict[str, tuple[str, frozenset[str]]] = {
+    "database": ("postgres", _keys(PostgresSpec) - _keys(DatabaseSize)),
+}
+"""Per-stack knobs whose project-level twin in Pulumi.yaml holds what every stack shares, with the
+twin's keys: one of them set under the knob (`database.parameters`) is a project-level value in the
+wrong file, refused by the program and a parity violation, as an overridden project-level key is."""
+
+
+def misplaced_project_key(knob: str, key: str) -> str | None:
+    """The Pulumi.yaml key (`postgres.parameters`) that `key` set under the per-stack `knob`
+    (`database`) belongs to; None when the key is not a twin's."""
+    twin, keys = PROJECT_LEVEL_TWINS.get(knob, ("", frozenset()))
+    return f"{twin}.{key}" if key in keys else None
 
 
 # --------------------------------------------------------------------------------------------------
