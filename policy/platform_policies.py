@@ -6,7 +6,8 @@ the engine in PR checks (`pulumi preview --policy-pack policy`, this directory's
 `args` needs only `resource_type`, `props` (engine, camelCase names), `urn` and `name`.
 
 Per-stack strictness is data, as in the program: the stack is read from the URN and its rules from
-`stackPolicies` in the project's Pulumi.yaml (digest pinning, deletion protection), read by the
+`stackPolicies` in the project's Pulumi.yaml (digest pinning, deletion protection, backup
+retention), read by the
 project's one config reader (core.config.sources: the safe loader, no aliases, no duplicate keys, a
 size cap). The pack imports `core` only; its entry point puts the repository on sys.path.
 """
@@ -153,6 +154,28 @@ def _deletion_protection(args: Args, report_violation: ReportViolation) -> None:
         )
 
 
+def _database_settings(args: Args, report_violation: ReportViolation) -> None:
+    group = args.props.get("parameterGroupName")
+    if not group or str(group).startswith("default."):
+        report_violation(
+            "the database runs on RDS's default parameter group; give it the program's own "
+            "(parameterGroupName), so every stack has the same settings"
+        )
+    if not args.props.get("performanceInsightsEnabled"):
+        report_violation("Performance Insights is off (performanceInsightsEnabled: true)")
+    if args.props.get("applyImmediately"):
+        report_violation(
+            "changes are applied immediately, not in the maintenance window (applyImmediately: false)"
+        )
+    minimum = _policy(args.urn).get("minBackupRetentionDays") or 1
+    retention = args.props.get("backupRetentionPeriod") or 0
+    if retention < minimum:
+        report_violation(
+            f"backups are kept {retention} days; stack '{stack_of(args.urn)}' keeps them at least {minimum} "
+            "(backupRetentionPeriod)"
+        )
+
+
 def _no_plaintext_secrets(args: Args, report_violation: ReportViolation) -> None:
     for key, value in (args.props.get("data") or {}).items():
         if SECRET_LOOKING.search(key) and not REFERENCE.match(str(value)) and not key.endswith("_ARN"):
@@ -241,6 +264,13 @@ RULES: tuple[Rule, ...] = (
         "Databases have deletion protection where the stack policy requires it.",
         (DATABASE,),
         _deletion_protection,
+    ),
+    Rule(
+        "database-settings",
+        "Databases use the program's own parameter group, Performance Insights, changes in the maintenance "
+        "window and backups kept at least as long as the stack policy requires.",
+        (DATABASE,),
+        _database_settings,
     ),
     Rule(
         "no-plaintext-secrets-in-configmaps",

@@ -18,7 +18,9 @@ import pytest
 import yaml
 
 from core.config.base import PROJECT_NAME
+from core.config.rules import load_stack_config
 from core.config.sources import engine_text, read_stack_file
+from core.errors import ConfigError, ConfigProblem
 from release.offline.mock_runtime import ProgramRun, evaluate_program
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +31,8 @@ TEST_SECRETS = {
     "SESSION_SIGNING_KEY": "test-only-session-signing-value-7f3a",
     "PAYMENT_PROVIDER_API_KEY": "test-only-payment-provider-value-91c2",
 }
+
+SECRET_NAMES = sorted(TEST_SECRETS)
 
 Edit = Callable[[dict[str, Any]], None]
 
@@ -87,3 +91,19 @@ def releases(values: dict[str, Any]) -> dict[str, Any]:
 
 def json_text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def problems_of(project: Path, stack: str, edit: Edit) -> list[ConfigProblem]:
+    """The problems `load_stack_config` reports for `stack` once `edit` changed its file's `config:`."""
+    edit_yaml(project / f"Pulumi.{stack}.yaml", lambda document: edit(document["config"]))
+    with pytest.raises(ConfigError) as raised:
+        load_stack_config(read_stack_file(project, stack, SECRET_NAMES).raw)
+    assert raised.value.stack == stack
+    return raised.value.problems
+
+
+def only(problems: list[ConfigProblem], key: str) -> ConfigProblem:
+    """The one problem reported for `key`."""
+    matching = [problem for problem in problems if problem.key == key]
+    assert len(matching) == 1, problems
+    return matching[0]

@@ -325,7 +325,7 @@ def test_the_database_is_encrypted_postgres_with_an_aws_managed_password_and_bac
     assert inputs["storageEncrypted"] is True
     assert inputs["manageMasterUserPassword"] is True
     assert "password" not in inputs
-    assert inputs["backupRetentionPeriod"] == 7
+    assert inputs["backupRetentionPeriod"] == 1  # dev's knob (tests/test_database.py)
     assert inputs["publiclyAccessible"] is False
     assert inputs["skipFinalSnapshot"] is False
     assert inputs["finalSnapshotIdentifier"] == "platform-dev-final"

@@ -11,25 +11,10 @@ import pytest
 from components.app_secrets import AppSecrets
 from core.config.rules import load_stack_config
 from core.config.sources import read_stack_file
-from core.errors import ConfigError, ConfigProblem, MissingSecretsError
-from tests.conftest import ROOT, STACKS, TEST_SECRETS, edit_yaml, run_program
+from core.errors import ConfigError, MissingSecretsError
+from tests.conftest import ROOT, SECRET_NAMES, STACKS, TEST_SECRETS, edit_yaml, only, problems_of, run_program
 
-SECRET_NAMES = sorted(TEST_SECRETS)
 DIGEST = "registry.example.test/platform/api@sha256:" + "a" * 64
-
-
-def problems_of(project: Path, stack: str, edit: Any) -> list[ConfigProblem]:
-    edit_yaml(project / f"Pulumi.{stack}.yaml", lambda document: edit(document["config"]))
-    with pytest.raises(ConfigError) as raised:
-        load_stack_config(read_stack_file(project, stack, SECRET_NAMES).raw)
-    assert raised.value.stack == stack
-    return raised.value.problems
-
-
-def only(problems: list[ConfigProblem], key: str) -> ConfigProblem:
-    matching = [problem for problem in problems if problem.key == key]
-    assert len(matching) == 1, problems
-    return matching[0]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -106,7 +91,6 @@ def test_a_stack_file_overriding_a_project_level_value_is_refused(project: Path)
             "port": 5432,
             "databaseName": "app",
             "masterUsername": "platform_admin",
-            "backupRetentionDays": 7,
         }
 
     problem = only(problems_of(project, "production", override), "platform:postgres")

@@ -75,6 +75,9 @@ def find(differences: list[Difference], where: str, path: str) -> Difference:
         ),
         ("kubernetes:networking.k8s.io/v1:Ingress web", "spec.rules[0].host", "domain"),
         ("aws:rds/instance:Instance database", "instanceClass", "database.instanceClass"),
+        ("aws:rds/instance:Instance database", "backupRetentionPeriod", "database.backupRetentionDays"),
+        ("aws:rds/instance:Instance database", "backupWindow", "database.backupWindow"),
+        ("aws:rds/instance:Instance database", "maintenanceWindow", "database.maintenanceWindow"),
         ("pulumi:providers:kubernetes app-kubernetes", "context", "kubeContext"),
     ],
 )
@@ -102,7 +105,6 @@ def test_an_engine_version_override_in_one_stack_file_is_a_parity_violation(proj
             "port": 5432,
             "databaseName": "app",
             "masterUsername": "platform_admin",
-            "backupRetentionDays": 7,
             "storageType": "gp3",
         }
 
@@ -111,6 +113,20 @@ def test_an_engine_version_override_in_one_stack_file_is_a_parity_violation(proj
     violation = find(report.differences, "postgres", "platform:postgres.engineVersion")
     assert violation.is_violation
     assert violation.values == {"dev": "16.4", "staging": "13.7", "production": "16.4"}
+    assert report.exit_code == 1
+
+
+def test_a_parameter_set_under_a_stacks_database_knob_is_a_parity_violation_not_a_knob(project: Path) -> None:
+    edit_yaml(
+        project / "Pulumi.production.yaml",
+        lambda document: document["config"]["platform:database"].update(
+            parameters={"max_connections": "500"}
+        ),
+    )
+    report = plan(project, list(STACKS), compare=True, progress=quiet)
+    violation = find(report.differences, "database", "platform:database.parameters.max_connections")
+    assert violation.is_violation
+    assert "postgres.parameters in Pulumi.yaml" in violation.reason
     assert report.exit_code == 1
 
 

@@ -54,13 +54,14 @@ def test_every_resource_the_program_registers_passes_every_rule(stack: str) -> N
     assert violations == []
 
 
-def test_the_pack_declares_nine_mandatory_rules() -> None:
+def test_the_pack_declares_ten_mandatory_rules() -> None:
     assert [rule.name for rule in RULES] == [
         "images-pinned-by-digest",
         "hardened-containers",
         "probes-and-limits",
         "database-private-and-encrypted",
         "deletion-protection",
+        "database-settings",
         "no-plaintext-secrets-in-configmaps",
         "tls-on-every-ingress",
         "own-service-account",
@@ -167,6 +168,31 @@ def test_production_without_deletion_protection_is_refused_but_dev_is_not() -> N
 
     assert rules_broken("production", DATABASE, "database", unprotected) == {"deletion-protection"}
     assert rules_broken("dev", DATABASE, "database", unprotected) == set()
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"parameterGroupName": None},
+        {"parameterGroupName": "default.postgres16"},
+        {"performanceInsightsEnabled": False},
+        {"applyImmediately": True},
+        {"backupRetentionPeriod": 0},
+    ],
+    ids=["no parameter group", "default parameter group", "no insights", "applied immediately", "no backups"],
+)
+def test_a_database_without_its_settings_is_refused(setting: dict[str, Any]) -> None:
+    assert rules_broken("dev", DATABASE, "database", lambda props: props.update(setting)) == {
+        "database-settings"
+    }
+
+
+def test_production_backups_kept_less_than_its_policy_minimum_are_refused_but_dev_is_not() -> None:
+    def one_week(props: dict[str, Any]) -> None:
+        props["backupRetentionPeriod"] = 7
+
+    assert rules_broken("production", DATABASE, "database", one_week) == {"database-settings"}
+    assert rules_broken("dev", DATABASE, "database", one_week) == set()
 
 
 def test_a_plaintext_secret_in_a_configmap_is_refused_and_a_secret_reference_is_not() -> None:

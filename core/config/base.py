@@ -78,6 +78,22 @@ KubernetesName = Annotated[
     str,
     _fullmatching(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", "must be a Kubernetes name like letsencrypt"),
 ]
+_CLOCK = r"([01]\d|2[0-3]):[0-5]\d"
+_DAY = r"(mon|tue|wed|thu|fri|sat|sun)"
+BackupWindow = Annotated[
+    str,
+    _fullmatching(
+        rf"{_CLOCK}-{_CLOCK}", "must be a daily UTC window hh24:mi-hh24:mi like 00:30-01:30 (AWS's format)"
+    ),
+]
+MaintenanceWindow = Annotated[
+    str,
+    _fullmatching(
+        rf"{_DAY}:{_CLOCK}-{_DAY}:{_CLOCK}",
+        "must be a weekly UTC window ddd:hh24:mi-ddd:hh24:mi like sun:02:00-sun:03:00 "
+        "(AWS's format, lower-case days as AWS reports them)",
+    ),
+]
 AwsRegion = Annotated[str, _fullmatching(r"[a-z]{2}(-[a-z]+)+-\d", "must be an AWS region like eu-west-1")]
 Domain = Annotated[
     str,

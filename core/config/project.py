@@ -88,13 +88,57 @@ class ServiceSpec(ConfigModel):
         return names
 
 
+MIN_POSTGRES_MAJOR = 10
+"""From PostgreSQL 10 on, the major version is the first number (16.4) and RDS names the parameter
+group family after it alone (postgres16); older versions (9.6.x) are out of RDS's support."""
+DB_PARAMETER_NAME = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?")
+"""A PostgreSQL setting (`max_connections`) or an RDS one (`rds.force_ssl`); matched with `fullmatch`."""
+
+
+def parameter_group_family(engine_version: str) -> str:
+    """The RDS parameter group family of a PostgreSQL engine version: "16.4" -> "postgres16".
+
+    A ValueError for anything else than major.minor with a major of 10 or later.
+    """
+    matched = re.fullmatch(r"(\d+)\.(\d+)", engine_version)
+    if matched is None:
+        raise ValueError(f"engine version {engine_version!r} is not major.minor like 16.4")
+    major = int(matched.group(1))
+    if major < MIN_POSTGRES_MAJOR:
+        raise ValueError(
+            f"engine version {engine_version!r} has no parameter group family: RDS supports "
+            f"PostgreSQL {MIN_POSTGRES_MAJOR} and later"
+        )
+    return f"postgres{major}"
+
+
 class PostgresSpec(ConfigModel):
     engine_version: EngineVersion
     port: int = Field(default=5432, ge=1150, le=65535, strict=True)
     database_name: DatabaseName
     master_username: MasterUsername
-    backup_retention_days: int = Field(ge=1, le=35, strict=True)
     storage_type: str = "gp3"
+    parameters: dict[str, str] = Field(default_factory=dict)
+    """The settings of the database's own parameter group, the same in every stack (values as text,
+    as RDS holds them). Applied `pending-reboot` (components/database.py says why)."""
+
+    @field_validator("engine_version")
+    @classmethod
+    def _has_family(cls, version: str) -> str:
+        parameter_group_family(version)
+        return version
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameter_names(cls, parameters: dict[str, str]) -> dict[str, str]:
+        require_names(
+            parameters, DB_PARAMETER_NAME, "parameter names must look like max_connections or rds.force_ssl"
+        )
+        return parameters
+
+    @property
+    def parameter_group_family(self) -> str:
+        return parameter_group_family(self.engine_version)
 
 
 class IngressSpec(ConfigModel):
@@ -204,6 +248,8 @@ class StackPolicy(ConfigModel):
     require_image_digest: bool = Field(strict=True)
     min_replicas: int = Field(ge=1, strict=True)
     require_deletion_protection: bool = Field(strict=True)
+    min_backup_retention_days: int = Field(ge=1, le=35, strict=True)
+    """The stack's `database.backupRetentionDays` may not be lower (how far back a restore can go)."""
     require_signed_records: bool = Field(
         default=False,
         strict=True,

@@ -22,6 +22,7 @@ from core.config.stack import (
     ServiceRelease,
     StackConfig,
     StackSettings,
+    misplaced_project_key,
 )
 from core.errors import ConfigError, ConfigProblem
 from core.images import digest_of, is_image
@@ -46,6 +47,7 @@ def load_stack_config(raw: RawConfig, enforce_policy: bool = True) -> StackConfi
     project = _validate(ProjectSettings, project_input, stack, "Pulumi.yaml config", problems)
 
     stack_input = {key: raw.values[full_key(key)] for key in STACK_KNOBS if full_key(key) in raw.values}
+    problems += _misplaced_problems(raw, stack_input)
     if full_key(SECRETS_KEY) in raw.values and full_key(SECRETS_KEY) not in raw.secret_keys:
         problems.append(
             ConfigProblem(
@@ -74,6 +76,7 @@ def load_stack_config(raw: RawConfig, enforce_policy: bool = True) -> StackConfi
             )
     if project is not None and settings is not None:
         problems += _cross_problems(stack, project, settings)
+        problems += _database_problems(stack, settings)
         if policy is not None and enforce_policy:
             problems += _policy_problems(stack, project, settings, policy)
 
@@ -120,18 +123,54 @@ def _override_problems(raw: RawConfig) -> list[ConfigProblem]:
         merged = raw.values.get(full_key(key), raw.project_values.get(key))
         if key in raw.overridden or merged != raw.project_values.get(key):
             problems.append(
-                ConfigProblem(
-                    raw.stack,
-                    full_key(key),
-                    _shown(raw, full_key(key)),
-                    "a project-level value is set in the stack; it must be the same in every stack "
-                    f"(Pulumi.yaml declares {json.dumps(raw.project_values.get(key))})",
-                    f"remove it from Pulumi.{raw.stack}.yaml (`pulumi config rm {key} -s {raw.stack}`) "
-                    "and change Pulumi.yaml if every stack should change",
-                    parity=True,
+                _project_level_problem(
+                    raw.stack, key, _shown(raw, full_key(key)), key, raw.project_values.get(key)
                 )
             )
     return problems
+
+
+def _misplaced_problems(raw: RawConfig, stack_input: dict[str, Any]) -> list[ConfigProblem]:
+    """Every project-level key set under a per-stack knob (`database.parameters`), reported as a
+    project-level value set in the stack and taken out of `stack_input` (so it is not reported a
+    second time as an unknown key)."""
+    problems = []
+    for knob, value in list(stack_input.items()):
+        if not isinstance(value, dict):
+            continue
+        misplaced = {key: twin for key in value if (twin := misplaced_project_key(knob, key)) is not None}
+        for key, twin in misplaced.items():
+            twin_top, _, twin_key = twin.partition(".")
+            declared = raw.project_values.get(twin_top)
+            problems.append(
+                _project_level_problem(
+                    raw.stack,
+                    f"{knob}.{key}",
+                    SECRET_MARKER if full_key(knob) in raw.secret_keys else value[key],
+                    twin,
+                    declared.get(twin_key) if isinstance(declared, dict) else None,
+                )
+            )
+        if misplaced:
+            stack_input[knob] = {key: item for key, item in value.items() if key not in misplaced}
+    return problems
+
+
+def _project_level_problem(
+    stack: str, path: str, shown: Any, declared_path: str, declared: Any
+) -> ConfigProblem:
+    """A project-level value (Pulumi.yaml's `declared_path`) set in a stack file at `path`."""
+    remove = f"pulumi config rm --path '{path}'" if "." in path else f"pulumi config rm {path}"
+    return ConfigProblem(
+        stack,
+        full_key(path),
+        shown,
+        "a project-level value is set in the stack; it must be the same in every stack "
+        f"(Pulumi.yaml declares {declared_path}: {json.dumps(declared, default=str)})",
+        f"remove it from Pulumi.{stack}.yaml (`{remove} -s {stack}`) and change {declared_path} in "
+        "Pulumi.yaml if every stack should change",
+        parity=True,
+    )
 
 
 def _shown(raw: RawConfig, key: str) -> Any:
@@ -347,6 +386,19 @@ def _policy_problems(
                 f"`pulumi config set --path 'tls.previewSourceRanges[0]' 10.20.0.0/16 -s {stack}`",
             )
         )
+    retention = settings.database.backup_retention_days
+    if retention < policy.min_backup_retention_days:
+        problems.append(
+            ConfigProblem(
+                stack,
+                full_key("database.backupRetentionDays"),
+                retention,
+                f"{stack} keeps database backups at least {policy.min_backup_retention_days} days, how "
+                f"far back a restore can reach ({rule}: minBackupRetentionDays)",
+                f"`pulumi config set --path 'database.backupRetentionDays' "
+                f"{policy.min_backup_retention_days} -s {stack}`",
+            )
+        )
     if policy.require_deletion_protection and not settings.database.deletion_protection:
         problems.append(
             ConfigProblem(
@@ -416,3 +468,20 @@ def _sizing_problems(stack: str, service: str, release: ServiceRelease) -> list[
             )
         )
     return problems
+
+
+def _database_problems(stack: str, settings: StackSettings) -> list[ConfigProblem]:
+    database = settings.database
+    if not database.windows_overlap:
+        return []
+    return [
+        ConfigProblem(
+            stack,
+            full_key("database.maintenanceWindow"),
+            database.maintenance_window,
+            f"overlaps the daily backup window {database.backup_window} (UTC); RDS refuses windows that "
+            "overlap",
+            f"move one of them, e.g. `pulumi config set --path 'database.maintenanceWindow' "
+            f"<ddd:hh24:mi-ddd:hh24:mi outside {database.backup_window}> -s {stack}`",
+        )
+    ]

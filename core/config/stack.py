@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import (
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
 )
 
@@ -28,6 +29,7 @@ from core.config.base import (
     DNS_LABEL,
     SECRET_NAME,
     AwsRegion,
+    BackupWindow,
     Color,
     ConfigModel,
     Domain,
@@ -35,11 +37,12 @@ from core.config.base import (
     InstanceClass,
     KmsKeyArn,
     KubernetesName,
+    MaintenanceWindow,
     OidcProviderArn,
     config_texts,
     require_names,
 )
-from core.config.project import ProjectSettings, ServiceSpec, StackPolicy
+from core.config.project import PostgresSpec, ProjectSettings, ServiceSpec, StackPolicy
 
 # --------------------------------------------------------------------------------------------------
 # Per-stack knobs (Pulumi.<stack>.yaml)
@@ -271,7 +274,42 @@ class HealthCheckSettings(ConfigModel):
         return self.failures * self.interval_seconds + self.timeout_seconds
 
 
+MINUTES_PER_DAY = 24 * 60
+MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
+MIN_WINDOW_MINUTES = 30
+"""RDS refuses a backup or maintenance window shorter than this."""
+WINDOW_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _minute_of(text: str) -> int:
+    """'hh:mi' -> minutes since 00:00, or 'ddd:hh:mi' -> minutes since Monday 00:00 (validated texts)."""
+    *day, hour, minute = text.split(":")
+    days = WINDOW_DAYS.index(day[0]) if day else 0
+    return days * MINUTES_PER_DAY + int(hour) * 60 + int(minute)
+
+
+def _span(window: str, period: int) -> tuple[int, int]:
+    """A window's start minute and its length in minutes; a window may wrap around the period."""
+    starts, ends = (_minute_of(part) for part in window.split("-"))
+    return starts, (ends - starts) % period
+
+
+def window_minutes(window: str, daily: bool) -> set[int]:
+    """The minutes of the week (since Monday 00:00 UTC) a window covers: a daily window
+    (`hh24:mi-hh24:mi`) on every day, a weekly one (`ddd:hh24:mi-ddd:hh24:mi`) once."""
+    period = MINUTES_PER_DAY if daily else MINUTES_PER_WEEK
+    starts, length = _span(window, period)
+    return {
+        (day * MINUTES_PER_DAY + (starts + offset) % period) % MINUTES_PER_WEEK
+        for day in range(7 if daily else 1)
+        for offset in range(length)
+    }
+
+
 class DatabaseSize(ConfigModel):
+    """The per-stack knobs of the database: its size, network, protection, and when AWS may take
+    backups (`backup_window`, daily) and do maintenance (`maintenance_window`, weekly), both UTC."""
+
     instance_class: InstanceClass
     allocated_storage_gb: int = Field(ge=20, le=65536, strict=True)
     multi_az: bool = Field(strict=True)
@@ -281,6 +319,27 @@ class DatabaseSize(ConfigModel):
     secret_kms_key_arn: KmsKeyArn | None = None
     """The customer-managed KMS key that encrypts the database's master secret (AWS's default key
     when unset); the identities that read the secret may decrypt with exactly this key."""
+    backup_retention_days: int = Field(ge=1, le=35, strict=True)
+    """At least the stack policy's `minBackupRetentionDays`; 35 is RDS's maximum."""
+    backup_window: BackupWindow
+    maintenance_window: MaintenanceWindow
+
+    @field_validator("backup_window", "maintenance_window")
+    @classmethod
+    def _long_enough(cls, window: str, info: ValidationInfo) -> str:
+        period = MINUTES_PER_DAY if info.field_name == "backup_window" else MINUTES_PER_WEEK
+        _, length = _span(window, period)
+        if length < MIN_WINDOW_MINUTES:
+            raise ValueError(f"must last at least {MIN_WINDOW_MINUTES} minutes (RDS's minimum), not {length}")
+        return window
+
+    @property
+    def windows_overlap(self) -> bool:
+        """Whether the daily backup window meets the weekly maintenance window (RDS refuses that)."""
+        return bool(
+            window_minutes(self.backup_window, daily=True)
+            & window_minutes(self.maintenance_window, daily=False)
+        )
 
 
 class TlsSettings(ConfigModel):
@@ -356,6 +415,25 @@ PROJECT_KEYS: tuple[str, ...] = tuple(
     (info.alias or name) for name, info in ProjectSettings.model_fields.items()
 )
 """Every key that lives in Pulumi.yaml only."""
+
+
+def _keys(model: type[ConfigModel]) -> frozenset[str]:
+    return frozenset((info.alias or name) for name, info in model.model_fields.items())
+
+
+PROJECT_LEVEL_TWINS: dict[str, tuple[str, frozenset[str]]] = {
+    "database": ("postgres", _keys(PostgresSpec) - _keys(DatabaseSize)),
+}
+"""Per-stack knobs whose project-level twin in Pulumi.yaml holds what every stack shares, with the
+twin's keys: one of them set under the knob (`database.parameters`) is a project-level value in the
+wrong file, refused by the program and a parity violation, as an overridden project-level key is."""
+
+
+def misplaced_project_key(knob: str, key: str) -> str | None:
+    """The Pulumi.yaml key (`postgres.parameters`) that `key` set under the per-stack `knob`
+    (`database`) belongs to; None when the key is not a twin's."""
+    twin, keys = PROJECT_LEVEL_TWINS.get(knob, ("", frozenset()))
+    return f"{twin}.{key}" if key in keys else None
 
 
 # --------------------------------------------------------------------------------------------------

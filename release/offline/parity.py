@@ -23,7 +23,7 @@ from typing import Any
 
 from core.config.base import PROJECT_NAME, Color, config_texts, full_key
 from core.config.project import ServiceSpec
-from core.config.stack import STACK_KNOBS, pod_config, releases_of
+from core.config.stack import STACK_KNOBS, misplaced_project_key, pod_config, releases_of
 from core.images import digest_of, fingerprint_of, image_pull_policy, is_image
 from release.offline.mock_runtime import ProgramRun, RegisteredResource
 
@@ -142,6 +142,17 @@ def config_differences(
                     "with `pulumi config set --secret --path`",
                 )
             )
+        elif namespace == PROJECT_NAME and (twin := _misplaced(top, rest)):
+            differences.append(
+                Difference(
+                    Layer.CONFIG,
+                    top,
+                    path,
+                    values,
+                    (),
+                    f"a project-level value ({twin} in Pulumi.yaml) set under the per-stack knob '{top}'",
+                )
+            )
         elif namespace == PROJECT_NAME and top in STACK_KNOBS:
             differences.append(Difference(Layer.CONFIG, top, path, values, (rest,)))
         else:
@@ -157,6 +168,12 @@ def config_differences(
                 )
             )
     return differences
+
+
+def _misplaced(knob: str, path: str) -> str | None:
+    """`postgres.parameters` for `database.parameters.max_connections` (core.config.stack's table)."""
+    key = path.split(".", 2)[1].split("[", 1)[0] if "." in path else ""
+    return misplaced_project_key(knob, key)
 
 
 def _under_any(path: str, prefixes: Sequence[str]) -> bool:
