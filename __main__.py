@@ -14,6 +14,7 @@ from components.app_secrets import AppSecrets
 from components.blue_green_service import BlueGreenService
 from components.database import Database
 from components.feature_flags import FeatureFlags
+from components.network_policy import NetworkPolicies
 from components.workload_identity import WorkloadIdentity
 from core.config.rules import load_stack_config
 from core.config.sources import raw_config_from_runtime
@@ -36,6 +37,15 @@ database = Database(
 
 namespace = AppNamespace("app", namespace=settings.namespace, kube_context=settings.kube_context)
 on_cluster = pulumi.ResourceOptions(provider=namespace.provider)
+
+network_policies = NetworkPolicies(
+    "network",
+    namespace=namespace.name,
+    services=[service.spec for service in config.services],
+    network=settings.network,
+    database_port=config.project.postgres.port,
+    opts=on_cluster,
+)
 
 feature_flags = FeatureFlags(
     "feature-flags", namespace=namespace.name, flags=settings.feature_flags, opts=on_cluster

@@ -49,6 +49,7 @@ def test_every_component_has_a_platform_components_type_token() -> None:
         "platform:components:Database",
         "platform:components:FeatureFlags",
         "platform:components:MigrationJob",
+        "platform:components:NetworkPolicies",
         "platform:components:WorkloadIdentity",
     }
 

@@ -152,10 +152,13 @@ def _problem_from_pydantic(stack: str, where: str, model: type[ConfigModel], det
     kind = detail["type"]
     if kind == "missing":
         problem = f"required in {where} but not set"
+        path = ".".join(location)
+        # A missing group of keys (a model): one command per key it holds.
+        paths = [f"{path}.{key}" for key in _known_keys(model, location)] or [path]
         fix = (
             f"set it in {where}"
             if where == "Pulumi.yaml config"
-            else f"`pulumi config set --path '{'.'.join(location)}' <value> -s {stack}`"
+            else "; ".join(f"`pulumi config set --path '{each}' <value> -s {stack}`" for each in paths)
         )
     elif kind == "extra_forbidden":
         problem = "unknown key (a typo would otherwise silently fall back to a default)"

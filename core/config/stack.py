@@ -11,7 +11,6 @@ builds the same `RawConfig` from the files.
 from __future__ import annotations
 
 import copy
-import ipaddress
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +26,7 @@ from core.config.base import (
     FEATURE_FLAG,
     SECRET_NAME,
     AwsRegion,
+    CidrRanges,
     Color,
     ConfigModel,
     Domain,
@@ -35,8 +35,10 @@ from core.config.base import (
     KmsKeyArn,
     KubernetesName,
     OidcProviderArn,
+    public_ranges,
     require_names,
 )
+from core.config.network import NetworkSettings
 from core.config.project import ProjectSettings, ServiceSpec, StackPolicy
 
 # --------------------------------------------------------------------------------------------------
@@ -187,25 +189,12 @@ class TlsSettings(ConfigModel):
     redirected to HTTPS, and preview hosts reachable only from `preview_source_ranges`."""
 
     cluster_issuer: KubernetesName
-    preview_source_ranges: list[str] = Field(min_length=1)
-
-    @field_validator("preview_source_ranges")
-    @classmethod
-    def _cidrs(cls, ranges: list[str]) -> list[str]:
-        bad = []
-        for text in ranges:
-            try:
-                ipaddress.ip_network(text, strict=True)
-            except ValueError:
-                bad.append(text)
-        if bad:
-            raise ValueError(f"not CIDR ranges like 10.20.0.0/16: {bad}")
-        return ranges
+    preview_source_ranges: CidrRanges
 
     @property
     def open_ranges(self) -> list[str]:
         """The ranges that reach beyond private networks (the whole internet, or any public part of it)."""
-        return [text for text in self.preview_source_ranges if not ipaddress.ip_network(text).is_private]
+        return public_ranges(self.preview_source_ranges)
 
 
 class WorkloadIdentity(ConfigModel):
@@ -229,6 +218,7 @@ class StackSettings(ConfigModel):
     database: DatabaseSize
     identity: WorkloadIdentity
     tls: TlsSettings
+    network: NetworkSettings
     feature_flags: dict[str, str] = Field(default_factory=dict)
     health_check: HealthCheckSettings = Field(default_factory=HealthCheckSettings)
     app_secrets: dict[str, SecretStr] = Field(default_factory=dict)
