@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from core.config.base import public_ranges
 from core.config.sources import read_project_file
 from core.images import digest_of
+from core.ingress import FORCE_SSL_REDIRECT, SOURCE_RANGES, TLS_TERMINATION, UPSTREAM
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PROJECT_FILE = REPOSITORY / "Pulumi.yaml"
@@ -34,8 +35,6 @@ WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job")
 DATABASE = "aws:rds/instance:Instance"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
-FORCE_SSL_REDIRECT = "nginx.ingress.kubernetes.io/force-ssl-redirect"
-SOURCE_RANGES = "nginx.ingress.kubernetes.io/whitelist-source-range"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 IAM_POLICIES = ("aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy")
 IAM_ROLE = "aws:iam/role:Role"
@@ -170,13 +169,15 @@ def _no_plaintext_secrets(args: Args, report_violation: ReportViolation) -> None
 
 def _tls_on_every_host(args: Args, report_violation: ReportViolation) -> None:
     spec = args.props.get("spec") or {}
+    annotations = (args.props.get("metadata") or {}).get("annotations") or {}
     covered = {host for entry in spec.get("tls") or [] for host in entry.get("hosts") or []}
+    # tls.mode upstream: a load balancer in front terminates TLS, so no host has a tls entry here.
+    upstream = annotations.get(TLS_TERMINATION) == UPSTREAM
     for rule in spec.get("rules") or []:
-        if rule.get("host") not in covered:
+        if rule.get("host") not in covered and not upstream:
             report_violation(
                 f"host {rule.get('host')!r} has no tls entry: users and health checks need HTTPS"
             )
-    annotations = (args.props.get("metadata") or {}).get("annotations") or {}
     if annotations.get(FORCE_SSL_REDIRECT) != "true":
         report_violation(f"plain HTTP is not redirected to HTTPS ({FORCE_SSL_REDIRECT})")
     if args.name.endswith("-preview") and _policy(args.urn).get("requirePrivatePreview"):

@@ -16,7 +16,7 @@ import pytest
 from core.config.sources import read_stack_file
 from core.errors import ConfigError
 from release.offline.mock_runtime import ProgramRun
-from tests.conftest import ROOT, STACKS, baseline, copy_project, edit_yaml, run_program
+from tests.conftest import ROOT, STACKS, baseline, copy_project, edit_yaml, run_program, with_knob
 
 POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 DEPLOYMENT, JOB = "kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job"
@@ -155,16 +155,10 @@ def test_a_service_that_stops_reading_the_database_loses_its_database_policies(t
     assert not [policy.name for policy in run.of_type(POLICY) if policy.name.endswith("-to-database")]
 
 
-def _network(**changes: Any) -> Any:
-    def edit(values: dict[str, Any]) -> None:
-        network = {**values["platform:network"], **changes}
-        values["platform:network"] = {key: value for key, value in network.items() if value is not None}
-
-    return edit
-
-
 def test_every_network_problem_is_reported_at_once_with_key_value_and_fix() -> None:
-    edit = _network(ingressNamespace=None, databaseCidrs=["10.20.20.0/33"], httpsEgressCidrs=["vpce"])
+    edit = with_knob(
+        "network", ingressNamespace=None, databaseCidrs=["10.20.20.0/33"], httpsEgressCidrs=["vpce"]
+    )
     with pytest.raises(ConfigError) as raised:
         run_program("production", edit=edit)
     problems = {problem.key: problem for problem in raised.value.problems}
@@ -197,5 +191,5 @@ def test_a_stack_without_the_network_knob_is_told_every_key_it_needs() -> None:
 @pytest.mark.parametrize("namespace", ["Ingress-Nginx", "ingress.nginx", ""])
 def test_the_ingress_namespace_must_be_a_namespace_name(namespace: str) -> None:
     with pytest.raises(ConfigError) as raised:
-        run_program("staging", edit=_network(ingressNamespace=namespace))
+        run_program("staging", edit=with_knob("network", ingressNamespace=namespace))
     assert [problem.key for problem in raised.value.problems] == ["platform:network.ingressNamespace"]

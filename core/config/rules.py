@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, Color, ConfigModel, full_key
 from core.config.project import ProjectSettings, StackPolicy
-from core.config.stack import PROJECT_KEYS, STACK_KNOBS, RawConfig, StackConfig, StackSettings
+from core.config.stack import PROJECT_KEYS, STACK_KNOBS, RawConfig, StackConfig, StackSettings, TlsMode
 from core.errors import ConfigError, ConfigProblem
 from core.images import digest_of, is_image
 
@@ -64,6 +64,8 @@ def load_stack_config(raw: RawConfig, enforce_policy: bool = True) -> StackConfi
                     f"add a '{stack}:' entry under stackPolicies in Pulumi.yaml",
                 )
             )
+    if settings is not None:
+        problems += _tls_problems(stack, settings)
     if project is not None and settings is not None:
         problems += _cross_problems(stack, project, settings)
         if policy is not None and enforce_policy:
@@ -203,6 +205,33 @@ def _model_of(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+def _tls_problems(stack: str, settings: StackSettings) -> list[ConfigProblem]:
+    """tls.clusterIssuer is read in mode certManager only: required there, refused elsewhere."""
+    tls, key = settings.tls, full_key("tls.clusterIssuer")
+    if tls.mode is TlsMode.CERT_MANAGER and tls.cluster_issuer is None:
+        return [
+            ConfigProblem(
+                stack,
+                key,
+                None,
+                "tls.mode certManager needs the cert-manager ClusterIssuer that issues the certificates",
+                f"`pulumi config set --path 'tls.clusterIssuer' <ClusterIssuer name> -s {stack}`, or set "
+                "tls.mode to upstream when a load balancer in front terminates TLS",
+            )
+        ]
+    if tls.mode is TlsMode.UPSTREAM and tls.cluster_issuer is not None:
+        return [
+            ConfigProblem(
+                stack,
+                key,
+                tls.cluster_issuer,
+                "tls.mode upstream takes no ClusterIssuer: the load balancer in front holds the certificate",
+                f"`pulumi config rm --path 'tls.clusterIssuer' -s {stack}`",
+            )
+        ]
+    return []
 
 
 def _cross_problems(stack: str, project: ProjectSettings, settings: StackSettings) -> list[ConfigProblem]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import ssl
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from pydantic import (
@@ -184,11 +185,23 @@ class DatabaseSize(ConfigModel):
     when unset); the identities that read the secret may decrypt with exactly this key."""
 
 
-class TlsSettings(ConfigModel):
-    """TLS on every host a user connects to: certificates from cert-manager's `cluster_issuer`, HTTP
-    redirected to HTTPS, and preview hosts reachable only from `preview_source_ranges`."""
+class TlsMode(StrEnum):
+    """Who terminates TLS for the stack's hosts (components.ingress_tls)."""
 
-    cluster_issuer: KubernetesName
+    CERT_MANAGER = "certManager"
+    """ingress-nginx, with certificates cert-manager issues from `clusterIssuer`."""
+    UPSTREAM = "upstream"
+    """A load balancer in front of ingress-nginx, with its own certificate."""
+
+
+class TlsSettings(ConfigModel):
+    """TLS on every host a user connects to: terminated by ingress-nginx with certificates from
+    cert-manager's `cluster_issuer` (mode certManager) or by a load balancer in front (mode upstream),
+    HTTP redirected to HTTPS, and preview hosts reachable only from `preview_source_ranges`."""
+
+    mode: TlsMode
+    cluster_issuer: KubernetesName | None = None
+    """Required in mode certManager, refused in mode upstream (core.config.rules)."""
     preview_source_ranges: CidrRanges
 
     @property
