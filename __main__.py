@@ -13,6 +13,7 @@ from components.app_namespace import AppNamespace
 from components.app_secrets import AppSecrets
 from components.blue_green_service import BlueGreenService
 from components.database import Database
+from components.network_policy import NetworkPolicies
 from components.workload_identity import WorkloadIdentity
 from core.config.rules import load_stack_config
 from core.config.sources import raw_config_from_runtime
@@ -35,6 +36,15 @@ database = Database(
 
 namespace = AppNamespace("app", namespace=settings.namespace, kube_context=settings.kube_context)
 on_cluster = pulumi.ResourceOptions(provider=namespace.provider)
+
+network_policies = NetworkPolicies(
+    "network",
+    namespace=namespace.name,
+    services=[service.spec for service in config.services],
+    network=settings.network,
+    database_port=config.project.postgres.port,
+    opts=on_cluster,
+)
 
 app_secrets = AppSecrets(
     "app-secrets",

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.health_hook import post_deploy_health_hook
+from components.ingress_tls import tls_annotations, tls_entries
 from components.migration_job import MigrationJob
 from components.names import kubernetes_name
 from components.pod import (
@@ -22,10 +23,9 @@ from components.pod import (
 from components.workload_identity import WorkloadIdentity
 from core.config.base import Color
 from core.config.stack import HealthCheckSettings, ServiceConfig, TlsSettings
+from core.ingress import SOURCE_RANGES as SOURCE_RANGE_ANNOTATION
 from core.naming import BLUE_GREEN_SERVICE_TYPE, CONFIG_FINGERPRINT_ANNOTATION, preview_service_name
 
-CLUSTER_ISSUER_ANNOTATION = "cert-manager.io/cluster-issuer"
-SOURCE_RANGE_ANNOTATION = "nginx.ingress.kubernetes.io/whitelist-source-range"
 DEPLOYMENT_TIMEOUT_SECONDS = 600
 SERVICE_TIMEOUT_SECONDS = 300
 SERVICE_PORT = 80
@@ -124,14 +124,11 @@ class BlueGreenService(pulumi.ComponentResource):
             release.idle_color,
             after_both_colors,
         )
-        secure = {
-            CLUSTER_ISSUER_ANNOTATION: tls.cluster_issuer,
-            "nginx.ingress.kubernetes.io/force-ssl-redirect": "true",
-        }
+        secure = tls_annotations(tls)
         private = {SOURCE_RANGE_ANNOTATION: ",".join(tls.preview_source_ranges)}
-        self._ingress(name, stable, namespace, stable_hostname, ingress_class, secure)
+        self._ingress(name, stable, namespace, stable_hostname, ingress_class, tls, secure)
         self._ingress(
-            f"{name}-preview", preview, namespace, preview_hostname, ingress_class, {**secure, **private}
+            f"{name}-preview", preview, namespace, preview_hostname, ingress_class, tls, {**secure, **private}
         )
 
         self.stable_service_name = kubernetes_name(stable)
@@ -306,10 +303,12 @@ class BlueGreenService(pulumi.ComponentResource):
         namespace: pulumi.Input[str],
         hostname: str,
         ingress_class: str,
+        tls: TlsSettings,
         annotations: dict[str, str],
     ) -> k8s.networking.v1.Ingress:
         """Exposes a Service on its hostname over HTTPS only, so users and health checks reach stable
-        and preview from outside; cert-manager keeps the certificate in `<name>-tls`."""
+        and preview from outside; in mode certManager cert-manager keeps the certificate in
+        `<name>-tls` (components.ingress_tls)."""
         service_name = kubernetes_name(service)
         return k8s.networking.v1.Ingress(
             resource_name,
@@ -318,7 +317,7 @@ class BlueGreenService(pulumi.ComponentResource):
             ),
             spec=k8s.networking.v1.IngressSpecArgs(
                 ingress_class_name=ingress_class,
-                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[hostname], secret_name=f"{resource_name}-tls")],
+                tls=tls_entries(tls, hostname, f"{resource_name}-tls"),
                 rules=[
                     k8s.networking.v1.IngressRuleArgs(
                         host=hostname,

@@ -14,6 +14,12 @@ from core.naming import MIGRATION_JOB_TYPE
 TIMEOUT_MARGIN_SECONDS = 60
 
 
+def migration_pod_labels(service: str) -> dict[str, str]:
+    """The labels a service's migration pods carry: not the Deployments' (no Service or
+    PodDisruptionBudget selects a migration), so a NetworkPolicy selects them on their own."""
+    return {"app.kubernetes.io/name": f"{service}-migrate"}
+
+
 class MigrationJob(pulumi.ComponentResource):
     """A Kubernetes Job that runs the service's migration command with one colour's image.
 
@@ -64,9 +70,7 @@ class MigrationJob(pulumi.ComponentResource):
                 backoff_limit=migration.backoff_limit,
                 active_deadline_seconds=migration.active_deadline_seconds,
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels={"app.kubernetes.io/name": f"{service.name}-migrate"}
-                    ),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=migration_pod_labels(service.name)),
                     spec=k8s.core.v1.PodSpecArgs(
                         restart_policy="Never",
                         automount_service_account_token=False,

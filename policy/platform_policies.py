@@ -22,8 +22,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
+from core.config.base import public_ranges
 from core.config.sources import read_project_file
 from core.images import digest_of
+from core.ingress import FORCE_SSL_REDIRECT, SOURCE_RANGES, TLS_TERMINATION, UPSTREAM
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PROJECT_FILE = REPOSITORY / "Pulumi.yaml"
@@ -34,8 +36,14 @@ WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job")
 DATABASE = "aws:rds/instance:Instance"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
-FORCE_SSL_REDIRECT = "nginx.ingress.kubernetes.io/force-ssl-redirect"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 IAM_POLICIES = ("aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy")
+IAM_ROLE = "aws:iam/role:Role"
+IAM_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+AWS_MANAGED_POLICY = "arn:aws:iam::aws:policy/"
+SERVICE_ACCOUNT_SUBJECT = re.compile(
+    r"system:serviceaccount:[a-z0-9]([a-z0-9-]*[a-z0-9])?:[a-z0-9]([a-z0-9.-]*[a-z0-9])?"
+)
 
 ReportViolation = Callable[..., None]
 
@@ -184,16 +192,38 @@ def _no_plaintext_secrets(args: Args, report_violation: ReportViolation) -> None
 
 def _tls_on_every_host(args: Args, report_violation: ReportViolation) -> None:
     spec = args.props.get("spec") or {}
+    annotations = (args.props.get("metadata") or {}).get("annotations") or {}
     covered = {host for entry in spec.get("tls") or [] for host in entry.get("hosts") or []}
+    # tls.mode upstream: a load balancer in front terminates TLS, so no host has a tls entry here.
+    upstream = annotations.get(TLS_TERMINATION) == UPSTREAM
     for rule in spec.get("rules") or []:
-        if rule.get("host") not in covered:
+        if rule.get("host") not in covered and not upstream:
             report_violation(
                 f"host {rule.get('host')!r} has no tls entry: users and health checks need HTTPS"
             )
-    annotations = (args.props.get("metadata") or {}).get("annotations") or {}
-    if annotations.get("nginx.ingress.kubernetes.io/force-ssl-redirect") != "true":
+    if annotations.get(FORCE_SSL_REDIRECT) != "true":
+        report_violation(f"plain HTTP is not redirected to HTTPS ({FORCE_SSL_REDIRECT})")
+    if args.name.endswith("-preview") and _policy(args.urn).get("requirePrivatePreview"):
+        _private_preview(args, str(annotations.get(SOURCE_RANGES) or ""), report_violation)
+
+
+def _private_preview(args: Args, annotation: str, report_violation: ReportViolation) -> None:
+    """A preview host in a stack whose policy says requirePrivatePreview accepts private ranges only."""
+    ranges = [text.strip() for text in annotation.split(",") if text.strip()]
+    if not ranges:
         report_violation(
-            "plain HTTP is not redirected to HTTPS (nginx.ingress.kubernetes.io/force-ssl-redirect)"
+            f"stack '{stack_of(args.urn)}' requires private previews: the preview Ingress needs "
+            f"{SOURCE_RANGES} with the private ranges that test previews"
+        )
+        return
+    try:
+        public = public_ranges(ranges)
+    except ValueError:
+        report_violation(f"{SOURCE_RANGES} holds something that is not a CIDR range: {annotation!r}")
+        return
+    if public:
+        report_violation(
+            f"stack '{stack_of(args.urn)}' requires private previews; {SOURCE_RANGES} opens {public}"
         )
 
 
@@ -210,28 +240,117 @@ def _own_service_account(args: Args, report_violation: ReportViolation) -> None:
 
 
 def _exact_iam_resources(args: Args, report_violation: ReportViolation) -> None:
-    policy = args.props.get("policy")
-    if not isinstance(policy, str):
+    if args.resource_type == IAM_ATTACHMENT:
+        _attached(args.props.get("policyArn"), report_violation)
+        return
+    if args.resource_type == IAM_ROLE:
+        for arn in args.props.get("managedPolicyArns") or []:
+            _attached(arn, report_violation)
+        for inline in args.props.get("inlinePolicies") or []:
+            _statements(inline.get("policy"), _grant_problems, report_violation)
+        _statements(args.props.get("assumeRolePolicy"), _trust_problems, report_violation)
+        return
+    _statements(args.props.get("policy"), _grant_problems, report_violation)
+
+
+def _attached(arn: Any, report_violation: ReportViolation) -> None:
+    """A managed policy attached to a role: never an AWS-managed one (they grant by wildcard, e.g.
+    AdministratorAccess), never a pattern; a customer-managed policy is checked where it is declared."""
+    if not isinstance(arn, str):
+        return  # not known yet (an output of another resource): checked where it is declared
+    if arn.startswith(AWS_MANAGED_POLICY) or "*" in arn:
+        report_violation(
+            f"the role gets the managed policy {arn}: AWS-managed policies grant far more than one "
+            "service needs; declare an aws.iam.RolePolicy naming exact actions and resources"
+        )
+
+
+Statement = Mapping[str, Any]
+
+
+def _statements(
+    document: Any,
+    problems_of: Callable[[Statement], list[str]],
+    report_violation: ReportViolation,
+) -> None:
+    """Every problem of every statement in a policy document (JSON text)."""
+    if not isinstance(document, str):
         return  # not known yet (an output of another resource): checked where it is
     try:
-        document = json.loads(policy)
+        parsed = json.loads(document)
     except json.JSONDecodeError:
         report_violation("the policy document is not JSON")
         return
-    statements = document.get("Statement") or []
+    statements = parsed.get("Statement") or [] if isinstance(parsed, dict) else []
     for statement in statements if isinstance(statements, list) else [statements]:
-        for field in ("Resource", "Action"):
-            values = statement.get(field)
-            values = values if isinstance(values, list) else [values]
-            loose = [value for value in values if not isinstance(value, str) or "*" in value]
-            if loose:
-                report_violation(
-                    f"statement {statement.get('Sid') or '?'} grants {field} {loose}: name exact ones"
-                )
-        if "NotResource" in statement or "NotAction" in statement:
-            report_violation(
-                f"statement {statement.get('Sid') or '?'} uses NotResource/NotAction: name exact ones"
+        for problem in problems_of(statement if isinstance(statement, dict) else {}):
+            report_violation(f"statement {statement.get('Sid') or '?'} {problem}")
+
+
+def _grant_problems(statement: Statement) -> list[str]:
+    problems = []
+    for field in ("Resource", "Action"):
+        values = statement.get(field)
+        values = values if isinstance(values, list) else [values]
+        loose = [value for value in values if not isinstance(value, str) or "*" in value]
+        if loose:
+            problems.append(f"grants {field} {loose}: name exact ones")
+    if "NotResource" in statement or "NotAction" in statement:
+        problems.append("uses NotResource/NotAction: name exact ones")
+    return problems
+
+
+def _trust_problems(statement: Statement) -> list[str]:
+    """Who may assume the role: never anyone (`*`); through a web identity, exactly one
+    ServiceAccount (`system:serviceaccount:<namespace>:<name>`), matched with StringEquals."""
+    problems = []
+    principal = statement.get("Principal")
+    if principal == "*" or (isinstance(principal, dict) and "*" in json.dumps(principal)):
+        problems.append(f"lets {principal} assume the role: name the one principal that may")
+    actions = statement.get("Action")
+    if "sts:AssumeRoleWithWebIdentity" not in (actions if isinstance(actions, list) else [actions]):
+        return problems
+    condition = statement.get("Condition") or {}
+    for operator in condition:
+        if operator != "StringEquals":
+            problems.append(
+                f"matches the web identity with {operator}: use StringEquals on the exact subject"
             )
+    equals = condition.get("StringEquals") or {}
+    subjects = [value for key, value in equals.items() if key.endswith(":sub")]
+    subjects = [item for value in subjects for item in (value if isinstance(value, list) else [value])]
+    exact = [subject for subject in subjects if SERVICE_ACCOUNT_SUBJECT.fullmatch(str(subject))]
+    if not subjects or len(exact) != len(subjects):
+        problems.append(
+            f"trusts the web identity subjects {subjects or 'of anyone'}: name exactly "
+            "system:serviceaccount:<namespace>:<name> under StringEquals '<issuer>:sub'"
+        )
+    return problems
+
+
+def _network_policy(args: Args, report_violation: ReportViolation) -> None:
+    spec = args.props.get("spec") or {}
+    if not isinstance(spec.get("podSelector"), dict):
+        report_violation("the policy has no podSelector: use {} for every pod, or the pods' labels")
+    types = spec.get("policyTypes") or []
+    if not types:
+        report_violation("the policy declares no policyTypes: say which directions it governs")
+    directions = (("Ingress", "ingress", "from"), ("Egress", "egress", "to"))
+    denies = {"Ingress", "Egress"} <= set(types)
+    for kind, field, peers in directions:
+        rules = spec.get(field) or []
+        if rules and kind not in types:
+            report_violation(f"the policy has {field} rules but policyTypes does not name {kind}")
+        if kind in types and not rules and not denies:
+            report_violation(
+                f"the policy governs {kind} with no rule, a deny: a default deny declares both "
+                "Ingress and Egress; an allow rule names its peers and ports"
+            )
+        for index, rule in enumerate(rules):
+            if not rule.get(peers):
+                report_violation(f"{field}[{index}] allows every peer: name them in '{peers}'")
+            if not rule.get("ports"):
+                report_violation(f"{field}[{index}] allows every port: name them in 'ports'")
 
 
 RULES: tuple[Rule, ...] = (
@@ -280,7 +399,8 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "tls-on-every-ingress",
-        "Every Ingress host has a TLS entry, and plain HTTP is redirected to HTTPS.",
+        "Every Ingress host has a TLS entry, plain HTTP is redirected to HTTPS, and preview hosts "
+        "accept private ranges only where the stack policy requires private previews.",
         (INGRESS,),
         _tls_on_every_host,
     ),
@@ -292,9 +412,20 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "exact-iam-resources",
-        "IAM policies name exact actions and resources: no wildcard, no NotResource.",
-        IAM_POLICIES,
+        "IAM policies (inline, on a role, attached) name exact actions and resources: no wildcard, no "
+        "NotResource, no AWS-managed policy; a role's web-identity trust names exactly one "
+        "ServiceAccount with StringEquals.",
+        (*IAM_POLICIES, IAM_ROLE, IAM_ATTACHMENT),
         _exact_iam_resources,
+    ),
+    Rule(
+        "network-policy-present",
+        "Every NetworkPolicy declares its policyTypes and a podSelector; a policy that does not "
+        "declare both Ingress and Egress is an allow rule whose every rule names its peers and ports. "
+        "Per resource only: that a namespace has its default deny is tested on the program "
+        "(tests/test_network_policy.py), not here.",
+        (NETWORK_POLICY,),
+        _network_policy,
     ),
 )
 

@@ -84,6 +84,16 @@ def project(tmp_path: Path) -> Path:
     return copy_project(tmp_path)
 
 
+def with_knob(knob: str, **changes: Any) -> Edit:
+    """An edit of one object knob (`platform:<knob>`): `changes` replace its keys; a None removes one."""
+
+    def edit(values: dict[str, Any]) -> None:
+        changed = {**values[f"{PROJECT_NAME}:{knob}"], **changes}
+        values[f"{PROJECT_NAME}:{knob}"] = {key: value for key, value in changed.items() if value is not None}
+
+    return edit
+
+
 def releases(values: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = values[f"{PROJECT_NAME}:releases"]
     return result

@@ -23,7 +23,7 @@ def test_every_manifest_of_every_stack_is_valid_for_the_oldest_supported_kuberne
 ) -> None:
     files = write_manifests(baseline(stack), tmp_path, secret_names_of(ROOT))
     manifests = [yaml.safe_load(path.read_text()) for path in files if path.name != "aws-resources.yaml"]
-    assert len(manifests) == 31
+    assert len(manifests) == 38  # 31 + 7 NetworkPolicies (tests/test_network_policy.py)
     for manifest in manifests:
         kubernetes_validate.validate(manifest, OLDEST_SUPPORTED_KUBERNETES, strict=True)
 

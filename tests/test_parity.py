@@ -79,6 +79,11 @@ def find(differences: list[Difference], where: str, path: str) -> Difference:
         ("aws:rds/instance:Instance database", "backupWindow", "database.backupWindow"),
         ("aws:rds/instance:Instance database", "maintenanceWindow", "database.maintenanceWindow"),
         ("pulumi:providers:kubernetes app-kubernetes", "context", "kubeContext"),
+        (
+            "kubernetes:networking.k8s.io/v1:NetworkPolicy api-to-database",
+            "spec.egress[0].to[2].ipBlock.cidr",  # production lists three ranges, the others two
+            "network.databaseCidrs[2]",
+        ),
     ],
 )
 def test_a_difference_is_attributed_to_the_knob_that_causes_it(
@@ -256,3 +261,12 @@ def test_a_flags_true_never_explains_another_true_that_differs_between_stacks() 
     }
     values = {"dev": '{"deletionProtection": "true"}', "staging": '{"deletionProtection": "false"}'}
     assert explain(values, knobs) == ()
+
+
+def test_an_item_missing_where_the_list_knob_is_shorter_is_explained_but_not_another_missing_one() -> None:
+    knobs: dict[str, dict[str, Any]] = {
+        "dev": {"network.databaseCidrs[1]": None, "namespace": "platform-dev"},
+        "staging": {"network.databaseCidrs[1]": "10.30.21.0/24", "namespace": "platform-staging"},
+    }
+    assert explain({"dev": None, "staging": "10.30.21.0/24"}, knobs) == ("network.databaseCidrs[1]",)
+    assert explain({"dev": None, "staging": "10.30.99.0/24"}, knobs) == ()

@@ -66,6 +66,7 @@ def test_the_pack_declares_ten_mandatory_rules() -> None:
         "tls-on-every-ingress",
         "own-service-account",
         "exact-iam-resources",
+        "network-policy-present",
     ]
 
 
@@ -230,3 +231,128 @@ def test_an_ingress_host_without_tls_or_without_the_https_redirect_is_refused() 
     ingress = "kubernetes:networking.k8s.io/v1:Ingress"
     assert rules_broken("production", ingress, "api", no_tls) == {"tls-on-every-ingress"}
     assert rules_broken("dev", ingress, "web-preview", no_redirect) == {"tls-on-every-ingress"}
+
+
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+ROLE, POLICY_TYPE = "aws:iam/role:Role", "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+SOURCE_RANGES = "nginx.ingress.kubernetes.io/whitelist-source-range"
+
+
+def _without_source_ranges(props: dict[str, Any]) -> None:
+    del props["metadata"]["annotations"][SOURCE_RANGES]
+
+
+def test_a_preview_ingress_without_source_ranges_is_refused_where_previews_must_be_private() -> None:
+    assert rules_broken("production", INGRESS, "api-preview", _without_source_ranges) == {
+        "tls-on-every-ingress"
+    }
+    assert rules_broken("staging", INGRESS, "web-preview", _without_source_ranges) == {"tls-on-every-ingress"}
+    assert rules_broken("dev", INGRESS, "api-preview", _without_source_ranges) == set()
+
+
+@pytest.mark.parametrize("ranges", ["0.0.0.0/0", "10.20.0.0/16,8.8.8.0/24", "office"])
+def test_a_preview_ingress_open_beyond_private_ranges_is_refused_in_production(ranges: str) -> None:
+    def open_up(props: dict[str, Any]) -> None:
+        props["metadata"]["annotations"][SOURCE_RANGES] = ranges
+
+    assert rules_broken("production", INGRESS, "web-preview", open_up) == {"tls-on-every-ingress"}
+
+
+def _trust(props: dict[str, Any]) -> dict[str, Any]:
+    trust: dict[str, Any] = json.loads(props["assumeRolePolicy"])
+    return trust
+
+
+def _edit_trust(change: Callable[[dict[str, Any]], None]) -> Edit:
+    def edit(props: dict[str, Any]) -> None:
+        trust = _trust(props)
+        change(trust["Statement"][0]["Condition"])
+        props["assumeRolePolicy"] = json.dumps(trust)
+
+    return edit
+
+
+def _sub_key(condition: dict[str, Any]) -> str:
+    return next(key for key in condition["StringEquals"] if key.endswith(":sub"))
+
+
+def _string_like(condition: dict[str, Any]) -> None:
+    key = _sub_key(condition)
+    condition["StringLike"] = {key: "system:serviceaccount:platform-production:*"}
+    del condition["StringEquals"][key]
+
+
+def _wildcard_subject(condition: dict[str, Any]) -> None:
+    condition["StringEquals"][_sub_key(condition)] = "system:serviceaccount:*:api"
+
+
+def _no_subject(condition: dict[str, Any]) -> None:
+    del condition["StringEquals"][_sub_key(condition)]
+
+
+@pytest.mark.parametrize("change", [_string_like, _wildcard_subject, _no_subject])
+def test_a_role_trusting_more_than_one_exact_service_account_is_refused(
+    change: Callable[[dict[str, Any]], None],
+) -> None:
+    assert rules_broken("production", ROLE, "api-role", _edit_trust(change)) == {"exact-iam-resources"}
+
+
+def test_a_role_with_an_aws_managed_or_wildcard_inline_policy_is_refused() -> None:
+    def managed(props: dict[str, Any]) -> None:
+        props["managedPolicyArns"] = ["arn:aws:iam::aws:policy/AdministratorAccess"]
+
+    def inline(props: dict[str, Any]) -> None:
+        document = {"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        props["inlinePolicies"] = [{"name": "everything", "policy": json.dumps(document)}]
+
+    assert rules_broken("staging", ROLE, "web-role", managed) == {"exact-iam-resources"}
+    assert rules_broken("staging", ROLE, "web-role", inline) == {"exact-iam-resources"}
+
+
+@pytest.mark.parametrize(
+    ("arn", "refused"),
+    [
+        ("arn:aws:iam::aws:policy/AdministratorAccess", True),
+        ("arn:aws:iam::aws:policy/ReadOnlyAccess", True),
+        ("arn:aws:iam::333333333333:policy/*", True),
+        ("arn:aws:iam::333333333333:policy/platform-api-read", False),
+    ],
+)
+def test_a_role_policy_attachment_of_an_aws_managed_policy_is_refused(arn: str, refused: bool) -> None:
+    role = baseline("production").named(ROLE, "api-role")
+    attachment = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+    urn = role.urn.replace(f"{ROLE}::api-role", f"{attachment}::api-admin")
+    props = {"role": "api-role", "policyArn": arn}
+    args = ResourceValidationArgs(attachment, props, urn, "api-admin", None, None)  # type: ignore[arg-type]
+    broken = {violation.rule for violation in violations_of(args)}
+    assert broken == ({"exact-iam-resources"} if refused else set())
+
+
+def _deny_ingress_only(props: dict[str, Any]) -> None:
+    props["spec"]["policyTypes"] = ["Ingress"]
+    del props["spec"]["egress"]
+
+
+def _any_destination(props: dict[str, Any]) -> None:
+    props["spec"]["egress"][0]["to"] = []
+
+
+def _any_port(props: dict[str, Any]) -> None:
+    del props["spec"]["egress"][0]["ports"]
+
+
+def _no_types(props: dict[str, Any]) -> None:
+    del props["spec"]["policyTypes"]
+
+
+@pytest.mark.parametrize(
+    ("name", "edit"),
+    [
+        ("default-deny", _deny_ingress_only),
+        ("api-to-database", _any_destination),
+        ("allow-https-egress", _any_port),
+        ("allow-dns", _no_types),
+    ],
+)
+def test_a_network_policy_that_denies_half_or_allows_everything_is_refused(name: str, edit: Edit) -> None:
+    assert rules_broken("production", POLICY_TYPE, name, edit) == {"network-policy-present"}

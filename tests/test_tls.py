@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from core.errors import ConfigError
-from tests.conftest import STACKS, baseline, run_program
+from policy.platform_policies import violations_of
+from tests.conftest import STACKS, baseline, run_program, with_knob
+from tests.test_policies import engine_args
 
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 ISSUER = "cert-manager.io/cluster-issuer"
@@ -64,3 +66,41 @@ def test_preview_source_ranges_must_be_cidr_ranges_and_at_least_one(ranges: list
     with pytest.raises(ConfigError) as raised:
         run_program("staging", edit=_with_ranges(ranges))
     assert [problem.key for problem in raised.value.problems] == ["platform:tls.previewSourceRanges"]
+
+
+def test_upstream_mode_leaves_tls_to_the_load_balancer_and_keeps_the_https_redirect() -> None:
+    run = run_program("production", edit=with_knob("tls", mode="upstream", clusterIssuer=None))
+    for ingress in run.of_type(INGRESS):
+        annotations = ingress.inputs["metadata"]["annotations"]
+        assert "tls" not in ingress.inputs["spec"] and ISSUER not in annotations
+        assert annotations["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
+        assert annotations["platform.example.test/tls-termination"] == "upstream"
+        assert violations_of(engine_args(ingress)) == []
+    preview = run.named(INGRESS, "api-preview").inputs["metadata"]["annotations"]
+    assert preview[SOURCE_RANGES] == "10.20.0.0/16,192.0.2.0/24"
+
+
+@pytest.mark.parametrize(
+    ("changes", "value", "fix"),
+    [
+        ({"clusterIssuer": None}, None, "pulumi config set --path 'tls.clusterIssuer'"),
+        ({"mode": "upstream"}, "letsencrypt", "pulumi config rm --path 'tls.clusterIssuer'"),
+    ],
+)
+def test_the_cluster_issuer_is_required_with_cert_manager_and_refused_upstream(
+    changes: dict[str, Any], value: Any, fix: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        run_program("staging", edit=with_knob("tls", **changes))
+    [problem] = raised.value.problems
+    assert (problem.stack, problem.key, problem.value) == ("staging", "platform:tls.clusterIssuer", value)
+    assert fix in problem.fix
+
+
+def test_an_unknown_tls_mode_is_refused_with_the_other_problems() -> None:
+    with pytest.raises(ConfigError) as raised:
+        run_program("staging", edit=with_knob("tls", mode="acm", previewSourceRanges=["office"]))
+    assert sorted(problem.key for problem in raised.value.problems) == [
+        "platform:tls.mode",
+        "platform:tls.previewSourceRanges",
+    ]

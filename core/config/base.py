@@ -9,6 +9,7 @@ Pulumi.yaml: the same in every stack) and per-stack knobs (`core.config.stack`, 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from enum import StrEnum
@@ -18,6 +19,7 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Field,
 )
 from pydantic.alias_generators import to_camel
 
@@ -94,6 +96,12 @@ MaintenanceWindow = Annotated[
         "(AWS's format, lower-case days as AWS reports them)",
     ),
 ]
+NamespaceName = Annotated[
+    str,
+    _fullmatching(
+        r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", "must be a Kubernetes namespace name like ingress-nginx"
+    ),
+]
 AwsRegion = Annotated[str, _fullmatching(r"[a-z]{2}(-[a-z]+)+-\d", "must be an AWS region like eu-west-1")]
 Domain = Annotated[
     str,
@@ -101,6 +109,29 @@ Domain = Annotated[
         r"([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}", "must be a lower-case DNS domain like example.com"
     ),
 ]
+
+
+def _cidr_ranges(ranges: list[str]) -> list[str]:
+    """Every entry is one network in CIDR notation with no host bits set (10.20.0.0/16, not
+    10.20.0.1/16); one ValueError lists every entry that is not."""
+    bad = []
+    for text in ranges:
+        try:
+            ipaddress.ip_network(text, strict=True)
+        except ValueError:
+            bad.append(text)
+    if bad:
+        raise ValueError(f"not CIDR ranges like 10.20.0.0/16: {bad}")
+    return ranges
+
+
+def public_ranges(ranges: Iterable[str]) -> list[str]:
+    """The ranges that reach beyond private networks (the whole internet, or any public part of it)."""
+    return [text for text in ranges if not ipaddress.ip_network(text, strict=False).is_private]
+
+
+CidrRanges = Annotated[list[str], Field(min_length=1), AfterValidator(_cidr_ranges)]
+"""At least one network in CIDR notation (IPv4 or IPv6), e.g. `[10.20.0.0/16]`."""
 
 
 class Color(StrEnum):

@@ -22,6 +22,7 @@ from core.config.stack import (
     ServiceRelease,
     StackConfig,
     StackSettings,
+    TlsMode,
     misplaced_project_key,
 )
 from core.errors import ConfigError, ConfigProblem
@@ -74,6 +75,8 @@ def load_stack_config(raw: RawConfig, enforce_policy: bool = True) -> StackConfi
                     f"add a '{stack}:' entry under stackPolicies in Pulumi.yaml",
                 )
             )
+    if settings is not None:
+        problems += _tls_problems(stack, settings)
     if project is not None and settings is not None:
         problems += _cross_problems(stack, project, settings)
         problems += _database_problems(stack, settings)
@@ -199,10 +202,13 @@ def _problem_from_pydantic(stack: str, where: str, model: type[ConfigModel], det
     kind = detail["type"]
     if kind == "missing":
         problem = f"required in {where} but not set"
+        path = ".".join(location)
+        # A missing group of keys (a model): one command per key it holds.
+        paths = [f"{path}.{key}" for key in _known_keys(model, location)] or [path]
         fix = (
             f"set it in {where}"
             if where == "Pulumi.yaml config"
-            else f"`pulumi config set --path '{'.'.join(location)}' <value> -s {stack}`"
+            else "; ".join(f"`pulumi config set --path '{each}' <value> -s {stack}`" for each in paths)
         )
     elif kind == "extra_forbidden":
         problem = "unknown key (a typo would otherwise silently fall back to a default)"
@@ -247,6 +253,33 @@ def _model_of(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+def _tls_problems(stack: str, settings: StackSettings) -> list[ConfigProblem]:
+    """tls.clusterIssuer is read in mode certManager only: required there, refused elsewhere."""
+    tls, key = settings.tls, full_key("tls.clusterIssuer")
+    if tls.mode is TlsMode.CERT_MANAGER and tls.cluster_issuer is None:
+        return [
+            ConfigProblem(
+                stack,
+                key,
+                None,
+                "tls.mode certManager needs the cert-manager ClusterIssuer that issues the certificates",
+                f"`pulumi config set --path 'tls.clusterIssuer' <ClusterIssuer name> -s {stack}`, or set "
+                "tls.mode to upstream when a load balancer in front terminates TLS",
+            )
+        ]
+    if tls.mode is TlsMode.UPSTREAM and tls.cluster_issuer is not None:
+        return [
+            ConfigProblem(
+                stack,
+                key,
+                tls.cluster_issuer,
+                "tls.mode upstream takes no ClusterIssuer: the load balancer in front holds the certificate",
+                f"`pulumi config rm --path 'tls.clusterIssuer' -s {stack}`",
+            )
+        ]
+    return []
 
 
 def _cross_problems(stack: str, project: ProjectSettings, settings: StackSettings) -> list[ConfigProblem]:

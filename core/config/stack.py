@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import ipaddress
 import json
 import ssl
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from pydantic import (
@@ -30,6 +30,7 @@ from core.config.base import (
     SECRET_NAME,
     AwsRegion,
     BackupWindow,
+    CidrRanges,
     Color,
     ConfigModel,
     Domain,
@@ -40,8 +41,10 @@ from core.config.base import (
     MaintenanceWindow,
     OidcProviderArn,
     config_texts,
+    public_ranges,
     require_names,
 )
+from core.config.network import NetworkSettings
 from core.config.project import PostgresSpec, ProjectSettings, ServiceSpec, StackPolicy
 
 # --------------------------------------------------------------------------------------------------
@@ -342,30 +345,29 @@ class DatabaseSize(ConfigModel):
         )
 
 
+class TlsMode(StrEnum):
+    """Who terminates TLS for the stack's hosts (components.ingress_tls)."""
+
+    CERT_MANAGER = "certManager"
+    """ingress-nginx, with certificates cert-manager issues from `clusterIssuer`."""
+    UPSTREAM = "upstream"
+    """A load balancer in front of ingress-nginx, with its own certificate."""
+
+
 class TlsSettings(ConfigModel):
-    """TLS on every host a user connects to: certificates from cert-manager's `cluster_issuer`, HTTP
-    redirected to HTTPS, and preview hosts reachable only from `preview_source_ranges`."""
+    """TLS on every host a user connects to: terminated by ingress-nginx with certificates from
+    cert-manager's `cluster_issuer` (mode certManager) or by a load balancer in front (mode upstream),
+    HTTP redirected to HTTPS, and preview hosts reachable only from `preview_source_ranges`."""
 
-    cluster_issuer: KubernetesName
-    preview_source_ranges: list[str] = Field(min_length=1)
-
-    @field_validator("preview_source_ranges")
-    @classmethod
-    def _cidrs(cls, ranges: list[str]) -> list[str]:
-        bad = []
-        for text in ranges:
-            try:
-                ipaddress.ip_network(text, strict=True)
-            except ValueError:
-                bad.append(text)
-        if bad:
-            raise ValueError(f"not CIDR ranges like 10.20.0.0/16: {bad}")
-        return ranges
+    mode: TlsMode
+    cluster_issuer: KubernetesName | None = None
+    """Required in mode certManager, refused in mode upstream (core.config.rules)."""
+    preview_source_ranges: CidrRanges
 
     @property
     def open_ranges(self) -> list[str]:
         """The ranges that reach beyond private networks (the whole internet, or any public part of it)."""
-        return [text for text in self.preview_source_ranges if not ipaddress.ip_network(text).is_private]
+        return public_ranges(self.preview_source_ranges)
 
 
 class WorkloadIdentity(ConfigModel):
@@ -389,6 +391,7 @@ class StackSettings(ConfigModel):
     database: DatabaseSize
     identity: WorkloadIdentity
     tls: TlsSettings
+    network: NetworkSettings
     health_check: HealthCheckSettings = Field(default_factory=HealthCheckSettings)
     app_secrets: dict[str, SecretStr] = Field(default_factory=dict)
 

@@ -23,6 +23,7 @@ from release.offline.mock_runtime import ProgramRun, RegisteredResource
 KUBERNETES_PREFIX = "kubernetes:"
 APPLY_ORDER = (
     "Namespace",
+    "NetworkPolicy",
     "ConfigMap",
     "Secret",
     "Job",

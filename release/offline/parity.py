@@ -383,7 +383,8 @@ def _normalise(value: Any, path: str, knob_value: Any) -> tuple[Any, int]:
     Returns the normalised value and how many characters of `value` the knob accounted for.
     """
     if knob_value is None:
-        return value, 0
+        # A list knob shorter in this stack: its missing element explains a missing list item.
+        return (f"{{{path}}}", 0) if value is None and path.endswith("]") else (value, 0)
     for form, token in _knob_forms(path, knob_value):
         if value == form and type(value) is type(form):
             return token, len(str(form))

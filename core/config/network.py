@@ -1,0 +1,19 @@
+"""Per-stack network knobs (`platform:network` in Pulumi.<stack>.yaml): who may reach the app's pods
+and where the pods may connect. `components.network_policy` turns them into NetworkPolicies; every
+other connection in the app namespace is denied."""
+
+from __future__ import annotations
+
+from core.config.base import CidrRanges, ConfigModel, NamespaceName
+
+
+class NetworkSettings(ConfigModel):
+    ingress_namespace: NamespaceName
+    """The namespace of the ingress controller, the only one that may reach the services' pods
+    (matched by its `kubernetes.io/metadata.name` label, which Kubernetes sets on every namespace)."""
+    database_cidrs: CidrRanges
+    """The database's subnets: pods of services that declare `readsDatabase` (and their migrations)
+    may connect to these on the project's PostgreSQL port."""
+    https_egress_cidrs: CidrRanges
+    """Where pods may open HTTPS (TCP 443) connections: the AWS APIs they call (STS for their role,
+    Secrets Manager), e.g. the subnets of the VPC's interface endpoints."""
