@@ -12,6 +12,7 @@ import pytest
 
 from core.config.base import full_key
 from core.errors import ConfigError
+from release.cli import main
 from release.context import ReleaseContext
 from release.flows.deploy import DeployRequest, deploy
 from release.history.entries import RELEASES_KEY
@@ -179,3 +180,14 @@ def test_a_release_of_nothing_is_refused() -> None:
     with flagged_cluster(engine) as api, pytest.raises(ConfigError, match="nothing to release"):
         deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request())
     assert engine.ups == []
+
+
+def test_the_documented_flag_release_runs_from_the_command_line() -> None:
+    engine = fake_engine("dev")
+    with flagged_cluster(engine, "dev") as api:
+        argv = ["deploy", "dev", "--service", "api", "--set-flag", "FEATURE_NEW_CHECKOUT=false"]
+        argv += ["--preview-url", api.preview_url, "--stable-url", api.stable_url, "--actor", "alice"]
+        argv += ["--project-dir", str(engine.project_dir)]
+        assert main(argv, engine_factory=lambda _: engine) == 0
+    assert engine.serving_config("dev", "api")["FEATURE_NEW_CHECKOUT"] == "false"
+    assert engine.serving_config("dev", "api", preview=True)["FEATURE_NEW_CHECKOUT"] == "true"
