@@ -56,9 +56,7 @@ app_secrets = AppSecrets(
 
 database_settings: dict[str, pulumi.Input[str]] = {
     "DATABASE_HOST": database.address,
-    "DATABASE_PORT": str(config.project.postgres.port),
-    "DATABASE_NAME": config.project.postgres.database_name,
-    "DATABASE_USER": config.project.postgres.master_username,
+    **config.project.postgres.connection_settings(),
     "DATABASE_PASSWORD_SECRET_ARN": database.master_user_secret_arn,
 }
 

@@ -149,7 +149,7 @@ def evidence_for(
             rejected = entry
         if verified is not None:
             continue
-        failed_release = record.image == image and not entry.succeeded
+        failed_release = record.image == image and not entry.succeeded and not record.keeps_image
         if revoked is None and (image in record.revokes or failed_release):
             revoked = entry
         if (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from core.config.sources import project_settings
+from core.config.stack import HealthCheckSettings
+from core.health import Verdict, check_sync
 from release.flows.deploy import DeployRequest
 from release.history.entries import HistoryEntry, read_history
 from release.history.signing import Signer, generate_key_pair
+from release.report.release_report import Checker
 from release.testing.fake_engine import FakeEngine
 from tests.conftest import copy_project, edit_yaml
 from tests.http_servers import Reply, serve
@@ -120,3 +123,17 @@ def cluster(engine: FakeEngine, stack: str = "staging", service: str = "api") ->
 def history_of(engine: FakeEngine, stack: str) -> list[HistoryEntry]:
     """The stack's history as the release tool reads it (records judged by the project's rules)."""
     return read_history(engine, stack, project_settings(engine.project_dir))
+
+
+def dies_on_check(number: int) -> Checker:
+    """A health checker whose process dies (SystemExit 137, as `kill -9` would end it: no `except
+    Exception` catches it) on its `number`th check; the checks before it are real."""
+    calls = {"checks": 0}
+
+    def checker(urls: Sequence[str], settings: HealthCheckSettings, expect: Mapping[str, str]) -> Verdict:
+        calls["checks"] += 1
+        if calls["checks"] == number:
+            raise SystemExit(137)
+        return check_sync(urls, settings, expect)
+
+    return checker

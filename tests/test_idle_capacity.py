@@ -156,3 +156,35 @@ def test_a_failed_release_switches_back_to_a_colour_still_at_full_size(failed_st
     assert report.rollback is not None and report.rollback.scaled_up == []
     assert (size(engine, "blue"), size(engine, "green")) == (1, 1)
     assert "scale down" not in [step.name for step in report.steps]
+
+
+def test_a_rollback_that_moves_no_traffic_never_claims_the_idle_colour_grew() -> None:
+    engine, _report = released_in_dev()  # green live; blue idle at 0 after the scale record
+    verify_entry = history_of(engine, "dev")[1]
+    assert verify_entry.record is not None and verify_entry.record.event == "verify"
+    with cluster(engine, "dev") as api:
+        rollback(
+            ReleaseContext.for_tests(engine, engine.project_dir),
+            RollbackRequest(
+                "dev", "bob", to_number=verify_entry.number, signer=TEST_SIGNER, stable_urls=[api.stable_url]
+            ),
+        )
+    assert (
+        api_release(engine)["idleScaledDown"] is True and size(engine, "blue") == 0
+    )  # config says what runs
+    with cluster(engine, "dev") as api:
+        report = rollback(
+            ReleaseContext.for_tests(engine, engine.project_dir),
+            RollbackRequest("dev", "bob", signer=TEST_SIGNER, stable_urls=[api.stable_url]),
+        )
+    assert report.rollback is not None and report.rollback.scaled_up  # so the switch to blue scales it up
+    assert size(engine, "blue") == 1 and engine.serving("dev", "api") != NEW_API
+
+
+def test_a_release_that_fails_before_its_switch_leaves_config_saying_the_idle_colour_is_full_size() -> None:
+    engine = fake_engine("dev")
+    with cluster(engine, "dev") as api:
+        api.bad.add(NEW_API)  # fails analyse, after the stage up grew green to full size
+        report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
+    assert report.phase == "RolledBack"
+    assert size(engine, "green") == 1 and "idleScaledDown" not in api_release(engine)

@@ -29,6 +29,7 @@ from tests.release_doubles import (
     TEST_SIGNER,
     Cluster,
     cluster,
+    dies_on_check,
     fake_engine,
     history_of,
     signed_project_copy,
@@ -47,19 +48,9 @@ def released(engine: FakeEngine, api: Cluster, image: str) -> str:
 
 def killed_during_verify(engine: FakeEngine, api: Cluster, image: str) -> None:
     """Start a release of `image` and let the process die after its switch, while it verifies."""
-    calls = {"checks": 0}
-
-    def dies_on_the_second_check(
-        urls: Sequence[str], settings: HealthCheckSettings, expect: Mapping[str, str]
-    ) -> Verdict:
-        calls["checks"] += 1
-        if calls["checks"] == 2:
-            raise SystemExit(137)
-        return check_sync(urls, settings, expect)
-
     with pytest.raises(SystemExit):
         deploy(
-            ReleaseContext.for_tests(engine, engine.project_dir, checker=dies_on_the_second_check),
+            ReleaseContext.for_tests(engine, engine.project_dir, checker=dies_on_check(2)),
             api.request(image),
         )
 

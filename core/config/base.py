@@ -37,6 +37,17 @@ SECRET_MARKER = "[secret]"
 DNS_LABEL = re.compile(r"[a-z]([a-z0-9-]{0,40}[a-z0-9])?")
 SECRET_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 FEATURE_FLAG = re.compile(r"FEATURE_[A-Z0-9_]+")
+ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,99}")
+"""An env var or flag name a pod reads (and a ConfigMap key): UPPER_SNAKE_CASE, at most 100 characters."""
+RESERVED_ENV_PREFIXES = ("APP_", "AWS_", "DATABASE_")
+"""Names the program sets itself (the image and colour, the pod's AWS identity, the database)."""
+MAX_CONFIG_VALUE = 4096
+CONFIG_VALUE_RULE = f"must be one printable line of at most {MAX_CONFIG_VALUE} characters"
+
+
+def config_value_problem(value: str) -> str:
+    """Why `value` cannot be a flag or env value (CONFIG_VALUE_RULE), or ''."""
+    return CONFIG_VALUE_RULE if len(value) > MAX_CONFIG_VALUE or not value.isprintable() else ""
 
 
 def _fullmatching(pattern: str, rule: str) -> AfterValidator:

@@ -15,17 +15,22 @@ from typing import Any
 from pydantic import (
     Field,
     field_validator,
+    model_validator,
 )
 
 from core.config.base import (
+    CONFIG_VALUE_RULE,
     DNS_LABEL,
+    ENV_NAME,
     FEATURE_FLAG,
+    RESERVED_ENV_PREFIXES,
     SECRET_NAME,
     ConfigModel,
     DatabaseName,
     EngineVersion,
     MasterUsername,
     config_texts,
+    config_value_problem,
     require_names,
 )
 
@@ -87,6 +92,31 @@ class ServiceSpec(ConfigModel):
         require_names(names, SECRET_NAME, "secret names must be UPPER_SNAKE_CASE")
         return names
 
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_as_texts(cls, env: Any) -> Any:
+        return config_texts(env)
+
+    @model_validator(mode="after")
+    def _env_names(self) -> ServiceSpec:
+        """Env vars the project declares: names a pod can read, never one the program sets itself or
+        a secret's (a secret value must never land in a ConfigMap through `--set-env`)."""
+        require_names(self.env, ENV_NAME, "env var names must be UPPER_SNAKE_CASE of at most 100 characters")
+        reserved = sorted(name for name in self.env if name.startswith(RESERVED_ENV_PREFIXES))
+        secretive = sorted(
+            name for name in self.env if name in self.secrets or name.removesuffix("_FILE") in self.secrets
+        )
+        bad_values = sorted(name for name, value in self.env.items() if config_value_problem(value))
+        if reserved:
+            raise ValueError(
+                f"env vars {reserved}: the program sets {'/'.join(RESERVED_ENV_PREFIXES)}* itself"
+            )
+        if secretive:
+            raise ValueError(f"env vars {secretive} are secrets the service reads from files; remove them")
+        if bad_values:
+            raise ValueError(f"env values of {bad_values} {CONFIG_VALUE_RULE}")
+        return self
+
 
 MIN_POSTGRES_MAJOR = 10
 """From PostgreSQL 10 on, the major version is the first number (16.4) and RDS names the parameter
@@ -121,6 +151,14 @@ class PostgresSpec(ConfigModel):
     parameters: dict[str, str] = Field(default_factory=dict)
     """The settings of the database's own parameter group, the same in every stack (values as text,
     as RDS holds them). Applied `pending-reboot` (components/database.py says why)."""
+
+    def connection_settings(self) -> dict[str, str]:
+        """What a pod that reads the database gets besides the endpoint and the secret's ARN (outputs)."""
+        return {
+            "DATABASE_PORT": str(self.port),
+            "DATABASE_NAME": self.database_name,
+            "DATABASE_USER": self.master_username,
+        }
 
     @field_validator("engine_version")
     @classmethod
@@ -349,6 +387,15 @@ class ProjectSettings(ConfigModel):
     def _flag_names(cls, flags: dict[str, str]) -> dict[str, str]:
         require_names(flags, FEATURE_FLAG, "feature flag names must look like FEATURE_NAME")
         return flags
+
+    @model_validator(mode="after")
+    def _flags_are_not_env_vars(self) -> ProjectSettings:
+        clashes = sorted(
+            {name for service in self.services for name in service.env} & set(self.feature_flags)
+        )
+        if clashes:
+            raise ValueError(f"{clashes} are both feature flags and env vars; one name, one meaning")
+        return self
 
     @field_validator("services")
     @classmethod

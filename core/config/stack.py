@@ -26,7 +26,9 @@ from pydantic import (
 )
 
 from core.config.base import (
+    CONFIG_VALUE_RULE,
     DNS_LABEL,
+    ENV_NAME,
     SECRET_NAME,
     AwsRegion,
     BackupWindow,
@@ -41,6 +43,7 @@ from core.config.base import (
     MaintenanceWindow,
     OidcProviderArn,
     config_texts,
+    config_value_problem,
     public_ranges,
     require_names,
 )
@@ -75,6 +78,15 @@ class ColorConfig(ConfigModel):
     @classmethod
     def _as_texts(cls, values: Any) -> Any:
         return config_texts(values)
+
+    @field_validator("flags", "env")
+    @classmethod
+    def _one_line_values(cls, values: dict[str, str]) -> dict[str, str]:
+        require_names(values, ENV_NAME, "names must be UPPER_SNAKE_CASE of at most 100 characters")
+        bad = sorted(name for name, value in values.items() if config_value_problem(value))
+        if bad:
+            raise ValueError(f"the values of {bad} {CONFIG_VALUE_RULE}")
+        return values
 
     def changed(self, flags: dict[str, str], env: dict[str, str]) -> ColorConfig:
         """These values set on top of this colour's own (the rest kept)."""
@@ -454,6 +466,9 @@ class PodConfig:
     env: dict[str, str]
     flags: dict[str, str]
     secrets: tuple[str, ...]
+    database: dict[str, str]
+    """The database connection settings the pods read from `<svc>-database` (none for a service that
+    reads no database): in the fingerprint, so a new port or name restarts the pods that use it."""
 
     @property
     def data(self) -> dict[str, str]:
@@ -461,7 +476,12 @@ class PodConfig:
 
     @property
     def fingerprint(self) -> str:
-        content = {"env": self.env, "flags": self.flags, "secrets": list(self.secrets)}
+        content = {
+            "env": self.env,
+            "flags": self.flags,
+            "secrets": list(self.secrets),
+            "database": self.database,
+        }
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:FINGERPRINT_LENGTH]
 
@@ -469,13 +489,24 @@ class PodConfig:
 FINGERPRINT_LENGTH = 10
 
 
-def pod_config(spec: ServiceSpec, declared_flags: dict[str, str], config: ColorConfig) -> PodConfig:
+def pod_config(
+    spec: ServiceSpec, declared_flags: dict[str, str], postgres: PostgresSpec, config: ColorConfig
+) -> PodConfig:
     """What a colour of `spec` reads, with `config`'s values over the declared defaults (values for
     keys nobody declares are left out; the config rules refuse them)."""
     return PodConfig(
         env={name: config.env.get(name, default) for name, default in sorted(spec.env.items())},
         flags={name: config.flags.get(name, default) for name, default in sorted(declared_flags.items())},
         secrets=tuple(sorted(spec.secrets)),
+        database=postgres.connection_settings() if spec.reads_database else {},
+    )
+
+
+def without_defaults(spec: ServiceSpec, declared_flags: dict[str, str], config: ColorConfig) -> ColorConfig:
+    """`config` without the values that equal the declared defaults: a colour keeps only its own."""
+    return ColorConfig(
+        flags={name: value for name, value in config.flags.items() if declared_flags.get(name) != value},
+        env={name: value for name, value in config.env.items() if spec.env.get(name) != value},
     )
 
 
@@ -485,14 +516,18 @@ class ServiceConfig:
 
     spec: ServiceSpec
     release: ServiceRelease
-    declared_flags: dict[str, str] = field(default_factory=dict)
+    declared_flags: dict[str, str]
+    postgres: PostgresSpec
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     def pod_config(self, color: Color) -> PodConfig:
-        return pod_config(self.spec, self.declared_flags, self.release.config.of(color))
+        return self.pod_config_of(self.release.config.of(color))
+
+    def pod_config_of(self, config: ColorConfig) -> PodConfig:
+        return pod_config(self.spec, self.declared_flags, self.postgres, config)
 
 
 @dataclass(frozen=True)
@@ -505,7 +540,9 @@ class StackConfig:
     @property
     def services(self) -> list[ServiceConfig]:
         return [
-            ServiceConfig(spec, self.settings.releases[spec.name], self.project.feature_flags)
+            ServiceConfig(
+                spec, self.settings.releases[spec.name], self.project.feature_flags, self.project.postgres
+            )
             for spec in self.project.services
         ]
 

@@ -7,10 +7,10 @@ bad argument exits 2 with the value and the rule.
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from typing import NoReturn
 
+from core.config.base import ENV_NAME, config_value_problem
 from core.config.project import KEY_NAME
 from core.errors import UsageError
 from core.text import one_line
@@ -124,10 +124,6 @@ def key_name(text: str) -> str:
     return text
 
 
-CONFIG_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,99}")
-MAX_CONFIG_VALUE = 4096
-
-
 def config_options(parser: argparse.ArgumentParser) -> None:
     """`--set-flag` and `--set-env`: config values released with the colour they are staged on."""
     parser.add_argument(
@@ -154,14 +150,13 @@ def config_options(parser: argparse.ArgumentParser) -> None:
 def config_assignment(text: str) -> tuple[str, str]:
     """An argparse `type=`: `NAME=VALUE`, an UPPER_SNAKE name and one line of at most 4096 characters."""
     name, equals, value = text.partition("=")
-    if not equals or not CONFIG_NAME.fullmatch(name):
+    if not equals or not ENV_NAME.fullmatch(name):
         raise argparse.ArgumentTypeError(
             f"'{one_line(text)}' is not NAME=VALUE with an UPPER_SNAKE_CASE name, e.g. FEATURE_SEARCH_V2=true"
         )
-    if len(value) > MAX_CONFIG_VALUE or not value.isprintable():
-        raise argparse.ArgumentTypeError(
-            f"the value of {name} must be one printable line of at most {MAX_CONFIG_VALUE} characters"
-        )
+    problem = config_value_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(f"the value of {name} {problem}")
     return name, value
 
 

@@ -87,7 +87,8 @@ def abort(ctx: ReleaseContext, request: AbortRequest) -> ReleaseReport:
         service=service,
         image=release.image,
         finishes=(release.id,),
-        revokes=(release.image,),
+        # A config-only release kept its image live: aborting it revokes no digest.
+        revokes=() if _kept_image(release) else (release.image,),
         reason=request.reason,
         run=request.run,
     )
@@ -124,3 +125,8 @@ def _state_before(
     config = {key: entry for key, entry in current.items() if not entry.secret}
     config[RELEASES_KEY] = ConfigEntry(releases)
     return dataclasses.replace(before, config=config)
+
+
+def _kept_image(release: Release) -> bool:
+    record = release.first.record
+    return record is not None and record.keeps_image

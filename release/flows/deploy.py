@@ -35,8 +35,8 @@ from core.config.stack import (
     HealthCheckSettings,
     ServiceRelease,
     StackConfig,
-    pod_config,
     with_release,
+    without_defaults,
 )
 from core.errors import (
     ConcurrentReleaseError,
@@ -91,6 +91,8 @@ class DeployRequest:
     signer: Signer | None = None
     """Signs every record (None: records are unsigned, refused where the stack requires signing)."""
     release_id: str = field(default_factory=new_release_id)
+    staged_config: dict[str, Any] = field(default_factory=dict)
+    """Set by the flow: the `config` every record of this release carries (see ReleaseRecord.config)."""
 
     def record(self, event: Event, **fields: Any) -> ReleaseRecord:
         """The release record every update of this release carries (see release.history.records)."""
@@ -106,6 +108,7 @@ class DeployRequest:
             break_glass=self.break_glass,
             promoted_from=self.promoted_from,
             reason=self.reason,
+            config=self.staged_config,
             **fields,
         )
 
@@ -185,13 +188,21 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
     refuse_if_unfinished(request.stack, lifecycle)
     baseline = _baseline(lifecycle, current, report)
     before = stack_config.settings.releases[request.service]
-    run = ColorRun(
-        request.image or before.active_image, before.active_run.config.changed(request.flags, request.env)
-    )
     service = next(service for service in stack_config.services if service.name == request.service)
+    config = without_defaults(
+        service.spec, service.declared_flags, before.active_run.config.changed(request.flags, request.env)
+    )
+    run = ColorRun(request.image or before.active_image, config)
+    fingerprint = service.pod_config_of(run.config).fingerprint
     report.config_changes = {**request.flags, **request.env}
-    report.config_fingerprint = pod_config(service.spec, service.declared_flags, run.config).fingerprint
-    if before.active_run == run:
+    report.config_fingerprint = fingerprint
+    request.staged_config = {
+        "set": report.config_changes,
+        "fingerprint": fingerprint,
+        "imageKept": run.image == before.active_image,
+    }
+    live = service.pod_config_of(before.active_run.config).fingerprint
+    if (run.image, fingerprint) == (before.active_image, live):
         report.notes.append(f"{request.service} already serves {run.describe()} on {before.active_color}")
         return None
     settings = stack_config.settings.health_check

@@ -181,7 +181,7 @@ def _config_not_live_in_source(ctx: ReleaseContext, request: PromoteRequest) -> 
         return []
     spec = next(spec for spec in ctx.project.services if spec.name == request.service)
     live = _source_release(ctx.engine, request.source, request.service).active_run.config
-    runs = pod_config(spec, ctx.project.feature_flags, live)
+    runs = pod_config(spec, ctx.project.feature_flags, ctx.project.postgres, live)
     wanted = [("flag", name, value, runs.flags) for name, value in sorted(request.flags.items())]
     wanted += [("env", name, value, runs.env) for name, value in sorted(request.env.items())]
     return [

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from core.config.base import PROJECT_NAME, SECRETS_KEY, full_key
+from core.config.base import PROJECT_NAME, SECRETS_KEY, Color, config_texts, full_key
 from core.config.project import ProjectSettings
 from core.config.sources import ConfigEntry, StackConfigValues, validated_stack_config
 from core.config.stack import (
@@ -71,14 +71,15 @@ def plan_rollback(
         )
     restore: dict[str, ConfigEntry] = {}
     not_restored: list[str] = []
-    for key, entry in sorted(target.config.items()):
+    recorded_config = _upgraded(target.config, current, project)
+    for key, entry in sorted(recorded_config.items()):
         if entry.secret:
             not_restored.append(f"{key}: a secret (history keeps no value); left as it is")
         elif key not in RESTORABLE_KEYS:
             not_restored.append(f"{key}: not a per-stack knob; it comes from the code (Pulumi.yaml)")
         elif key not in current or current[key].value != entry.value:
             restore[key] = ConfigEntry(copy.deepcopy(entry.value))
-    for key in sorted(RESTORABLE_KEYS & set(current) - set(target.config)):
+    for key in sorted(RESTORABLE_KEYS & set(current) - set(recorded_config)):
         not_restored.append(f"{key}: that update did not record it; left as it is")
 
     current_releases = _releases(current.get(RELEASES_KEY))
@@ -115,6 +116,45 @@ def plan_rollback(
     restored_releases = _releases(restore[RELEASES_KEY]) if RELEASES_KEY in restore else current_releases
     plan.risks = _migration_risks(plan, project, current_releases, restored_releases)
     return plan
+
+
+LEGACY_FLAGS_KEY = full_key("featureFlags")
+"""Where entries written before flags rode the release kept them: one set for every colour."""
+SIZING_KEYS = ("maxReplicas", "targetCpuPercent", "idleReplicas")
+
+
+def _upgraded(
+    recorded: Mapping[str, ConfigEntry], current: StackConfigValues, project: ProjectSettings
+) -> dict[str, ConfigEntry]:
+    """An entry written before config rode the release, read as the state it was: its stack-wide
+    `featureFlags` become every colour's own values (flags are not silently reset to the defaults;
+    flags no longer declared are dropped), and the autoscaling knobs it never had keep their current
+    values."""
+    if LEGACY_FLAGS_KEY not in recorded or RELEASES_KEY not in recorded:
+        return dict(recorded)
+    legacy = recorded[LEGACY_FLAGS_KEY].value
+    flags = {
+        name: value
+        for name, value in (config_texts(legacy) if isinstance(legacy, dict) else {}).items()
+        if project.feature_flags.get(name, value) != value
+    }
+    releases = copy.deepcopy(recorded[RELEASES_KEY].value)
+    now = current[RELEASES_KEY].value if RELEASES_KEY in current else {}
+    if not isinstance(releases, dict) or not isinstance(now, dict):
+        return dict(recorded)
+    for name, release in releases.items():
+        if not isinstance(release, dict):
+            continue
+        if "config" not in release and flags:
+            release["config"] = {color.value: {"flags": dict(flags)} for color in Color}
+        found = now.get(name)
+        live: dict[str, Any] = found if isinstance(found, dict) else {}
+        for key in SIZING_KEYS:
+            if key not in release and key in live:
+                release[key] = live[key]
+    upgraded = {key: entry for key, entry in recorded.items() if key != LEGACY_FLAGS_KEY}
+    upgraded[RELEASES_KEY] = ConfigEntry(releases)
+    return upgraded
 
 
 def _execute(
@@ -178,10 +218,15 @@ def _decide_targets(
             )
             return
         changed_services.append(name)
+        # A targeted up never resizes the idle colour, so config must say the size it runs at.
         if live.active_color != release.active_color:
-            # Traffic leaves a colour at full size, which config must say: the next verified release
-            # shrinks it (never this restore, whose Deployments change before its Services switch).
-            release = release.at_full_size()
+            scaled = False  # traffic leaves a full-size colour; the next verified release shrinks it
+        elif idle_as_deployed:
+            scaled = live.idle_scaled_down  # the idle Deployment stays as it runs
+        else:  # unknown (its update failed midway): assume the smaller, so a switch to it scales it up
+            scaled = live.idle_scaled_down or release.idle_scaled_down
+        if scaled != release.idle_scaled_down:
+            release = release.model_copy(update={"idle_scaled_down": scaled})
             plan.restore[RELEASES_KEY] = ConfigEntry(
                 with_release(plan.restore[RELEASES_KEY].value, name, release)
             )

@@ -118,6 +118,15 @@ class ReleaseRecord:
     reason: str = ""
     window: dict[str, Any] = field(default_factory=dict)
     notification: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    """What a release staged besides its image: `set` (the flag and env values it set), `fingerprint`
+    (of everything the colour reads), and `imageKept` (true for a config-only release: the image
+    was already live, so a failure of this release never revokes it)."""
+
+    @property
+    def keeps_image(self) -> bool:
+        """A config-only release: its image was live before it and stays as good as it was."""
+        return self.config.get("imageKept") is True
 
     @property
     def digest(self) -> str:
@@ -153,6 +162,7 @@ class ReleaseRecord:
             "reason": self.reason,
             "window": self.window,
             "notification": self.notification,
+            "config": self.config,
         }
         return {key: value for key, value in document.items() if value not in ("", {}, [], None)}
 
@@ -252,6 +262,7 @@ _OBJECT_FIELDS = {
     "breakGlass": "break_glass",
     "window": "window",
     "notification": "notification",
+    "config": "config",
 }
 _LIST_FIELDS = {"finishes": "finishes", "revokes": "revokes"}
 _KNOWN = {*_STRING_FIELDS, *_OBJECT_FIELDS, *_LIST_FIELDS, "reviews", "digest", "sig"}

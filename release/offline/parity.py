@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from core.config.base import PROJECT_NAME, Color, config_texts, full_key
-from core.config.project import ServiceSpec
+from core.config.project import PostgresSpec, ServiceSpec
 from core.config.stack import STACK_KNOBS, misplaced_project_key, pod_config, releases_of
 from core.images import digest_of, fingerprint_of, image_pull_policy, is_image
 from release.offline.mock_runtime import ProgramRun, RegisteredResource
@@ -212,6 +212,7 @@ def _colour_configs(values: Mapping[str, Any]) -> dict[str, Any]:
     flags = config_texts(values.get(full_key("featureFlags")) or {})
     try:
         specs = [ServiceSpec.model_validate(spec) for spec in values.get(full_key("services")) or []]
+        postgres = PostgresSpec.model_validate(values.get(full_key("postgres")))
     except (ValueError, TypeError):
         return {}
     if not isinstance(flags, Mapping):
@@ -221,7 +222,7 @@ def _colour_configs(values: Mapping[str, Any]) -> dict[str, Any]:
     leaves: dict[str, Any] = {}
     for spec in specs:
         for color in Color if spec.name in releases else ():
-            config = pod_config(spec, declared, releases[spec.name].config.of(color))
+            config = pod_config(spec, declared, postgres, releases[spec.name].config.of(color))
             key = f"releases.{spec.name}.config.{color}"
             leaves[f"{key} (fingerprint)"] = config.fingerprint
             size = f"releases.{spec.name}.replicas of {color}"
@@ -323,7 +324,7 @@ def explain(
     candidates = [
         path
         for path in sorted({path for leaves in knobs.values() for path in leaves})
-        if len({repr(knobs[stack].get(path)) for stack in stacks}) > 1
+        if len({repr(knobs[stack].get(path)) for stack in stacks}) > 1 and _may_explain(path, resource_name)
     ]
     scored: list[tuple[tuple[int, int, int], str]] = []
     name_parts = set(resource_name.split("-"))
@@ -338,6 +339,20 @@ def explain(
         return _explained_together(values, knobs, candidates, name_parts)
     best = max(score for score, _ in scored)
     return tuple(path for score, path in scored if score == best)
+
+
+COLOUR_KNOB = re.compile(r"releases\.([^.]+)\.(?:config\.|replicas of )(blue|green)\b")
+
+
+def _may_explain(path: str, resource_name: str) -> bool:
+    """A colour's own knob (its config values, its size) explains only that colour's resources
+    (`api-blue`, `api-config-blue`, `api-migrate-blue`): a value that merely equals it elsewhere is
+    another code path, not that knob."""
+    found = COLOUR_KNOB.match(path)
+    if found is None:
+        return True
+    service, color = found.groups()
+    return resource_name.startswith(f"{service}-") and color in resource_name.split("-")
 
 
 def _explained_together(

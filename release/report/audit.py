@@ -327,7 +327,8 @@ class ServiceStatus:
     waiting: str = ""
     """The image live and verified in this stack's source that this stack does not run yet."""
     config: dict[str, str] = field(default_factory=dict)
-    """Each colour's config fingerprint (`core.config.stack.PodConfig`): equal means the same env."""
+    """Each colour's config fingerprint (`core.config.stack.PodConfig`): equal means the same declared
+    env vars, flags, mounted secrets and database settings (not the image, which is beside it)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -390,7 +391,9 @@ def _config_fingerprints(project: ProjectSettings, service: str, release: Servic
     if spec is None:
         return {}
     return {
-        color.value: pod_config(spec, project.feature_flags, release.config.of(color)).fingerprint
+        color.value: pod_config(
+            spec, project.feature_flags, project.postgres, release.config.of(color)
+        ).fingerprint
         for color in Color
     }
 

@@ -103,9 +103,8 @@ def scan_stack(checkov: Path, directory: Path, skips: list[Skip]) -> StackScan:
 def render(out: Path) -> list[Path]:
     """`release plan --all --out`: every stack's manifests, offline."""
     release = Path(sys.executable).with_name("release")
-    subprocess.run(
-        [str(release), "plan", "--all", "--quiet", "--out", str(out)], check=True, capture_output=True
-    )
+    command = [str(release), "plan", "--all", "--quiet", "--project-dir", str(ROOT), "--out", str(out)]
+    subprocess.run(command, check=True, capture_output=True)
     return sorted(path for path in out.iterdir() if path.is_dir())
 
 
