@@ -14,6 +14,7 @@ from components.app_secrets import AppSecrets
 from components.blue_green_service import BlueGreenService
 from components.database import Database
 from components.network_policy import NetworkPolicies
+from components.service_monitoring import ServiceMonitoring
 from components.workload_identity import WorkloadIdentity
 from core.config.rules import load_stack_config
 from core.config.sources import raw_config_from_runtime
@@ -88,6 +89,18 @@ services = {
         secret_name=app_secrets.secret_name,
         identity=identities[service.name],
         aws_region=settings.aws_region,
+        opts=on_cluster,
+    )
+    for service in config.services
+}
+
+monitoring = {
+    service.name: ServiceMonitoring(
+        service.name,
+        namespace=namespace.name,
+        service=service.spec,
+        slos=config.project.slos,
+        routing_labels=settings.alerting.routing_labels,
         opts=on_cluster,
     )
     for service in config.services

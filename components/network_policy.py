@@ -54,6 +54,8 @@ class NetworkPolicies(pulumi.ComponentResource):
     - `default-deny`: every pod, ingress and egress, nothing allowed.
     - `<svc>-from-ingress`: the ingress controller's namespace (`network.ingressNamespace`) may reach
       the service's pods (both colours, not its migrations) on the service's port.
+    - `<svc>-from-monitoring`: so may Prometheus' namespace (`network.monitoringNamespace`), which
+      scrapes `/metrics` there (components.service_monitoring).
     - `allow-dns`: every pod may ask the cluster DNS (kube-system's kube-dns pods, UDP and TCP 53).
     - `allow-https-egress`: every pod may open HTTPS to `network.httpsEgressCidrs` (the AWS APIs its
       role needs: STS, Secrets Manager).
@@ -78,20 +80,26 @@ class NetworkPolicies(pulumi.ComponentResource):
     ) -> None:
         super().__init__(NETWORK_POLICIES_TYPE, name, None, opts)
         self._namespace = namespace
-        from_ingress = k8s.networking.v1.NetworkPolicyPeerArgs(
-            namespace_selector=_selector({NAMESPACE_NAME_LABEL: network.ingress_namespace})
-        )
         allows = [
             self._policy(
-                f"{service.name}-from-ingress",
+                f"{service.name}-from-{source}",
                 service_pod_labels(service.name),
                 ingress=[
                     k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                        from_=[from_ingress], ports=_ports(["TCP"], service.port)
+                        from_=[
+                            k8s.networking.v1.NetworkPolicyPeerArgs(
+                                namespace_selector=_selector({NAMESPACE_NAME_LABEL: peer})
+                            )
+                        ],
+                        ports=_ports(["TCP"], service.port),
                     )
                 ],
             )
             for service in services
+            for source, peer in (
+                ("ingress", network.ingress_namespace),
+                ("monitoring", network.monitoring_namespace),
+            )
         ]
         allows.append(
             self._policy(

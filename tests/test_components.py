@@ -55,6 +55,7 @@ def test_every_component_has_a_platform_components_type_token() -> None:
         "platform:components:Database",
         "platform:components:MigrationJob",
         "platform:components:NetworkPolicies",
+        "platform:components:ServiceMonitoring",
         "platform:components:WorkloadIdentity",
     }
 

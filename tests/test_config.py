@@ -224,3 +224,21 @@ def test_yaml_booleans_and_numbers_in_a_colours_config_are_the_text_the_pods_rea
     edit_yaml(project / "Pulumi.staging.yaml", lambda document: typed(document["config"]))
     config = load_stack_config(read_stack_file(project, "staging", SECRET_NAMES).raw)
     assert config.settings.releases["api"].config.blue.flags == {"FEATURE_SEARCH_V2": "true"}
+
+
+@pytest.mark.parametrize(
+    ("labels", "says"),
+    [
+        ({"severity": "low"}, "set by the alert rules themselves"),
+        ({"team-name": "platform"}, "label names must look like team"),
+        ({"team": "a\nb"}, "one printable line"),
+        ({}, "at least 1 item"),
+    ],
+    ids=["reserved", "bad name", "two lines", "none"],
+)
+def test_bad_alert_routing_labels_are_refused(project: Path, labels: dict[str, str], says: str) -> None:
+    def route(config: dict[str, Any]) -> None:
+        config["platform:alerting"] = {"routingLabels": labels}
+
+    problem = only(problems_of(project, "production", route), "platform:alerting.routingLabels")
+    assert says in problem.problem

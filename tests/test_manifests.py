@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -15,6 +17,84 @@ from tests.conftest import ROOT, STACKS, TEST_SECRETS, baseline
 
 OLDEST_SUPPORTED_KUBERNETES = "1.29.0"
 """The README's stated minimum; the schema is that version's OpenAPI, strict (unknown fields fail)."""
+MONITORING_API = "monitoring.coreos.com/v1"
+
+
+def _strict(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+_STRING = {"type": "string"}
+_LABELS = {"type": "object", "additionalProperties": _STRING}
+_METADATA = _strict({"name": _STRING, "namespace": _STRING, "labels": _LABELS}, ["name", "namespace"])
+_RULE = {
+    "oneOf": [
+        _strict({"record": _STRING, "expr": _STRING}, ["record", "expr"]),
+        _strict(
+            {"alert": _STRING, "expr": _STRING, "for": _STRING, "labels": _LABELS, "annotations": _LABELS},
+            ["alert", "expr"],
+        ),
+    ]
+}
+OPERATOR_SCHEMAS = {
+    "ServiceMonitor": _strict(
+        {
+            "apiVersion": _STRING,
+            "kind": _STRING,
+            "metadata": _METADATA,
+            "spec": _strict(
+                {
+                    "selector": _strict({"matchLabels": _LABELS}, ["matchLabels"]),
+                    "endpoints": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": _strict(
+                            {
+                                "port": _STRING,
+                                "path": _STRING,
+                                "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                                "relabelings": {
+                                    "type": "array",
+                                    "items": _strict(
+                                        {
+                                            "sourceLabels": {"type": "array", "items": _STRING},
+                                            "targetLabel": _STRING,
+                                        },
+                                        ["targetLabel"],
+                                    ),
+                                },
+                            },
+                            ["port"],
+                        ),
+                    },
+                },
+                ["selector", "endpoints"],
+            ),
+        },
+        ["apiVersion", "kind", "metadata", "spec"],
+    ),
+    "PrometheusRule": _strict(
+        {
+            "apiVersion": _STRING,
+            "kind": _STRING,
+            "metadata": _METADATA,
+            "spec": _strict(
+                {
+                    "groups": {
+                        "type": "array",
+                        "items": _strict(
+                            {"name": _STRING, "rules": {"type": "array", "items": _RULE}}, ["name", "rules"]
+                        ),
+                    }
+                },
+                ["groups"],
+            ),
+        },
+        ["apiVersion", "kind", "metadata", "spec"],
+    ),
+}
+"""The Prometheus Operator's CRD fields the program uses (monitoring.coreos.com/v1), strict: a field
+the operator does not know, or a mistyped one, fails. No package here ships the operator's schema."""
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -23,9 +103,12 @@ def test_every_manifest_of_every_stack_is_valid_for_the_oldest_supported_kuberne
 ) -> None:
     files = write_manifests(baseline(stack), tmp_path, secret_names_of(ROOT))
     manifests = [yaml.safe_load(path.read_text()) for path in files if path.name != "aws-resources.yaml"]
-    assert len(manifests) == 38  # 31 + 7 NetworkPolicies (tests/test_network_policy.py)
+    assert len(manifests) == 44  # 31 + 9 NetworkPolicies + a ServiceMonitor and a PrometheusRule per service
     for manifest in manifests:
-        kubernetes_validate.validate(manifest, OLDEST_SUPPORTED_KUBERNETES, strict=True)
+        if manifest["apiVersion"] == MONITORING_API:
+            jsonschema.validate(manifest, OPERATOR_SCHEMAS[manifest["kind"]])
+        else:
+            kubernetes_validate.validate(manifest, OLDEST_SUPPORTED_KUBERNETES, strict=True)
 
 
 def test_no_secret_value_reaches_a_manifest(tmp_path: Path) -> None:

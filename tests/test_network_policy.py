@@ -72,20 +72,23 @@ def test_everything_in_the_namespace_is_denied_by_default(stack: str) -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_only_the_ingress_controllers_namespace_reaches_each_services_pods_on_its_port(stack: str) -> None:
+def test_only_the_ingress_controllers_and_prometheus_namespaces_reach_each_services_pods_on_its_port(
+    stack: str,
+) -> None:
     run = baseline(stack)
     for service, port in (("api", 8080), ("web", 3000)):
-        policy = f"{service}-from-ingress"
-        assert selected(run, policy) == {f"{service}-blue", f"{service}-green"}  # not its migrations
-        assert spec(run, policy)["policyTypes"] == ["Ingress"]
-        assert spec(run, policy)["ingress"] == [
-            {
-                "from": [
-                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
-                ],
-                "ports": [{"protocol": "TCP", "port": port}],
-            }
-        ]
+        for source, namespace in (("ingress", "ingress-nginx"), ("monitoring", "monitoring")):
+            policy = f"{service}-from-{source}"
+            assert selected(run, policy) == {f"{service}-blue", f"{service}-green"}  # not its migrations
+            assert spec(run, policy)["policyTypes"] == ["Ingress"]
+            assert spec(run, policy)["ingress"] == [
+                {
+                    "from": [
+                        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+                    ],
+                    "ports": [{"protocol": "TCP", "port": port}],
+                }
+            ]
 
 
 @pytest.mark.parametrize("stack", STACKS)

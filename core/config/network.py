@@ -11,6 +11,9 @@ class NetworkSettings(ConfigModel):
     ingress_namespace: NamespaceName
     """The namespace of the ingress controller, the only one that may reach the services' pods
     (matched by its `kubernetes.io/metadata.name` label, which Kubernetes sets on every namespace)."""
+    monitoring_namespace: NamespaceName
+    """The namespace of the Prometheus that scrapes the services' `/metrics` (also matched by its
+    `kubernetes.io/metadata.name` label): it may reach their pods on the service's port."""
     database_cidrs: CidrRanges
     """The database's subnets: pods of services that declare `readsDatabase` (and their migrations)
     may connect to these on the project's PostgreSQL port."""

@@ -367,12 +367,24 @@ class ReleaseSigning(ConfigModel):
         return keys
 
 
+class SloSpec(ConfigModel):
+    """Service level objectives, the same for every service in every stack (core.slo turns them into
+    recording rules and burn-rate alerts)."""
+
+    availability: float = Field(default=0.999, ge=0.9, le=0.99999)
+    """The share of requests answered without a 5xx, over 30 days."""
+    latency_target: float = Field(default=0.99, ge=0.9, le=0.99999)
+    """The share of requests answered within `latency_threshold_seconds`."""
+    latency_threshold_seconds: float = Field(default=2.0, gt=0, le=60)
+
+
 class ProjectSettings(ConfigModel):
     services: list[ServiceSpec] = Field(min_length=1)
     postgres: PostgresSpec
     ingress: IngressSpec
     stack_policies: dict[str, StackPolicy] = Field(min_length=1)
     release_signing: ReleaseSigning = Field(default_factory=ReleaseSigning)
+    slos: SloSpec = Field(default_factory=SloSpec)
     feature_flags: dict[str, str] = Field(default_factory=dict)
     """The feature flags every service reads, with their defaults. Which flags exist is project-level;
     a colour's own values ride its release (`releases.<svc>.config.<colour>.flags`)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -394,6 +395,27 @@ class WorkloadIdentity(ConfigModel):
         return self.oidc_provider_arn.split(":oidc-provider/", 1)[1]
 
 
+PROMETHEUS_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,62}")
+RESERVED_ALERT_LABELS = ("service", "slo", "severity", "colour")
+
+
+class AlertingSettings(ConfigModel):
+    """Where this stack's alerts go: labels every SLO alert carries, for Alertmanager's routes."""
+
+    routing_labels: dict[str, str] = Field(min_length=1)
+
+    @field_validator("routing_labels")
+    @classmethod
+    def _label_names(cls, labels: dict[str, str]) -> dict[str, str]:
+        require_names(labels, PROMETHEUS_LABEL, "label names must look like team or alert_route")
+        reserved = sorted(set(labels) & set(RESERVED_ALERT_LABELS))
+        if reserved:
+            raise ValueError(f"{reserved} are set by the alert rules themselves")
+        if any(not value or not value.isprintable() or len(value) > 128 for value in labels.values()):
+            raise ValueError("label values must be one printable line of 1 to 128 characters")
+        return labels
+
+
 class StackSettings(ConfigModel):
     namespace: str
     kube_context: str
@@ -404,6 +426,7 @@ class StackSettings(ConfigModel):
     identity: WorkloadIdentity
     tls: TlsSettings
     network: NetworkSettings
+    alerting: AlertingSettings
     health_check: HealthCheckSettings = Field(default_factory=HealthCheckSettings)
     app_secrets: dict[str, SecretStr] = Field(default_factory=dict)
 
