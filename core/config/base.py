@@ -70,6 +70,14 @@ MasterUsername = Annotated[
     str, _fullmatching(r"[a-z][a-z0-9_]{0,15}", "must be a lower-case name of at most 16 characters")
 ]
 HttpScheme = Annotated[str, _fullmatching(r"https?", "must be http or https")]
+HttpUrlText = Annotated[
+    str,
+    _fullmatching(
+        r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?",
+        "must be an http(s) URL with a host, no credentials, query or fragment, like "
+        "http://prometheus.monitoring.example.test:9090",
+    ),
+]
 InstanceClass = Annotated[
     str, _fullmatching(r"db\.[a-z0-9]+\.[a-z0-9]+", "must be an RDS instance class like db.t4g.micro")
 ]

@@ -38,6 +38,7 @@ from core.config.base import (
     ConfigModel,
     Domain,
     HttpScheme,
+    HttpUrlText,
     InstanceClass,
     KmsKeyArn,
     KubernetesName,
@@ -416,6 +417,25 @@ class AlertingSettings(ConfigModel):
         return labels
 
 
+class AnalysisSettings(ConfigModel):
+    """Metric analysis of a release (release.analysis), from this stack's Prometheus: the new colour's
+    error ratio and p95 latency over `window_seconds`, against absolute limits and against the colour
+    it replaces. Each measurement is Successful, Failed or Inconclusive (no data, too few requests);
+    more than `failure_limit` failures, or more than `inconclusive_limit` inconclusive ones, fail it."""
+
+    prometheus_url: HttpUrlText
+    window_seconds: int = Field(default=120, ge=30, le=3600, strict=True)
+    max_error_ratio: float = Field(default=0.01, ge=0, le=1)
+    max_error_ratio_increase: float = Field(default=0.005, ge=0, le=1)
+    """How much worse than the colour it replaces the new one may be (0.005: half a percentage point)."""
+    max_p95_seconds: float = Field(default=2.0, gt=0, le=60)
+    min_requests: int = Field(default=50, ge=1, strict=True)
+    failure_limit: int = Field(default=0, ge=0, strict=True)
+    inconclusive_limit: int = Field(default=0, ge=0, strict=True)
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    """The hard deadline of one query, from connecting to the last byte."""
+
+
 class StackSettings(ConfigModel):
     namespace: str
     kube_context: str
@@ -427,6 +447,7 @@ class StackSettings(ConfigModel):
     tls: TlsSettings
     network: NetworkSettings
     alerting: AlertingSettings
+    analysis: AnalysisSettings | None = None
     health_check: HealthCheckSettings = Field(default_factory=HealthCheckSettings)
     app_secrets: dict[str, SecretStr] = Field(default_factory=dict)
 

@@ -9,6 +9,7 @@ from types import ModuleType
 
 from release.commands import (
     abort,
+    analyse,
     audit,
     deploy,
     diff,
@@ -39,4 +40,5 @@ COMMANDS: tuple[ModuleType, ...] = (
     drift,
     history,
     health_check,
+    analyse,
 )

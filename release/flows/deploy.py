@@ -8,6 +8,8 @@
     2. analyse   health-check the preview Service (pre-promotion analysis, in Argo Rollouts' words)
     3. switch    switch the active colour and `up` (the stable Service's health hook runs here too)
     4. verify    health-check the stable Service (post-promotion analysis)
+       metrics   where the stack sets `analysis`: the new colour's numbers from Prometheus against
+                 limits and against the colour it replaced (release.analysis)
     5. record    write the signed `verify` record: the evidence promotions read
     on failure   abort: restore the newest settled state (release.history.lifecycle: the last state a release
                  verified, or no release touched), `up` (targeted at the Services when that is
@@ -24,12 +26,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from core.config.base import PROJECT_NAME, Color, full_key
 from core.config.rules import undeclared_config_problems
 from core.config.sources import ConfigEntry, StackConfigValues, validated_stack_config
 from core.config.stack import (
+    AnalysisSettings,
     ColorConfig,
     ColorRun,
     HealthCheckSettings,
@@ -48,6 +52,7 @@ from core.errors import (
 from core.images import ImageRefError, parse_pinned_image, repository_of
 from core.naming import colour_urns
 from release import log
+from release.analysis import analyse, prometheus_query
 from release.context import ReleaseContext
 from release.engine.shapes import UpdateResult
 from release.flows.restore import plan_rollback, restore
@@ -129,6 +134,8 @@ class _Release:
     scaled_down: dict[str, Any] | None
     """... and, once verified, the colour traffic left at its declared idle size (None: it stays full)."""
     settings: HealthCheckSettings
+    analysis: AnalysisSettings | None
+    """The stack's metric analysis (None: the health checks alone judge the release)."""
     expect: dict[str, str]
     preview_urls: list[str]
     stable_urls: list[str]
@@ -218,6 +225,7 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
         switched=with_release(releases, request.service, staged.switched()),
         scaled_down=with_release(releases, request.service, verified) if verified.idle_scaled_down else None,
         settings=settings,
+        analysis=stack_config.settings.analysis,
         expect={settings.version_field: run.image} if settings.version_field else {},
         preview_urls=health_urls(stack_config, outputs, request.service, True, request.preview_urls),
         stable_urls=health_urls(stack_config, outputs, request.service, False, request.stable_urls),
@@ -245,12 +253,54 @@ def _steps(
     def check(name: str, urls: list[str]) -> Step:
         return check_step(name, ctx.checker, urls, release.settings, release.expect, ctx.progress)
 
-    return [
+    switched_at: list[datetime] = []
+
+    def switch_up() -> Step:
+        step = up("switch", release.switched, switch.message(switch_summary, request.signer))
+        switched_at.append(datetime.now(UTC))
+        return step
+
+    steps: list[tuple[str, Callable[[], Step]]] = [
         ("preview", lambda: up("preview", release.staged, stage.message(stage_summary, request.signer))),
         ("analyse", lambda: check("analyse", release.preview_urls)),
-        ("switch", lambda: up("switch", release.switched, switch.message(switch_summary, request.signer))),
+        ("switch", switch_up),
         ("verify", lambda: check("verify", release.stable_urls)),
     ]
+    if release.analysis is not None:
+        analysis = release.analysis
+        steps.append(
+            (
+                "metrics",
+                lambda: metrics_step(
+                    analysis, request.service, idle, before.active_color.value, switched_at[0], ctx.progress
+                ),
+            )
+        )
+    return steps
+
+
+def metrics_step(
+    settings: AnalysisSettings,
+    service: str,
+    colour: str,
+    replaced: str,
+    switched_at: datetime,
+    progress: log.Progress,
+) -> Step:
+    """Post-promotion metric analysis: the new colour's last window on stable traffic, against the
+    colour it replaced over the window that ended at the switch (release.analysis)."""
+    progress(f"metrics: {service} {colour} against {replaced} from {settings.prometheus_url}")
+    started = time.monotonic()
+    analysis = analyse(
+        settings, service, colour, replaced, prometheus_query(settings), baseline_at=switched_at
+    )
+    return Step(
+        "metrics",
+        analysis.passed,
+        time.monotonic() - started,
+        analysis.summary(),
+        analysis=analysis.to_json(),
+    )
 
 
 def _run_guarded(name: str, run_step: Callable[[], Step], first: bool) -> Step:
@@ -317,8 +367,15 @@ def _record_verification(
     backend keeps its message (the signed `verify` record, which also finishes the release) for every
     operator and CI runner to read.
     """
-    verdict = report.steps[-1].verdict
-    window = {"seconds": round(report.steps[-1].seconds, 3), "probes": len(verdict.probes) if verdict else 0}
+    verify = next(step for step in report.steps if step.name == "verify")
+    verdict = verify.verdict
+    window: dict[str, Any] = {
+        "seconds": round(verify.seconds, 3),
+        "probes": len(verdict.probes) if verdict else 0,
+    }
+    metrics = next((step.analysis for step in report.steps if step.analysis is not None), None)
+    if metrics is not None:
+        window["analysis"] = metrics  # what the release was judged on, for `release audit`
     record = request.record(Event.VERIFY, window=window, notification=notification)
     summary = f"release verified {request.service}: {request.image} healthy on {request.stack}"
     step = record_step(

@@ -61,6 +61,8 @@ class Step:
     detail: str = ""
     verdict: Verdict | None = None
     update: UpdateOutcome | None = None
+    analysis: dict[str, Any] | None = None
+    """The metric analysis this step ran (release.analysis.Analysis.to_json): queries, values, verdicts."""
 
     def to_json(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -74,6 +76,8 @@ class Step:
             document["engineError"] = self.update.error or None
         if self.verdict is not None:
             document["verdict"] = self.verdict.to_json()
+        if self.analysis is not None:
+            document["analysis"] = self.analysis
         return document
 
 

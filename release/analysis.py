@@ -1,0 +1,286 @@
+"""Metric analysis of a release: the new colour judged on Prometheus' numbers, not only on a health URL.
+
+    measurement      query (PromQL, over the window)                            Successful when
+    requests         increase(http_requests_total{colour=new})                  >= min_requests
+    error-ratio      5xx rate / all rate, new colour                            <= max_error_ratio
+    error-increase   new colour's error ratio - the replaced colour's           <= max_error_ratio_increase
+    p95-latency      histogram_quantile(0.95, ... new colour)                   <= max_p95_seconds
+
+Each measurement is **Successful**, **Failed** or **Inconclusive**. Inconclusive, never a silent pass:
+no data, NaN, too few requests, a series of another colour, more than one series, a Prometheus that
+is unreachable, slow, answers an error or more than MAX_BODY_BYTES. The analysis is **Failed** when
+more than `failure_limit` measurements failed or more than `inconclusive_limit` were inconclusive
+(Argo Rollouts' failureLimit and inconclusiveLimit), else **Successful**. Every query, value and
+verdict is kept, for the report and for the release record in stack history.
+
+The replaced colour is measured over the window that ended when traffic left it (`baseline_at`), so
+both colours are judged on real traffic (Kayenta compares the same minutes; a blue-green release has
+no such minutes, so it compares each colour's last window on stable traffic).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import httpx
+
+from core.config.stack import AnalysisSettings
+from core.slo import DURATION, REQUESTS
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class Outcome(StrEnum):
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    query: str
+    value: float | None
+    limit: str
+    outcome: Outcome
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "query": self.query,
+            "value": self.value,
+            "limit": self.limit,
+            "outcome": self.outcome,
+            "reason": self.reason or None,
+        }
+
+
+@dataclass
+class Analysis:
+    service: str
+    colour: str
+    baseline_colour: str
+    window_seconds: int
+    measurements: list[Measurement] = field(default_factory=list)
+    failure_limit: int = 0
+    inconclusive_limit: int = 0
+
+    @property
+    def outcome(self) -> Outcome:
+        counts = {kind: sum(1 for m in self.measurements if m.outcome is kind) for kind in Outcome}
+        if counts[Outcome.FAILED] > self.failure_limit:
+            return Outcome.FAILED
+        if counts[Outcome.INCONCLUSIVE] > self.inconclusive_limit:
+            return Outcome.INCONCLUSIVE
+        return Outcome.SUCCESSFUL
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome is Outcome.SUCCESSFUL
+
+    def summary(self) -> str:
+        shown = ", ".join(
+            f"{m.name} {_number(m.value)} ({m.outcome}{': ' + m.reason if m.reason else ''})"
+            for m in self.measurements
+        )
+        return f"metrics {self.outcome}: {shown}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "colour": self.colour,
+            "baselineColour": self.baseline_colour,
+            "windowSeconds": self.window_seconds,
+            "outcome": self.outcome,
+            "measurements": [measurement.to_json() for measurement in self.measurements],
+        }
+
+
+class QueryError(Exception):
+    """Prometheus gave no usable answer (the measurement is Inconclusive, with this reason)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    value: float
+    labels: dict[str, str]
+
+
+Query = Callable[[str, datetime | None], list[Sample]]
+
+
+def prometheus_query(settings: AnalysisSettings, clock: Callable[[], float] = time.monotonic) -> Query:
+    """An instant query against `settings.prometheus_url`, with a hard deadline on the whole answer."""
+
+    def query(promql: str, at: datetime | None) -> list[Sample]:
+        params = {"query": promql}
+        if at is not None:
+            params["time"] = f"{at.timestamp():.3f}"
+        deadline = clock() + settings.timeout_seconds
+        url = settings.prometheus_url.rstrip("/") + "/api/v1/query"
+        try:
+            with (
+                httpx.Client(timeout=settings.timeout_seconds, follow_redirects=False) as client,
+                client.stream("GET", url, params=params) as response,
+            ):
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        raise QueryError(f"the answer is larger than {MAX_BODY_BYTES // 1024} KiB")
+                    if clock() > deadline:
+                        raise QueryError(f"no complete answer within {settings.timeout_seconds:g} s")
+                status = response.status_code
+        except httpx.TimeoutException:
+            raise QueryError(f"no answer within {settings.timeout_seconds:g} s") from None
+        except httpx.HTTPError as error:
+            raise QueryError(f"Prometheus is unreachable: {type(error).__name__}") from None
+        return _samples(status, bytes(body))
+
+    return query
+
+
+def _samples(status: int, body: bytes) -> list[Sample]:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        raise QueryError(f"HTTP {status}: the answer is not JSON") from None
+    if not isinstance(answer, dict) or answer.get("status") != "success":
+        error = answer.get("error", "") if isinstance(answer, dict) else ""
+        raise QueryError(f"HTTP {status}: Prometheus answered an error: {str(error)[:200]}")
+    data = answer.get("data")
+    if (
+        not isinstance(data, dict)
+        or data.get("resultType") != "vector"
+        or not isinstance(data.get("result"), list)
+    ):
+        raise QueryError("the answer is not an instant vector")
+    samples = []
+    for item in data["result"]:
+        try:
+            samples.append(
+                Sample(float(item["value"][1]), {str(k): str(v) for k, v in item["metric"].items()})
+            )
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise QueryError("a series in the answer is malformed") from None
+    return samples
+
+
+def analyse(
+    settings: AnalysisSettings,
+    service: str,
+    colour: str,
+    baseline_colour: str,
+    query: Query,
+    at: datetime | None = None,
+    baseline_at: datetime | None = None,
+) -> Analysis:
+    """Measure `colour` of `service` over the window ending `at` (now when None), and compare it with
+    `baseline_colour` over the window ending `baseline_at` (default: the same time)."""
+    window = f"{settings.window_seconds}s"
+    analysis = Analysis(
+        service,
+        colour,
+        baseline_colour,
+        settings.window_seconds,
+        failure_limit=settings.failure_limit,
+        inconclusive_limit=settings.inconclusive_limit,
+    )
+
+    def selector(which: str) -> str:
+        return f'service="{service}",colour="{which}"'
+
+    def error_ratio(which: str) -> str:
+        everything = f"sum by (colour) (rate({REQUESTS}{{{selector(which)}}}[{window}]))"
+        errors = f'sum by (colour) (rate({REQUESTS}{{{selector(which)},code=~"5.."}}[{window}]))'
+        return f"({errors} or {everything} * 0) / {everything}"
+
+    def measure(promql: str, which: str, moment: datetime | None) -> tuple[float | None, str]:
+        try:
+            return _one_value(query(promql, moment), which), ""
+        except QueryError as error:
+            return None, str(error)
+
+    requests_query = f"sum by (colour) (increase({REQUESTS}{{{selector(colour)}}}[{window}]))"
+    requests, why = measure(requests_query, colour, at)
+    enough = requests is not None and requests >= settings.min_requests
+    if not why and not enough:
+        why = f"too few requests to judge ({_number(requests)})"
+    analysis.measurements.append(
+        _judge("requests", requests_query, requests, why, f">= {settings.min_requests}", enough)
+    )
+    too_few = "" if enough else "too few requests to judge"
+
+    ratio_query = error_ratio(colour)
+    ratio, why = measure(ratio_query, colour, at)
+    analysis.measurements.append(
+        _judge(
+            "error-ratio",
+            ratio_query,
+            ratio,
+            why or too_few,
+            f"<= {settings.max_error_ratio:g}",
+            ratio is not None and ratio <= settings.max_error_ratio,
+        )
+    )
+
+    baseline_query = error_ratio(baseline_colour)
+    baseline, baseline_why = measure(baseline_query, baseline_colour, baseline_at or at)
+    increase = None if ratio is None or baseline is None else ratio - baseline
+    analysis.measurements.append(
+        _judge(
+            "error-increase",
+            f"({ratio_query}) - ignoring(colour) ({baseline_query})",
+            increase,
+            why or too_few or (f"{baseline_colour}: {baseline_why}" if baseline_why else ""),
+            f"<= {settings.max_error_ratio_increase:g} over {baseline_colour}",
+            increase is not None and increase <= settings.max_error_ratio_increase,
+        )
+    )
+
+    buckets = f"sum by (colour, le) (rate({DURATION}_bucket{{{selector(colour)}}}[{window}]))"
+    p95_query = f"histogram_quantile(0.95, {buckets})"
+    p95, why = measure(p95_query, colour, at)
+    analysis.measurements.append(
+        _judge(
+            "p95-latency",
+            p95_query,
+            p95,
+            why or too_few,
+            f"<= {settings.max_p95_seconds:g} s",
+            p95 is not None and p95 <= settings.max_p95_seconds,
+        )
+    )
+    return analysis
+
+
+def _one_value(samples: list[Sample], colour: str) -> float:
+    if not samples:
+        raise QueryError("no data (an empty vector)")
+    if len(samples) > 1:
+        raise QueryError(f"{len(samples)} series where one is expected")
+    sample = samples[0]
+    if sample.labels.get("colour", colour) != colour:
+        raise QueryError(f"a series of colour {sample.labels['colour']!r}, not {colour!r}")
+    if math.isnan(sample.value) or math.isinf(sample.value):
+        raise QueryError("no data (NaN: no requests in the window)")
+    return sample.value
+
+
+def _judge(name: str, query: str, value: float | None, why: str, limit: str, within: bool) -> Measurement:
+    """Inconclusive with `why` when there is one (no data, too few requests, a query error)."""
+    if why or value is None:
+        return Measurement(name, query, value, limit, Outcome.INCONCLUSIVE, why or "no value")
+    return Measurement(name, query, value, limit, Outcome.SUCCESSFUL if within else Outcome.FAILED)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"

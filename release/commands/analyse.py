@@ -1,0 +1,58 @@
+"""`release analyse <stack> --service S [--colour C]`: what the metric gate would say now.
+
+Runs the stack's metric analysis (release.analysis) on one colour of a service (default: the live
+one) against the other colour over the same window: exit 0 Successful, 1 Failed or Inconclusive, 2
+when the stack declares no `analysis` knob.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from core.config.base import Color
+from core.config.sources import validated_stack_config
+from core.errors import ConfigError, ConfigProblem, ExitCode, UsageError
+from core.stack_name import parse_stack_name
+from release.analysis import analyse, prometheus_query
+from release.commands.options import Options
+from release.commands.output import emit
+from release.context import ReleaseContext
+
+
+def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
+    parser = verbs.add_parser(
+        "analyse",
+        parents=[options.shared],
+        help="run the metric analysis of one colour now: exit 0 Successful, 1 Failed or Inconclusive",
+    )
+    parser.add_argument("stack", type=parse_stack_name)
+    parser.add_argument("--service", required=True)
+    parser.add_argument("--colour", "--color", choices=[color.value for color in Color], default=None)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    stack_config = validated_stack_config(args.stack, ctx.engine.get_config(args.stack), ctx.project_file)
+    release = stack_config.settings.releases.get(args.service)
+    if release is None:
+        problem = ConfigProblem.unknown_service(
+            args.stack, args.service, list(stack_config.settings.releases), "this stack releases"
+        )
+        raise ConfigError(args.stack, [problem])
+    settings = stack_config.settings.analysis
+    if settings is None:
+        raise UsageError(
+            f"stack '{args.stack}' declares no metric analysis; set platform:analysis.prometheusUrl "
+            f"(docs/observability.md): `pulumi config set --path 'analysis.prometheusUrl' <url> "
+            f"-s {args.stack}`"
+        )
+    colour = Color(args.colour) if args.colour else release.active_color
+    analysis = analyse(settings, args.service, colour.value, colour.other.value, prometheus_query(settings))
+    lines = [f"{args.service} {colour} on {args.stack}: {analysis.outcome}"]
+    lines += [
+        f"  {m.name:15} {'-' if m.value is None else f'{m.value:.4g}':>10}  {m.limit:28} {m.outcome}"
+        + (f" ({m.reason})" if m.reason else "")
+        for m in analysis.measurements
+    ]
+    emit(args, analysis.to_json(), "\n".join(lines) + "\n")
+    return ExitCode.OK if analysis.passed else ExitCode.FINDING

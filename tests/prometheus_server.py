@@ -1,0 +1,137 @@
+"""A real Prometheus (Debian's binary) on 127.0.0.1, loaded with known series through
+`promtool tsdb create-blocks-from openmetrics`: deterministic windows for release analysis tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+STEP_SECONDS = 15
+HISTORY_SECONDS = 1800
+READY_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """One colour of one service: requests per second, the share answered 5xx, and the share
+    answered within 0.5 s, 2 s and 5 s."""
+
+    service: str
+    colour: str
+    per_second: float
+    error_share: float = 0.001
+    within: tuple[float, float, float] = (0.95, 1.0, 1.0)
+
+
+def binaries() -> tuple[str, str]:
+    found = shutil.which("prometheus"), shutil.which("promtool")
+    if found[0] and found[1]:
+        return found[0], found[1]
+    reason = "prometheus/promtool are not installed (Debian's `prometheus` package; .ci/run installs it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def openmetrics(traffic: list[Traffic], end: int) -> str:
+    requests = ["# TYPE http_requests counter"]
+    durations = ["# TYPE http_request_duration_seconds histogram"]
+    for load in traffic:
+        base = f'service="{load.service}",colour="{load.colour}"'
+        per_step = load.per_second * STEP_SECONDS
+        for code, share in (("200", 1 - load.error_share), ("500", load.error_share)):
+            requests += _counter("http_requests_total", f'{base},code="{code}"', per_step * share, end)
+        for le, share in zip(("0.5", "2.0", "5.0", "+Inf"), (*load.within, 1.0), strict=True):
+            durations += _counter(
+                "http_request_duration_seconds_bucket", f'{base},le="{le}"', per_step * share, end
+            )
+        durations += _counter("http_request_duration_seconds_count", base, per_step, end)
+        durations += _counter("http_request_duration_seconds_sum", base, per_step * 0.3, end)
+    return "\n".join([*requests, *durations, "# EOF"]) + "\n"
+
+
+def _counter(name: str, labels: str, per_step: float, end: int) -> list[str]:
+    start = end - HISTORY_SECONDS
+    return [
+        f"{name}{{{labels}}} {per_step * index:.3f} {start + index * STEP_SECONDS}"
+        for index in range(HISTORY_SECONDS // STEP_SECONDS + 1)
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class LoadedPrometheus:
+    url: str
+    end: datetime
+    """The last sample's time: query at it for a window of known series."""
+
+
+@contextmanager
+def prometheus_with(traffic: list[Traffic], ending_seconds_ago: int = 600) -> Iterator[LoadedPrometheus]:
+    """Prometheus holding `traffic` for the 30 minutes that end `ending_seconds_ago` (0: now, for a
+    release that queries the present)."""
+    prometheus, promtool = binaries()
+    end = (int(time.time()) - ending_seconds_ago) // STEP_SECONDS * STEP_SECONDS
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = Path(scratch)
+        (directory / "series.om").write_text(openmetrics(traffic, end))
+        subprocess.run(
+            [promtool, "tsdb", "create-blocks-from", "openmetrics", "series.om", "data"],
+            cwd=directory,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        (directory / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
+        port = _free_port()
+        server = subprocess.Popen(
+            [
+                prometheus,
+                "--config.file=prometheus.yml",
+                "--storage.tsdb.path=data",
+                "--storage.tsdb.retention.time=30d",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            cwd=directory,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_ready(url)
+            yield LoadedPrometheus(url, datetime.fromtimestamp(end, UTC))
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def _wait_ready(url: str) -> None:
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"Prometheus at {url} was not ready within {READY_SECONDS} s")

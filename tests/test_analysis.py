@@ -1,0 +1,241 @@
+"""Metric analysis against a real Prometheus loaded with known series: it decides right both ways,
+and everything that is not a clean answer is Inconclusive with its reason, never a silent pass."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from core.config.stack import AnalysisSettings
+from release.analysis import Analysis, Outcome, Sample, analyse, prometheus_query
+from release.cli import main
+from release.context import ReleaseContext
+from release.flows.deploy import deploy
+from release.testing.fake_engine import FakeEngine
+from tests.http_servers import serve
+from tests.prometheus_server import LoadedPrometheus, Traffic, prometheus_with
+from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, cluster, history_of, signed_project
+
+TRAFFIC = [
+    Traffic("steady", "blue", 100),
+    Traffic("steady", "green", 100),
+    Traffic("erroring", "blue", 100),
+    Traffic("erroring", "green", 100, error_share=0.02),
+    Traffic("slow", "blue", 100),
+    Traffic("slow", "green", 100, within=(0.5, 0.6, 1.0)),
+    Traffic("sparse", "blue", 100),
+    Traffic("sparse", "green", 0.1),
+    Traffic("quiet", "blue", 100),
+]
+
+
+@pytest.fixture(scope="module")
+def prometheus() -> Iterator[LoadedPrometheus]:
+    with prometheus_with(TRAFFIC) as loaded:
+        yield loaded
+
+
+def settings(url: str, **changes: Any) -> AnalysisSettings:
+    return AnalysisSettings.model_validate({"prometheusUrl": url, **changes})
+
+
+def judged(prometheus: LoadedPrometheus, service: str, **changes: Any) -> Analysis:
+    chosen = settings(prometheus.url, **changes)
+    return analyse(chosen, service, "green", "blue", prometheus_query(chosen), at=prometheus.end)
+
+
+def outcomes(analysis: Analysis) -> dict[str, Outcome]:
+    return {measurement.name: measurement.outcome for measurement in analysis.measurements}
+
+
+def test_a_healthy_colour_passes_with_its_numbers_kept(prometheus: LoadedPrometheus) -> None:
+    analysis = judged(prometheus, "steady")
+    assert analysis.outcome is Outcome.SUCCESSFUL, analysis.summary()
+    values = {measurement.name: measurement.value for measurement in analysis.measurements}
+    assert values["requests"] == pytest.approx(12000, rel=0.05)  # 100/s over 120 s
+    assert values["error-ratio"] == pytest.approx(0.001, rel=0.01)
+    assert values["error-increase"] == pytest.approx(0, abs=1e-9)
+    assert values["p95-latency"] is not None and values["p95-latency"] <= 0.5
+    assert all(measurement.query for measurement in analysis.measurements)
+
+
+def test_two_percent_errors_against_a_live_colour_at_a_tenth_of_a_percent_fail(
+    prometheus: LoadedPrometheus,
+) -> None:
+    analysis = judged(prometheus, "erroring")
+    assert analysis.outcome is Outcome.FAILED
+    assert outcomes(analysis)["error-ratio"] is Outcome.FAILED
+    assert outcomes(analysis)["error-increase"] is Outcome.FAILED
+
+
+def test_the_comparison_alone_fails_a_colour_worse_than_the_one_it_replaces(
+    prometheus: LoadedPrometheus,
+) -> None:
+    analysis = judged(prometheus, "erroring", maxErrorRatio=0.05)  # 2% is under the absolute limit
+    assert outcomes(analysis)["error-ratio"] is Outcome.SUCCESSFUL
+    assert outcomes(analysis)["error-increase"] is Outcome.FAILED
+    assert analysis.outcome is Outcome.FAILED
+
+
+def test_a_slow_colour_fails_on_its_p95(prometheus: LoadedPrometheus) -> None:
+    analysis = judged(prometheus, "slow")
+    assert outcomes(analysis)["p95-latency"] is Outcome.FAILED and analysis.outcome is Outcome.FAILED
+
+
+def test_a_colour_with_no_traffic_is_inconclusive_never_a_pass(prometheus: LoadedPrometheus) -> None:
+    analysis = judged(prometheus, "quiet")
+    assert analysis.outcome is Outcome.INCONCLUSIVE
+    assert set(outcomes(analysis).values()) == {Outcome.INCONCLUSIVE}
+    assert "no data" in analysis.measurements[0].reason
+
+
+def test_too_few_requests_are_inconclusive(prometheus: LoadedPrometheus) -> None:
+    analysis = judged(prometheus, "sparse")
+    assert outcomes(analysis)["requests"] is Outcome.INCONCLUSIVE
+    assert "too few requests" in analysis.measurements[0].reason
+    assert analysis.outcome is Outcome.INCONCLUSIVE
+
+
+def test_an_inconclusive_limit_lets_a_known_gap_through(prometheus: LoadedPrometheus) -> None:
+    analysis = judged(prometheus, "sparse", inconclusiveLimit=4)
+    assert analysis.outcome is Outcome.SUCCESSFUL
+
+
+def fake(samples: list[Sample]) -> Any:
+    def query(promql: str, at: datetime | None) -> list[Sample]:
+        return samples
+
+    return query
+
+
+@pytest.mark.parametrize(
+    ("samples", "reason"),
+    [
+        ([Sample(float("nan"), {"colour": "green"})], "NaN"),
+        ([Sample(1.0, {"colour": "blue"})], "colour 'blue', not 'green'"),
+        (
+            [Sample(1.0, {"colour": "green"}), Sample(2.0, {"colour": "green"})],
+            "2 series where one is expected",
+        ),
+    ],
+    ids=["nan", "wrong colour", "two series"],
+)
+def test_an_answer_that_is_not_one_clean_value_is_inconclusive(samples: list[Sample], reason: str) -> None:
+    chosen = settings("http://127.0.0.1:9")
+    analysis = analyse(chosen, "api", "green", "blue", fake(samples))
+    assert analysis.outcome is Outcome.INCONCLUSIVE
+    assert reason in analysis.measurements[0].reason
+
+
+def test_an_unreachable_prometheus_is_inconclusive_with_the_reason() -> None:
+    chosen = settings("http://127.0.0.1:9", timeoutSeconds=1)
+    analysis = analyse(chosen, "api", "green", "blue", prometheus_query(chosen))
+    assert analysis.outcome is Outcome.INCONCLUSIVE
+    assert "unreachable" in analysis.measurements[0].reason
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        ((500, {"status": "error", "error": "query timed out"}), "answered an error: query timed out"),
+        (
+            (200, {"status": "success", "data": {"resultType": "matrix", "result": []}}),
+            "not an instant vector",
+        ),
+        ((200, "x" * (2 * 1024 * 1024)), "larger than"),
+    ],
+    ids=["error", "matrix", "huge body"],
+)
+def test_a_bad_answer_is_inconclusive_with_the_reason(reply: Any, reason: str) -> None:
+    with serve(lambda _: reply) as url:
+        chosen = settings(url.rstrip("/"))
+        analysis = analyse(chosen, "api", "green", "blue", prometheus_query(chosen))
+    assert analysis.outcome is Outcome.INCONCLUSIVE
+    assert reason in analysis.measurements[0].reason
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_a_ratio_threshold_outside_zero_to_one_is_refused(value: float) -> None:
+    with pytest.raises(ValueError, match=r"max_error_ratio|maxErrorRatio"):
+        settings("http://127.0.0.1:9", maxErrorRatio=value)
+
+
+def release_with_metrics(new_colour_errors: float) -> tuple[Any, FakeEngine]:
+    """A staging release of NEW_API onto blue, judged by a Prometheus in which blue (the new colour)
+    answers `new_colour_errors` of its requests with 5xx and green (live until the switch) 0.1%."""
+    traffic = [Traffic("api", "blue", 50, error_share=new_colour_errors), Traffic("api", "green", 50)]
+    with prometheus_with(traffic, ending_seconds_ago=0) as loaded:
+        engine = FakeEngine(project_dir=signed_project())
+        engine.add_stack(
+            "staging",
+            edit={
+                "platform:healthCheck": FAST_HEALTH_CHECK,
+                "platform:analysis": {"prometheusUrl": loaded.url},
+            },
+        )
+        with cluster(engine) as api:
+            report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
+    return report, engine
+
+
+def test_a_release_is_verified_on_its_metrics_and_the_numbers_go_into_its_record() -> None:
+    report, engine = release_with_metrics(0.001)
+    assert [step.name for step in report.steps] == [
+        "preview",
+        "analyse",
+        "switch",
+        "verify",
+        "metrics",
+        "record",
+    ]
+    assert report.phase == "Healthy", report.failure
+    verify = history_of(engine, "staging")[0].record
+    assert verify is not None and verify.event == "verify"
+    judged_on = verify.window["analysis"]
+    assert judged_on["outcome"] == "Successful" and judged_on["colour"] == "blue"
+    assert {m["name"] for m in judged_on["measurements"]} == {
+        "requests",
+        "error-ratio",
+        "error-increase",
+        "p95-latency",
+    }
+
+
+def test_a_release_whose_new_colour_errs_more_than_the_old_is_rolled_back_on_its_metrics() -> None:
+    report, engine = release_with_metrics(0.02)
+    assert report.phase == "RolledBack"
+    assert report.failure.startswith("metrics: metrics Failed")
+    assert engine.serving("staging", "api") != NEW_API
+    failed = next(step for step in report.steps if step.name == "metrics")
+    assert failed.analysis is not None and failed.analysis["outcome"] == "Failed"
+
+
+def test_release_analyse_without_an_analysis_knob_exits_2_saying_how_to_set_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine = FakeEngine(project_dir=signed_project())
+    engine.add_stack("staging")
+    argv = ["analyse", "staging", "--service", "api", "--project-dir", str(engine.project_dir)]
+    assert main(argv, engine_factory=lambda _: engine) == 2
+    assert "analysis.prometheusUrl" in capsys.readouterr().err
+
+
+def test_release_analyse_reports_every_measurement_as_json(
+    prometheus: LoadedPrometheus, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = FakeEngine(project_dir=signed_project())
+    engine.add_stack("staging", edit={"platform:analysis": {"prometheusUrl": prometheus.url}})
+    argv = ["analyse", "staging", "--service", "api", "--json", "--project-dir", str(engine.project_dir)]
+    assert main(argv, engine_factory=lambda _: engine) == 1  # now: the loaded series ended 10 minutes ago
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["colour"] == "green" and answer["outcome"] == "Inconclusive"
+    assert [m["name"] for m in answer["measurements"]] == [
+        "requests",
+        "error-ratio",
+        "error-increase",
+        "p95-latency",
+    ]
