@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: check lint typecheck test plan checkov bench bench-release clean
+.PHONY: check lint typecheck test plan checkov bench bench-release bench-analysis clean
 
 check: lint typecheck test
 
@@ -50,6 +50,9 @@ bench: $(BIN)/release
 
 bench-release: $(BIN)/release
 	$(BIN)/python bench/release_bench.py
+
+bench-analysis: $(BIN)/release
+	$(BIN)/python bench/analysis_bench.py
 
 clean:
 	rm -rf $(VENV) tools/checkov/.venv .mypy_cache .ruff_cache .pytest_cache *.egg-info

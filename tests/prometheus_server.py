@@ -1,5 +1,6 @@
 """A real Prometheus (Debian's binary) on 127.0.0.1, loaded with known series through
-`promtool tsdb create-blocks-from openmetrics`: deterministic windows for release analysis tests."""
+`promtool tsdb create-blocks-from openmetrics`: deterministic windows for release analysis tests and
+the analysis benchmark (bench/analysis_bench.py)."""
 
 from __future__ import annotations
 
@@ -35,14 +36,17 @@ class Traffic:
     within: tuple[float, float, float] = (0.95, 1.0, 1.0)
 
 
+MISSING = "prometheus/promtool are not installed (Debian's `prometheus` package; .ci/run installs it)"
+
+
 def binaries() -> tuple[str, str]:
+    """The two binaries; where they are missing, a skip with the reason (a failure under CI=true)."""
     found = shutil.which("prometheus"), shutil.which("promtool")
     if found[0] and found[1]:
         return found[0], found[1]
-    reason = "prometheus/promtool are not installed (Debian's `prometheus` package; .ci/run installs it)"
     if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+        pytest.fail(MISSING)
+    pytest.skip(MISSING)
 
 
 def openmetrics(traffic: list[Traffic], end: int) -> str:
