@@ -13,6 +13,7 @@ from components.app_namespace import AppNamespace
 from components.app_secrets import AppSecrets
 from components.blue_green_service import BlueGreenService
 from components.database import Database
+from components.database_alarms import DatabaseAlarms
 from components.network_policy import NetworkPolicies
 from components.service_monitoring import ServiceMonitoring
 from components.workload_identity import WorkloadIdentity
@@ -31,6 +32,17 @@ database = Database(
     identifier=settings.namespace,
     postgres=config.project.postgres,
     size=settings.database,
+    tags=tags,
+    opts=pulumi.ResourceOptions(provider=aws_provider),
+)
+
+max_connections = config.project.postgres.parameters.get("max_connections")
+DatabaseAlarms(
+    "database-alarms",
+    instance_id=database.identifier,
+    allocated_storage_gb=settings.database.allocated_storage_gb,
+    max_connections=int(max_connections) if max_connections and max_connections.isdigit() else None,
+    topic_arn=settings.alerting.sns_topic_arn,
     tags=tags,
     opts=pulumi.ResourceOptions(provider=aws_provider),
 )

@@ -37,6 +37,7 @@ class Database(pulumi.ComponentResource):
       production's policy requires.
     """
 
+    identifier: pulumi.Output[str]
     address: pulumi.Output[str]
     port: pulumi.Output[int]
     endpoint: pulumi.Output[str]
@@ -103,6 +104,7 @@ class Database(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, protect=size.deletion_protection),
         )
+        self.identifier = instance.identifier
         self.address = instance.address
         self.port = instance.port
         self.endpoint = instance.endpoint
@@ -111,6 +113,7 @@ class Database(pulumi.ComponentResource):
         )
         self.register_outputs(
             {
+                "identifier": self.identifier,
                 "address": self.address,
                 "port": self.port,
                 "endpoint": self.endpoint,

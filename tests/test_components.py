@@ -53,6 +53,7 @@ def test_every_component_has_a_platform_components_type_token() -> None:
         "platform:components:AppSecrets",
         "platform:components:BlueGreenService",
         "platform:components:Database",
+        "platform:components:DatabaseAlarms",
         "platform:components:MigrationJob",
         "platform:components:NetworkPolicies",
         "platform:components:ServiceMonitoring",

@@ -88,6 +88,13 @@ OidcProviderArn = Annotated[
         "must be an IAM OIDC provider ARN like arn:aws:iam::<12 digits>:oidc-provider/<issuer host>/id/<id>",
     ),
 ]
+SnsTopicArn = Annotated[
+    str,
+    _fullmatching(
+        r"arn:aws:sns:[a-z]{2}(-[a-z]+)+-\d:\d{12}:[A-Za-z0-9_-]{1,256}",
+        "must be one SNS topic's ARN like arn:aws:sns:<region>:<12 digits>:<topic name>",
+    ),
+]
 KmsKeyArn = Annotated[
     str,
     _fullmatching(

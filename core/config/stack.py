@@ -44,6 +44,7 @@ from core.config.base import (
     KubernetesName,
     MaintenanceWindow,
     OidcProviderArn,
+    SnsTopicArn,
     config_texts,
     config_value_problem,
     public_ranges,
@@ -368,6 +369,15 @@ class TlsMode(StrEnum):
     """A load balancer in front of ingress-nginx, with its own certificate."""
 
 
+FREE_STORAGE_ALARM_SHARE = 0.1
+
+
+def free_storage_alarm_bytes(allocated_storage_gb: int) -> int:
+    """The free-storage alarm's threshold: 10% of the allocated storage, in whole bytes (CloudWatch's
+    unit)."""
+    return int(allocated_storage_gb * 1024**3 * FREE_STORAGE_ALARM_SHARE)
+
+
 class TlsSettings(ConfigModel):
     """TLS on every host a user connects to: terminated by ingress-nginx with certificates from
     cert-manager's `cluster_issuer` (mode certManager) or by a load balancer in front (mode upstream),
@@ -404,6 +414,8 @@ class AlertingSettings(ConfigModel):
     """Where this stack's alerts go: labels every SLO alert carries, for Alertmanager's routes."""
 
     routing_labels: dict[str, str] = Field(min_length=1)
+    sns_topic_arn: SnsTopicArn
+    """Where the database's CloudWatch alarms notify (components.database_alarms)."""
 
     @field_validator("routing_labels")
     @classmethod

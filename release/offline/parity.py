@@ -23,7 +23,13 @@ from typing import Any
 
 from core.config.base import PROJECT_NAME, Color, config_texts, full_key
 from core.config.project import PostgresSpec, ServiceSpec
-from core.config.stack import STACK_KNOBS, misplaced_project_key, pod_config, releases_of
+from core.config.stack import (
+    STACK_KNOBS,
+    free_storage_alarm_bytes,
+    misplaced_project_key,
+    pod_config,
+    releases_of,
+)
 from core.images import digest_of, fingerprint_of, image_pull_policy, is_image
 from release.offline.mock_runtime import ProgramRun, RegisteredResource
 
@@ -415,6 +421,8 @@ def _knob_forms(path: str, knob_value: Any) -> list[tuple[Any, str]]:
         forms.append((Color(knob_value).other.value, f"{{other colour of {path}}}"))
     if isinstance(knob_value, list):
         forms.append((",".join(knob_value), f"{{{path}, joined}}"))
+    if path == "database.allocatedStorageGb" and isinstance(knob_value, int):
+        forms.append((free_storage_alarm_bytes(knob_value), f"{{free-storage alarm threshold of {path}}}"))
     if isinstance(knob_value, str) and ":oidc-provider/" in knob_value:
         forms.append((knob_value.split(":oidc-provider/", 1)[1], f"{{issuer of {path}}}"))
     if isinstance(knob_value, str) and is_image(knob_value) and "/" in knob_value:
