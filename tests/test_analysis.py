@@ -239,3 +239,13 @@ def test_release_analyse_reports_every_measurement_as_json(
         "error-increase",
         "p95-latency",
     ]
+
+
+def test_release_audit_shows_what_a_release_was_judged_on(capsys: pytest.CaptureFixture[str]) -> None:
+    _report, engine = release_with_metrics(0.001)
+    argv = ["audit", "staging", "--json", "--project-dir", str(engine.project_dir)]
+    assert main(argv, engine_factory=lambda _: engine) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    verification = next(row for row in rows if row["event"] == "verification")
+    assert "metrics Successful: requests" in verification["approvalOrReason"]
+    assert "error-ratio 0.001" in verification["approvalOrReason"]

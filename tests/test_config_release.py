@@ -3,6 +3,7 @@ switched, verified, and undone by switching back, exactly like an image (against
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -191,3 +192,22 @@ def test_the_documented_flag_release_runs_from_the_command_line() -> None:
         assert main(argv, engine_factory=lambda _: engine) == 0
     assert engine.serving_config("dev", "api")["FEATURE_NEW_CHECKOUT"] == "false"
     assert engine.serving_config("dev", "api", preview=True)["FEATURE_NEW_CHECKOUT"] == "true"
+
+
+def test_release_audit_names_the_config_a_release_set(capsys: Any) -> None:
+    engine = fake_engine("dev")
+    with flagged_cluster(engine, "dev") as api:
+        deploy(
+            ReleaseContext.for_tests(engine, engine.project_dir),
+            api.request(flags={"FEATURE_NEW_CHECKOUT": "false"}),
+        )
+    assert (
+        main(
+            ["audit", "dev", "--json", "--project-dir", str(engine.project_dir)],
+            engine_factory=lambda _: engine,
+        )
+        == 0
+    )
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    release = next(row for row in rows if row["event"] == "release")
+    assert "config FEATURE_NEW_CHECKOUT=false" in release["approvalOrReason"]

@@ -180,6 +180,13 @@ def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRo
         if record is None:
             event += f" ({trust}, not counted)"
         why = _approval_or_reason(shown.approval, shown.break_glass, shown.reason)
+        judged = _judged_on(shown.window.get("analysis"))
+        if judged:
+            why = f"{why}; {judged}" if why else judged
+        released = shown.config.get("set")
+        if isinstance(released, dict) and released:
+            what = ", ".join(f"{name}={value}" for name, value in sorted(released.items(), key=str))
+            why = one_line(f"{why}; config {what}" if why else f"config {what}")
         actor = shown.actor if record is not None else f"{shown.actor} (unverified)"
     return AuditRow(
         time=entry.end_time or entry.start_time,
@@ -423,3 +430,17 @@ def render_status(rows: Sequence[ServiceStatus], markdown: bool = False) -> str:
         for row in rows
     ]
     return "\n".join(_table(header, body, markdown)) + "\n"
+
+
+def _judged_on(analysis: Any) -> str:
+    """A verify record's metric analysis in one line: the outcome and each measured value."""
+    if not isinstance(analysis, dict) or not isinstance(analysis.get("measurements"), list):
+        return ""
+    values = [
+        f"{m.get('name')} {m.get('value'):.4g}"
+        if isinstance(m.get("value"), int | float)
+        else f"{m.get('name')} -"
+        for m in analysis["measurements"]
+        if isinstance(m, dict)
+    ]
+    return f"metrics {analysis.get('outcome')}: {', '.join(values)}"
