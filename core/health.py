@@ -37,18 +37,19 @@ import json
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import accumulate
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from core.config.stack import HealthCheckSettings
 
-__all__ = ["Probe", "ProbeKind", "Verdict", "check", "check_sync"]
+__all__ = ["Probe", "ProbeKind", "Verdict", "check", "check_sync", "run_on_private_loop"]
 
+T = TypeVar("T")
 Clock = Callable[[], float]
 ProbeObserver = Callable[["Probe"], None]
 
@@ -214,9 +215,15 @@ def check_sync(
     Like `asyncio.run`, it finalises async generators left open (httpx's, when a probe stops
     reading a body) before closing the loop.
     """
+    return run_on_private_loop(check(urls, settings, expect_json, on_probe))
+
+
+def run_on_private_loop(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to its end on a new event loop, leaving the thread's current loop alone (Pulumi's
+    runtime keeps using it; `asyncio.run` would unset it), and finalise async generators left open."""
     loop = asyncio.new_event_loop()
     try:
-        return loop.run_until_complete(check(urls, settings, expect_json, on_probe))
+        return loop.run_until_complete(work)
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()

@@ -55,9 +55,11 @@ class Objective:
 
 
 def threshold_text(seconds: float) -> str:
-    """A histogram bucket's `le` as clients write it: `2` (Go) or `2.0` (Python) both match."""
-    text = f"{seconds:g}"
-    return f"{text}(\\\\.0)?" if "." not in text and "e" not in text else text.replace(".", "\\\\.")
+    """A histogram bucket's `le` as clients write it: `2` (Go) or `2.0` (Python) both match; a
+    fraction is matched exactly as Python's repr writes it (every digit kept)."""
+    if float(seconds).is_integer():
+        return f"{int(seconds)}(\\\\.0)?"
+    return repr(float(seconds)).replace(".", "\\\\.")
 
 
 def recording_rules(service: str, latency_threshold_seconds: float) -> list[dict[str, str]]:
@@ -127,6 +129,48 @@ def alerting_rules(
     return rules
 
 
+def coverage_rules(
+    service: str, latency_threshold_seconds: float, routing_labels: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Alerts for when the SLO alerts would be blind: no colour can be scraped, no series at all, or
+    no histogram bucket at the latency threshold (the slow ratio would be empty, never alerting)."""
+    bucket = f'{DURATION}_bucket{{service="{service}",le=~"{threshold_text(latency_threshold_seconds)}"}}'
+    blind = [
+        (
+            "MetricsScrapeFailing",
+            f'sum by (service) (up{{service="{service}"}}) == 0',
+            "5m",
+            "page",
+            "no pod of either colour answers the scrape",
+        ),
+        (
+            "MetricsAbsent",
+            f'absent(up{{service="{service}"}})',
+            "15m",
+            "ticket",
+            "Prometheus has no scrape target for it (ServiceMonitor or selectors broken?)",
+        ),
+        (
+            "LatencyBucketMissing",
+            f'count by (service) ({DURATION}_count{{service="{service}"}}) unless on (service) '
+            f"count by (service) ({bucket})",
+            "15m",
+            "ticket",
+            f"no histogram bucket at {latency_threshold_seconds:g} s: the latency SLO cannot alert",
+        ),
+    ]
+    return [
+        {
+            "alert": name,
+            "expr": expr,
+            "for": hold,
+            "labels": {**routing_labels, "service": service, "slo": "coverage", "severity": severity},
+            "annotations": {"summary": f"{service}: {says}", "description": f"{service}: {says}"},
+        }
+        for name, expr, hold, severity, says in blind
+    ]
+
+
 def rule_groups(
     service: str,
     availability: float,
@@ -146,5 +190,9 @@ def rule_groups(
     ]
     return [
         {"name": f"{service}-slo-recording", "rules": recording_rules(service, latency_threshold_seconds)},
-        {"name": f"{service}-slo-alerts", "rules": alerting_rules(service, objectives, routing_labels)},
+        {
+            "name": f"{service}-slo-alerts",
+            "rules": alerting_rules(service, objectives, routing_labels)
+            + coverage_rules(service, latency_threshold_seconds, routing_labels),
+        },
     ]

@@ -20,9 +20,9 @@ no such minutes, so it compares each colour's last window on stable traffic).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 
 from core.config.stack import AnalysisSettings
+from core.health import run_on_private_loop
 from core.slo import DURATION, REQUESTS
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -117,35 +118,52 @@ class Sample:
 Query = Callable[[str, datetime | None], list[Sample]]
 
 
-def prometheus_query(settings: AnalysisSettings, clock: Callable[[], float] = time.monotonic) -> Query:
-    """An instant query against `settings.prometheus_url`, with a hard deadline on the whole answer."""
+MAX_REASON = 300
+"""The longest reason a measurement keeps (a label from an odd endpoint must not bloat a record)."""
+
+
+def prometheus_query(settings: AnalysisSettings) -> Query:
+    """An instant query against `settings.prometheus_url`: a hard deadline on the whole answer (headers
+    and body), at most MAX_BODY_BYTES of it, uncompressed, HTTP 200 with status success and no
+    warnings; anything else raises QueryError (the measurement is Inconclusive)."""
 
     def query(promql: str, at: datetime | None) -> list[Sample]:
         params = {"query": promql}
         if at is not None:
             params["time"] = f"{at.timestamp():.3f}"
-        deadline = clock() + settings.timeout_seconds
-        url = settings.prometheus_url.rstrip("/") + "/api/v1/query"
         try:
-            with (
-                httpx.Client(timeout=settings.timeout_seconds, follow_redirects=False) as client,
-                client.stream("GET", url, params=params) as response,
-            ):
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BODY_BYTES:
-                        raise QueryError(f"the answer is larger than {MAX_BODY_BYTES // 1024} KiB")
-                    if clock() > deadline:
-                        raise QueryError(f"no complete answer within {settings.timeout_seconds:g} s")
-                status = response.status_code
-        except httpx.TimeoutException:
-            raise QueryError(f"no answer within {settings.timeout_seconds:g} s") from None
+            url = httpx.URL(settings.prometheus_url.rstrip("/") + "/api/v1/query")
+        except (httpx.InvalidURL, UnicodeError, ValueError) as error:
+            raise QueryError(f"the URL cannot be requested: {str(error)[:100]}") from None
+        try:
+            status, body = run_on_private_loop(
+                asyncio.wait_for(_fetch(url, params, settings.timeout_seconds), settings.timeout_seconds)
+            )
+        except TimeoutError:
+            raise QueryError(f"no complete answer within {settings.timeout_seconds:g} s") from None
         except httpx.HTTPError as error:
             raise QueryError(f"Prometheus is unreachable: {type(error).__name__}") from None
-        return _samples(status, bytes(body))
+        except (UnicodeError, ValueError) as error:
+            raise QueryError(f"the URL cannot be requested: {type(error).__name__}") from None
+        return _samples(status, body)
 
     return query
+
+
+async def _fetch(url: httpx.URL, params: dict[str, str], timeout: float) -> tuple[int, bytes]:
+    headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+    async with (
+        httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client,
+        client.stream("GET", url, params=params, headers=headers) as response,
+    ):
+        if response.headers.get("Content-Encoding", "identity") != "identity":
+            raise QueryError("the answer is compressed though an uncompressed one was asked for")
+        body = bytearray()
+        async for chunk in response.aiter_raw():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise QueryError(f"the answer is larger than {MAX_BODY_BYTES // 1024} KiB")
+        return response.status_code, bytes(body)
 
 
 def _samples(status: int, body: bytes) -> list[Sample]:
@@ -153,9 +171,11 @@ def _samples(status: int, body: bytes) -> list[Sample]:
         answer = json.loads(body)
     except ValueError:
         raise QueryError(f"HTTP {status}: the answer is not JSON") from None
-    if not isinstance(answer, dict) or answer.get("status") != "success":
+    if not isinstance(answer, dict) or answer.get("status") != "success" or status != 200:
         error = answer.get("error", "") if isinstance(answer, dict) else ""
         raise QueryError(f"HTTP {status}: Prometheus answered an error: {str(error)[:200]}")
+    if answer.get("warnings"):
+        raise QueryError(f"Prometheus warned: {str(answer['warnings'])[:200]}")
     data = answer.get("data")
     if (
         not isinstance(data, dict)
@@ -182,9 +202,11 @@ def analyse(
     query: Query,
     at: datetime | None = None,
     baseline_at: datetime | None = None,
+    compare: bool = True,
 ) -> Analysis:
     """Measure `colour` of `service` over the window ending `at` (now when None), and compare it with
-    `baseline_colour` over the window ending `baseline_at` (default: the same time)."""
+    `baseline_colour` over the window ending `baseline_at` (default: the same time). `compare=False`
+    leaves the comparison out (the other colour takes no traffic: nothing to compare with)."""
     window = f"{settings.window_seconds}s"
     analysis = Analysis(
         service,
@@ -209,13 +231,15 @@ def analyse(
         except QueryError as error:
             return None, str(error)
 
-    requests_query = f"sum by (colour) (increase({REQUESTS}{{{selector(colour)}}}[{window}]))"
-    requests, why = measure(requests_query, colour, at)
+    def requests_query(which: str) -> str:
+        return f"sum by (colour) (increase({REQUESTS}{{{selector(which)}}}[{window}]))"
+
+    requests, why = measure(requests_query(colour), colour, at)
     enough = requests is not None and requests >= settings.min_requests
     if not why and not enough:
         why = f"too few requests to judge ({_number(requests)})"
     analysis.measurements.append(
-        _judge("requests", requests_query, requests, why, f">= {settings.min_requests}", enough)
+        _judge("requests", requests_query(colour), requests, why, f">= {settings.min_requests}", enough)
     )
     too_few = "" if enough else "too few requests to judge"
 
@@ -232,19 +256,27 @@ def analyse(
         )
     )
 
-    baseline_query = error_ratio(baseline_colour)
-    baseline, baseline_why = measure(baseline_query, baseline_colour, baseline_at or at)
-    increase = None if ratio is None or baseline is None else ratio - baseline
-    analysis.measurements.append(
-        _judge(
-            "error-increase",
-            f"({ratio_query}) - ignoring(colour) ({baseline_query})",
-            increase,
-            why or too_few or (f"{baseline_colour}: {baseline_why}" if baseline_why else ""),
-            f"<= {settings.max_error_ratio_increase:g} over {baseline_colour}",
-            increase is not None and increase <= settings.max_error_ratio_increase,
+    if compare:
+        moment = baseline_at or at
+        baseline_requests, baseline_why = measure(requests_query(baseline_colour), baseline_colour, moment)
+        if not baseline_why and (baseline_requests is None or baseline_requests < settings.min_requests):
+            baseline_why = f"too few requests to compare with ({_number(baseline_requests)})"
+        baseline_query = error_ratio(baseline_colour)
+        baseline = None
+        if not baseline_why:
+            baseline, baseline_why = measure(baseline_query, baseline_colour, moment)
+        increase = None if ratio is None or baseline is None else ratio - baseline
+        when = f" at {moment.isoformat(timespec='seconds')}" if moment is not None else ""
+        analysis.measurements.append(
+            _judge(
+                "error-increase",
+                f"({ratio_query}) - ({baseline_query}){when}",
+                increase,
+                why or too_few or (f"{baseline_colour}: {baseline_why}" if baseline_why else ""),
+                f"<= {settings.max_error_ratio_increase:g} over {baseline_colour}",
+                increase is not None and increase <= settings.max_error_ratio_increase,
+            )
         )
-    )
 
     buckets = f"sum by (colour, le) (rate({DURATION}_bucket{{{selector(colour)}}}[{window}]))"
     p95_query = f"histogram_quantile(0.95, {buckets})"
@@ -269,7 +301,7 @@ def _one_value(samples: list[Sample], colour: str) -> float:
         raise QueryError(f"{len(samples)} series where one is expected")
     sample = samples[0]
     if sample.labels.get("colour", colour) != colour:
-        raise QueryError(f"a series of colour {sample.labels['colour']!r}, not {colour!r}")
+        raise QueryError(f"a series of colour {sample.labels['colour'][:40]!r}, not {colour!r}")
     if math.isnan(sample.value) or math.isinf(sample.value):
         raise QueryError("no data (NaN: no requests in the window)")
     return sample.value
@@ -278,7 +310,7 @@ def _one_value(samples: list[Sample], colour: str) -> float:
 def _judge(name: str, query: str, value: float | None, why: str, limit: str, within: bool) -> Measurement:
     """Inconclusive with `why` when there is one (no data, too few requests, a query error)."""
     if why or value is None:
-        return Measurement(name, query, value, limit, Outcome.INCONCLUSIVE, why or "no value")
+        return Measurement(name, query, value, limit, Outcome.INCONCLUSIVE, (why or "no value")[:MAX_REASON])
     return Measurement(name, query, value, limit, Outcome.SUCCESSFUL if within else Outcome.FAILED)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import subprocess
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,6 +39,8 @@ class ReleaseContext:
     given_actor: str | None = None
     checker: Checker = default_checker
     progress: Progress = log.progress
+    sleep: Callable[[float], None] = time.sleep
+    """How a step waits (the metric analysis waits for its window to fill after a switch)."""
     given_notifier: Notifier | None = None
     given_signer: Signer | None = None
     from_environment: bool = True
@@ -93,6 +96,7 @@ class ReleaseContext:
         notifier: Notifier | None = None,
         signer: Signer | None = None,
         env: Mapping[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> ReleaseContext:
         """A context around an engine (double) that reads nothing from the environment."""
         return cls(
@@ -101,6 +105,7 @@ class ReleaseContext:
             given_project_dir=project_dir,
             checker=checker,
             progress=progress,
+            sleep=sleep,
             given_notifier=notifier,
             given_signer=signer,
             from_environment=False,

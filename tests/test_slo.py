@@ -157,5 +157,26 @@ def test_the_service_monitor_scrapes_both_colours_and_labels_who_answered() -> N
 
 def test_alerts_carry_the_stacks_routing_labels() -> None:
     alerts = [rule for group in rendered_groups("production") for rule in group["rules"] if "alert" in rule]
-    assert len(alerts) == 4
+    assert len(alerts) == 7  # 2 objectives x 2 burn rates, and 3 for when they would be blind
     assert all(rule["labels"]["route"] == "pager" and rule["labels"]["team"] == "platform" for rule in alerts)
+
+
+def test_a_service_nobody_scrapes_is_an_alert_not_silence(tmp_path: Path) -> None:
+    scraped_down = [{"series": 'up{service="api",colour="blue"}', "values": "0x60"}]
+    down = expectation("MetricsScrapeFailing", firing=True)
+    quiet = expectation("MetricsAbsent", firing=False)
+    down["eval_time"] = quiet["eval_time"] = "30m"
+    promtool_test(tmp_path, scraped_down, [down, quiet])
+
+
+def test_no_series_at_all_is_an_alert(tmp_path: Path) -> None:
+    absent = expectation("MetricsAbsent", firing=True)
+    absent["eval_time"] = "30m"
+    promtool_test(tmp_path, [{"series": 'up{service="web"}', "values": "1x60"}], [absent])
+
+
+def test_a_histogram_without_the_threshold_bucket_is_an_alert(tmp_path: Path) -> None:
+    without = [series for series in durations(800, 1000) if 'le="2.0"' not in series["series"]]
+    missing = expectation("LatencyBucketMissing", firing=True)
+    missing["eval_time"] = "30m"
+    promtool_test(tmp_path, without, [missing])

@@ -1,8 +1,9 @@
 """`release analyse <stack> --service S [--colour C]`: what the metric gate would say now.
 
-Runs the stack's metric analysis (release.analysis) on one colour of a service (default: the live
-one) against the other colour over the same window: exit 0 Successful, 1 Failed or Inconclusive, 2
-when the stack declares no `analysis` knob.
+Runs the stack's metric analysis (release.analysis) on one colour of a service: the live one by
+default (its absolute limits only: the idle colour has no traffic to compare with), or with
+`--colour` the idle one, compared with the live colour over the same window. Exit 0 Successful, 1
+Failed or Inconclusive, 2 when the stack declares no `analysis` knob.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
             f"-s {args.stack}`"
         )
     colour = Color(args.colour) if args.colour else release.active_color
-    analysis = analyse(settings, args.service, colour.value, colour.other.value, prometheus_query(settings))
+    live = colour is release.active_color  # the other colour takes no traffic: nothing to compare with
+    analysis = analyse(
+        settings, args.service, colour.value, colour.other.value, prometheus_query(settings), compare=not live
+    )
     lines = [f"{args.service} {colour} on {args.stack}: {analysis.outcome}"]
     lines += [
         f"  {m.name:15} {'-' if m.value is None else f'{m.value:.4g}':>10}  {m.limit:28} {m.outcome}"

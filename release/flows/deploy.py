@@ -256,9 +256,8 @@ def _steps(
     switched_at: list[datetime] = []
 
     def switch_up() -> Step:
-        step = up("switch", release.switched, switch.message(switch_summary, request.signer))
-        switched_at.append(datetime.now(UTC))
-        return step
+        switched_at.append(datetime.now(UTC))  # traffic may move as soon as the up starts
+        return up("switch", release.switched, switch.message(switch_summary, request.signer))
 
     steps: list[tuple[str, Callable[[], Step]]] = [
         ("preview", lambda: up("preview", release.staged, stage.message(stage_summary, request.signer))),
@@ -272,11 +271,21 @@ def _steps(
             (
                 "metrics",
                 lambda: metrics_step(
-                    analysis, request.service, idle, before.active_color.value, switched_at[0], ctx.progress
+                    analysis,
+                    request.service,
+                    idle,
+                    before.active_color.value,
+                    switched_at[0],
+                    ctx.progress,
+                    ctx.sleep,
                 ),
             )
         )
     return steps
+
+
+SCRAPE_MARGIN_SECONDS = 30
+"""Two scrape intervals (components.service_monitoring scrapes every 15 s): the window's last samples."""
 
 
 def metrics_step(
@@ -286,11 +295,19 @@ def metrics_step(
     replaced: str,
     switched_at: datetime,
     progress: log.Progress,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Step:
-    """Post-promotion metric analysis: the new colour's last window on stable traffic, against the
-    colour it replaced over the window that ended at the switch (release.analysis)."""
-    progress(f"metrics: {service} {colour} against {replaced} from {settings.prometheus_url}")
+    """Post-promotion metric analysis: the new colour over a whole window of stable traffic (it waits
+    until `window_seconds` plus two scrapes have passed since the switch), against the colour it
+    replaced over the window that ended when the switch began (release.analysis)."""
     started = time.monotonic()
+    ready = switched_at.timestamp() + settings.window_seconds + SCRAPE_MARGIN_SECONDS
+    wait = max(0.0, ready - datetime.now(UTC).timestamp())
+    progress(
+        f"metrics: waiting {wait:.0f} s for a full {settings.window_seconds} s window of stable traffic, "
+        f"then {service} {colour} against {replaced} from {settings.prometheus_url}"
+    )
+    sleep(wait)
     analysis = analyse(
         settings, service, colour, replaced, prometheus_query(settings), baseline_at=switched_at
     )
@@ -373,9 +390,7 @@ def _record_verification(
         "seconds": round(verify.seconds, 3),
         "probes": len(verdict.probes) if verdict else 0,
     }
-    metrics = next((step.analysis for step in report.steps if step.analysis is not None), None)
-    if metrics is not None:
-        window["analysis"] = metrics  # what the release was judged on, for `release audit`
+    window.update(_judged_on(report))  # what the release was judged on, for `release audit`
     record = request.record(Event.VERIFY, window=window, notification=notification)
     summary = f"release verified {request.service}: {request.image} healthy on {request.stack}"
     step = record_step(
@@ -537,6 +552,7 @@ def _roll_back(
         revokes=(request.image,) if image_changed else (),
         reason=f"release of {request.image} failed at {report.failure.split(':')[0]}",
         run=request.run,
+        window=_judged_on(report),
         notification=_so_far(notification),
     )
     try:
@@ -559,6 +575,12 @@ def _roll_back(
         return
     if report.phase != Phase.ROLLBACK_FAILED:
         report.phase = Phase.ROLLED_BACK
+
+
+def _judged_on(report: ReleaseReport) -> dict[str, Any]:
+    """The metric analysis a release ran (its record keeps it, pass or fail), or nothing."""
+    metrics = next((step.analysis for step in report.steps if step.analysis is not None), None)
+    return {"analysis": metrics} if metrics is not None else {}
 
 
 def _so_far(pending: PendingNotification) -> dict[str, Any]:
