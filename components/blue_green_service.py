@@ -23,6 +23,7 @@ from components.pod import (
 from components.workload_identity import WorkloadIdentity
 from core.config.base import Color
 from core.config.stack import HealthCheckSettings, ServiceConfig, TlsSettings
+from core.ingress import CANARY, CANARY_WEIGHT, CLUSTER_ISSUER
 from core.ingress import SOURCE_RANGES as SOURCE_RANGE_ANNOTATION
 from core.naming import BLUE_GREEN_SERVICE_TYPE, CONFIG_FINGERPRINT_ANNOTATION, preview_service_name
 
@@ -129,6 +130,25 @@ class BlueGreenService(pulumi.ComponentResource):
         self._ingress(name, stable, namespace, stable_hostname, ingress_class, tls, secure)
         self._ingress(
             f"{name}-preview", preview, namespace, preview_hostname, ingress_class, tls, {**secure, **private}
+        )
+        # The canary Ingress: the stable host, to the idle colour (the preview Service), for
+        # `canary_weight` percent of requests (ingress-nginx canary). 0 outside a canary release.
+        # It shares the stable Ingress's certificate, and leaves issuing it to that Ingress.
+        canary = {
+            **{key: value for key, value in secure.items() if key != CLUSTER_ISSUER},
+            CANARY: "true",
+            CANARY_WEIGHT: str(release.canary_weight),
+        }
+        self._ingress(
+            f"{name}-canary",
+            preview,
+            namespace,
+            stable_hostname,
+            ingress_class,
+            tls,
+            canary,
+            kubernetes_name_of=f"{spec.name}-canary",
+            secret_name=f"{name}-tls",
         )
 
         self.stable_service_name = kubernetes_name(stable)
@@ -305,6 +325,8 @@ class BlueGreenService(pulumi.ComponentResource):
         ingress_class: str,
         tls: TlsSettings,
         annotations: dict[str, str],
+        kubernetes_name_of: str | None = None,
+        secret_name: str | None = None,
     ) -> k8s.networking.v1.Ingress:
         """Exposes a Service on its hostname over HTTPS only, so users and health checks reach stable
         and preview from outside; in mode certManager cert-manager keeps the certificate in
@@ -313,11 +335,11 @@ class BlueGreenService(pulumi.ComponentResource):
         return k8s.networking.v1.Ingress(
             resource_name,
             metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=service_name, namespace=namespace, annotations=annotations
+                name=kubernetes_name_of or service_name, namespace=namespace, annotations=annotations
             ),
             spec=k8s.networking.v1.IngressSpecArgs(
                 ingress_class_name=ingress_class,
-                tls=tls_entries(tls, hostname, f"{resource_name}-tls"),
+                tls=tls_entries(tls, hostname, secret_name or f"{resource_name}-tls"),
                 rules=[
                     k8s.networking.v1.IngressRuleArgs(
                         host=hostname,

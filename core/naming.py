@@ -21,6 +21,7 @@ WORKLOAD_IDENTITY_TYPE = f"{COMPONENT_TYPE_PREFIX}:WorkloadIdentity"
 
 KUBERNETES_SERVICE_TYPE = "kubernetes:core/v1:Service"
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
+INGRESS_TYPE = "kubernetes:networking.k8s.io/v1:Ingress"
 AUTOSCALER_TYPE = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 
 
@@ -45,6 +46,11 @@ def colour_urns(stack: str, project: str, service: str, color: str) -> tuple[str
         f"{prefix}{DEPLOYMENT_TYPE}::{service}-{color}",
         f"{prefix}{AUTOSCALER_TYPE}::{service}-{color}",
     )
+
+
+def canary_urn(stack: str, project: str, service: str) -> str:
+    """The URN of a service's canary Ingress: what a canary step targets."""
+    return f"urn:pulumi:{stack}::{project}::{BLUE_GREEN_SERVICE_TYPE}${INGRESS_TYPE}::{service}-canary"
 
 
 CONFIG_FINGERPRINT_ANNOTATION = "platform.example.test/config-fingerprint"

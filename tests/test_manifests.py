@@ -103,7 +103,8 @@ def test_every_manifest_of_every_stack_is_valid_for_the_oldest_supported_kuberne
 ) -> None:
     files = write_manifests(baseline(stack), tmp_path, secret_names_of(ROOT))
     manifests = [yaml.safe_load(path.read_text()) for path in files if path.name != "aws-resources.yaml"]
-    assert len(manifests) == 44  # 31 + 9 NetworkPolicies + a ServiceMonitor and a PrometheusRule per service
+    assert len(manifests) == 46  # 31 + 9 NetworkPolicies + per service a ServiceMonitor, a PrometheusRule
+    # and a canary Ingress
     for manifest in manifests:
         if manifest["apiVersion"] == MONITORING_API:
             jsonschema.validate(manifest, OPERATOR_SCHEMAS[manifest["kind"]])

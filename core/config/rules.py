@@ -22,6 +22,7 @@ from core.config.stack import (
     ServiceRelease,
     StackConfig,
     StackSettings,
+    StrategyType,
     TlsMode,
     misplaced_project_key,
 )
@@ -323,6 +324,17 @@ def _cross_problems(stack: str, project: ProjectSettings, settings: StackSetting
                         "stack policy allows tags)",
                     )
                 )
+    if settings.strategy.type is StrategyType.CANARY and settings.analysis is None:
+        problems.append(
+            ConfigProblem(
+                stack,
+                full_key("strategy.type"),
+                settings.strategy.type.value,
+                "a canary is judged at every step by the metric analysis, and this stack sets none",
+                "set the stack's Prometheus: `pulumi config set --path 'analysis.prometheusUrl' <url> "
+                f"-s {stack}` (docs/observability.md), or use type blueGreen",
+            )
+        )
     for service_name, release in settings.releases.items():
         problems += _sizing_problems(stack, service_name, release)
     specs = {spec.name: spec for spec in project.services}

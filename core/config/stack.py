@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import re
 import ssl
@@ -24,6 +25,7 @@ from pydantic import (
     SecretStr,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from core.config.base import (
@@ -138,6 +140,9 @@ class ServiceRelease(ConfigModel):
     """The idle colour's size once a release is verified (Argo Rollouts' scaleDownDelay, declared).
     Unset: full size, so a rollback is a switch of two Services; lower: cheaper, and a rollback
     first scales the colour back up and waits for it."""
+    canary_weight: int = Field(default=0, ge=0, le=100, strict=True)
+    """Kept by the release tool: the percentage of the stable host's traffic the canary Ingress sends
+    to the idle colour during a canary release (0 otherwise)."""
     idle_scaled_down: bool = Field(default=False, strict=True)
     """Kept by the release tool: whether the idle colour runs `idle_replicas` now (set after a verified
     release; cleared when a release stages on it or traffic moves to it)."""
@@ -175,9 +180,16 @@ class ServiceRelease(ConfigModel):
         return self.with_image(color, run.image).model_copy(update={"config": configs})
 
     def switched(self) -> ServiceRelease:
-        """Traffic on the other colour; the images stay where they are, and the colour traffic leaves
-        keeps its full size (a switch back stays instant until the release is verified)."""
-        return self.model_copy(update={"active_color": self.idle_color, "idle_scaled_down": False})
+        """Traffic on the other colour; the images stay where they are, the colour traffic leaves
+        keeps its full size (a switch back stays instant until the release is verified), and no
+        canary weight is left (all traffic is on the new colour)."""
+        return self.model_copy(
+            update={"active_color": self.idle_color, "idle_scaled_down": False, "canary_weight": 0}
+        )
+
+    def weighted(self, percent: int) -> ServiceRelease:
+        """A canary step: `percent` of the stable host's traffic to the idle colour."""
+        return self.model_copy(update={"canary_weight": percent})
 
     def replicas_of(self, color: Color) -> int:
         """How many pods `color` runs: `idle_replicas` while it is the scaled-down idle colour."""
@@ -448,6 +460,38 @@ class AnalysisSettings(ConfigModel):
     """The hard deadline of one query, from connecting to the last byte."""
 
 
+class StrategyType(StrEnum):
+    BLUE_GREEN = "blueGreen"
+    CANARY = "canary"
+
+
+class StrategySettings(ConfigModel):
+    """How a release moves traffic: `blueGreen` (one switch), or `canary`: the stable host sends
+    `steps` percent of its traffic to the new colour in turn (a canary Ingress), each held
+    `pause_seconds` and judged by the metric analysis, before the switch."""
+
+    type: StrategyType = StrategyType.BLUE_GREEN
+    steps: list[int] = Field(default_factory=list)
+    pause_seconds: int = Field(default=60, ge=0, le=3600, strict=True)
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing_percentages(cls, steps: list[int]) -> list[int]:
+        if any(isinstance(step, bool) or not 1 <= step <= 99 for step in steps):
+            raise ValueError(f"steps are percentages from 1 to 99 (the switch is the 100): {steps}")
+        if any(later <= earlier for earlier, later in itertools.pairwise(steps)):
+            raise ValueError(f"steps must increase strictly: {steps}")
+        return steps
+
+    @model_validator(mode="after")
+    def _canary_has_steps(self) -> StrategySettings:
+        if self.type is StrategyType.CANARY and not self.steps:
+            raise ValueError("a canary needs steps, e.g. [10, 25, 50]")
+        if self.type is StrategyType.BLUE_GREEN and self.steps:
+            raise ValueError("steps belong to type canary")
+        return self
+
+
 class StackSettings(ConfigModel):
     namespace: str
     kube_context: str
@@ -460,6 +504,7 @@ class StackSettings(ConfigModel):
     network: NetworkSettings
     alerting: AlertingSettings
     analysis: AnalysisSettings | None = None
+    strategy: StrategySettings = Field(default_factory=StrategySettings)
     health_check: HealthCheckSettings = Field(default_factory=HealthCheckSettings)
     app_secrets: dict[str, SecretStr] = Field(default_factory=dict)
 

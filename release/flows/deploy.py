@@ -23,6 +23,7 @@ first `up` stops the release with nothing changed.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from core.config.stack import (
     HealthCheckSettings,
     ServiceRelease,
     StackConfig,
+    StrategySettings,
+    StrategyType,
     with_release,
     without_defaults,
 )
@@ -50,7 +53,7 @@ from core.errors import (
     UnfinishedReleaseError,
 )
 from core.images import ImageRefError, parse_pinned_image, repository_of
-from core.naming import colour_urns
+from core.naming import canary_urn, colour_urns
 from release import log
 from release.analysis import analyse, prometheus_query
 from release.context import ReleaseContext
@@ -136,6 +139,7 @@ class _Release:
     settings: HealthCheckSettings
     analysis: AnalysisSettings | None
     """The stack's metric analysis (None: the health checks alone judge the release)."""
+    strategy: StrategySettings
     expect: dict[str, str]
     preview_urls: list[str]
     stable_urls: list[str]
@@ -226,6 +230,7 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
         scaled_down=with_release(releases, request.service, verified) if verified.idle_scaled_down else None,
         settings=settings,
         analysis=stack_config.settings.analysis,
+        strategy=stack_config.settings.strategy,
         expect={settings.version_field: run.image} if settings.version_field else {},
         preview_urls=health_urls(stack_config, outputs, request.service, True, request.preview_urls),
         stable_urls=health_urls(stack_config, outputs, request.service, False, request.stable_urls),
@@ -259,9 +264,55 @@ def _steps(
         switched_at.append(datetime.now(UTC))  # traffic may move as soon as the up starts
         return up("switch", release.switched, switch.message(switch_summary, request.signer))
 
+    def canary(percent: int) -> Step:
+        """One canary step: `percent` of the stable host to the new colour (an up targeted at the
+        canary Ingress), held `pause_seconds`, then judged by the metric analysis against the live
+        colour over the same minutes."""
+        weighted = with_release(
+            release.staged,
+            request.service,
+            ServiceRelease.model_validate(release.staged[request.service]).weighted(percent),
+        )
+        record = request.record(Event.CANARY, previous=previous)
+        summary = (
+            f"release canary {request.service}: {percent}% of the stable host to {idle} ({release.run.image})"
+        )
+        config = {RELEASES_KEY: ConfigEntry(weighted)}
+        moved = up_step(
+            f"canary {percent}%",
+            ctx.engine,
+            request.stack,
+            config,
+            record.message(summary, request.signer),
+            ctx.progress,
+            targets=[canary_urn(request.stack, PROJECT_NAME, request.service)],
+        )
+        if not moved.succeeded or release.analysis is None:
+            return moved
+        ctx.progress(f"canary {percent}%: holding {release.strategy.pause_seconds} s, then analysing")
+        ctx.sleep(release.strategy.pause_seconds)
+        settings = release.analysis
+        analysis = analyse(
+            settings, request.service, idle, before.active_color.value, prometheus_query(settings)
+        )
+        return Step(
+            f"canary {percent}%",
+            analysis.passed,
+            moved.seconds + release.strategy.pause_seconds,
+            f"{moved.detail}; {analysis.summary()}",
+            update=moved.update,
+            analysis=analysis.to_json(),
+        )
+
     steps: list[tuple[str, Callable[[], Step]]] = [
         ("preview", lambda: up("preview", release.staged, stage.message(stage_summary, request.signer))),
         ("analyse", lambda: check("analyse", release.preview_urls)),
+    ]
+    if release.strategy.type is StrategyType.CANARY:
+        steps += [
+            (f"canary {percent}%", functools.partial(canary, percent)) for percent in release.strategy.steps
+        ]
+    steps += [
         ("switch", switch_up),
         ("verify", lambda: check("verify", release.stable_urls)),
     ]

@@ -28,7 +28,7 @@ from core.config.stack import (
     with_release,
 )
 from core.errors import HistoryError, MigrationRisk, RollbackRefusedError
-from core.naming import colour_urns, service_urns
+from core.naming import canary_urn, colour_urns, service_urns
 from release.context import ReleaseContext
 from release.engine.protocol import UpdateOutcome
 from release.history.entries import RELEASES_KEY, HistoryEntry
@@ -258,6 +258,11 @@ def _decide_targets(
                 f"`release deploy` of {name} replaces it"
             )
     plan.targets = [urn for name in changed_services for urn in service_urns(plan.stack, PROJECT_NAME, name)]
+    plan.targets += [  # a canary's weight goes back with the traffic
+        canary_urn(plan.stack, PROJECT_NAME, name)
+        for name in changed_services
+        if current[name].canary_weight != restored[name].canary_weight
+    ]
     plan.targets += [
         urn
         for name in scale_ups

@@ -70,6 +70,8 @@ class Event(StrEnum):
     """the image must never be promoted again"""
     REVIEW = "review"
     """someone else acknowledged a break-glass release"""
+    CANARY = "canary"
+    """a canary step sent part of the stable host's traffic to the new colour (or back to none)"""
     SCALE = "scale"
     """after a verified release, the colour traffic left was shrunk to its declared idle size"""
 

@@ -94,6 +94,7 @@ EVENT_NAMES = {
     Event.REJECT: "rejection",
     Event.REVIEW: "review",
     Event.SCALE: "idle scaled down",
+    Event.CANARY: "canary step",
 }
 
 
@@ -333,6 +334,8 @@ class ServiceStatus:
     verified: bool
     waiting: str = ""
     """The image live and verified in this stack's source that this stack does not run yet."""
+    canary_weight: int = 0
+    """The share of the stable host's traffic a canary in progress sends to the idle colour."""
     config: dict[str, str] = field(default_factory=dict)
     """Each colour's config fingerprint (`core.config.stack.PodConfig`): equal means the same declared
     env vars, flags, mounted secrets and database settings (not the image, which is beside it)."""
@@ -344,6 +347,7 @@ class ServiceStatus:
             "activeColor": self.active_color,
             "images": self.images,
             "configFingerprints": self.config,
+            "canaryWeight": self.canary_weight,
             "activeVerified": self.verified,
             "waitingForPromotion": self.waiting or None,
         }
@@ -387,6 +391,7 @@ def stack_status(
                     release.images.model_dump(),
                     evidence.verified is not None and evidence.revoked is None,
                     waiting,
+                    release.canary_weight,
                     _config_fingerprints(project, service, release),
                 )
             )
@@ -420,7 +425,7 @@ def render_status(rows: Sequence[ServiceStatus], markdown: bool = False) -> str:
         [
             row.stack,
             row.service,
-            row.active_color,
+            row.active_color + (f" (canary {row.canary_weight}% to the other)" if row.canary_weight else ""),
             _short(row.images.get("blue", "")),
             _short(row.images.get("green", "")),
             "/".join(row.config.get(color, "?") for color in ("blue", "green")),

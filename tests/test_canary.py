@@ -1,0 +1,123 @@
+"""The canary strategy: the stable host sends each step's share of its traffic to the new colour
+through the canary Ingress, every step judged by the metric analysis against the live colour; a
+failed step sends the weight back to 0 with the rollback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from release.context import ReleaseContext
+from release.flows.deploy import deploy
+from release.history.entries import RELEASES_KEY
+from release.testing.fake_engine import FakeEngine
+from tests.conftest import baseline
+from tests.prometheus_server import Traffic, prometheus_with
+from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, cluster, history_of, signed_project
+from tests.test_config import only, problems_of
+
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
+
+
+def canary_release(new_colour_errors: float) -> tuple[Any, FakeEngine]:
+    """A staging release of NEW_API onto blue in steps of 10% and 50%, judged by a Prometheus whose
+    series run up to now: blue answers `new_colour_errors` of requests with 5xx, green 0.1%."""
+    traffic = [Traffic("api", "blue", 50, error_share=new_colour_errors), Traffic("api", "green", 50)]
+    with prometheus_with(traffic, ending_seconds_ago=0) as loaded:
+        engine = FakeEngine(project_dir=signed_project())
+        engine.add_stack(
+            "staging",
+            edit={
+                "platform:healthCheck": FAST_HEALTH_CHECK,
+                "platform:analysis": {"prometheusUrl": loaded.url},
+                "platform:strategy": {"type": "canary", "steps": [10, 50], "pauseSeconds": 60},
+            },
+        )
+        with cluster(engine) as api:
+            context = ReleaseContext.for_tests(engine, engine.project_dir, sleep=lambda _: None)
+            report = deploy(context, api.request(NEW_API))
+    return report, engine
+
+
+def weight_deployed(engine: FakeEngine) -> str:
+    for urn, inputs in engine.stacks["staging"].deployed.items():
+        if urn.endswith(f"{INGRESS}::api-canary"):
+            return str(inputs["metadata"]["annotations"][CANARY_WEIGHT])
+    raise KeyError("api-canary")
+
+
+def changed(call: Any) -> list[str]:
+    return sorted(urn.rsplit("::", 1)[1] for urn in call.changed_urns)
+
+
+def test_every_service_has_a_canary_ingress_on_its_stable_host_at_weight_0() -> None:
+    canary = baseline("production").named(INGRESS, "api-canary").inputs
+    assert canary["metadata"]["annotations"][CANARY_WEIGHT] == "0"
+    assert canary["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary"] == "true"
+    assert canary["spec"]["rules"][0]["host"] == "api.platform.example.test"
+    assert canary["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "api-preview"
+    assert "cert-manager.io/cluster-issuer" not in canary["metadata"]["annotations"]  # the stable one issues
+
+
+def test_a_healthy_canary_steps_through_its_weights_then_switches() -> None:
+    report, engine = canary_release(0.001)
+    assert report.phase == "Healthy", report.failure
+    names = [step.name for step in report.steps]
+    assert names == [
+        "preview",
+        "analyse",
+        "canary 10%",
+        "canary 50%",
+        "switch",
+        "verify",
+        "metrics",
+        "record",
+    ]
+    _staged, ten, fifty, switched, _record = engine.ups
+    assert changed(ten) == changed(fifty) == ["api-canary"]  # each step: exactly the canary Ingress
+    assert changed(switched) == ["api", "api-canary", "api-preview"]  # traffic moves, the weight returns to 0
+    assert weight_deployed(engine) == "0"
+    assert engine.get_config("staging")[RELEASES_KEY].value["api"].get("canaryWeight", 0) == 0
+    events = [entry.record.event for entry in history_of(engine, "staging")[::-1] if entry.record]
+    assert events == ["stage", "canary", "canary", "switch", "verify"]  # signed, one release id
+
+
+def test_a_canary_that_errs_more_than_the_live_colour_is_aborted_at_its_first_step() -> None:
+    report, engine = canary_release(0.02)
+    assert report.phase == "RolledBack"
+    assert report.failure.startswith("canary 10%:")
+    assert weight_deployed(engine) == "0"
+    assert engine.serving("staging", "api") != NEW_API
+    rollback = next(
+        e.record for e in history_of(engine, "staging") if e.record and e.record.event == "rollback"
+    )
+    assert rollback is not None and rollback.window["analysis"]["outcome"] == "Failed"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "says"),
+    [
+        ({"type": "canary", "steps": [25, 10]}, "increase strictly"),
+        ({"type": "canary", "steps": [10, 100]}, "from 1 to 99"),
+        ({"type": "canary"}, "a canary needs steps"),
+    ],
+    ids=["decreasing", "over 99", "no steps"],
+)
+def test_bad_canary_steps_are_refused(project: Path, strategy: dict[str, Any], says: str) -> None:
+    def canary(config: dict[str, Any]) -> None:
+        config["platform:strategy"] = strategy
+        config["platform:analysis"] = {"prometheusUrl": "http://prometheus.monitoring.example.test:9090"}
+
+    problems = problems_of(project, "staging", canary)
+    assert any(says in problem.problem for problem in problems), problems
+
+
+def test_a_canary_without_metric_analysis_is_refused(project: Path) -> None:
+    def canary(config: dict[str, Any]) -> None:
+        config["platform:strategy"] = {"type": "canary", "steps": [10]}
+
+    problem = only(problems_of(project, "staging", canary), "platform:strategy.type")
+    assert "metric analysis" in problem.problem and "analysis.prometheusUrl" in problem.fix
