@@ -10,14 +10,19 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from release.report.release_report import ReleaseReport
+    from release.testing.fake_engine import FakeEngine
 
 STEP_SECONDS = 15
 HISTORY_SECONDS = 1800
@@ -139,3 +144,30 @@ def _wait_ready(url: str) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"Prometheus at {url} was not ready within {READY_SECONDS} s")
+
+
+def judged_release(
+    new_colour_errors: float, sleep: Callable[[float], None], **knobs: Any
+) -> tuple[ReleaseReport, FakeEngine]:
+    """A staging release of NEW_API onto blue, judged by a Prometheus whose series run up to now: blue
+    (the new colour) answers `new_colour_errors` of its requests with 5xx, green (live) 0.1%. `knobs`
+    are more stack knobs (e.g. a canary strategy). The series already fill every window, so waits
+    for a window go to `sleep` (a recorder), never to the clock."""
+    from release.context import ReleaseContext
+    from release.flows.deploy import deploy
+    from release.testing.fake_engine import FakeEngine
+    from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, cluster, signed_project
+
+    traffic = [Traffic("api", "blue", 50, error_share=new_colour_errors), Traffic("api", "green", 50)]
+    with prometheus_with(traffic, ending_seconds_ago=0) as loaded:
+        engine = FakeEngine(project_dir=signed_project())
+        edit = {
+            "platform:healthCheck": FAST_HEALTH_CHECK,
+            "platform:analysis": {"prometheusUrl": loaded.url},
+            **{f"platform:{key}": value for key, value in knobs.items()},
+        }
+        engine.add_stack("staging", edit=edit)
+        with cluster(engine) as api:
+            context = ReleaseContext.for_tests(engine, engine.project_dir, sleep=sleep)
+            report = deploy(context, api.request(NEW_API))
+    return report, engine

@@ -13,12 +13,10 @@ import pytest
 from core.config.stack import AnalysisSettings
 from release.analysis import Analysis, Outcome, Sample, analyse, prometheus_query
 from release.cli import main
-from release.context import ReleaseContext
-from release.flows.deploy import deploy
 from release.testing.fake_engine import FakeEngine
 from tests.http_servers import serve
-from tests.prometheus_server import LoadedPrometheus, Traffic, prometheus_with
-from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, cluster, history_of, signed_project
+from tests.prometheus_server import LoadedPrometheus, Traffic, judged_release, prometheus_with
+from tests.release_doubles import NEW_API, history_of, signed_project
 
 TRAFFIC = [
     Traffic("steady", "blue", 100),
@@ -168,25 +166,9 @@ WAITED: list[float] = []
 
 
 def release_with_metrics(new_colour_errors: float) -> tuple[Any, FakeEngine]:
-    """A staging release of NEW_API onto blue, judged by a Prometheus in which blue (the new colour)
-    answers `new_colour_errors` of its requests with 5xx and green (live until the switch) 0.1%.
-
-    The series are loaded up to now, so the window the metrics step reads is already full: the step's
-    wait for it to fill is recorded in WAITED instead of slept."""
-    traffic = [Traffic("api", "blue", 50, error_share=new_colour_errors), Traffic("api", "green", 50)]
-    with prometheus_with(traffic, ending_seconds_ago=0) as loaded:
-        engine = FakeEngine(project_dir=signed_project())
-        engine.add_stack(
-            "staging",
-            edit={
-                "platform:healthCheck": FAST_HEALTH_CHECK,
-                "platform:analysis": {"prometheusUrl": loaded.url},
-            },
-        )
-        with cluster(engine) as api:
-            context = ReleaseContext.for_tests(engine, engine.project_dir, sleep=WAITED.append)
-            report = deploy(context, api.request(NEW_API))
-    return report, engine
+    """A staging release judged on its metrics (tests.prometheus_server.judged_release); the metrics
+    step's wait for its window is recorded in WAITED."""
+    return judged_release(new_colour_errors, WAITED.append)
 
 
 def test_a_release_is_verified_on_its_metrics_and_the_numbers_go_into_its_record() -> None:

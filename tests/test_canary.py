@@ -9,13 +9,11 @@ from typing import Any
 
 import pytest
 
-from release.context import ReleaseContext
-from release.flows.deploy import deploy
 from release.history.entries import RELEASES_KEY
 from release.testing.fake_engine import FakeEngine
 from tests.conftest import baseline
-from tests.prometheus_server import Traffic, prometheus_with
-from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, cluster, history_of, signed_project
+from tests.prometheus_server import judged_release
+from tests.release_doubles import NEW_API, history_of
 from tests.test_config import only, problems_of
 
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
@@ -23,23 +21,9 @@ CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
 
 
 def canary_release(new_colour_errors: float) -> tuple[Any, FakeEngine]:
-    """A staging release of NEW_API onto blue in steps of 10% and 50%, judged by a Prometheus whose
-    series run up to now: blue answers `new_colour_errors` of requests with 5xx, green 0.1%."""
-    traffic = [Traffic("api", "blue", 50, error_share=new_colour_errors), Traffic("api", "green", 50)]
-    with prometheus_with(traffic, ending_seconds_ago=0) as loaded:
-        engine = FakeEngine(project_dir=signed_project())
-        engine.add_stack(
-            "staging",
-            edit={
-                "platform:healthCheck": FAST_HEALTH_CHECK,
-                "platform:analysis": {"prometheusUrl": loaded.url},
-                "platform:strategy": {"type": "canary", "steps": [10, 50], "pauseSeconds": 60},
-            },
-        )
-        with cluster(engine) as api:
-            context = ReleaseContext.for_tests(engine, engine.project_dir, sleep=lambda _: None)
-            report = deploy(context, api.request(NEW_API))
-    return report, engine
+    """A staging release of NEW_API onto blue in steps of 10% and 50% (judged_release)."""
+    canary = {"type": "canary", "steps": [10, 50], "pauseSeconds": 60}
+    return judged_release(new_colour_errors, lambda _: None, strategy=canary)
 
 
 def weight_deployed(engine: FakeEngine) -> str:
