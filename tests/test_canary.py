@@ -9,11 +9,23 @@ from typing import Any
 
 import pytest
 
+from core.errors import UnfinishedReleaseError
+from release.context import ReleaseContext
+from release.flows.abort import AbortRequest, abort
+from release.flows.deploy import deploy
 from release.history.entries import RELEASES_KEY
 from release.testing.fake_engine import FakeEngine
 from tests.conftest import baseline
-from tests.prometheus_server import judged_release
-from tests.release_doubles import NEW_API, history_of
+from tests.prometheus_server import Traffic, judged_release, prometheus_with
+from tests.release_doubles import (
+    FAST_HEALTH_CHECK,
+    NEW_API,
+    NEWER_API,
+    TEST_SIGNER,
+    cluster,
+    history_of,
+    signed_project,
+)
 from tests.test_config import only, problems_of
 
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
@@ -105,3 +117,30 @@ def test_a_canary_without_metric_analysis_is_refused(project: Path) -> None:
 
     problem = only(problems_of(project, "staging", canary), "platform:strategy.type")
     assert "metric analysis" in problem.problem and "analysis.prometheusUrl" in problem.fix
+
+
+def test_a_canary_killed_midway_blocks_the_next_release_and_abort_returns_its_weight_to_0() -> None:
+    def killed(_: float) -> None:
+        raise SystemExit(137)  # the process dies while the first step holds its weight
+
+    traffic = [Traffic("api", "blue", 50), Traffic("api", "green", 50)]
+    with prometheus_with(traffic, ending_seconds_ago=0) as loaded:
+        engine = FakeEngine(project_dir=signed_project())
+        canary = {"type": "canary", "steps": [10, 50]}
+        edit = {"platform:analysis": {"prometheusUrl": loaded.url}, "platform:strategy": canary}
+        engine.add_stack("staging", edit={"platform:healthCheck": FAST_HEALTH_CHECK, **edit})
+        with cluster(engine) as api:
+            with pytest.raises(SystemExit):
+                deploy(
+                    ReleaseContext.for_tests(engine, engine.project_dir, sleep=killed), api.request(NEW_API)
+                )
+            assert weight_deployed(engine) == "10"
+            with pytest.raises(UnfinishedReleaseError, match="release abort staging --service api"):
+                deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEWER_API))
+            request = AbortRequest(
+                "staging", "api", "bob", reason="runner lost", stable_urls=[api.stable_url]
+            )
+            request.signer = TEST_SIGNER
+            assert abort(ReleaseContext.for_tests(engine, engine.project_dir), request).phase == "Healthy"
+    assert weight_deployed(engine) == "0"
+    assert engine.serving("staging", "api") != NEW_API
