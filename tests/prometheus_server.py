@@ -15,14 +15,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
 
-if TYPE_CHECKING:
-    from release.report.release_report import ReleaseReport
-    from release.testing.fake_engine import FakeEngine
+from release.context import ReleaseContext
+from release.flows.deploy import deploy
+from release.report.release_report import ReleaseReport
+from release.testing.fake_engine import FakeEngine
+from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, cluster, signed_project
 
 STEP_SECONDS = 15
 HISTORY_SECONDS = 1800
@@ -153,11 +155,6 @@ def judged_release(
     (the new colour) answers `new_colour_errors` of its requests with 5xx, green (live) 0.1%. `knobs`
     are more stack knobs (e.g. a canary strategy). The series already fill every window, so waits
     for a window go to `sleep` (a recorder), never to the clock."""
-    from release.context import ReleaseContext
-    from release.flows.deploy import deploy
-    from release.testing.fake_engine import FakeEngine
-    from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, cluster, signed_project
-
     traffic = [Traffic("api", "blue", 50, error_share=new_colour_errors), Traffic("api", "green", 50)]
     with prometheus_with(traffic, ending_seconds_ago=0) as loaded:
         engine = FakeEngine(project_dir=signed_project())

@@ -191,6 +191,11 @@ class ServiceRelease(ConfigModel):
         """A canary step: `percent` of the stable host's traffic to the idle colour."""
         return self.model_copy(update={"canary_weight": percent})
 
+    @property
+    def sizing(self) -> tuple[Any, ...]:
+        """The knobs that size a colour's Deployment and autoscaler (SIZING_FIELDS and `replicas`)."""
+        return (self.replicas, *(getattr(self, name) for name in SIZING_FIELDS))
+
     def replicas_of(self, color: Color) -> int:
         """How many pods `color` runs: `idle_replicas` while it is the scaled-down idle colour."""
         if color is self.idle_color and self.idle_scaled_down and self.idle_replicas is not None:
@@ -229,6 +234,9 @@ class ServiceRelease(ConfigModel):
         except ValueError:
             return None
 
+
+SIZING_FIELDS = ("max_replicas", "target_cpu_percent", "idle_replicas")
+"""A release's autoscaling knobs (besides `replicas`): they change Deployments, never traffic."""
 
 IDLE_SCALED_DOWN = "idleScaledDown"
 """`releases.<svc>.idleScaledDown`: state the release tool keeps, not a knob anyone sets."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -130,12 +130,11 @@ class _Release:
     before: ServiceRelease
     run: ColorRun
     """What the idle colour will run: the image, and the live colour's config with the changes."""
-    staged: dict[str, Any]
-    """The `releases` knob with the image on the idle colour."""
-    switched: dict[str, Any]
-    """... and traffic on that colour."""
-    scaled_down: dict[str, Any] | None
-    """... and, once verified, the colour traffic left at its declared idle size (None: it stays full)."""
+    service: str
+    releases: dict[str, Any]
+    """The `releases` knob as it was read before the release (every other service as it is)."""
+    staged: ServiceRelease
+    """The service with `run` on its idle colour, at full size."""
     settings: HealthCheckSettings
     analysis: AnalysisSettings | None
     """The stack's metric analysis (None: the health checks alone judge the release)."""
@@ -143,6 +142,17 @@ class _Release:
     expect: dict[str, str]
     preview_urls: list[str]
     stable_urls: list[str]
+
+    def knob(self, release: ServiceRelease) -> dict[str, Any]:
+        """The `releases` knob with this service's release replaced by `release`."""
+        return with_release(self.releases, self.service, release)
+
+    @property
+    def scaled_down(self) -> ServiceRelease | None:
+        """Once verified, traffic on the staged colour and the colour it left at its declared idle
+        size; None when that colour stays at full size."""
+        verified = self.staged.switched().idle_scaled_to_declared_size()
+        return verified if verified.idle_scaled_down else None
 
 
 def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
@@ -219,15 +229,13 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
     settings = stack_config.settings.health_check
     outputs = ctx.engine.outputs(request.stack)
     releases = current[RELEASES_KEY].value
-    staged = before.with_run(before.idle_color, run).at_full_size()
-    verified = staged.switched().idle_scaled_to_declared_size()
     return _Release(
         baseline=baseline,
         before=before,
         run=run,
-        staged=with_release(releases, request.service, staged),
-        switched=with_release(releases, request.service, staged.switched()),
-        scaled_down=with_release(releases, request.service, verified) if verified.idle_scaled_down else None,
+        service=request.service,
+        releases=releases,
+        staged=before.with_run(before.idle_color, run).at_full_size(),
         settings=settings,
         analysis=stack_config.settings.analysis,
         strategy=stack_config.settings.strategy,
@@ -262,17 +270,15 @@ def _steps(
 
     def switch_up() -> Step:
         switched_at.append(datetime.now(UTC))  # traffic may move as soon as the up starts
-        return up("switch", release.switched, switch.message(switch_summary, request.signer))
+        return up(
+            "switch", release.knob(release.staged.switched()), switch.message(switch_summary, request.signer)
+        )
 
     def canary(percent: int) -> Step:
         """One canary step: `percent` of the stable host to the new colour (an up targeted at the
         canary Ingress), held `pause_seconds`, then judged by the metric analysis against the live
         colour over the same minutes."""
-        weighted = with_release(
-            release.staged,
-            request.service,
-            ServiceRelease.model_validate(release.staged[request.service]).weighted(percent),
-        )
+        weighted = release.knob(release.staged.weighted(percent))
         record = request.record(Event.CANARY, previous=previous)
         summary = (
             f"release canary {request.service}: {percent}% of the stable host to {idle} ({release.run.image})"
@@ -289,23 +295,28 @@ def _steps(
         )
         if not moved.succeeded or release.analysis is None:
             return moved
-        ctx.progress(f"canary {percent}%: holding {release.strategy.pause_seconds} s, then analysing")
-        ctx.sleep(release.strategy.pause_seconds)
-        settings = release.analysis
-        analysis = analyse(
-            settings, request.service, idle, before.active_color.value, prometheus_query(settings)
-        )
-        return Step(
+        judged = judged_step(
             f"canary {percent}%",
-            analysis.passed,
-            moved.seconds + release.strategy.pause_seconds,
-            f"{moved.detail}; {analysis.summary()}",
+            release.analysis,
+            request.service,
+            idle,
+            before.active_color.value,
+            release.strategy.pause_seconds,
+            ctx.progress,
+            ctx.sleep,
+        )
+        return replace(
+            judged,
+            seconds=moved.seconds + judged.seconds,
+            detail=f"{moved.detail}; {judged.detail}",
             update=moved.update,
-            analysis=analysis.to_json(),
         )
 
     steps: list[tuple[str, Callable[[], Step]]] = [
-        ("preview", lambda: up("preview", release.staged, stage.message(stage_summary, request.signer))),
+        (
+            "preview",
+            lambda: up("preview", release.knob(release.staged), stage.message(stage_summary, request.signer)),
+        ),
         ("analyse", lambda: check("analyse", release.preview_urls)),
     ]
     if release.strategy.type is StrategyType.CANARY:
@@ -351,23 +362,37 @@ def metrics_step(
     """Post-promotion metric analysis: the new colour over a whole window of stable traffic (it waits
     until `window_seconds` plus two scrapes have passed since the switch), against the colour it
     replaced over the window that ended when the switch began (release.analysis)."""
-    started = time.monotonic()
     ready = switched_at.timestamp() + settings.window_seconds + SCRAPE_MARGIN_SECONDS
     wait = max(0.0, ready - datetime.now(UTC).timestamp())
+    return judged_step(
+        "metrics", settings, service, colour, replaced, wait, progress, sleep, baseline_at=switched_at
+    )
+
+
+def judged_step(
+    name: str,
+    settings: AnalysisSettings,
+    service: str,
+    colour: str,
+    replaced: str,
+    wait: float,
+    progress: log.Progress,
+    sleep: Callable[[float], None],
+    baseline_at: datetime | None = None,
+) -> Step:
+    """Wait `wait` seconds, then judge `colour` against `replaced` (release.analysis): a step that
+    succeeds only on a Successful analysis and keeps its queries, values and verdicts."""
+    started = time.monotonic()
     progress(
-        f"metrics: waiting {wait:.0f} s for a full {settings.window_seconds} s window of stable traffic, "
-        f"then {service} {colour} against {replaced} from {settings.prometheus_url}"
+        f"{name}: waiting {wait:.0f} s, then {service} {colour} against {replaced} "
+        f"over {settings.window_seconds} s from {settings.prometheus_url}"
     )
     sleep(wait)
     analysis = analyse(
-        settings, service, colour, replaced, prometheus_query(settings), baseline_at=switched_at
+        settings, service, colour, replaced, prometheus_query(settings), baseline_at=baseline_at
     )
     return Step(
-        "metrics",
-        analysis.passed,
-        time.monotonic() - started,
-        analysis.summary(),
-        analysis=analysis.to_json(),
+        name, analysis.passed, time.monotonic() - started, analysis.summary(), analysis=analysis.to_json()
     )
 
 
@@ -462,9 +487,9 @@ def _scale_down_idle(
     """Shrink the colour traffic left to its declared idle size, with an `up` targeted at that colour's
     Deployment and autoscaler. After the verify record: the release stands whatever this does, and
     a rollback to that colour scales it back up first (release.flows.restore)."""
-    assert release.scaled_down is not None
+    new = release.scaled_down
+    assert new is not None
     left = release.before.active_color.value
-    new = ServiceRelease.model_validate(release.scaled_down[request.service])
     record = request.record(Event.SCALE)
     summary = (
         f"release scale {request.service}: idle {left} {release.before.replicas} -> "
@@ -474,7 +499,7 @@ def _scale_down_idle(
         "scale down",
         ctx.engine,
         request.stack,
-        {RELEASES_KEY: ConfigEntry(release.scaled_down)},
+        {RELEASES_KEY: ConfigEntry(release.knob(new))},
         record.message(summary, request.signer),
         ctx.progress,
         targets=colour_urns(request.stack, PROJECT_NAME, request.service, left),

@@ -20,6 +20,7 @@ from core.config.base import PROJECT_NAME, SECRETS_KEY, Color, config_texts, ful
 from core.config.project import ProjectSettings
 from core.config.sources import ConfigEntry, StackConfigValues, validated_stack_config
 from core.config.stack import (
+    SIZING_FIELDS,
     STACK_KNOBS,
     ServiceRelease,
     StackConfig,
@@ -120,7 +121,7 @@ def plan_rollback(
 
 LEGACY_FLAGS_KEY = full_key("featureFlags")
 """Where entries written before flags rode the release kept them: one set for every colour."""
-SIZING_KEYS = ("maxReplicas", "targetCpuPercent", "idleReplicas")
+SIZING_KEYS = tuple(str(ServiceRelease.model_fields[name].alias) for name in SIZING_FIELDS)
 
 
 def _upgraded(
@@ -207,10 +208,7 @@ def _decide_targets(
         if live == release:
             continue
         idle = release.idle_color
-        if (live.replicas, live.run_of(release.active_color)) != (release.replicas, release.active_run) or (
-            (live.max_replicas, live.target_cpu_percent, live.idle_replicas)
-            != (release.max_replicas, release.target_cpu_percent, release.idle_replicas)
-        ):
+        if (live.sizing, live.run_of(release.active_color)) != (release.sizing, release.active_run):
             plan.full_up_reason = (
                 f"{name}: the restored active colour {release.active_color.value} would run a different "
                 "image, config or size (replicas, autoscaling) than it runs now, so its Deployment must "
@@ -225,11 +223,7 @@ def _decide_targets(
             scaled = live.idle_scaled_down  # the idle Deployment stays as it runs
         else:  # unknown (its update failed midway): assume the smaller, so a switch to it scales it up
             scaled = live.idle_scaled_down or release.idle_scaled_down
-        if scaled != release.idle_scaled_down:
-            release = release.model_copy(update={"idle_scaled_down": scaled})
-            plan.restore[RELEASES_KEY] = ConfigEntry(
-                with_release(plan.restore[RELEASES_KEY].value, name, release)
-            )
+        recorded = release.model_copy(update={"idle_scaled_down": scaled})  # what the restore writes
         running = live.replicas_of(release.active_color)
         if running != release.replicas:
             # The colour traffic moves to was scaled down: the same targeted up resizes its Deployment
@@ -244,8 +238,7 @@ def _decide_targets(
         if live_idle != restored_idle and idle_as_deployed:
             # A targeted up leaves the idle Deployment as it is: config must say so too, or a later
             # flip back to that colour would be planned against what it does not run.
-            kept = with_release(plan.restore[RELEASES_KEY].value, name, release.with_run(idle, live_idle))
-            plan.restore[RELEASES_KEY] = ConfigEntry(kept)
+            recorded = recorded.with_run(idle, live_idle)
             plan.left_in_cluster.append(
                 f"{name}: the idle {idle.value} colour keeps running {live_idle.describe()}, and config "
                 f"records it so (inspect it on the preview URL; {restored_idle.describe()} ran there in "
@@ -257,6 +250,9 @@ def _decide_targets(
                 f"failed midway); config records {restored_idle.describe()}, and the next "
                 f"`release deploy` of {name} replaces it"
             )
+        if recorded != release:
+            kept = with_release(plan.restore[RELEASES_KEY].value, name, recorded)
+            plan.restore[RELEASES_KEY] = ConfigEntry(kept)
     plan.targets = [urn for name in changed_services for urn in service_urns(plan.stack, PROJECT_NAME, name)]
     plan.targets += [  # a canary's weight goes back with the traffic
         canary_urn(plan.stack, PROJECT_NAME, name)
