@@ -611,6 +611,12 @@ def pod_config(
     )
 
 
+def project_pod_config(project: ProjectSettings, service: str, config: ColorConfig) -> PodConfig | None:
+    """What a colour of the project's `service` reads with `config`; None for an undeclared service."""
+    spec = next((spec for spec in project.services if spec.name == service), None)
+    return pod_config(spec, project.feature_flags, project.postgres, config) if spec is not None else None
+
+
 def without_defaults(spec: ServiceSpec, declared_flags: dict[str, str], config: ColorConfig) -> ColorConfig:
     """`config` without the values that equal the declared defaults: a colour keeps only its own."""
     return ColorConfig(

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from core.config.base import PROJECT_NAME
 from core.config.project import ProjectSettings
-from core.config.stack import ServiceRelease, pod_config, releases_of
+from core.config.stack import ServiceRelease, project_pod_config, releases_of
 from core.errors import ConfigError, ConfigProblem, EngineError, PromotionRefusedError, UsageError
 from core.images import ImageRef, ImageRefError, parse_digest, parse_image, parse_pinned_image
 from core.text import one_line
@@ -179,9 +179,9 @@ def _config_not_live_in_source(ctx: ReleaseContext, request: PromoteRequest) -> 
     target only after it ran where the digest was verified (break-glass may skip this, recorded)."""
     if not request.flags and not request.env:
         return []
-    spec = next(spec for spec in ctx.project.services if spec.name == request.service)
     live = _source_release(ctx.engine, request.source, request.service).active_run.config
-    runs = pod_config(spec, ctx.project.feature_flags, ctx.project.postgres, live)
+    runs = project_pod_config(ctx.project, request.service, live)
+    assert runs is not None  # _refuse_bad_input refused a service Pulumi.yaml does not declare
     wanted = [("flag", name, value, runs.flags) for name, value in sorted(request.flags.items())]
     wanted += [("env", name, value, runs.env) for name, value in sorted(request.env.items())]
     return [

@@ -18,7 +18,7 @@ from typing import Any
 
 from core.config.base import Color
 from core.config.project import ProjectSettings
-from core.config.stack import ServiceRelease, pod_config, releases_of
+from core.config.stack import ServiceRelease, project_pod_config, releases_of
 from core.errors import ReleaseError
 from core.text import one_line
 from release.engine.protocol import Engine
@@ -180,14 +180,12 @@ def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRo
             event = f"review of entry {shown.reviews}"
         if record is None:
             event += f" ({trust}, not counted)"
-        why = _approval_or_reason(shown.approval, shown.break_glass, shown.reason)
-        judged = _judged_on(shown.window.get("analysis"))
-        if judged:
-            why = f"{why}; {judged}" if why else judged
-        released = shown.config.get("set")
-        if isinstance(released, dict) and released:
-            what = ", ".join(f"{name}={value}" for name, value in sorted(released.items(), key=str))
-            why = one_line(f"{why}; config {what}" if why else f"config {what}")
+        parts = [
+            _approval_or_reason(shown.approval, shown.break_glass, shown.reason),
+            _judged_on(shown.window.get("analysis")),
+            _config_set(shown.config.get("set")),
+        ]
+        why = one_line("; ".join(part for part in parts if part))
         actor = shown.actor if record is not None else f"{shown.actor} (unverified)"
     return AuditRow(
         time=entry.end_time or entry.start_time,
@@ -399,15 +397,8 @@ def stack_status(
 
 
 def _config_fingerprints(project: ProjectSettings, service: str, release: ServiceRelease) -> dict[str, str]:
-    spec = next((spec for spec in project.services if spec.name == service), None)
-    if spec is None:
-        return {}
-    return {
-        color.value: pod_config(
-            spec, project.feature_flags, project.postgres, release.config.of(color)
-        ).fingerprint
-        for color in Color
-    }
+    configs = {color.value: project_pod_config(project, service, release.config.of(color)) for color in Color}
+    return {color: config.fingerprint for color, config in configs.items() if config is not None}
 
 
 def render_status(rows: Sequence[ServiceStatus], markdown: bool = False) -> str:
@@ -435,6 +426,13 @@ def render_status(rows: Sequence[ServiceStatus], markdown: bool = False) -> str:
         for row in rows
     ]
     return "\n".join(_table(header, body, markdown)) + "\n"
+
+
+def _config_set(released: Any) -> str:
+    """The flag and env values a release set (its record's `config.set`), in one line."""
+    if not isinstance(released, dict) or not released:
+        return ""
+    return "config " + ", ".join(f"{name}={value}" for name, value in sorted(released.items(), key=str))
 
 
 def _judged_on(analysis: Any) -> str:
