@@ -14,16 +14,21 @@ catches `ReleaseError` once.
 
 Progress goes to stderr (`release.log`), results to stdout (JSON under `--json`). Exit codes are
 `core.errors.ExitCode` (docs/operations.md): a ReleaseError exits with its own; anything else is a
-bug, reported in one line (`--verbose` adds the traceback), exit 70; Ctrl-C exits 130.
+bug, reported in one line (`--verbose` adds the traceback), exit 70; Ctrl-C exits 130. SIGTERM
+interrupts like Ctrl-C: a release in progress rolls back first.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 
 from core.errors import ExitCode, ReleaseError
 from core.text import one_line, printable
@@ -58,7 +63,8 @@ def main(argv: Sequence[str] | None = None, engine_factory: EngineFactory | None
         given_actor=getattr(args, "actor", None),
     )
     try:
-        return int(args.run(args, ctx))
+        with _sigterm_interrupts():
+            return int(args.run(args, ctx))
     except ReleaseError as error:
         log.error(str(error))
         return int(error.exit_code)
@@ -70,6 +76,24 @@ def main(argv: Sequence[str] | None = None, engine_factory: EngineFactory | None
             sys.stderr.write(printable(traceback.format_exc()))
         print(_internal_error_line(args.verb, error), file=sys.stderr)
         return int(ExitCode.INTERNAL)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, `kill`) interrupts like Ctrl-C, so a release in progress rolls
+    back and reports instead of dying midway; the previous handler is restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signal: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _internal_error_line(verb: str, error: BaseException) -> str:

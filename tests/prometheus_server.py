@@ -24,7 +24,7 @@ from release.context import ReleaseContext
 from release.flows.deploy import deploy
 from release.report.release_report import ReleaseReport
 from release.testing.fake_engine import FakeEngine
-from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, cluster, signed_project
+from tests.release_doubles import FAST_BLUE_GREEN, NEW_API, cluster, signed_project
 
 STEP_SECONDS = 15
 HISTORY_SECONDS = 1800
@@ -159,7 +159,7 @@ def judged_release(
     with prometheus_with(traffic, ending_seconds_ago=0) as loaded:
         engine = FakeEngine(project_dir=signed_project())
         edit = {
-            "platform:healthCheck": FAST_HEALTH_CHECK,
+            **FAST_BLUE_GREEN,
             "platform:analysis": {"prometheusUrl": loaded.url},
             **{f"platform:{key}": value for key, value in knobs.items()},
         }

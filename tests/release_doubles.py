@@ -67,6 +67,14 @@ FAST_HEALTH_CHECK = {
     "failures": 2,
     "maxLatencyMs": 400,
 }
+FAST_BLUE_GREEN: dict[str, Any] = {
+    "platform:healthCheck": FAST_HEALTH_CHECK,
+    "platform:strategy": None,
+    "platform:analysis": None,
+}
+"""A stack edit for tests of the blue-green release itself: fast health checks, one switch, no
+metric analysis (staging and production declare a canary judged by their Prometheus; the canary
+and analysis tests run those against a real Prometheus)."""
 NEW_API = "registry.example.test/platform/api@sha256:" + "ab" * 32
 NEWER_API = "registry.example.test/platform/api@sha256:" + "cd" * 32
 
@@ -74,9 +82,10 @@ NEWER_API = "registry.example.test/platform/api@sha256:" + "cd" * 32
 def fake_engine(
     stack: str = "staging", numbered_versions: bool = False, project_dir: Path | None = None
 ) -> FakeEngine:
-    """An engine double on the signed project copy, holding `stack` with fast health checks."""
+    """An engine double on the signed project copy, holding `stack` released blue-green with fast
+    health checks."""
     engine = FakeEngine(project_dir=project_dir or signed_project(), numbered_versions=numbered_versions)
-    engine.add_stack(stack, edit={"platform:healthCheck": FAST_HEALTH_CHECK})
+    engine.add_stack(stack, edit=FAST_BLUE_GREEN)
     return engine
 
 

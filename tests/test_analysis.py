@@ -207,8 +207,8 @@ def test_release_analyse_without_an_analysis_knob_exits_2_saying_how_to_set_one(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     engine = FakeEngine(project_dir=signed_project())
-    engine.add_stack("staging")
-    argv = ["analyse", "staging", "--service", "api", "--project-dir", str(engine.project_dir)]
+    engine.add_stack("dev")  # dev declares no analysis
+    argv = ["analyse", "dev", "--service", "api", "--project-dir", str(engine.project_dir)]
     assert main(argv, engine_factory=lambda _: engine) == 2
     assert "analysis.prometheusUrl" in capsys.readouterr().err
 

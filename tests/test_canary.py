@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 
+from core.config.rules import load_stack_config
+from core.config.sources import read_stack_file
 from core.errors import UnfinishedReleaseError
 from release.context import ReleaseContext
 from release.flows.abort import AbortRequest, abort
 from release.flows.deploy import deploy
 from release.history.entries import RELEASES_KEY
 from release.testing.fake_engine import FakeEngine
-from tests.conftest import baseline
+from tests.conftest import ROOT, SECRET_NAMES, baseline
 from tests.prometheus_server import Traffic, judged_release, prometheus_with
 from tests.release_doubles import (
     FAST_HEALTH_CHECK,
@@ -56,6 +58,34 @@ def test_every_service_has_a_canary_ingress_on_its_stable_host_at_weight_0() -> 
     assert canary["spec"]["rules"][0]["host"] == "api.platform.example.test"
     assert canary["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "api-preview"
     assert "cert-manager.io/cluster-issuer" not in canary["metadata"]["annotations"]  # the stable one issues
+
+
+def test_staging_and_production_release_by_canary_judged_by_metrics_and_dev_by_one_switch() -> None:
+    for stack in ("staging", "production"):
+        settings = load_stack_config(read_stack_file(ROOT, stack, SECRET_NAMES).raw).settings
+        assert settings.strategy.type == "canary" and settings.strategy.steps == [10, 25, 50], stack
+        assert settings.analysis is not None, stack
+    assert (
+        load_stack_config(read_stack_file(ROOT, "dev", SECRET_NAMES).raw).settings.strategy.type
+        == "blueGreen"
+    )
+
+
+def test_a_release_on_the_staging_stack_file_takes_its_declared_canary_steps() -> None:
+    pauses: list[float] = []
+    traffic = [Traffic("api", "blue", 50), Traffic("api", "green", 50)]
+    with prometheus_with(traffic, ending_seconds_ago=0) as loaded:
+        engine = FakeEngine(project_dir=signed_project())
+        edit = {"platform:healthCheck": FAST_HEALTH_CHECK, "platform:analysis": {"prometheusUrl": loaded.url}}
+        engine.add_stack("staging", edit=edit)  # the file's own strategy: canary [10, 25, 50], 120 s
+        with cluster(engine) as api:
+            report = deploy(
+                ReleaseContext.for_tests(engine, engine.project_dir, sleep=pauses.append),
+                api.request(NEW_API),
+            )
+    assert report.phase == "Healthy", report.failure
+    assert [step.name for step in report.steps][2:6] == ["canary 10%", "canary 25%", "canary 50%", "switch"]
+    assert pauses.count(120) == 3  # each step held for the file's pauseSeconds
 
 
 def test_a_healthy_canary_steps_through_its_weights_then_switches() -> None:
@@ -114,6 +144,7 @@ def test_bad_canary_steps_are_refused(project: Path, strategy: dict[str, Any], s
 def test_a_canary_without_metric_analysis_is_refused(project: Path) -> None:
     def canary(config: dict[str, Any]) -> None:
         config["platform:strategy"] = {"type": "canary", "steps": [10]}
+        del config["platform:analysis"]
 
     problem = only(problems_of(project, "staging", canary), "platform:strategy.type")
     assert "metric analysis" in problem.problem and "analysis.prometheusUrl" in problem.fix
@@ -142,5 +173,16 @@ def test_a_canary_killed_midway_blocks_the_next_release_and_abort_returns_its_we
             )
             request.signer = TEST_SIGNER
             assert abort(ReleaseContext.for_tests(engine, engine.project_dir), request).phase == "Healthy"
+    assert weight_deployed(engine) == "0"
+    assert engine.serving("staging", "api") != NEW_API
+
+
+def test_ctrl_c_while_a_step_holds_its_weight_rolls_back_and_returns_the_weight_to_0() -> None:
+    def interrupted(_: float) -> None:
+        raise KeyboardInterrupt
+
+    report, engine = judged_release(0.001, interrupted, strategy={"type": "canary", "steps": [10, 50]})
+    assert report.phase == "RolledBack"
+    assert report.failure == "canary 10%: interrupted (Ctrl-C or SIGTERM)"
     assert weight_deployed(engine) == "0"
     assert engine.serving("staging", "api") != NEW_API

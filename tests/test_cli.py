@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from release.cli import main
 from release.locking import release_lock
 from release.testing.fake_engine import FakeEngine
 from tests.conftest import ROOT, copy_project
-from tests.http_servers import failing, healthy, serve
+from tests.http_servers import Reply, failing, healthy, serve
 from tests.release_doubles import NEW_API, TEST_KEYS, Cluster, cluster, fake_engine
 
 PROMOTE_TO_PRODUCTION = [
@@ -220,3 +222,26 @@ def test_a_second_promotion_to_the_same_stack_fails_at_once(
             engine_factory=lambda _: engine,
         )
     assert code == 4 and "release lock held by alice" in capsys.readouterr().err
+
+
+def test_sigterm_during_a_release_rolls_it_back_and_prints_the_report(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine = fake_engine("dev")
+    handler = signal.getsignal(signal.SIGTERM)
+    with cluster(engine, "dev") as api:
+        answer = api.answer
+
+        def terminated_once_stable(preview: bool) -> Reply:
+            if not preview and engine.serving("dev", "api") == NEW_API:
+                api.answer = answer  # type: ignore[method-assign]
+                os.kill(os.getpid(), signal.SIGTERM)  # as a cancelled CI job's runner does
+            return answer(preview)
+
+        api.answer = terminated_once_stable  # type: ignore[method-assign]
+        code = run(["deploy", "dev", "--service", "api", "--image", NEW_API, *urls(api)], engine)
+    captured = capsys.readouterr()
+    assert code == 1 and "RolledBack" in captured.out
+    assert "verify failed: interrupted (Ctrl-C or SIGTERM); rolling back" in captured.err
+    assert engine.serving("dev", "api") != NEW_API
+    assert signal.getsignal(signal.SIGTERM) is handler  # the tool's handler is gone again

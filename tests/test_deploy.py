@@ -22,7 +22,7 @@ from release.history.entries import RELEASES_KEY
 from release.testing.fake_engine import FakeEngine
 from tests.conftest import edit_yaml
 from tests.release_doubles import (
-    FAST_HEALTH_CHECK,
+    FAST_BLUE_GREEN,
     NEW_API,
     TEST_SIGNER,
     cluster,
@@ -200,7 +200,7 @@ def test_a_rollback_past_a_migration_that_is_not_backward_compatible_is_refused(
 
     edit_yaml(project / "Pulumi.yaml", contract)
     engine = FakeEngine(project_dir=project)
-    engine.add_stack("staging", edit={"platform:healthCheck": FAST_HEALTH_CHECK})
+    engine.add_stack("staging", edit=FAST_BLUE_GREEN)
     with cluster(engine) as api:
         api.bad_when_stable.add(NEW_API)
         report = deploy(ReleaseContext.for_tests(engine, project), api.request(NEW_API))

@@ -27,7 +27,7 @@ from release.report.release_report import ReleaseReport
 from release.testing.fake_engine import FakeEngine
 from tests.http_servers import healthy, serve
 from tests.release_doubles import (
-    FAST_HEALTH_CHECK,
+    FAST_BLUE_GREEN,
     NEW_API,
     NEWER_API,
     TEST_SIGNER,
@@ -45,7 +45,7 @@ def two_stacks(registry: str = "") -> Iterator[tuple[FakeEngine, Cluster, Cluste
     """staging and production on the engine double; `registry` replaces the images' registry host."""
     engine = FakeEngine(project_dir=signed_project())
     for name in ("staging", "production"):
-        edit: dict[str, Any] = {"platform:healthCheck": FAST_HEALTH_CHECK}
+        edit: dict[str, Any] = dict(FAST_BLUE_GREEN)
         if registry:
             edit["platform:releases"] = _with_registry(name, registry, engine)
         engine.add_stack(name, edit=edit)

@@ -33,6 +33,7 @@ from core.config.base import (
     config_value_problem,
     require_names,
 )
+from core.config.data_safety import DataSafetySpec
 
 # --------------------------------------------------------------------------------------------------
 # Project-level values (Pulumi.yaml)
@@ -386,6 +387,8 @@ class ProjectSettings(ConfigModel):
     release_signing: ReleaseSigning = Field(default_factory=ReleaseSigning)
     slos: SloSpec = Field(default_factory=SloSpec)
     feature_flags: dict[str, str] = Field(default_factory=dict)
+    data_safety: DataSafetySpec | None = None
+    """Recovery targets, drill verification queries, snapshot retention (core/config/data_safety.py)."""
     """The feature flags every service reads, with their defaults. Which flags exist is project-level;
     a colour's own values ride its release (`releases.<svc>.config.<colour>.flags`)."""
 

@@ -397,8 +397,10 @@ def judged_step(
 
 
 def _run_guarded(name: str, run_step: Callable[[], Step], first: bool) -> Step:
-    """Run one step; any error is the step's failure (so it ends in a rollback), except a stack lock
-    held by someone else before the first `up`, which changed nothing and stops the release."""
+    """Run one step; any error or interruption is the step's failure (so it ends in a rollback),
+    except a stack lock held by someone else before the first `up`, which changed nothing and stops
+    the release. A second interruption, during the rollback, stops the tool: the release is then
+    unfinished, and the next command offers `release abort`."""
     started = time.monotonic()
     try:
         return run_step()
@@ -406,6 +408,8 @@ def _run_guarded(name: str, run_step: Callable[[], Step], first: bool) -> Step:
         if first:
             raise
         return Step(name, False, time.monotonic() - started, "another update took the stack's lock")
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (a cancelled CI job): abort the release, not the tool
+        return Step(name, False, time.monotonic() - started, "interrupted (Ctrl-C or SIGTERM)")
     except Exception as error:  # noqa: BLE001 - after a change, every error must end in a rollback
         return Step(
             name, False, time.monotonic() - started, f"internal error: {type(error).__name__}: {error}"

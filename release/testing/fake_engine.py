@@ -24,7 +24,7 @@ from typing import Any
 
 from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
 from core.config.sources import ConfigEntry, StackConfigValues, engine_text, read_stack_file
-from core.errors import ConcurrentReleaseError, ReleaseError
+from core.errors import ConcurrentReleaseError, EngineError, ReleaseError
 from core.naming import DEPLOYMENT_TYPE, KUBERNETES_SERVICE_TYPE, preview_service_name
 from release.engine.protocol import Engine, UpdateOutcome
 from release.engine.shapes import UpdateResult
@@ -69,8 +69,9 @@ class FakeEngine(Engine):
     # -- set-up ---------------------------------------------------------------------------------
 
     def add_stack(self, stack: str, edit: Mapping[str, Any] | None = None, deploy: bool = True) -> FakeStack:
-        """A stack holding its Pulumi.<stack>.yaml config (plus test secrets and `edit`); when
-        `deploy`, one succeeded update of that config is in its history and its state."""
+        """A stack holding its Pulumi.<stack>.yaml config (plus test secrets and `edit`: a key set
+        to None is removed); when `deploy`, one succeeded update of that config is in its history
+        and its state."""
         stack_file = read_stack_file(self.project_dir, stack)
         project_keys = {full_key(key) for key in stack_file.raw.project_values}
         config = {
@@ -80,13 +81,16 @@ class FakeEngine(Engine):
         }
         config[full_key(SECRETS_KEY)] = ConfigEntry(SECRET_MARKER, secret=True)
         for key, value in (edit or {}).items():
-            config[key] = ConfigEntry(value)
+            if value is None:
+                config.pop(key, None)
+            else:
+                config[key] = ConfigEntry(value)
         self.stacks[stack] = FakeStack(config=config)
         if deploy:
             self.up(stack, {}, "initial deploy [by test-setup]")
             self.ups.clear()
             self.calls.clear()
-        return self.stacks[stack]
+        return self._stack(stack)
 
     def fail_up(self, nth: int, error: str) -> None:
         """Make the `nth` `up` from now (1 = the next one) fail with `error`."""
@@ -105,24 +109,32 @@ class FakeEngine(Engine):
         """The env the pods behind the stable (or preview) Service read from their colour's config
         object: the deployed ConfigMap their first `envFrom` names."""
         name = self._serving_container(stack, service, preview)["envFrom"][0]["configMapRef"]["name"]
-        for urn, inputs in self.stacks[stack].deployed.items():
+        for urn, inputs in self._stack(stack).deployed.items():
             if urn.split("::")[-2].endswith(CONFIG_MAP_TYPE) and inputs["metadata"]["name"] == name:
                 return dict(inputs["data"])
         raise KeyError(f"no ConfigMap {name} is deployed: the pods could not start")
 
     def _serving_container(self, stack: str, service: str, preview: bool) -> dict[str, Any]:
-        state = self.stacks[stack]
+        state = self._stack(stack)
         service_name = preview_service_name(service) if preview else service
         selector = self._deployed(state, KUBERNETES_SERVICE_TYPE, service_name)["spec"]["selector"]
         deployment = self._deployed(state, DEPLOYMENT_TYPE, f"{service}-{selector[COLOR_LABEL]}")
         container: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
         return container
 
+    def _stack(self, stack: str) -> FakeStack:
+        """The stack, or the adapter's error for a stack the backend does not hold."""
+        if stack not in self.stacks:
+            raise EngineError(
+                f"stack '{stack}' does not exist in this backend; create it with `pulumi stack init {stack}`"
+            )
+        return self.stacks[stack]
+
     # -- Engine ---------------------------------------------------------------------------------
 
     def get_config(self, stack: str) -> StackConfigValues:
         self.calls.append(("get_config", stack))
-        return copy.deepcopy(self.stacks[stack].config)
+        return copy.deepcopy(self._stack(stack).config)
 
     def up(
         self,
@@ -133,7 +145,7 @@ class FakeEngine(Engine):
         on_output: Any = None,
     ) -> UpdateOutcome:
         self.calls.append(("up", stack))
-        state = self.stacks[stack]
+        state = self._stack(stack)
         call = UpCall(stack, copy.deepcopy(dict(config)), message, list(targets))
         before = copy.deepcopy(state.config)
         state.config.update(copy.deepcopy(dict(config)))
@@ -170,11 +182,11 @@ class FakeEngine(Engine):
 
     def history(self, stack: str) -> list[dict[str, Any]]:
         self.calls.append(("history", stack))
-        return copy.deepcopy(self.stacks[stack].history)
+        return copy.deepcopy(self._stack(stack).history)
 
     def outputs(self, stack: str) -> dict[str, Any]:
         self.calls.append(("outputs", stack))
-        return copy.deepcopy(self.stacks[stack].outputs)
+        return copy.deepcopy(self._stack(stack).outputs)
 
     def refresh_preview(self, stack: str) -> list[dict[str, Any]]:
         """The events `drift_events[stack]` holds (a test sets them, shaped like the engine's)."""

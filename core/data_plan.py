@@ -1,0 +1,102 @@
+"""What the data program (components/data_program.py) declares for one stack's database: the manual
+snapshots the release tool keeps, and at most one scratch instance a restore drill builds. The
+release tool decides the plan; the program only turns it into resources. It runs as its own Pulumi
+project (`platform-data`, one stack per main stack), so the main program's resources and parity stay
+as they are.
+
+Names are derived here, once, so a leftover from a killed drill is found by name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+DATA_PROJECT = "platform-data"
+"""The Pulumi project of the data program (its stacks are named like the main stacks)."""
+
+SNAPSHOTS_TYPE = "platform:data:DatabaseSnapshots"
+SCRATCH_DATABASE_TYPE = "platform:data:ScratchDatabase"
+RDS_SNAPSHOT_TYPE = "aws:rds/snapshot:Snapshot"
+RDS_INSTANCE_TYPE = "aws:rds/instance:Instance"
+
+SNAPSHOT_ID = re.compile(r"[a-z][a-z0-9-]{0,254}")
+"""An RDS DB snapshot identifier: letters, digits and single hyphens, starting with a letter."""
+
+# Outputs of the data program (stack outputs of `platform-data/<stack>`).
+SNAPSHOTS_OUTPUT = "snapshots"
+"""[{"id", "sourceInstance", "createdAt", "service", "image", "releaseId"}], oldest first."""
+SCRATCH_OUTPUT = "scratch"
+"""{"identifier", "address", "port", "databaseName", "username", "restoredFrom"} or absent."""
+SCRATCH_PASSWORD_OUTPUT = "scratchPassword"
+"""The scratch instance's master password (a secret output; never printed)."""
+
+
+@dataclass(frozen=True)
+class SnapshotSpec:
+    """One manual snapshot of the stack's database, taken before a risky change."""
+
+    snapshot_id: str
+    source_instance: str
+    service: str
+    image: str
+    release_id: str
+    created_at: datetime
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "app": "platform",
+            "taken-by": "release",
+            "service": self.service,
+            "release-id": self.release_id,
+            "created-at": self.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+
+@dataclass(frozen=True)
+class ScratchSpec:
+    """A scratch instance restored from `snapshot_id` (or the source at `restore_time`), mirroring
+    the source: engine version, parameter group, subnet group, security groups, port, database
+    name. No deletion protection, no final snapshot, never public."""
+
+    identifier: str
+    source_instance: str
+    engine_version: str
+    parameter_group_name: str
+    subnet_group_name: str
+    security_group_ids: tuple[str, ...]
+    instance_class: str
+    port: int
+    database_name: str
+    snapshot_id: str | None = None
+    restore_time: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if (self.snapshot_id is None) == (self.restore_time is None):
+            raise ValueError("a scratch instance restores either a snapshot or a point in time")
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """Everything the data stack of one main stack holds."""
+
+    stack: str
+    snapshots: tuple[SnapshotSpec, ...] = ()
+    scratch: ScratchSpec | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def snapshot_id(stack: str, service: str, image_fingerprint: str, at: datetime) -> str:
+    """`release-<stack>-<service>-<12 hex of the digest>-<UTC yyyymmddhhmmss>`."""
+    stamp = at.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    identifier = f"release-{stack}-{service}-{image_fingerprint}-{stamp}"
+    if not SNAPSHOT_ID.fullmatch(identifier) or "--" in identifier:
+        raise ValueError(f"not a valid RDS snapshot identifier: {identifier!r}")
+    return identifier
+
+
+def scratch_identifier(stack: str) -> str:
+    """The one scratch instance a drill of `stack` may build: a fixed name, so a leftover of a
+    killed drill is found (and removed) by the next one."""
+    return f"drill-{stack}"
