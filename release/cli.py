@@ -22,13 +22,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 import traceback
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Sequence
 
 from core.errors import ExitCode, ReleaseError
 from core.text import one_line, printable
@@ -37,6 +33,7 @@ from release.commands import COMMANDS
 from release.commands.options import Options, Parser
 from release.context import EngineFactory, ReleaseContext
 from release.engine.automation import AutomationEngine
+from release.interrupts import sigterm_interrupts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +60,7 @@ def main(argv: Sequence[str] | None = None, engine_factory: EngineFactory | None
         given_actor=getattr(args, "actor", None),
     )
     try:
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             return int(args.run(args, ctx))
     except ReleaseError as error:
         log.error(str(error))
@@ -76,24 +73,6 @@ def main(argv: Sequence[str] | None = None, engine_factory: EngineFactory | None
             sys.stderr.write(printable(traceback.format_exc()))
         print(_internal_error_line(args.verb, error), file=sys.stderr)
         return int(ExitCode.INTERNAL)
-
-
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (a cancelled CI job, `kill`) interrupts like Ctrl-C, so a release in progress rolls
-    back and reports instead of dying midway; the previous handler is restored afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(_signal: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _internal_error_line(verb: str, error: BaseException) -> str:

@@ -4,6 +4,7 @@ the analysis benchmark (bench/analysis_bench.py)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -34,13 +35,15 @@ READY_SECONDS = 30
 @dataclass(frozen=True)
 class Traffic:
     """One colour of one service: requests per second, the share answered 5xx, and the share
-    answered within 0.5 s, 2 s and 5 s."""
+    answered within 0.5 s, 2 s and 5 s; `for_last_seconds`: it takes traffic only in the last
+    seconds of the history (a canary that starts mid-way), else throughout."""
 
     service: str
     colour: str
     per_second: float
     error_share: float = 0.001
     within: tuple[float, float, float] = (0.95, 1.0, 1.0)
+    for_last_seconds: int = HISTORY_SECONDS
 
 
 MISSING = "prometheus/promtool are not installed (Debian's `prometheus` package; .ci/run installs it)"
@@ -62,23 +65,23 @@ def openmetrics(traffic: list[Traffic], end: int) -> str:
     for load in traffic:
         base = f'service="{load.service}",colour="{load.colour}"'
         per_step = load.per_second * STEP_SECONDS
+        since = end - load.for_last_seconds
+        counter = functools.partial(_counter, end=end, since=since)
         for code, share in (("200", 1 - load.error_share), ("500", load.error_share)):
-            requests += _counter("http_requests_total", f'{base},code="{code}"', per_step * share, end)
+            requests += counter("http_requests_total", f'{base},code="{code}"', per_step * share)
         for le, share in zip(("0.5", "2.0", "5.0", "+Inf"), (*load.within, 1.0), strict=True):
-            durations += _counter(
-                "http_request_duration_seconds_bucket", f'{base},le="{le}"', per_step * share, end
-            )
-        durations += _counter("http_request_duration_seconds_count", base, per_step, end)
-        durations += _counter("http_request_duration_seconds_sum", base, per_step * 0.3, end)
+            bucket = f'{base},le="{le}"'
+            durations += counter("http_request_duration_seconds_bucket", bucket, per_step * share)
+        durations += counter("http_request_duration_seconds_count", base, per_step)
+        durations += counter("http_request_duration_seconds_sum", base, per_step * 0.3)
     return "\n".join([*requests, *durations, "# EOF"]) + "\n"
 
 
-def _counter(name: str, labels: str, per_step: float, end: int) -> list[str]:
+def _counter(name: str, labels: str, per_step: float, end: int, since: int) -> list[str]:
+    """Samples every STEP_SECONDS (the scrape interval) growing by `per_step` from `since` on, 0 before."""
     start = end - HISTORY_SECONDS
-    return [
-        f"{name}{{{labels}}} {per_step * index:.3f} {start + index * STEP_SECONDS}"
-        for index in range(HISTORY_SECONDS // STEP_SECONDS + 1)
-    ]
+    times = [start + index * STEP_SECONDS for index in range(HISTORY_SECONDS // STEP_SECONDS + 1)]
+    return [f"{name}{{{labels}}} {per_step * max(0, (at - since) // STEP_SECONDS):.3f} {at}" for at in times]
 
 
 def _free_port() -> int:

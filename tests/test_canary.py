@@ -85,7 +85,7 @@ def test_a_release_on_the_staging_stack_file_takes_its_declared_canary_steps() -
             )
     assert report.phase == "Healthy", report.failure
     assert [step.name for step in report.steps][2:6] == ["canary 10%", "canary 25%", "canary 50%", "switch"]
-    assert pauses.count(120) == 3  # each step held for the file's pauseSeconds
+    assert sum(pauses[:12]) == 3 * 120  # each step held for the file's pauseSeconds, checked every 30 s
 
 
 def test_a_healthy_canary_steps_through_its_weights_then_switches() -> None:
@@ -186,3 +186,13 @@ def test_ctrl_c_while_a_step_holds_its_weight_rolls_back_and_returns_the_weight_
     assert report.failure == "canary 10%: interrupted (Ctrl-C or SIGTERM)"
     assert weight_deployed(engine) == "0"
     assert engine.serving("staging", "api") != NEW_API
+
+
+def test_a_canary_that_fails_while_its_step_waits_is_aborted_at_the_first_check_not_the_end() -> None:
+    pauses: list[float] = []
+    canary = {"type": "canary", "steps": [10, 50], "pauseSeconds": 120}
+    report, engine = judged_release(0.02, pauses.append, strategy=canary)
+    assert report.phase == "RolledBack"
+    assert "canary 10%: 1 resource(s) changed; after 30 of 120 s: metrics Failed" in report.failure
+    assert pauses == [30]  # one interval, then the weight went back to 0
+    assert weight_deployed(engine) == "0"

@@ -466,6 +466,9 @@ class AnalysisSettings(ConfigModel):
     inconclusive_limit: int = Field(default=0, ge=0, strict=True)
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     """The hard deadline of one query, from connecting to the last byte."""
+    interval_seconds: int = Field(default=30, ge=5, le=3600, strict=True)
+    """While a step waits for its window, the analysis also runs every `interval_seconds`: a Failed
+    verdict (enough requests, over a limit) ends the wait at once; Inconclusive ones keep waiting."""
 
 
 class StrategyType(StrEnum):

@@ -55,7 +55,7 @@ from core.errors import (
 from core.images import ImageRefError, parse_pinned_image, repository_of
 from core.naming import canary_urn, colour_urns
 from release import log
-from release.analysis import analyse, prometheus_query
+from release.analysis import Outcome, analyse, prometheus_query
 from release.context import ReleaseContext
 from release.engine.shapes import UpdateResult
 from release.flows.restore import plan_rollback, restore
@@ -381,16 +381,25 @@ def judged_step(
     baseline_at: datetime | None = None,
 ) -> Step:
     """Wait `wait` seconds, then judge `colour` against `replaced` (release.analysis): a step that
-    succeeds only on a Successful analysis and keeps its queries, values and verdicts."""
+    succeeds only on a Successful analysis and keeps its queries, values and verdicts. While it
+    waits, the analysis also runs every `interval_seconds`; a Failed one ends the step at once (an
+    early abort: the bad colour stops taking traffic within an interval, not at the end of the wait)."""
     started = time.monotonic()
+    query = prometheus_query(settings)
     progress(
-        f"{name}: waiting {wait:.0f} s, then {service} {colour} against {replaced} "
-        f"over {settings.window_seconds} s from {settings.prometheus_url}"
+        f"{name}: waiting {wait:.0f} s (checking every {settings.interval_seconds} s), then {service} "
+        f"{colour} against {replaced} over {settings.window_seconds} s from {settings.prometheus_url}"
     )
-    sleep(wait)
-    analysis = analyse(
-        settings, service, colour, replaced, prometheus_query(settings), baseline_at=baseline_at
-    )
+    waited = 0.0
+    while wait - waited > settings.interval_seconds:
+        sleep(settings.interval_seconds)
+        waited += settings.interval_seconds
+        early = analyse(settings, service, colour, replaced, query, baseline_at=baseline_at)
+        if early.outcome is Outcome.FAILED:
+            detail = f"after {waited:.0f} of {wait:.0f} s: {early.summary()}"
+            return Step(name, False, time.monotonic() - started, detail, analysis=early.to_json())
+    sleep(wait - waited)
+    analysis = analyse(settings, service, colour, replaced, query, baseline_at=baseline_at)
     return Step(
         name, analysis.passed, time.monotonic() - started, analysis.summary(), analysis=analysis.to_json()
     )
