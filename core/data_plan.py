@@ -79,12 +79,24 @@ class ScratchSpec:
 
 @dataclass(frozen=True)
 class DataPlan:
-    """Everything the data stack of one main stack holds."""
+    """What one data stack of a main stack holds. Each main stack has two: `<stack>` keeps the
+    snapshots, `<stack>-drill` a drill's scratch instance (`drill=True`), so a snapshot never
+    touches a drill's instance and a drill's cleanup never touches a snapshot."""
 
     stack: str
     snapshots: tuple[SnapshotSpec, ...] = ()
     scratch: ScratchSpec | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    drill: bool = False
+
+    @property
+    def data_stack(self) -> str:
+        return data_stack_name(self.stack, self.drill)
+
+
+def data_stack_name(stack: str, drill: bool) -> str:
+    """The data stack (in project DATA_PROJECT) that holds `stack`'s snapshots, or its drill."""
+    return f"{stack}-drill" if drill else stack
 
 
 def snapshot_id(stack: str, service: str, image_fingerprint: str, at: datetime) -> str:

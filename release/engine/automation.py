@@ -10,6 +10,9 @@ Engine facts this module relies on (see ../shared/pulumi-engine-notes.md):
 - History hands object-valued config back as JSON text (the object is dropped): the history parser
   turns it back into objects, and `up` writes objects with `set_all_config_json`.
 - A stack locked by another update raises `ConcurrentUpdateError` ("the stack is currently locked").
+- The data program (snapshots, a drill's scratch instance) is an inline program in its own project
+  (`create_or_select_stack(stack, project_name=DATA_PROJECT, program=...)`), on the same backend
+  (the same `env`), so the main program's resources and parity stay as they are.
 """
 
 from __future__ import annotations
@@ -20,16 +23,18 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.config.base import SECRET_MARKER
+from core.config.base import PROJECT_NAME, SECRET_MARKER
 from core.config.sources import ConfigEntry, StackConfigValues, parse_engine_value
+from core.data_plan import DATA_PROJECT, DataPlan, data_stack_name
 from core.errors import ConcurrentReleaseError, EngineError, EngineUnavailableError
-from release.engine.protocol import Engine, OutputSink, UpdateOutcome
+from release.engine.protocol import DataTimeouts, Engine, OutputSink, SecretValue, UpdateOutcome
 from release.engine.shapes import changes_of, event_to_json, summary_to_history_json
 
 if TYPE_CHECKING:
     from pulumi import automation
 
 HISTORY_PAGE_SIZE = 100
+AWS_REGION_KEY = f"{PROJECT_NAME}:awsRegion"
 
 
 class AutomationEngine(Engine):
@@ -116,6 +121,65 @@ class AutomationEngine(Engine):
         )
         return [event for event in events if event]
 
+    def data_up(
+        self,
+        stack: str,
+        plan: DataPlan,
+        timeouts: DataTimeouts,
+        message: str,
+        on_output: OutputSink | None = None,
+    ) -> UpdateOutcome:
+        from pulumi.automation import errors as automation_errors
+
+        from components.data_program import data_program
+
+        region = self.get_config(stack).get(AWS_REGION_KEY)
+        if region is None or not isinstance(region.value, str):
+            raise EngineError(f"stack '{stack}': {AWS_REGION_KEY} is not set; the data program needs it")
+        program = data_program(plan, timeouts.snapshot_minutes, timeouts.restore_minutes, region.value)
+        selected = self._data_stack(plan.data_stack, program)
+        started = time.monotonic()
+        try:
+            result = selected.up(
+                message=message, on_output=on_output, color="never", show_secrets=False, suppress_progress=True
+            )
+        except automation_errors.ConcurrentUpdateError as error:
+            raise ConcurrentReleaseError(f"{DATA_PROJECT}/{stack}", _tail(str(error))) from error
+        except automation_errors.CommandError as error:
+            return UpdateOutcome(False, time.monotonic() - started, error=_tail(str(error)))
+        changes = changes_of(result.summary.resource_changes)
+        return UpdateOutcome(True, time.monotonic() - started, resource_changes=changes)
+
+    def data_outputs(self, stack: str, drill: bool = False) -> dict[str, Any]:
+        from pulumi import automation
+        from pulumi.automation import errors as automation_errors
+
+        try:
+            selected = automation.select_stack(
+                data_stack_name(stack, drill), project_name=DATA_PROJECT, program=_no_program, opts=self._data_options()
+            )
+        except automation_errors.StackNotFoundError:
+            return {}
+        except FileNotFoundError as error:
+            raise EngineUnavailableError("the Pulumi CLI is not on PATH") from error
+        values = selected.outputs()
+        return {key: SecretValue(str(item.value)) if item.secret else item.value for key, item in values.items()}
+
+    def _data_stack(self, stack: str, program: Callable[[], None]) -> automation.Stack:
+        from pulumi import automation
+
+        try:
+            return automation.create_or_select_stack(
+                stack, project_name=DATA_PROJECT, program=program, opts=self._data_options()
+            )
+        except FileNotFoundError as error:
+            raise EngineUnavailableError("the Pulumi CLI is not on PATH") from error
+
+    def _data_options(self) -> automation.LocalWorkspaceOptions:
+        from pulumi import automation
+
+        return automation.LocalWorkspaceOptions(env_vars=self.env)
+
     # -- plumbing -------------------------------------------------------------------------------
 
     def _workspace_or_error(self) -> automation.LocalWorkspace:
@@ -172,3 +236,7 @@ class AutomationEngine(Engine):
 
 def _tail(text: str, lines: int = 12) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _no_program() -> None:
+    """Reading a data stack's outputs runs no program."""

@@ -1,7 +1,8 @@
 """What the release tool needs from Pulumi, and nothing more: the `Engine` every command talks to.
 
 Read a stack's config, `up` with config (optionally targeted), history, current outputs, and a
-refresh preview (drift). `release.engine.automation.AutomationEngine` implements it over
+refresh preview (drift); and for the data program (core.data_plan: snapshots, a drill's scratch
+instance, its own project `platform-data`), `data_up` and `data_outputs`. `release.engine.automation.AutomationEngine` implements it over
 `pulumi.automation`; `release.testing.fake_engine.FakeEngine` is its test double, whose history has
 exactly the CLI's JSON shape (`release.engine.shapes`).
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.config.sources import ConfigEntry, StackConfigValues
+from core.data_plan import DataPlan
 
 OutputSink = Callable[[str], None]
 """Where an `up` streams the engine's output lines."""
@@ -32,6 +34,32 @@ class UpdateOutcome:
     @property
     def changed(self) -> int:
         return sum(count for operation, count in self.resource_changes.items() if operation != "same")
+
+
+@dataclass(frozen=True)
+class DataTimeouts:
+    """Hard limits for the data program's resources: a snapshot, a scratch instance's restore."""
+
+    snapshot_minutes: int
+    restore_minutes: int
+
+
+class SecretValue:
+    """A secret output (the scratch instance's password): its value only through `reveal()`; never
+    in repr, str, logs or JSON."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretValue([secret])"
+
+    __str__ = __repr__
 
 
 class Engine(ABC):
@@ -70,3 +98,22 @@ class Engine(ABC):
         """`pulumi refresh --preview-only`: the engine's events, each shaped as in the engine's JSON
         event stream (`{"resourcePreEvent": {"metadata": {"op", "urn", "type", "diffs",
         "detailedDiff"}}}`, ...). Changes nothing."""
+
+    @abstractmethod
+    def data_up(
+        self,
+        stack: str,
+        plan: DataPlan,
+        timeouts: DataTimeouts,
+        message: str,
+        on_output: OutputSink | None = None,
+    ) -> UpdateOutcome:
+        """Run the data program (components.data_program) with `plan` in `stack`'s data stack
+        (`plan.data_stack`, project `platform-data`; created on first use; the region is `stack`'s). What the plan leaves out is deleted. A
+        failed or timed-out update is an outcome; a lock held by another update raises
+        ConcurrentReleaseError."""
+
+    @abstractmethod
+    def data_outputs(self, stack: str, drill: bool = False) -> dict[str, Any]:
+        """The outputs of `stack`'s data stack (`drill`: its drill stack; core.data_plan) (core.data_plan: snapshots, scratch); a secret output as a
+        SecretValue. `{}` when the data stack does not exist yet."""
