@@ -50,7 +50,7 @@ class SnapshotSpec:
             "taken-by": "release",
             "service": self.service,
             "release-id": self.release_id,
-            "created-at": self.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created-at": utc_text(self.created_at),
         }
 
 
@@ -99,9 +99,17 @@ def data_stack_name(stack: str, drill: bool) -> str:
     return f"{stack}-drill" if drill else stack
 
 
+def utc_text(at: datetime) -> str:
+    """`at` as RFC 3339 in UTC to the second (`2025-01-31T09:30:00Z`): what RDS takes as a restore time
+    and what the tags and outputs show. A naive datetime is refused: its zone would be a guess."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"a time without a time zone is ambiguous: {at.isoformat()}")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def snapshot_id(stack: str, service: str, image_fingerprint: str, at: datetime) -> str:
     """`release-<stack>-<service>-<12 hex of the digest>-<UTC yyyymmddhhmmss>`."""
-    stamp = at.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    stamp = utc_text(at).translate(str.maketrans("", "", "-:TZ"))
     identifier = f"release-{stack}-{service}-{image_fingerprint}-{stamp}"
     if not SNAPSHOT_ID.fullmatch(identifier) or "--" in identifier:
         raise ValueError(f"not a valid RDS snapshot identifier: {identifier!r}")

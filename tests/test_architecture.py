@@ -61,6 +61,23 @@ def test_the_program_its_components_core_and_the_policy_pack_never_import_the_re
     assert program == []
 
 
+DATA_PROGRAM = ("data_program", "database_snapshots", "scratch_database")
+
+
+def test_the_data_program_uses_only_core_components_and_aws() -> None:
+    """`platform-data` is its own project with one provider: AWS. Its modules never reach the release
+    tool (which runs it as an inline program) nor Kubernetes."""
+    forbidden = ("release", "tests", "bench", "policy", "pulumi_kubernetes")
+    wrong = [
+        f"components/{module}.py imports {imported}"
+        for module in DATA_PROGRAM
+        for imported in sorted(set(_imports(ROOT / "components" / f"{module}.py")))
+        if _top(imported) in forbidden
+        or (_top(imported) == "components" and imported.split(".")[1] not in DATA_PROGRAM)
+    ]
+    assert wrong == []
+
+
 def test_core_imports_neither_components_nor_the_sdk_resource_packages() -> None:
     assert _wrong_way(("core",), ("components", "policy", *SDK_RESOURCE_PACKAGES)) == []
 

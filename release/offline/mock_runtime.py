@@ -11,8 +11,9 @@ are replaced by `SECRET_MARKER` as they are recorded, so nothing downstream can 
 from __future__ import annotations
 
 import asyncio
+import json
 import runpy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ class RegisteredResource:
     secret_paths: frozenset[str]
     hooks: tuple[tuple[str, str], ...] = ()
     """(hook type, hook name) pairs bound to the resource, e.g. ("after_update", "api-post-deploy-health")."""
+    timeouts: tuple[tuple[str, str], ...] = ()
+    """(operation, duration) pairs of its custom timeouts, e.g. ("create", "60m"); unset ones left out."""
 
     @property
     def key(self) -> str:
@@ -100,11 +103,75 @@ class PlatformMocks(pulumi.runtime.Mocks):
             outputs.update(arn=f"arn:aws:iam::{MOCK_ACCOUNT}:role/{args.name}-mock", name=f"{args.name}-mock")
         return f"{args.name}-id", outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         raise NotImplementedError(
             f"the program called {args.token!r}, which the offline mocks do not know; "
             "add it to release.offline.mock_runtime.PlatformMocks.call"
         )
+
+
+MOCK_SCRATCH_USERNAME = "platform_admin"
+MOCK_SCRATCH_PASSWORD = "test-only-scratch-password"
+"""What the mocked master secret of a scratch instance holds: obviously fake, so a test can prove it
+never appears in plain outputs or logs."""
+MOCK_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:111111111111:secret:rds!db-example"
+SECRET_VERSION_TOKEN = "aws:secretsmanager/getSecretVersion:getSecretVersion"
+
+
+class DataMocks(PlatformMocks):
+    """The data program's mocks: an RDS instance answers at `<identifier>.db.example.test` (or
+    `scratch_address`) on its declared port (or `scratch_port`), its managed master secret holds
+    `scratch_password`, and a snapshot gets a creation time and an ARN. A test can point the scratch
+    instance at a local PostgreSQL: DataMocks(scratch_address="127.0.0.1", scratch_port=port,
+    scratch_password=password)."""
+
+    def __init__(
+        self,
+        scratch_address: str | None = None,
+        scratch_port: int | None = None,
+        scratch_username: str = MOCK_SCRATCH_USERNAME,
+        scratch_password: str = MOCK_SCRATCH_PASSWORD,
+    ) -> None:
+        self.scratch_address = scratch_address
+        self.scratch_port = scratch_port
+        self.scratch_username = scratch_username
+        self.scratch_password = scratch_password
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        resource_id, outputs = super().new_resource(args)
+        if args.typ == "aws:rds/instance:Instance":
+            identifier = args.inputs.get("identifier", args.name)
+            address = self.scratch_address or f"{identifier}.db.example.test"
+            port = self.scratch_port or int(args.inputs.get("port", 5432))
+            outputs.update(
+                address=address,
+                port=port,
+                endpoint=f"{address}:{port}",
+                username=self.scratch_username,
+                masterUserSecrets=[{"secretArn": MOCK_SECRET_ARN, "secretStatus": "active"}],
+            )
+        if args.typ == "aws:rds/snapshot:Snapshot":
+            snapshot = args.inputs.get("dbSnapshotIdentifier", args.name)
+            outputs.update(
+                snapshotCreateTime="2025-01-01T00:00:00Z",
+                dbSnapshotArn=f"arn:aws:rds:eu-west-1:111111111111:snapshot:{snapshot}",
+                status="available",
+            )
+        return resource_id, outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        if args.token == SECRET_VERSION_TOKEN:
+            secret = {"username": self.scratch_username, "password": self.scratch_password}
+            secret_id = args.args.get("secretId", MOCK_SECRET_ARN)
+            return {
+                "arn": secret_id,
+                "id": secret_id,
+                "secretId": secret_id,
+                "secretString": json.dumps(secret),
+                "versionId": "mock-version",
+                "versionStages": ["AWSCURRENT"],
+            }, []
+        return super().call(args)
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -132,6 +199,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     inputs=inputs,
                     secret_paths=frozenset(secret_paths),
                     hooks=_hook_names(request),
+                    timeouts=_timeouts(request),
                 )
             )
         return response
@@ -144,6 +212,17 @@ def _hook_names(request: Any) -> tuple[tuple[str, str], ...]:
         for hook_type in hook_types
         for name in getattr(request.hooks, hook_type, ())
         if request.HasField("hooks")
+    )
+
+
+def _timeouts(request: Any) -> tuple[tuple[str, str], ...]:
+    if not request.HasField("customTimeouts"):
+        return ()
+    operations = ("create", "update", "delete")
+    return tuple(
+        (operation, getattr(request.customTimeouts, operation))
+        for operation in operations
+        if getattr(request.customTimeouts, operation)
     )
 
 
@@ -175,7 +254,39 @@ def evaluate_program(
     JSON text). Errors the program raises on purpose (`ReleaseError`) propagate unchanged; anything
     else becomes a ProgramError naming the stack.
     """
-    mocks = PlatformMocks()
+    return _evaluate(
+        lambda: runpy.run_path(str(program), run_name="__main__"),
+        project,
+        stack,
+        PlatformMocks(),
+        config,
+        secret_keys,
+    )
+
+
+def evaluate_inline(
+    program: Callable[[], None],
+    project: str,
+    stack: str,
+    mocks: pulumi.runtime.Mocks | None = None,
+) -> ProgramRun:
+    """Run an inline program (what the automation API runs, e.g. the data program) once under the mock
+    runtime, and return what it registered and exported (secret outputs as SECRET_MARKER).
+
+    `mocks` default to DataMocks(); pass DataMocks(scratch_address=..., ...) to point a scratch
+    instance elsewhere. Errors are those of evaluate_program.
+    """
+    return _evaluate(program, project, stack, mocks or DataMocks(), {}, [])
+
+
+def _evaluate(
+    program: Callable[[], Any],
+    project: str,
+    stack: str,
+    mocks: pulumi.runtime.Mocks,
+    config: Mapping[str, str],
+    secret_keys: list[str],
+) -> ProgramRun:
     monitor = RecordingMonitor(mocks)
     settings.reset_options(project=project, stack=stack)  # forget the previous run's root Stack
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
@@ -183,7 +294,7 @@ def evaluate_program(
     outputs: dict[str, Any] = {}
 
     def run() -> None:
-        runpy.run_path(str(program), run_name="__main__")
+        program()
         root = settings.get_root_resource()
         exported = getattr(root, "outputs", {}) if root is not None else {}
         outputs.update(exported)
