@@ -361,6 +361,8 @@ class DatabaseSize(ConfigModel):
     """At least the stack policy's `minBackupRetentionDays`; 35 is RDS's maximum."""
     backup_window: BackupWindow
     maintenance_window: MaintenanceWindow
+    drill_instance_class: InstanceClass | None = None
+    """The size of a restore drill's scratch instance (`release drill`); the database's own when unset."""
 
     @field_validator("backup_window", "maintenance_window")
     @classmethod

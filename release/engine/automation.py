@@ -141,7 +141,11 @@ class AutomationEngine(Engine):
         started = time.monotonic()
         try:
             result = selected.up(
-                message=message, on_output=on_output, color="never", show_secrets=False, suppress_progress=True
+                message=message,
+                on_output=on_output,
+                color="never",
+                show_secrets=False,
+                suppress_progress=True,
             )
         except automation_errors.ConcurrentUpdateError as error:
             raise ConcurrentReleaseError(f"{DATA_PROJECT}/{stack}", _tail(str(error))) from error
@@ -156,14 +160,19 @@ class AutomationEngine(Engine):
 
         try:
             selected = automation.select_stack(
-                data_stack_name(stack, drill), project_name=DATA_PROJECT, program=_no_program, opts=self._data_options()
+                data_stack_name(stack, drill),
+                project_name=DATA_PROJECT,
+                program=_no_program,
+                opts=self._data_options(),
             )
         except automation_errors.StackNotFoundError:
             return {}
         except FileNotFoundError as error:
             raise EngineUnavailableError("the Pulumi CLI is not on PATH") from error
         values = selected.outputs()
-        return {key: SecretValue(str(item.value)) if item.secret else item.value for key, item in values.items()}
+        return {
+            key: SecretValue(str(item.value)) if item.secret else item.value for key, item in values.items()
+        }
 
     def _data_stack(self, stack: str, program: Callable[[], None]) -> automation.Stack:
         from pulumi import automation

@@ -2,9 +2,10 @@
 
 Read a stack's config, `up` with config (optionally targeted), history, current outputs, and a
 refresh preview (drift); and for the data program (core.data_plan: snapshots, a drill's scratch
-instance, its own project `platform-data`), `data_up` and `data_outputs`. `release.engine.automation.AutomationEngine` implements it over
-`pulumi.automation`; `release.testing.fake_engine.FakeEngine` is its test double, whose history has
-exactly the CLI's JSON shape (`release.engine.shapes`).
+instance, in its own project `platform-data`), `data_up` and `data_outputs`.
+`release.engine.automation.AutomationEngine` implements it over `pulumi.automation`;
+`release.testing.fake_engine.FakeEngine` is its test double, whose history has exactly the CLI's
+JSON shape (`release.engine.shapes`).
 """
 
 from __future__ import annotations
@@ -109,11 +110,11 @@ class Engine(ABC):
         on_output: OutputSink | None = None,
     ) -> UpdateOutcome:
         """Run the data program (components.data_program) with `plan` in `stack`'s data stack
-        (`plan.data_stack`, project `platform-data`; created on first use; the region is `stack`'s). What the plan leaves out is deleted. A
-        failed or timed-out update is an outcome; a lock held by another update raises
-        ConcurrentReleaseError."""
+        (`plan.data_stack` in project `platform-data`, created on first use; `stack`'s region).
+        What the plan leaves out is deleted. A failed or timed-out update is an outcome; a lock held
+        by another update raises ConcurrentReleaseError."""
 
     @abstractmethod
     def data_outputs(self, stack: str, drill: bool = False) -> dict[str, Any]:
-        """The outputs of `stack`'s data stack (`drill`: its drill stack; core.data_plan) (core.data_plan: snapshots, scratch); a secret output as a
-        SecretValue. `{}` when the data stack does not exist yet."""
+        """The outputs of `stack`'s data stack (`drill`: its drill stack; core.data_plan), a secret
+        output as a SecretValue; `{}` when that data stack does not exist yet."""

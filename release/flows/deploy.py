@@ -59,6 +59,7 @@ from release.analysis import Outcome, analyse, prometheus_query
 from release.context import ReleaseContext
 from release.engine.shapes import UpdateResult
 from release.flows.restore import plan_rollback, restore
+from release.flows.snapshot import needs_snapshot, take_snapshot
 from release.history.entries import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
 from release.history.lifecycle import Lifecycle, read_lifecycle
 from release.history.records import Event, ReleaseRecord, new_release_id
@@ -101,6 +102,8 @@ class DeployRequest:
     release_id: str = field(default_factory=new_release_id)
     staged_config: dict[str, Any] = field(default_factory=dict)
     """Set by the flow: the `config` every record of this release carries (see ReleaseRecord.config)."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Set by the flow: `snapshot`, when one was taken before this release's migration."""
 
     def record(self, event: Event, **fields: Any) -> ReleaseRecord:
         """The release record every update of this release carries (see release.history.records)."""
@@ -117,6 +120,7 @@ class DeployRequest:
             promoted_from=self.promoted_from,
             reason=self.reason,
             config=self.staged_config,
+            data=self.data,
             **fields,
         )
 
@@ -142,6 +146,9 @@ class _Release:
     expect: dict[str, str]
     preview_urls: list[str]
     stable_urls: list[str]
+    stack_config: StackConfig
+    snapshot_needed: bool
+    """The staged image runs a migration that is not expand/contract: snapshot the database first."""
 
     def knob(self, release: ServiceRelease) -> dict[str, Any]:
         """The `releases` knob with this service's release replaced by `release`."""
@@ -166,6 +173,17 @@ def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
     if release is None:
         return report
     request.image = report.image = release.run.image
+    if release.snapshot_needed:
+        taken = take_snapshot(
+            ctx.engine,
+            release.stack_config,
+            request.service,
+            release.run.image,
+            request.release_id,
+            ctx.progress,
+        )
+        request.data = {"snapshot": taken.to_json()}
+        report.snapshot = taken.to_json()
     stage_notification: dict[str, Any] = {}
     if request.break_glass:
         detail = (
@@ -242,6 +260,8 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
         expect={settings.version_field: run.image} if settings.version_field else {},
         preview_urls=health_urls(stack_config, outputs, request.service, True, request.preview_urls),
         stable_urls=health_urls(stack_config, outputs, request.service, False, request.stable_urls),
+        stack_config=stack_config,
+        snapshot_needed=needs_snapshot(stack_config, request.service, run.image),
     )
 
 

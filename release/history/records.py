@@ -74,6 +74,8 @@ class Event(StrEnum):
     """a canary step sent part of the stable host's traffic to the new colour (or back to none)"""
     SCALE = "scale"
     """after a verified release, the colour traffic left was shrunk to its declared idle size"""
+    DRILL = "drill"
+    """a restore drill of the stack's database: its RTO, RPO and verdict (release drill)"""
 
 
 EVENTS = tuple(Event)
@@ -120,6 +122,8 @@ class ReleaseRecord:
     reason: str = ""
     window: dict[str, Any] = field(default_factory=dict)
     notification: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    """Data safety: `snapshot` (taken before this release's migration), or a drill's figures."""
     config: dict[str, Any] = field(default_factory=dict)
     """What a release staged besides its image: `set` (the flag and env values it set), `fingerprint`
     (of everything the colour reads), and `imageKept` (true for a config-only release: the image
@@ -165,6 +169,7 @@ class ReleaseRecord:
             "window": self.window,
             "notification": self.notification,
             "config": self.config,
+            "data": self.data,
         }
         return {key: value for key, value in document.items() if value not in ("", {}, [], None)}
 
@@ -265,6 +270,7 @@ _OBJECT_FIELDS = {
     "window": "window",
     "notification": "notification",
     "config": "config",
+    "data": "data",
 }
 _LIST_FIELDS = {"finishes": "finishes", "revokes": "revokes"}
 _KNOWN = {*_STRING_FIELDS, *_OBJECT_FIELDS, *_LIST_FIELDS, "reviews", "digest", "sig"}

@@ -95,6 +95,7 @@ EVENT_NAMES = {
     Event.REVIEW: "review",
     Event.SCALE: "idle scaled down",
     Event.CANARY: "canary step",
+    Event.DRILL: "restore drill",
 }
 
 
@@ -184,6 +185,7 @@ def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRo
             _approval_or_reason(shown.approval, shown.break_glass, shown.reason),
             _judged_on(shown.window.get("analysis")),
             _config_set(shown.config.get("set")),
+            _data_safety(shown.data),
         ]
         why = one_line("; ".join(part for part in parts if part))
         actor = shown.actor if record is not None else f"{shown.actor} (unverified)"
@@ -426,6 +428,26 @@ def render_status(rows: Sequence[ServiceStatus], markdown: bool = False) -> str:
         for row in rows
     ]
     return "\n".join(_table(header, body, markdown)) + "\n"
+
+
+def _data_safety(data: Mapping[str, Any]) -> str:
+    """The snapshot a release took before its migration, or a drill's verdict and figures."""
+    parts = []
+    snapshot = data.get("snapshot")
+    if isinstance(snapshot, Mapping):
+        parts.append(f"snapshot {snapshot.get('snapshot')}")
+    drill = data.get("drill")
+    if isinstance(drill, Mapping):
+        figures = drill.get("figures") if isinstance(drill.get("figures"), Mapping) else {}
+        parts.append(
+            f"drill {drill.get('verdict')}: RTO {_minutes(figures.get('rtoSeconds'))} "
+            f"RPO {_minutes(figures.get('rpoSeconds'))} from {drill.get('restoredFrom')}"
+        )
+    return "; ".join(parts)
+
+
+def _minutes(seconds: Any) -> str:
+    return f"{seconds / 60:.1f} min" if isinstance(seconds, int | float) else "unknown"
 
 
 def _config_set(released: Any) -> str:

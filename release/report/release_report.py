@@ -93,6 +93,8 @@ class ReleaseReport:
     config_changes: dict[str, str] = field(default_factory=dict)
     """The flag and env values this release sets on the colour it stages (its other values as before)."""
     config_fingerprint: str = ""
+    snapshot: dict[str, Any] = field(default_factory=dict)
+    """The database snapshot taken before this release's migration (release.flows.snapshot)."""
     """The fingerprint of everything the staged colour reads besides its image."""
     steps: list[Step] = field(default_factory=list)
     failure: str = ""
@@ -116,6 +118,7 @@ class ReleaseReport:
             "image": self.image or None,
             "configChanges": self.config_changes,
             "configFingerprint": self.config_fingerprint or None,
+            "snapshot": self.snapshot or None,
             "phase": self.phase,
             "failure": self.failure or None,
             "seconds": round(self.seconds, 3),
@@ -134,6 +137,8 @@ class ReleaseReport:
         if self.config_fingerprint:
             changes = ", ".join(f"`{name}={value}`" for name, value in sorted(self.config_changes.items()))
             lines.append(f"- config `{self.config_fingerprint}`" + (f": sets {changes}" if changes else ""))
+        if self.snapshot:
+            lines.append(f"- database snapshot before the migration: `{_snapshot_text(self.snapshot)}`")
         if self.failure:
             lines.append(f"- failed: {self.failure}")
         lines += [f"- {note}" for note in self.notes]
@@ -166,6 +171,8 @@ class ReleaseReport:
     def render(self) -> str:
         title = f"{self.command} {self.service} {self.image}".strip()
         lines = [f"{title} on '{self.stack}': {self.phase}"]
+        if self.snapshot:
+            lines.append(f"  snapshot before the migration: {_snapshot_text(self.snapshot)}")
         for step in self.steps:
             mark = "ok  " if step.succeeded else "FAIL"
             lines.append(f"  {mark} {step.name:<12} {step.seconds:7.2f}s  {step.detail}")
@@ -245,3 +252,7 @@ def health_urls(
     exposed = (outputs.get("services") or {}).get(service) or {}
     hostname = exposed.get("previewHostname" if preview else "stableHostname")
     return [stack_config.health_url(service, preview, hostname if isinstance(hostname, str) else None)]
+
+
+def _snapshot_text(snapshot: dict[str, Any]) -> str:
+    return f"{snapshot.get('snapshot')} of {snapshot.get('sourceInstance')} at {snapshot.get('createdAt')}"

@@ -22,13 +22,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from components.data_program import data_program
 from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
 from core.config.sources import ConfigEntry, StackConfigValues, engine_text, read_stack_file
+from core.data_plan import DATA_PROJECT, DataPlan, data_stack_name
 from core.errors import ConcurrentReleaseError, EngineError, ReleaseError
 from core.naming import DEPLOYMENT_TYPE, KUBERNETES_SERVICE_TYPE, preview_service_name
-from release.engine.protocol import Engine, UpdateOutcome
+from release.engine.protocol import DataTimeouts, Engine, SecretValue, UpdateOutcome
 from release.engine.shapes import UpdateResult
-from release.offline.mock_runtime import ProgramRun, evaluate_program
+from release.offline.mock_runtime import DataMocks, ProgramRun, evaluate_inline, evaluate_program
 from tests.conftest import ROOT, TEST_SECRETS
 
 CONFIG_MAP_TYPE = "kubernetes:core/v1:ConfigMap"
@@ -41,6 +43,14 @@ class FakeStack:
     history: list[dict[str, Any]] = field(default_factory=list)
     deployed: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataUpCall:
+    data_stack: str
+    plan: DataPlan
+    message: str
+    outcome: UpdateOutcome | None = None
 
 
 @dataclass
@@ -65,6 +75,12 @@ class FakeEngine(Engine):
         self.drift_events: dict[str, list[dict[str, Any]]] = {}
         self._lock_holder = ""
         self._clock = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+        self.data_mocks = DataMocks()
+        """What the data program's resources answer (point the scratch instance at a local PostgreSQL)."""
+        self.data_stacks: dict[str, ProgramRun] = {}
+        """Each data stack's last successful evaluation (core.data_plan: `<stack>`, `<stack>-drill`)."""
+        self.data_ups: list[DataUpCall] = []
+        self._data_failures: dict[int, str] = {}
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -91,6 +107,10 @@ class FakeEngine(Engine):
             self.ups.clear()
             self.calls.clear()
         return self._stack(stack)
+
+    def fail_data_up(self, nth: int, error: str) -> None:
+        """Make the `nth` data `up` from now fail with `error` (e.g. a snapshot that timed out)."""
+        self._data_failures[len(self.data_ups) + nth] = error
 
     def fail_up(self, nth: int, error: str) -> None:
         """Make the `nth` `up` from now (1 = the next one) fail with `error`."""
@@ -245,3 +265,40 @@ class FakeEngine(Engine):
             if urn.endswith(suffix):
                 return inputs
         raise KeyError(f"nothing deployed as {suffix}")
+
+    def data_up(
+        self,
+        stack: str,
+        plan: DataPlan,
+        timeouts: DataTimeouts,
+        message: str,
+        on_output: Any = None,
+    ) -> UpdateOutcome:
+        self.calls.append(("data_up", plan.data_stack))
+        region = self._stack(stack).config[f"{PROJECT_NAME}:awsRegion"].value
+        call = DataUpCall(plan.data_stack, plan, message)
+        self.data_ups.append(call)
+        failure = self._data_failures.pop(len(self.data_ups), "")
+        if failure:
+            call.outcome = UpdateOutcome(False, 0.0, error=failure)
+            return call.outcome
+        program = data_program(plan, timeouts.snapshot_minutes, timeouts.restore_minutes, str(region))
+        run = evaluate_inline(program, DATA_PROJECT, plan.data_stack, mocks=self.data_mocks)
+        before = self.data_stacks.get(plan.data_stack)
+        old = {resource.urn for resource in before.resources} if before else set()
+        new = {resource.urn for resource in run.resources}
+        self.data_stacks[plan.data_stack] = run
+        changes = {"create": len(new - old), "delete": len(old - new), "same": len(new & old)}
+        call.outcome = UpdateOutcome(True, 0.0, resource_changes={k: v for k, v in changes.items() if v})
+        return call.outcome
+
+    def data_outputs(self, stack: str, drill: bool = False) -> dict[str, Any]:
+        name = data_stack_name(stack, drill)
+        self.calls.append(("data_outputs", name))
+        run = self.data_stacks.get(name)
+        if run is None:
+            return {}
+        return {
+            key: SecretValue(self.data_mocks.scratch_password) if value == SECRET_MARKER else value
+            for key, value in run.outputs.items()
+        }
