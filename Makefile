@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: check lint typecheck test plan checkov bench bench-release bench-analysis clean
+.PHONY: check lint typecheck test plan checkov bench bench-release bench-analysis bench-drill clean
 
 check: lint typecheck test
 
@@ -53,6 +53,9 @@ bench-release: $(BIN)/release
 
 bench-analysis: $(BIN)/release
 	$(BIN)/python bench/analysis_bench.py
+
+bench-drill: $(BIN)/release
+	$(BIN)/python bench/drill_bench.py
 
 clean:
 	rm -rf $(VENV) tools/checkov/.venv .mypy_cache .ruff_cache .pytest_cache *.egg-info
