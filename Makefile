@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: check lint typecheck test plan checkov bench bench-release bench-analysis bench-canary clean
+.PHONY: check lint typecheck test plan checkov bench bench-release bench-analysis bench-canary bench-drill clean
 
 check: lint typecheck test
 
@@ -56,6 +56,9 @@ bench-analysis: $(BIN)/release
 
 bench-canary: $(BIN)/release
 	$(BIN)/python bench/canary_abort_bench.py
+
+bench-drill: $(BIN)/release
+	$(BIN)/python bench/drill_bench.py
 
 clean:
 	rm -rf $(VENV) tools/checkov/.venv .mypy_cache .ruff_cache .pytest_cache *.egg-info

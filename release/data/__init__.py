@@ -1,0 +1,1 @@
+"""data: restore drills verified against a real database."""
