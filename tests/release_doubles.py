@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from core.config.stack import HealthCheckSettings
 from core.health import Verdict, check_sync
 from release.flows.deploy import DeployRequest
 from release.history.entries import HistoryEntry, read_history
+from release.history.records import Event, ReleaseRecord, record_time
 from release.history.signing import Signer, generate_key_pair
 from release.report.release_report import Checker
 from release.testing.fake_engine import FakeEngine
@@ -146,3 +148,18 @@ def dies_on_check(number: int) -> Checker:
         return check_sync(urls, settings, expect)
 
     return checker
+
+
+def record_drill(engine: FakeEngine, stack: str, verdict: str = "Passed", at: datetime | None = None) -> None:
+    """A signed `drill` record in `stack`'s history, as `release drill` writes one (the promotion
+    gate `requireDrillWithinDays` reads it); `at` is when it was signed (default: now)."""
+    record = ReleaseRecord(
+        event=Event.DRILL,
+        stack=stack,
+        actor="drill-bot",
+        time=record_time(at),
+        data={"drill": {"verdict": verdict, "restoredFrom": "snapshot release-test"}},
+    )
+    engine.up(stack, {}, record.message(f"release drill {stack}: {verdict}", TEST_SIGNER))
+    engine.ups.clear()
+    engine.calls.clear()

@@ -128,7 +128,12 @@ def test_an_unhealthy_stable_service_is_rolled_back_by_flipping_only_the_two_ser
         report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
     assert_rolled_back(engine, report, "verify")
     rollback_up = engine.ups[-1]
-    assert sorted(urn.rsplit("::", 1)[1] for urn in rollback_up.targets) == ["api", "api-preview"]
+    # the two Services, and the canary Ingress (at weight 0 already: targeted, unchanged)
+    assert sorted(urn.rsplit("::", 1)[1] for urn in rollback_up.targets) == [
+        "api",
+        "api-canary",
+        "api-preview",
+    ]
     assert len(rollback_up.changed_urns) == 2
     assert report.rollback is not None and report.rollback.mode == "targeted"
     assert report.rollback.switched == ["api"]

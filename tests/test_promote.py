@@ -7,7 +7,7 @@ on the source's history only read it.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -34,6 +34,7 @@ from tests.release_doubles import (
     Cluster,
     cluster,
     history_of,
+    record_drill,
     signed_project,
 )
 
@@ -49,6 +50,7 @@ def two_stacks(registry: str = "") -> Iterator[tuple[FakeEngine, Cluster, Cluste
         if registry:
             edit["platform:releases"] = _with_registry(name, registry, engine)
         engine.add_stack(name, edit=edit)
+    record_drill(engine, "production")  # its policy asks for a passing restore drill within 30 days
     with ExitStack() as stack:
         staging = stack.enter_context(cluster(engine, "staging"))
         production = stack.enter_context(cluster(engine, "production"))
@@ -365,3 +367,37 @@ def test_break_glass_releases_a_kill_switch_not_yet_in_the_source_and_records_th
         assert report.phase == "Healthy", report.render()
     stage = history_of(engine, "production")[2].record
     assert stage is not None and "config-live-in-source" in stage.break_glass["skipped"]
+
+
+def _promotion_into_production_with(drill: Callable[[FakeEngine], None], **options: Any) -> Any:
+    """A verified staging digest promoted to production, whose history holds what `drill` wrote
+    instead of the passing drill two_stacks records (the stack policy: requireDrillWithinDays 30)."""
+    with two_stacks() as (engine, staging, production):
+        engine.stacks["production"].history.pop(0)  # the drill two_stacks recorded
+        drill(engine)
+        verified = verified_in_staging(engine, staging)
+        return promote_in_ci(engine, request(production, **options), now=verified + timedelta(minutes=31))
+
+
+def test_a_promotion_into_production_without_a_restore_drill_is_refused_naming_the_rule() -> None:
+    with pytest.raises(PromotionRefusedError, match=r"\[recent-drill\] production has no restore drill"):
+        _promotion_into_production_with(lambda _: None)
+
+
+def test_a_failed_newest_drill_refuses_the_promotion() -> None:
+    with pytest.raises(PromotionRefusedError, match="newest restore drill Failed"):
+        _promotion_into_production_with(lambda engine: record_drill(engine, "production", "Failed"))
+
+
+def test_a_drill_older_than_the_policy_allows_refuses_the_promotion() -> None:
+    stale = datetime.now(UTC) - timedelta(days=45)
+    with pytest.raises(PromotionRefusedError, match="is 45 days old; the policy asks for one within 30 days"):
+        _promotion_into_production_with(lambda engine: record_drill(engine, "production", at=stale))
+
+
+def test_break_glass_skips_the_drill_gate_and_names_it_in_the_record() -> None:
+    report = _promotion_into_production_with(
+        lambda _: None, break_glass_reason="checkout is down since 11:40"
+    )
+    assert report.phase == "Healthy"
+    assert "recent-drill" in " ".join(report.notes)

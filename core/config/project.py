@@ -279,6 +279,14 @@ class PromotionGate(ConfigModel):
         "it (RELEASE_GITHUB_ENVIRONMENT) counts as approved, with the run URL as the reference.",
     )
     freeze_windows: list[FreezeWindow] = Field(default_factory=list)
+    require_drill_within_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=366,
+        strict=True,
+        description="A passing restore drill of this stack's database (`release drill`), recorded and "
+        "counted in its history, no older than this many days before a promotion into it.",
+    )
 
 
 class StackPolicy(ConfigModel):

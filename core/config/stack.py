@@ -468,6 +468,16 @@ class AnalysisSettings(ConfigModel):
     inconclusive_limit: int = Field(default=0, ge=0, strict=True)
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     """The hard deadline of one query, from connecting to the last byte."""
+
+    @field_validator(
+        "max_error_ratio", "max_error_ratio_increase", "max_p95_seconds", "timeout_seconds", mode="before"
+    )
+    @classmethod
+    def _numbers_not_booleans(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"a number is needed, not {str(value).lower()} (true would read as 1: no limit)")
+        return value
+
     interval_seconds: int = Field(default=30, ge=5, le=3600, strict=True)
     """While a step waits for its window, the analysis also runs every `interval_seconds`: a Failed
     verdict (enough requests, over a limit) ends the wait at once; Inconclusive ones keep waiting."""
@@ -486,6 +496,13 @@ class StrategySettings(ConfigModel):
     type: StrategyType = StrategyType.BLUE_GREEN
     steps: list[int] = Field(default_factory=list)
     pause_seconds: int = Field(default=60, ge=0, le=3600, strict=True)
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _no_booleans(cls, steps: Any) -> Any:
+        if isinstance(steps, list) and any(isinstance(step, bool) for step in steps):
+            raise ValueError(f"steps are percentages (numbers), not true/false: {steps}")
+        return steps
 
     @field_validator("steps")
     @classmethod

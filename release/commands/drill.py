@@ -35,7 +35,9 @@ def _utc_time(text: str) -> datetime:
     try:
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text[:60]!r}; e.g. 2026-11-30T08:00:00Z") from None
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 time: {text[:60]!r}; e.g. 2026-11-30T08:00:00Z"
+        ) from None
     if at.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text[:60]!r} has no time zone; e.g. 2026-11-30T08:00:00Z")
     return at
@@ -43,7 +45,13 @@ def _utc_time(text: str) -> datetime:
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
     request = DrillRequest(
-        args.stack, ctx.actor, at=args.at, keep=args.keep, reason=args.reason, run=ctx.run_url, signer=ctx.signer
+        args.stack,
+        ctx.actor,
+        at=args.at,
+        keep=args.keep,
+        reason=args.reason,
+        run=ctx.run_url,
+        signer=ctx.signer,
     )
     with release_lock(ctx.project_dir, args.stack, f"{ctx.actor}: release drill"):
         report = drill(ctx, request)

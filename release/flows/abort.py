@@ -20,9 +20,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from core.config.base import PROJECT_NAME
 from core.config.sources import ConfigEntry, validated_stack_config
 from core.config.stack import releases_of, with_release
 from core.errors import ConfigError, ConfigProblem, HistoryError, UsageError
+from core.naming import canary_urn, service_urns
 from release import log
 from release.context import ReleaseContext
 from release.flows.restore import plan_rollback, restore
@@ -72,6 +74,11 @@ def abort(ctx: ReleaseContext, request: AbortRequest) -> ReleaseReport:
     target = _state_before(release, before, current, stack)
     plan = plan_rollback(stack, current, target, stack_config.project)
     plan.not_restored = []
+    if Event.CANARY in {event for event, _ in release.steps} and plan.nothing_to_do:
+        # Config already says weight 0 (a rollback's `up` set it, then failed or was interrupted),
+        # but the canary Ingress may still send traffic: apply that config to the Services and it.
+        plan.restore = {RELEASES_KEY: current[RELEASES_KEY]}
+        plan.targets = [*service_urns(stack, PROJECT_NAME, service), canary_urn(stack, PROJECT_NAME, service)]
     plan.why = f"{service} as it was in {target.label()}, before {release.describe()}"
     report.rollback = plan
     if request.dry_run:

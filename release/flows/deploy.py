@@ -687,8 +687,9 @@ def _roll_back(
 
 
 def _judged_on(report: ReleaseReport) -> dict[str, Any]:
-    """The metric analysis a release ran (its record keeps it, pass or fail), or nothing."""
-    metrics = next((step.analysis for step in report.steps if step.analysis is not None), None)
+    """The metric analysis a release ran last (the failing one for a rollback, the post-switch one
+    for a verify; its record keeps it, pass or fail), or nothing."""
+    metrics = next((step.analysis for step in reversed(report.steps) if step.analysis is not None), None)
     return {"analysis": metrics} if metrics is not None else {}
 
 

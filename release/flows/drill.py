@@ -50,7 +50,7 @@ from release.data.verification import (
 )
 from release.engine.protocol import DataTimeouts, SecretValue
 from release.flows.snapshot import data_safety_of, snapshots_of
-from release.history.records import Event, ReleaseRecord, new_release_id
+from release.history.records import Event, ReleaseRecord
 from release.history.signing import Signer, refuse_unsigned_write
 from release.report.release_report import Step, record_step
 
@@ -322,7 +322,6 @@ def _record(
         event=Event.DRILL,
         stack=request.stack,
         actor=request.actor,
-        release=new_release_id(),
         run=request.run,
         reason=request.reason,
         data=report.record_data(),

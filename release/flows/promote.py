@@ -20,7 +20,7 @@ service's stable Service that changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from core.config.base import PROJECT_NAME
 from core.config.project import ProjectSettings
@@ -125,6 +125,7 @@ def promote(
     )
     decision = decide(evidence, f"{request.service} {image}")
     unproven = _config_not_live_in_source(ctx, request)
+    unproven += _no_recent_drill(ctx, request, gate.require_drill_within_days, moment)
     if unproven and request.break_glass_reason is None:
         raise PromotionRefusedError(request.source, request.target, request.what, unproven)
     decision.skipped += [violation.rule for violation in unproven]
@@ -196,6 +197,47 @@ def _config_not_live_in_source(ctx: ReleaseContext, request: PromoteRequest) -> 
         for kind, name, value, known in wanted
         if known.get(name) != value
     ]
+
+
+def _no_recent_drill(
+    ctx: ReleaseContext, request: PromoteRequest, within_days: int | None, now: datetime
+) -> list[GateViolation]:
+    """The target's newest counted drill record must have passed within `within_days` (the stack
+    policy's requireDrillWithinDays); break-glass may skip this, recorded."""
+    if within_days is None:
+        return []
+    entries = read_history(ctx.engine, request.target, ctx.project)
+    drills = [
+        entry.record for entry in entries if entry.record is not None and entry.record.event == Event.DRILL
+    ]
+    fix = (
+        f'run `release drill {request.target}` (docs/data-safety.md), or --break-glass --reason "..." '
+        "(recorded)"
+    )
+    if not drills:
+        return [GateViolation("recent-drill", f"{request.target} has no restore drill in its history", fix)]
+    newest = drills[0]
+    verdict = (
+        newest.data.get("drill", {}).get("verdict") if isinstance(newest.data.get("drill"), dict) else None
+    )
+    signed_at = newest.signed_at
+    if verdict != "Passed":
+        return [
+            GateViolation(
+                "recent-drill", f"{request.target}'s newest restore drill {verdict or 'is unreadable'}", fix
+            )
+        ]
+    if signed_at is None or now - signed_at > timedelta(days=within_days):
+        age = "of unknown age" if signed_at is None else f"{(now - signed_at).days} days old"
+        return [
+            GateViolation(
+                "recent-drill",
+                f"{request.target}'s newest passing restore drill is {age}; the policy asks for one within "
+                f"{within_days} days",
+                fix,
+            )
+        ]
+    return []
 
 
 def _unknown_service(stack: str, service: str, project: ProjectSettings) -> ConfigProblem | None:

@@ -254,11 +254,9 @@ def _decide_targets(
             kept = with_release(plan.restore[RELEASES_KEY].value, name, recorded)
             plan.restore[RELEASES_KEY] = ConfigEntry(kept)
     plan.targets = [urn for name in changed_services for urn in service_urns(plan.stack, PROJECT_NAME, name)]
-    plan.targets += [  # a canary's weight goes back with the traffic
-        canary_urn(plan.stack, PROJECT_NAME, name)
-        for name in changed_services
-        if current[name].canary_weight != restored[name].canary_weight
-    ]
+    # A canary's weight goes back with the traffic, always: after a failed `up` config may already
+    # say 0 while the Ingress still sends its last weight (config is set before the update runs).
+    plan.targets += [canary_urn(plan.stack, PROJECT_NAME, name) for name in changed_services]
     plan.targets += [
         urn
         for name in scale_ups

@@ -438,15 +438,17 @@ def _data_safety(data: Mapping[str, Any]) -> str:
         parts.append(f"snapshot {snapshot.get('snapshot')}")
     drill = data.get("drill")
     if isinstance(drill, Mapping):
-        figures = drill.get("figures") if isinstance(drill.get("figures"), Mapping) else {}
+        figures = drill.get("figures")
+        figures = figures if isinstance(figures, Mapping) else {}
         parts.append(
-            f"drill {drill.get('verdict')}: RTO {_minutes(figures.get('rtoSeconds'))} "
-            f"RPO {_minutes(figures.get('rpoSeconds'))} from {drill.get('restoredFrom')}"
+            f"drill {drill.get('verdict')}: RTO {_minutes(figures.get('rto'))} "
+            f"RPO {_minutes(figures.get('rpo'))} from {drill.get('restoredFrom')}"
         )
     return "; ".join(parts)
 
 
-def _minutes(seconds: Any) -> str:
+def _minutes(figure: Any) -> str:
+    seconds = figure.get("seconds") if isinstance(figure, Mapping) else None
     return f"{seconds / 60:.1f} min" if isinstance(seconds, int | float) else "unknown"
 
 

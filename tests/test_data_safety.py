@@ -1,0 +1,209 @@
+"""Data safety against the engine double and a real PostgreSQL: a snapshot before a migration that
+is not expand/contract, and restore drills (order of operations, cleanup on every failure, the
+signed record, RTO/RPO against the project's targets)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.config.sources import validated_stack_config
+from core.data_plan import SCRATCH_OUTPUT
+from core.errors import ReleaseError
+from release.context import ReleaseContext
+from release.flows.deploy import deploy
+from release.flows.drill import DrillRefusedError, DrillRequest, drill
+from release.flows.snapshot import SnapshotFailedError, take_snapshot
+from release.offline.mock_runtime import DataMocks
+from release.report.audit import audit_rows, render_audit
+from release.testing.fake_engine import FakeEngine
+from tests.conftest import edit_yaml
+from tests.postgres_server import SUPERUSER, RunningPostgres, postgres_server
+from tests.release_doubles import (
+    FAST_BLUE_GREEN,
+    NEW_API,
+    TEST_SIGNER,
+    cluster,
+    history_of,
+    signed_project_copy,
+)
+
+NEWEST_WRITE = datetime(2026, 11, 23, 8, 50, tzinfo=UTC)
+ACCOUNTS = (
+    "CREATE TABLE accounts (id serial PRIMARY KEY, updated_at timestamptz NOT NULL)",
+    "INSERT INTO accounts (updated_at) VALUES ('2026-11-23 08:00:00+00'), ('2026-11-23 08:50:00+00')",
+)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[RunningPostgres]:
+    """The scratch instance a drill restores: the project's database `app` with two accounts."""
+    with postgres_server() as running:
+        running.create_database("app", *ACCOUNTS)
+        yield running
+
+
+def contract_project(tmp_path: Path) -> Path:
+    project = signed_project_copy(tmp_path)
+
+    def contract(document: dict[str, Any]) -> None:
+        document["config"]["services"]["value"][0]["migration"]["expandContract"] = False
+
+    edit_yaml(project / "Pulumi.yaml", contract)
+    return project
+
+
+def staging(project: Path, postgres: RunningPostgres | None = None) -> FakeEngine:
+    engine = FakeEngine(project_dir=project)
+    engine.add_stack("staging", edit=FAST_BLUE_GREEN)
+    if postgres is not None:
+        engine.data_mocks = DataMocks(
+            scratch_address=postgres.host,
+            scratch_port=postgres.port,
+            scratch_username=SUPERUSER,
+            scratch_password=postgres.password,
+        )
+    return engine
+
+
+def snapshot_at(engine: FakeEngine, at: datetime) -> str:
+    config = validated_stack_config(
+        "staging",
+        engine.get_config("staging"),
+        ReleaseContext.for_tests(engine, engine.project_dir).project_file,
+    )
+    return take_snapshot(engine, config, "api", NEW_API, "r-0123456789ab", lambda _: None, now=at).snapshot_id
+
+
+def drill_request(**changes: Any) -> DrillRequest:
+    request = DrillRequest("staging", "alice", signer=TEST_SIGNER, sslmode="disable", **changes)
+    return request
+
+
+# -- snapshots before risky migrations -------------------------------------------------------------
+
+
+def test_a_release_of_a_non_expand_migration_snapshots_the_database_before_its_first_update(
+    tmp_path: Path,
+) -> None:
+    engine = staging(contract_project(tmp_path))
+    with cluster(engine) as api:
+        report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
+    assert report.phase == "Healthy", report.failure
+    assert engine.calls.index(("data_up", "staging")) < engine.calls.index(("up", "staging"))
+    taken = report.snapshot["snapshot"]
+    assert taken.startswith("release-staging-api-abababababab-")
+    assert f"snapshot before the migration: {taken}" in report.render()
+    stage = next(
+        e.record for e in history_of(engine, "staging")[::-1] if e.record and e.record.event == "stage"
+    )
+    assert stage.data["snapshot"]["snapshot"] == taken  # signed with the release
+    rows = render_audit(audit_rows("staging", history_of(engine, "staging")), [], markdown=False)
+    assert f"snapshot {taken}" in rows
+
+
+def test_a_snapshot_that_fails_stops_the_release_before_anything_changes(tmp_path: Path) -> None:
+    engine = staging(contract_project(tmp_path))
+    engine.fail_data_up(1, "timeout while waiting for state to become 'available'")
+    with cluster(engine) as api, pytest.raises(SnapshotFailedError, match="nothing changed"):
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
+    assert ("up", "staging") not in engine.calls
+
+
+def test_an_expand_contract_release_takes_no_snapshot(tmp_path: Path) -> None:
+    engine = staging(signed_project_copy(tmp_path))
+    with cluster(engine) as api:
+        assert (
+            deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API)).phase
+            == "Healthy"
+        )
+    assert not engine.data_ups
+
+
+# -- restore drills -------------------------------------------------------------------------------
+
+
+def test_a_drill_restores_the_newest_snapshot_verifies_it_measures_rto_and_rpo_and_removes_it(
+    tmp_path: Path, postgres: RunningPostgres
+) -> None:
+    engine = staging(signed_project_copy(tmp_path), postgres)
+    snapshot = snapshot_at(engine, NEWEST_WRITE + timedelta(minutes=5))
+    report = drill(ReleaseContext.for_tests(engine, engine.project_dir), drill_request())
+    assert report.passed, report.render()
+    assert [step.name for step in report.steps] == ["cleanup", "restore", "verify", "destroy", "record"]
+    assert report.restored_from == f"snapshot {snapshot}"
+    assert report.figures is not None and report.figures.rpo.seconds == 300  # 5 min of writes at risk
+    restore = engine.data_ups[-2].plan.scratch
+    assert restore is not None and restore.snapshot_id == snapshot
+    assert SCRATCH_OUTPUT not in engine.data_outputs("staging", drill=True)  # destroyed
+    record = history_of(engine, "staging")[0].record
+    assert record is not None and record.event == "drill" and record.data["drill"]["verdict"] == "Passed"
+    shown = json.dumps(report.to_json()) + report.render() + json.dumps(record.to_json())
+    assert postgres.password not in shown
+
+
+def test_a_drill_that_misses_its_rpo_fails_and_says_by_how_much(
+    tmp_path: Path, postgres: RunningPostgres
+) -> None:
+    engine = staging(signed_project_copy(tmp_path), postgres)
+    snapshot_at(engine, NEWEST_WRITE + timedelta(minutes=60))  # the newest write is an hour old
+    report = drill(ReleaseContext.for_tests(engine, engine.project_dir), drill_request())
+    assert not report.passed and report.exit_code == 1
+    assert report.figures is not None and report.figures.rpo.missed_by_seconds == 45 * 60
+    assert history_of(engine, "staging")[0].record.data["drill"]["verdict"] == "Failed"  # type: ignore[union-attr]
+
+
+def test_a_drill_with_no_snapshot_is_refused_before_anything_is_created(tmp_path: Path) -> None:
+    engine = staging(signed_project_copy(tmp_path))
+    with pytest.raises(DrillRefusedError, match="no snapshot exists yet"):
+        drill(ReleaseContext.for_tests(engine, engine.project_dir), drill_request())
+    assert not engine.data_ups and ("up", "staging") not in engine.calls
+
+
+def test_a_restore_that_never_becomes_available_still_removes_the_instance_and_records_the_failure(
+    tmp_path: Path,
+) -> None:
+    engine = staging(signed_project_copy(tmp_path))
+    snapshot_at(engine, NEWEST_WRITE)
+    engine.fail_data_up(1, "timeout while waiting for state to become 'available' (60m0s)")
+    report = drill(ReleaseContext.for_tests(engine, engine.project_dir), drill_request())
+    assert [(step.name, step.succeeded) for step in report.steps] == [
+        ("cleanup", True),
+        ("restore", False),
+        ("destroy", True),
+        ("record", True),
+    ]
+    assert engine.data_ups[-1].plan.scratch is None
+    assert history_of(engine, "staging")[0].record.data["drill"]["failedStep"] == "restore"  # type: ignore[union-attr]
+
+
+def test_a_kept_scratch_instance_is_removed_first_by_the_next_drill(
+    tmp_path: Path, postgres: RunningPostgres
+) -> None:
+    engine = staging(signed_project_copy(tmp_path), postgres)
+    snapshot_at(engine, NEWEST_WRITE + timedelta(minutes=5))
+    kept = drill(ReleaseContext.for_tests(engine, engine.project_dir), drill_request(keep=True))
+    assert kept.kept == "drill-staging" and "release drill staging" in " ".join(kept.notes)
+    assert engine.data_outputs("staging", drill=True).get(SCRATCH_OUTPUT)
+    again = drill(ReleaseContext.for_tests(engine, engine.project_dir), drill_request())
+    assert again.steps[0].detail == "removed the leftover drill-staging"
+    assert again.passed
+
+
+def test_a_point_in_time_in_the_future_is_refused(tmp_path: Path) -> None:
+    engine = staging(signed_project_copy(tmp_path))
+    with pytest.raises(DrillRefusedError, match="in the future"):
+        drill(
+            ReleaseContext.for_tests(engine, engine.project_dir),
+            drill_request(at=datetime.now(UTC) + timedelta(hours=1)),
+        )
+    assert not engine.data_ups
+
+
+def test_drill_errors_are_release_errors() -> None:
+    assert issubclass(DrillRefusedError, ReleaseError) and issubclass(SnapshotFailedError, ReleaseError)
