@@ -1,7 +1,10 @@
 """Benchmark: what a restore drill's verification (release.data.verification, the two queries
 Pulumi.yaml declares: count(*) and max(updated_at) of accounts) costs on 1,000,000 rows in a real
 local PostgreSQL, without an index on updated_at (the worst case: both are full scans) and with one.
-Loading the rows is timed separately.
+Loading the rows is timed separately. Then the drill's own overhead: a whole `release drill` (cleanup,
+restore, verify, destroy, signed record) on the engine double against the same database, i.e.
+everything but waiting for AWS (the double's data `up`s are the data program evaluated under
+Pulumi's mock runtime; its main-stack `up` for the record evaluates the whole program).
 
 Run: `.venv/bin/python bench/drill_bench.py` (needs Debian's `postgresql` package). Figures go in
 docs/development.md (Benchmark).
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,9 +22,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.config.data_safety import DataSafetySpec  # noqa: E402
-from core.config.sources import project_settings  # noqa: E402
+from core.config.sources import project_settings, validated_stack_config  # noqa: E402
+from release.context import ReleaseContext  # noqa: E402
 from release.data.verification import verify_database  # noqa: E402
-from tests.postgres_server import RunningPostgres, postgres_server, server_binaries  # noqa: E402
+from release.flows.drill import DrillRequest, drill  # noqa: E402
+from release.flows.snapshot import take_snapshot  # noqa: E402
+from release.offline.mock_runtime import DataMocks  # noqa: E402
+from release.testing.fake_engine import FakeEngine  # noqa: E402
+from tests.postgres_server import SUPERUSER, RunningPostgres, postgres_server, server_binaries  # noqa: E402
+from tests.release_doubles import FAST_BLUE_GREEN, NEW_API, TEST_SIGNER, signed_project_copy  # noqa: E402
 
 ROWS = 1_000_000
 RUNS = 5
@@ -47,7 +57,40 @@ def main() -> int:
         measure(running, data_safety, "without an index on updated_at")
         running.execute("app", "CREATE INDEX accounts_updated_at ON accounts (updated_at)")
         measure(running, data_safety, "with an index on updated_at")
+        overhead(running)
     return 0
+
+
+def overhead(running: RunningPostgres) -> None:
+    """A whole drill on the engine double, restoring into `running`, RUNS times."""
+    with tempfile.TemporaryDirectory() as scratch:
+        engine = FakeEngine(project_dir=signed_project_copy(Path(scratch)))
+        engine.add_stack("staging", edit=FAST_BLUE_GREEN)
+        engine.data_mocks = DataMocks(
+            scratch_address=running.host,
+            scratch_port=running.port,
+            scratch_username=SUPERUSER,
+            scratch_password=running.password,
+        )
+        project_file = ReleaseContext.for_tests(engine, engine.project_dir).project_file
+        config = validated_stack_config("staging", engine.get_config("staging"), project_file)
+        take_snapshot(engine, config, "api", NEW_API, "r-0123456789ab", lambda _: None)
+        timings: list[float] = []
+        steps: dict[str, list[float]] = {}
+        for _ in range(RUNS):
+            started = time.perf_counter()
+            report = drill(
+                ReleaseContext.for_tests(engine, engine.project_dir, progress=lambda _: None),
+                DrillRequest("staging", "bench", signer=TEST_SIGNER, sslmode="disable"),
+            )
+            timings.append(time.perf_counter() - started)
+            for step in report.steps:
+                steps.setdefault(step.name, []).append(step.seconds)
+        shown = ", ".join(f"{name} {statistics.median(values):.2f} s" for name, values in steps.items())
+        print(
+            f"a whole drill on the engine double (everything but waiting for AWS): median "
+            f"{statistics.median(timings):.2f} s over {RUNS} runs ({shown})"
+        )
 
 
 def measure(running: RunningPostgres, data_safety: DataSafetySpec, label: str) -> None:

@@ -14,19 +14,24 @@ import pytest
 
 from core.config.sources import validated_stack_config
 from core.data_plan import SCRATCH_OUTPUT
-from core.errors import ReleaseError
+from core.errors import ReleaseError, RollbackRefusedError
+from release.cli import main
 from release.context import ReleaseContext
 from release.flows.deploy import deploy
 from release.flows.drill import DrillRefusedError, DrillRequest, drill
+from release.flows.rollback import RollbackRequest, rollback
 from release.flows.snapshot import SnapshotFailedError, take_snapshot
+from release.notify import Notifier
 from release.offline.mock_runtime import DataMocks
 from release.report.audit import audit_rows, render_audit
 from release.testing.fake_engine import FakeEngine
 from tests.conftest import edit_yaml
+from tests.http_servers import healthy, serve
 from tests.postgres_server import SUPERUSER, RunningPostgres, postgres_server
 from tests.release_doubles import (
     FAST_BLUE_GREEN,
     NEW_API,
+    TEST_KEYS,
     TEST_SIGNER,
     cluster,
     history_of,
@@ -125,6 +130,39 @@ def test_an_expand_contract_release_takes_no_snapshot(tmp_path: Path) -> None:
     assert not engine.data_ups
 
 
+def test_a_forced_rollback_past_a_non_expand_migration_snapshots_the_database_first(tmp_path: Path) -> None:
+    engine = staging(contract_project(tmp_path))
+    with cluster(engine) as api:
+        assert (
+            deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API)).phase
+            == "Healthy"
+        )
+        engine.calls.clear()
+        request = RollbackRequest(
+            "staging", "bob", force=True, reason="INC-42: schema checked", stable_urls=[api.stable_url]
+        )
+        request.signer = TEST_SIGNER
+        report = rollback(ReleaseContext.for_tests(engine, engine.project_dir), request)
+    assert engine.calls.index(("data_up", "staging")) < engine.calls.index(("up", "staging"))
+    taken = report.snapshot["snapshot"]
+    assert taken.startswith("release-staging-api-abababababab-")
+    written = history_of(engine, "staging")[0].record
+    assert (
+        written is not None and written.event == "rollback" and written.data["snapshot"]["snapshot"] == taken
+    )
+
+
+def test_a_refused_rollback_past_a_non_expand_migration_takes_no_snapshot(tmp_path: Path) -> None:
+    engine = staging(contract_project(tmp_path))
+    with cluster(engine) as api:
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
+        snapshots_before = len(engine.data_ups)
+        request = RollbackRequest("staging", "bob", stable_urls=[api.stable_url], signer=TEST_SIGNER)
+        with pytest.raises(RollbackRefusedError):
+            rollback(ReleaseContext.for_tests(engine, engine.project_dir), request)
+    assert len(engine.data_ups) == snapshots_before
+
+
 # -- restore drills -------------------------------------------------------------------------------
 
 
@@ -207,3 +245,53 @@ def test_a_point_in_time_in_the_future_is_refused(tmp_path: Path) -> None:
 
 def test_drill_errors_are_release_errors() -> None:
     assert issubclass(DrillRefusedError, ReleaseError) and issubclass(SnapshotFailedError, ReleaseError)
+
+
+def test_release_drill_prints_the_report_exits_0_and_release_status_shows_the_drill(
+    tmp_path: Path,
+    postgres: RunningPostgres,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RELEASE_SIGNING_KEY", TEST_KEYS.private_key)
+    engine = staging(signed_project_copy(tmp_path), postgres)
+    engine.add_stack("dev", edit=FAST_BLUE_GREEN)
+    engine.add_stack("production", edit=FAST_BLUE_GREEN)
+    snapshot_at(engine, NEWEST_WRITE + timedelta(minutes=5))
+    project = ["--project-dir", str(engine.project_dir)]
+    argv = ["drill", "staging", "--actor", "alice", "--json", "--sslmode", "disable", *project]  # no TLS here
+    assert main(argv, engine_factory=lambda _: engine) == 0
+    shown = capsys.readouterr()
+    report = json.loads(shown.out)
+    assert report["verdict"] == "Passed" and report["figures"]["rpo"]["seconds"] == 300
+    assert postgres.password not in shown.out + shown.err
+    assert main(["status", "--json", *project], engine_factory=lambda _: engine) == 0
+    rows = json.loads(capsys.readouterr().out)
+    staging_drill = next(row["lastDrill"] for row in rows if row["stack"] == "staging")
+    assert staging_drill["verdict"] == "Passed" and staging_drill["rpo"] == "5.0 min"
+    assert main(["status", *project], engine_factory=lambda _: engine) == 0
+    assert "production  never" in capsys.readouterr().out
+
+
+def test_a_drill_posts_its_verdict_and_figures_to_the_webhook(
+    tmp_path: Path, postgres: RunningPostgres
+) -> None:
+    engine = staging(signed_project_copy(tmp_path), postgres)
+    snapshot_at(engine, NEWEST_WRITE + timedelta(minutes=60))
+    posted: list[Any] = []
+    with serve(healthy(), posted) as webhook:
+        context = ReleaseContext.for_tests(engine, engine.project_dir, notifier=Notifier(webhook))
+        report = drill(context, drill_request())
+    assert report.notification is not None and report.notification.sent
+    text = json.dumps(posted)
+    assert "restore drill Failed" in text and "RPO 60.0 min (target 15 min, MISSED by 45.0 min)" in text
+
+
+def test_release_drill_with_a_garbage_time_exits_2_before_any_engine_call(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine = FakeEngine()
+    with pytest.raises(SystemExit) as exited:
+        main(["drill", "staging", "--at", "yesterday"], engine_factory=lambda _: engine)
+    assert exited.value.code == 2 and "not an ISO 8601 time" in capsys.readouterr().err
+    assert engine.calls == []

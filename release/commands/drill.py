@@ -28,6 +28,12 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
     parser.add_argument("stack", type=parse_stack_name)
     parser.add_argument("--at", type=_utc_time, help="a point in time to restore (UTC, ISO 8601 with zone)")
     parser.add_argument("--keep", action="store_true", help="leave the scratch instance for inspection")
+    parser.add_argument(
+        "--sslmode",
+        choices=["require", "verify-ca", "verify-full", "disable"],
+        default="require",
+        help="TLS to the scratch instance (libpq sslmode; disable only for a local test server)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -52,6 +58,7 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
         reason=args.reason,
         run=ctx.run_url,
         signer=ctx.signer,
+        sslmode=args.sslmode,
     )
     with release_lock(ctx.project_dir, args.stack, f"{ctx.actor}: release drill"):
         report = drill(ctx, request)

@@ -52,6 +52,8 @@ from release.engine.protocol import DataTimeouts, SecretValue
 from release.flows.snapshot import data_safety_of, snapshots_of
 from release.history.records import Event, ReleaseRecord
 from release.history.signing import Signer, refuse_unsigned_write
+from release.notify import NotificationResult
+from release.notify import message as notify_message
 from release.report.release_report import Step, record_step
 
 
@@ -86,6 +88,7 @@ class DrillReport:
     figures: RecoveryFigures | None = None
     kept: str = ""
     notes: list[str] = field(default_factory=list)
+    notification: NotificationResult | None = None
 
     @property
     def passed(self) -> bool:
@@ -127,6 +130,7 @@ class DrillReport:
             **self.record_data()["drill"],
             "steps": [step.to_json() for step in self.steps],
             "notes": self.notes,
+            "notification": self.notification.to_json() if self.notification else None,
             "exitCode": self.exit_code,
         }
 
@@ -136,10 +140,12 @@ class DrillReport:
             mark = "ok  " if step.succeeded else "FAIL"
             lines.append(f"  {mark} {step.name:<12} {step.seconds:7.2f}s  {step.detail}")
         if self.verification is not None and self.figures is not None:
-            lines += [
-                "  " + line for line in format_verification(self.verification, self.figures).splitlines()
-            ]
+            table = format_verification(self.verification, self.figures).splitlines()
+            lines += [f"  {line}" if line else "" for line in table]
         lines += [f"  note: {note}" for note in self.notes]
+        if self.notification is not None:
+            sent = "sent" if self.notification.sent else "NOT sent: " + self.notification.error
+            lines.append(f"  notification (drill): {sent}")
         return "\n".join(lines) + "\n"
 
 
@@ -174,7 +180,35 @@ def drill(ctx: ReleaseContext, request: DrillRequest) -> DrillReport:
         else:
             report.steps.append(_destroy(ctx, request.stack, timeouts))
     _record(ctx, request, stack_config, report)
+    report.notification = ctx.notifier.send("drill", _notification_text(request, report))
     return report
+
+
+def _notification_text(request: DrillRequest, report: DrillReport) -> str:
+    """The drill's outcome for the team's channel: verdict, figures against targets, what failed."""
+    figures = report.figures
+    detail = [f"restored from {report.restored_from or 'nothing'}"]
+    if figures is not None:
+        for figure in (figures.rto, figures.rpo):
+            seconds = "unknown" if figure.seconds is None else f"{figure.seconds / 60:.1f} min"
+            missed = (
+                f", MISSED by {figure.missed_by_seconds / 60:.1f} min" if figure.missed_by_seconds else ""
+            )
+            detail.append(
+                f"{figure.name.upper()} {seconds} (target {figure.target_seconds / 60:.0f} min{missed})"
+            )
+    failed = next((step for step in report.steps if not step.succeeded), None)
+    if failed is not None:
+        detail.append(f"failed at {failed.name}: {failed.detail}")
+    return notify_message(
+        f"restore drill {report.verdict}",
+        request.stack,
+        "database",
+        "",
+        request.actor,
+        request.run,
+        "; ".join(detail),
+    )
 
 
 def _remove_leftover(ctx: ReleaseContext, stack: str, timeouts: DataTimeouts, report: DrillReport) -> Step:

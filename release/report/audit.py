@@ -339,6 +339,8 @@ class ServiceStatus:
     config: dict[str, str] = field(default_factory=dict)
     """Each colour's config fingerprint (`core.config.stack.PodConfig`): equal means the same declared
     env vars, flags, mounted secrets and database settings (not the image, which is beside it)."""
+    last_drill: dict[str, Any] | None = None
+    """The stack's newest counted restore drill (`release drill`): when, verdict, RTO, RPO."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -350,6 +352,7 @@ class ServiceStatus:
             "canaryWeight": self.canary_weight,
             "activeVerified": self.verified,
             "waitingForPromotion": self.waiting or None,
+            "lastDrill": self.last_drill,
         }
 
 
@@ -393,9 +396,31 @@ def stack_status(
                     waiting,
                     release.canary_weight,
                     _config_fingerprints(project, service, release),
+                    last_drill(histories.get(stack, [])),
                 )
             )
     return rows
+
+
+def last_drill(entries: Sequence[HistoryEntry]) -> dict[str, Any] | None:
+    """The newest counted `drill` record of a stack's history (newest first), summarised."""
+    for entry in entries:
+        record = entry.record
+        if record is None or record.event != Event.DRILL:
+            continue
+        drill = record.data.get("drill")
+        drill = drill if isinstance(drill, Mapping) else {}
+        figures = drill.get("figures")
+        figures = figures if isinstance(figures, Mapping) else {}
+        return {
+            "entry": entry.number,
+            "time": record.time,
+            "verdict": drill.get("verdict"),
+            "rto": _minutes(figures.get("rto")),
+            "rpo": _minutes(figures.get("rpo")),
+            "restoredFrom": drill.get("restoredFrom"),
+        }
+    return None
 
 
 def _config_fingerprints(project: ProjectSettings, service: str, release: ServiceRelease) -> dict[str, str]:
@@ -427,7 +452,28 @@ def render_status(rows: Sequence[ServiceStatus], markdown: bool = False) -> str:
         ]
         for row in rows
     ]
-    return "\n".join(_table(header, body, markdown)) + "\n"
+    lines = _table(header, body, markdown)
+    drills = {row.stack: row.last_drill for row in rows}
+    title = "last restore drill per stack (`release drill <stack>`)"
+    lines += ["", f"## {title}" if markdown else title]
+    lines += _table(
+        ["stack", "when", "verdict", "RTO", "RPO", "restored from"],
+        [
+            [
+                stack,
+                drill["time"][:19],
+                str(drill["verdict"]),
+                drill["rto"],
+                drill["rpo"],
+                str(drill["restoredFrom"]),
+            ]
+            if drill
+            else [stack, "never", "-", "-", "-", "-"]
+            for stack, drill in drills.items()
+        ],
+        markdown,
+    )
+    return "\n".join(lines) + "\n"
 
 
 def _data_safety(data: Mapping[str, Any]) -> str:
