@@ -9,6 +9,7 @@ Names are derived here, once, so a leftover from a killed drill is found by name
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -107,10 +108,23 @@ def utc_text(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def rds_name(stack: str) -> str:
+    """`stack` as a piece of an RDS identifier (lowercase letters, digits, single hyphens): a stack
+    name Pulumi allows but RDS does not (`eu_prod`, `Prod`, `team.prod`) is mapped, with 6 hex of a
+    hash of the original so two stacks never map to the same name."""
+    mapped = re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", stack.lower())).strip("-")
+    if mapped == stack:
+        return stack
+    digest = hashlib.sha256(stack.encode()).hexdigest()[:6]
+    return f"{mapped[:40]}-{digest}" if mapped else digest
+
+
 def snapshot_id(stack: str, service: str, image_fingerprint: str, at: datetime) -> str:
-    """`release-<stack>-<service>-<12 hex of the digest>-<UTC yyyymmddhhmmss>`."""
-    stamp = utc_text(at).translate(str.maketrans("", "", "-:TZ"))
-    identifier = f"release-{stack}-{service}-{image_fingerprint}-{stamp}"
+    """`release-<stack>-<service>-<12 hex of the digest>-<UTC yyyymmddhhmmss>`: the stack through
+    rds_name (Pulumi allows names RDS does not); a service name that is no valid piece (the config
+    refuses those) or a naive `at` is a ValueError."""
+    stamp = re.sub(r"\D", "", utc_text(at))
+    identifier = f"release-{rds_name(stack)}-{service}-{image_fingerprint}-{stamp}"
     if not SNAPSHOT_ID.fullmatch(identifier) or "--" in identifier:
         raise ValueError(f"not a valid RDS snapshot identifier: {identifier!r}")
     return identifier
@@ -118,5 +132,8 @@ def snapshot_id(stack: str, service: str, image_fingerprint: str, at: datetime) 
 
 def scratch_identifier(stack: str) -> str:
     """The one scratch instance a drill of `stack` may build: a fixed name, so a leftover of a
-    killed drill is found (and removed) by the next one."""
-    return f"drill-{stack}"
+    killed drill is found (and removed) by the next one; at most 63 characters, as RDS allows."""
+    name = f"drill-{rds_name(stack)}"
+    if len(name) > 63:
+        name = f"{name[:56]}-{hashlib.sha256(stack.encode()).hexdigest()[:6]}"
+    return name

@@ -4,7 +4,9 @@ signed record, RTO/RPO against the project's targets)."""
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -295,3 +297,54 @@ def test_release_drill_with_a_garbage_time_exits_2_before_any_engine_call(
         main(["drill", "staging", "--at", "yesterday"], engine_factory=lambda _: engine)
     assert exited.value.code == 2 and "not an ISO 8601 time" in capsys.readouterr().err
     assert engine.calls == []
+
+
+def test_a_snapshot_is_refused_while_the_data_stack_holds_an_entry_the_tool_cannot_read(
+    tmp_path: Path,
+) -> None:
+    engine = staging(signed_project_copy(tmp_path))
+    odd = {
+        "id": "release-staging-api-old",
+        "sourceInstance": "platform-staging",
+        "createdAt": "2026-01-01T00:00:00Z",
+    }
+    real = engine.data_outputs
+    engine.data_outputs = lambda stack, drill=False: real(stack, drill) if drill else {"snapshots": [odd]}  # type: ignore[method-assign]
+    with pytest.raises(SnapshotFailedError, match=r"release-staging-api-old.*would delete them"):
+        snapshot_at(engine, NEWEST_WRITE)
+    assert not engine.data_ups  # nothing deleted, nothing taken
+
+
+def test_a_drill_interrupted_while_it_verifies_removes_the_instance_records_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = staging(signed_project_copy(tmp_path))
+    snapshot_at(engine, NEWEST_WRITE)
+
+    def interrupted(*_: Any, **__: Any) -> Any:
+        raise KeyboardInterrupt  # Ctrl-C, or SIGTERM through release.interrupts
+
+    monkeypatch.setattr("release.flows.drill.verify_database", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        drill(ReleaseContext.for_tests(engine, engine.project_dir), drill_request())
+    assert engine.data_ups[-1].plan.scratch is None  # destroyed
+    record = history_of(engine, "staging")[0].record
+    assert record is not None and record.event == "drill"
+    assert record.data["drill"]["verdict"] == "Failed" and record.data["drill"]["failedStep"] == "verify"
+
+
+def test_a_stack_name_rds_would_refuse_still_gets_a_snapshot(tmp_path: Path) -> None:
+    project = contract_project(tmp_path)
+    shutil.copy(project / "Pulumi.staging.yaml", project / "Pulumi.eu_staging.yaml")
+
+    def policy(document: dict[str, Any]) -> None:
+        policies = document["config"]["stackPolicies"]["value"]
+        policies["eu_staging"] = copy.deepcopy(policies["staging"])
+
+    edit_yaml(project / "Pulumi.yaml", policy)
+    engine = FakeEngine(project_dir=project)
+    engine.add_stack("eu_staging", edit=FAST_BLUE_GREEN)
+    with cluster(engine, "eu_staging") as api:
+        report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
+    assert report.phase == "Healthy", report.failure
+    assert report.snapshot["snapshot"].startswith("release-eu-staging-")

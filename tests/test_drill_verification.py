@@ -382,3 +382,29 @@ def test_the_report_table_shows_each_query_and_how_far_each_target_was_missed() 
         "RTO            42 min 34 s  MISSED by 12 min 34 s (target 30 min)",
         "RPO            unknown      MISSED (target 15 min); no verification query found a newest write",
     ]
+
+
+def test_infinity_is_no_positive_count(app: DatabaseConnection) -> None:
+    result = verify_one(app, "SELECT 'Infinity'::float8")
+    assert not result.passed and "infinite" in result.detail
+
+
+def test_a_huge_result_reaches_this_process_as_at_most_two_rows(app: DatabaseConnection) -> None:
+    started = time.monotonic()
+    result = verify_one(app, "SELECT repeat('x', 1000) FROM generate_series(1, 400000)")
+    assert not result.passed and "more than one row" in result.detail
+    assert time.monotonic() - started < 2  # the server sent two rows, not 400 MB
+
+
+def test_a_write_hidden_in_a_cte_is_refused_as_a_write(app: DatabaseConnection) -> None:
+    result = verify_one(app, "WITH gone AS (DELETE FROM accounts RETURNING 1) SELECT count(*) FROM gone")
+    assert not result.passed and result.detail == READ_ONLY_REFUSAL
+
+
+def test_a_newest_write_far_after_the_target_time_makes_the_rpo_unknown_not_met() -> None:
+    now = datetime.now(UTC)
+    figures = recovery_figures(
+        now, now, now - timedelta(days=3), now + timedelta(days=300), RecoveryTargets()
+    )
+    assert not figures.rpo.passed and figures.rpo.seconds is None
+    assert "query or a clock is wrong" in figures.rpo.note

@@ -390,8 +390,10 @@ def test_a_failed_newest_drill_refuses_the_promotion() -> None:
 
 
 def test_a_drill_older_than_the_policy_allows_refuses_the_promotion() -> None:
-    stale = datetime.now(UTC) - timedelta(days=45)
-    with pytest.raises(PromotionRefusedError, match="is 45 days old; the policy asks for one within 30 days"):
+    stale = datetime(2026, 10, 1, tzinfo=UTC)  # two months before the promotion
+    with pytest.raises(
+        PromotionRefusedError, match=r"is \d\d days old; the policy asks for one within 30 days"
+    ):
         _promotion_into_production_with(lambda engine: record_drill(engine, "production", at=stale))
 
 
@@ -401,3 +403,9 @@ def test_break_glass_skips_the_drill_gate_and_names_it_in_the_record() -> None:
     )
     assert report.phase == "Healthy"
     assert "recent-drill" in " ".join(report.notes)
+
+
+def test_a_drill_dated_in_the_future_refuses_the_promotion() -> None:
+    ahead = datetime(2036, 11, 23, tzinfo=UTC)  # a signer's clock ten years ahead
+    with pytest.raises(PromotionRefusedError, match="in the future: a signer's clock is wrong"):
+        _promotion_into_production_with(lambda engine: record_drill(engine, "production", at=ahead))

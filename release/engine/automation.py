@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from pulumi import automation
 
 HISTORY_PAGE_SIZE = 100
+DATA_WORK_DIR = ".pulumi-data"
+"""The data program's workspace, inside the project directory (git-ignored)."""
 AWS_REGION_KEY = f"{PROJECT_NAME}:awsRegion"
 
 
@@ -169,7 +171,12 @@ class AutomationEngine(Engine):
             return {}
         except FileNotFoundError as error:
             raise EngineUnavailableError("the Pulumi CLI is not on PATH") from error
-        values = selected.outputs()
+        try:
+            values = selected.outputs()
+        except automation_errors.CommandError as error:
+            raise EngineError(
+                f"{DATA_PROJECT}/{data_stack_name(stack, drill)}: {_tail(str(error))}"
+            ) from error
         return {
             key: SecretValue(str(item.value)) if item.secret else item.value for key, item in values.items()
         }
@@ -185,9 +192,13 @@ class AutomationEngine(Engine):
             raise EngineUnavailableError("the Pulumi CLI is not on PATH") from error
 
     def _data_options(self) -> automation.LocalWorkspaceOptions:
+        """One working directory for the data stacks, kept beside the project: its
+        `Pulumi.<stack>.yaml` holds each data stack's secrets salt, so later runs decrypt them."""
         from pulumi import automation
 
-        return automation.LocalWorkspaceOptions(env_vars=self.env)
+        work_dir = self.project_dir / DATA_WORK_DIR
+        work_dir.mkdir(exist_ok=True)
+        return automation.LocalWorkspaceOptions(work_dir=str(work_dir), env_vars=self.env)
 
     # -- plumbing -------------------------------------------------------------------------------
 

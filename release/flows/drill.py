@@ -39,6 +39,7 @@ from core.data_plan import (
     scratch_identifier,
 )
 from core.errors import ExitCode, ReleaseError
+from core.text import one_line
 from release.context import ReleaseContext
 from release.data.verification import (
     DatabaseConnection,
@@ -164,11 +165,18 @@ def drill(ctx: ReleaseContext, request: DrillRequest) -> DrillReport:
     if not report.steps[-1].succeeded:
         _record(ctx, request, stack_config, report)
         return report
+    stopped: BaseException | None = None
+    step = "restore"
     try:
         restored = _restore(ctx, request.stack, scratch, safety, timeouts)
         report.steps.append(restored)
         if restored.succeeded:
+            step = "verify"
             report.steps.append(_verify(ctx, request, safety, report, started_at))
+    except BaseException as error:  # noqa: BLE001 - removed and recorded below, then raised again
+        stopped = error
+        what = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
+        report.steps.append(Step(step, False, 0.0, one_line(what)[:300]))
     finally:
         if request.keep:
             report.kept = scratch.identifier
@@ -181,6 +189,8 @@ def drill(ctx: ReleaseContext, request: DrillRequest) -> DrillReport:
             report.steps.append(_destroy(ctx, request.stack, timeouts))
     _record(ctx, request, stack_config, report)
     report.notification = ctx.notifier.send("drill", _notification_text(request, report))
+    if stopped is not None:
+        raise stopped
     return report
 
 

@@ -199,6 +199,10 @@ def _config_not_live_in_source(ctx: ReleaseContext, request: PromoteRequest) -> 
     ]
 
 
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far in the future a record's signing time may lie (clocks differ a little, never by days)."""
+
+
 def _no_recent_drill(
     ctx: ReleaseContext, request: PromoteRequest, within_days: int | None, now: datetime
 ) -> list[GateViolation]:
@@ -225,6 +229,16 @@ def _no_recent_drill(
         return [
             GateViolation(
                 "recent-drill", f"{request.target}'s newest restore drill {verdict or 'is unreadable'}", fix
+            )
+        ]
+    if signed_at is not None and signed_at > now + CLOCK_SKEW:
+        return [
+            GateViolation(
+                "recent-drill",
+                f"{request.target}'s newest restore drill is dated "
+                f"{signed_at.isoformat(timespec='seconds')}, in the future: a signer's clock is wrong, "
+                "so it proves nothing",
+                fix,
             )
         ]
     if signed_at is None or now - signed_at > timedelta(days=within_days):

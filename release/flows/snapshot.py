@@ -85,10 +85,22 @@ def take_snapshot(
     stack = stack_config.stack
     at = now or datetime.now(UTC)
     source = stack_config.settings.namespace  # components.database: the instance identifier
-    new = SnapshotSpec(
-        snapshot_id(stack, service, fingerprint_of(image), at), source, service, image, release_id, at
-    )
-    existing = snapshots_of(engine.data_outputs(stack))
+    try:
+        name = snapshot_id(stack, service, fingerprint_of(image), at)
+    except ValueError as error:
+        raise SnapshotFailedError(f"stack '{stack}': no snapshot name for {service}: {error}") from None
+    new = SnapshotSpec(name, source, service, image, release_id, at)
+    outputs = engine.data_outputs(stack)
+    unreadable = unreadable_snapshots(outputs)
+    if unreadable:
+        # The data program is declarative: leaving them out of the plan would delete them.
+        raise SnapshotFailedError(
+            f"stack '{stack}': the data stack holds snapshot entries the release tool cannot read "
+            f"({', '.join(unreadable)}), so it takes no snapshot (the plan would delete them); inspect "
+            f"`pulumi stack output -s {stack}` in project platform-data and repair or remove them "
+            "(docs/data-safety.md); nothing changed"
+        )
+    existing = snapshots_of(outputs)
     live = _live_images(stack_config)
     kept = retained(existing, safety, live, at)
     pruned = tuple(spec.snapshot_id for spec in existing if spec not in kept)
@@ -109,24 +121,41 @@ def take_snapshot(
 
 
 def snapshots_of(outputs: dict[str, Any]) -> list[SnapshotSpec]:
-    """The snapshots the data stack holds, oldest first (entries that do not parse are kept out of
-    the plan's arithmetic but never silently dropped: they stay in state until a human removes them)."""
-    specs = []
-    for item in outputs.get(SNAPSHOTS_OUTPUT) or []:
-        try:
-            specs.append(
-                SnapshotSpec(
-                    snapshot_id=str(item["id"]),
-                    source_instance=str(item["sourceInstance"]),
-                    service=str(item["service"]),
-                    image=str(item["image"]),
-                    release_id=str(item["releaseId"]),
-                    created_at=datetime.fromisoformat(str(item["createdAt"]).replace("Z", "+00:00")),
-                )
-            )
-        except (KeyError, TypeError, ValueError):
-            continue
+    """The snapshots the data stack holds that the tool can read, oldest first (take_snapshot
+    refuses while any cannot be read: see unreadable_snapshots)."""
+    specs = [spec for spec in map(_snapshot_spec, _snapshot_items(outputs)) if spec is not None]
     return sorted(specs, key=lambda spec: spec.created_at)
+
+
+def unreadable_snapshots(outputs: dict[str, Any]) -> list[str]:
+    """The ids (or positions) of the data stack's snapshot entries that do not parse."""
+    return [
+        str(item.get("id", f"entry {index}")) if isinstance(item, dict) else f"entry {index}"
+        for index, item in enumerate(_snapshot_items(outputs))
+        if _snapshot_spec(item) is None
+    ]
+
+
+def _snapshot_items(outputs: dict[str, Any]) -> list[Any]:
+    items = outputs.get(SNAPSHOTS_OUTPUT) or []
+    return items if isinstance(items, list) else [items]
+
+
+def _snapshot_spec(item: Any) -> SnapshotSpec | None:
+    try:
+        created_at = datetime.fromisoformat(str(item["createdAt"]).replace("Z", "+00:00"))
+        if created_at.tzinfo is None:
+            return None
+        return SnapshotSpec(
+            snapshot_id=str(item["id"]),
+            source_instance=str(item["sourceInstance"]),
+            service=str(item["service"]),
+            image=str(item["image"]),
+            release_id=str(item["releaseId"]),
+            created_at=created_at,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def retained(
