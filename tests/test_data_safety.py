@@ -14,20 +14,20 @@ from typing import Any
 
 import pytest
 
-from core.config.sources import validated_stack_config
-from core.data_plan import SCRATCH_OUTPUT
+from core.config.sources import project_settings, validated_stack_config
+from core.data_plan import SCRATCH_OUTPUT, SnapshotSpec
 from core.errors import ReleaseError, RollbackRefusedError
 from release.cli import main
 from release.context import ReleaseContext
 from release.flows.deploy import deploy
 from release.flows.drill import DrillRefusedError, DrillRequest, drill
 from release.flows.rollback import RollbackRequest, rollback
-from release.flows.snapshot import SnapshotFailedError, take_snapshot
+from release.flows.snapshot import SnapshotFailedError, retained, take_snapshot
 from release.notify import Notifier
 from release.offline.mock_runtime import DataMocks
 from release.report.audit import audit_rows, render_audit
 from release.testing.fake_engine import FakeEngine
-from tests.conftest import edit_yaml
+from tests.conftest import ROOT, baseline, edit_yaml
 from tests.http_servers import healthy, serve
 from tests.postgres_server import SUPERUSER, RunningPostgres, postgres_server
 from tests.release_doubles import (
@@ -348,3 +348,59 @@ def test_a_stack_name_rds_would_refuse_still_gets_a_snapshot(tmp_path: Path) -> 
         report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
     assert report.phase == "Healthy", report.failure
     assert report.snapshot["snapshot"].startswith("release-eu-staging-")
+
+
+# -- retention ----------------------------------------------------------------------------------------
+
+RETENTION_NOW = datetime(2026, 11, 30, tzinfo=UTC)
+
+
+def taken(
+    days_ago: int, image: str = "registry.example.test/platform/api@sha256:" + "01" * 32
+) -> SnapshotSpec:
+    at = RETENTION_NOW - timedelta(days=days_ago)
+    return SnapshotSpec(f"release-staging-api-{days_ago:012d}-x", "platform-staging", "api", image, "r-1", at)
+
+
+def test_retention_keeps_the_newest_ones_and_the_young_ones_and_prunes_the_rest() -> None:
+    safety = project_settings(ROOT).data_safety
+    assert safety is not None  # keep 10, maxAgeDays 35
+    snapshots = [taken(days) for days in range(36, 60)]  # all older than 35 days
+    kept = retained(snapshots, safety, set(), RETENTION_NOW)
+    newest_ten = sorted(snapshots, key=lambda spec: spec.created_at)[-10:]
+    assert kept == newest_ten
+    young = [taken(days) for days in range(0, 20)]
+    assert len(retained(young, safety, set(), RETENTION_NOW)) == 20  # all younger than 35 days
+
+
+def test_retention_never_prunes_the_newest_snapshot_before_a_live_digest() -> None:
+    safety = project_settings(ROOT).data_safety
+    assert safety is not None
+    live = "registry.example.test/platform/api@sha256:" + "02" * 32
+    guarding = [taken(400, live), taken(300, live)]  # the newer one guards the live digest
+    others = [taken(days) for days in range(36, 60)]
+    kept = retained([*guarding, *others], safety, {live}, RETENTION_NOW)
+    assert guarding[1] in kept and guarding[0] not in kept
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_a_drill_restores_into_an_instance_that_mirrors_the_database_the_program_declares(
+    tmp_path: Path, stack: str
+) -> None:
+    engine = FakeEngine(project_dir=signed_project_copy(tmp_path))
+    engine.add_stack(stack, edit=FAST_BLUE_GREEN)
+    project_file = ReleaseContext.for_tests(engine, engine.project_dir).project_file
+    config = validated_stack_config(stack, engine.get_config(stack), project_file)
+    take_snapshot(engine, config, "api", NEW_API, "r-0123456789ab", lambda _: None, now=NEWEST_WRITE)
+    request = DrillRequest(stack, "alice", signer=TEST_SIGNER, sslmode="disable")
+    drill(ReleaseContext.for_tests(engine, engine.project_dir), request)  # verify fails: no server; fine
+    scratch = next(call.plan.scratch for call in engine.data_ups if call.plan.scratch is not None)
+    source = baseline(stack).of_type("aws:rds/instance:Instance")[0].inputs
+    assert scratch.source_instance == source["identifier"]
+    assert scratch.engine_version == source["engineVersion"]
+    assert scratch.parameter_group_name == source["parameterGroupName"]
+    assert scratch.subnet_group_name == source["dbSubnetGroupName"]
+    assert list(scratch.security_group_ids) == source["vpcSecurityGroupIds"]
+    assert (scratch.port, scratch.database_name) == (source["port"], source["dbName"])
+    assert scratch.instance_class == source["instanceClass"]  # no drillInstanceClass set
+    assert engine.data_ups[-1].plan.scratch is None  # and it was removed

@@ -28,6 +28,7 @@ from core.naming import canary_urn, service_urns
 from release import log
 from release.context import ReleaseContext
 from release.flows.restore import plan_rollback, restore
+from release.flows.snapshot import snapshot_past_risks
 from release.history.entries import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
 from release.history.lifecycle import Release, read_lifecycle
 from release.history.records import Event, ReleaseRecord
@@ -87,6 +88,7 @@ def abort(ctx: ReleaseContext, request: AbortRequest) -> ReleaseReport:
             report.notes.append("this abort would be refused without --force (see migration risk)")
         return report
     refuse_unsigned_write(stack_config.project, stack, request.signer, "abort")
+    data = snapshot_past_risks(ctx, stack, current, plan, request.force, report)
     record = ReleaseRecord(
         event=Event.ABORT,
         stack=stack,
@@ -98,6 +100,7 @@ def abort(ctx: ReleaseContext, request: AbortRequest) -> ReleaseReport:
         revokes=() if _kept_image(release) else (release.image,),
         reason=request.reason,
         run=request.run,
+        data=data,
     )
     ctx.progress(f"abort: {release.describe()}; restoring {service} from {target.label()} ({plan.mode})")
     with log.indented():

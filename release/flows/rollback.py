@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from core.config.project import ProjectSettings
 from core.config.sources import StackConfigValues, validated_stack_config
@@ -31,7 +30,7 @@ from core.errors import HistoryError
 from release import log
 from release.context import ReleaseContext
 from release.flows.restore import plan_rollback, restore
-from release.flows.snapshot import take_snapshot
+from release.flows.snapshot import snapshot_past_risks
 from release.history.entries import (
     RELEASES_KEY,
     HistoryEntry,
@@ -40,7 +39,7 @@ from release.history.entries import (
     refuse_if_running,
 )
 from release.history.lifecycle import Lifecycle, choose_rollback_target, read_lifecycle
-from release.history.records import Event, ReleaseRecord, new_release_id
+from release.history.records import Event, ReleaseRecord
 from release.history.signing import Signer, refuse_unsigned_write
 from release.report.release_report import Phase, ReleaseReport
 from release.report.rollback_plan import RollbackPlan
@@ -74,21 +73,7 @@ def rollback(ctx: ReleaseContext, request: RollbackRequest) -> ReleaseReport:
             report.notes.append(f"it would finish the unfinished release(s) {', '.join(unfinished)}")
         return report
     refuse_unsigned_write(project, stack, request.signer, "rollback")
-    data: dict[str, Any] = {}
-    if plan.risks and request.force:
-        # Forced past a migration that cannot be undone: the database as it is now is kept first.
-        risk = plan.risks[0]
-        stack_config = validated_stack_config(stack, current, ctx.project_file)
-        taken = take_snapshot(
-            ctx.engine,
-            stack_config,
-            risk.service,
-            risk.digest,
-            new_release_id(),
-            ctx.progress,
-        )
-        data = {"snapshot": taken.to_json()}
-        report.snapshot = taken.to_json()
+    data = snapshot_past_risks(ctx, stack, current, plan, request.force, report)
     ctx.progress(f"rollback: pulumi up -s {stack} ({plan.mode}, to {plan.target.label()})")
     record = ReleaseRecord(
         event=Event.ROLLBACK,

@@ -1,8 +1,9 @@
 """A manual snapshot of a stack's database before a change that cannot be undone: a release that
-stages a new digest of a service whose migration is not expand/contract, or a forced rollback past
-one. The snapshot is a resource of the stack's data stack (core.data_plan, components.data_program),
-taken through the engine and waited for (bounded by `dataSafety.snapshotTimeoutMinutes`); a
-snapshot that fails stops the command before anything changed.
+stages a new digest of a service whose migration is not expand/contract, or a rollback or abort
+forced past one. The snapshot is a resource of the stack's data stack (core.data_plan,
+components.data_program), taken through the engine and waited for (bounded by
+`dataSafety.snapshotTimeoutMinutes`); a snapshot that fails stops the command before anything
+changed.
 
 Retention (`dataSafety.retention`): the newest `keep` snapshots stay, and older ones until they are
 `maxAgeDays` old; the newest snapshot taken before each digest still live in the stack always stays
@@ -18,12 +19,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.config.data_safety import DataSafetySpec
+from core.config.sources import StackConfigValues, validated_stack_config
 from core.config.stack import StackConfig
 from core.data_plan import SNAPSHOTS_OUTPUT, DataPlan, SnapshotSpec, snapshot_id
 from core.errors import ExitCode, ReleaseError
 from core.images import fingerprint_of
 from release import log
+from release.context import ReleaseContext
 from release.engine.protocol import DataTimeouts, Engine
+from release.history.records import new_release_id
+from release.report.release_report import ReleaseReport
+from release.report.rollback_plan import RollbackPlan
 
 
 class SnapshotFailedError(ReleaseError):
@@ -181,3 +187,23 @@ def _live_images(stack_config: StackConfig) -> set[str]:
         for release in stack_config.settings.releases.values()
         for image in (release.images.blue, release.images.green)
     }
+
+
+def snapshot_past_risks(
+    ctx: ReleaseContext,
+    stack: str,
+    current: StackConfigValues,
+    plan: RollbackPlan,
+    force: bool,
+    report: ReleaseReport,
+) -> dict[str, Any]:
+    """A rollback or abort forced past a migration that cannot be undone keeps the database as it
+    is now first (the new schema's writes); the record's `data` and the report name the snapshot.
+    `{}` when there is no such risk or it is not forced (the restore then refuses)."""
+    if not (plan.risks and force):
+        return {}
+    risk = plan.risks[0]
+    stack_config = validated_stack_config(stack, current, ctx.project_file)
+    taken = take_snapshot(ctx.engine, stack_config, risk.service, risk.digest, new_release_id(), ctx.progress)
+    report.snapshot = taken.to_json()
+    return {"snapshot": taken.to_json()}
