@@ -147,10 +147,11 @@ class AutomationEngine(Engine):
                 on_output=on_output,
                 color="never",
                 show_secrets=False,
-                suppress_progress=True,
+                # A snapshot or restore takes minutes: keep the engine's "creating (60s)" lines.
+                suppress_progress=False,
             )
         except automation_errors.ConcurrentUpdateError as error:
-            raise ConcurrentReleaseError(f"{DATA_PROJECT}/{stack}", _tail(str(error))) from error
+            raise ConcurrentReleaseError(f"{DATA_PROJECT}/{plan.data_stack}", _tail(str(error))) from error
         except automation_errors.CommandError as error:
             return UpdateOutcome(False, time.monotonic() - started, error=_tail(str(error)))
         changes = changes_of(result.summary.resource_changes)

@@ -40,6 +40,7 @@ from core.data_plan import (
 )
 from core.errors import ExitCode, ReleaseError
 from core.text import one_line
+from release import log
 from release.context import ReleaseContext
 from release.data.verification import (
     DatabaseConnection,
@@ -304,7 +305,9 @@ def _restore(
     )
     started = time.monotonic()
     plan = DataPlan(stack, scratch=scratch, drill=True, tags={"app": "platform", "stack": stack})
-    outcome = ctx.engine.data_up(stack, plan, timeouts, f"release drill: restore into {scratch.identifier}")
+    outcome = ctx.engine.data_up(
+        stack, plan, timeouts, f"release drill: restore into {scratch.identifier}", on_output=log.detail
+    )
     detail = (
         f"{scratch.identifier} available"
         if outcome.succeeded

@@ -117,7 +117,9 @@ def take_snapshot(
     )
     started = time.monotonic()
     timeouts = DataTimeouts(safety.snapshot_timeout_minutes, safety.restore_timeout_minutes)
-    outcome = engine.data_up(stack, plan, timeouts, f"release snapshot {new.snapshot_id}")
+    outcome = engine.data_up(
+        stack, plan, timeouts, f"release snapshot {new.snapshot_id}", on_output=log.detail
+    )
     if not outcome.succeeded:
         raise SnapshotFailedError(
             f"stack '{stack}': the snapshot {new.snapshot_id} before {service}'s migration failed, so the "
