@@ -209,3 +209,18 @@ def test_an_abort_after_a_contract_only_services_stage_needs_no_force(tmp_path: 
         report = abort(ReleaseContext.for_tests(engine, engine.project_dir), request)
         assert report.phase == "Healthy", report.render()
         assert engine.serving("staging", "api") == STAGING_API_BEFORE
+
+
+def test_an_abort_after_a_failed_rollback_moves_traffic_back_though_config_already_says_so() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        api.bad_when_stable.add(NEW_API)
+        engine.fail_up(3, "kube API unreachable")  # ups: 1 preview, 2 switch, 3 the rollback
+        report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
+        assert report.phase == "RollbackFailed"
+        assert engine.serving("staging", "api") == NEW_API  # config is back, the Services are not
+        request = AbortRequest("staging", "api", "bob", reason="runner lost", stable_urls=[api.stable_url])
+        request.signer = TEST_SIGNER
+        abort(ReleaseContext.for_tests(engine, engine.project_dir), request)
+    assert engine.serving("staging", "api") == STAGING_API_BEFORE
+    assert engine.serving("staging", "api", preview=True) == NEW_API  # the preview Service too

@@ -75,9 +75,11 @@ def abort(ctx: ReleaseContext, request: AbortRequest) -> ReleaseReport:
     target = _state_before(release, before, current, stack)
     plan = plan_rollback(stack, current, target, stack_config.project)
     plan.not_restored = []
-    if Event.CANARY in {event for event, _ in release.steps} and plan.nothing_to_do:
-        # Config already says weight 0 (a rollback's `up` set it, then failed or was interrupted),
-        # but the canary Ingress may still send traffic: apply that config to the Services and it.
+    if plan.nothing_to_do:
+        # Config already says what the state before the release was (a rollback's `up` set it,
+        # then failed or was interrupted), but the cluster may still route traffic as the release
+        # left it: apply that config to the service's traffic resources, the two Services and the
+        # canary Ingress.
         plan.restore = {RELEASES_KEY: current[RELEASES_KEY]}
         plan.targets = [*service_urns(stack, PROJECT_NAME, service), canary_urn(stack, PROJECT_NAME, service)]
     plan.why = f"{service} as it was in {target.label()}, before {release.describe()}"
