@@ -90,7 +90,7 @@ def abort(ctx: ReleaseContext, request: AbortRequest) -> ReleaseReport:
             report.notes.append("this abort would be refused without --force (see migration risk)")
         return report
     refuse_unsigned_write(stack_config.project, stack, request.signer, "abort")
-    data = snapshot_past_risks(ctx, stack, current, plan, request.force, report)
+    data = snapshot_past_risks(ctx, stack_config, plan, request.force, report)
     record = ReleaseRecord(
         event=Event.ABORT,
         stack=stack,

@@ -147,8 +147,11 @@ class _Release:
     preview_urls: list[str]
     stable_urls: list[str]
     stack_config: StackConfig
-    snapshot_needed: bool
-    """The staged image runs a migration that is not expand/contract: snapshot the database first."""
+
+    @property
+    def snapshot_needed(self) -> bool:
+        """The staged image runs a migration that is not expand/contract: snapshot the database first."""
+        return needs_snapshot(self.stack_config, self.service, self.run.image)
 
     def knob(self, release: ServiceRelease) -> dict[str, Any]:
         """The `releases` knob with this service's release replaced by `release`."""
@@ -261,7 +264,6 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
         preview_urls=health_urls(stack_config, outputs, request.service, True, request.preview_urls),
         stable_urls=health_urls(stack_config, outputs, request.service, False, request.stable_urls),
         stack_config=stack_config,
-        snapshot_needed=needs_snapshot(stack_config, request.service, run.image),
     )
 
 

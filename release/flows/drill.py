@@ -50,7 +50,7 @@ from release.data.verification import (
     recovery_figures,
     verify_database,
 )
-from release.engine.protocol import DataTimeouts, SecretValue
+from release.engine.protocol import DataTimeouts, SecretValue, UpdateOutcome
 from release.flows.snapshot import data_safety_of, snapshots_of
 from release.history.records import Event, ReleaseRecord
 from release.history.signing import Signer, refuse_unsigned_write
@@ -229,9 +229,7 @@ def _remove_leftover(ctx: ReleaseContext, stack: str, timeouts: DataTimeouts, re
         return Step("cleanup", True, time.monotonic() - started, "no scratch instance was left behind")
     name = leftover.get("identifier", "?") if isinstance(leftover, dict) else "?"
     ctx.progress(f"cleanup: removing the scratch instance {name} a drill left behind")
-    outcome = ctx.engine.data_up(
-        stack, DataPlan(stack, drill=True), timeouts, "release drill: remove leftover"
-    )
+    outcome = _remove_scratch(ctx, stack, timeouts, "release drill: remove leftover")
     if outcome.succeeded:
         report.notes.append(f"removed the scratch instance {name} left by a drill that did not finish")
         return Step("cleanup", True, time.monotonic() - started, f"removed the leftover {name}")
@@ -357,9 +355,14 @@ def _verify(
 def _destroy(ctx: ReleaseContext, stack: str, timeouts: DataTimeouts) -> Step:
     ctx.progress("destroy: removing the scratch instance")
     started = time.monotonic()
-    outcome = ctx.engine.data_up(stack, DataPlan(stack, drill=True), timeouts, "release drill: destroy")
+    outcome = _remove_scratch(ctx, stack, timeouts, "release drill: destroy")
     detail = "the scratch instance is gone" if outcome.succeeded else f"could not remove it: {outcome.error}"
     return Step("destroy", outcome.succeeded, time.monotonic() - started, detail)
+
+
+def _remove_scratch(ctx: ReleaseContext, stack: str, timeouts: DataTimeouts, message: str) -> UpdateOutcome:
+    """An update of the drill stack that declares no scratch instance: the engine deletes it."""
+    return ctx.engine.data_up(stack, DataPlan(stack, drill=True), timeouts, message)
 
 
 def _record(

@@ -221,9 +221,7 @@ def _no_recent_drill(
     if not drills:
         return [GateViolation("recent-drill", f"{request.target} has no restore drill in its history", fix)]
     newest = drills[0]
-    verdict = (
-        newest.data.get("drill", {}).get("verdict") if isinstance(newest.data.get("drill"), dict) else None
-    )
+    verdict = newest.drill.get("verdict")
     signed_at = newest.signed_at
     if verdict != "Passed":
         return [

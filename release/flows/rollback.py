@@ -56,7 +56,8 @@ def rollback(ctx: ReleaseContext, request: RollbackRequest) -> ReleaseReport:
     stack = request.stack
     report = ReleaseReport("rollback", stack)
     current = ctx.engine.get_config(stack)
-    project = validated_stack_config(stack, current, ctx.project_file).project
+    stack_config = validated_stack_config(stack, current, ctx.project_file)
+    project = stack_config.project
     entries = read_history(ctx.engine, stack, project)
     refuse_if_running(stack, entries)
     lifecycle = read_lifecycle(entries)
@@ -73,7 +74,7 @@ def rollback(ctx: ReleaseContext, request: RollbackRequest) -> ReleaseReport:
             report.notes.append(f"it would finish the unfinished release(s) {', '.join(unfinished)}")
         return report
     refuse_unsigned_write(project, stack, request.signer, "rollback")
-    data = snapshot_past_risks(ctx, stack, current, plan, request.force, report)
+    data = snapshot_past_risks(ctx, stack_config, plan, request.force, report)
     ctx.progress(f"rollback: pulumi up -s {stack} ({plan.mode}, to {plan.target.label()})")
     record = ReleaseRecord(
         event=Event.ROLLBACK,

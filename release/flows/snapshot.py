@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.config.data_safety import DataSafetySpec
-from core.config.sources import StackConfigValues, validated_stack_config
 from core.config.stack import StackConfig
 from core.data_plan import SNAPSHOTS_OUTPUT, DataPlan, SnapshotSpec, snapshot_id
 from core.errors import ExitCode, ReleaseError
@@ -193,8 +192,7 @@ def _live_images(stack_config: StackConfig) -> set[str]:
 
 def snapshot_past_risks(
     ctx: ReleaseContext,
-    stack: str,
-    current: StackConfigValues,
+    stack_config: StackConfig,
     plan: RollbackPlan,
     force: bool,
     report: ReleaseReport,
@@ -205,7 +203,6 @@ def snapshot_past_risks(
     if not (plan.risks and force):
         return {}
     risk = plan.risks[0]
-    stack_config = validated_stack_config(stack, current, ctx.project_file)
     taken = take_snapshot(ctx.engine, stack_config, risk.service, risk.digest, new_release_id(), ctx.progress)
     report.snapshot = taken.to_json()
     return {"snapshot": taken.to_json()}

@@ -135,6 +135,12 @@ class ReleaseRecord:
         return self.config.get("imageKept") is True
 
     @property
+    def drill(self) -> dict[str, Any]:
+        """A `drill` record's outcome (release.flows.drill.DrillReport.record_data); {} otherwise."""
+        drill = self.data.get("drill")
+        return drill if isinstance(drill, dict) else {}
+
+    @property
     def digest(self) -> str:
         return digest_of(self.image)
 

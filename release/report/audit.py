@@ -24,7 +24,7 @@ from core.text import one_line
 from release.engine.protocol import Engine
 from release.gates import evidence_for
 from release.history.entries import RELEASES_KEY, HistoryEntry, read_history
-from release.history.records import Event
+from release.history.records import Event, ReleaseRecord
 
 
 @dataclass
@@ -185,7 +185,7 @@ def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRo
             _approval_or_reason(shown.approval, shown.break_glass, shown.reason),
             _judged_on(shown.window.get("analysis")),
             _config_set(shown.config.get("set")),
-            _data_safety(shown.data),
+            _data_safety(shown),
         ]
         why = one_line("; ".join(part for part in parts if part))
         actor = shown.actor if record is not None else f"{shown.actor} (unverified)"
@@ -408,19 +408,20 @@ def last_drill(entries: Sequence[HistoryEntry]) -> dict[str, Any] | None:
         record = entry.record
         if record is None or record.event != Event.DRILL:
             continue
-        drill = record.data.get("drill")
-        drill = drill if isinstance(drill, Mapping) else {}
-        figures = drill.get("figures")
-        figures = figures if isinstance(figures, Mapping) else {}
-        return {
-            "entry": entry.number,
-            "time": record.time,
-            "verdict": drill.get("verdict"),
-            "rto": _minutes(figures.get("rto")),
-            "rpo": _minutes(figures.get("rpo")),
-            "restoredFrom": drill.get("restoredFrom"),
-        }
+        return {"entry": entry.number, "time": record.time, **_drill_summary(record.drill)}
     return None
+
+
+def _drill_summary(drill: Mapping[str, Any]) -> dict[str, Any]:
+    """A drill record's verdict, RTO and RPO (in minutes) and what it restored."""
+    figures = drill.get("figures")
+    figures = figures if isinstance(figures, Mapping) else {}
+    return {
+        "verdict": drill.get("verdict"),
+        "rto": _minutes(figures.get("rto")),
+        "rpo": _minutes(figures.get("rpo")),
+        "restoredFrom": drill.get("restoredFrom"),
+    }
 
 
 def _config_fingerprints(project: ProjectSettings, service: str, release: ServiceRelease) -> dict[str, str]:
@@ -476,19 +477,16 @@ def render_status(rows: Sequence[ServiceStatus], markdown: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _data_safety(data: Mapping[str, Any]) -> str:
+def _data_safety(record: ReleaseRecord) -> str:
     """The snapshot a release took before its migration, or a drill's verdict and figures."""
     parts = []
-    snapshot = data.get("snapshot")
+    snapshot = record.data.get("snapshot")
     if isinstance(snapshot, Mapping):
         parts.append(f"snapshot {snapshot.get('snapshot')}")
-    drill = data.get("drill")
-    if isinstance(drill, Mapping):
-        figures = drill.get("figures")
-        figures = figures if isinstance(figures, Mapping) else {}
+    if record.drill:
+        drill = _drill_summary(record.drill)
         parts.append(
-            f"drill {drill.get('verdict')}: RTO {_minutes(figures.get('rto'))} "
-            f"RPO {_minutes(figures.get('rpo'))} from {drill.get('restoredFrom')}"
+            f"drill {drill['verdict']}: RTO {drill['rto']} RPO {drill['rpo']} from {drill['restoredFrom']}"
         )
     return "; ".join(parts)
 
