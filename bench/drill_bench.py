@@ -74,7 +74,7 @@ def overhead(running: RunningPostgres) -> None:
         )
         project_file = ReleaseContext.for_tests(engine, engine.project_dir).project_file
         config = validated_stack_config("staging", engine.get_config("staging"), project_file)
-        take_snapshot(engine, config, "api", NEW_API, "r-0123456789ab", lambda _: None)
+        take_snapshot(engine, config, "api", NEW_API, "r-0123456789ab", lambda _: None, engine.clock())
         timings: list[float] = []
         steps: dict[str, list[float]] = {}
         for _ in range(RUNS):

@@ -200,11 +200,11 @@ def analyse(
     colour: str,
     baseline_colour: str,
     query: Query,
-    at: datetime | None = None,
+    at: datetime,
     baseline_at: datetime | None = None,
     compare: bool = True,
 ) -> Analysis:
-    """Measure `colour` of `service` over the window ending `at` (now when None), and compare it with
+    """Measure `colour` of `service` over the window ending `at` (the clock's now), and compare it with
     `baseline_colour` over the window ending `baseline_at` (default: the same time). `compare=False`
     leaves the comparison out (the other colour takes no traffic: nothing to compare with)."""
     window = f"{settings.window_seconds}s"

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from core.errors import ExitCode, ReleaseError
 from core.text import one_line, printable
 from release import log
+from release.clock import Clock, system_clock
 from release.commands import COMMANDS
 from release.commands.options import Options, Parser
 from release.context import EngineFactory, ReleaseContext
@@ -45,8 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, engine_factory: EngineFactory | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    engine_factory: EngineFactory | None = None,
+    clock: Clock = system_clock,
+) -> int:
     """Run one command; return its exit code. Never raises (argparse exits 2 on bad arguments).
+    `engine_factory` and `clock` are the adapter over the Pulumi CLI and the system clock, except in
+    tests (the engine double and its clock).
 
     A ReleaseError is printed as `release: <message>` and exits with its code; anything else is a
     bug: one line naming the command and the error (the traceback too under --verbose), exit 70.
@@ -58,6 +65,7 @@ def main(argv: Sequence[str] | None = None, engine_factory: EngineFactory | None
         engine_factory=engine_factory or AutomationEngine,
         given_project_dir=args.project_dir,
         given_actor=getattr(args, "actor", None),
+        clock=clock,
     )
     try:
         with sigterm_interrupts():

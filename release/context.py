@@ -19,11 +19,13 @@ from pathlib import Path
 from core.config.project import ProjectSettings
 from core.config.sources import ProjectFile, project_dir_of
 from release import log
+from release.clock import Clock, system_clock
 from release.engine.protocol import Engine
 from release.history.signing import Signer
 from release.log import Progress
 from release.notify import NO_NOTIFIER, Notifier
 from release.report.release_report import Checker, default_checker
+from release.testing.fake_clock import FakeClock
 
 EngineFactory = Callable[[Path], Engine]
 
@@ -41,6 +43,8 @@ class ReleaseContext:
     progress: Progress = log.progress
     sleep: Callable[[float], None] = time.sleep
     """How a step waits (the metric analysis waits for its window to fill after a switch)."""
+    clock: Clock = system_clock
+    """The time every decision is taken at (freeze windows, soak, drill age, record times)."""
     given_notifier: Notifier | None = None
     given_signer: Signer | None = None
     from_environment: bool = True
@@ -96,16 +100,25 @@ class ReleaseContext:
         notifier: Notifier | None = None,
         signer: Signer | None = None,
         env: Mapping[str, str] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
+        clock: FakeClock | None = None,
     ) -> ReleaseContext:
-        """A context around an engine (double) that reads nothing from the environment."""
+        """A context around an engine (double) that reads nothing from the environment, nor the wall
+        clock: it runs on `clock`, by default the engine double's own (`FakeEngine.clock`). Its waits
+        move that clock by what they wait, unless the test gives `sleep` (a recorder: then no time
+        passes, as when a test's series already fill every window)."""
+        test_clock = clock if clock is not None else getattr(engine, "clock", None)
+        if not isinstance(test_clock, FakeClock):
+            raise TypeError("a test context needs a FakeClock: pass clock=, or use the engine double's")
+
         return cls(
             env=dict(env or {}),
             engine_factory=lambda _: engine,
             given_project_dir=project_dir,
             checker=checker,
             progress=progress,
-            sleep=sleep,
+            sleep=sleep or test_clock.sleep,
+            clock=test_clock,
             given_notifier=notifier,
             given_signer=signer,
             from_environment=False,

@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 import httpx
 
 from core.errors import ApprovalEvidenceError
+from release.clock import Clock, system_clock
 
 __all__ = ["MAX_BODY_BYTES", "SOURCE", "EnvironmentApproval", "read_environment_approval"]
 
@@ -124,7 +125,7 @@ class _Run:
 
 
 def read_environment_approval(
-    env: Mapping[str, str], environment: str, timeout_seconds: float = 10.0
+    env: Mapping[str, str], environment: str, timeout_seconds: float = 10.0, clock: Clock = system_clock
 ) -> EnvironmentApproval:
     """Read the running workflow run's review history and return the approval of `environment`.
 
@@ -137,7 +138,7 @@ def read_environment_approval(
         raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds!r}")
     run = _run_from(env, environment)
     body = _fetch(run, timeout_seconds)
-    read_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    read_at = clock().strftime("%Y-%m-%dT%H:%M:%SZ")
     reviews = _parse(run, body)
     return _approval(run, reviews, read_at)
 

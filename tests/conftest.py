@@ -1,14 +1,18 @@
 """Shared helpers: evaluate the real program (`__main__.py`) under Pulumi's mock runtime.
 
 The program reads its config from the runtime exactly as under `pulumi up`; these helpers hand it
-the config the engine would, built from the repository's own Pulumi.yaml and stack files.
+the config the engine would, built from the repository's own Pulumi.yaml and stack files, in a copy
+(PROJECT) whose `platform:releases` are the pinned ones of tests/fixtures/releases.yaml: a release
+rewrites that knob in the committed files, so no test depends on what the last release left there.
 """
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import shutil
+import tempfile
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -24,7 +28,32 @@ from core.errors import ConfigError, ConfigProblem
 from release.offline.mock_runtime import ProgramRun, evaluate_program
 
 ROOT = Path(__file__).resolve().parents[1]
+"""The repository: its code, docs and committed stack files (tests of those are `test_committed_*`)."""
 STACKS = ("dev", "staging", "production")
+RELEASES_FIXTURE = ROOT / "tests" / "fixtures" / "releases.yaml"
+
+
+def pinned_project(destination: Path) -> Path:
+    """The program, Pulumi.yaml and stack files copied into `destination`, each stack's
+    `platform:releases` replaced by its value in tests/fixtures/releases.yaml."""
+    pinned = yaml.safe_load(RELEASES_FIXTURE.read_text())
+    for path in [ROOT / "__main__.py", ROOT / "Pulumi.yaml"]:
+        shutil.copy(path, destination / path.name)
+    for stack in STACKS:
+        document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+        document["config"][f"{PROJECT_NAME}:releases"] = pinned[stack]
+        (destination / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    return destination
+
+
+def _session_project() -> Path:
+    directory = Path(tempfile.mkdtemp(prefix="pinned-project-"))
+    atexit.register(shutil.rmtree, directory, True)
+    return pinned_project(directory)
+
+
+PROJECT = _session_project()
+"""The project every test reads its stack files from (never mutate it: copy it with `project`)."""
 
 # Test-only values, so tests can prove these exact strings never leak. Not real secrets.
 TEST_SECRETS = {
@@ -38,7 +67,7 @@ Edit = Callable[[dict[str, Any]], None]
 
 
 def engine_config(
-    stack: str, edit: Edit | None = None, secrets: dict[str, str] | None = None, project_dir: Path = ROOT
+    stack: str, edit: Edit | None = None, secrets: dict[str, str] | None = None, project_dir: Path = PROJECT
 ) -> tuple[dict[str, str], list[str]]:
     """The config the engine would pass the program for `stack`; `edit` may change parsed values."""
     stack_file = read_stack_file(project_dir, stack)
@@ -54,7 +83,7 @@ def engine_config(
 
 
 def run_program(
-    stack: str, edit: Edit | None = None, secrets: dict[str, str] | None = None, project_dir: Path = ROOT
+    stack: str, edit: Edit | None = None, secrets: dict[str, str] | None = None, project_dir: Path = PROJECT
 ) -> ProgramRun:
     config, secret_keys = engine_config(stack, edit, secrets, project_dir)
     return evaluate_program(project_dir / "__main__.py", PROJECT_NAME, stack, config, secret_keys)
@@ -67,8 +96,8 @@ def baseline(stack: str) -> ProgramRun:
 
 
 def copy_project(destination: Path) -> Path:
-    """A throwaway copy of the Pulumi project (program, Pulumi.yaml, stack files) to inject faults into."""
-    for path in [ROOT / "__main__.py", *ROOT.glob("Pulumi*.yaml")]:
+    """A throwaway copy of the test project (program, Pulumi.yaml, pinned stack files) to change."""
+    for path in [PROJECT / "__main__.py", *PROJECT.glob("Pulumi*.yaml")]:
         shutil.copy(path, destination / path.name)
     return destination
 

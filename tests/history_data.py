@@ -45,7 +45,9 @@ def update(
         "version": 0,
         "kind": "update",
         "startTime": end.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-        "message": record.message(f"release {record.event} {record.service}", signer) if record else message,
+        "message": record.message(f"release {record.event} {record.service}", signer, end)
+        if record
+        else message,
         "environment": {"exec.kind": "cli"},
         "config": {
             "platform:releases": {"value": json.dumps(config or releases()), "secret": False},

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import pytest
 from release.context import ReleaseContext
 from release.flows.deploy import deploy
 from release.report.release_report import ReleaseReport
+from release.testing.fake_clock import MONDAY_MORNING
 from release.testing.fake_engine import FakeEngine
 from tests.release_doubles import FAST_BLUE_GREEN, NEW_API, cluster, signed_project
 
@@ -97,15 +98,20 @@ class LoadedPrometheus:
     """The last sample's time: query at it for a window of known series."""
 
 
+SERIES_END = MONDAY_MORNING + timedelta(minutes=10)
+"""Where the series end by default: ten minutes past the engine double's first instant, so every
+window a release on a fresh FakeEngine judges (its clock moves 30 s an update) is full of samples.
+Prometheus answers a query at any time given to it, so the suite never depends on the day it runs."""
+
+
 @contextmanager
-def prometheus_with(traffic: list[Traffic], ending_seconds_ago: int = 600) -> Iterator[LoadedPrometheus]:
-    """Prometheus holding `traffic` for the 30 minutes that end `ending_seconds_ago` (0: now, for a
-    release that queries the present)."""
+def prometheus_with(traffic: list[Traffic], end: datetime = SERIES_END) -> Iterator[LoadedPrometheus]:
+    """Prometheus holding `traffic` for the 30 minutes that end at `end` (rounded down to a scrape)."""
     prometheus, promtool = binaries()
-    end = (int(time.time()) - ending_seconds_ago) // STEP_SECONDS * STEP_SECONDS
+    end_seconds = int(end.timestamp()) // STEP_SECONDS * STEP_SECONDS
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(scratch)
-        (directory / "series.om").write_text(openmetrics(traffic, end))
+        (directory / "series.om").write_text(openmetrics(traffic, end_seconds))
         subprocess.run(
             [promtool, "tsdb", "create-blocks-from", "openmetrics", "series.om", "data"],
             cwd=directory,
@@ -130,7 +136,7 @@ def prometheus_with(traffic: list[Traffic], ending_seconds_ago: int = 600) -> It
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_ready(url)
-            yield LoadedPrometheus(url, datetime.fromtimestamp(end, UTC))
+            yield LoadedPrometheus(url, datetime.fromtimestamp(end_seconds, UTC))
         finally:
             server.terminate()
             try:
@@ -154,12 +160,13 @@ def _wait_ready(url: str) -> None:
 def judged_release(
     new_colour_errors: float, sleep: Callable[[float], None], **knobs: Any
 ) -> tuple[ReleaseReport, FakeEngine]:
-    """A staging release of NEW_API onto blue, judged by a Prometheus whose series run up to now: blue
-    (the new colour) answers `new_colour_errors` of its requests with 5xx, green (live) 0.1%. `knobs`
-    are more stack knobs (e.g. a canary strategy). The series already fill every window, so waits
-    for a window go to `sleep` (a recorder), never to the clock."""
+    """A staging release of NEW_API onto blue, judged by a Prometheus whose series run past the
+    engine double's clock (SERIES_END): blue (the new colour) answers `new_colour_errors` of its
+    requests with 5xx, green (live) 0.1%. `knobs` are more stack knobs (e.g. a canary strategy). The
+    series already fill every window, so waits for a window go to `sleep` (a recorder) and the clock
+    does not move."""
     traffic = [Traffic("api", "blue", 50, error_share=new_colour_errors), Traffic("api", "green", 50)]
-    with prometheus_with(traffic, ending_seconds_ago=0) as loaded:
+    with prometheus_with(traffic) as loaded:
         engine = FakeEngine(project_dir=signed_project())
         edit = {
             **FAST_BLUE_GREEN,

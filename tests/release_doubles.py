@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -153,14 +153,14 @@ def dies_on_check(number: int) -> Checker:
 def record_drill(engine: FakeEngine, stack: str, verdict: str = "Passed", at: datetime | None = None) -> None:
     """A signed `drill` record in `stack`'s history, as `release drill` writes one (the promotion
     gate `requireDrillWithinDays` reads it); `at` is when it was signed (default: an hour before the
-    engine double's first update, so before any promotion a test makes)."""
+    engine double's clock, so before any promotion a test makes)."""
     record = ReleaseRecord(
         event=Event.DRILL,
         stack=stack,
         actor="drill-bot",
-        time=record_time(at or datetime(2026, 11, 23, 8, 0, tzinfo=UTC)),
+        time=record_time(at or engine.clock() - timedelta(hours=1)),
         data={"drill": {"verdict": verdict, "restoredFrom": "snapshot release-test"}},
     )
-    engine.up(stack, {}, record.message(f"release drill {stack}: {verdict}", TEST_SIGNER))
+    engine.up(stack, {}, record.message(f"release drill {stack}: {verdict}", TEST_SIGNER, engine.clock()))
     engine.ups.clear()
     engine.calls.clear()

@@ -4,8 +4,9 @@ and everything that is not a clean answer is Inconclusive with its reason, never
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +14,8 @@ import pytest
 from core.config.stack import AnalysisSettings
 from release.analysis import Analysis, Outcome, Sample, analyse, prometheus_query
 from release.cli import main
-from release.testing.fake_engine import FakeEngine
+from release.testing.fake_clock import MONDAY_MORNING
+from release.testing.fake_engine import UPDATE_SECONDS, FakeEngine
 from tests.http_servers import serve
 from tests.prometheus_server import LoadedPrometheus, Traffic, judged_release, prometheus_with
 from tests.release_doubles import NEW_API, history_of, signed_project
@@ -31,9 +33,14 @@ TRAFFIC = [
 ]
 
 
+SERIES_ENDED = MONDAY_MORNING - timedelta(minutes=10)
+"""The module's series end ten minutes before the engine double's clock starts: judged at their end
+they fill every window; judged at the clock's now (`release analyse`), they are ten minutes stale."""
+
+
 @pytest.fixture(scope="module")
 def prometheus() -> Iterator[LoadedPrometheus]:
-    with prometheus_with(TRAFFIC) as loaded:
+    with prometheus_with(TRAFFIC, end=SERIES_ENDED) as loaded:
         yield loaded
 
 
@@ -124,14 +131,14 @@ def fake(samples: list[Sample]) -> Any:
 )
 def test_an_answer_that_is_not_one_clean_value_is_inconclusive(samples: list[Sample], reason: str) -> None:
     chosen = settings("http://127.0.0.1:9")
-    analysis = analyse(chosen, "api", "green", "blue", fake(samples))
+    analysis = analyse(chosen, "api", "green", "blue", fake(samples), MONDAY_MORNING)
     assert analysis.outcome is Outcome.INCONCLUSIVE
     assert reason in analysis.measurements[0].reason
 
 
 def test_an_unreachable_prometheus_is_inconclusive_with_the_reason() -> None:
     chosen = settings("http://127.0.0.1:9", timeoutSeconds=1)
-    analysis = analyse(chosen, "api", "green", "blue", prometheus_query(chosen))
+    analysis = analyse(chosen, "api", "green", "blue", prometheus_query(chosen), MONDAY_MORNING)
     assert analysis.outcome is Outcome.INCONCLUSIVE
     assert "unreachable" in analysis.measurements[0].reason
 
@@ -151,7 +158,7 @@ def test_an_unreachable_prometheus_is_inconclusive_with_the_reason() -> None:
 def test_a_bad_answer_is_inconclusive_with_the_reason(reply: Any, reason: str) -> None:
     with serve(lambda _: reply) as url:
         chosen = settings(url.rstrip("/"))
-        analysis = analyse(chosen, "api", "green", "blue", prometheus_query(chosen))
+        analysis = analyse(chosen, "api", "green", "blue", prometheus_query(chosen), MONDAY_MORNING)
     assert analysis.outcome is Outcome.INCONCLUSIVE
     assert reason in analysis.measurements[0].reason
 
@@ -197,7 +204,11 @@ def test_a_release_is_verified_on_its_metrics_and_the_numbers_go_into_its_record
 def test_a_release_whose_new_colour_errs_more_than_the_old_is_rolled_back_on_its_metrics() -> None:
     report, engine = release_with_metrics(0.02)
     assert report.phase == "RolledBack"
-    assert report.failure.startswith("metrics: after 30 of 150 s: metrics Failed")  # the first check
+    waited = re.fullmatch(r"metrics: after (\d+) of (\d+) s: metrics Failed.*", report.failure)
+    assert waited is not None, report.failure
+    assert float(waited[1]) == pytest.approx(30, abs=1)  # the first check, one interval in
+    # of the window and two scrapes since the switch began, less the switch's own update
+    assert float(waited[2]) == pytest.approx(120 + 30 - UPDATE_SECONDS, abs=1)
     assert engine.serving("staging", "api") != NEW_API
     failed = next(step for step in report.steps if step.name == "metrics")
     assert failed.analysis is not None and failed.analysis["outcome"] == "Failed"
@@ -209,7 +220,7 @@ def test_release_analyse_without_an_analysis_knob_exits_2_saying_how_to_set_one(
     engine = FakeEngine(project_dir=signed_project())
     engine.add_stack("dev")  # dev declares no analysis
     argv = ["analyse", "dev", "--service", "api", "--project-dir", str(engine.project_dir)]
-    assert main(argv, engine_factory=lambda _: engine) == 2
+    assert main(argv, engine_factory=lambda _: engine, clock=engine.clock) == 2
     assert "analysis.prometheusUrl" in capsys.readouterr().err
 
 
@@ -219,7 +230,9 @@ def test_release_analyse_reports_every_measurement_as_json(
     engine = FakeEngine(project_dir=signed_project())
     engine.add_stack("staging", edit={"platform:analysis": {"prometheusUrl": prometheus.url}})
     argv = ["analyse", "staging", "--service", "api", "--json", "--project-dir", str(engine.project_dir)]
-    assert main(argv, engine_factory=lambda _: engine) == 1  # now: the loaded series ended 10 minutes ago
+    assert (
+        main(argv, engine_factory=lambda _: engine, clock=engine.clock) == 1
+    )  # now: the loaded series are 10 minutes stale
     answer = json.loads(capsys.readouterr().out)
     assert answer["colour"] == "green" and answer["outcome"] == "Inconclusive"
     # the live colour: its limits only (the idle one takes no traffic to compare with)
@@ -233,7 +246,7 @@ def test_release_analyse_reports_every_measurement_as_json(
 def test_release_audit_shows_what_a_release_was_judged_on(capsys: pytest.CaptureFixture[str]) -> None:
     _report, engine = release_with_metrics(0.001)
     argv = ["audit", "staging", "--json", "--project-dir", str(engine.project_dir)]
-    assert main(argv, engine_factory=lambda _: engine) == 0
+    assert main(argv, engine_factory=lambda _: engine, clock=engine.clock) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
     verification = next(row for row in rows if row["event"] == "verification")
     assert "metrics Successful: requests" in verification["approvalOrReason"]
@@ -243,8 +256,9 @@ def test_release_audit_shows_what_a_release_was_judged_on(capsys: pytest.Capture
 def test_the_metrics_step_waits_for_a_whole_window_of_stable_traffic_after_the_switch() -> None:
     WAITED.clear()
     release_with_metrics(0.001)
-    assert 120 + 30 - 15 <= sum(WAITED) <= 120 + 30  # window + two scrapes
-    assert WAITED[:-1] == [30, 30, 30, 30]  # checked every intervalSeconds meanwhile
+    # window + two scrapes from the start of the switch, which itself took UPDATE_SECONDS
+    assert sum(WAITED) == pytest.approx(120 + 30 - UPDATE_SECONDS, abs=1)
+    assert WAITED[:-1] == [30, 30]  # checked every intervalSeconds meanwhile
 
 
 @pytest.mark.parametrize(
@@ -258,13 +272,13 @@ def test_the_metrics_step_waits_for_a_whole_window_of_stable_traffic_after_the_s
 def test_an_answer_with_warnings_or_a_bad_status_is_inconclusive(reply: Any, reason: str) -> None:
     with serve(lambda _: reply) as url:
         chosen = settings(url)
-        analysis = analyse(chosen, "api", "green", "blue", prometheus_query(chosen))
+        analysis = analyse(chosen, "api", "green", "blue", prometheus_query(chosen), MONDAY_MORNING)
     assert reason in analysis.measurements[0].reason and analysis.outcome is Outcome.INCONCLUSIVE
 
 
 def test_a_url_that_cannot_be_requested_is_inconclusive_not_a_crash() -> None:
     chosen = settings("http://a..b:9090")
-    analysis = analyse(chosen, "api", "green", "blue", prometheus_query(chosen))
+    analysis = analyse(chosen, "api", "green", "blue", prometheus_query(chosen), MONDAY_MORNING)
     assert analysis.outcome is Outcome.INCONCLUSIVE
 
 
@@ -292,7 +306,9 @@ def test_a_server_trickling_its_headers_is_cut_off_at_the_deadline() -> None:
     threading.Thread(target=trickle, daemon=True).start()
     chosen = settings(f"http://127.0.0.1:{listener.getsockname()[1]}", timeoutSeconds=1)
     started = clock.monotonic()
-    analysis = analyse(chosen, "api", "green", "blue", prometheus_query(chosen), compare=False)
+    analysis = analyse(
+        chosen, "api", "green", "blue", prometheus_query(chosen), MONDAY_MORNING, compare=False
+    )
     stop.set()
     listener.close()
     assert clock.monotonic() - started < 8  # about one deadline per query, never the trickle's pace
@@ -301,5 +317,7 @@ def test_a_server_trickling_its_headers_is_cut_off_at_the_deadline() -> None:
 
 def test_release_analyse_of_the_live_colour_judges_its_limits_only() -> None:
     chosen = settings("http://127.0.0.1:9")
-    analysis = analyse(chosen, "api", "green", "blue", prometheus_query(chosen), compare=False)
+    analysis = analyse(
+        chosen, "api", "green", "blue", prometheus_query(chosen), MONDAY_MORNING, compare=False
+    )
     assert [m.name for m in analysis.measurements] == ["requests", "error-ratio", "p95-latency"]

@@ -14,7 +14,7 @@ from core.naming import CONFIG_FINGERPRINT_ANNOTATION
 from release.cli import main
 from release.report.audit import audit_rows, render_audit, stack_status, unreviewed_break_glass
 from release.testing.fake_engine import FakeEngine
-from tests.conftest import ROOT
+from tests.conftest import PROJECT
 from tests.history_data import BAD, GOOD, OLD, history, record, releases, update
 from tests.release_doubles import NEW_API, TEST_KEYS, cluster, fake_engine
 
@@ -96,7 +96,7 @@ def test_the_markdown_audit_is_a_table_with_the_review_queue() -> None:
 
 
 def test_status_shows_what_waits_for_promotion() -> None:
-    settings = project_settings(ROOT)
+    settings = project_settings(PROJECT)
     histories = {
         "staging": history(
             update("2026-11-24T09:10", record("verify", image=BAD), config=releases("blue", blue=BAD))
@@ -122,14 +122,18 @@ def deployed_in_dev(tmp_path: Path) -> FakeEngine:
         argv = ["deploy", "dev", "--service", "api", "--image", NEW_API, "--actor", "alice"]
         argv += ["--preview-url", api.preview_url, "--stable-url", api.stable_url]
         argv += ["--report", str(tmp_path / "report.md"), "--project-dir", str(engine.project_dir)]
-        assert main(argv, engine_factory=lambda _: engine) == 0
+        assert main(argv, engine_factory=lambda _: engine, clock=engine.clock) == 0
     assert (tmp_path / "report.md").read_text().startswith("## release deploy api on `dev`: **Healthy**")
     return engine
 
 
 def cli_json(engine: FakeEngine, capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
     capsys.readouterr()
-    code = main([*argv, "--json", "--project-dir", str(engine.project_dir)], engine_factory=lambda _: engine)
+    code = main(
+        [*argv, "--json", "--project-dir", str(engine.project_dir)],
+        engine_factory=lambda _: engine,
+        clock=engine.clock,
+    )
     assert code == 0
     return json.loads(capsys.readouterr().out)
 
@@ -169,7 +173,7 @@ def test_release_diff_exits_1_on_an_engine_version_that_differs(
 
 
 def test_release_diff_exits_0_when_every_difference_is_a_knob() -> None:
-    assert main(["diff", "staging", "production", "--project-dir", str(ROOT)]) == 0
+    assert main(["diff", "staging", "production", "--project-dir", str(PROJECT)]) == 0
 
 
 def test_status_shows_each_colours_config_fingerprint_as_the_pods_are_labelled(

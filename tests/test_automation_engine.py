@@ -23,6 +23,7 @@ from release.engine.automation import AutomationEngine
 from release.history.entries import RELEASES_KEY, parse_history
 from release.history.records import Event, ReleaseRecord
 from release.history.signing import Trust
+from release.testing.fake_clock import MONDAY_MORNING
 from tests.conftest import ROOT
 from tests.history_data import STAGING_RULES
 from tests.release_doubles import TEST_SIGNER
@@ -94,7 +95,9 @@ def test_a_stack_that_does_not_exist_is_a_clear_engine_error(engine: AutomationE
 def test_a_release_record_survives_the_backend_round_trip(engine: AutomationEngine) -> None:
     record = ReleaseRecord(Event.VERIFY, "staging", "alice", service="api", image="r/api@sha256:" + "ab" * 32)
     assert engine.up(
-        "staging", {RELEASES_KEY: ConfigEntry(releases("blue"))}, record.message("verified", TEST_SIGNER)
+        "staging",
+        {RELEASES_KEY: ConfigEntry(releases("blue"))},
+        record.message("verified", TEST_SIGNER, MONDAY_MORNING),
     ).succeeded
     (entry,) = parse_history(engine.history("staging"), STAGING_RULES)
     assert entry.trust is Trust.SIGNED and entry.record is not None

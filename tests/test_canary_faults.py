@@ -35,7 +35,7 @@ def weight_deployed(engine: FakeEngine) -> str:
 @contextmanager
 def staging(blue_errors: float = 0.001, steps=(10, 50), **analysis: Any):
     traffic = [Traffic("api", "blue", 50, error_share=blue_errors), Traffic("api", "green", 50)]
-    with prometheus_with(traffic, ending_seconds_ago=0) as loaded:
+    with prometheus_with(traffic) as loaded:
         engine = FakeEngine(project_dir=signed_project())
         edit = {
             "platform:healthCheck": FAST_HEALTH_CHECK,
@@ -63,7 +63,7 @@ def test_the_rollback_record_keeps_the_failed_analysis_not_the_first_one(monkeyp
 
     real = deploy_module.analyse
     bad_traffic = [Traffic("api", "blue", 50, error_share=0.02), Traffic("api", "green", 50)]
-    with prometheus_with(bad_traffic, ending_seconds_ago=0) as bad, staging() as (engine, api, _):
+    with prometheus_with(bad_traffic) as bad, staging() as (engine, api, _):
         calls = {"n": 0}
 
         def analyse(settings, *args, **kwargs):
@@ -72,7 +72,7 @@ def test_the_rollback_record_keeps_the_failed_analysis_not_the_first_one(monkeyp
             # metrics step on, the new colour errs
             if kwargs.get("baseline_at") is not None:
                 settings = settings.model_copy(update={"prometheus_url": bad.url})
-                args = (*args[:3], deploy_module.prometheus_query(settings))
+                args = (*args[:3], deploy_module.prometheus_query(settings), *args[4:])
             return real(settings, *args, **kwargs)
 
         monkeypatch.setattr(deploy_module, "analyse", analyse)

@@ -13,7 +13,7 @@ import pytest
 from release.cli import main
 from release.locking import release_lock
 from release.testing.fake_engine import FakeEngine
-from tests.conftest import ROOT, copy_project
+from tests.conftest import PROJECT, copy_project
 from tests.http_servers import Reply, failing, healthy, serve
 from tests.release_doubles import NEW_API, TEST_KEYS, Cluster, cluster, fake_engine
 
@@ -32,7 +32,7 @@ FAST = ["--interval", "0.05", "--timeout", "0.5", "--window", "2", "--successes"
 
 
 def run(argv: list[str], engine: FakeEngine | None = None) -> int:
-    project_dir = engine.project_dir if engine else ROOT
+    project_dir = engine.project_dir if engine else PROJECT
     return main(
         [*argv, "--project-dir", str(project_dir)], engine_factory=(lambda _: engine) if engine else None
     )
@@ -153,7 +153,7 @@ def test_a_forced_rollback_needs_a_reason(capsys: pytest.CaptureFixture[str]) ->
 def test_engine_commands_without_the_pulumi_cli_exit_3_and_say_what_to_install(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    assert main(["history", "dev", "--project-dir", str(ROOT)]) == 3
+    assert main(["history", "dev", "--project-dir", str(PROJECT)]) == 3
     assert "the Pulumi CLI is not on PATH" in capsys.readouterr().err
 
 
@@ -167,6 +167,7 @@ def test_a_second_release_on_the_same_stack_fails_at_once_naming_the_first(
         code = main(
             ["deploy", "dev", "--service", "api", "--image", NEW_API, "--project-dir", str(project)],
             engine_factory=lambda _: engine,
+            clock=engine.clock,
         )
     assert code == 4
     assert "release lock held by alice: release deploy api" in capsys.readouterr().err
@@ -220,6 +221,7 @@ def test_a_second_promotion_to_the_same_stack_fails_at_once(
         code = main(
             [*PROMOTE_TO_PRODUCTION, "--project-dir", str(project)],
             engine_factory=lambda _: engine,
+            clock=engine.clock,
         )
     assert code == 4 and "release lock held by alice" in capsys.readouterr().err
 

@@ -21,7 +21,7 @@ from core.errors import EngineError
 from release.cli import main
 from release.history.entries import RELEASES_KEY
 from release.testing.fake_engine import FakeEngine
-from tests.conftest import ROOT, copy_project
+from tests.conftest import PROJECT, copy_project
 from tests.release_doubles import NEW_API, fake_engine
 
 DIGEST = "sha256:" + "ab" * 32
@@ -37,11 +37,13 @@ def dev_engine() -> FakeEngine:
     return copy.deepcopy(_dev_engine())
 
 
-def exit_code(argv: list[str], engine: FakeEngine | None = None, project: Path = ROOT) -> int:
+def exit_code(argv: list[str], engine: FakeEngine | None = None, project: Path = PROJECT) -> int:
     """Run the CLI in-process; argparse's refusals (SystemExit) count as their exit code."""
     double = engine or dev_engine()
     try:
-        code = main([*argv, "--project-dir", str(project)], engine_factory=lambda _: double)
+        code = main(
+            [*argv, "--project-dir", str(project)], engine_factory=lambda _: double, clock=double.clock
+        )
     except SystemExit as exited:
         return int(exited.code or 0)
     assert type(code) is int  # a plain int for in-process callers, never the ExitCode enum

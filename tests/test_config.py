@@ -12,14 +12,23 @@ from components.app_secrets import AppSecrets
 from core.config.rules import load_stack_config
 from core.config.sources import read_stack_file
 from core.errors import ConfigError, MissingSecretsError
-from tests.conftest import ROOT, SECRET_NAMES, STACKS, TEST_SECRETS, edit_yaml, only, problems_of, run_program
+from tests.conftest import (
+    PROJECT,
+    SECRET_NAMES,
+    STACKS,
+    TEST_SECRETS,
+    edit_yaml,
+    only,
+    problems_of,
+    run_program,
+)
 
 DIGEST = "registry.example.test/platform/api@sha256:" + "a" * 64
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_repository_stack_files_are_valid(stack: str) -> None:
-    config = load_stack_config(read_stack_file(ROOT, stack, SECRET_NAMES).raw)
+    config = load_stack_config(read_stack_file(PROJECT, stack, SECRET_NAMES).raw)
     assert config.stack == stack
 
 

@@ -189,7 +189,7 @@ def test_the_documented_flag_release_runs_from_the_command_line() -> None:
         argv = ["deploy", "dev", "--service", "api", "--set-flag", "FEATURE_NEW_CHECKOUT=false"]
         argv += ["--preview-url", api.preview_url, "--stable-url", api.stable_url, "--actor", "alice"]
         argv += ["--project-dir", str(engine.project_dir)]
-        assert main(argv, engine_factory=lambda _: engine) == 0
+        assert main(argv, engine_factory=lambda _: engine, clock=engine.clock) == 0
     assert engine.serving_config("dev", "api")["FEATURE_NEW_CHECKOUT"] == "false"
     assert engine.serving_config("dev", "api", preview=True)["FEATURE_NEW_CHECKOUT"] == "true"
 
@@ -205,6 +205,7 @@ def test_release_audit_names_the_config_a_release_set(capsys: Any) -> None:
         main(
             ["audit", "dev", "--json", "--project-dir", str(engine.project_dir)],
             engine_factory=lambda _: engine,
+            clock=engine.clock,
         )
         == 0
     )

@@ -23,7 +23,7 @@ from release.history.entries import RELEASES_KEY, HistoryEntry
 from release.offline.parity import explain, knob_leaves
 from release.offline.plan import redacted_config
 from release.testing.fake_engine import FakeEngine
-from tests.conftest import ROOT, TEST_SECRETS, edit_yaml
+from tests.conftest import PROJECT, TEST_SECRETS, edit_yaml
 from tests.release_doubles import TEST_SIGNER, cluster, dies_on_check, fake_engine, history_of
 from tests.test_config import only, problems_of
 
@@ -123,7 +123,7 @@ def test_a_rollback_to_an_entry_from_before_flags_rode_the_release_keeps_its_fla
 
 def test_a_stack_based_value_that_happens_to_equal_a_flag_is_not_explained_by_it() -> None:
     shown = {
-        stack: redacted_config(read_stack_file(ROOT, stack, sorted(TEST_SECRETS)))
+        stack: redacted_config(read_stack_file(PROJECT, stack, sorted(TEST_SECRETS)))
         for stack in ("dev", "staging", "production")
     }
     knobs = knob_leaves(shown)
@@ -134,7 +134,7 @@ def test_a_stack_based_value_that_happens_to_equal_a_flag_is_not_explained_by_it
 
 def test_the_database_port_is_in_the_fingerprint_of_the_services_that_read_it() -> None:
     def fingerprints(port: int) -> dict[str, str]:
-        project = ProjectFile.read(ROOT).settings
+        project = ProjectFile.read(PROJECT).settings
         postgres = project.postgres.model_copy(update={"port": port})
         return {
             spec.name: pod_config(spec, project.feature_flags, postgres, ColorConfig()).fingerprint

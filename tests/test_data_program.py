@@ -44,7 +44,7 @@ from release.offline.mock_runtime import (
     RegisteredResource,
     evaluate_inline,
 )
-from tests.conftest import ROOT, SECRET_NAMES, STACKS, baseline
+from tests.conftest import PROJECT, SECRET_NAMES, STACKS, baseline
 
 REGION = "eu-west-1"
 FINGERPRINT = "0123456789ab"
@@ -307,7 +307,7 @@ def test_a_restore_time_without_a_time_zone_is_refused() -> None:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_snapshot_ids_of_every_real_stack_and_service_are_valid_rds_identifiers(stack: str) -> None:
-    services = load_stack_config(read_stack_file(ROOT, stack, SECRET_NAMES).raw).services
+    services = load_stack_config(read_stack_file(PROJECT, stack, SECRET_NAMES).raw).services
     assert services
     for service in services:
         identifier = snapshot_id(stack, service.spec.name, FINGERPRINT, TAKEN)

@@ -27,7 +27,7 @@ from release.notify import Notifier
 from release.offline.mock_runtime import DataMocks
 from release.report.audit import audit_rows, render_audit
 from release.testing.fake_engine import FakeEngine
-from tests.conftest import ROOT, baseline, edit_yaml
+from tests.conftest import PROJECT, baseline, edit_yaml
 from tests.http_servers import healthy, serve
 from tests.postgres_server import SUPERUSER, RunningPostgres, postgres_server
 from tests.release_doubles import (
@@ -240,7 +240,7 @@ def test_a_point_in_time_in_the_future_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DrillRefusedError, match="in the future"):
         drill(
             ReleaseContext.for_tests(engine, engine.project_dir),
-            drill_request(at=datetime.now(UTC) + timedelta(hours=1)),
+            drill_request(at=engine.clock() + timedelta(hours=1)),
         )
     assert not engine.data_ups
 
@@ -262,16 +262,16 @@ def test_release_drill_prints_the_report_exits_0_and_release_status_shows_the_dr
     snapshot_at(engine, NEWEST_WRITE + timedelta(minutes=5))
     project = ["--project-dir", str(engine.project_dir)]
     argv = ["drill", "staging", "--actor", "alice", "--json", "--sslmode", "disable", *project]  # no TLS here
-    assert main(argv, engine_factory=lambda _: engine) == 0
+    assert main(argv, engine_factory=lambda _: engine, clock=engine.clock) == 0
     shown = capsys.readouterr()
     report = json.loads(shown.out)
     assert report["verdict"] == "Passed" and report["figures"]["rpo"]["seconds"] == 300
     assert postgres.password not in shown.out + shown.err
-    assert main(["status", "--json", *project], engine_factory=lambda _: engine) == 0
+    assert main(["status", "--json", *project], engine_factory=lambda _: engine, clock=engine.clock) == 0
     rows = json.loads(capsys.readouterr().out)
     staging_drill = next(row["lastDrill"] for row in rows if row["stack"] == "staging")
     assert staging_drill["verdict"] == "Passed" and staging_drill["rpo"] == "5.0 min"
-    assert main(["status", *project], engine_factory=lambda _: engine) == 0
+    assert main(["status", *project], engine_factory=lambda _: engine, clock=engine.clock) == 0
     assert "production  never" in capsys.readouterr().out
 
 
@@ -294,7 +294,7 @@ def test_release_drill_with_a_garbage_time_exits_2_before_any_engine_call(
 ) -> None:
     engine = FakeEngine()
     with pytest.raises(SystemExit) as exited:
-        main(["drill", "staging", "--at", "yesterday"], engine_factory=lambda _: engine)
+        main(["drill", "staging", "--at", "yesterday"], engine_factory=lambda _: engine, clock=engine.clock)
     assert exited.value.code == 2 and "not an ISO 8601 time" in capsys.readouterr().err
     assert engine.calls == []
 
@@ -363,7 +363,7 @@ def taken(
 
 
 def test_retention_keeps_the_newest_ones_and_the_young_ones_and_prunes_the_rest() -> None:
-    safety = project_settings(ROOT).data_safety
+    safety = project_settings(PROJECT).data_safety
     assert safety is not None  # keep 10, maxAgeDays 35
     snapshots = [taken(days) for days in range(36, 60)]  # all older than 35 days
     kept = retained(snapshots, safety, set(), RETENTION_NOW)
@@ -374,7 +374,7 @@ def test_retention_keeps_the_newest_ones_and_the_young_ones_and_prunes_the_rest(
 
 
 def test_retention_never_prunes_the_newest_snapshot_before_a_live_digest() -> None:
-    safety = project_settings(ROOT).data_safety
+    safety = project_settings(PROJECT).data_safety
     assert safety is not None
     live = "registry.example.test/platform/api@sha256:" + "02" * 32
     guarding = [taken(400, live), taken(300, live)]  # the newer one guards the live digest

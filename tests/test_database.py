@@ -16,14 +16,14 @@ from core.config.rules import load_stack_config
 from core.config.sources import read_stack_file
 from core.config.stack import window_minutes
 from core.errors import ConfigError, ConfigProblem
-from tests.conftest import ROOT, SECRET_NAMES, STACKS, baseline, edit_yaml, only, problems_of
+from tests.conftest import PROJECT, SECRET_NAMES, STACKS, baseline, edit_yaml, only, problems_of
 
 RDS = "aws:rds/instance:Instance"
 PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
 
 
 def database_knob(stack: str) -> dict[str, Any]:
-    knob: dict[str, Any] = read_stack_file(ROOT, stack).raw.values["platform:database"]
+    knob: dict[str, Any] = read_stack_file(PROJECT, stack).raw.values["platform:database"]
     return knob
 
 
@@ -148,7 +148,7 @@ def test_retention_below_the_stack_policys_minimum_is_refused_naming_the_fix(pro
 
 
 def test_dev_may_keep_backups_one_day_because_its_policy_allows_it() -> None:
-    config = load_stack_config(read_stack_file(ROOT, "dev", SECRET_NAMES).raw)
+    config = load_stack_config(read_stack_file(PROJECT, "dev", SECRET_NAMES).raw)
     assert config.settings.database.backup_retention_days == 1 == config.policy.min_backup_retention_days
 
 

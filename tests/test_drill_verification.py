@@ -32,6 +32,7 @@ from release.data.verification import (
     recovery_figures,
     verify_database,
 )
+from release.testing.fake_clock import MONDAY_MORNING
 from tests.postgres_server import RunningPostgres, postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -402,7 +403,7 @@ def test_a_write_hidden_in_a_cte_is_refused_as_a_write(app: DatabaseConnection) 
 
 
 def test_a_newest_write_far_after_the_target_time_makes_the_rpo_unknown_not_met() -> None:
-    now = datetime.now(UTC)
+    now = MONDAY_MORNING
     figures = recovery_figures(
         now, now, now - timedelta(days=3), now + timedelta(days=300), RecoveryTargets()
     )

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from core.errors import ApprovalEvidenceError, ExitCode, ReleaseError
 from release.github import MAX_BODY_BYTES, EnvironmentApproval, read_environment_approval
+from release.testing.fake_clock import FakeClock
 from tests.github_api import (
     Oversized,
     ReceivedRequest,
@@ -51,9 +53,14 @@ def github_env(api_url: str, **changes: str | None) -> dict[str, str]:
     return env
 
 
+READ_AT = datetime(2026, 11, 23, 12, 30, tzinfo=ZoneInfo("Europe/Berlin"))
+
+
 def read(reply: Reply, environment: str = "production", **changes: str | None) -> EnvironmentApproval:
     with serve_api(reply) as url:
-        return read_environment_approval(github_env(url, **changes), environment, timeout_seconds=3)
+        return read_environment_approval(
+            github_env(url, **changes), environment, timeout_seconds=3, clock=FakeClock(READ_AT)
+        )
 
 
 def refusal(reply: Reply, environment: str = "production", **changes: str | None) -> ApprovalEvidenceError:
@@ -120,12 +127,8 @@ def test_the_evidence_serialises_with_camel_case_keys_and_its_source() -> None:
 
 
 def test_read_at_is_the_utc_time_the_tool_read_the_approvals() -> None:
-    before = datetime.now(UTC).replace(microsecond=0)
     approval = read(APPROVED)
-    after = datetime.now(UTC)
-    read_at = datetime.fromisoformat(approval.read_at)
-    assert approval.read_at.endswith("Z") and read_at.utcoffset() == timedelta(0)
-    assert before <= read_at <= after
+    assert approval.read_at == "2026-11-23T11:30:00Z"  # READ_AT, 12:30 in Berlin, as UTC
 
 
 def test_only_approvals_of_the_asked_environment_count() -> None:

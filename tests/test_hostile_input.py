@@ -28,7 +28,7 @@ from core.stack_name import StackName, parse_stack_name
 from release.cli import main
 from release.locking import release_lock
 from release.testing.fake_engine import FakeEngine
-from tests.conftest import ROOT, TEST_SECRETS, copy_project, edit_yaml
+from tests.conftest import PROJECT, ROOT, TEST_SECRETS, copy_project, edit_yaml
 
 SECRET_NAMES = sorted(TEST_SECRETS)
 DIGEST_IMAGE = "registry.example.test/platform/api@sha256:" + "ab" * 32
@@ -36,11 +36,13 @@ MEMORY_LIMIT = 1536 * 1024 * 1024
 SECONDS = 60
 
 
-def exit_code(argv: list[str], project: Path = ROOT, engine: FakeEngine | None = None) -> int:
+def exit_code(argv: list[str], project: Path = PROJECT, engine: FakeEngine | None = None) -> int:
     """Run the CLI in-process; argparse's refusals (SystemExit) count as their exit code."""
     double = engine or FakeEngine()
     try:
-        return main([*argv, "--project-dir", str(project)], engine_factory=lambda _: double)
+        return main(
+            [*argv, "--project-dir", str(project)], engine_factory=lambda _: double, clock=double.clock
+        )
     except SystemExit as exited:
         return int(exited.code or 0)
 

@@ -13,7 +13,7 @@ import yaml
 from core.config.sources import secret_names_of
 from release.cli import main
 from release.offline.manifests import write_manifests
-from tests.conftest import ROOT, STACKS, TEST_SECRETS, baseline
+from tests.conftest import PROJECT, STACKS, TEST_SECRETS, baseline
 
 OLDEST_SUPPORTED_KUBERNETES = "1.29.0"
 """The README's stated minimum; the schema is that version's OpenAPI, strict (unknown fields fail)."""
@@ -101,7 +101,7 @@ the operator does not know, or a mistyped one, fails. No package here ships the 
 def test_every_manifest_of_every_stack_is_valid_for_the_oldest_supported_kubernetes(
     stack: str, tmp_path: Path
 ) -> None:
-    files = write_manifests(baseline(stack), tmp_path, secret_names_of(ROOT))
+    files = write_manifests(baseline(stack), tmp_path, secret_names_of(PROJECT))
     manifests = [yaml.safe_load(path.read_text()) for path in files if path.name != "aws-resources.yaml"]
     assert len(manifests) == 46  # 31 + 9 NetworkPolicies + per service a ServiceMonitor, a PrometheusRule
     # and a canary Ingress
@@ -113,7 +113,7 @@ def test_every_manifest_of_every_stack_is_valid_for_the_oldest_supported_kuberne
 
 
 def test_no_secret_value_reaches_a_manifest(tmp_path: Path) -> None:
-    files = write_manifests(baseline("production"), tmp_path, secret_names_of(ROOT))
+    files = write_manifests(baseline("production"), tmp_path, secret_names_of(PROJECT))
     text = "".join(path.read_text() for path in files)
     assert not any(value in text for value in TEST_SECRETS.values())
     secret = yaml.safe_load(next(path for path in files if "-secret-" in path.name).read_text())
@@ -121,7 +121,7 @@ def test_no_secret_value_reaches_a_manifest(tmp_path: Path) -> None:
 
 
 def test_the_aws_summary_lists_the_database_with_its_engine_version(tmp_path: Path) -> None:
-    files = write_manifests(baseline("staging"), tmp_path, secret_names_of(ROOT))
+    files = write_manifests(baseline("staging"), tmp_path, secret_names_of(PROJECT))
     summary = yaml.safe_load((tmp_path / "staging" / "aws-resources.yaml").read_text())
     (database,) = [item for item in summary["resources"] if item["type"] == "aws:rds/instance:Instance"]
     assert database["inputs"]["engineVersion"] == "16.4"
@@ -129,6 +129,6 @@ def test_the_aws_summary_lists_the_database_with_its_engine_version(tmp_path: Pa
 
 
 def test_release_plan_all_out_writes_one_directory_per_stack(tmp_path: Path) -> None:
-    assert main(["plan", "--all", "--out", str(tmp_path), "--project-dir", str(ROOT)]) == 0
+    assert main(["plan", "--all", "--out", str(tmp_path), "--project-dir", str(PROJECT)]) == 0
     assert sorted(path.name for path in tmp_path.iterdir()) == ["dev", "production", "staging"]
     assert (tmp_path / "production" / "01-namespace-platform-production.yaml").is_file()

@@ -16,7 +16,7 @@ import pytest
 from core.config.sources import read_stack_file
 from core.errors import ConfigError
 from release.offline.mock_runtime import ProgramRun
-from tests.conftest import ROOT, STACKS, baseline, copy_project, edit_yaml, run_program, with_knob
+from tests.conftest import PROJECT, STACKS, baseline, copy_project, edit_yaml, run_program, with_knob
 
 POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 DEPLOYMENT, JOB = "kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job"
@@ -48,7 +48,7 @@ def spec(run: ProgramRun, policy: str) -> dict[str, Any]:
 
 
 def knobs(stack: str) -> dict[str, Any]:
-    value: dict[str, Any] = read_stack_file(ROOT, stack).raw.values["platform:network"]
+    value: dict[str, Any] = read_stack_file(PROJECT, stack).raw.values["platform:network"]
     return value
 
 

@@ -17,7 +17,7 @@ from release.offline.parity import (
     resource_differences,
 )
 from release.offline.plan import plan
-from tests.conftest import ROOT, STACKS, baseline, edit_yaml
+from tests.conftest import PROJECT, STACKS, baseline, edit_yaml
 
 
 def quiet(_: str) -> None:
@@ -26,7 +26,7 @@ def quiet(_: str) -> None:
 
 @pytest.fixture(scope="module")
 def repository_plan() -> Any:
-    return plan(ROOT, list(STACKS), compare=True, progress=quiet)
+    return plan(PROJECT, list(STACKS), compare=True, progress=quiet)
 
 
 def test_the_three_stacks_register_the_same_resources_with_the_same_edges() -> None:
@@ -167,14 +167,14 @@ def test_a_program_that_takes_another_code_path_in_one_stack_is_caught(project: 
 def test_release_plan_all_exits_0_and_says_it_shows_declarations_not_the_cloud(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["plan", "--all", "--project-dir", str(ROOT)]) == 0
+    assert main(["plan", "--all", "--project-dir", str(PROJECT)]) == 0
     out = capsys.readouterr().out
     assert "not what the cloud holds" in out
     assert "parity: OK" in out
 
 
 def test_release_plan_one_stack_prints_the_key_settings(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plan", "production", "--project-dir", str(ROOT)]) == 0
+    assert main(["plan", "production", "--project-dir", str(PROJECT)]) == 0
     out = capsys.readouterr().out
     assert "engine=postgres 16.4" in out
     assert "instance size=db.r6g.large" in out
@@ -184,7 +184,7 @@ def test_release_plan_one_stack_prints_the_key_settings(capsys: pytest.CaptureFi
 
 
 def test_release_plan_json_is_machine_readable(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plan", "--all", "--json", "--project-dir", str(ROOT)]) == 0
+    assert main(["plan", "--all", "--json", "--project-dir", str(PROJECT)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["violations"] == 0
     assert set(result["stacks"]) == set(STACKS)

@@ -18,7 +18,7 @@ from pulumi_policy import ResourceValidationArgs
 from policy.platform_policies import RULES, Violation, violations_of
 from release.offline.mock_runtime import RegisteredResource
 from release.offline.plan import plan
-from tests.conftest import ROOT, STACKS, baseline
+from tests.conftest import PROJECT, STACKS, baseline
 
 Edit = Callable[[dict[str, Any]], None]
 
@@ -209,12 +209,12 @@ def test_a_plaintext_secret_in_a_configmap_is_refused_and_a_secret_reference_is_
 
 
 def test_release_plan_applies_the_same_rules_offline() -> None:
-    report = plan(ROOT, ["production"], compare=False, progress=lambda _: None)
+    report = plan(PROJECT, ["production"], compare=False, progress=lambda _: None)
     assert report.policy_violation_count == 0 and report.exit_code == 0
 
 
 def test_a_policy_violation_makes_release_plan_exit_1() -> None:
-    report = plan(ROOT, ["production"], compare=False, progress=lambda _: None)
+    report = plan(PROJECT, ["production"], compare=False, progress=lambda _: None)
     report.stacks[0].policy_violations.append(
         Violation("probes-and-limits", "urn:x", "api-blue", "no readinessProbe")
     )

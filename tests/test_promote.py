@@ -12,6 +12,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -24,6 +25,7 @@ from release.gates import ApprovalReader
 from release.github import EnvironmentApproval
 from release.notify import Notifier
 from release.report.release_report import ReleaseReport
+from release.testing.fake_clock import FakeClock
 from release.testing.fake_engine import FakeEngine
 from tests.http_servers import healthy, serve
 from tests.release_doubles import (
@@ -42,9 +44,12 @@ MONDAY_MORNING = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 @contextmanager
-def two_stacks(registry: str = "") -> Iterator[tuple[FakeEngine, Cluster, Cluster]]:
-    """staging and production on the engine double; `registry` replaces the images' registry host."""
-    engine = FakeEngine(project_dir=signed_project())
+def two_stacks(
+    registry: str = "", start: datetime | None = None
+) -> Iterator[tuple[FakeEngine, Cluster, Cluster]]:
+    """staging and production on the engine double, its clock at `start` (default: a Monday
+    morning); `registry` replaces the images' registry host."""
+    engine = FakeEngine(project_dir=signed_project(), clock=FakeClock(start) if start else None)
     for name in ("staging", "production"):
         edit: dict[str, Any] = dict(FAST_BLUE_GREEN)
         if registry:
@@ -103,14 +108,16 @@ def promote_in_ci(
     promotion: PromoteRequest,
     reader: ApprovalReader | None = None,
     notifier: Notifier | None = None,
-    **options: Any,
+    now: datetime | None = None,
 ) -> ReleaseReport:
-    """`release promote` as the release workflow runs it: in GitHub Actions, approved by bob."""
+    """`release promote` as the release workflow runs it: in GitHub Actions, approved by bob; at `now`
+    on the test's clock when given, else at the engine double's clock as it stands."""
+    if now is not None:
+        engine.clock.set(now)
     return promote(
         ReleaseContext.for_tests(engine, engine.project_dir, env=IN_GITHUB_ACTIONS, notifier=notifier),
         promotion,
         approval_reader=reader or approved_by("bob"),
-        **options,
     )
 
 
@@ -233,6 +240,36 @@ def test_offline_refusals_make_no_engine_call_at_all() -> None:
         assert "never a tag" in refused(engine, production, digest="latest")
         assert "unknown service" in refused(engine, production, service="search")
         assert engine.calls == []
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    ("instant", "frozen"),
+    [
+        (datetime(2026, 3, 27, 15, 59, tzinfo=BERLIN), False),
+        (datetime(2026, 3, 27, 16, 0, tzinfo=BERLIN), True),
+        (datetime(2026, 3, 30, 7, 59, tzinfo=BERLIN), True),  # summer time began on the Sunday
+        (datetime(2026, 3, 30, 8, 0, tzinfo=BERLIN), False),
+        (datetime(2026, 10, 23, 15, 59, tzinfo=BERLIN), False),
+        (datetime(2026, 10, 23, 16, 0, tzinfo=BERLIN), True),
+        (datetime(2026, 10, 26, 7, 59, tzinfo=BERLIN), True),  # summer time ended on the Sunday
+        (datetime(2026, 10, 26, 8, 0, tzinfo=BERLIN), False),
+    ],
+    ids=lambda value: value.strftime("%a %Y-%m-%d %H:%M %Z") if isinstance(value, datetime) else str(value),
+)
+def test_production_is_frozen_from_friday_16_00_to_monday_08_00_berlin_time_across_daylight_saving(
+    instant: datetime, frozen: bool
+) -> None:
+    """Production's committed freeze window (Pulumi.yaml), judged by the promotion at `instant` on
+    the test's clock, a digest verified in staging two hours before."""
+    with two_stacks(start=instant - timedelta(hours=2)) as (engine, staging, production):
+        verified_in_staging(engine, staging)
+        if frozen:
+            assert "[freeze]" in refused(engine, production, now=instant)
+        else:
+            assert promote_in_ci(engine, request(production), now=instant).phase == "Healthy"
 
 
 def test_every_broken_rule_is_reported_at_once() -> None:

@@ -13,6 +13,7 @@ from release.flows.deploy import deploy
 from release.history.entries import render_history
 from release.history.records import MARK, Event, ReleaseRecord, parse_record, summary_of
 from release.history.signing import Trust
+from release.testing.fake_clock import MONDAY_MORNING as SIGNED_AT
 from tests.history_data import GOOD, history, record, update
 from tests.release_doubles import NEW_API, TEST_SIGNER, cluster, fake_engine, history_of
 
@@ -23,7 +24,7 @@ def test_a_record_round_trips_through_an_update_message() -> None:
     written = ReleaseRecord(
         Event.VERIFY, "staging", "alice", service="api", image=NEW_API, run="https://ci.example.test/runs/7"
     )
-    message = written.message("release verified api", TEST_SIGNER)
+    message = written.message("release verified api", TEST_SIGNER, SIGNED_AT)
     parsed = parse_record(message)
     assert summary_of(message) == "release verified api"
     assert parsed is not None and parsed.record is not None and parsed.signature is not None
@@ -44,19 +45,22 @@ def test_a_damaged_or_unknown_record_is_malformed_not_trusted() -> None:
 
 def test_a_reason_that_mimics_a_record_stays_inside_the_records_json() -> None:
     written = ReleaseRecord(Event.ROLLBACK, "staging", "alice", service="api", revokes=(GOOD,), reason=MIMIC)
-    parsed = parse_record(written.message("release rollback api", TEST_SIGNER))
+    parsed = parse_record(written.message("release rollback api", TEST_SIGNER, SIGNED_AT))
     assert parsed is not None and parsed.record is not None
     assert parsed.record.reason == MIMIC and parsed.record.revokes == (GOOD,)
 
 
 def test_free_text_never_enters_the_summary_beside_the_record() -> None:
     written = ReleaseRecord(Event.REJECT, "staging", "mallory\n[by root]", reason="why\n  1  fake row")
-    message = written.message("release reject api", None)
+    message = written.message("release reject api", None, SIGNED_AT)
     assert "\n" not in message and "[by" not in summary_of(message)
 
 
 def test_text_after_the_records_json_makes_it_malformed() -> None:
-    message = ReleaseRecord(Event.VERIFY, "staging", "alice").message("release verified", None) + " appended"
+    message = (
+        ReleaseRecord(Event.VERIFY, "staging", "alice").message("release verified", None, SIGNED_AT)
+        + " appended"
+    )
     parsed = parse_record(message)
     assert parsed is not None and parsed.record is None
 

@@ -15,7 +15,7 @@ from components.workload_identity import database_read_policy
 from core.config.sources import read_stack_file
 from core.errors import ConfigError
 from release.offline.mock_runtime import MOCK_ACCOUNT, ProgramRun, RegisteredResource
-from tests.conftest import ROOT, baseline, run_program
+from tests.conftest import PROJECT, baseline, run_program
 
 STACKS = ["dev", "staging", "production"]
 SECRET_ARN = f"arn:aws:secretsmanager:mock-region:{MOCK_ACCOUNT}:secret:rds!db-{{namespace}}"
@@ -30,7 +30,7 @@ def _one(run: ProgramRun, type_token: str, name: str) -> RegisteredResource:
 
 
 def run_program_config(stack: str) -> dict[str, Any]:
-    return read_stack_file(ROOT, stack).raw.values
+    return read_stack_file(PROJECT, stack).raw.values
 
 
 def _database_policy(run: ProgramRun) -> dict[str, Any]:

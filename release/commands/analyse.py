@@ -50,7 +50,13 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
     colour = Color(args.colour) if args.colour else release.active_color
     live = colour is release.active_color  # the other colour takes no traffic: nothing to compare with
     analysis = analyse(
-        settings, args.service, colour.value, colour.other.value, prometheus_query(settings), compare=not live
+        settings,
+        args.service,
+        colour.value,
+        colour.other.value,
+        prometheus_query(settings),
+        ctx.clock(),
+        compare=not live,
     )
     lines = [f"{args.service} {colour} on {args.stack}: {analysis.outcome}"]
     lines += [

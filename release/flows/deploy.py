@@ -27,7 +27,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from core.config.base import PROJECT_NAME, Color, full_key
@@ -56,6 +56,7 @@ from core.images import ImageRefError, parse_pinned_image, repository_of
 from core.naming import canary_urn, colour_urns
 from release import log
 from release.analysis import Outcome, analyse, prometheus_query
+from release.clock import Clock
 from release.context import ReleaseContext
 from release.engine.shapes import UpdateResult
 from release.flows.restore import plan_rollback, restore
@@ -184,6 +185,7 @@ def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
             release.run.image,
             request.release_id,
             ctx.progress,
+            ctx.clock(),
         )
         request.data = {"snapshot": taken.to_json()}
         report.snapshot = taken.to_json()
@@ -291,9 +293,11 @@ def _steps(
     switched_at: list[datetime] = []
 
     def switch_up() -> Step:
-        switched_at.append(datetime.now(UTC))  # traffic may move as soon as the up starts
+        switched_at.append(ctx.clock())  # traffic may move as soon as the up starts
         return up(
-            "switch", release.knob(release.staged.switched()), switch.message(switch_summary, request.signer)
+            "switch",
+            release.knob(release.staged.switched()),
+            switch.message(switch_summary, request.signer, ctx.clock()),
         )
 
     def canary(percent: int) -> Step:
@@ -311,7 +315,7 @@ def _steps(
             ctx.engine,
             request.stack,
             config,
-            record.message(summary, request.signer),
+            record.message(summary, request.signer, ctx.clock()),
             ctx.progress,
             targets=[canary_urn(request.stack, PROJECT_NAME, request.service)],
         )
@@ -326,6 +330,7 @@ def _steps(
             release.strategy.pause_seconds,
             ctx.progress,
             ctx.sleep,
+            ctx.clock,
         )
         return replace(
             judged,
@@ -337,7 +342,11 @@ def _steps(
     steps: list[tuple[str, Callable[[], Step]]] = [
         (
             "preview",
-            lambda: up("preview", release.knob(release.staged), stage.message(stage_summary, request.signer)),
+            lambda: up(
+                "preview",
+                release.knob(release.staged),
+                stage.message(stage_summary, request.signer, ctx.clock()),
+            ),
         ),
         ("analyse", lambda: check("analyse", release.preview_urls)),
     ]
@@ -362,6 +371,7 @@ def _steps(
                     switched_at[0],
                     ctx.progress,
                     ctx.sleep,
+                    ctx.clock,
                 ),
             )
         )
@@ -379,15 +389,16 @@ def metrics_step(
     replaced: str,
     switched_at: datetime,
     progress: log.Progress,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None],
+    clock: Clock,
 ) -> Step:
     """Post-promotion metric analysis: the new colour over a whole window of stable traffic (it waits
     until `window_seconds` plus two scrapes have passed since the switch), against the colour it
     replaced over the window that ended when the switch began (release.analysis)."""
     ready = switched_at.timestamp() + settings.window_seconds + SCRAPE_MARGIN_SECONDS
-    wait = max(0.0, ready - datetime.now(UTC).timestamp())
+    wait = max(0.0, ready - clock().timestamp())
     return judged_step(
-        "metrics", settings, service, colour, replaced, wait, progress, sleep, baseline_at=switched_at
+        "metrics", settings, service, colour, replaced, wait, progress, sleep, clock, baseline_at=switched_at
     )
 
 
@@ -400,6 +411,7 @@ def judged_step(
     wait: float,
     progress: log.Progress,
     sleep: Callable[[float], None],
+    clock: Clock,
     baseline_at: datetime | None = None,
 ) -> Step:
     """Wait `wait` seconds, then judge `colour` against `replaced` (release.analysis): a step that
@@ -416,12 +428,12 @@ def judged_step(
     while wait - waited > settings.interval_seconds:
         sleep(settings.interval_seconds)
         waited += settings.interval_seconds
-        early = analyse(settings, service, colour, replaced, query, baseline_at=baseline_at)
+        early = analyse(settings, service, colour, replaced, query, clock(), baseline_at=baseline_at)
         if early.outcome is Outcome.FAILED:
             detail = f"after {waited:.0f} of {wait:.0f} s: {early.summary()}"
             return Step(name, False, time.monotonic() - started, detail, analysis=early.to_json())
     sleep(wait - waited)
-    analysis = analyse(settings, service, colour, replaced, query, baseline_at=baseline_at)
+    analysis = analyse(settings, service, colour, replaced, query, clock(), baseline_at=baseline_at)
     return Step(
         name, analysis.passed, time.monotonic() - started, analysis.summary(), analysis=analysis.to_json()
     )
@@ -505,7 +517,7 @@ def _record_verification(
     record = request.record(Event.VERIFY, window=window, notification=notification)
     summary = f"release verified {request.service}: {request.image} healthy on {request.stack}"
     step = record_step(
-        ctx.engine, request.stack, request.service, record, summary, request.signer, ctx.progress
+        ctx.engine, request.stack, request.service, record, summary, request.signer, ctx.progress, ctx.clock()
     )
     report.steps.append(step)
     if not step.succeeded:
@@ -535,7 +547,7 @@ def _scale_down_idle(
         ctx.engine,
         request.stack,
         {RELEASES_KEY: ConfigEntry(release.knob(new))},
-        record.message(summary, request.signer),
+        record.message(summary, request.signer, ctx.clock()),
         ctx.progress,
         targets=colour_urns(request.stack, PROJECT_NAME, request.service, left),
     )

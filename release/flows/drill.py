@@ -22,9 +22,8 @@ printed, logged or recorded.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from core.config.data_safety import DataSafetySpec
@@ -77,7 +76,6 @@ class DrillRequest:
     signer: Signer | None = None
     sslmode: str = "require"
     """How the drill connects to the scratch instance (tests use a local server without TLS)."""
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -160,8 +158,10 @@ def drill(ctx: ReleaseContext, request: DrillRequest) -> DrillReport:
     refuse_unsigned_write(stack_config.project, request.stack, request.signer, "drill")
     report = DrillReport(request.stack)
     timeouts = DataTimeouts(safety.snapshot_timeout_minutes, safety.restore_timeout_minutes)
-    scratch = _scratch_spec(stack_config, request, report, ctx.engine.data_outputs(request.stack))
-    started_at = request.now()
+    scratch = _scratch_spec(
+        stack_config, request, report, ctx.engine.data_outputs(request.stack), ctx.clock()
+    )
+    started_at = ctx.clock()
     report.steps.append(_remove_leftover(ctx, request.stack, timeouts, report))
     if not report.steps[-1].succeeded:
         _record(ctx, request, stack_config, report)
@@ -237,7 +237,11 @@ def _remove_leftover(ctx: ReleaseContext, stack: str, timeouts: DataTimeouts, re
 
 
 def _scratch_spec(
-    stack_config: StackConfig, request: DrillRequest, report: DrillReport, snapshot_outputs: dict[str, Any]
+    stack_config: StackConfig,
+    request: DrillRequest,
+    report: DrillReport,
+    snapshot_outputs: dict[str, Any],
+    now: datetime,
 ) -> ScratchSpec:
     """What to restore, mirroring the source; refused before anything is created when there is
     nothing to restore or `--at` is outside what RDS can restore."""
@@ -259,7 +263,7 @@ def _scratch_spec(
             f"snapshot {newest.snapshot_id}",
         )
     else:
-        _refuse_bad_point_in_time(stack_config, request)
+        _refuse_bad_point_in_time(stack_config, request, now)
         report.target_time = request.at
         report.restored_from = f"{source} at {request.at.isoformat(timespec='seconds')}"
     return ScratchSpec(
@@ -277,9 +281,8 @@ def _scratch_spec(
     )
 
 
-def _refuse_bad_point_in_time(stack_config: StackConfig, request: DrillRequest) -> None:
+def _refuse_bad_point_in_time(stack_config: StackConfig, request: DrillRequest, now: datetime) -> None:
     assert request.at is not None
-    now = request.now()
     retention = stack_config.settings.database.backup_retention_days
     if request.at.tzinfo is None:
         raise DrillRefusedError(f"stack '{request.stack}': --at needs a time zone, e.g. 2026-11-30T08:00:00Z")
@@ -336,7 +339,7 @@ def _verify(
     )
     ctx.progress(f"verify: {len(safety.verification)} read-only queries against {scratch.get('identifier')}")
     verification = verify_database(connection, safety.verification, safety.query_timeout_seconds)
-    verified_at = request.now()
+    verified_at = ctx.clock()
     assert report.target_time is not None
     figures = recovery_figures(
         started_at, verified_at, report.target_time, verification.newest_write, safety.targets
@@ -381,5 +384,14 @@ def _record(
     )
     first_service = stack_config.services[0].name
     report.steps.append(
-        record_step(ctx.engine, request.stack, first_service, record, summary, request.signer, ctx.progress)
+        record_step(
+            ctx.engine,
+            request.stack,
+            first_service,
+            record,
+            summary,
+            request.signer,
+            ctx.progress,
+            ctx.clock(),
+        )
     )

@@ -20,7 +20,7 @@ service's stable Service that changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from core.config.base import PROJECT_NAME
 from core.config.project import ProjectSettings
@@ -82,12 +82,11 @@ class PromoteRequest:
 def promote(
     ctx: ReleaseContext,
     request: PromoteRequest,
-    now: datetime | None = None,
     approval_reader: ApprovalReader = read_environment_approval,
 ) -> ReleaseReport:
     """Judge the target's gate offline, then on the source's history; release the digest into the
     target with the deploy flow, its records naming the source, the approval and any break-glass."""
-    moment = now or datetime.now(UTC)
+    moment = ctx.clock()
     project = ctx.project
     policy = project.stack_policies.get(request.target)
     if policy is None:
@@ -367,7 +366,14 @@ def reject(
         Event.REJECT, stack, actor, service=service, revokes=(image,), reason=reason, run=ctx.run_url
     )
     step = record_step(
-        engine, stack, service, record, f"release reject {service} {image}", signer, lambda _: None
+        engine,
+        stack,
+        service,
+        record,
+        f"release reject {service} {image}",
+        signer,
+        lambda _: None,
+        ctx.clock(),
     )
     if not step.succeeded:
         raise EngineError(f"stack '{stack}': the reject record could not be written: {step.detail}")
@@ -435,6 +441,7 @@ def review(
         f"release review of entry {number}",
         signer,
         lambda _: None,
+        ctx.clock(),
     )
     if not step.succeeded:
         raise EngineError(f"stack '{stack}': the review record could not be written: {step.detail}")

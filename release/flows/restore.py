@@ -177,7 +177,9 @@ def _execute(
         record = replace(record, reason=f"forced past migration risks: {record.reason or 'no reason given'}")
     if not record.revokes:
         record = replace(record, revokes=tuple(plan.moved_away))
-    return ctx.engine.up(plan.stack, plan.restore, record.message(summary, signer), targets=plan.targets)
+    return ctx.engine.up(
+        plan.stack, plan.restore, record.message(summary, signer, ctx.clock()), targets=plan.targets
+    )
 
 
 def _active(plan: RollbackPlan, service: str) -> str:
@@ -325,7 +327,15 @@ def restore(
         if len(record.services) != 1:
             raise ValueError(f"a record written without a restore names one service, not {record.service!r}")
         written = record_step(
-            ctx.engine, plan.stack, record.service, record, record_unchanged, signer, ctx.progress, name=step
+            ctx.engine,
+            plan.stack,
+            record.service,
+            record,
+            record_unchanged,
+            signer,
+            ctx.progress,
+            ctx.clock(),
+            name=step,
         )
         report.steps.append(written)
     else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from core.config.data_safety import DataSafetySpec
@@ -82,13 +82,13 @@ def take_snapshot(
     image: str,
     release_id: str,
     progress: log.Progress,
-    now: datetime | None = None,
+    now: datetime,
 ) -> SnapshotTaken:
     """Take a manual snapshot of `stack_config`'s database, named from stack, service, digest and
     time, and prune old ones by the retention rule, in one update of the data stack."""
     safety = data_safety_of(stack_config)
     stack = stack_config.stack
-    at = now or datetime.now(UTC)
+    at = now
     source = stack_config.settings.namespace  # components.database: the instance identifier
     try:
         name = snapshot_id(stack, service, fingerprint_of(image), at)
@@ -203,6 +203,8 @@ def snapshot_past_risks(
     if not (plan.risks and force):
         return {}
     risk = plan.risks[0]
-    taken = take_snapshot(ctx.engine, stack_config, risk.service, risk.digest, new_release_id(), ctx.progress)
+    taken = take_snapshot(
+        ctx.engine, stack_config, risk.service, risk.digest, new_release_id(), ctx.progress, ctx.clock()
+    )
     report.snapshot = taken.to_json()
     return {"snapshot": taken.to_json()}

@@ -91,8 +91,9 @@ def new_release_id() -> str:
     return f"r-{secrets.token_hex(6)}"
 
 
-def record_time(moment: datetime | None = None) -> str:
-    return (moment or datetime.now(UTC)).astimezone(UTC).strftime(TIME_FORMAT)[:-4] + "Z"
+def record_time(moment: datetime) -> str:
+    """`moment` (an aware time, from the release context's clock) as a record's `time`."""
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)[:-4] + "Z"
 
 
 def parse_record_time(text: str) -> datetime | None:
@@ -183,20 +184,17 @@ class ReleaseRecord:
         """What is signed: the canonical JSON of `to_json()`."""
         return canonical_json(self.to_json())
 
-    def message(self, summary: str, signer: Signer | None) -> str:
+    def message(self, summary: str, signer: Signer | None, at: datetime) -> str:
         """The whole update message: the tool's summary, then this record (signed when `signer`).
 
-        The record's `time` is set here, when it is signed, if the caller left it empty.
+        The record's `time` is set here to `at` (the clock's now, when it is signed), if the caller
+        left it empty.
         """
-        record = self if self.time else _with_time(self)
+        record = self if self.time else replace(self, time=record_time(at))
         document = record.to_json()
         if signer is not None:
             document["sig"] = {"key": signer.key_id, "ed25519": signer.sign(record.payload())}
         return f"{summary} {MARK} {canonical_json(document).decode()}"
-
-
-def _with_time(record: ReleaseRecord) -> ReleaseRecord:
-    return replace(record, time=record_time())
 
 
 def canonical_json(document: Any) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -215,12 +216,15 @@ def record_step(
     summary: str,
     signer: Signer | None,
     progress: Progress,
+    at: datetime,
     name: str = "record",
 ) -> Step:
     """Write `record` into the stack's history with an `up` that changes nothing: targeted at the
     service's stable Service, with no config change. `name` is the step's, in the report and log."""
     stable_urn = service_urns(stack, PROJECT_NAME, service)[0]
-    return up_step(name, engine, stack, {}, record.message(summary, signer), progress, targets=[stable_urn])
+    return up_step(
+        name, engine, stack, {}, record.message(summary, signer, at), progress, targets=[stable_urn]
+    )
 
 
 def check_step(

@@ -18,7 +18,7 @@ import copy
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,8 @@ from core.naming import DEPLOYMENT_TYPE, KUBERNETES_SERVICE_TYPE, preview_servic
 from release.engine.protocol import DataTimeouts, Engine, SecretValue, UpdateOutcome
 from release.engine.shapes import UpdateResult
 from release.offline.mock_runtime import DataMocks, ProgramRun, evaluate_inline, evaluate_program
-from tests.conftest import ROOT, TEST_SECRETS
+from release.testing.fake_clock import FakeClock
+from tests.conftest import PROJECT, TEST_SECRETS
 
 CONFIG_MAP_TYPE = "kubernetes:core/v1:ConfigMap"
 COLOR_LABEL = "platform.example.test/color"
@@ -63,8 +64,16 @@ class UpCall:
     changed_urns: list[str] = field(default_factory=list)
 
 
+TICK_SECONDS = 30
+"""How far an update moves the clock when it starts, and again when it ends."""
+UPDATE_SECONDS = 2 * TICK_SECONDS
+"""How long every `up` takes on the engine double's clock."""
+
+
 class FakeEngine(Engine):
-    def __init__(self, project_dir: Path = ROOT, numbered_versions: bool = False) -> None:
+    def __init__(
+        self, project_dir: Path = PROJECT, numbered_versions: bool = False, clock: FakeClock | None = None
+    ) -> None:
         self.project_dir = project_dir
         self.numbered_versions = numbered_versions
         self.stacks: dict[str, FakeStack] = {}
@@ -74,7 +83,9 @@ class FakeEngine(Engine):
         self._failures: dict[int, str] = {}
         self.drift_events: dict[str, list[dict[str, Any]]] = {}
         self._lock_holder = ""
-        self._clock = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+        self.clock = clock or FakeClock()
+        """The test's clock: history times come from it and every update moves it 30 s (a context made
+        with `ReleaseContext.for_tests` around this engine reads the same clock)."""
         self.data_mocks = DataMocks()
         """What the data program's resources answer (point the scratch instance at a local PostgreSQL)."""
         self.data_stacks: dict[str, ProgramRun] = {}
@@ -255,8 +266,8 @@ class FakeEngine(Engine):
         state.history.insert(0, entry)
 
     def _tick(self) -> datetime:
-        self._clock += timedelta(seconds=30)
-        return self._clock
+        self.clock.advance(TICK_SECONDS)
+        return self.clock()
 
     @staticmethod
     def _deployed(state: FakeStack, type_token: str, name: str) -> dict[str, Any]:

@@ -42,16 +42,20 @@ class StackScan:
     skipped: list[str] = field(default_factory=list)
     parsing_errors: list[str] = field(default_factory=list)
     stale_skips: list[str] = field(default_factory=list)
+    strict_skips: bool = False
+    """A stale skip fails the scan only when strict: a release can pin every image of a stack whose
+    policy allows tags (dev), and the skip is needed again once a branch tag is deployed there."""
 
     @property
     def clean(self) -> bool:
-        return not (self.failed or self.parsing_errors or self.stale_skips)
+        return not (self.failed or self.parsing_errors or (self.strict_skips and self.stale_skips))
 
     def line(self) -> str:
         verdict = "clean" if self.clean else "FAILED"
         parts = [f"{self.passed} passed", f"{len(self.failed)} failed", f"{len(self.skipped)} skipped"]
         details = self.failed + [f"cannot parse {name}" for name in self.parsing_errors]
-        details += [f"stale skip {check}: it skips nothing now, remove it" for check in self.stale_skips]
+        stale = "remove it" if self.strict_skips else "a warning (--strict-skips fails on it)"
+        details += [f"stale skip {check}: it skips nothing now, {stale}" for check in self.stale_skips]
         return f"{self.stack}: {verdict} ({', '.join(parts)})" + "".join(f"\n  {item}" for item in details)
 
 
@@ -100,10 +104,10 @@ def scan_stack(checkov: Path, directory: Path, skips: list[Skip]) -> StackScan:
     return scan
 
 
-def render(out: Path) -> list[Path]:
+def render(out: Path, project_dir: Path = ROOT) -> list[Path]:
     """`release plan --all --out`: every stack's manifests, offline."""
     release = Path(sys.executable).with_name("release")
-    command = [str(release), "plan", "--all", "--quiet", "--project-dir", str(ROOT), "--out", str(out)]
+    command = [str(release), "plan", "--all", "--quiet", "--project-dir", str(project_dir), "--out", str(out)]
     subprocess.run(command, check=True, capture_output=True)
     return sorted(path for path in out.iterdir() if path.is_dir())
 
@@ -114,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="render here (default: a temporary directory)")
     parser.add_argument(
         "--rendered", type=Path, default=None, help="scan these stack directories as they are"
+    )
+    parser.add_argument(
+        "--project-dir", type=Path, default=ROOT, help="render this project (default: the repository)"
+    )
+    parser.add_argument(
+        "--strict-skips", action="store_true", help="fail on a skip that skips nothing (default: warn)"
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -130,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         stacks = (
             sorted(path for path in args.rendered.iterdir() if path.is_dir())
             if args.rendered
-            else render(out)
+            else render(out, args.project_dir)
         )
         scans = [scan_stack(args.checkov, directory, skips) for directory in stacks]
+    for scan in scans:
+        scan.strict_skips = args.strict_skips
     if args.json:
         print(json.dumps([scan.__dict__ | {"clean": scan.clean} for scan in scans], indent=2))
     else:
