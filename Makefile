@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: check lint typecheck test plan checkov bench bench-release bench-analysis bench-canary bench-drill clean
+.PHONY: check lint typecheck test plan checkov bench bench-release bench-analysis bench-canary bench-drill bench-interrupt clean
 
 check: lint typecheck test
 
@@ -59,6 +59,9 @@ bench-canary: $(BIN)/release
 
 bench-drill: $(BIN)/release
 	$(BIN)/python bench/drill_bench.py
+
+bench-interrupt: $(BIN)/release
+	$(BIN)/python bench/interrupt_bench.py
 
 clean:
 	rm -rf $(VENV) tools/checkov/.venv .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -3,7 +3,7 @@
 tests and the benchmark use the test double (`release.testing.fake_engine`), which keeps state in
 memory and evaluates the real program under Pulumi's mock runtime.
 
-Engine facts this module relies on (see ../shared/pulumi-engine-notes.md):
+Engine facts this module relies on (see docs/engine-facts.md):
 - `LocalWorkspace(...)` runs `pulumi version` when constructed, so it is built lazily, on the first
   engine call: importing and testing everything else needs no CLI.
 - `Stack.history()` without a page size returns only the 10 newest entries: always page.
@@ -27,8 +27,10 @@ from core.config.base import PROJECT_NAME, SECRET_MARKER
 from core.config.sources import ConfigEntry, StackConfigValues, parse_engine_value
 from core.data_plan import DATA_PROJECT, DataPlan, data_stack_name
 from core.errors import ConcurrentReleaseError, EngineError, EngineUnavailableError
+from release.engine.cli_process import cancel_running_cli
 from release.engine.protocol import DataTimeouts, Engine, OutputSink, SecretValue, UpdateOutcome
 from release.engine.shapes import changes_of, event_to_json, summary_to_history_json
+from release.interrupts import stopping
 
 if TYPE_CHECKING:
     from pulumi import automation
@@ -76,14 +78,15 @@ class AutomationEngine(Engine):
         self._set_config(selected, config)
         started = time.monotonic()
         try:
-            result = selected.up(
-                message=message,
-                target=list(targets) or None,
-                on_output=on_output,
-                color="never",
-                show_secrets=False,
-                suppress_progress=True,
-            )
+            with stopping(cancel_running_cli):  # an interruption cancels the CLI's update
+                result = selected.up(
+                    message=message,
+                    target=list(targets) or None,
+                    on_output=on_output,
+                    color="never",
+                    show_secrets=False,
+                    suppress_progress=True,
+                )
         except automation_errors.ConcurrentUpdateError as error:
             self._restore_config(selected, before, config)
             raise ConcurrentReleaseError(stack, _tail(str(error))) from error
@@ -142,14 +145,15 @@ class AutomationEngine(Engine):
         selected = self._data_stack(plan.data_stack, program)
         started = time.monotonic()
         try:
-            result = selected.up(
-                message=message,
-                on_output=on_output,
-                color="never",
-                show_secrets=False,
-                # A snapshot or restore takes minutes: keep the engine's "creating (60s)" lines.
-                suppress_progress=False,
-            )
+            with stopping(cancel_running_cli):
+                result = selected.up(
+                    message=message,
+                    on_output=on_output,
+                    color="never",
+                    show_secrets=False,
+                    # A snapshot or restore takes minutes: keep the engine's "creating (60s)" lines.
+                    suppress_progress=False,
+                )
         except automation_errors.ConcurrentUpdateError as error:
             raise ConcurrentReleaseError(f"{DATA_PROJECT}/{plan.data_stack}", _tail(str(error))) from error
         except automation_errors.CommandError as error:
