@@ -18,6 +18,7 @@ from pathlib import Path
 
 from core.config.project import ProjectSettings
 from core.config.sources import ProjectFile, project_dir_of
+from core.errors import UsageError
 from release import log
 from release.clock import Clock, system_clock
 from release.engine.protocol import Engine
@@ -70,7 +71,15 @@ class ReleaseContext:
 
     @cached_property
     def actor(self) -> str:
-        return self.given_actor or actor_from(self.env)
+        """Who acts. In GitHub Actions always who started the run's attempt: `--actor` may not name
+        someone else there (an approver could otherwise release as another person)."""
+        found = actor_from(self.env)
+        if self.given_actor and self.env.get("GITHUB_ACTIONS") == "true" and self.given_actor != found:
+            raise UsageError(
+                f"--actor {self.given_actor!r}: in GitHub Actions the person releasing is who started the "
+                f"run ({found}, from GITHUB_TRIGGERING_ACTOR/GITHUB_ACTOR); leave --actor out there"
+            )
+        return self.given_actor or found
 
     @cached_property
     def signer(self) -> Signer | None:
@@ -126,7 +135,15 @@ class ReleaseContext:
 
 
 def actor_from(env: Mapping[str, str]) -> str:
-    """Who is acting: $RELEASE_OPERATOR, else $GITHUB_ACTOR in CI, else git's user.name, else the login."""
+    """Who is acting: in GitHub Actions who started this attempt of the run ($GITHUB_TRIGGERING_ACTOR,
+    the re-runner on a re-run, else $GITHUB_ACTOR); elsewhere $RELEASE_OPERATOR, else git's user.name,
+    else the login."""
+    if env.get("GITHUB_ACTIONS") == "true":
+        in_github = (env.get("GITHUB_TRIGGERING_ACTOR") or "").strip() or (
+            env.get("GITHUB_ACTOR") or ""
+        ).strip()
+        if in_github:
+            return in_github
     named = env.get("RELEASE_OPERATOR") or env.get("GITHUB_ACTOR")
     if named:
         return named

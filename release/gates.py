@@ -60,6 +60,8 @@ class Approval:
     run_actor: str = ""
     """Who triggered the GitHub run (four eyes is checked against it too)."""
     read_at: str = ""
+    triggering_actor: str = ""
+    """Who started this attempt of the run (a re-run's; four eyes is checked against it too)."""
 
     @property
     def proven(self) -> bool:
@@ -69,6 +71,8 @@ class Approval:
         document: dict[str, Any] = {"source": self.source, "ref": self.ref, "approvers": list(self.approvers)}
         if self.proven:
             document |= {"environment": self.environment, "runActor": self.run_actor, "readAt": self.read_at}
+            if self.triggering_actor and self.triggering_actor != self.run_actor:
+                document["triggeringActor"] = self.triggering_actor
         return document
 
 
@@ -253,21 +257,29 @@ def _approval_rules(
             f"proven, and stackPolicies.{target}.promotion.allowAssertedApproval is false",
             in_workflow if environment else "ask for the promotion to be run where approvals are proven",
         )
-    if not gate.four_eyes:
-        return
-    others = [
-        name
-        for name in approval.approvers
-        if name.strip().casefold() not in {actor.strip().casefold(), approval.run_actor.strip().casefold()}
-    ]
-    if not others:
+    excluded = {name.strip().casefold() for name in (actor, approval.run_actor, approval.triggering_actor)}
+    excluded.discard("")
+    counted = {name.strip().casefold() for name in approval.approvers if name.strip()}
+    if gate.four_eyes:
+        counted -= excluded
+    if gate.four_eyes and not counted:
         who = ", ".join(approval.approvers) or "nobody"
+        runners = sorted({approval.run_actor, approval.triggering_actor} - {"", actor})
         broken(
             "four-eyes",
             f"approved by {who}, who is not someone other than the person releasing ({actor}"
-            + (f", run by {approval.run_actor}" if approval.run_actor else "")
+            + (f", run by {' and '.join(runners)}" if runners else "")
             + ")",
             "ask someone else to approve" + (" the environment" if approval.proven else ", and name them"),
+        )
+    elif len(counted) < gate.min_approvals:
+        broken(
+            "min-approvals",
+            f"{len(counted)} distinct approver(s) count"
+            + (" (the person releasing and the run's actors do not)" if gate.four_eyes else "")
+            + f"; stackPolicies.{target}.promotion.minApprovals asks for {gate.min_approvals}",
+            f"{gate.min_approvals - len(counted)} more reviewer(s) approve"
+            + (" the environment" if approval.proven else ", and name them"),
         )
 
 
@@ -358,6 +370,7 @@ def approval_from(
                 environment=proof.environment,
                 run_actor=proof.actor,
                 read_at=proof.read_at,
+                triggering_actor=proof.triggering_actor,
             ),
             "",
         )

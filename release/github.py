@@ -53,6 +53,7 @@ CHECK_API_URL = (
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 RUN_ID = re.compile(r"[0-9]{1,20}")
+RUN_ATTEMPT = re.compile(r"[1-9][0-9]{0,3}")
 """ASCII digits only (`\\d` would take other scripts' digits too)."""
 REPOSITORY = re.compile(r"(?P<owner>[A-Za-z0-9][A-Za-z0-9-]{0,38})/(?P<repo>[A-Za-z0-9._-]{1,100})")
 """`owner/repo` with the characters GitHub allows; `.` and `..` are refused separately."""
@@ -73,10 +74,12 @@ class EnvironmentApproval:
     comments: tuple[str, ...]
     """The non-empty comments those approvals carry."""
     actor: str
-    """Who triggered the run (GITHUB_ACTOR)."""
+    """Who triggered the run's first attempt (GITHUB_ACTOR)."""
     run_url: str
     read_at: str
     """When this tool read the review history (UTC, ISO 8601)."""
+    triggering_actor: str = ""
+    """Who started this attempt (GITHUB_TRIGGERING_ACTOR; the same as `actor` on a first run)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -85,6 +88,7 @@ class EnvironmentApproval:
             "approvers": list(self.approvers),
             "comments": list(self.comments),
             "actor": self.actor,
+            "triggeringActor": self.triggering_actor,
             "runUrl": self.run_url,
             "readAt": self.read_at,
         }
@@ -109,6 +113,8 @@ class _Run:
     actor: str
     token: str = field(repr=False)
     run_url: str = ""
+    triggering_actor: str = ""
+    attempt: int = 1
 
     @property
     def approvals_url(self) -> str:
@@ -137,6 +143,14 @@ def read_environment_approval(
     if timeout_seconds <= 0:
         raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds!r}")
     run = _run_from(env, environment)
+    if run.attempt > 1:
+        run.refuse(
+            "re-run",
+            f"this is attempt {run.attempt} of run {run.run_url}: GitHub's review history lists the "
+            "run's reviews without the attempt they approved, so an approval of an earlier attempt "
+            "cannot be told from one of this attempt",
+            "start a new run of the workflow (not a re-run), so the environment's reviewers approve it",
+        )
     body = _fetch(run, timeout_seconds)
     read_at = clock().strftime("%Y-%m-%dT%H:%M:%SZ")
     reviews = _parse(run, body)
@@ -186,6 +200,13 @@ def _run_from(env: Mapping[str, str], environment: str) -> _Run:
         )
     api_url = _base_url(env, "GITHUB_API_URL", DEFAULT_API_URL, refuse, token_goes_there=True)
     server_url = _base_url(env, "GITHUB_SERVER_URL", DEFAULT_SERVER_URL, refuse, token_goes_there=False)
+    attempt = (env.get("GITHUB_RUN_ATTEMPT") or "1").strip()
+    if RUN_ATTEMPT.fullmatch(attempt) is None:
+        refuse(
+            "invalid-env",
+            f"GITHUB_RUN_ATTEMPT {attempt!r} is not an attempt number",
+            "leave GITHUB_RUN_ATTEMPT as GitHub sets it (1 for a first run)",
+        )
     slug, run_id = repository.group(0), values["GITHUB_RUN_ID"]
     return _Run(
         name,
@@ -195,6 +216,8 @@ def _run_from(env: Mapping[str, str], environment: str) -> _Run:
         values["GITHUB_ACTOR"],
         token,
         f"{server_url}/{slug}/actions/runs/{run_id}",
+        triggering_actor=(env.get("GITHUB_TRIGGERING_ACTOR") or "").strip() or values["GITHUB_ACTOR"],
+        attempt=int(attempt),
     )
 
 
@@ -454,6 +477,7 @@ def _approval(run: _Run, reviews: list[_Review], read_at: str) -> EnvironmentApp
         actor=run.actor,
         run_url=run.run_url,
         read_at=read_at,
+        triggering_actor=run.triggering_actor,
     )
 
 

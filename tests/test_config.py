@@ -251,3 +251,14 @@ def test_bad_alert_routing_labels_are_refused(project: Path, labels: dict[str, s
 
     problem = only(problems_of(project, "production", route), "platform:alerting.routingLabels")
     assert says in problem.problem
+
+
+@pytest.mark.parametrize("value", [0, -1, "2", True])
+def test_min_approvals_below_one_or_not_a_whole_number_is_refused(project: Path, value: Any) -> None:
+    def set_min(document: dict[str, Any]) -> None:
+        document["config"]["stackPolicies"]["value"]["production"]["promotion"]["minApprovals"] = value
+
+    edit_yaml(project / "Pulumi.yaml", set_min)
+    with pytest.raises(ConfigError) as raised:
+        load_stack_config(read_stack_file(project, "production", SECRET_NAMES).raw)
+    assert any("minApprovals" in problem.key for problem in raised.value.problems), raised.value.problems

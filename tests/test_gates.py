@@ -8,6 +8,7 @@ from typing import Any
 from core.config.project import FreezeWindow, PromotionGate
 from release.gates import (
     ASSERTED,
+    GITHUB_ENVIRONMENT,
     Approval,
     break_glass_problem,
     decide_promotion,
@@ -113,6 +114,36 @@ def test_production_without_approval_is_refused() -> None:
 
 def test_an_approver_who_is_also_the_releaser_is_refused_where_four_eyes_are_required() -> None:
     assert decide(VERIFIED_AT_9, approval=Approval(ASSERTED, "CHG-1", ("Alice",))) == ["four-eyes"]
+
+
+def proven(*approvers: str, run_actor: str = "alice", triggering_actor: str = "") -> Approval:
+    """An approval read from GitHub's review history of a run `run_actor` started."""
+    return Approval(
+        GITHUB_ENVIRONMENT,
+        "https://github.com/acme/platform/actions/runs/4242",
+        approvers,
+        environment="production",
+        run_actor=run_actor,
+        read_at="2026-11-24T12:00:00Z",
+        triggering_actor=triggering_actor or run_actor,
+    )
+
+
+def test_an_approval_by_whoever_re_ran_someone_elses_run_is_not_four_eyes() -> None:
+    # alice pushed, bob re-ran the run and approved it himself: bob is the person releasing
+    re_run = proven("bob", run_actor="alice", triggering_actor="bob")
+    assert decide(VERIFIED_AT_9, approval=re_run, actor="bob") == ["four-eyes"]
+    assert decide(VERIFIED_AT_9, approval=re_run, actor="alice") == ["four-eyes"]
+
+
+def test_an_approval_by_someone_other_than_the_runs_actors_counts() -> None:
+    assert decide(VERIFIED_AT_9, approval=proven("carol", triggering_actor="bob"), actor="bob") == []
+
+
+def test_min_approvals_counts_distinct_approvers_other_than_the_person_releasing() -> None:
+    two = PRODUCTION.model_copy(update={"min_approvals": 2})
+    assert decide(VERIFIED_AT_9, gate=two, approval=proven("carol", "Carol", "alice")) == ["min-approvals"]
+    assert decide(VERIFIED_AT_9, gate=two, approval=proven("carol", "dave")) == []
 
 
 def test_a_promotion_inside_a_freeze_window_is_refused() -> None:

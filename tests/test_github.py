@@ -120,10 +120,26 @@ def test_the_evidence_serialises_with_camel_case_keys_and_its_source() -> None:
         "approvers": ["bob"],
         "comments": ["LGTM, ship it"],
         "actor": "alice",
+        "triggeringActor": "alice",
         "runUrl": "https://github.com/acme/platform/actions/runs/4242",
         "readAt": document["readAt"],
     }
     json.dumps(document)
+
+
+def test_who_re_ran_the_run_is_read_beside_who_started_it() -> None:
+    approval = read(APPROVED, GITHUB_TRIGGERING_ACTOR="bob")
+    assert (approval.actor, approval.triggering_actor) == ("alice", "bob")
+
+
+def test_a_re_run_is_refused_because_the_reviews_do_not_name_their_attempt() -> None:
+    refused = refusal_before_any_request(GITHUB_RUN_ATTEMPT="2")
+    assert refused.kind == "re-run"
+    assert "attempt 2" in refused.problem and "start a new run" in refused.fix
+
+
+def test_a_malformed_attempt_number_is_refused() -> None:
+    assert refusal_before_any_request(GITHUB_RUN_ATTEMPT="1; rm -rf /").kind == "invalid-env"
 
 
 def test_read_at_is_the_utc_time_the_tool_read_the_approvals() -> None:

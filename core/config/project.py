@@ -273,6 +273,14 @@ class PromotionGate(ConfigModel):
         "source's verification, and as approval and review.",
     )
     four_eyes: bool = Field(default=False, strict=True)
+    min_approvals: int = Field(
+        default=1,
+        ge=1,
+        le=10,
+        strict=True,
+        description="How many distinct people must approve (with fourEyes, none of them the person "
+        "releasing, the run's actor or whoever re-ran it).",
+    )
     approval_environment: str | None = Field(
         default=None,
         description="A GitHub Actions environment protected by required reviewers; a job running in "

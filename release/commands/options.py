@@ -46,8 +46,8 @@ def actor_options() -> Parser:
         "--operator",
         dest="actor",
         default=None,
-        help="who is releasing, recorded in stack history (default: $RELEASE_OPERATOR, "
-        "$GITHUB_ACTOR in GitHub Actions, git config user.name, your login)",
+        help="who is releasing, recorded in stack history (default: $RELEASE_OPERATOR, git config "
+        "user.name, your login; in GitHub Actions always who started the run's attempt)",
     )
     actor.add_argument("--reason", default="", help="why, recorded in stack history")
     actor.add_argument(
