@@ -45,6 +45,8 @@ MIN_REASON_WORDS = 3
 
 GITHUB_ENVIRONMENT = "github-environment"
 ASSERTED = "asserted"
+GITHUB_RUN = "github-run"
+"""A review run in GitHub Actions: its reviewer is who started the run's attempt, with the run's URL."""
 ApprovalReader = Callable[[Mapping[str, str], str], EnvironmentApproval]
 
 

@@ -85,6 +85,18 @@ def test_break_glass_releases_wait_for_review_until_someone_reviews_them() -> No
     )
 
 
+def test_an_asserted_review_does_not_close_a_break_glass_where_the_policy_refuses_it() -> None:
+    glass = record("stage", break_glass={"reason": "checkout is down", "skipped": ["verified"]})
+    typed = record("review", actor="bob", reviews=1, approval={"source": "asserted"})
+    in_ci = record("review", actor="bob", reviews=1, approval={"source": "github-run"})
+    asserted = history(update("2026-11-24T09:00", glass), update("2026-11-24T10:00", typed))
+    proven = history(update("2026-11-24T09:00", glass), update("2026-11-24T10:00", in_ci))
+    waiting = unreviewed_break_glass("production", asserted, asserted_counts=False)
+    assert [row.number for row in waiting] == [1]
+    assert unreviewed_break_glass("production", asserted, asserted_counts=True) == []
+    assert unreviewed_break_glass("production", proven, asserted_counts=False) == []
+
+
 def test_the_markdown_audit_is_a_table_with_the_review_queue() -> None:
     glass = record("stage", break_glass={"reason": "checkout is down", "skipped": ["verified"]})
     entries = history(update("2026-11-24T09:00", glass))

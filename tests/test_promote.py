@@ -313,7 +313,7 @@ def test_a_direct_review_by_the_releaser_is_refused_and_by_someone_else_recorded
                 signer=TEST_SIGNER,
             )
         recorded = review(
-            ReleaseContext.for_tests(engine, engine.project_dir, env={}),
+            ReleaseContext.for_tests(engine, engine.project_dir, env=REVIEW_RUN),
             "production",
             stage_number,
             "fix was right; INC-7 closed",
@@ -321,6 +321,35 @@ def test_a_direct_review_by_the_releaser_is_refused_and_by_someone_else_recorded
             signer=TEST_SIGNER,
         )
     assert recorded.reviews == stage_number
+    assert recorded.approval == {"source": "github-run"} and recorded.run.endswith("/actions/runs/77")
+
+
+REVIEW_RUN = {
+    "GITHUB_ACTIONS": "true",
+    "GITHUB_ACTOR": "bob",
+    "GITHUB_REPOSITORY": "acme/platform",
+    "GITHUB_RUN_ID": "77",
+}
+"""The review workflow's job, started by bob."""
+
+
+def test_an_asserted_review_is_refused_where_it_would_not_close_the_break_glass() -> None:
+    with two_stacks() as (engine, _, production):
+        promote_in_ci(
+            engine, request(production, break_glass_reason="checkout is down since 11:40"), now=MONDAY_MORNING
+        )
+        stage_number = history_of(engine, "production")[2].number
+        engine.calls.clear()
+        with pytest.raises(UsageError, match="allowAssertedReview is false"):
+            review(
+                ReleaseContext.for_tests(engine, engine.project_dir, env={}),  # a laptop: a typed name
+                "production",
+                stage_number,
+                "looked fine to me",
+                "mallory",
+                signer=TEST_SIGNER,
+            )
+        assert [call for call in engine.calls if call[0] == "up"] == []
 
 
 def test_a_newer_verified_digest_replaces_the_old_one_as_what_is_promoted_by_default() -> None:

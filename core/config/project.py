@@ -273,6 +273,13 @@ class PromotionGate(ConfigModel):
         "source's verification, and as approval and review.",
     )
     four_eyes: bool = Field(default=False, strict=True)
+    allow_asserted_review: bool = Field(
+        default=True,
+        strict=True,
+        description="Whether a `release review` run outside GitHub Actions (its reviewer is a typed "
+        "name, marked asserted) closes a break-glass release. Inside GitHub Actions the reviewer is who "
+        "started the run's attempt.",
+    )
     min_approvals: int = Field(
         default=1,
         ge=1,

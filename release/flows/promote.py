@@ -33,6 +33,8 @@ from release.context import ReleaseContext
 from release.engine.protocol import Engine
 from release.flows.deploy import DeployRequest, deploy
 from release.gates import (
+    ASSERTED,
+    GITHUB_RUN,
     Approval,
     ApprovalReader,
     Evidence,
@@ -423,6 +425,14 @@ def review(
         )
     if record.actor.strip().casefold() == actor.strip().casefold():
         raise UsageError(one_line(f"{actor} made that break-glass release; someone else reviews it"))
+    proven = bool(ctx.run_url)  # in GitHub Actions: the reviewer is who started the run's attempt
+    policy = project.stack_policies.get(stack)
+    if not proven and policy is not None and not policy.promotion.allow_asserted_review:
+        raise UsageError(
+            f"a review outside GitHub Actions names its reviewer by a typed name (asserted), and "
+            f"stackPolicies.{stack}.promotion.allowAssertedReview is false, so it would not close entry "
+            f"{number}; nothing was changed. Run the review workflow (.github/workflows/review.yml)"
+        )
     review_record = ReleaseRecord(
         Event.REVIEW,
         stack,
@@ -432,6 +442,7 @@ def review(
         reviews=number,
         reason=note,
         run=ctx.run_url,
+        approval={"source": GITHUB_RUN if proven else ASSERTED},
     )
     step = record_step(
         engine,

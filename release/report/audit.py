@@ -22,7 +22,7 @@ from core.config.stack import ServiceRelease, project_pod_config, releases_of
 from core.errors import ReleaseError
 from core.text import one_line
 from release.engine.protocol import Engine
-from release.gates import evidence_for
+from release.gates import GITHUB_RUN, evidence_for
 from release.history.entries import RELEASES_KEY, HistoryEntry, read_history
 from release.history.records import Event, ReleaseRecord
 
@@ -55,7 +55,9 @@ def read_audit(
             audit.failures.append((stack, error))
             continue
         audit.rows += audit_rows(stack, entries, since)
-        audit.unreviewed += unreviewed_break_glass(stack, entries)
+        policy = project.stack_policies.get(stack)
+        asserted_counts = policy is None or policy.promotion.allow_asserted_review
+        audit.unreviewed += unreviewed_break_glass(stack, entries, asserted_counts)
     audit.rows.sort(key=lambda row: row.time, reverse=True)
     return audit
 
@@ -210,10 +212,18 @@ def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRo
     )
 
 
-def unreviewed_break_glass(stack: str, entries: Sequence[HistoryEntry]) -> list[AuditRow]:
-    """Break-glass releases (their first update) that no later `review` record acknowledges."""
+def unreviewed_break_glass(
+    stack: str, entries: Sequence[HistoryEntry], asserted_counts: bool = True
+) -> list[AuditRow]:
+    """Break-glass releases (their first update) that no later `review` record acknowledges; where
+    asserted reviews do not count (allowAssertedReview false), only a review run in GitHub Actions
+    does (a review record from before reviews were marked counts as asserted)."""
     reviewed = {
-        entry.record.reviews for entry in entries if entry.record and entry.record.event == Event.REVIEW
+        entry.record.reviews
+        for entry in entries
+        if entry.record
+        and entry.record.event == Event.REVIEW
+        and (asserted_counts or entry.record.approval.get("source") == GITHUB_RUN)
     }
     rows = []
     for index, entry in enumerate(entries):
