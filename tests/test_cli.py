@@ -32,10 +32,10 @@ FAST = ["--interval", "0.05", "--timeout", "0.5", "--window", "2", "--successes"
 
 
 def run(argv: list[str], engine: FakeEngine | None = None) -> int:
-    project_dir = engine.project_dir if engine else PROJECT
-    return main(
-        [*argv, "--project-dir", str(project_dir)], engine_factory=(lambda _: engine) if engine else None
-    )
+    """`release <argv>` on the engine double and its clock (without one: the real adapter, no CLI)."""
+    if engine is None:
+        return main([*argv, "--project-dir", str(PROJECT)])
+    return main([*argv, "--project-dir", str(engine.project_dir)], lambda _: engine, engine.clock)
 
 
 def urls(api: Cluster) -> list[str]:

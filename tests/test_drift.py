@@ -10,6 +10,7 @@ import pytest
 from core.errors import EngineError
 from release.cli import main
 from release.flows.drift import parse_drift
+from release.testing.fake_engine import FakeEngine
 from tests.conftest import PROJECT
 from tests.http_servers import healthy, serve
 from tests.release_doubles import fake_engine
@@ -93,25 +94,22 @@ def test_release_drift_exits_1_lists_the_drift_as_json_and_notifies(
     posted: list[Any] = []
     with serve(healthy(), posted) as webhook:
         monkeypatch.setenv("RELEASE_WEBHOOK_URL", webhook)
-        code = main(
-            ["drift", "staging", "--json", "--project-dir", str(PROJECT)], engine_factory=lambda _: engine
-        )
+        code = drift(engine, "--json")
     assert code == 1
     assert json.loads(capsys.readouterr().out)["drifted"][0]["properties"] == ["spec", "spec.replicas"]
     assert posted and "*drift* on staging" in posted[0]["text"]
 
 
+def drift(engine: FakeEngine, *options: str) -> int:
+    """`release drift staging` against the engine double, on its clock."""
+    argv = ["drift", "staging", *options, "--project-dir", str(PROJECT)]
+    return main(argv, engine_factory=lambda _: engine, clock=engine.clock)
+
+
 def test_release_drift_exits_0_without_drift() -> None:
     engine = fake_engine()
     engine.drift_events["staging"] = UNCHANGED
-    assert (
-        main(
-            ["drift", "staging", "--project-dir", str(PROJECT)],
-            engine_factory=lambda _: engine,
-            clock=engine.clock,
-        )
-        == 0
-    )
+    assert drift(engine) == 0
 
 
 def test_release_drift_exits_2_when_the_check_itself_fails(capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,12 +119,5 @@ def test_release_drift_exits_2_when_the_check_itself_fails(capsys: pytest.Captur
         raise EngineError("stack 'staging': error: could not reach the cluster")
 
     engine.refresh_preview = broken  # type: ignore[method-assign]
-    assert (
-        main(
-            ["drift", "staging", "--project-dir", str(PROJECT)],
-            engine_factory=lambda _: engine,
-            clock=engine.clock,
-        )
-        == 2
-    )
+    assert drift(engine) == 2
     assert "drift check of 'staging' failed" in capsys.readouterr().err
