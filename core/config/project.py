@@ -8,6 +8,8 @@ file may not override them; the rules that are stricter for some stacks are this
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import datetime
 from typing import Any
@@ -339,6 +341,18 @@ ED25519_PUBLIC_KEY = re.compile(r"[A-Za-z0-9+/]{43}=")
 KEY_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
 
+def is_canonical_base64(text: str) -> bool:
+    """True when `text` is exactly the standard base64 of the bytes it decodes to."""
+    try:
+        return base64.b64encode(base64.b64decode(text, validate=True)).decode() == text
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _key_bytes(key: TrustedKey) -> bytes:
+    return base64.b64decode(key.public_key)
+
+
 class TrustedKey(ConfigModel):
     """A public key whose signatures on release records are trusted (the CI's signing key).
 
@@ -365,6 +379,12 @@ class TrustedKey(ConfigModel):
             raise ValueError(
                 "must be an Ed25519 public key in base64 (44 characters), as `release keygen` prints"
             )
+        if not is_canonical_base64(key):
+            raise ValueError(
+                "is not the canonical base64 of its 32 bytes (the last character's unused bits are set, "
+                "so the same key could be listed again under another spelling); copy the key exactly as "
+                "`release keygen` printed it"
+            )
         return key
 
     @field_validator("retired_after")
@@ -383,11 +403,19 @@ class ReleaseSigning(ConfigModel):
     @field_validator("trusted_keys")
     @classmethod
     def _unique(cls, keys: list[TrustedKey]) -> list[TrustedKey]:
-        for attribute in ("name", "public_key"):
-            values = [getattr(key, attribute) for key in keys]
-            repeated = sorted({value for value in values if values.count(value) > 1})
-            if repeated:
-                raise ValueError(f"trusted keys must have unique {attribute}s; repeated: {repeated}")
+        """One name per key and one key per name, keys compared as their decoded bytes: a retired key
+        listed again under a new name would count again."""
+        problems = []
+        for what, of in (("name", lambda key: key.name), ("public key", lambda key: _key_bytes(key))):
+            seen: dict[object, int] = {}
+            for index, key in enumerate(keys):
+                first = seen.setdefault(of(key), index)
+                if first != index:
+                    problems.append(
+                        f"entries {first} ({keys[first].name}) and {index} ({key.name}) have the same {what}"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems) + "; list each key once, under one name")
         return keys
 
 

@@ -89,7 +89,7 @@ def abort(ctx: ReleaseContext, request: AbortRequest) -> ReleaseReport:
         if plan.risks:
             report.notes.append("this abort would be refused without --force (see migration risk)")
         return report
-    refuse_unsigned_write(stack_config.project, stack, request.signer, "abort")
+    refuse_unsigned_write(stack_config.project, stack, request.signer, "abort", ctx.clock())
     data = snapshot_past_risks(ctx, stack_config, plan, request.force, report)
     record = ReleaseRecord(
         event=Event.ABORT,

@@ -155,7 +155,7 @@ def drill(ctx: ReleaseContext, request: DrillRequest) -> DrillReport:
     current = ctx.engine.get_config(request.stack)
     stack_config = validated_stack_config(request.stack, current, ctx.project_file)
     safety = data_safety_of(stack_config)
-    refuse_unsigned_write(stack_config.project, request.stack, request.signer, "drill")
+    refuse_unsigned_write(stack_config.project, request.stack, request.signer, "drill", ctx.clock())
     report = DrillReport(request.stack)
     timeouts = DataTimeouts(safety.snapshot_timeout_minutes, safety.restore_timeout_minutes)
     scratch = _scratch_spec(

@@ -97,7 +97,7 @@ def promote(
         )
     gate = policy.promotion
     _refuse_bad_input(request, project)
-    refuse_unsigned_write(project, request.target, request.signer, "promotion")
+    refuse_unsigned_write(project, request.target, request.signer, "promotion", ctx.clock())
     approval, approval_problem = approval_from(
         request.approval_ref, request.approver, gate, ctx.env, approval_reader
     )
@@ -350,7 +350,7 @@ def reject(
     problem = break_glass_problem(reason)
     if problem:
         raise UsageError(problem.replace("break-glass", "a rejection"))
-    refuse_unsigned_write(project, stack, signer, "rejection")
+    refuse_unsigned_write(project, stack, signer, "rejection", ctx.clock())
     entries = read_history(engine, stack, project)
     image = _deployed_image(entries, service, digest, str(parsed) if parsed is not None else None)
     if image is None:
@@ -415,7 +415,7 @@ def review(
 ) -> ReleaseRecord:
     """Acknowledge the break-glass release in history entry `number` (someone else's)."""
     engine, project = ctx.engine, ctx.project
-    refuse_unsigned_write(project, stack, signer, "review")
+    refuse_unsigned_write(project, stack, signer, "review", ctx.clock())
     entry = entry_numbered(read_history(engine, stack, project), number)
     record = entry.record
     if record is None or not record.break_glass or record.event != Event.STAGE:

@@ -73,7 +73,7 @@ def rollback(ctx: ReleaseContext, request: RollbackRequest) -> ReleaseReport:
         if unfinished:
             report.notes.append(f"it would finish the unfinished release(s) {', '.join(unfinished)}")
         return report
-    refuse_unsigned_write(project, stack, request.signer, "rollback")
+    refuse_unsigned_write(project, stack, request.signer, "rollback", ctx.clock())
     data = snapshot_past_risks(ctx, stack_config, plan, request.force, report)
     ctx.progress(f"rollback: pulumi up -s {stack} ({plan.mode}, to {plan.target.label()})")
     record = ReleaseRecord(

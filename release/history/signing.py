@@ -58,11 +58,15 @@ def key_id(public_key: bytes) -> str:
 
 
 def _b64decode(text: str, size: int) -> bytes | None:
+    """`size` bytes from their canonical standard base64, or None (a key's spare low bits set, so that
+    one key could pass for two, counts as malformed)."""
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         return None
-    return raw if len(raw) == size else None
+    if len(raw) != size or base64.b64encode(raw).decode() != text:
+        return None
+    return raw
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,11 @@ class TrustedKeys:
     def trusts(self, identifier: str) -> bool:
         return identifier in self._keys
 
+    def entry(self, identifier: str) -> TrustedKey | None:
+        """The Pulumi.yaml entry of the key with this id, if trusted."""
+        found = self._keys.get(identifier)
+        return found[0] if found is not None else None
+
     def verify(self, identifier: str, payload: bytes, signature: str, signed_at: datetime | None) -> Trust:
         """SIGNED when `signature` over `payload` verifies with the trusted key `identifier`, and the
         key was not retired before `signed_at`."""
@@ -145,19 +154,31 @@ class TrustedKeys:
         return Trust.SIGNED
 
 
-def refuse_unsigned_write(project: ProjectSettings, stack: str, signer: Signer | None, verb: str) -> None:
+def refuse_unsigned_write(
+    project: ProjectSettings, stack: str, signer: Signer | None, verb: str, now: datetime
+) -> None:
     """A stack that counts only signed records gets no record it would not count: refuse before any
-    change when there is no signing key, or its key is not one Pulumi.yaml trusts."""
+    change when there is no signing key, its key is not one Pulumi.yaml trusts, or the key was
+    retired before `now` (the time its records would carry)."""
     policy = project.stack_policies.get(stack)
     if policy is None or not policy.require_signed_records:
         return
     rule = f"stackPolicies.{stack}.requireSignedRecords in Pulumi.yaml"
+    trusted = (
+        None if signer is None else TrustedKeys(project.release_signing.trusted_keys).entry(signer.key_id)
+    )
     if signer is None:
         problem = f"${SIGNING_KEY_ENV} is not set"
-    elif not TrustedKeys(project.release_signing.trusted_keys).trusts(signer.key_id):
+    elif trusted is None:
         problem = (
             f"the key in ${SIGNING_KEY_ENV} (key id {signer.key_id}) is not in releaseSigning.trustedKeys "
             "in Pulumi.yaml"
+        )
+    elif trusted.retired_after is not None and now > trusted.retired_after:
+        problem = (
+            f"the key in ${SIGNING_KEY_ENV} is '{trusted.name}' (key id {signer.key_id}), retired after "
+            f"{trusted.retired_after.isoformat()} in releaseSigning.trustedKeys; replace "
+            f"${SIGNING_KEY_ENV} with the current key (docs/signing.md#rotating-a-key)"
         )
     else:
         return
