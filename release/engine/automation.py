@@ -3,7 +3,7 @@
 tests and the benchmark use the test double (`release.testing.fake_engine`), which keeps state in
 memory and evaluates the real program under Pulumi's mock runtime.
 
-Engine facts this module relies on (see docs/engine-facts.md#automation-api):
+Engine facts this module relies on (see docs/engine-facts.md):
 - `LocalWorkspace(...)` runs `pulumi version` when constructed, so it is built lazily, on the first
   engine call: importing and testing everything else needs no CLI.
 - `Stack.history()` without a page size returns only the 10 newest entries: always page.
