@@ -1,6 +1,6 @@
 """The post-deploy health hook: bound on each stable Service, and its function run for real.
 
-The mock runtime registers hooks but never calls them (see ../shared/pulumi-engine-notes.md), so
+The mock runtime registers hooks but never calls them (see docs/engine-facts.md#resource-hooks), so
 the binding is checked on what the program registers, and the function is called directly against
 real HTTP servers on 127.0.0.1.
 """

@@ -11,7 +11,7 @@ that does not report properties leaves the list empty, and says so); 2: an error
 
 The engine's events are read in the shape of its JSON event stream, so the parsing is tested on that
 shape exactly. (Drift in a refresh is reported per resource; `--expect-no-changes` exits 7 from CLI
-v3.227.0, see ../shared/pulumi-engine-notes.md.)
+v3.227.0, see docs/engine-facts.md#drift-exit-code.)
 """
 
 from __future__ import annotations

@@ -5,11 +5,11 @@
                  "platform:appSecrets": {"secret": true}},
       "result": "succeeded|failed|in-progress", "endTime", "resourceChanges": {...}}, ...]   newest first
 
-Facts this relies on (../shared/pulumi-engine-notes.md): the file backend numbers no update (every
-`version` is 0), so an entry is addressed by its `number`: the version where the backend numbers
-updates, else its position counted from the oldest entry (1 = the first update), which is what
-Pulumi Cloud's versions count too. Object config may come back as JSON text only: it is parsed back
-into objects. A secret comes back without its value and is never restored.
+Facts this relies on (docs/engine-facts.md#file-backend-versions-are-0): the file backend numbers no
+update (every `version` is 0), so an entry is addressed by its `number`: the version where the
+backend numbers updates, else its position counted from the oldest entry (1 = the first update),
+which is what Pulumi Cloud's versions count too. Object config may come back as JSON text only: it
+is parsed back into objects. A secret comes back without its value and is never restored.
 """
 
 from __future__ import annotations
