@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from core.config.project import TrustedKey
+from core.config.signing import TrustedKey
 from release.history.entries import HistoryEntry, RecordRules, parse_history
 from release.history.records import Event, ReleaseRecord, record_time
 from release.history.signing import Signer, TrustedKeys

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from core.config.project import TrustedKey
+from core.config.signing import TrustedKey
 from core.config.sources import ConfigEntry
 from core.errors import ConfigError, PromotionRefusedError, UsageError
 from release.cli import main

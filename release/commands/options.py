@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from core.config.base import ENV_NAME, config_value_problem
-from core.config.project import KEY_NAME
+from core.config.signing import KEY_NAME
 from core.errors import UsageError
 from core.text import one_line
 

@@ -28,7 +28,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from core.config.project import ProjectSettings, TrustedKey
+from core.config.project import ProjectSettings
+from core.config.signing import TrustedKey
 from core.errors import UsageError
 
 SIGNING_KEY_ENV = "RELEASE_SIGNING_KEY"
