@@ -107,18 +107,6 @@ def staging_with_retired_test_key(project: Path) -> FakeEngine:
     return engine
 
 
-REJECT = [
-    "reject",
-    "staging",
-    "--service",
-    "api",
-    "--digest",
-    "sha256:" + "ab" * 32,
-    "--reason",
-    "a bad build",
-]
-
-
 @pytest.mark.parametrize(
     "argv",
     [[*REJECT, "--force"], ["promote", "dev", "staging", "--service", "api"]],
