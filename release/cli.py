@@ -15,7 +15,8 @@ catches `ReleaseError` once.
 Progress goes to stderr (`release.log`), results to stdout (JSON under `--json`). Exit codes are
 `core.errors.ExitCode` (docs/operations.md): a ReleaseError exits with its own; anything else is a
 bug, reported in one line (`--verbose` adds the traceback), exit 70; Ctrl-C exits 130. SIGTERM
-interrupts like Ctrl-C: a release in progress rolls back first.
+interrupts like Ctrl-C: a release in progress cancels the running `pulumi up` (release.engine.cancel)
+and rolls back first (docs/operations.md#interruptions).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from release.commands import COMMANDS
 from release.commands.options import Options, Parser
 from release.context import EngineFactory, ReleaseContext
 from release.engine.automation import AutomationEngine
-from release.interrupts import sigterm_interrupts
+from release.interrupts import describe, sigterm_interrupts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,8 +74,8 @@ def main(
     except ReleaseError as error:
         log.error(str(error))
         return int(error.exit_code)
-    except KeyboardInterrupt:
-        print(f"release {args.verb}: interrupted; the command did not finish", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print(f"release {args.verb}: {describe(interrupt)}; the command did not finish", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
     except Exception as error:  # noqa: BLE001 - the one place an unexpected error is caught
         if args.verbose:

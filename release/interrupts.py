@@ -3,41 +3,52 @@ signal) are turned into KeyboardInterrupt while a command runs, so a release in 
 step and rolls back (release.flows.deploy) instead of dying midway with traffic on a half-released
 colour.
 
-Before raising, the handler calls what the running engine operation registered with `stopping`
-(release.engine.automation: SIGINT to the running `pulumi`, release.engine.cli_process), so the tool
-does not wait for a whole `up` to finish before it can roll back. A Ctrl-C typed at the terminal
-already reached the CLI (the terminal signals the whole foreground process group), so then nothing
-is forwarded: a second SIGINT would make the CLI stop at once instead of cancelling gracefully.
+An interrupt that arrives while the engine runs a `pulumi` command does not wait for the command to
+finish: release.engine.cancel asks it to cancel at once, waits (bounded) until it has stopped, so the
+rollback's own `up` finds the stack unlocked, and raises `EngineInterrupted`, which says how the
+engine stopped. SIGTERM raises `Terminated`: its sender usually kills soon after, so the engine gets
+the shorter grace.
 """
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-_stops: list[Callable[[], object]] = []
+INTERRUPTED = "interrupted (Ctrl-C or SIGTERM)"
 
 
-@contextmanager
-def stopping(stop: Callable[[], object]) -> Iterator[None]:
-    """While the block runs, an interruption calls `stop` before it raises KeyboardInterrupt."""
-    _stops.append(stop)
-    try:
-        yield
-    finally:
-        _stops.remove(stop)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: like Ctrl-C, but whoever sent it usually kills the process soon after (a cancelled
+    GitHub Actions step: 2.5 s later)."""
+
+
+class EngineInterrupted(KeyboardInterrupt):
+    """An interrupt that stopped a running engine command; `detail` says how the engine stopped
+    (it cancelled within its grace, was told to terminate at once, or was killed)."""
+
+    def __init__(self, detail: str, terminated: bool = False) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.terminated = terminated
+        """The interrupt was SIGTERM (see Terminated)."""
+
+
+def describe(interrupt: KeyboardInterrupt) -> str:
+    """`interrupted (Ctrl-C or SIGTERM)`, and how the engine stopped when one was running."""
+    if isinstance(interrupt, EngineInterrupted):
+        return f"{INTERRUPTED}; {interrupt.detail}"
+    return INTERRUPTED
 
 
 @contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM interrupts like Ctrl-C, and both first stop the running engine operation, so a release
-    in progress rolls back and reports instead of dying midway; the previous handlers are restored
-    afterwards."""
+    """SIGTERM and SIGINT interrupt (even where SIGINT was ignored, as for a command started in the
+    background of a script), so a release in progress rolls back and reports instead of dying
+    midway; the previous handlers are restored afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -50,16 +61,6 @@ def sigterm_interrupts() -> Iterator[None]:
 
 
 def _interrupt(number: int, _frame: FrameType | None) -> None:
-    if number == signal.SIGTERM or not _typed_at_the_terminal():
-        for stop in list(_stops):
-            stop()
+    if number == signal.SIGTERM:
+        raise Terminated
     raise KeyboardInterrupt
-
-
-def _typed_at_the_terminal() -> bool:
-    """True when our process group is the terminal's foreground group: a Ctrl-C there reached every
-    process of the group, the CLI included."""
-    try:
-        return sys.stdin.isatty() and os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
-    except (OSError, ValueError, AttributeError):
-        return False

@@ -1,154 +1,175 @@
-"""An interrupted release stops the running `pulumi up` instead of waiting for it (issue 23, item 7).
+"""An interrupted release stops the running `pulumi up`, waits (bounded) until it has stopped, and only
+then rolls back (issue 23, item 7).
 
-Real processes: the real adapter (AutomationEngine, over pulumi.automation) runs a stand-in `pulumi`
-executable put first on PATH. The stand-in answers the few subcommands the adapter calls around an
-`up`, and its `up` takes UP_SECONDS unless it gets SIGINT, which it logs (with its monotonic time,
-comparable across processes) before it exits the way the CLI does after a graceful cancel. What
-this proves: the tool forwards the interruption to the CLI and returns within about a second; what
-it cannot prove here: how long the real CLI takes to cancel (that depends on the resource
-operations in flight; docs/operations.md#interruptions).
+Real processes: a driver process runs the real adapter (AutomationEngine, over pulumi.automation)
+with a stand-in `pulumi` first on PATH (tests/pulumi_standin.py: its `up` takes 6 s, holds the
+stack's lock while it runs, and cancels on SIGINT the way the CLI does). The test sends the driver
+SIGTERM or SIGINT 1.5 s into the `up` and reads, from the stand-in's log and the driver's output,
+when the engine was asked to cancel, when it stopped, and when the tool went on: every time is
+`time.monotonic()`, one clock for every process on the machine, read only to measure.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from release.engine import cli_process
 from tests.conftest import ROOT
+from tests.pulumi_standin import events, install
 
-UP_SECONDS = 6
-STAND_IN = """#!{python}
-import json, os, signal, sys, time, pathlib
-log = pathlib.Path(__file__).with_name("calls.log")
-args = [a for a in sys.argv[1:] if a != "--non-interactive"]
-def note(text):
-    with log.open("a") as f:
-        f.write(text + "\\n")
-note(" ".join(args[:2]))
-if args[:1] == ["version"]:
-    print("v3.238.0"); sys.exit(0)
-if args[:1] == ["up"]:
-    ignore_first = os.environ.get("STAND_IN_SLOW_CANCEL") == "1"
-    def cancel(number, frame):
-        global ignore_first
-        note(f"SIGINT {{time.monotonic()}}")
-        if ignore_first:
-            ignore_first = False  # still finishing resource operations in flight
-            return
-        print("error: update cancelled", flush=True)
-        sys.exit(255)
-    signal.signal(signal.SIGINT, cancel)
-    print("Updating (staging):", flush=True)
-    end = time.monotonic() + {up_seconds}
-    while time.monotonic() < end:
-        time.sleep(0.05)
-    note("up finished")
-    sys.exit(0)
-if args[:2] == ["stack", "history"]:
-    print(json.dumps([{{"version": 1, "kind": "update", "startTime": "2026-11-23T09:00:00.000Z",
-        "message": "", "environment": {{}}, "config": {{}}, "result": "succeeded",
-        "endTime": "2026-11-23T09:00:30.000Z", "resourceChanges": {{"same": 1}}}}]))
-    sys.exit(0)
-if "--json" in args:
-    print("{{}}" if args[0] in ("config", "stack") else "[]")
-"""
+UP_SECONDS = 6.0
+SIGNAL_AT = 1.5
+"""Seconds into the `up` when the test interrupts the tool."""
+PROMPTLY = 1.0
+"""Tolerance for "at once" on a loaded two-core machine (measured: about 0.05 s)."""
+
 DRIVER = """
 import sys, time
 from pathlib import Path
-from release.engine import cli_process
+from release.engine import cancel
 from release.engine.automation import AutomationEngine
 from release.interrupts import sigterm_interrupts
-cli_process.CANCEL_GRACE_SECONDS = 1.0
+if sys.argv[2]:  # a short grace (cancel, then terminate), to keep the tests that wait it out quick
+    cancel.ON_INTERRUPT = cancel.ON_TERMINATE = cancel.CancelGrace(float(sys.argv[2]), 0.5)
 engine = AutomationEngine(Path(sys.argv[1]))
 try:
     with sigterm_interrupts():
-        print("up started", flush=True)
-        engine.up("staging", {}, "release deploy api")
+        engine.up("dev", {}, "release deploy api [preview]")
     print("up finished", flush=True)
-except KeyboardInterrupt:
-    print(f"interrupted {time.monotonic()}", flush=True)
+except KeyboardInterrupt as interrupt:
+    print(f"interrupted at {time.monotonic()}: {getattr(interrupt, 'detail', '')}", flush=True)
+    try:  # at once, as the release's rollback does
+        outcome = engine.up("dev", {}, "release deploy api [rollback]")
+        print(f"rollback up succeeded: {outcome.succeeded}", flush=True)
+    except Exception as error:
+        print(f"rollback up failed: {type(error).__name__}: {error}", flush=True)
     sys.exit(130)
 """
 
 
-def stand_in(directory: Path) -> Path:
-    bin_dir = directory / "bin"
-    bin_dir.mkdir()
-    cli = bin_dir / "pulumi"
-    cli.write_text(STAND_IN.format(python=sys.executable, up_seconds=UP_SECONDS))
-    cli.chmod(0o755)
-    return bin_dir
+@dataclass
+class Interrupted:
+    """One interrupted `up`: what the driver printed and when things happened, in seconds after the signal."""
+
+    output: str
+    code: int
+    log: list[dict[str, Any]]
+    signalled: float
+    exited: float
+
+    def after_signal(self, event: str, number: int = 1) -> float:
+        matching = [entry for entry in self.log if entry["event"] == event]
+        return float(matching[number - 1]["t"]) - self.signalled
+
+    def count(self, event: str) -> int:
+        return sum(1 for entry in self.log if entry["event"] == event)
+
+    @property
+    def tool_went_on(self) -> float:
+        """When the tool raised its interrupt, after the signal."""
+        found = re.search(r"interrupted at ([0-9.]+)", self.output)
+        assert found, self.output
+        return float(found.group(1)) - self.signalled
 
 
-def interrupted_release(tmp_path: Path, sent: signal.Signals, **env: str) -> tuple[str, float, list[str]]:
-    """The driver's output, the seconds from the signal to its exit, and the stand-in's call log."""
-    bin_dir = stand_in(tmp_path)
-    environment = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", **env}
+def interrupt_an_up(
+    tmp_path: Path,
+    sent: signal.Signals = signal.SIGTERM,
+    to_group: bool = False,
+    grace: float | None = None,
+    **standin: Any,
+) -> Interrupted:
+    """Run the driver, send `sent` SIGNAL_AT seconds into its `up` (to its whole process group when
+    `to_group`, as a terminal's Ctrl-C does), and wait for it to exit. `grace`: the seconds before the
+    tool tells the engine to terminate at once (then 0.5 s before SIGKILL); default: the tool's own."""
+    log = tmp_path / "pulumi.jsonl"
+    bin_dir = install(tmp_path / "bin", log, up_seconds=standin.pop("up_seconds", UP_SECONDS), **standin)
+    project = tmp_path / "project"
+    project.mkdir()
     driver = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(ROOT)],
+        [sys.executable, "-c", DRIVER, str(project), "" if grace is None else str(grace)],
         cwd=ROOT,
-        env=environment,
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         text=True,
-        start_new_session=True,  # no terminal: like a CI runner's job
+        start_new_session=True,  # its own process group, as a terminal gives a command
     )
     try:
-        assert driver.stdout is not None
-        assert driver.stdout.readline().strip() == "up started"
-        deadline = time.monotonic() + 10
-        while not any(call.startswith("up ") for call in _calls(bin_dir)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(1.5)  # 1.5 s into the up
+        deadline = time.monotonic() + 20
+        while not any(entry["event"] == "up" for entry in events(log)):
+            assert time.monotonic() < deadline and driver.poll() is None, "the up never started"
+            time.sleep(0.02)
+        started = next(entry["t"] for entry in events(log) if entry["event"] == "up")
+        time.sleep(max(0.0, started + SIGNAL_AT - time.monotonic()))
         signalled = time.monotonic()
-        driver.send_signal(sent)
+        if to_group:
+            os.killpg(driver.pid, sent)
+        else:
+            driver.send_signal(sent)
         output = driver.communicate(timeout=30)[0]
-        return output, time.monotonic() - signalled, _calls(bin_dir)
+        return Interrupted(output, driver.returncode, events(log), signalled, time.monotonic() - signalled)
     finally:
         if driver.poll() is None:
             driver.kill()
-
-
-def _calls(bin_dir: Path) -> list[str]:
-    log = bin_dir / "calls.log"
-    return log.read_text().splitlines() if log.exists() else []
+            driver.wait()
 
 
 @pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT from a CI runner"])
-def test_an_interruption_cancels_the_running_up_instead_of_waiting_for_it(
-    tmp_path: Path, sent: signal.Signals
-) -> None:
-    output, seconds, calls = interrupted_release(tmp_path, sent)
-    assert "interrupted" in output, output
-    assert any(call.startswith("SIGINT") for call in calls), calls  # the CLI was asked to cancel
-    assert "up finished" not in calls  # it did not run to its end
-    assert seconds == pytest.approx(0, abs=1.5)  # not the 4.5 s left of the up
+def test_an_interrupt_asks_the_running_up_to_cancel_at_once(tmp_path: Path, sent: signal.Signals) -> None:
+    run = interrupt_an_up(tmp_path, sent)
+    assert run.count("sigint") == 1, run.log  # one cancel request: a second would mean "terminate now"
+    assert run.after_signal("sigint") == pytest.approx(0, abs=PROMPTLY)
+    assert run.log[2]["event"] == "exit" and run.log[2]["cancelled"], run.log  # the up did not run to its end
+    assert run.after_signal("exit") < UP_SECONDS - SIGNAL_AT - 2  # well before the 4.5 s it had left
 
 
-def test_a_cli_still_cancelling_after_the_grace_is_told_to_stop_at_once(tmp_path: Path) -> None:
-    output, seconds, calls = interrupted_release(tmp_path, signal.SIGTERM, STAND_IN_SLOW_CANCEL="1")
-    assert "interrupted" in output, output
-    assert sum(call.startswith("SIGINT") for call in calls) == 2, calls
-    assert seconds == pytest.approx(1.0, abs=1.5)  # the grace (1 s here), then the second SIGINT
+def test_the_tool_goes_on_only_once_the_engine_has_stopped(tmp_path: Path) -> None:
+    run = interrupt_an_up(tmp_path, cancel_seconds=1.0)  # the operations in flight take 1 s to finish
+    assert run.tool_went_on >= run.after_signal("exit")
+    assert run.tool_went_on == pytest.approx(1.0, abs=PROMPTLY)
+    assert "the engine cancelled its update" in run.output
 
 
-def test_only_direct_pulumi_children_are_found(tmp_path: Path) -> None:
-    proc = tmp_path / "proc"
-    for pid, stat in {
-        "101": "101 (pulumi) S 42 0 0",
-        "102": "102 (pulumi) S 7 0 0",  # someone else's
-        "103": "103 (python) S 42 0 0",
-        "104": "104 (odd) name)) S 42 0 0",  # a name with spaces and parentheses
-        "self": "1 (pulumi) S 42",
-    }.items():
-        (proc / pid).mkdir(parents=True)
-        (proc / pid / "stat").write_text(stat)
-    assert cli_process.cli_children(42, proc) == [101]
+def test_the_rollback_up_right_after_an_interrupt_finds_the_stack_unlocked(tmp_path: Path) -> None:
+    run = interrupt_an_up(tmp_path, cancel_seconds=3.0)  # a Deployment's rollout in flight, say
+    assert "rollback up succeeded: True" in run.output, run.output
+    assert run.count("locked") == 0 and run.count("up") == 2
+    assert run.code == 130
+
+
+def test_an_interrupted_up_prints_no_traceback(tmp_path: Path) -> None:
+    run = interrupt_an_up(tmp_path)
+    assert "Traceback" not in run.output, run.output
+
+
+def test_an_engine_still_cancelling_after_the_grace_is_told_to_terminate_at_once(tmp_path: Path) -> None:
+    run = interrupt_an_up(tmp_path, grace=1.0, cancel_seconds=30)  # an operation in flight that takes minutes
+    assert run.count("sigint") == 2
+    assert run.after_signal("sigint", 2) == pytest.approx(1.0, abs=PROMPTLY)  # the grace (1 s here)
+    assert run.tool_went_on == pytest.approx(1.0, abs=PROMPTLY)
+    assert "told to terminate at once" in run.output and "pending" in run.output
+
+
+def test_an_engine_that_does_not_stop_is_killed_within_the_grace_and_the_tool_says_so(tmp_path: Path) -> None:
+    run = interrupt_an_up(tmp_path, grace=1.0, up_seconds=60, deaf=True)
+    assert run.count("sigint") == 2 and run.count("exit") == 0  # it never stopped by itself
+    assert run.tool_went_on == pytest.approx(1.5, abs=PROMPTLY)  # 1 s + 0.5 s, then SIGKILL
+    assert "was killed: the stack may stay locked" in run.output
+    assert "rollback up failed: ConcurrentReleaseError" in run.output  # its lock, as a real CLI's would
+
+
+def test_a_ctrl_c_at_the_terminal_reaches_the_engine_once(tmp_path: Path) -> None:
+    run = interrupt_an_up(tmp_path, signal.SIGINT, to_group=True)  # the terminal signals the whole group
+    assert run.count("sigint") == 1, run.log  # forwarded once: the CLI cancels instead of terminating
+    assert "the engine cancelled its update" in run.output

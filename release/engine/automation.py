@@ -13,11 +13,16 @@ Engine facts this module relies on (see docs/engine-facts.md):
 - The data program (snapshots, a drill's scratch instance) is an inline program in its own project
   (`create_or_select_stack(stack, project_name=DATA_PROJECT, program=...)`), on the same backend
   (the same `env`), so the main program's resources and parity stay as they are.
+- The SDK runs each CLI command as a child process and keeps no handle on it: every workspace here
+  runs its commands through `CancellablePulumiCommand` (release.engine.pulumi_command), so Ctrl-C or
+  SIGTERM cancels a running `up` within a bounded grace, and the tool goes on (to its rollback) once
+  the CLI has stopped and released the stack's lock (release.engine.cancel).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,10 +32,8 @@ from core.config.base import PROJECT_NAME, SECRET_MARKER
 from core.config.sources import ConfigEntry, StackConfigValues, parse_engine_value
 from core.data_plan import DATA_PROJECT, DataPlan, data_stack_name
 from core.errors import ConcurrentReleaseError, EngineError, EngineUnavailableError
-from release.engine.cli_process import cancel_running_cli
 from release.engine.protocol import DataTimeouts, Engine, OutputSink, SecretValue, UpdateOutcome
 from release.engine.shapes import changes_of, event_to_json, summary_to_history_json
-from release.interrupts import stopping
 
 if TYPE_CHECKING:
     from pulumi import automation
@@ -39,6 +42,8 @@ HISTORY_PAGE_SIZE = 100
 DATA_WORK_DIR = ".pulumi-data"
 """The data program's workspace, inside the project directory (git-ignored)."""
 AWS_REGION_KEY = f"{PROJECT_NAME}:awsRegion"
+SKIP_VERSION_CHECK = "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK"
+"""The SDK's opt-out of its CLI version check (pulumi.automation._env), honoured as LocalWorkspace does."""
 
 
 class AutomationEngine(Engine):
@@ -51,6 +56,7 @@ class AutomationEngine(Engine):
         self.project_dir = project_dir
         self.env = dict(env or {})
         self._workspace: automation.LocalWorkspace | None = None
+        self._pulumi_command: automation.PulumiCommand | None = None
 
     # -- Engine ---------------------------------------------------------------------------------
 
@@ -78,15 +84,14 @@ class AutomationEngine(Engine):
         self._set_config(selected, config)
         started = time.monotonic()
         try:
-            with stopping(cancel_running_cli):  # an interruption cancels the CLI's update
-                result = selected.up(
-                    message=message,
-                    target=list(targets) or None,
-                    on_output=on_output,
-                    color="never",
-                    show_secrets=False,
-                    suppress_progress=True,
-                )
+            result = selected.up(
+                message=message,
+                target=list(targets) or None,
+                on_output=on_output,
+                color="never",
+                show_secrets=False,
+                suppress_progress=True,
+            )
         except automation_errors.ConcurrentUpdateError as error:
             self._restore_config(selected, before, config)
             raise ConcurrentReleaseError(stack, _tail(str(error))) from error
@@ -145,15 +150,14 @@ class AutomationEngine(Engine):
         selected = self._data_stack(plan.data_stack, program)
         started = time.monotonic()
         try:
-            with stopping(cancel_running_cli):
-                result = selected.up(
-                    message=message,
-                    on_output=on_output,
-                    color="never",
-                    show_secrets=False,
-                    # A snapshot or restore takes minutes: keep the engine's "creating (60s)" lines.
-                    suppress_progress=False,
-                )
+            result = selected.up(
+                message=message,
+                on_output=on_output,
+                color="never",
+                show_secrets=False,
+                # A snapshot or restore takes minutes: keep the engine's "creating (60s)" lines.
+                suppress_progress=False,
+            )
         except automation_errors.ConcurrentUpdateError as error:
             raise ConcurrentReleaseError(f"{DATA_PROJECT}/{plan.data_stack}", _tail(str(error))) from error
         except automation_errors.CommandError as error:
@@ -203,7 +207,9 @@ class AutomationEngine(Engine):
 
         work_dir = self.project_dir / DATA_WORK_DIR
         work_dir.mkdir(exist_ok=True)
-        return automation.LocalWorkspaceOptions(work_dir=str(work_dir), env_vars=self.env)
+        return automation.LocalWorkspaceOptions(
+            work_dir=str(work_dir), env_vars=self.env, pulumi_command=self._command()
+        )
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -211,14 +217,26 @@ class AutomationEngine(Engine):
         if self._workspace is None:
             from pulumi import automation
 
+            self._workspace = automation.LocalWorkspace(
+                work_dir=str(self.project_dir), env_vars=self.env, pulumi_command=self._command()
+            )
+        return self._workspace
+
+    def _command(self) -> automation.PulumiCommand:
+        """The CLI every workspace here runs, cancellable by an interrupt; built (`pulumi version`)
+        on first use, its version check skipped as LocalWorkspace's own would be."""
+        if self._pulumi_command is None:
+            from release.engine.pulumi_command import CancellablePulumiCommand
+
+            skip = SKIP_VERSION_CHECK in os.environ or SKIP_VERSION_CHECK in self.env
             try:
-                self._workspace = automation.LocalWorkspace(work_dir=str(self.project_dir), env_vars=self.env)
+                self._pulumi_command = CancellablePulumiCommand(skip_version_check=skip)
             except FileNotFoundError as error:
                 raise EngineUnavailableError(
                     "the Pulumi CLI is not on PATH; install it (>= 3.238.0, see docs/configuration.md "
                     "'Prerequisites'), or use `release plan`, which needs no CLI"
                 ) from error
-        return self._workspace
+        return self._pulumi_command
 
     def _select(self, stack: str) -> automation.Stack:
         from pulumi import automation

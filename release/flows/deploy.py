@@ -65,6 +65,7 @@ from release.history.entries import RELEASES_KEY, HistoryEntry, read_history, re
 from release.history.lifecycle import Lifecycle, read_lifecycle
 from release.history.records import Event, ReleaseRecord, new_release_id
 from release.history.signing import Signer, refuse_unsigned_write
+from release.interrupts import describe
 from release.notify import NotificationResult, Notifier, PendingNotification
 from release.notify import message as notify_message
 from release.report.release_report import (
@@ -451,8 +452,8 @@ def _run_guarded(name: str, run_step: Callable[[], Step], first: bool) -> Step:
         if first:
             raise
         return Step(name, False, time.monotonic() - started, "another update took the stack's lock")
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (a cancelled CI job): abort the release, not the tool
-        return Step(name, False, time.monotonic() - started, "interrupted (Ctrl-C or SIGTERM)")
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (a cancelled CI job): abort the release
+        return Step(name, False, time.monotonic() - started, describe(interrupt))
     except Exception as error:  # noqa: BLE001 - after a change, every error must end in a rollback
         return Step(
             name, False, time.monotonic() - started, f"internal error: {type(error).__name__}: {error}"

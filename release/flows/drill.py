@@ -53,6 +53,7 @@ from release.engine.protocol import DataTimeouts, SecretValue, UpdateOutcome
 from release.flows.snapshot import data_safety_of, snapshots_of
 from release.history.records import Event, ReleaseRecord
 from release.history.signing import Signer, refuse_unsigned_write
+from release.interrupts import describe
 from release.notify import NotificationResult
 from release.notify import message as notify_message
 from release.report.release_report import Step, record_step
@@ -176,7 +177,7 @@ def drill(ctx: ReleaseContext, request: DrillRequest) -> DrillReport:
             report.steps.append(_verify(ctx, request, safety, report, started_at))
     except BaseException as error:  # noqa: BLE001 - removed and recorded below, then raised again
         stopped = error
-        what = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
+        what = describe(error) if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
         report.steps.append(Step(step, False, 0.0, one_line(what)[:300]))
     finally:
         if request.keep:
