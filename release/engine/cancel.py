@@ -90,30 +90,34 @@ def run_cancellable(
         process_group=0,  # a terminal's Ctrl-C reaches the tool only; it forwards one SIGINT
     ) as process:
         assert process.stdout is not None and process.stderr is not None
-        readers = [_reader(process.stdout, on_output, stdout), _reader(process.stderr, on_error, stderr)]
+        exited = threading.Event()
+        readers: list[threading.Thread] = []
         try:
-            process.wait()
+            _start(_watch, process, exited)
+            readers += [_start(_read, process.stdout, on_output, stdout)]
+            readers += [_start(_read, process.stderr, on_error, stderr)]
+            exited.wait()  # unlike Popen.wait, gives an interrupt straight back (no 0.25 s grace)
         except KeyboardInterrupt as interrupt:
             terminated = isinstance(interrupt, Terminated)
             chosen = grace or (ON_TERMINATE if terminated else ON_INTERRUPT)
-            detail = _cancel(process, chosen)
+            detail = _cancel(process, exited, chosen)
             _drain(readers)
             raise EngineInterrupted(detail, terminated) from None
         _drain(readers)
     return process.returncode, "\n".join(stdout), "\n".join(stderr)
 
 
-def _cancel(process: subprocess.Popen[str], grace: CancelGrace) -> str:
+def _cancel(process: subprocess.Popen[str], exited: threading.Event, grace: CancelGrace) -> str:
     """Stop the engine within `grace`; say how it stopped."""
     asked = time.monotonic()
     _signal(process, signal.SIGINT)
-    if _waited(process, grace.cancel_seconds):
+    if _waited(exited, grace.cancel_seconds):
         return (
             f"the engine cancelled its update {time.monotonic() - asked:.1f} s after the request "
             f"(exit {process.returncode})"
         )
     _signal(process, signal.SIGINT)  # the CLI's second SIGINT: terminate now
-    if _waited(process, grace.terminate_seconds):
+    if _waited(exited, grace.terminate_seconds):
         return (
             f"the engine had not cancelled its update {grace.cancel_seconds:g} s after the request; "
             f"told to terminate at once, it stopped after {time.monotonic() - asked:.1f} s: resource "
@@ -122,7 +126,7 @@ def _cancel(process: subprocess.Popen[str], grace: CancelGrace) -> str:
         )
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    _waited(process, KILL_WAIT_SECONDS)
+    _waited(exited, KILL_WAIT_SECONDS)
     return (
         f"the engine did not stop within {grace.cancel_seconds + grace.terminate_seconds:g} s of the "
         "cancel request and was killed: the stack may stay locked (`pulumi cancel` on Pulumi Cloud; on "
@@ -135,29 +139,34 @@ def _signal(process: subprocess.Popen[str], signum: int) -> None:
         process.send_signal(signum)
 
 
-def _waited(process: subprocess.Popen[str], seconds: float) -> bool:
-    """Whether the process exited within `seconds`; another interrupt ends the wait early (False)."""
+def _waited(exited: threading.Event, seconds: float) -> bool:
+    """Whether the process exited within `seconds`; another interrupt ends the wait early."""
     try:
-        process.wait(timeout=seconds)
-    except (subprocess.TimeoutExpired, KeyboardInterrupt):
-        return process.poll() is not None
-    return True
+        return exited.wait(seconds)
+    except KeyboardInterrupt:
+        return exited.is_set()
 
 
-def _reader(stream: IO[str], callback: OnLine | None, lines: list[str]) -> threading.Thread:
-    def consume() -> None:
-        try:
-            for line in iter(stream.readline, ""):
-                stripped = line.rstrip()
-                if callback:
-                    callback(stripped)
-                lines.append(stripped)
-        except (ValueError, OSError):
-            pass  # closed after the engine was killed and its output stopped being read
-
-    thread = threading.Thread(target=consume, daemon=True)
+def _start(target: Callable[..., None], *args: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
     thread.start()
     return thread
+
+
+def _watch(process: subprocess.Popen[str], exited: threading.Event) -> None:
+    process.wait()
+    exited.set()
+
+
+def _read(stream: IO[str], callback: OnLine | None, lines: list[str]) -> None:
+    try:
+        for line in iter(stream.readline, ""):
+            stripped = line.rstrip()
+            if callback:
+                callback(stripped)
+            lines.append(stripped)
+    except (ValueError, OSError):
+        pass  # closed after the engine was killed and its output stopped being read
 
 
 def _drain(readers: list[threading.Thread]) -> None:
