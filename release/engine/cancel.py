@@ -3,8 +3,9 @@
 The Automation API runs every CLI command as a child process and keeps no handle to it
 (`pulumi.automation._cmd.PulumiCommand.run`, pulumi 3.272: `subprocess.Popen`, one thread reading
 each of stdout and stderr, `join`, `wait`). An interrupt in the tool therefore did not reach the
-engine: SIGTERM (which only the tool receives) was acted on when `pulumi up` had finished, and an
-interrupt that did get through left the `up` running under the rollback's own `up`.
+engine: SIGTERM (which only the tool receives) was acted on when `pulumi up` had finished. Raising
+out of the SDK's `Popen` block instead closes the CLI's output pipes while it still runs (a Go CLI
+then dies of SIGPIPE at its next line, leaving the stack's lock for the rollback's `up` to run into).
 
 `LocalWorkspace(pulumi_command=...)` is the SDK's own way to run commands differently:
 `release.engine.pulumi_command.CancellablePulumiCommand` runs them with the same arguments,
@@ -20,10 +21,13 @@ environment, output callbacks and errors as `PulumiCommand.run`, through `run_ca
 - on an interrupt sends that SIGINT and waits at most `CancelGrace.cancel_seconds`; then sends the
   second SIGINT and waits at most `terminate_seconds`; then kills the engine's process group
   (SIGKILL: the stack may stay locked). Another interrupt during a wait skips to the next stage.
-- then raises `EngineInterrupted` (a KeyboardInterrupt, release.interrupts) saying how the engine
-  stopped, so the flow rolls back as for any interrupt.
+- keeps reading the CLI's output (it streams on) until it has exited, then raises
+  `EngineInterrupted` (a KeyboardInterrupt, release.interrupts) saying how the engine stopped, so
+  the flow rolls back, as for any interrupt, on a stack whose lock the CLI has released.
 
-`time.monotonic` here only measures what is reported; the waits' deadlines are `Popen.wait`'s.
+The process is waited for through an Event a watcher thread sets, not `Popen.wait`, whose own
+handling of KeyboardInterrupt first waits 0.25 s for the child. `time.monotonic` here only measures
+what is reported; the waits' deadlines are `Event.wait`'s.
 """
 
 from __future__ import annotations
