@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from core.config.sources import ConfigEntry, project_settings
+from core.errors import ConcurrentReleaseError
 from release.cli import main
 from release.context import ReleaseContext
 from release.flows.deploy import deploy
@@ -24,6 +25,7 @@ from release.gates import decide_promotion, evidence_for
 from release.history.chain import Standing, genesis
 from release.history.entries import HistoryEntry, render_history
 from release.history.records import parse_record
+from release.history.writer import RecordChains
 from release.testing.fake_clock import MONDAY_MORNING, FakeClock
 from release.testing.fake_engine import FakeEngine
 from tests.github_api import approvals, review, serve_api
@@ -32,6 +34,7 @@ from tests.release_doubles import (
     FAST_BLUE_GREEN,
     NEW_API,
     TEST_KEYS,
+    TEST_SIGNER,
     Cluster,
     chained_message,
     cluster,
@@ -58,6 +61,37 @@ def test_each_record_the_tool_writes_names_the_record_before_it_and_its_place() 
     assert all(
         entry.link and entry.link.standing is Standing.CHAINED for entry in history_of(engine, "staging")[:3]
     )
+
+
+def test_a_release_reads_history_once_and_chains_each_up_onto_the_record_just_written() -> None:
+    engine = FakeEngine(project_dir=signed_project())
+    engine.add_stack("staging", edit=FAST_BLUE_GREEN)
+    engine.calls.clear()
+    with cluster(engine) as api:
+        api.bad_when_stable.add(NEW_API)  # stage, switch, then the automatic rollback
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
+    assert engine.calls.count(("history", "staging")) == 1
+    links = [entry.link for entry in reversed(history_of(engine, "staging")) if entry.link]
+    assert [(link.standing, link.seq) for link in links] == [(Standing.CHAINED, seq) for seq in (1, 2, 3)]
+
+
+def test_a_record_whose_up_raised_is_not_the_head_the_next_record_names() -> None:
+    engine = FakeEngine(project_dir=signed_project())
+    engine.add_stack("staging", edit=FAST_BLUE_GREEN)
+    chains = RecordChains(lambda stack: history_of(engine, stack))
+    engine.hold_lock("bob: pulumi up")  # the update never reaches history
+    with (
+        pytest.raises(ConcurrentReleaseError),
+        chains.writing("staging", record("stage"), "release deploy", TEST_SIGNER, engine.clock()) as message,
+    ):
+        engine.up("staging", {}, message)
+    engine.hold_lock("")
+    with chains.writing(
+        "staging", record("rollback"), "release rollback", TEST_SIGNER, engine.clock()
+    ) as message:
+        engine.up("staging", {}, message)
+    (written, *_) = history_of(engine, "staging")
+    assert written.link is not None and written.link.standing is Standing.CHAINED and written.link.seq == 1
 
 
 def test_a_copy_of_a_counted_record_is_replayed_and_never_counts() -> None:
