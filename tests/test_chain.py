@@ -25,6 +25,7 @@ from release.gates import decide_promotion, evidence_for
 from release.history.chain import Standing, genesis
 from release.history.entries import HistoryEntry, render_history
 from release.history.records import parse_record
+from release.history.signing import Signer, generate_key_pair
 from release.history.writer import RecordChains
 from release.testing.fake_clock import MONDAY_MORNING, FakeClock
 from release.testing.fake_engine import FakeEngine
@@ -151,6 +152,18 @@ def test_records_from_before_the_chain_count_and_the_first_new_record_chains_ont
     assert stage.claimed is not None and stage.claimed.record is not None
     assert stage.claimed.record.prev == before.link.hash and stage.claimed.record.seq == 1
     assert stage.counted
+
+
+def test_a_record_signed_by_a_key_no_longer_trusted_ends_the_chain_there() -> None:
+    """What removing a leaked key from trustedKeys does: its records stop counting, and so does every
+    record chained after the first of them (each names a predecessor that no longer counts)."""
+    chain, removed = Chain(), Signer.from_text(generate_key_pair().private_key)
+    entries = history(
+        update("2026-11-24T09:00", record("verify"), chain=chain),
+        update("2026-11-24T09:10", record("reject", image="", revokes=(GOOD,)), chain=chain, signer=removed),
+        update("2026-11-24T09:20", record("verify"), chain=chain),
+    )
+    assert [entry.standing for entry in reversed(entries)] == ["chained", "untrusted key", "replayed"]
 
 
 # --------------------------------------------------------------------------------------------------
