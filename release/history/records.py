@@ -155,8 +155,9 @@ class ReleaseRecord:
     def digest(self) -> str:
         return digest_of(self.image)
 
-    @property
+    @cached_property
     def signed_at(self) -> datetime | None:
+        """`time` as an aware datetime (parsed once: the signature, the chain and the gates read it)."""
         return parse_record_time(self.time)
 
     @property
