@@ -37,7 +37,8 @@ very end, with no duplicate key, only known keys, and the right type for each. T
     sig          {"key": <key id>, "ed25519": <base64>} over the canonical JSON of everything else
 
 Updates without a record (a plain `pulumi up`, older releases) are listed by `release audit` as
-foreign updates; they never count as verification. See release.history.signing for what makes a record count.
+foreign updates; they never count as verification. See release.history.signing and
+release.history.chain for what makes a record count.
 """
 
 from __future__ import annotations
