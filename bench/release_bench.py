@@ -4,7 +4,8 @@ Prints, on this machine:
 - the time from the first failing probe to the unhealthy verdict (the rollback decision) with the
   default health-check settings, for a service answering 500 and for one that hangs (timeouts),
   against the target `failures x interval + timeout`;
-- how long the promotion gate and the audit take to read 100 / 1,000 / 5,000 history entries;
+- how long the promotion gate and the audit take to read 100 / 1,000 / 5,000 history entries, every
+  record chained onto the one before it (release.history.chain walks the chain once per read);
 - how many resources the automatic rollback of a release that failed after the switch changes,
   targeted (the default) against a full `up` of the same restored config, for stacks of 1, 10 and
   50 services. The engine here is the test double (release/testing/fake_engine.py), which evaluates the real
@@ -85,15 +86,20 @@ def history_seconds(size: int) -> tuple[float, float]:
     from release.gates import evidence_for
     from release.history.entries import parse_history
     from release.report.audit import audit_rows
-    from tests.history_data import GOOD, STAGING_RULES, record, update
+    from tests.history_data import GOOD, STAGING_RULES, Chain, record, update
 
     start = datetime(2026, 1, 1)
+    chain = Chain()  # every record chained onto the one before it, as the tool writes them
     raw = [
-        update((start + timedelta(minutes=index)).isoformat(), record("verify" if index % 3 else "stage"))
+        update(
+            (start + timedelta(minutes=index)).isoformat(),
+            record("verify" if index % 3 else "stage"),
+            chain=chain,
+        )
         for index in range(size)
     ][::-1]
     began = time.perf_counter()
-    entries = parse_history(raw, STAGING_RULES)
+    entries = parse_history(raw, STAGING_RULES)  # judges every record and walks the chain once
     evidence_for("staging", entries, "api", GOOD, live=True)
     gated = time.perf_counter() - began
     began = time.perf_counter()
@@ -121,7 +127,7 @@ def main() -> None:
             f"of the 2 it targets; a full up of the same restore changes {full} and diffs all {total}; "
             f"planned in {1000 * planning:.1f} ms"
         )
-    print("reading stack history (parse + gate evidence for one digest; audit rows):")
+    print("reading chained stack history (parse, signatures, chain + evidence for one digest; audit rows):")
     for size in HISTORY_SIZES:
         gated, audited = history_seconds(size)
         print(f"  {size:>5} entries: {1000 * gated:7.1f} ms; audit {1000 * audited:7.1f} ms")

@@ -22,7 +22,9 @@ from core.errors import UsageError
 from release import log
 from release.clock import Clock, system_clock
 from release.engine.protocol import Engine
+from release.history.entries import read_history
 from release.history.signing import Signer
+from release.history.writer import RecordChains
 from release.log import Progress
 from release.notify import NO_NOTIFIER, Notifier
 from release.report.release_report import Checker, default_checker
@@ -80,6 +82,12 @@ class ReleaseContext:
                 f"run ({found}, from GITHUB_TRIGGERING_ACTOR/GITHUB_ACTOR); leave --actor out there"
             )
         return self.given_actor or found
+
+    @cached_property
+    def chains(self) -> RecordChains:
+        """Each stack's history as this command reads it, and the head of its chain of records, which
+        every record it writes extends (release.history.writer)."""
+        return RecordChains(lambda stack: read_history(self.engine, stack, self.project))
 
     @cached_property
     def signer(self) -> Signer | None:

@@ -16,9 +16,12 @@ PromotionGate), never `if stack == ...`. The rules, by name:
     freeze      no freeze window of the target is open now
     reason      a break-glass reason of at least three words
 
-Evidence is read only from records that count (release.history.entries.RecordRules), and where the gate
-requires signed evidence only from records a trusted key signed; it is ordered by the records' signed
-times, so a verify record replayed after a revocation stays older than the revocation.
+Evidence is read only from records that count (release.history.entries.RecordRules, and standing in the
+stack's chain, release.history.chain), and where the gate requires signed evidence only from records
+a trusted key signed; it is ordered by the chain, never by a signer's clock, so a verify record
+replayed after a revocation never counts, and a revocation signed by a slow clock still follows the
+verification it revokes. Soak and freshness read a verification's signed time only where it is
+consistent with the chain and not in the future.
 
 Break-glass skips `verified`, `soak`, `fresh` and `freeze`, never the others, and never the record.
 """
@@ -35,7 +38,7 @@ from core.config.project import FreezeWindow, ProjectSettings, PromotionGate
 from core.errors import ApprovalEvidenceError, UsageError
 from release.github import EnvironmentApproval, read_environment_approval
 from release.history.entries import HistoryEntry
-from release.history.records import Event, ReleaseRecord
+from release.history.records import Event
 
 BREAK_GLASS_SKIPS = ("verified", "soak", "fresh", "freeze")
 Broken = Callable[[str, str, str], None]
@@ -91,10 +94,14 @@ class Evidence:
     rejected: HistoryEntry | None = None
     live: bool = False
 
+    def holds(self, now: datetime) -> bool:
+        """Verified, not revoked, and its signed time consistent with the chain at `now`."""
+        return self.verified is not None and self.revoked is None and not self.verified.time_problem(now)
+
     @property
     def verified_at(self) -> datetime:
-        """When the verification happened: its record's signed time (a replayed record keeps its own
-        old time, so it can make nothing look fresh), else its entry's end."""
+        """When the verification happened: its record's signed time (read only where it is consistent
+        with the chain, see Evidence.holds), else its entry's end."""
         assert self.verified is not None
         record = self.verified.record
         return (record.signed_at if record else None) or self.verified.finished_at
@@ -139,10 +146,11 @@ def evidence_for(
 ) -> Evidence:
     """Read `image`'s story in `stack` from its history.
 
-    Records are taken newest first by their signed time (entry order breaks ties and orders records
-    without a time). The newest `verify` record of this service and image counts, unless a newer
-    record revoked it: a rollback, abort or rejection that names the image, or a failed update of
-    the image itself. `signed_only`: only records a trusted key signed take part.
+    Records are taken newest first in the chain's order (release.history.chain: the counted records
+    in history order; a replayed or forked record never counts, and no signer's clock orders
+    anything). The newest `verify` record of this service and image counts, unless a newer record
+    revoked it: a rollback, abort or rejection that names the image, or a failed update of the image
+    itself. `signed_only`: only records a trusted key signed take part.
     """
     deployed = verified = revoked = rejected = None
     for entry in entries:
@@ -150,7 +158,10 @@ def evidence_for(
         if deployed is None and entry.succeeded and state is not None and image in state.images.values():
             deployed = entry
             break
-    for record, entry in _by_signed_time(entries, signed_only):
+    for entry in entries:
+        record = entry.signed_record if signed_only else entry.record
+        if record is None:
+            continue
         if rejected is None and record.event == Event.REJECT and image in record.revokes:
             rejected = entry
         if verified is not None:
@@ -166,21 +177,6 @@ def evidence_for(
         ):
             verified = entry
     return Evidence(stack, service, image, deployed, verified, revoked, rejected, live)
-
-
-def _by_signed_time(
-    entries: Sequence[HistoryEntry], signed_only: bool
-) -> list[tuple[ReleaseRecord, HistoryEntry]]:
-    records = []
-    for entry in entries:
-        record = entry.signed_record if signed_only else entry.record
-        if record is not None:
-            records.append((record, entry))
-    return sorted(
-        records,
-        key=lambda pair: (pair[0].signed_at or pair[1].finished_at, -pair[1].position),
-        reverse=True,
-    )
 
 
 def decide_promotion(
@@ -300,6 +296,15 @@ def _evidence_rules(
             "verified",
             f"{image} is not verified in {source}: {evidence.describe()}",
             f"release it in {source} (`release deploy`/`release promote`) and let its health window pass",
+        )
+        return
+    late = evidence.verified.time_problem(now)
+    if late:
+        broken(
+            "verified",
+            f"{image} was verified in {source} in {evidence.verified.label()}, but that record's time "
+            f"proves no age: {late}",
+            f"release it in {source} again from a machine whose clock is right",
         )
         return
     age = now - evidence.verified_at

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.config.signing import TrustedKey
+from release.history.chain import ChainHead, genesis
 from release.history.entries import HistoryEntry, RecordRules, parse_history
 from release.history.records import Event, ReleaseRecord, record_time
 from release.history.signing import Signer, TrustedKeys
@@ -28,6 +29,18 @@ def releases(active: str = "blue", blue: str = GOOD, green: str = OLD) -> dict[s
     return {"api": {"replicas": 2, "activeColor": active, "images": {"blue": blue, "green": green}}}
 
 
+class Chain:
+    """Links records as the tool writes them: each names the one before it on the stack, and its place."""
+
+    def __init__(self, stack: str = "staging") -> None:
+        self.head = ChainHead(genesis(stack), 0)
+
+    def link(self, record: ReleaseRecord) -> ReleaseRecord:
+        linked = replace(record, prev=self.head.prev, seq=self.head.seq + 1)
+        self.head = ChainHead(linked.hash(), self.head.seq + 1)
+        return linked
+
+
 def update(
     finished: str,
     record: ReleaseRecord | None = None,
@@ -35,12 +48,16 @@ def update(
     config: dict[str, Any] | None = None,
     message: str = "",
     signer: Signer | None = TEST_SIGNER,
+    chain: Chain | None = None,
 ) -> dict[str, Any]:
     """One entry; `finished` is an ISO time like 2026-11-23T09:30 (UTC). A record is signed (by the
-    test key unless `signer` says otherwise) at that time, unless it carries its own."""
+    test key unless `signer` says otherwise) at that time, unless it carries its own; with `chain`
+    it is linked onto it (as the tool writes records), else it is a record from before the chain."""
     end = datetime.fromisoformat(finished)
     if record is not None and not record.time:
         record = replace(record, time=record_time(end.replace(tzinfo=UTC)))
+    if record is not None and chain is not None:
+        record = chain.link(record)
     return {
         "version": 0,
         "kind": "update",

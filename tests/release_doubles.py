@@ -25,6 +25,7 @@ from release.flows.deploy import DeployRequest
 from release.history.entries import HistoryEntry, read_history
 from release.history.records import Event, ReleaseRecord, record_time
 from release.history.signing import Signer, generate_key_pair
+from release.history.writer import RecordChains
 from release.report.release_report import Checker
 from release.testing.fake_engine import FakeEngine
 from tests.conftest import copy_project, edit_yaml
@@ -136,6 +137,15 @@ def history_of(engine: FakeEngine, stack: str) -> list[HistoryEntry]:
     return read_history(engine, stack, project_settings(engine.project_dir))
 
 
+def chained_message(
+    engine: FakeEngine, stack: str, record: ReleaseRecord, summary: str, signer: Signer | None = TEST_SIGNER
+) -> str:
+    """The update message the tool writes for `record` on `stack` now: chained onto the head of the
+    stack's chain as its history holds it, signed (release.history.writer)."""
+    linked = RecordChains(lambda name: history_of(engine, name)).link(stack, record, engine.clock())
+    return linked.message(summary, signer, engine.clock())
+
+
 def dies_on_check(number: int) -> Checker:
     """A health checker whose process dies (SystemExit 137, as `kill -9` would end it: no `except
     Exception` catches it) on its `number`th check; the checks before it are real."""
@@ -161,6 +171,6 @@ def record_drill(engine: FakeEngine, stack: str, verdict: str = "Passed", at: da
         time=record_time(at or engine.clock() - timedelta(hours=1)),
         data={"drill": {"verdict": verdict, "restoredFrom": "snapshot release-test"}},
     )
-    engine.up(stack, {}, record.message(f"release drill {stack}: {verdict}", TEST_SIGNER, engine.clock()))
+    engine.up(stack, {}, chained_message(engine, stack, record, f"release drill {stack}: {verdict}"))
     engine.ups.clear()
     engine.calls.clear()

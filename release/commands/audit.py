@@ -1,4 +1,5 @@
-"""`release audit [<stack>] [--since DATE] [--markdown]`: who did what, when, from stack history."""
+"""`release audit [<stack>] [--since DATE] [--markdown] [--verify]`: who did what, when, from stack
+history; with --verify, each stack's chain of records walked (exit 1 when one breaks)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
     )
     parser.add_argument("--since", help="only entries on or after this date (YYYY-MM-DD, UTC)")
     parser.add_argument("--markdown", action="store_true", help="a markdown table")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="walk each stack's chain of records: its head, length, first break (exit 1 on a break)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -36,7 +42,13 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
             since = datetime.strptime(args.since, "%Y-%m-%d").replace(tzinfo=UTC)
         except ValueError as error:
             raise UsageError(f"--since {args.since!r}: use YYYY-MM-DD") from error
-    audit = read_audit(ctx.engine, ctx.project, stacks, since)
+    audit = read_audit(ctx.engine, ctx.project, stacks, since, ctx.clock())
     failures = [stack_not_shown(stack, error) for stack, error in audit.failures]
-    emit(args, audit.to_json(), render_audit(audit.rows, audit.unreviewed, markdown=args.markdown))
-    return failures[0] if failures else ExitCode.OK
+    text = render_audit(audit.rows, audit.unreviewed, markdown=args.markdown)
+    if args.verify:
+        text += "\n" + "".join(check.render() for check in audit.chains)
+    emit(args, audit.to_json(verify=args.verify), text)
+    if failures:
+        return failures[0]
+    broken = args.verify and not all(check.intact for check in audit.chains)
+    return ExitCode.FINDING if broken else ExitCode.OK

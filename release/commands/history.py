@@ -22,5 +22,5 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
     entries = read_history(ctx.engine, args.stack, ctx.project)
     shown = entries[: args.limit] if args.limit else entries
-    emit(args, [entry.to_json() for entry in shown], render_history(args.stack, shown))
+    emit(args, [entry.to_json() for entry in shown], render_history(args.stack, shown, ctx.clock()))
     return ExitCode.OK

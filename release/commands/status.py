@@ -1,4 +1,5 @@
-"""`release status`: per stack and service, the colours, digests, verified, and what waits."""
+"""`release status`: per stack and service, the colours, digests, verified, and what waits; per stack
+the head of its chain of records."""
 
 from __future__ import annotations
 
@@ -22,7 +23,12 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
     project = ctx.project
-    status = read_status(ctx.engine, project, stack_names(ctx.project_dir))
+    status = read_status(ctx.engine, project, stack_names(ctx.project_dir), ctx.clock())
     failures = [stack_not_shown(stack, error) for stack, error in status.failures]
-    emit(args, [row.to_json() for row in status.rows], render_status(status.rows, markdown=args.markdown))
+    heads = {check.stack: check for check in status.chains}
+    rows = [
+        {**row.to_json(), "chain": {"head": heads[row.stack].head, "length": heads[row.stack].length}}
+        for row in status.rows
+    ]
+    emit(args, rows, render_status(status.rows, markdown=args.markdown, chains=status.chains))
     return failures[0] if failures else ExitCode.OK

@@ -29,7 +29,7 @@ from release import log
 from release.context import ReleaseContext
 from release.flows.restore import plan_rollback, restore
 from release.flows.snapshot import snapshot_past_risks
-from release.history.entries import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
+from release.history.entries import RELEASES_KEY, HistoryEntry, refuse_if_running
 from release.history.lifecycle import Release, read_lifecycle
 from release.history.records import Event, ReleaseRecord
 from release.history.signing import Signer, refuse_unsigned_write
@@ -60,7 +60,7 @@ def abort(ctx: ReleaseContext, request: AbortRequest) -> ReleaseReport:
         raise ConfigError(
             stack, [ConfigProblem.unknown_service(stack, service, list(releases), "this stack releases")]
         )
-    entries = read_history(ctx.engine, stack, stack_config.project)
+    entries = ctx.chains.history(stack)
     refuse_if_running(stack, entries)
     lifecycle = read_lifecycle(entries)
     release = lifecycle.newest_release_of(service)

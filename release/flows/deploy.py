@@ -61,7 +61,7 @@ from release.context import ReleaseContext
 from release.engine.shapes import UpdateResult
 from release.flows.restore import plan_rollback, restore
 from release.flows.snapshot import needs_snapshot, take_snapshot
-from release.history.entries import RELEASES_KEY, HistoryEntry, read_history, refuse_if_running
+from release.history.entries import RELEASES_KEY, HistoryEntry, refuse_if_running
 from release.history.lifecycle import Lifecycle, read_lifecycle
 from release.history.records import Event, ReleaseRecord, new_release_id
 from release.history.signing import Signer, refuse_unsigned_write
@@ -227,7 +227,7 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
     stack_config = validated_stack_config(request.stack, current, ctx.project_file)
     _refuse_bad_request(request, stack_config)
     refuse_unsigned_write(stack_config.project, request.stack, request.signer, "release", ctx.clock())
-    entries = read_history(ctx.engine, request.stack, stack_config.project)
+    entries = ctx.chains.history(request.stack)
     refuse_if_running(request.stack, entries)
     lifecycle = read_lifecycle(entries)
     refuse_if_unfinished(request.stack, lifecycle)
@@ -284,9 +284,10 @@ def _steps(
         f"({release.run.describe()})"
     )
 
-    def up(name: str, releases: dict[str, Any], message: str) -> Step:
+    def up(name: str, releases: dict[str, Any], record: ReleaseRecord, summary: str) -> Step:
         config = {RELEASES_KEY: ConfigEntry(releases)}
-        return up_step(name, ctx.engine, request.stack, config, message, ctx.progress)
+        with ctx.chains.writing(request.stack, record, summary, request.signer, ctx.clock()) as message:
+            return up_step(name, ctx.engine, request.stack, config, message, ctx.progress)
 
     def check(name: str, urls: list[str]) -> Step:
         return check_step(name, ctx.checker, urls, release.settings, release.expect, ctx.progress)
@@ -295,11 +296,7 @@ def _steps(
 
     def switch_up() -> Step:
         switched_at.append(ctx.clock())  # traffic may move as soon as the up starts
-        return up(
-            "switch",
-            release.knob(release.staged.switched()),
-            switch.message(switch_summary, request.signer, ctx.clock()),
-        )
+        return up("switch", release.knob(release.staged.switched()), switch, switch_summary)
 
     def canary(percent: int) -> Step:
         """One canary step: `percent` of the stable host to the new colour (an up targeted at the
@@ -311,15 +308,16 @@ def _steps(
             f"release canary {request.service}: {percent}% of the stable host to {idle} ({release.run.image})"
         )
         config = {RELEASES_KEY: ConfigEntry(weighted)}
-        moved = up_step(
-            f"canary {percent}%",
-            ctx.engine,
-            request.stack,
-            config,
-            record.message(summary, request.signer, ctx.clock()),
-            ctx.progress,
-            targets=[canary_urn(request.stack, PROJECT_NAME, request.service)],
-        )
+        with ctx.chains.writing(request.stack, record, summary, request.signer, ctx.clock()) as message:
+            moved = up_step(
+                f"canary {percent}%",
+                ctx.engine,
+                request.stack,
+                config,
+                message,
+                ctx.progress,
+                targets=[canary_urn(request.stack, PROJECT_NAME, request.service)],
+            )
         if not moved.succeeded or release.analysis is None:
             return moved
         judged = judged_step(
@@ -343,11 +341,7 @@ def _steps(
     steps: list[tuple[str, Callable[[], Step]]] = [
         (
             "preview",
-            lambda: up(
-                "preview",
-                release.knob(release.staged),
-                stage.message(stage_summary, request.signer, ctx.clock()),
-            ),
+            lambda: up("preview", release.knob(release.staged), stage, stage_summary),
         ),
         ("analyse", lambda: check("analyse", release.preview_urls)),
     ]
@@ -517,9 +511,7 @@ def _record_verification(
     window.update(_judged_on(report))  # what the release was judged on, for `release audit`
     record = request.record(Event.VERIFY, window=window, notification=notification)
     summary = f"release verified {request.service}: {request.image} healthy on {request.stack}"
-    step = record_step(
-        ctx.engine, request.stack, request.service, record, summary, request.signer, ctx.progress, ctx.clock()
-    )
+    step = record_step(ctx, request.stack, request.service, record, summary, request.signer, ctx.progress)
     report.steps.append(step)
     if not step.succeeded:
         report.notes.append(
@@ -543,15 +535,16 @@ def _scale_down_idle(
         f"release scale {request.service}: idle {left} {release.before.replicas} -> "
         f"{new.replicas_of(new.idle_color)} replicas"
     )
-    step = up_step(
-        "scale down",
-        ctx.engine,
-        request.stack,
-        {RELEASES_KEY: ConfigEntry(release.knob(new))},
-        record.message(summary, request.signer, ctx.clock()),
-        ctx.progress,
-        targets=colour_urns(request.stack, PROJECT_NAME, request.service, left),
-    )
+    with ctx.chains.writing(request.stack, record, summary, request.signer, ctx.clock()) as message:
+        step = up_step(
+            "scale down",
+            ctx.engine,
+            request.stack,
+            {RELEASES_KEY: ConfigEntry(release.knob(new))},
+            message,
+            ctx.progress,
+            targets=colour_urns(request.stack, PROJECT_NAME, request.service, left),
+        )
     report.steps.append(step)
     if not step.succeeded:
         report.notes.append(

@@ -385,14 +385,5 @@ def _record(
     )
     first_service = stack_config.services[0].name
     report.steps.append(
-        record_step(
-            ctx.engine,
-            request.stack,
-            first_service,
-            record,
-            summary,
-            request.signer,
-            ctx.progress,
-            ctx.clock(),
-        )
+        record_step(ctx, request.stack, first_service, record, summary, request.signer, ctx.progress)
     )

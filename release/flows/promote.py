@@ -200,21 +200,16 @@ def _config_not_live_in_source(ctx: ReleaseContext, request: PromoteRequest) -> 
     ]
 
 
-CLOCK_SKEW = timedelta(minutes=5)
-"""How far in the future a record's signing time may lie (clocks differ a little, never by days)."""
-
-
 def _no_recent_drill(
     ctx: ReleaseContext, request: PromoteRequest, within_days: int | None, now: datetime
 ) -> list[GateViolation]:
-    """The target's newest counted drill record must have passed within `within_days` (the stack
-    policy's requireDrillWithinDays); break-glass may skip this, recorded."""
+    """The target's newest counted drill record, in the chain's order, must have passed within
+    `within_days` (the stack policy's requireDrillWithinDays), its signed time consistent with the
+    chain (release.history.chain); break-glass may skip this, recorded."""
     if within_days is None:
         return []
-    entries = read_history(ctx.engine, request.target, ctx.project)
-    drills = [
-        entry.record for entry in entries if entry.record is not None and entry.record.event == Event.DRILL
-    ]
+    entries = ctx.chains.history(request.target)
+    drills = [entry for entry in entries if entry.record is not None and entry.record.event == Event.DRILL]
     fix = (
         f'run `release drill {request.target}` (docs/data-safety.md), or --break-glass --reason "..." '
         "(recorded)"
@@ -222,21 +217,24 @@ def _no_recent_drill(
     if not drills:
         return [GateViolation("recent-drill", f"{request.target} has no restore drill in its history", fix)]
     newest = drills[0]
-    verdict = newest.drill.get("verdict")
-    signed_at = newest.signed_at
+    assert newest.record is not None
+    verdict = newest.record.drill.get("verdict")
+    signed_at = newest.record.signed_at
     if verdict != "Passed":
         return [
             GateViolation(
-                "recent-drill", f"{request.target}'s newest restore drill {verdict or 'is unreadable'}", fix
+                "recent-drill",
+                f"{request.target}'s newest restore drill {verdict or 'is unreadable'} "
+                f"(entry {newest.number})",
+                fix,
             )
         ]
-    if signed_at is not None and signed_at > now + CLOCK_SKEW:
+    late = newest.time_problem(now)
+    if late:
         return [
             GateViolation(
                 "recent-drill",
-                f"{request.target}'s newest restore drill is dated "
-                f"{signed_at.isoformat(timespec='seconds')}, in the future: a signer's clock is wrong, "
-                "so it proves nothing",
+                f"{request.target}'s newest restore drill (entry {newest.number}) proves no age: {late}",
                 fix,
             )
         ]
@@ -351,7 +349,7 @@ def reject(
     if problem:
         raise UsageError(problem.replace("break-glass", "a rejection"))
     refuse_unsigned_write(project, stack, signer, "rejection", ctx.clock())
-    entries = read_history(engine, stack, project)
+    entries = ctx.chains.history(stack)
     image = _deployed_image(entries, service, digest, str(parsed) if parsed is not None else None)
     if image is None:
         if not force:
@@ -368,14 +366,7 @@ def reject(
         Event.REJECT, stack, actor, service=service, revokes=(image,), reason=reason, run=ctx.run_url
     )
     step = record_step(
-        engine,
-        stack,
-        service,
-        record,
-        f"release reject {service} {image}",
-        signer,
-        lambda _: None,
-        ctx.clock(),
+        ctx, stack, service, record, f"release reject {service} {image}", signer, lambda _: None
     )
     if not step.succeeded:
         raise EngineError(f"stack '{stack}': the reject record could not be written: {step.detail}")
@@ -414,9 +405,9 @@ def review(
     ctx: ReleaseContext, stack: str, number: int, note: str, actor: str, signer: Signer | None = None
 ) -> ReleaseRecord:
     """Acknowledge the break-glass release in history entry `number` (someone else's)."""
-    engine, project = ctx.engine, ctx.project
+    project = ctx.project
     refuse_unsigned_write(project, stack, signer, "review", ctx.clock())
-    entry = entry_numbered(read_history(engine, stack, project), number)
+    entry = entry_numbered(ctx.chains.history(stack), number)
     record = entry.record
     if record is None or not record.break_glass or record.event != Event.STAGE:
         raise UsageError(
@@ -445,14 +436,7 @@ def review(
         approval={"source": GITHUB_RUN if proven else ASSERTED},
     )
     step = record_step(
-        engine,
-        stack,
-        record.service,
-        review_record,
-        f"release review of entry {number}",
-        signer,
-        lambda _: None,
-        ctx.clock(),
+        ctx, stack, record.service, review_record, f"release review of entry {number}", signer, lambda _: None
     )
     if not step.succeeded:
         raise EngineError(f"stack '{stack}': the review record could not be written: {step.detail}")

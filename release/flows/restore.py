@@ -177,9 +177,8 @@ def _execute(
         record = replace(record, reason=f"forced past migration risks: {record.reason or 'no reason given'}")
     if not record.revokes:
         record = replace(record, revokes=tuple(plan.moved_away))
-    return ctx.engine.up(
-        plan.stack, plan.restore, record.message(summary, signer, ctx.clock()), targets=plan.targets
-    )
+    with ctx.chains.writing(plan.stack, record, summary, signer, ctx.clock()) as message:
+        return ctx.engine.up(plan.stack, plan.restore, message, targets=plan.targets)
 
 
 def _active(plan: RollbackPlan, service: str) -> str:
@@ -327,15 +326,7 @@ def restore(
         if len(record.services) != 1:
             raise ValueError(f"a record written without a restore names one service, not {record.service!r}")
         written = record_step(
-            ctx.engine,
-            plan.stack,
-            record.service,
-            record,
-            record_unchanged,
-            signer,
-            ctx.progress,
-            ctx.clock(),
-            name=step,
+            ctx, plan.stack, record.service, record, record_unchanged, signer, ctx.progress, name=step
         )
         report.steps.append(written)
     else:

@@ -35,7 +35,6 @@ from release.history.entries import (
     RELEASES_KEY,
     HistoryEntry,
     entry_numbered,
-    read_history,
     refuse_if_running,
 )
 from release.history.lifecycle import Lifecycle, choose_rollback_target, read_lifecycle
@@ -58,7 +57,7 @@ def rollback(ctx: ReleaseContext, request: RollbackRequest) -> ReleaseReport:
     current = ctx.engine.get_config(stack)
     stack_config = validated_stack_config(stack, current, ctx.project_file)
     project = stack_config.project
-    entries = read_history(ctx.engine, stack, project)
+    entries = ctx.chains.history(stack)
     refuse_if_running(stack, entries)
     lifecycle = read_lifecycle(entries)
     plan = _plan_to(stack, request.to_number, entries, lifecycle, current, project)

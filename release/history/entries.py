@@ -28,7 +28,8 @@ from core.errors import ConcurrentReleaseError, HistoryError
 from core.text import one_line
 from release.engine.protocol import Engine
 from release.engine.shapes import UpdateResult
-from release.history.records import ParsedRecord, ReleaseRecord, parse_record
+from release.history.chain import ChainHead, Link, classify, future_problem, head_of
+from release.history.records import ParsedRecord, ReleaseRecord, describe, parse_record
 from release.history.signing import Trust, TrustedKeys
 
 RELEASES_KEY = full_key("releases")
@@ -58,7 +59,7 @@ class RecordRules:
         if parsed.signature is None:
             return Trust.UNSIGNED
         return self.keys.verify(
-            parsed.signature.key, record.payload(), parsed.signature.value, record.signed_at
+            parsed.signature.key, parsed.payload, parsed.signature.value, record.signed_at
         )
 
     def counts(self, trust: Trust | None) -> bool:
@@ -97,7 +98,10 @@ class HistoryEntry:
     trust: Trust | None = None
     """How far `claimed` can be believed (None: the message carries no record)."""
     counted: bool = False
-    """Whether `claimed` counts in this stack (see RecordRules)."""
+    """Whether `claimed` counts in this stack: its trust counts (RecordRules) and it stands in the
+    chain (release.history.chain: chained, or from before the chain)."""
+    link: Link | None = None
+    """Its place in the stack's chain, when its trust counts (None otherwise)."""
 
     @property
     def succeeded(self) -> bool:
@@ -119,6 +123,22 @@ class HistoryEntry:
     def untrusted(self) -> bool:
         """The message carries a record mark, but the record does not count here."""
         return self.trust is not None and not self.counted
+
+    @property
+    def standing(self) -> str:
+        """Why a record does not count (its trust, or `replayed`/`forked`), or how it counts
+        (`chained`, `before chain`); '' for a foreign update."""
+        if self.link is not None:
+            return self.link.standing.value
+        return self.trust.value if self.trust is not None else ""
+
+    def time_problem(self, now: datetime) -> str:
+        """Why the counted record's signed time proves no age at `now` ('' when it does): it runs
+        backwards along the chain, or lies in the future (release.history.chain)."""
+        record = self.record
+        if record is None or self.link is None:
+            return ""
+        return self.link.time_problem or future_problem(record.signed_at, now)
 
     @property
     def actor(self) -> str:
@@ -181,6 +201,8 @@ class HistoryEntry:
             "operator": self.actor,
             "message": self.message,
             "record": self.trust.value if self.trust is not None else None,
+            "chain": self.link.standing.value if self.link is not None else None,
+            "seq": self.link.seq if self.link is not None and self.link.seq else None,
             "services": {
                 name: {"activeColor": active, "images": images}
                 for name, (active, images) in self.shown_services.items()
@@ -197,15 +219,32 @@ def read_history(engine: Engine, stack: str, project: ProjectSettings) -> list[H
 def parse_history(raw: Sequence[Mapping[str, Any]], rules: RecordRules) -> list[HistoryEntry]:
     """Entries as `pulumi stack history --json` prints them (newest first), numbered and typed."""
     numbered_by_backend = bool(raw) and all(int(item.get("version") or 0) > 0 for item in raw)
+    messages = [str(item.get("message", "")) for item in raw]
+    claims = [parse_record(message) for message in messages]
+    trusts = [rules.judge(claimed) for claimed in claims]
+    numbers = [
+        int(item.get("version") or 0) if numbered_by_backend else len(raw) - position
+        for position, item in enumerate(raw)
+    ]
+    links = classify(
+        rules.stack,
+        [
+            (number, claimed if rules.counts(trust) else None)
+            for number, claimed, trust in reversed(list(zip(numbers, claims, trusts, strict=True)))
+        ],
+    )[::-1]
     entries = []
     for position, item in enumerate(raw):
         version = int(item.get("version") or 0)
-        message = str(item.get("message", ""))
-        claimed = parse_record(message)
-        trust = rules.judge(claimed)
+        message, claimed, trust, link = (
+            messages[position],
+            claims[position],
+            trusts[position],
+            links[position],
+        )
         entries.append(
             HistoryEntry(
-                number=version if numbered_by_backend else len(raw) - position,
+                number=numbers[position],
                 version=version,
                 position=position,
                 kind=str(item.get("kind", "")),
@@ -218,10 +257,16 @@ def parse_history(raw: Sequence[Mapping[str, Any]], rules: RecordRules) -> list[
                 resource_changes={str(op): int(n) for op, n in (item.get("resourceChanges") or {}).items()},
                 claimed=claimed,
                 trust=trust,
-                counted=rules.counts(trust),
+                counted=link is not None and link.counts,
+                link=link,
             )
         )
     return entries
+
+
+def chain_head(stack: str, entries: Sequence[HistoryEntry]) -> ChainHead:
+    """Where the next record of `stack` goes, given its history (newest first)."""
+    return head_of(stack, [entry.link for entry in entries])
 
 
 def parse_time(text: str) -> datetime:
@@ -257,8 +302,11 @@ def refuse_if_running(stack: str, entries: Sequence[HistoryEntry]) -> None:
         )
 
 
-def render_history(stack: str, entries: Sequence[HistoryEntry]) -> str:
-    """A table: number, time, operator, per-service active colour and digests, result, message."""
+def render_history(stack: str, entries: Sequence[HistoryEntry], now: datetime | None = None) -> str:
+    """A table: number, time, operator, per-service active colour and digests, result, and what the
+    update says: for a record that counts its signed fields (`describe`) with its place in the chain
+    (and a signed time inconsistent with the chain, or in the future at `now`), else the message,
+    marked when it carries a record that does not count (its trust, or replayed, forked)."""
     lines = [f"history of stack '{stack}' (newest first; `release rollback {stack} --to-version N`)"]
     for entry in entries:
         services = "; ".join(
@@ -271,8 +319,14 @@ def render_history(stack: str, entries: Sequence[HistoryEntry]) -> str:
                 f"{entry.actor:<12} {services or '-'}"
             )
         )
-        if entry.message:
-            mark = f"[{entry.trust}: not counted] " if entry.untrusted else ""
+        record = entry.record
+        if record is not None and entry.link is not None:
+            place = f"#{entry.link.seq}" if entry.link.seq else entry.link.standing.value
+            late = entry.time_problem(now) if now is not None else entry.link.time_problem
+            mark = f"[{place}, time inconsistent: {late}]" if late else f"[{place}]"
+            lines.append(f"      {mark} {one_line(describe(record))}")
+        elif entry.message:
+            mark = f"[{entry.standing}: not counted] " if entry.untrusted else ""
             lines.append(f"      {mark}{one_line(entry.message)}")
     if len(lines) == 1:
         lines.append("  (no updates yet)")

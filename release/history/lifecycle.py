@@ -14,7 +14,8 @@ stack is refused (release.flows.deploy), naming it and the commands that finish 
 A **settled** state is a succeeded update after which no release was unfinished: the state a
 release verified, the state a rollback restored, or a state no release touched (a plain `pulumi up`).
 Settled states are what rollbacks go back to; the intermediate entries of a release never are.
-Only records that count in the stack (release.history.entries.RecordRules) take part.
+Only records that count in the stack (release.history.entries.RecordRules, and standing in its chain,
+release.history.chain) take part, in the chain's order (history order), never a signer's clock.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ very end, with no duplicate key, only known keys, and the right type for each. T
     event        stage | switch | verify | rollback | abort | reject | review
     stack        the stack the update ran on (a record naming another stack never counts)
     release      the id of the release this record belongs to (every record of one release carries it)
-    time         when the tool wrote it (UTC); evidence is ordered by this signed time
+    time         when the tool wrote it (UTC): soak and freshness read it where it is consistent with
+                 the chain; evidence is ordered by the chain (prev, seq), never by this time
     finishes     the ids of unfinished releases a rollback or abort finishes
     service      the service it concerns (several, comma-separated, for a whole-stack rollback)
     image        the full image reference concerned;  digest: its sha256:<64 hex>
@@ -30,20 +31,26 @@ very end, with no duplicate key, only known keys, and the right type for each. T
     reason       why (rollback, abort, reject, review, break-glass)
     window       {"seconds", "probes"} of the health check that verified a digest (verify)
     notification {"event", "sent", "error"} for events that notify
+    prev         the chain link: SHA-256 (64 hex) over the canonical signed payload of the record before
+                 it on this stack (release.history.chain), or the stack's genesis value for the first
+    seq          the record's position in the stack's chain (1 for the first chained record)
     sig          {"key": <key id>, "ed25519": <base64>} over the canonical JSON of everything else
 
 Updates without a record (a plain `pulumi up`, older releases) are listed by `release audit` as
-foreign updates; they never count as verification. See release.history.signing for what makes a record count.
+foreign updates; they never count as verification. See release.history.signing and
+release.history.chain for what makes a record count.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from core.images import digest_of
@@ -125,6 +132,10 @@ class ReleaseRecord:
     notification: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     """Data safety: `snapshot` (taken before this release's migration), or a drill's figures."""
+    prev: str = ""
+    """The hash of the record before it on this stack's chain, or the genesis value ('' before the chain)."""
+    seq: int | None = None
+    """Its position in the chain (None before the chain)."""
     config: dict[str, Any] = field(default_factory=dict)
     """What a release staged besides its image: `set` (the flag and env values it set), `fingerprint`
     (of everything the colour reads), and `imageKept` (true for a config-only release: the image
@@ -145,8 +156,9 @@ class ReleaseRecord:
     def digest(self) -> str:
         return digest_of(self.image)
 
-    @property
+    @cached_property
     def signed_at(self) -> datetime | None:
+        """`time` as an aware datetime (parsed once: the signature, the chain and the gates read it)."""
         return parse_record_time(self.time)
 
     @property
@@ -177,12 +189,18 @@ class ReleaseRecord:
             "notification": self.notification,
             "config": self.config,
             "data": self.data,
+            "prev": self.prev,
+            "seq": self.seq,
         }
         return {key: value for key, value in document.items() if value not in ("", {}, [], None)}
 
     def payload(self) -> bytes:
         """What is signed: the canonical JSON of `to_json()`."""
         return canonical_json(self.to_json())
+
+    def hash(self) -> str:
+        """SHA-256 (hex) over `payload()`: what the next record on the stack's chain names as `prev`."""
+        return hashlib.sha256(self.payload()).hexdigest()
 
     def message(self, summary: str, signer: Signer | None, at: datetime) -> str:
         """The whole update message: the tool's summary, then this record (signed when `signer`).
@@ -215,9 +233,15 @@ class ParsedRecord:
     signature: Signature | None = None
     problem: str = ""
 
-    @property
+    @cached_property
     def payload(self) -> bytes:
+        """What its signature covers (computed once: the signature check and the chain both read it)."""
         return self.record.payload() if self.record is not None else b""
+
+    @cached_property
+    def hash(self) -> str:
+        """SHA-256 (hex) over the payload: what the next record on the chain names as its `prev`."""
+        return hashlib.sha256(self.payload).hexdigest()
 
 
 class _MalformedError(ValueError):
@@ -277,7 +301,8 @@ _OBJECT_FIELDS = {
     "data": "data",
 }
 _LIST_FIELDS = {"finishes": "finishes", "revokes": "revokes"}
-_KNOWN = {*_STRING_FIELDS, *_OBJECT_FIELDS, *_LIST_FIELDS, "reviews", "digest", "sig"}
+_KNOWN = {*_STRING_FIELDS, *_OBJECT_FIELDS, *_LIST_FIELDS, "reviews", "digest", "sig", "prev", "seq"}
+_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 def _record_from(data: Any) -> ParsedRecord:
@@ -305,6 +330,14 @@ def _record_from(data: Any) -> ParsedRecord:
     reviews = data.get("reviews")
     if reviews is not None and (isinstance(reviews, bool) or not isinstance(reviews, int)):
         raise _MalformedError("reviews must be an integer")
+    prev, seq = data.get("prev", ""), data.get("seq")
+    if ("prev" in data) != ("seq" in data):
+        raise _MalformedError("prev and seq come together")
+    if "prev" in data and (not isinstance(prev, str) or not _HASH.fullmatch(prev)):
+        raise _MalformedError("prev must be 64 lower-case hex digits")
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 1):
+        raise _MalformedError("seq must be a positive integer")
+    fields["prev"], fields["seq"] = prev, seq
     if fields["event"] not in EVENTS:
         raise _MalformedError(f"unknown event {fields['event']!r}")
     if fields["release"] and not RELEASE_ID.fullmatch(fields["release"]):
@@ -325,6 +358,28 @@ def _signature_from(value: Any) -> Signature | None:
     if not isinstance(value["key"], str) or not isinstance(value["ed25519"], str):
         raise _MalformedError("sig values must be strings")
     return Signature(value["key"], value["ed25519"])
+
+
+def describe(record: ReleaseRecord) -> str:
+    """The record in one line, rendered from its signed fields only: what `release history` shows for
+    a record that counts, never the free text in front of it (which anyone who runs `pulumi up` writes)."""
+    parts = [f"release {record.event}", record.service, record.image]
+    if record.previous:
+        parts.append(f"(was {record.previous})")
+    if record.promoted_from:
+        parts.append(f"from {record.promoted_from}")
+    if record.revokes:
+        parts.append("revokes " + ", ".join(record.revokes))
+    if record.finishes:
+        parts.append("finishes " + ", ".join(record.finishes))
+    if record.reviews is not None:
+        parts.append(f"reviews entry {record.reviews}")
+    if record.drill:
+        parts.append(f"drill {record.drill.get('verdict')}")
+    if record.release:
+        parts.append(record.release)
+    parts.append(f"by {record.actor}")
+    return " ".join(part for part in parts if part)
 
 
 def summary_of(message: str) -> str:

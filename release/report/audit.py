@@ -22,9 +22,10 @@ from core.config.stack import ServiceRelease, project_pod_config, releases_of
 from core.errors import ReleaseError
 from core.text import one_line
 from release.engine.protocol import Engine
-from release.gates import GITHUB_RUN, evidence_for
+from release.gates import GITHUB_RUN, Evidence, evidence_for
 from release.history.entries import RELEASES_KEY, HistoryEntry, read_history
 from release.history.records import Event, ReleaseRecord
+from release.report.chain_audit import HEADS_HEADER, HEADS_TITLE, ChainCheck, check_chain, heads_rows
 
 
 @dataclass
@@ -35,18 +36,24 @@ class Audit:
     rows: list[AuditRow] = field(default_factory=list)
     unreviewed: list[AuditRow] = field(default_factory=list)
     failures: list[tuple[str, ReleaseError]] = field(default_factory=list)
+    chains: list[ChainCheck] = field(default_factory=list)
+    """Each stack's chain walked (release.report.chain_audit)."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, verify: bool = False) -> dict[str, Any]:
+        document = {
             "rows": [row.to_json() for row in self.rows],
             "breakGlassAwaitingReview": [row.to_json() for row in self.unreviewed],
         }
+        if verify:
+            document["chains"] = [check.to_json() for check in self.chains]
+        return document
 
 
 def read_audit(
-    engine: Engine, project: ProjectSettings, stacks: Sequence[str], since: datetime | None
+    engine: Engine, project: ProjectSettings, stacks: Sequence[str], since: datetime | None, now: datetime
 ) -> Audit:
-    """Every stack's history as audit rows; a stack that cannot be read is a failure, not the end."""
+    """Every stack's history as audit rows and its chain walked at `now`; a stack that cannot be read
+    is a failure, not the end."""
     audit = Audit()
     for stack in stacks:
         try:
@@ -55,6 +62,7 @@ def read_audit(
             audit.failures.append((stack, error))
             continue
         audit.rows += audit_rows(stack, entries, since)
+        audit.chains.append(check_chain(stack, entries, now))
         policy = project.stack_policies.get(stack)
         asserted_counts = policy is None or policy.promotion.allow_asserted_review
         audit.unreviewed += unreviewed_break_glass(stack, entries, asserted_counts)
@@ -68,10 +76,12 @@ class Status:
 
     rows: list[ServiceStatus] = field(default_factory=list)
     failures: list[tuple[str, ReleaseError]] = field(default_factory=list)
+    chains: list[ChainCheck] = field(default_factory=list)
+    """Each stack's chain: its head, length and breaks."""
 
 
-def read_status(engine: Engine, project: ProjectSettings, stacks: Sequence[str]) -> Status:
-    """Each stack's history and the `releases` knob it holds now, judged into status rows."""
+def read_status(engine: Engine, project: ProjectSettings, stacks: Sequence[str], now: datetime) -> Status:
+    """Each stack's history and the `releases` knob it holds now, judged at `now` into status rows."""
     histories: dict[str, list[HistoryEntry]] = {}
     releases: dict[str, dict[str, Any]] = {}
     failures: list[tuple[str, ReleaseError]] = []
@@ -84,7 +94,8 @@ def read_status(engine: Engine, project: ProjectSettings, stacks: Sequence[str])
             continue
         histories[stack] = history
         releases[stack] = value.value if value is not None else {}
-    return Status(stack_status(project, histories, releases), failures)
+    chains = [check_chain(stack, history, now) for stack, history in histories.items()]
+    return Status(stack_status(project, histories, releases, now), failures, chains)
 
 
 EVENT_NAMES = {
@@ -182,7 +193,7 @@ def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRo
         if shown.event == Event.REVIEW:
             event = f"review of entry {shown.reviews}"
         if record is None:
-            event += f" ({trust}, not counted)"
+            event += f" ({entry.standing}, not counted)"
         parts = [
             _approval_or_reason(shown.approval, shown.break_glass, shown.reason),
             _judged_on(shown.window.get("analysis")),
@@ -370,8 +381,10 @@ def stack_status(
     project: ProjectSettings,
     histories: Mapping[str, Sequence[HistoryEntry]],
     releases: Mapping[str, Any],
+    now: datetime | None = None,
 ) -> list[ServiceStatus]:
-    """`releases`: stack -> the `platform:releases` value it holds now; `histories`: stack -> entries."""
+    """`releases`: stack -> the `platform:releases` value it holds now; `histories`: stack -> entries.
+    At `now`, a verification whose signed time is inconsistent with the chain does not count."""
     parsed = {stack: releases_of(value) for stack, value in releases.items()}
     rows = []
     for stack, stack_releases in parsed.items():
@@ -390,11 +403,7 @@ def stack_status(
                     live=True,
                     signed_only=gate is not None and gate.require_signed_evidence,
                 )
-                if (
-                    source_active != release.active_image
-                    and source_evidence.verified
-                    and not source_evidence.revoked
-                ):
+                if source_active != release.active_image and _holds(source_evidence, now):
                     waiting = source_active
             rows.append(
                 ServiceStatus(
@@ -402,7 +411,7 @@ def stack_status(
                     service,
                     release.active_color.value,
                     release.images.model_dump(),
-                    evidence.verified is not None and evidence.revoked is None,
+                    _holds(evidence, now),
                     waiting,
                     release.canary_weight,
                     _config_fingerprints(project, service, release),
@@ -410,6 +419,12 @@ def stack_status(
                 )
             )
     return rows
+
+
+def _holds(evidence: Evidence, now: datetime | None) -> bool:
+    if now is not None:
+        return evidence.holds(now)
+    return evidence.verified is not None and evidence.revoked is None
 
 
 def last_drill(entries: Sequence[HistoryEntry]) -> dict[str, Any] | None:
@@ -439,7 +454,9 @@ def _config_fingerprints(project: ProjectSettings, service: str, release: Servic
     return {color: config.fingerprint for color, config in configs.items() if config is not None}
 
 
-def render_status(rows: Sequence[ServiceStatus], markdown: bool = False) -> str:
+def render_status(
+    rows: Sequence[ServiceStatus], markdown: bool = False, chains: Sequence[ChainCheck] = ()
+) -> str:
     header = [
         "stack",
         "service",
@@ -484,6 +501,9 @@ def render_status(rows: Sequence[ServiceStatus], markdown: bool = False) -> str:
         ],
         markdown,
     )
+    if chains:
+        lines += ["", f"## {HEADS_TITLE}" if markdown else HEADS_TITLE]
+        lines += _table(HEADS_HEADER, heads_rows(chains), markdown)
     return "\n".join(lines) + "\n"
 
 

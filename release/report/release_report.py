@@ -10,9 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from core.config.base import PROJECT_NAME
 from core.config.sources import ConfigEntry
@@ -20,9 +19,11 @@ from core.config.stack import HealthCheckSettings, StackConfig
 from core.errors import ExitCode
 from core.health import Verdict, check_sync
 from core.naming import service_urns
+from release.clock import Clock
 from release.engine.protocol import Engine, UpdateOutcome
 from release.history.records import ReleaseRecord, summary_of
 from release.history.signing import Signer
+from release.history.writer import RecordChains
 from release.log import Progress
 from release.notify import NotificationResult
 from release.report.rollback_plan import RollbackPlan
@@ -208,23 +209,35 @@ def up_step(
     return Step(name, outcome.succeeded, seconds, detail, update=outcome)
 
 
+class RecordWriting(Protocol):
+    """What writing a record takes (a ReleaseContext has it): the engine, the chains, the clock."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def chains(self) -> RecordChains: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+
 def record_step(
-    engine: Engine,
+    ctx: RecordWriting,
     stack: str,
     service: str,
     record: ReleaseRecord,
     summary: str,
     signer: Signer | None,
     progress: Progress,
-    at: datetime,
     name: str = "record",
 ) -> Step:
-    """Write `record` into the stack's history with an `up` that changes nothing: targeted at the
-    service's stable Service, with no config change. `name` is the step's, in the report and log."""
+    """Write `record`, chained onto the stack's head (release.history.writer), into the stack's
+    history with an `up` that changes nothing: targeted at the service's stable Service, with no
+    config change. `name` is the step's, in the report and log."""
     stable_urn = service_urns(stack, PROJECT_NAME, service)[0]
-    return up_step(
-        name, engine, stack, {}, record.message(summary, signer, at), progress, targets=[stable_urn]
-    )
+    with ctx.chains.writing(stack, record, summary, signer, ctx.clock()) as message:
+        return up_step(name, ctx.engine, stack, {}, message, progress, targets=[stable_urn])
 
 
 def check_step(
