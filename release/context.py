@@ -22,6 +22,7 @@ from core.errors import UsageError
 from release import log
 from release.clock import Clock, system_clock
 from release.engine.protocol import Engine
+from release.github import in_github_actions
 from release.history.entries import read_history
 from release.history.signing import Signer
 from release.history.writer import RecordChains
@@ -76,7 +77,7 @@ class ReleaseContext:
         """Who acts. In GitHub Actions always who started the run's attempt: `--actor` may not name
         someone else there (an approver could otherwise release as another person)."""
         found = actor_from(self.env)
-        if self.given_actor and self.env.get("GITHUB_ACTIONS") == "true" and self.given_actor != found:
+        if self.given_actor and in_github_actions(self.env) and self.given_actor != found:
             raise UsageError(
                 f"--actor {self.given_actor!r}: in GitHub Actions the person releasing is who started the "
                 f"run ({found}, from GITHUB_TRIGGERING_ACTOR/GITHUB_ACTOR); leave --actor out there"
@@ -146,12 +147,10 @@ def actor_from(env: Mapping[str, str]) -> str:
     """Who is acting: in GitHub Actions who started this attempt of the run ($GITHUB_TRIGGERING_ACTOR,
     the re-runner on a re-run, else $GITHUB_ACTOR); elsewhere $RELEASE_OPERATOR, else git's user.name,
     else the login."""
-    if env.get("GITHUB_ACTIONS") == "true":
-        in_github = (env.get("GITHUB_TRIGGERING_ACTOR") or "").strip() or (
-            env.get("GITHUB_ACTOR") or ""
-        ).strip()
-        if in_github:
-            return in_github
+    if in_github_actions(env):
+        for variable in ("GITHUB_TRIGGERING_ACTOR", "GITHUB_ACTOR"):
+            if (env.get(variable) or "").strip():
+                return env[variable].strip()
     named = env.get("RELEASE_OPERATOR") or env.get("GITHUB_ACTOR")
     if named:
         return named
@@ -171,7 +170,7 @@ def actor_from(env: Mapping[str, str]) -> str:
 
 def run_url(env: Mapping[str, str]) -> str:
     """The GitHub Actions run URL, or '' outside GitHub Actions."""
-    if env.get("GITHUB_ACTIONS") != "true" or not env.get("GITHUB_RUN_ID"):
+    if not in_github_actions(env) or not env.get("GITHUB_RUN_ID"):
         return ""
     server = env.get("GITHUB_SERVER_URL", "https://github.com")
     return f"{server}/{env.get('GITHUB_REPOSITORY', '')}/actions/runs/{env['GITHUB_RUN_ID']}"

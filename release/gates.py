@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 from core.config.project import FreezeWindow, ProjectSettings, PromotionGate
 from core.errors import ApprovalEvidenceError, UsageError
-from release.github import EnvironmentApproval, read_environment_approval
+from release.github import EnvironmentApproval, in_github_actions, read_environment_approval
 from release.history.entries import HistoryEntry
 from release.history.records import Event
 
@@ -364,7 +364,7 @@ def approval_from(
     GitHub recorded). Elsewhere a typed --approval is an asserted approval.
     """
     environment = gate.approval_environment
-    if gate.require_approval and environment and env.get("GITHUB_ACTIONS") == "true":
+    if gate.require_approval and environment and in_github_actions(env):
         try:
             proof = reader(env, environment)
         except ApprovalEvidenceError as error:

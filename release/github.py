@@ -35,7 +35,13 @@ import httpx
 from core.errors import ApprovalEvidenceError
 from release.clock import Clock, system_clock
 
-__all__ = ["MAX_BODY_BYTES", "SOURCE", "EnvironmentApproval", "read_environment_approval"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "SOURCE",
+    "EnvironmentApproval",
+    "in_github_actions",
+    "read_environment_approval",
+]
 
 SOURCE = "github-environment"
 API_VERSION = "2022-11-28"
@@ -62,6 +68,11 @@ TOKEN = re.compile(r"[\x21-\x7e]{1,4096}")
 
 Refuse = Callable[[str, str, str], NoReturn]
 """Raise the module's error: (kind, what is wrong, how to fix it)."""
+
+
+def in_github_actions(env: Mapping[str, str]) -> bool:
+    """True inside a GitHub Actions job (GitHub sets GITHUB_ACTIONS=true there)."""
+    return env.get("GITHUB_ACTIONS") == "true"
 
 
 @dataclass(frozen=True)
