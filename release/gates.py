@@ -12,7 +12,8 @@ PromotionGate), never `if stack == ...`. The rules, by name:
     approval    inside GitHub Actions: the run's approval of the gate's environment, read from
                 GitHub's API (who, when, which environment); outside it: a typed --approval, only
                 where the gate allows asserted approvals (the audit marks them `asserted`)
-    four-eyes   someone other than the person releasing (and than the run's actor) approved
+    four-eyes   someone other than the person releasing (and than the run's actors and the author
+                of the run's commit) approved
     freeze      no freeze window of the target is open now
     reason      a break-glass reason of at least three words
 
@@ -67,6 +68,10 @@ class Approval:
     read_at: str = ""
     triggering_actor: str = ""
     """Who started this attempt of the run (a re-run's; four eyes is checked against it too)."""
+    commit_author: str = ""
+    """The GitHub login of the run's commit's author (four eyes is checked against it too)."""
+    commit_author_name: str = ""
+    """That commit's git author name; shown when GitHub links no login to it."""
 
     @property
     def proven(self) -> bool:
@@ -78,6 +83,8 @@ class Approval:
             document |= {"environment": self.environment, "runActor": self.run_actor, "readAt": self.read_at}
             if self.triggering_actor and self.triggering_actor != self.run_actor:
                 document["triggeringActor"] = self.triggering_actor
+            if self.commit_author:
+                document["commitAuthor"] = self.commit_author
         return document
 
 
@@ -255,18 +262,30 @@ def _approval_rules(
             f"proven, and stackPolicies.{target}.promotion.allowAssertedApproval is false",
             in_workflow if environment else "ask for the promotion to be run where approvals are proven",
         )
-    excluded = {name.strip().casefold() for name in (actor, approval.run_actor, approval.triggering_actor)}
+    people = (actor, approval.run_actor, approval.triggering_actor, approval.commit_author)
+    excluded = {name.strip().casefold() for name in people}
     excluded.discard("")
     counted = {name.strip().casefold() for name in approval.approvers if name.strip()}
     if gate.four_eyes:
         counted -= excluded
-    if gate.four_eyes and not counted:
+    if gate.four_eyes and approval.proven and not approval.commit_author:
+        broken(
+            "four-eyes",
+            "GitHub links the author of the run's commit"
+            + (f" ({approval.commit_author_name})" if approval.commit_author_name else "")
+            + " to no account, so no approval can be proven to come from someone other than its author",
+            "make the commit with an email linked to the author's GitHub account (or merge it through "
+            "a pull request), then start a new run",
+        )
+    elif gate.four_eyes and not counted:
         who = ", ".join(approval.approvers) or "nobody"
         runners = sorted({approval.run_actor, approval.triggering_actor} - {"", actor})
+        author = approval.commit_author if approval.commit_author not in ("", actor, *runners) else ""
         broken(
             "four-eyes",
             f"approved by {who}, who is not someone other than the person releasing ({actor}"
             + (f", run by {' and '.join(runners)}" if runners else "")
+            + (f", the commit's author {author}" if author else "")
             + ")",
             "ask someone else to approve" + (" the environment" if approval.proven else ", and name them"),
         )
@@ -274,7 +293,7 @@ def _approval_rules(
         broken(
             "min-approvals",
             f"{len(counted)} distinct approver(s) count"
-            + (" (the person releasing and the run's actors do not)" if gate.four_eyes else "")
+            + (" (the person releasing, the run's actors and the commit's author do not)" * gate.four_eyes)
             + f"; stackPolicies.{target}.promotion.minApprovals asks for {gate.min_approvals}",
             f"{gate.min_approvals - len(counted)} more reviewer(s) approve"
             + (" the environment" if approval.proven else ", and name them"),
@@ -378,6 +397,8 @@ def approval_from(
                 run_actor=proof.actor,
                 read_at=proof.read_at,
                 triggering_actor=proof.triggering_actor,
+                commit_author=proof.commit_author,
+                commit_author_name=proof.commit_author_name,
             ),
             "",
         )

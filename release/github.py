@@ -2,21 +2,27 @@
 
 Inside GitHub Actions, a job that declares `environment: production` waits until one of the
 environment's required reviewers approves it, and GitHub records who did in the run's review
-history. `read_environment_approval` reads that history,
+history. `read_environment_approval` reads that history and the run's head commit,
 
     GET {GITHUB_API_URL}/repos/{owner}/{repo}/actions/runs/{GITHUB_RUN_ID}/approvals
+        entries of `state` (approved, rejected, pending), `user.login`, `comment` and
+        `environments[].name`; an entry carries no time and no attempt number
+    GET {GITHUB_API_URL}/repos/{owner}/{repo}/commits/{GITHUB_SHA}
+        the commit, with `author` (the GitHub account GitHub links to the commit's author email, or
+        null) and `commit.author.name` (the git author name)
 
-with the job's `GITHUB_TOKEN` (it needs `permissions: actions: read`), and returns the approval of
-one environment as an `EnvironmentApproval`: who approved it, their comments, who triggered the run
-and a link to it. Anything short of an approval is an `ApprovalEvidenceError` naming what is wrong
-and how to fix it: a missing or malformed variable, an environment nobody reviewed, a rejection, a
-review still pending, an error status, a body that is not GitHub's review list or is over 1 MiB, a
-transport failure, or no complete answer within `timeout_seconds` (a hard deadline over the whole
-exchange, not per read). The token is sent only as a Bearer header, over https (or to a loopback
-address, for tests), and never appears in a result or an error message.
+with the job's `GITHUB_TOKEN` (it needs `permissions: actions: read` and `contents: read`), and
+returns the approval of one environment as an `EnvironmentApproval`: who approved it, their
+comments, who triggered the run, whose commit it runs and a link to it. Anything short of an
+approval is an `ApprovalEvidenceError` naming what is wrong and how to fix it: a missing or malformed
+variable, an environment nobody reviewed, a rejection, a review still pending, an error status, a
+body that is not GitHub's answer or is over 1 MiB, a transport failure, or no complete answer within
+`timeout_seconds` (a hard deadline over both requests, not per read). The token is sent only as a
+Bearer header, over https (or to a loopback address, for tests), and never appears in a result or an
+error message.
 
-Four eyes is the gate's rule, not this module's: release.gates compares the person releasing and the
-run's actor with `approvers`.
+Four eyes is the gate's rule, not this module's: release.gates compares the person releasing, the
+run's actors and the commit's author with `approvers`.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -51,7 +57,7 @@ MAX_BODY_BYTES = 1024 * 1024
 """The largest review history read; a longer body is refused after reading this much."""
 MAX_ERROR_BODY_BYTES = 64 * 1024
 """How much of an error answer is read for GitHub's `message`."""
-REQUIRED = ("GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITHUB_ACTOR", "GITHUB_TOKEN")
+REQUIRED = ("GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITHUB_ACTOR", "GITHUB_SHA", "GITHUB_TOKEN")
 STATES = ("approved", "rejected", "pending")
 CHECK_API_URL = (
     f"check that GITHUB_API_URL is GitHub's API ({DEFAULT_API_URL}, or your GitHub Enterprise's /api/v3)"
@@ -60,6 +66,8 @@ LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 RUN_ID = re.compile(r"[0-9]{1,20}")
 RUN_ATTEMPT = re.compile(r"[1-9][0-9]{0,3}")
+COMMIT_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+"""A full SHA-1 or SHA-256 commit id, lower-case, as GitHub sets GITHUB_SHA."""
 """ASCII digits only (`\\d` would take other scripts' digits too)."""
 REPOSITORY = re.compile(r"(?P<owner>[A-Za-z0-9][A-Za-z0-9-]{0,38})/(?P<repo>[A-Za-z0-9._-]{1,100})")
 """`owner/repo` with the characters GitHub allows; `.` and `..` are refused separately."""
@@ -91,6 +99,12 @@ class EnvironmentApproval:
     """When this tool read the review history (UTC, ISO 8601)."""
     triggering_actor: str = ""
     """Who started this attempt (GITHUB_TRIGGERING_ACTOR; the same as `actor` on a first run)."""
+    commit_sha: str = ""
+    """The commit the run runs (GITHUB_SHA)."""
+    commit_author: str = ""
+    """The GitHub login GitHub links to that commit's author; '' when it links none."""
+    commit_author_name: str = ""
+    """The commit's git author name (what is shown when GitHub links no login)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +114,9 @@ class EnvironmentApproval:
             "comments": list(self.comments),
             "actor": self.actor,
             "triggeringActor": self.triggering_actor,
+            "commit": self.commit_sha,
+            "commitAuthor": self.commit_author,
+            "commitAuthorName": self.commit_author_name,
             "runUrl": self.run_url,
             "readAt": self.read_at,
         }
@@ -126,10 +143,15 @@ class _Run:
     run_url: str = ""
     triggering_actor: str = ""
     attempt: int = 1
+    head_sha: str = ""
 
     @property
     def approvals_url(self) -> str:
         return f"{self.api_url}/repos/{self.repository}/actions/runs/{self.run_id}/approvals"
+
+    @property
+    def commit_url(self) -> str:
+        return f"{self.api_url}/repos/{self.repository}/commits/{self.head_sha}"
 
     def refuse(self, kind: str, problem: str, fix: str) -> NoReturn:
         """Raise the one error this module raises, with the token taken out of every word of it."""
@@ -162,10 +184,12 @@ def read_environment_approval(
             "cannot be told from one of this attempt",
             "start a new run of the workflow (not a re-run), so the environment's reviewers approve it",
         )
-    body = _fetch(run, timeout_seconds)
+    review_history, commit = _fetch(run, timeout_seconds)
     read_at = clock().strftime("%Y-%m-%dT%H:%M:%SZ")
-    reviews = _parse(run, body)
-    return _approval(run, reviews, read_at)
+    reviews = _parse(run, review_history)
+    author, author_name = _commit_author(run, commit)
+    approval = _approval(run, reviews, read_at)
+    return replace(approval, commit_sha=run.head_sha, commit_author=author, commit_author_name=author_name)
 
 
 # --- the boundary: the environment GitHub sets ---------------------------------------------------
@@ -187,8 +211,8 @@ def _run_from(env: Mapping[str, str], environment: str) -> _Run:
             "missing-env",
             f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set",
             "run inside the GitHub Actions job that declares this environment; GitHub sets "
-            "GITHUB_REPOSITORY, GITHUB_RUN_ID and GITHUB_ACTOR, and the job must pass its token: "
-            "`env: GITHUB_TOKEN: ${{ github.token }}` with `permissions: actions: read`",
+            "GITHUB_REPOSITORY, GITHUB_RUN_ID, GITHUB_ACTOR and GITHUB_SHA, and the job must pass its "
+            "token: `env: GITHUB_TOKEN: ${{ github.token }}` with `permissions: actions: read`",
         )
     repository = REPOSITORY.fullmatch(values["GITHUB_REPOSITORY"])
     if repository is None or repository.group("repo") in (".", ".."):
@@ -202,6 +226,12 @@ def _run_from(env: Mapping[str, str], environment: str) -> _Run:
             "invalid-env",
             f"GITHUB_RUN_ID {values['GITHUB_RUN_ID']!r} is not a run number",
             "leave GITHUB_RUN_ID as GitHub sets it (digits only)",
+        )
+    if COMMIT_SHA.fullmatch(values["GITHUB_SHA"]) is None:
+        refuse(
+            "invalid-env",
+            f"GITHUB_SHA {values['GITHUB_SHA']!r} is not a full commit SHA",
+            "leave GITHUB_SHA as GitHub sets it (40 lower-case hex digits)",
         )
     if TOKEN.fullmatch(token) is None:
         refuse(
@@ -229,6 +259,7 @@ def _run_from(env: Mapping[str, str], environment: str) -> _Run:
         f"{server_url}/{slug}/actions/runs/{run_id}",
         triggering_actor=(env.get("GITHUB_TRIGGERING_ACTOR") or "").strip() or values["GITHUB_ACTOR"],
         attempt=int(attempt),
+        head_sha=values["GITHUB_SHA"],
     )
 
 
@@ -255,7 +286,7 @@ def _base_url(
     return text.rstrip("/")
 
 
-# --- the exchange: one GET under one deadline ----------------------------------------------------
+# --- the exchange: two GETs under one deadline ---------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -266,19 +297,40 @@ class _Answer:
     truncated: bool
 
 
-def _fetch(run: _Run, timeout_seconds: float) -> bytes:
-    """The review history's body, or a refusal; the whole exchange ends within `timeout_seconds`.
+@dataclass(frozen=True)
+class _Ask:
+    """One request of the exchange: what it reads (for messages) and where."""
+
+    what: str
+    """What the answer holds: 'the review history of run <url>'."""
+    thing: str
+    """What GitHub may not know: 'run 4242 of owner/repo'."""
+    url: str
+
+
+def _fetch(run: _Run, timeout_seconds: float) -> tuple[bytes, bytes]:
+    """The review history's body and the head commit's, or a refusal; both requests together end
+    within `timeout_seconds`.
 
     httpx's timeouts bound each connect and read, so a server trickling a byte at a time never trips
     them: the exchange runs under `asyncio.wait_for` on a private loop (the thread's own loop, which
     Pulumi's runtime keeps using, is left alone).
     """
+    asks = (
+        _Ask(
+            f"the review history of run {run.run_url}",
+            f"run {run.run_id} of {run.repository}",
+            run.approvals_url,
+        ),
+        _Ask(f"commit {run.head_sha}", f"commit {run.head_sha} of {run.repository}", run.commit_url),
+    )
     failure = ""
     timed_out = False
-    answer: _Answer | None = None
+    answers: list[tuple[_Ask, _Answer]] = []
     loop = asyncio.new_event_loop()
     try:
-        answer = loop.run_until_complete(asyncio.wait_for(_exchange(run, timeout_seconds), timeout_seconds))
+        exchange = _exchange(run, asks, answers, timeout_seconds)
+        loop.run_until_complete(asyncio.wait_for(exchange, timeout_seconds))
     except (TimeoutError, httpx.TimeoutException):  # the deadline, or one read past it
         timed_out = True
     except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError, ValueError) as error:
@@ -289,31 +341,34 @@ def _fetch(run: _Run, timeout_seconds: float) -> bytes:
         finally:
             loop.close()
     # Refused outside the except blocks: the httpx error (whose request holds the token) is not chained.
+    for ask, answer in answers:  # an answer that arrived in full is judged before a later failure
+        if not 200 <= answer.status < 300:
+            _refuse_status(run, answer, ask)
+        if answer.truncated:
+            run.refuse(
+                "too-large",
+                f"{ask.what} is over {MAX_BODY_BYTES // 1024} KiB; it was not read further",
+                CHECK_API_URL,
+            )
     if timed_out:
         run.refuse(
             "timeout",
             f"GitHub's API ({run.api_url}) did not answer in full within {timeout_seconds:g}s",
             "retry; if it persists, check https://www.githubstatus.com and the runner's network",
         )
-    if answer is None:
+    if len(answers) < len(asks):
         run.refuse(
             "transport",
             f"the request to GitHub's API ({run.api_url}) failed: {_printable(failure)}",
             "retry; if it persists, check GITHUB_API_URL, the runner's network and https://www.githubstatus.com",
         )
-    if not 200 <= answer.status < 300:
-        _refuse_status(run, answer)
-    if answer.truncated:
-        run.refuse(
-            "too-large",
-            f"the review history of run {run.run_url} is over {MAX_BODY_BYTES // 1024} KiB; "
-            "it was not read further",
-            CHECK_API_URL,
-        )
-    return answer.body
+    return answers[0][1].body, answers[1][1].body
 
 
-async def _exchange(run: _Run, timeout_seconds: float) -> _Answer:
+async def _exchange(
+    run: _Run, asks: tuple[_Ask, ...], answers: list[tuple[_Ask, _Answer]], timeout_seconds: float
+) -> None:
+    """Ask in order, appending each complete answer; stop at the first that is not a success."""
     headers = {
         "Authorization": f"Bearer {run.token}",
         "Accept": "application/vnd.github+json",
@@ -321,10 +376,16 @@ async def _exchange(run: _Run, timeout_seconds: float) -> _Answer:
         "User-Agent": "platform-release",
         "Accept-Encoding": "identity",
     }
-    async with (
-        httpx.AsyncClient(timeout=httpx.Timeout(timeout_seconds), follow_redirects=False) as client,
-        client.stream("GET", run.approvals_url, headers=headers) as response,
-    ):
+    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_seconds), follow_redirects=False) as client:
+        for ask in asks:
+            answer = await _get(client, ask.url, headers)
+            answers.append((ask, answer))
+            if answer.truncated or not 200 <= answer.status < 300:
+                return
+
+
+async def _get(client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> _Answer:
+    async with client.stream("GET", url, headers=headers) as response:
         ok = 200 <= response.status_code < 300
         cap = MAX_BODY_BYTES if ok else MAX_ERROR_BODY_BYTES
         declared = response.headers.get("Content-Length", "")
@@ -339,11 +400,10 @@ async def _exchange(run: _Run, timeout_seconds: float) -> _Answer:
         return _Answer(response.status_code, response.headers, bytes(body), False)
 
 
-def _refuse_status(run: _Run, answer: _Answer) -> NoReturn:
+def _refuse_status(run: _Run, answer: _Answer, ask: _Ask) -> NoReturn:
     status = answer.status
     said = _github_message(answer.body)
     told = f": {said}" if said else ""
-    where = f"run {run.run_id} of {run.repository}"
     if status == 401:
         run.refuse(
             "unauthorized",
@@ -366,19 +426,19 @@ def _refuse_status(run: _Run, answer: _Answer) -> NoReturn:
             )
         run.refuse(
             "forbidden",
-            f"the token may not read the approvals of {where} (403{told})",
-            "give the job `permissions: actions: read` (with `contents: read` for a private repository)",
+            f"the token may not read {ask.what} (403{told})",
+            "give the job `permissions: actions: read` and `contents: read`",
         )
-    if status == 404:
+    if status in (404, 422):
         run.refuse(
             "not-found",
-            f"GitHub knows no {where}, or the token cannot see it (404{told})",
-            "leave GITHUB_REPOSITORY and GITHUB_RUN_ID as GitHub sets them, and give the job "
-            "`permissions: actions: read`",
+            f"GitHub knows no {ask.thing}, or the token cannot see it ({status}{told})",
+            "leave GITHUB_REPOSITORY, GITHUB_RUN_ID and GITHUB_SHA as GitHub sets them, and give the "
+            "job `permissions: actions: read` and `contents: read`",
         )
     run.refuse(
         "status",
-        f"GitHub's API answered {status} for the approvals of {where}{told}",
+        f"GitHub's API answered {status} for {ask.what}{told}",
         "retry; if it persists, check GITHUB_API_URL and https://www.githubstatus.com",
     )
 
@@ -393,26 +453,51 @@ def _github_message(body: bytes) -> str:
 # --- the answer: GitHub's review list --------------------------------------------------------------
 
 
-def _parse(run: _Run, body: bytes) -> list[_Review]:
-    def malformed(problem: str) -> NoReturn:
-        run.refuse(
-            "malformed",
-            f"the review history of run {run.run_url} is not GitHub's list of reviews: {problem}",
-            CHECK_API_URL,
-        )
-
+def _document(run: _Run, body: bytes, what: str, kind: type) -> Any:
+    """The JSON document of a successful answer, of the expected `kind` (list or dict), or a refusal
+    saying that `what` ("the review history of run <url> is not GitHub's list of reviews") is not."""
     document, failure = _json(body)
     if failure:
-        malformed(failure)
-    if not isinstance(document, list):
-        malformed(f"a JSON {type(document).__name__}, not a list")
+        _malformed(run, what, failure)
+    if not isinstance(document, kind):
+        _malformed(
+            run, what, f"a JSON {type(document).__name__}, not {'a list' if kind is list else 'an object'}"
+        )
+    return document
+
+
+def _malformed(run: _Run, what: str, problem: str) -> NoReturn:
+    run.refuse("malformed", f"{what}: {problem}", CHECK_API_URL)
+
+
+def _parse(run: _Run, body: bytes) -> list[_Review]:
+    what = f"the review history of run {run.run_url} is not GitHub's list of reviews"
     reviews = []
-    for number, entry in enumerate(document):
+    for number, entry in enumerate(_document(run, body, what, list)):
         problem, review = _review(entry)
         if review is None:
-            malformed(f"entry {number}: {problem}")
+            _malformed(run, what, f"entry {number}: {problem}")
         reviews.append(review)
     return reviews
+
+
+def _commit_author(run: _Run, body: bytes) -> tuple[str, str]:
+    """The head commit author's GitHub login ('' when GitHub links none) and git author name."""
+    what = f"the answer for commit {run.head_sha} of {run.repository} is not GitHub's commit"
+    document = _document(run, body, what, dict)
+    if document.get("sha") != run.head_sha:
+        _malformed(run, what, f"'sha' is {_shown(document.get('sha'))}")
+    author = document.get("author")
+    if author is not None and not isinstance(author, dict):
+        _malformed(run, what, f"'author' is {_shown(author)}, not an account or null")
+    login = author.get("login") if isinstance(author, dict) else ""
+    if not isinstance(login, str):
+        _malformed(run, what, f"'author.login' is {_shown(login)}, not text")
+    git = document.get("commit")
+    git_author = git.get("author") if isinstance(git, dict) else None
+    name = git_author.get("name") if isinstance(git_author, dict) else None
+    shown_name = _printable(name)[:100] if isinstance(name, str) else ""
+    return _redact(_printable(login), run.token), _redact(shown_name, run.token)
 
 
 def _json(body: bytes) -> tuple[object, str]:

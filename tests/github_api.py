@@ -2,8 +2,9 @@
 
 `serve_api(reply)` answers `GET [/api/v3]/repos/{owner}/{repo}/actions/runs/{id}/approvals` with
 `reply` (approved, rejected or pending reviews, an error status, a trickle, an oversized or a
-malformed body) and every other path with GitHub's 404. Each request is recorded (path and headers)
-so a test can check what was asked, and how the token was sent.
+malformed body), `GET [/api/v3]/repos/{owner}/{repo}/commits/{sha}` with `commit` (by default a
+commit GitHub links to alice's account) and every other path with GitHub's 404. Each request is
+recorded (path and headers) so a test can check what was asked, and how the token was sent.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 APPROVALS_PATH = re.compile(r"(/api/v3)?/repos/[^/]+/[^/]+/actions/runs/[0-9]+/approvals")
+COMMIT_PATH = re.compile(r"(/api/v3)?/repos/[^/]+/[^/]+/commits/(?P<sha>[0-9a-f]{40})")
 DOCS = "https://docs.github.com/rest/actions/workflow-runs#get-the-review-history-for-a-workflow-run"
 CHUNK = 64 * 1024
 
@@ -74,6 +76,27 @@ def review(state: str, login: str, environment: str = "production", comment: str
         "user": {"login": login, "id": 1, "type": "User"},
         "comment": comment,
     }
+
+
+def commit_by(login: str | None, name: str = "Alice Example") -> Reply:
+    """200 with the asked commit, shaped like GitHub's: its git author `name`, linked to the GitHub
+    account `login` (None: GitHub links the author's email to no account, and says `"author": null`)."""
+
+    def reply(answer: Answer) -> None:
+        match = COMMIT_PATH.fullmatch(answer.request.path)
+        sha = match.group("sha") if match else ""
+        git_author = {"name": name, "email": "author@example.test", "date": "2026-11-23T08:00:00Z"}
+        answer.json(
+            200,
+            {
+                "sha": sha,
+                "commit": {"author": git_author, "committer": git_author, "message": "Ship it"},
+                "author": {"login": login, "id": 2, "type": "User"} if login is not None else None,
+                "committer": {"login": "web-flow", "id": 3, "type": "User"},
+            },
+        )
+
+    return reply
 
 
 def approvals(*entries: dict[str, Any]) -> Reply:
@@ -155,7 +178,9 @@ class Oversized:
 
 
 @contextmanager
-def serve_api(reply: Reply, received: list[ReceivedRequest] | None = None) -> Iterator[str]:
+def serve_api(
+    reply: Reply, received: list[ReceivedRequest] | None = None, commit: Reply | None = None
+) -> Iterator[str]:
     """Start the API on 127.0.0.1; yields its base URL (what GITHUB_API_URL would be).
 
     Every request is appended to `received`. On exit the stop event ends any trickle, then the
@@ -172,6 +197,8 @@ def serve_api(reply: Reply, received: list[ReceivedRequest] | None = None) -> It
             try:
                 if APPROVALS_PATH.fullmatch(self.path):
                     reply(answer)
+                elif COMMIT_PATH.fullmatch(self.path):
+                    (commit or commit_by("alice"))(answer)
                 else:
                     answer.json(404, {"message": "Not Found", "documentation_url": DOCS})
             except (BrokenPipeError, ConnectionResetError):

@@ -191,6 +191,7 @@ def test_a_promotion_in_github_actions_takes_its_approval_from_githubs_api() -> 
             "GITHUB_REPOSITORY": "team/platform",
             "GITHUB_RUN_ID": "77",
             "GITHUB_ACTOR": "alice",
+            "GITHUB_SHA": "3f786850e387550fdab836ed7e6dc881de23001b",
             "GITHUB_TOKEN": "test-only-token-value",
         }
         with cluster(engine, "production") as production:

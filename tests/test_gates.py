@@ -116,8 +116,11 @@ def test_an_approver_who_is_also_the_releaser_is_refused_where_four_eyes_are_req
     assert decide(VERIFIED_AT_9, approval=Approval(ASSERTED, "CHG-1", ("Alice",))) == ["four-eyes"]
 
 
-def proven(*approvers: str, run_actor: str = "alice", triggering_actor: str = "") -> Approval:
-    """An approval read from GitHub's review history of a run `run_actor` started."""
+def proven(
+    *approvers: str, run_actor: str = "alice", triggering_actor: str = "", commit_author: str = "alice"
+) -> Approval:
+    """An approval read from GitHub's review history of a run `run_actor` started, of a commit by
+    `commit_author` ('' when GitHub links the commit to no account)."""
     return Approval(
         GITHUB_ENVIRONMENT,
         "https://github.com/acme/platform/actions/runs/4242",
@@ -126,6 +129,8 @@ def proven(*approvers: str, run_actor: str = "alice", triggering_actor: str = ""
         run_actor=run_actor,
         read_at="2026-11-24T12:00:00Z",
         triggering_actor=triggering_actor or run_actor,
+        commit_author=commit_author,
+        commit_author_name="Erin Example",
     )
 
 
@@ -140,10 +145,35 @@ def test_an_approval_by_someone_other_than_the_runs_actors_counts() -> None:
     assert decide(VERIFIED_AT_9, approval=proven("carol", triggering_actor="bob"), actor="bob") == []
 
 
+def test_an_approval_by_the_author_of_the_runs_commit_is_not_four_eyes() -> None:
+    # erin wrote the commit, alice runs the release, erin approves her own change: no second pair of eyes
+    own_change = proven("Erin", commit_author="erin")
+    assert decide(VERIFIED_AT_9, approval=own_change) == ["four-eyes"]
+    assert decide(VERIFIED_AT_9, approval=proven("erin", "carol", commit_author="erin")) == []
+
+
+def test_a_commit_github_links_to_no_account_cannot_prove_four_eyes() -> None:
+    decision = decide_promotion(
+        "production",
+        PRODUCTION,
+        "staging",
+        evidence_for("staging", history(*VERIFIED_AT_9), "api", GOOD, True),
+        TUESDAY_NOON,
+        "alice",
+        proven("carol", commit_author=""),
+        None,
+    )
+    [violation] = decision.violations
+    assert violation.rule == "four-eyes" and "(Erin Example) to no account" in violation.found
+
+
 def test_min_approvals_counts_distinct_approvers_other_than_the_person_releasing() -> None:
     two = PRODUCTION.model_copy(update={"min_approvals": 2})
     assert decide(VERIFIED_AT_9, gate=two, approval=proven("carol", "Carol", "alice")) == ["min-approvals"]
     assert decide(VERIFIED_AT_9, gate=two, approval=proven("carol", "dave")) == []
+    assert decide(VERIFIED_AT_9, gate=two, approval=proven("carol", "dave", commit_author="dave")) == [
+        "min-approvals"
+    ]
 
 
 def test_a_promotion_inside_a_freeze_window_is_refused() -> None:

@@ -20,6 +20,7 @@ from tests.github_api import (
     Reply,
     Trickle,
     approvals,
+    commit_by,
     echo_token,
     error,
     malformed,
@@ -32,6 +33,7 @@ from tests.http_servers import refused_url
 
 TOKEN = "ghs_testOnlyTokenNotReal0123456789abcdef"  # a test-only value, so its absence can be asserted
 APPROVED = approvals(review("approved", "bob", comment="LGTM, ship it"))
+HEAD_SHA = "3f786850e387550fdab836ed7e6dc881de23001b"
 
 
 def github_env(api_url: str, **changes: str | None) -> dict[str, str]:
@@ -43,6 +45,7 @@ def github_env(api_url: str, **changes: str | None) -> dict[str, str]:
         "GITHUB_REPOSITORY": "acme/platform",
         "GITHUB_RUN_ID": "4242",
         "GITHUB_ACTOR": "alice",
+        "GITHUB_SHA": HEAD_SHA,
         "GITHUB_TOKEN": TOKEN,
     }
     for name, value in changes.items():
@@ -56,16 +59,20 @@ def github_env(api_url: str, **changes: str | None) -> dict[str, str]:
 READ_AT = datetime(2026, 11, 23, 12, 30, tzinfo=ZoneInfo("Europe/Berlin"))
 
 
-def read(reply: Reply, environment: str = "production", **changes: str | None) -> EnvironmentApproval:
-    with serve_api(reply) as url:
+def read(
+    reply: Reply, environment: str = "production", commit: Reply | None = None, **changes: str | None
+) -> EnvironmentApproval:
+    with serve_api(reply, commit=commit) as url:
         return read_environment_approval(
             github_env(url, **changes), environment, timeout_seconds=3, clock=FakeClock(READ_AT)
         )
 
 
-def refusal(reply: Reply, environment: str = "production", **changes: str | None) -> ApprovalEvidenceError:
+def refusal(
+    reply: Reply, environment: str = "production", commit: Reply | None = None, **changes: str | None
+) -> ApprovalEvidenceError:
     with pytest.raises(ApprovalEvidenceError) as raised:
-        read(reply, environment, **changes)
+        read(reply, environment, commit, **changes)
     return raised.value
 
 
@@ -95,10 +102,14 @@ def test_the_runs_approvals_are_asked_for_with_the_token_as_a_bearer_header() ->
         read_environment_approval(github_env(url), "production", timeout_seconds=3)
     assert received == [
         ReceivedRequest(
-            path="/repos/acme/platform/actions/runs/4242/approvals",
+            path=path,
             authorization=f"Bearer {TOKEN}",
             accept="application/vnd.github+json",
             api_version="2022-11-28",
+        )
+        for path in (
+            "/repos/acme/platform/actions/runs/4242/approvals",
+            f"/repos/acme/platform/commits/{HEAD_SHA}",
         )
     ]
 
@@ -108,7 +119,8 @@ def test_a_github_enterprise_api_url_keeps_its_path() -> None:
     with serve_api(APPROVED, received) as url:
         read_environment_approval(github_env(url + "/api/v3/"), "production", timeout_seconds=3)
     assert [request.path for request in received] == [
-        "/api/v3/repos/acme/platform/actions/runs/4242/approvals"
+        "/api/v3/repos/acme/platform/actions/runs/4242/approvals",
+        f"/api/v3/repos/acme/platform/commits/{HEAD_SHA}",
     ]
 
 
@@ -121,6 +133,9 @@ def test_the_evidence_serialises_with_camel_case_keys_and_its_source() -> None:
         "comments": ["LGTM, ship it"],
         "actor": "alice",
         "triggeringActor": "alice",
+        "commit": HEAD_SHA,
+        "commitAuthor": "alice",
+        "commitAuthorName": "Alice Example",
         "runUrl": "https://github.com/acme/platform/actions/runs/4242",
         "readAt": document["readAt"],
     }
@@ -130,6 +145,37 @@ def test_the_evidence_serialises_with_camel_case_keys_and_its_source() -> None:
 def test_who_re_ran_the_run_is_read_beside_who_started_it() -> None:
     approval = read(APPROVED, GITHUB_TRIGGERING_ACTOR="bob")
     assert (approval.actor, approval.triggering_actor) == ("alice", "bob")
+
+
+def test_the_commits_author_is_the_github_account_github_links_to_it() -> None:
+    approval = read(APPROVED, commit=commit_by("erin", "Erin Example"))
+    assert (approval.commit_sha, approval.commit_author, approval.commit_author_name) == (
+        HEAD_SHA,
+        "erin",
+        "Erin Example",
+    )
+
+
+def test_a_commit_github_links_to_no_account_has_no_author_login_but_its_git_name() -> None:
+    approval = read(APPROVED, commit=commit_by(None, "Erin Example"))
+    assert (approval.commit_author, approval.commit_author_name) == ("", "Erin Example")
+
+
+def test_an_answer_for_another_commit_is_refused_as_malformed() -> None:
+    refused = refusal(APPROVED, commit=lambda answer: answer.json(200, {"sha": "0" * 40, "author": None}))
+    assert refused.kind == "malformed" and HEAD_SHA in refused.problem
+
+
+def test_a_commit_the_token_cannot_read_says_which_permission_is_missing() -> None:
+    refused = refusal(APPROVED, commit=error(403, "Resource not accessible by integration"))
+    assert refused.kind == "forbidden"
+    assert f"commit {HEAD_SHA}" in refused.problem and "contents: read" in refused.fix
+
+
+@pytest.mark.parametrize("sha", ["HEAD", "3f78685", "3F786850E387550FDAB836ED7E6DC881DE23001B", "../../etc"])
+def test_a_commit_sha_that_is_not_a_full_sha_is_refused_before_any_request(sha: str) -> None:
+    refused = refusal_before_any_request(GITHUB_SHA=sha)
+    assert refused.kind == "invalid-env" and "GITHUB_SHA" in refused.problem
 
 
 def test_a_re_run_is_refused_because_the_reviews_do_not_name_their_attempt() -> None:

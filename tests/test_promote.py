@@ -87,13 +87,22 @@ RUN_URL = "https://github.example.test/team/platform/actions/runs/77"
 IN_GITHUB_ACTIONS = {"GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "alice"}
 
 
-def approved_by(*logins: str) -> ApprovalReader:
-    """GitHub's answer, as release.github reads it: `logins` approved the production environment.
-    (tests/test_github.py and tests/test_approvals.py run the real reader against a real server.)"""
+def approved_by(*logins: str, commit_author: str = "alice") -> ApprovalReader:
+    """GitHub's answer, as release.github reads it: `logins` approved the production environment of
+    a run of `commit_author`'s commit ('' when GitHub links the commit to no account).
+    (tests/test_github.py runs the real reader against a real server.)"""
 
     def read(env: Mapping[str, str], environment: str) -> EnvironmentApproval:
         return EnvironmentApproval(
-            environment, logins, (), env["GITHUB_ACTOR"], RUN_URL, "2026-11-23T12:00:00Z"
+            environment,
+            logins,
+            (),
+            env["GITHUB_ACTOR"],
+            RUN_URL,
+            "2026-11-23T12:00:00Z",
+            commit_sha="c0ffee" * 6 + "c0ff",
+            commit_author=commit_author,
+            commit_author_name="Dana Example" if not commit_author else commit_author.title(),
         )
 
     return read
@@ -168,6 +177,7 @@ def test_a_verified_soaked_digest_is_promoted_byte_identical_with_its_approval_r
         "environment": "production",
         "runActor": "alice",
         "readAt": "2026-11-23T12:00:00Z",
+        "commitAuthor": "alice",
     }
 
 
@@ -270,6 +280,15 @@ def test_production_is_frozen_from_friday_16_00_to_monday_08_00_berlin_time_acro
             assert "[freeze]" in refused(engine, production, now=instant)
         else:
             assert promote_in_ci(engine, request(production), now=instant).phase == "Healthy"
+
+
+def test_the_author_of_the_runs_commit_approving_it_is_not_four_eyes() -> None:
+    with two_stacks() as (engine, _, production):
+        message = refused(engine, production, reader=approved_by("erin", commit_author="erin"))
+        assert "[four-eyes]" in message and "the commit's author erin" in message
+        unlinked = refused(engine, production, reader=approved_by("bob", commit_author=""))
+        assert "[four-eyes]" in unlinked and "to no account" in unlinked
+        assert engine.calls == []
 
 
 def test_every_broken_rule_is_reported_at_once() -> None:

@@ -84,3 +84,19 @@ def test_a_cancel_reaches_a_step_s_command_only_when_it_is_the_step_s_process(
     assert ("got SIGINT" in output) is reached, output
     if not reached:  # the command ran its whole 3 s, as a `pulumi up` would until the tree is killed
         assert "finished" in output and time.monotonic() - signalled > 2
+
+
+def test_every_promotion_job_may_read_the_runs_approvals_and_its_commit() -> None:
+    """`release promote` reads the review history (actions: read) and the run's commit (contents:
+    read) with the job's token; without either GitHub answers 403 and the promotion is refused."""
+    promotions = [
+        (workflow, job, step) for workflow, job, step in release_steps() if "release promote" in step["run"]
+    ]
+    assert promotions
+    for workflow, job, step in promotions:
+        document = yaml.safe_load((ROOT / ".github" / "workflows" / workflow).read_text())
+        permissions = job.get("permissions") or document.get("permissions", {})
+        env = {**document.get("env", {}), **job.get("env", {}), **step.get("env", {})}
+        assert permissions.get("actions") in ("read", "write"), workflow
+        assert permissions.get("contents") in ("read", "write"), workflow
+        assert env.get("GITHUB_TOKEN") == "${{ github.token }}", workflow
