@@ -30,6 +30,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 SERVICE_COUNTS = (1, 10, 50)
 HISTORY_SIZES = (100, 1000, 5000)
+REPEATS = 3
+UNCHAINED_GATE_MS = {100: 19, 1000: 177, 5000: 1008}
+"""The gate before records were chained (issue 23's baseline): the chained gate may cost up to 1.5x."""
 IMAGE = "registry.example.test/platform/api@sha256:" + "ab" * 32
 
 
@@ -98,13 +101,16 @@ def history_seconds(size: int) -> tuple[float, float]:
         )
         for index in range(size)
     ][::-1]
-    began = time.perf_counter()
-    entries = parse_history(raw, STAGING_RULES)  # judges every record and walks the chain once
-    evidence_for("staging", entries, "api", GOOD, live=True)
-    gated = time.perf_counter() - began
-    began = time.perf_counter()
-    audit_rows("staging", entries)
-    return gated, time.perf_counter() - began
+    gated = audited = float("inf")
+    for _ in range(REPEATS):  # the best of a few runs, as timeit reports: the rest is the machine's noise
+        began = time.perf_counter()
+        entries = parse_history(raw, STAGING_RULES)  # judges every record and walks the chain once
+        evidence_for("staging", entries, "api", GOOD, live=True)
+        gated = min(gated, time.perf_counter() - began)
+        began = time.perf_counter()
+        audit_rows("staging", entries)
+        audited = min(audited, time.perf_counter() - began)
+    return gated, audited
 
 
 def main() -> None:
@@ -127,10 +133,17 @@ def main() -> None:
             f"of the 2 it targets; a full up of the same restore changes {full} and diffs all {total}; "
             f"planned in {1000 * planning:.1f} ms"
         )
-    print("reading chained stack history (parse, signatures, chain + evidence for one digest; audit rows):")
+    print(
+        "reading chained stack history (parse, signatures, chain + evidence for one digest; audit rows; "
+        f"best of {REPEATS}):"
+    )
     for size in HISTORY_SIZES:
         gated, audited = history_seconds(size)
-        print(f"  {size:>5} entries: {1000 * gated:7.1f} ms; audit {1000 * audited:7.1f} ms")
+        target = 1.5 * UNCHAINED_GATE_MS[size]
+        print(
+            f"  {size:>5} entries: {1000 * gated:7.1f} ms (target <= {target:,.0f} ms = 1.5 x the unchained "
+            f"gate's {UNCHAINED_GATE_MS[size]:,} ms); audit {1000 * audited:7.1f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from core.text import one_line
 from release.engine.protocol import Engine
 from release.engine.shapes import UpdateResult
 from release.history.chain import ChainHead, Link, classify, future_problem, head_of
-from release.history.records import ParsedRecord, ReleaseRecord, describe, parse_record
+from release.history.records import ParsedRecord, ReleaseRecord, describe, parse_record, utc_time
 from release.history.signing import Trust, TrustedKeys
 
 RELEASES_KEY = full_key("releases")
@@ -271,6 +271,9 @@ def chain_head(stack: str, entries: Sequence[HistoryEntry]) -> ChainHead:
 
 def parse_time(text: str) -> datetime:
     """A history time (`2026-11-23T09:00:30.000Z`, fractional seconds optional) as aware UTC."""
+    fast = utc_time(text)  # the engine's usual form, read without strptime
+    if fast is not None:
+        return fast
     moment = text.replace("Z", "+0000")
     pattern = "%Y-%m-%dT%H:%M:%S.%f%z" if "." in moment else "%Y-%m-%dT%H:%M:%S%z"
     return datetime.strptime(moment, pattern).astimezone(UTC)

@@ -103,11 +103,37 @@ def record_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(TIME_FORMAT)[:-4] + "Z"
 
 
-def parse_record_time(text: str) -> datetime | None:
+UTC_TIME = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?Z"
+)
+"""`2026-11-23T09:00:30.123Z` (fraction optional): read with one match and int()s, as strptime is
+the largest cost of reading a long history."""
+
+
+def utc_time(text: str) -> datetime | None:
+    """`text` when it is a UTC time as written above (an impossible date is None), as aware UTC."""
+    found = UTC_TIME.fullmatch(text)
+    if found is None:
+        return None
+    year, month, day, hour, minute, second, fraction = found.groups()
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        return datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            int((fraction or "0").ljust(6, "0")),
+            tzinfo=UTC,
+        )
     except ValueError:
         return None
+
+
+def parse_record_time(text: str) -> datetime | None:
+    """A record's `time` (`2026-11-23T09:00:30.123Z`, the fraction required), or None."""
+    return utc_time(text) if "." in text else None
 
 
 @dataclass(frozen=True)
@@ -195,7 +221,12 @@ class ReleaseRecord:
         return {key: value for key, value in document.items() if value not in ("", {}, [], None)}
 
     def payload(self) -> bytes:
-        """What is signed: the canonical JSON of `to_json()`."""
+        """What is signed: the canonical JSON of `to_json()` (computed once: the signature check and
+        the chain both read it)."""
+        return self._payload
+
+    @cached_property
+    def _payload(self) -> bytes:
         return canonical_json(self.to_json())
 
     def hash(self) -> str:
