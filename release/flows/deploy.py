@@ -52,6 +52,7 @@ from core.errors import (
     RollbackRefusedError,
     UnfinishedReleaseError,
 )
+from core.gateway import PREVIEW_HEADER
 from core.images import ImageRefError, parse_pinned_image, repository_of
 from core.naming import canary_urn, colour_urns
 from release import log
@@ -68,6 +69,7 @@ from release.history.signing import Signer, refuse_unsigned_write
 from release.notify import NotificationResult, Notifier, PendingNotification
 from release.notify import message as notify_message
 from release.report.release_report import (
+    Checker,
     Phase,
     ReleaseReport,
     Step,
@@ -75,6 +77,7 @@ from release.report.release_report import (
     health_urls,
     record_step,
     up_step,
+    with_headers,
 )
 
 
@@ -287,8 +290,13 @@ def _steps(
         config = {RELEASES_KEY: ConfigEntry(releases)}
         return up_step(name, ctx.engine, request.stack, config, message, ctx.progress)
 
-    def check(name: str, urls: list[str]) -> Step:
-        return check_step(name, ctx.checker, urls, release.settings, release.expect, ctx.progress)
+    def check(name: str, urls: list[str], checker: Checker = ctx.checker) -> Step:
+        return check_step(name, checker, urls, release.settings, release.expect, ctx.progress)
+
+    # The idle colour answers on the stable host only to requests carrying the preview header
+    # (components.routes): every preview check sends it, to whichever URL it probes.
+    token = ctx.engine.preview_token(request.stack)
+    preview_checker = with_headers(ctx.checker, {PREVIEW_HEADER: token.reveal()} if token else {})
 
     switched_at: list[datetime] = []
 
@@ -348,7 +356,7 @@ def _steps(
                 stage.message(stage_summary, request.signer, ctx.clock()),
             ),
         ),
-        ("analyse", lambda: check("analyse", release.preview_urls)),
+        ("analyse", lambda: check("analyse", release.preview_urls, preview_checker)),
     ]
     if release.strategy.type is StrategyType.CANARY:
         steps += [
