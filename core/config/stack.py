@@ -483,7 +483,8 @@ class StrategyType(StrEnum):
 
 class StrategySettings(ConfigModel):
     """How a release moves traffic: `blueGreen` (one switch), or `canary`: the stable host sends
-    `steps` percent of its traffic to the new colour in turn (a canary Ingress), each held
+    `steps` percent of its traffic to the new colour in turn (the weights of the service's
+    HTTPRoute), each held
     `pause_seconds` and judged by the metric analysis, before the switch."""
 
     type: StrategyType = StrategyType.BLUE_GREEN

@@ -310,8 +310,8 @@ def _steps(
 
     def canary(percent: int) -> Step:
         """One canary step: `percent` of the stable host to the new colour (an up targeted at the
-        canary Ingress), held `pause_seconds`, then judged by the metric analysis against the live
-        colour over the same minutes."""
+        service's live HTTPRoute: weights live 100 - percent, idle percent), held `pause_seconds`,
+        then judged by the metric analysis against the live colour over the same minutes."""
         weighted = release.knob(release.staged.weighted(percent))
         record = request.record(Event.CANARY, previous=previous)
         summary = (
