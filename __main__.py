@@ -14,11 +14,13 @@ from components.app_secrets import AppSecrets
 from components.blue_green_service import BlueGreenService
 from components.database import Database
 from components.database_alarms import DatabaseAlarms
+from components.gateway import StackGateway
 from components.network_policy import NetworkPolicies
 from components.service_monitoring import ServiceMonitoring
 from components.workload_identity import WorkloadIdentity
 from core.config.rules import load_stack_config
 from core.config.sources import raw_config_from_runtime
+from core.gateway import GATEWAY_NAME, PREVIEW_TOKEN_SECRET
 
 config = load_stack_config(
     raw_config_from_runtime(pulumi.get_stack(), Path(__file__).with_name("Pulumi.yaml"))
@@ -86,15 +88,24 @@ identities = {
     for service in config.services
 }
 
+gateway = StackGateway(
+    GATEWAY_NAME,
+    namespace=namespace.name,
+    class_name=config.project.gateway.class_name,
+    hosts={service.name: config.hostname(service.name, preview=False) for service in config.services},
+    tls=settings.tls,
+    opts=on_cluster,
+)
+preview_token = pulumi.Output.secret(settings.app_secrets[PREVIEW_TOKEN_SECRET].get_secret_value())
+
 services = {
     service.name: BlueGreenService(
         service.name,
         namespace=namespace.name,
         service=service,
         stable_hostname=config.hostname(service.name, preview=False),
-        preview_hostname=config.hostname(service.name, preview=True),
-        ingress_class=config.project.ingress.class_name,
-        tls=settings.tls,
+        gateway_name=GATEWAY_NAME,
+        preview_token=preview_token,
         health_url=config.health_url(service.name, preview=False),
         health_check=settings.health_check,
         database_config=database_settings if service.spec.reads_database else {},

@@ -7,7 +7,7 @@ timeline the bench finds the first second at which Prometheus' error ratio for t
 the threshold (the crossing), the first interval check that fails it (release.flows.deploy's
 judged_step checks every intervalSeconds while a step waits), and measures what the tool adds: one
 analysis (its four queries) and the rollback's targeted `up` on the engine double (3 resources: the
-two Services and the canary Ingress; a real engine adds its own time, not measurable here).
+two Services and the service's live HTTPRoute; a real engine adds its own time, not measurable here).
 
 Run: `.venv/bin/python bench/canary_abort_bench.py` (or `make bench-canary`).
 """
@@ -75,7 +75,7 @@ def main() -> int:
     )
     print(f"  one analysis (4 queries, real Prometheus): {analysis_seconds * 1000:.0f} ms")
     print(
-        f"  rollback, targeted up of the 2 Services and the canary Ingress (engine double): "
+        f"  rollback, targeted up of the 2 Services and the live HTTPRoute (engine double): "
         f"{rollback.seconds:.2f} s"
     )
     total = caught - crossing + analysis_seconds + rollback.seconds

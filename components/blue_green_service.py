@@ -1,4 +1,5 @@
-"""BlueGreenService: two colours of a service; a stable Service on the active one, a preview on the other."""
+"""BlueGreenService: two colours of a service; a stable Service on the active one, a preview on the
+other, and the HTTPRoute that sends the stable host's traffic to them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.health_hook import post_deploy_health_hook
-from components.ingress_tls import tls_annotations, tls_entries
 from components.migration_job import MigrationJob
 from components.names import kubernetes_name
 from components.pod import (
@@ -20,16 +20,14 @@ from components.pod import (
     pod_volumes,
     selector_labels,
 )
+from components.routes import SERVICE_PORT, service_routes
 from components.workload_identity import WorkloadIdentity
 from core.config.base import Color
-from core.config.stack import HealthCheckSettings, ServiceConfig, TlsSettings
-from core.ingress import CANARY, CANARY_WEIGHT, CLUSTER_ISSUER
-from core.ingress import SOURCE_RANGES as SOURCE_RANGE_ANNOTATION
+from core.config.stack import HealthCheckSettings, ServiceConfig
 from core.naming import BLUE_GREEN_SERVICE_TYPE, CONFIG_FINGERPRINT_ANNOTATION, preview_service_name
 
 DEPLOYMENT_TIMEOUT_SECONDS = 600
 SERVICE_TIMEOUT_SECONDS = 300
-SERVICE_PORT = 80
 
 
 class BlueGreenService(pulumi.ComponentResource):
@@ -37,7 +35,7 @@ class BlueGreenService(pulumi.ComponentResource):
 
     The stable Service `<svc>` selects the active colour; `<svc>-preview` selects the other. Both
     colours keep running, so switching back is instant. Switching the active colour changes the two
-    Services' selectors and nothing else: the Deployments, Jobs, Ingresses and ConfigMap do not read
+    Services' selectors and nothing else: the Deployments, Jobs, HTTPRoute and ConfigMap do not read
     the active colour, so a switch costs the same whatever the size of the stack.
 
     Each colour's Deployment depends on that colour's MigrationJob (when the service declares a
@@ -64,9 +62,8 @@ class BlueGreenService(pulumi.ComponentResource):
         namespace: pulumi.Input[str],
         service: ServiceConfig,
         stable_hostname: str,
-        preview_hostname: str,
-        ingress_class: str,
-        tls: TlsSettings,
+        gateway_name: str,
+        preview_token: pulumi.Input[str],
         health_url: str,
         health_check: HealthCheckSettings,
         database_config: dict[str, pulumi.Input[str]],
@@ -125,30 +122,14 @@ class BlueGreenService(pulumi.ComponentResource):
             release.idle_color,
             after_both_colors,
         )
-        secure = tls_annotations(tls)
-        private = {SOURCE_RANGE_ANNOTATION: ",".join(tls.preview_source_ranges)}
-        self._ingress(name, stable, namespace, stable_hostname, ingress_class, tls, secure)
-        self._ingress(
-            f"{name}-preview", preview, namespace, preview_hostname, ingress_class, tls, {**secure, **private}
-        )
-        # The canary Ingress: the stable host, to the idle colour (the preview Service), for
-        # `canary_weight` percent of requests (ingress-nginx canary). 0 outside a canary release.
-        # It shares the stable Ingress's certificate, and leaves issuing it to that Ingress.
-        canary = {
-            **{key: value for key, value in secure.items() if key != CLUSTER_ISSUER},
-            CANARY: "true",
-            CANARY_WEIGHT: str(release.canary_weight),
-        }
-        self._ingress(
-            f"{name}-canary",
-            preview,
+        service_routes(
+            name,
             namespace,
+            gateway_name,
             stable_hostname,
-            ingress_class,
-            tls,
-            canary,
-            kubernetes_name_of=f"{spec.name}-canary",
-            secret_name=f"{name}-tls",
+            release.canary_weight,
+            preview_token,
+            pulumi.ResourceOptions(parent=self, depends_on=[stable, preview]),
         )
 
         self.stable_service_name = kubernetes_name(stable)
@@ -159,7 +140,8 @@ class BlueGreenService(pulumi.ComponentResource):
             {color.value: service.pod_config(color).fingerprint for color in Color}
         )
         self.stable_hostname = pulumi.Output.from_input(stable_hostname)
-        self.preview_hostname = pulumi.Output.from_input(preview_hostname)
+        # The preview shares the stable host (header-matched rule); kept as an output for the tool.
+        self.preview_hostname = pulumi.Output.from_input(stable_hostname)
         self.register_outputs(
             {
                 "stable_service_name": self.stable_service_name,
@@ -314,53 +296,4 @@ class BlueGreenService(pulumi.ComponentResource):
                 ],
             ),
             opts=opts,
-        )
-
-    def _ingress(
-        self,
-        resource_name: str,
-        service: k8s.core.v1.Service,
-        namespace: pulumi.Input[str],
-        hostname: str,
-        ingress_class: str,
-        tls: TlsSettings,
-        annotations: dict[str, str],
-        kubernetes_name_of: str | None = None,
-        secret_name: str | None = None,
-    ) -> k8s.networking.v1.Ingress:
-        """Exposes a Service on its hostname over HTTPS only, so users and health checks reach stable
-        and preview from outside; in mode certManager cert-manager keeps the certificate in
-        `<name>-tls` (components.ingress_tls)."""
-        service_name = kubernetes_name(service)
-        return k8s.networking.v1.Ingress(
-            resource_name,
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=kubernetes_name_of or service_name, namespace=namespace, annotations=annotations
-            ),
-            spec=k8s.networking.v1.IngressSpecArgs(
-                ingress_class_name=ingress_class,
-                tls=tls_entries(tls, hostname, secret_name or f"{resource_name}-tls"),
-                rules=[
-                    k8s.networking.v1.IngressRuleArgs(
-                        host=hostname,
-                        http=k8s.networking.v1.HTTPIngressRuleValueArgs(
-                            paths=[
-                                k8s.networking.v1.HTTPIngressPathArgs(
-                                    path="/",
-                                    path_type="Prefix",
-                                    backend=k8s.networking.v1.IngressBackendArgs(
-                                        service=k8s.networking.v1.IngressServiceBackendArgs(
-                                            name=service_name,
-                                            port=k8s.networking.v1.ServiceBackendPortArgs(
-                                                number=SERVICE_PORT
-                                            ),
-                                        )
-                                    ),
-                                )
-                            ]
-                        ),
-                    )
-                ],
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
         )

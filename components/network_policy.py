@@ -52,8 +52,9 @@ class NetworkPolicies(pulumi.ComponentResource):
     """Default deny in the app namespace, then one allow rule per need (rules are additive):
 
     - `default-deny`: every pod, ingress and egress, nothing allowed.
-    - `<svc>-from-ingress`: the ingress controller's namespace (`network.ingressNamespace`) may reach
-      the service's pods (both colours, not its migrations) on the service's port.
+    - `<svc>-from-gateway`: the Gateway's data plane (`network.gatewayNamespace`, and in it the pods
+      carrying `network.gatewayPodLabels` when set) may reach the service's pods (both colours, not
+      its migrations) on the service's port.
     - `<svc>-from-monitoring`: so may Prometheus' namespace (`network.monitoringNamespace`), which
       scrapes `/metrics` there (components.service_monitoring).
     - `allow-dns`: every pod may ask the cluster DNS (kube-system's kube-dns pods, UDP and TCP 53).
@@ -88,7 +89,8 @@ class NetworkPolicies(pulumi.ComponentResource):
                     k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                         from_=[
                             k8s.networking.v1.NetworkPolicyPeerArgs(
-                                namespace_selector=_selector({NAMESPACE_NAME_LABEL: peer})
+                                namespace_selector=_selector({NAMESPACE_NAME_LABEL: peer}),
+                                pod_selector=_selector(peer_pods) if peer_pods else None,
                             )
                         ],
                         ports=_ports(["TCP"], service.port),
@@ -96,9 +98,9 @@ class NetworkPolicies(pulumi.ComponentResource):
                 ],
             )
             for service in services
-            for source, peer in (
-                ("ingress", network.ingress_namespace),
-                ("monitoring", network.monitoring_namespace),
+            for source, peer, peer_pods in (
+                ("gateway", network.gateway_namespace, network.gateway_pod_labels),
+                ("monitoring", network.monitoring_namespace, {}),
             )
         ]
         allows.append(

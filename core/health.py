@@ -144,10 +144,13 @@ async def check(
     expect_json: Mapping[str, str] | None = None,
     on_probe: ProbeObserver | None = None,
     clock: Clock = time.monotonic,
+    headers: Mapping[str, str] | None = None,
 ) -> Verdict:
     """Probe every URL until the verdict is reached (see the module docstring for the rules).
 
     `expect_json` adds to `settings.expect_json` (the deploy adds the expected image this way).
+    `headers` go with every request (the preview header, core.gateway); their values are never
+    reported.
     Returns within `window_seconds + timeout_seconds`; raises only ValueError, for no URLs at all.
     """
     if not urls:
@@ -158,6 +161,7 @@ async def check(
     timeout = httpx.Timeout(settings.timeout_seconds)
 
     async with httpx.AsyncClient(
+        headers=dict(headers or {}),
         timeout=timeout,
         follow_redirects=settings.follow_redirects,
         max_redirects=MAX_REDIRECTS,
@@ -207,6 +211,7 @@ def check_sync(
     settings: HealthCheckSettings,
     expect_json: Mapping[str, str] | None = None,
     on_probe: ProbeObserver | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Verdict:
     """`check` for callers without an event loop (the CLI, the release engine).
 
@@ -215,7 +220,7 @@ def check_sync(
     Like `asyncio.run`, it finalises async generators left open (httpx's, when a probe stops
     reading a body) before closing the loop.
     """
-    return run_on_private_loop(check(urls, settings, expect_json, on_probe))
+    return run_on_private_loop(check(urls, settings, expect_json, on_probe, headers=headers))
 
 
 def run_on_private_loop(work: Coroutine[Any, Any, T]) -> T:

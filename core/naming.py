@@ -14,6 +14,7 @@ APP_SECRETS_TYPE = f"{COMPONENT_TYPE_PREFIX}:AppSecrets"
 BLUE_GREEN_SERVICE_TYPE = f"{COMPONENT_TYPE_PREFIX}:BlueGreenService"
 DATABASE_TYPE = f"{COMPONENT_TYPE_PREFIX}:Database"
 MIGRATION_JOB_TYPE = f"{COMPONENT_TYPE_PREFIX}:MigrationJob"
+STACK_GATEWAY_TYPE = f"{COMPONENT_TYPE_PREFIX}:StackGateway"
 NETWORK_POLICIES_TYPE = f"{COMPONENT_TYPE_PREFIX}:NetworkPolicies"
 SERVICE_MONITORING_TYPE = f"{COMPONENT_TYPE_PREFIX}:ServiceMonitoring"
 DATABASE_ALARMS_TYPE = f"{COMPONENT_TYPE_PREFIX}:DatabaseAlarms"
@@ -21,7 +22,7 @@ WORKLOAD_IDENTITY_TYPE = f"{COMPONENT_TYPE_PREFIX}:WorkloadIdentity"
 
 KUBERNETES_SERVICE_TYPE = "kubernetes:core/v1:Service"
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
-INGRESS_TYPE = "kubernetes:networking.k8s.io/v1:Ingress"
+HTTPROUTE_TYPE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 AUTOSCALER_TYPE = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 
 
@@ -49,8 +50,9 @@ def colour_urns(stack: str, project: str, service: str, color: str) -> tuple[str
 
 
 def canary_urn(stack: str, project: str, service: str) -> str:
-    """The URN of a service's canary Ingress: what a canary step targets."""
-    return f"urn:pulumi:{stack}::{project}::{BLUE_GREEN_SERVICE_TYPE}${INGRESS_TYPE}::{service}-canary"
+    """The URN of a service's HTTPRoute, whose backend weights a canary step sets (and an abort or a
+    rollback puts back to 0): what a canary step targets."""
+    return f"urn:pulumi:{stack}::{project}::{BLUE_GREEN_SERVICE_TYPE}${HTTPROUTE_TYPE}::{service}"
 
 
 CONFIG_FINGERPRINT_ANNOTATION = "platform.example.test/config-fingerprint"

@@ -22,10 +22,17 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.config.base import public_ranges
 from core.config.sources import read_project_file
+from core.gateway import (
+    FORBIDDEN_ANNOTATION_PREFIX,
+    GATEWAY_TYPE,
+    HTTPROUTE_TYPE,
+    HTTPS_LISTENER_PREFIX,
+    PREVIEW_HEADER,
+    TLS_TERMINATION,
+    UPSTREAM,
+)
 from core.images import digest_of
-from core.ingress import FORCE_SSL_REDIRECT, SOURCE_RANGES, TLS_TERMINATION, UPSTREAM
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PROJECT_FILE = REPOSITORY / "Pulumi.yaml"
@@ -35,7 +42,6 @@ REFERENCE = re.compile(r"^(arn:|projects/|vault:|[A-Za-z0-9_./-]+_ARN$)")
 WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job")
 DATABASE = "aws:rds/instance:Instance"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
-INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 IAM_POLICIES = ("aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy")
 IAM_ROLE = "aws:iam/role:Role"
@@ -46,6 +52,8 @@ SERVICE_ACCOUNT_SUBJECT = re.compile(
 )
 
 ReportViolation = Callable[..., None]
+ANY_TYPE = "*"
+"""A rule's resource type that matches every resource."""
 
 
 class Args(Protocol):
@@ -67,7 +75,7 @@ class Rule:
     validate: Callable[[Args, ReportViolation], None]
 
     def check(self, args: Args, report_violation: ReportViolation) -> None:
-        if args.resource_type in self.resource_types:
+        if ANY_TYPE in self.resource_types or args.resource_type in self.resource_types:
             self.validate(args, report_violation)
 
 
@@ -190,41 +198,98 @@ def _no_plaintext_secrets(args: Args, report_violation: ReportViolation) -> None
             report_violation(f"ConfigMap key '{key}' looks like a secret in plain text; put it in a Secret")
 
 
-def _tls_on_every_host(args: Args, report_violation: ReportViolation) -> None:
-    spec = args.props.get("spec") or {}
+def _spec(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The object's spec; `{}` when it is not readable here (a preview route's spec holds the preview
+    token, so `release plan` sees it redacted; the engine hands the policy pack the real one)."""
+    spec = props.get("spec")
+    return spec if isinstance(spec, Mapping) else {}
+
+
+def _gateway_tls(args: Args, report_violation: ReportViolation) -> None:
+    """Every listener with a hostname serves HTTPS with a certificate (unless a load balancer in front
+    terminates TLS: `tls.mode` upstream); a plain-HTTP listener without a hostname only redirects."""
     annotations = (args.props.get("metadata") or {}).get("annotations") or {}
-    covered = {host for entry in spec.get("tls") or [] for host in entry.get("hosts") or []}
-    # tls.mode upstream: a load balancer in front terminates TLS, so no host has a tls entry here.
     upstream = annotations.get(TLS_TERMINATION) == UPSTREAM
-    for rule in spec.get("rules") or []:
-        if rule.get("host") not in covered and not upstream:
+    for listener in _spec(args.props).get("listeners") or []:
+        name = listener.get("name")
+        if upstream or (listener.get("protocol") != "HTTPS" and not listener.get("hostname")):
+            continue
+        refs = (listener.get("tls") or {}).get("certificateRefs") or []
+        if listener.get("protocol") != "HTTPS" or not refs:
             report_violation(
-                f"host {rule.get('host')!r} has no tls entry: users and health checks need HTTPS"
+                f"listener {name!r} for host {listener.get('hostname')!r} does not terminate TLS with a "
+                "certificate: users and health checks need HTTPS"
             )
-    if annotations.get(FORCE_SSL_REDIRECT) != "true":
-        report_violation(f"plain HTTP is not redirected to HTTPS ({FORCE_SSL_REDIRECT})")
-    if args.name.endswith("-preview") and _policy(args.urn).get("requirePrivatePreview"):
-        _private_preview(args, str(annotations.get(SOURCE_RANGES) or ""), report_violation)
 
 
-def _private_preview(args: Args, annotation: str, report_violation: ReportViolation) -> None:
-    """A preview host in a stack whose policy says requirePrivatePreview accepts private ranges only."""
-    ranges = [text.strip() for text in annotation.split(",") if text.strip()]
-    if not ranges:
-        report_violation(
-            f"stack '{stack_of(args.urn)}' requires private previews: the preview Ingress needs "
-            f"{SOURCE_RANGES} with the private ranges that test previews"
+def _route_attached_with_tls(args: Args, report_violation: ReportViolation) -> None:
+    """A route names its parent Gateway listener; one that reaches a backend is on a host's HTTPS
+    listener (`https-<service>`), never on the plain-HTTP listener (which only redirects)."""
+    if not isinstance(args.props.get("spec"), Mapping):
+        return  # redacted offline (a preview route): checked by the engine, which sees the real spec
+    spec = _spec(args.props)
+    parents = spec.get("parentRefs") or []
+    if not parents:
+        report_violation("the route has no parentRefs: it attaches to no Gateway")
+    has_backend = any(rule.get("backendRefs") for rule in spec.get("rules") or [])
+    for parent in parents:
+        section = str(parent.get("sectionName") or "")
+        if has_backend and not section.startswith(HTTPS_LISTENER_PREFIX):
+            report_violation(
+                f"the route sends traffic to a backend from listener {section or '(every listener)'!r}: "
+                f"attach it to its host's HTTPS listener ({HTTPS_LISTENER_PREFIX}<service>)"
+            )
+    if has_backend and not spec.get("hostnames"):
+        report_violation("the route reaches a backend on no hostname: name the host its listener secures")
+
+
+def _route_weights(args: Args, report_violation: ReportViolation) -> None:
+    """A rule that splits traffic by weight writes whole numbers 0..100 summing to 100, so each weight
+    is the backend's percentage (core.gateway.canary_weights); a rule that reaches the idle colour's
+    preview Service without the preview header does so only as such a weighted split."""
+    for rule in _spec(args.props).get("rules") or []:
+        refs = rule.get("backendRefs") or []
+        weights = [ref.get("weight") for ref in refs if "weight" in ref]
+        if weights:
+            if not all(isinstance(w, int) and not isinstance(w, bool) and 0 <= w <= 100 for w in weights):
+                report_violation(f"rule {rule.get('name')!r}: weights {weights} must be whole numbers 0..100")
+            elif len(weights) != len(refs) or sum(weights) != 100:
+                report_violation(
+                    f"rule {rule.get('name')!r}: weights {weights} must be set on every backend and sum to "
+                    "100, so the idle colour's weight is the canary step's percentage"
+                )
+        reaches_preview = any(str(ref.get("name", "")).endswith("-preview") for ref in refs)
+        if reaches_preview and not _protected(rule) and not (weights and len(refs) > 1):
+            report_violation(
+                f"rule {rule.get('name')!r} sends every request to the idle colour without the preview "
+                f"header ({PREVIEW_HEADER}): anyone would reach an unreleased colour"
+            )
+
+
+def _protected(rule: Mapping[str, Any]) -> bool:
+    """Every match of the rule requires the preview header with a value."""
+    matches = rule.get("matches") or []
+    return bool(matches) and all(
+        any(
+            str(header.get("name", "")).lower() == PREVIEW_HEADER.lower()
+            and header.get("type", "Exact") == "Exact"
+            and header.get("value")
+            for header in match.get("headers") or []
         )
-        return
-    try:
-        public = public_ranges(ranges)
-    except ValueError:
-        report_violation(f"{SOURCE_RANGES} holds something that is not a CIDR range: {annotation!r}")
-        return
-    if public:
-        report_violation(
-            f"stack '{stack_of(args.urn)}' requires private previews; {SOURCE_RANGES} opens {public}"
-        )
+        for match in matches
+    )
+
+
+def _no_retired_annotations(args: Args, report_violation: ReportViolation) -> None:
+    props = args.props
+    metadatas = [
+        props.get("metadata") or {},
+        ((_spec(props).get("template") or {}).get("metadata")) or {},
+    ]
+    for metadata in metadatas:
+        for key in (metadata.get("annotations") or {}) if isinstance(metadata, Mapping) else {}:
+            if str(key).startswith(FORBIDDEN_ANNOTATION_PREFIX):
+                report_violation(f"annotation {key!r} belongs to the retired ingress-nginx controller")
 
 
 def _own_service_account(args: Args, report_violation: ReportViolation) -> None:
@@ -398,11 +463,33 @@ RULES: tuple[Rule, ...] = (
         _no_plaintext_secrets,
     ),
     Rule(
-        "tls-on-every-ingress",
-        "Every Ingress host has a TLS entry, plain HTTP is redirected to HTTPS, and preview hosts "
-        "accept private ranges only where the stack policy requires private previews.",
-        (INGRESS,),
-        _tls_on_every_host,
+        "tls-on-every-listener",
+        "Every Gateway listener with a hostname terminates TLS with a certificate (tls.mode upstream: "
+        "a load balancer in front does); a plain-HTTP listener has no hostname and only redirects.",
+        (GATEWAY_TYPE,),
+        _gateway_tls,
+    ),
+    Rule(
+        "route-attached-with-tls",
+        "Every HTTPRoute has parentRefs; one that reaches a backend names a hostname and attaches to "
+        "that host's HTTPS listener, never to the plain-HTTP one.",
+        (HTTPROUTE_TYPE,),
+        _route_attached_with_tls,
+    ),
+    Rule(
+        "route-weights-and-protected-preview",
+        "HTTPRoute weights are whole numbers 0..100 on every backend of a split, summing to 100 (the "
+        "idle colour's weight is the canary step); a rule reaching the idle colour otherwise requires "
+        "the preview header.",
+        (HTTPROUTE_TYPE,),
+        _route_weights,
+    ),
+    Rule(
+        "no-ingress-nginx-annotations",
+        "No object carries an annotation of the retired ingress-nginx controller "
+        "(nginx.ingress.kubernetes.io/*).",
+        (ANY_TYPE,),
+        _no_retired_annotations,
     ),
     Rule(
         "own-service-account",

@@ -59,6 +59,7 @@ PROJECT = _session_project()
 TEST_SECRETS = {
     "SESSION_SIGNING_KEY": "test-only-session-signing-value-7f3a",
     "PAYMENT_PROVIDER_API_KEY": "test-only-payment-provider-value-91c2",
+    "PREVIEW_TOKEN": "test-only-preview-token-value-5d8e",
 }
 
 SECRET_NAMES = sorted(TEST_SECRETS)

@@ -1,6 +1,6 @@
 """The canary strategy: the stable host sends each step's share of its traffic to the new colour
-through the canary Ingress, every step judged by the metric analysis against the live colour; a
-failed step sends the weight back to 0 with the rollback."""
+through the weights of the service's HTTPRoute, every step judged by the metric analysis against the
+live colour; a failed step sends the weight back to 0 with the rollback."""
 
 from __future__ import annotations
 
@@ -28,8 +28,7 @@ from tests.release_doubles import (
 )
 from tests.test_config import only, problems_of
 
-INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
-CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
+ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 
 
 def canary_release(new_colour_errors: float) -> tuple[Any, FakeEngine]:
@@ -39,23 +38,29 @@ def canary_release(new_colour_errors: float) -> tuple[Any, FakeEngine]:
 
 
 def weight_deployed(engine: FakeEngine) -> str:
+    """The idle colour's weight in the deployed live route `api` (the live colour's is 100 minus it)."""
     for urn, inputs in engine.stacks["staging"].deployed.items():
-        if urn.endswith(f"{INGRESS}::api-canary"):
-            return str(inputs["metadata"]["annotations"][CANARY_WEIGHT])
-    raise KeyError("api-canary")
+        if urn.endswith(f"{ROUTE}::api"):
+            live, idle = (ref["weight"] for ref in inputs["spec"]["rules"][0]["backendRefs"])
+            assert live + idle == 100
+            return str(idle)
+    raise KeyError("HTTPRoute api")
 
 
 def changed(call: Any) -> list[str]:
-    return sorted(urn.rsplit("::", 1)[1] for urn in call.changed_urns)
+    """`<kind> <name>` of each resource the `up` changed."""
+    return sorted(
+        f"{urn.split('::')[-2].rsplit(':', 1)[1]} {urn.rsplit('::', 1)[1]}" for urn in call.changed_urns
+    )
 
 
-def test_every_service_has_a_canary_ingress_on_its_stable_host_at_weight_0() -> None:
-    canary = baseline("production").named(INGRESS, "api-canary").inputs
-    assert canary["metadata"]["annotations"][CANARY_WEIGHT] == "0"
-    assert canary["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary"] == "true"
-    assert canary["spec"]["rules"][0]["host"] == "api.platform.example.test"
-    assert canary["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "api-preview"
-    assert "cert-manager.io/cluster-issuer" not in canary["metadata"]["annotations"]  # the stable one issues
+def test_every_service_route_splits_its_stable_host_live_100_idle_0_outside_a_canary() -> None:
+    route = baseline("production").named(ROUTE, "api").inputs["spec"]
+    assert route["hostnames"] == ["api.platform.example.test"]
+    assert route["rules"][0]["backendRefs"] == [
+        {"name": "api", "port": 80, "weight": 100},
+        {"name": "api-preview", "port": 80, "weight": 0},
+    ]
 
 
 def test_a_release_on_the_staging_stack_file_takes_its_declared_canary_steps() -> None:
@@ -90,8 +95,10 @@ def test_a_healthy_canary_steps_through_its_weights_then_switches() -> None:
         "record",
     ]
     _staged, ten, fifty, switched, _record = engine.ups
-    assert changed(ten) == changed(fifty) == ["api-canary"]  # each step: exactly the canary Ingress
-    assert changed(switched) == ["api", "api-canary", "api-preview"]  # traffic moves, the weight returns to 0
+    # each step: exactly the live route's weights (HTTPRoute api: live 90 / idle 10, then 50 / 50)
+    assert changed(ten) == changed(fifty) == ["HTTPRoute api"]
+    # the switch: both Services' selectors move together, and the route's idle weight returns to 0
+    assert changed(switched) == ["HTTPRoute api", "Service api", "Service api-preview"]
     assert weight_deployed(engine) == "0"
     assert engine.get_config("staging")[RELEASES_KEY].value["api"].get("canaryWeight", 0) == 0
     events = [entry.record.event for entry in history_of(engine, "staging")[::-1] if entry.record]

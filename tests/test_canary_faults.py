@@ -16,8 +16,7 @@ from release.testing.fake_engine import FakeEngine
 from tests.prometheus_server import Traffic, prometheus_with
 from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, cluster, history_of, signed_project
 
-INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
-CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
+ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 
 
 def quiet(engine: FakeEngine) -> ReleaseContext:
@@ -26,10 +25,13 @@ def quiet(engine: FakeEngine) -> ReleaseContext:
 
 
 def weight_deployed(engine: FakeEngine) -> str:
+    """The idle colour's weight in the deployed live route `api` (the live colour's is 100 minus it)."""
     for urn, inputs in engine.stacks["staging"].deployed.items():
-        if urn.endswith(f"{INGRESS}::api-canary"):
-            return str(inputs["metadata"]["annotations"][CANARY_WEIGHT])
-    raise KeyError
+        if urn.endswith(f"{ROUTE}::api"):
+            live, idle = (ref["weight"] for ref in inputs["spec"]["rules"][0]["backendRefs"])
+            assert live + idle == 100
+            return str(idle)
+    raise KeyError("HTTPRoute api")
 
 
 @contextmanager
@@ -55,7 +57,7 @@ def test_a_failed_switch_after_canary_steps_returns_the_canary_weight_to_0() -> 
         unfinished = read_lifecycle(history_of(engine, "staging")).unfinished
         assert report.phase == "RolledBack"
         assert not unfinished
-        assert weight_deployed(engine) == "0", "the canary Ingress still sends traffic"
+        assert weight_deployed(engine) == "0", "the route still sends the idle colour traffic"
 
 
 def test_the_rollback_record_keeps_the_failed_analysis_not_the_first_one(monkeypatch) -> None:
@@ -120,7 +122,7 @@ def test_abort_after_a_failed_rollback_up_returns_the_weight_to_0() -> None:
         assert read_lifecycle(history_of(engine, "staging")).unfinished  # the next command notices: good
         _abort(engine, api)
         assert not read_lifecycle(history_of(engine, "staging")).unfinished
-        assert weight_deployed(engine) == "0", "the canary Ingress still sends traffic"
+        assert weight_deployed(engine) == "0", "the route still sends the idle colour traffic"
 
 
 def test_ctrl_c_during_the_rollback_up_then_abort(monkeypatch) -> None:
@@ -145,7 +147,7 @@ def test_ctrl_c_during_the_rollback_up_then_abort(monkeypatch) -> None:
         assert weight_deployed(engine) == "10"
         assert read_lifecycle(history_of(engine, "staging")).unfinished
         _abort(engine, api)
-        assert weight_deployed(engine) == "0", "the canary Ingress still sends traffic"
+        assert weight_deployed(engine) == "0", "the route still sends the idle colour traffic"
 
 
 @pytest.mark.parametrize(

@@ -155,8 +155,8 @@ MALFORMED_PROJECT_FILES = {
     "not a mapping": ("- name\n- platform\n", "expected a mapping at the top level"),
     "config not a mapping": ("name: platform\nconfig: 3\n", "`config:` must be a mapping"),
     "an entry without value:": (
-        "name: platform\nconfig:\n  ingress:\n    className: nginx\n",
-        "config.ingress has no `value:`",
+        "name: platform\nconfig:\n  gateway:\n    className: platform-gateway\n",
+        "config.gateway has no `value:`",
     ),
 }
 

@@ -13,7 +13,8 @@ from tests.conftest import STACKS, TEST_SECRETS, baseline, json_text
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 SERVICE = "kubernetes:core/v1:Service"
 JOB = "kubernetes:batch/v1:Job"
-INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 SECRET = "kubernetes:core/v1:Secret"
@@ -57,6 +58,7 @@ def test_every_component_has_a_platform_components_type_token() -> None:
         "platform:components:MigrationJob",
         "platform:components:NetworkPolicies",
         "platform:components:ServiceMonitoring",
+        "platform:components:StackGateway",
         "platform:components:WorkloadIdentity",
     }
 
@@ -226,17 +228,19 @@ def test_a_tag_is_pulled_every_time_and_a_digest_only_when_missing(
     assert container(baseline(stack).named(DEPLOYMENT, deployment))["imagePullPolicy"] == policy
 
 
-def test_an_ingress_per_service_exposes_stable_and_preview_on_the_stacks_hostnames() -> None:
+def test_a_route_per_service_sends_its_stable_host_to_the_live_service_and_nothing_to_the_idle_one() -> None:
     run = baseline("staging")
-    for name, host in (
-        ("api", "api.staging.platform.example.test"),
-        ("api-preview", "api-preview.staging.platform.example.test"),
-    ):
-        ingress = run.named(INGRESS, name)
-        rule = ingress.inputs["spec"]["rules"][0]
-        assert rule["host"] == host
-        assert rule["http"]["paths"][0]["backend"]["service"]["name"] == name
-        assert ingress.inputs["spec"]["ingressClassName"] == "nginx"
+    spec = run.named(ROUTE, "api").inputs["spec"]
+    assert spec["hostnames"] == ["api.staging.platform.example.test"]
+    assert spec["parentRefs"] == [{"name": "platform", "sectionName": "https-api"}]
+    assert spec["rules"][0]["backendRefs"] == [
+        {"name": "api", "port": 80, "weight": 100},
+        {"name": "api-preview", "port": 80, "weight": 0},
+    ]
+    # the preview route, on the same host, holds the preview token: the engine keeps its spec secret
+    assert run.named(ROUTE, "api-preview").secret_paths == frozenset({"spec"})
+    (gateway,) = run.of_type(GATEWAY)
+    assert gateway.inputs["spec"]["gatewayClassName"] == "platform-gateway"
 
 
 def test_the_database_config_map_carries_the_connection_settings_but_no_password() -> None:
@@ -369,7 +373,7 @@ def test_stack_outputs_name_each_services_services_colour_and_images_and_the_dat
             for color in ("blue", "green")
         },
         "stableHostname": "api.staging.platform.example.test",
-        "previewHostname": "api-preview.staging.platform.example.test",
+        "previewHostname": "api.staging.platform.example.test",  # the same host, header-matched
     }
     assert outputs["databaseEndpoint"] == "platform-staging.mock.rds.invalid:5432"
     assert outputs["namespace"] == "platform-staging"

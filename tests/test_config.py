@@ -111,9 +111,9 @@ def test_a_stack_file_overriding_a_project_level_value_is_refused(project: Path)
 
 def test_overriding_a_project_level_value_with_the_same_value_is_still_refused(project: Path) -> None:
     def same_value(config: dict[str, Any]) -> None:
-        config["platform:ingress"] = {"className": "nginx"}
+        config["platform:gateway"] = {"className": "platform-gateway"}
 
-    problem = only(problems_of(project, "dev", same_value), "platform:ingress")
+    problem = only(problems_of(project, "dev", same_value), "platform:gateway")
     assert problem.parity
 
 

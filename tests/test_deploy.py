@@ -128,11 +128,11 @@ def test_an_unhealthy_stable_service_is_rolled_back_by_flipping_only_the_two_ser
         report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
     assert_rolled_back(engine, report, "verify")
     rollback_up = engine.ups[-1]
-    # the two Services, and the canary Ingress (at weight 0 already: targeted, unchanged)
-    assert sorted(urn.rsplit("::", 1)[1] for urn in rollback_up.targets) == [
-        "api",
-        "api-canary",
-        "api-preview",
+    # the two Services, and the live HTTPRoute `api` (at canary weight 0 already: targeted, unchanged)
+    assert sorted(urn.rsplit("$", 1)[1] for urn in rollback_up.targets) == [
+        "kubernetes:core/v1:Service::api",
+        "kubernetes:core/v1:Service::api-preview",
+        "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute::api",
     ]
     assert len(rollback_up.changed_urns) == 2
     assert report.rollback is not None and report.rollback.mode == "targeted"
@@ -258,6 +258,6 @@ def test_health_urls_are_the_hostnames_the_stack_exposes_with_the_readiness_path
     request = DeployRequest("staging", "api", NEW_API, "alice", signer=TEST_SIGNER)
     deploy(ReleaseContext.for_tests(engine, engine.project_dir, checker=record), request)
     assert checked == [
-        ["https://api-preview.staging.platform.example.test/healthz/ready"],
+        ["https://api.staging.platform.example.test/healthz/ready"],  # the preview: same host, header-matched
         ["https://api.edge.example.test/healthz/ready"],
     ]

@@ -10,9 +10,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from components.routes import live_route_spec, preview_route_spec
+from core.config.base import SECRET_MARKER
 from core.config.sources import secret_names_of
+from core.gateway import GATEWAY_API_VERSION, GATEWAY_NAME, PREVIEW_TOKEN_SECRET
 from release.cli import main
 from release.offline.manifests import write_manifests
+from tests import gateway_schemas
 from tests.conftest import PROJECT, STACKS, TEST_SECRETS, baseline
 
 OLDEST_SUPPORTED_KUBERNETES = "1.29.0"
@@ -103,13 +107,61 @@ def test_every_manifest_of_every_stack_is_valid_for_the_oldest_supported_kuberne
 ) -> None:
     files = write_manifests(baseline(stack), tmp_path, secret_names_of(PROJECT))
     manifests = [yaml.safe_load(path.read_text()) for path in files if path.name != "aws-resources.yaml"]
-    assert len(manifests) == 46  # 31 + 9 NetworkPolicies + per service a ServiceMonitor, a PrometheusRule
-    # and a canary Ingress
+    # 40, NetworkPolicies, ServiceMonitors and PrometheusRules included, + 6 Gateway API objects: the
+    # Gateway, its redirect route, and per service (api, web) a live and a preview route
+    assert len(manifests) == 46
     for manifest in manifests:
         if manifest["apiVersion"] == MONITORING_API:
             jsonschema.validate(manifest, OPERATOR_SCHEMAS[manifest["kind"]])
+        elif manifest["apiVersion"].startswith(gateway_schemas.GATEWAY_API_GROUP):
+            gateway_schemas.validate(_with_preview_spec(manifest))
         else:
             kubernetes_validate.validate(manifest, OLDEST_SUPPORTED_KUBERNETES, strict=True)
+
+
+def _with_preview_spec(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A preview route's spec holds the preview token, so the mock runtime records it as `[secret]`:
+    validate the spec the program builds for it (components.routes), with a stand-in token."""
+    if manifest["spec"] != SECRET_MARKER:
+        return manifest
+    name = manifest["metadata"]["name"].removesuffix("-preview")
+    return {**manifest, "spec": preview_route_spec(GATEWAY_NAME, name, f"{name}.example.test", "token")}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_release_plan_declares_gateway_api_objects_and_no_ingress(stack: str, tmp_path: Path) -> None:
+    files = write_manifests(baseline(stack), tmp_path, secret_names_of(PROJECT))
+    kinds = [
+        yaml.safe_load(path.read_text()).get("kind") for path in files if path.name != "aws-resources.yaml"
+    ]
+    assert "Ingress" not in kinds
+    assert kinds.count("Gateway") == 1
+    assert (
+        kinds.count("HTTPRoute") == 5
+    )  # the redirect, and per service (api, web) a live and a preview route
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        lambda spec: spec["rules"][0].update(
+            timeout="5s"
+        ),  # unknown field (standard channel names it `timeouts`)
+        lambda spec: spec["rules"][0]["backendRefs"][0].update(weight=1000001),  # above the CRD's maximum
+        lambda spec: spec["parentRefs"][0].update(gateway="platform"),  # unknown field
+    ],
+)
+def test_the_pinned_schema_refuses_an_unknown_field_or_a_bad_weight(broken: Any) -> None:
+    spec = live_route_spec(GATEWAY_NAME, "api", "api.example.test", 10)
+    manifest = {
+        "apiVersion": GATEWAY_API_VERSION,
+        "kind": "HTTPRoute",
+        "metadata": {"name": "api", "namespace": "n"},
+    }
+    gateway_schemas.validate({**manifest, "spec": spec})
+    broken(spec)
+    with pytest.raises(jsonschema.ValidationError):
+        gateway_schemas.validate({**manifest, "spec": spec})
 
 
 def test_no_secret_value_reaches_a_manifest(tmp_path: Path) -> None:
@@ -117,7 +169,10 @@ def test_no_secret_value_reaches_a_manifest(tmp_path: Path) -> None:
     text = "".join(path.read_text() for path in files)
     assert not any(value in text for value in TEST_SECRETS.values())
     secret = yaml.safe_load(next(path for path in files if "-secret-" in path.name).read_text())
-    assert secret["stringData"] == dict.fromkeys(sorted(TEST_SECRETS), "[secret]")
+    # the preview token is the routes', never mounted into a pod
+    assert secret["stringData"] == dict.fromkeys(
+        sorted(set(TEST_SECRETS) - {PREVIEW_TOKEN_SECRET}), "[secret]"
+    )
 
 
 def test_the_aws_summary_lists_the_database_with_its_engine_version(tmp_path: Path) -> None:

@@ -72,12 +72,12 @@ def test_everything_in_the_namespace_is_denied_by_default(stack: str) -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_only_the_ingress_controllers_and_prometheus_namespaces_reach_each_services_pods_on_its_port(
+def test_only_the_gateways_data_plane_and_prometheus_namespaces_reach_each_services_pods_on_its_port(
     stack: str,
 ) -> None:
     run = baseline(stack)
     for service, port in (("api", 8080), ("web", 3000)):
-        for source, namespace in (("ingress", "ingress-nginx"), ("monitoring", "monitoring")):
+        for source, namespace in (("gateway", "gateway-system"), ("monitoring", "monitoring")):
             policy = f"{service}-from-{source}"
             assert selected(run, policy) == {f"{service}-blue", f"{service}-green"}  # not its migrations
             assert spec(run, policy)["policyTypes"] == ["Ingress"]
@@ -158,23 +158,34 @@ def test_a_service_that_stops_reading_the_database_loses_its_database_policies(t
     assert not [policy.name for policy in run.of_type(POLICY) if policy.name.endswith("-to-database")]
 
 
+def test_the_gateway_pod_labels_narrow_the_data_plane_to_its_proxies() -> None:
+    proxies = {"gateway.networking.k8s.io/gateway-name": "platform"}
+    run = run_program("staging", edit=with_knob("network", gatewayPodLabels=proxies))
+    assert spec(run, "api-from-gateway")["ingress"][0]["from"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway-system"}},
+            "podSelector": {"matchLabels": proxies},
+        }
+    ]
+
+
 def test_every_network_problem_is_reported_at_once_with_key_value_and_fix() -> None:
     edit = with_knob(
-        "network", ingressNamespace=None, databaseCidrs=["10.20.20.0/33"], httpsEgressCidrs=["vpce"]
+        "network", gatewayNamespace=None, databaseCidrs=["10.20.20.0/33"], httpsEgressCidrs=["vpce"]
     )
     with pytest.raises(ConfigError) as raised:
         run_program("production", edit=edit)
     problems = {problem.key: problem for problem in raised.value.problems}
     assert set(problems) == {
-        "platform:network.ingressNamespace",
+        "platform:network.gatewayNamespace",
         "platform:network.databaseCidrs",
         "platform:network.httpsEgressCidrs",
     }
     assert problems["platform:network.databaseCidrs"].value == ["10.20.20.0/33"]
     assert "10.20.0.0/16" in problems["platform:network.httpsEgressCidrs"].problem
     assert (
-        "pulumi config set --path 'network.ingressNamespace'"
-        in problems["platform:network.ingressNamespace"].fix
+        "pulumi config set --path 'network.gatewayNamespace'"
+        in problems["platform:network.gatewayNamespace"].fix
     )
     assert all(problem.stack == "production" for problem in raised.value.problems)
 
@@ -187,12 +198,12 @@ def test_a_stack_without_the_network_knob_is_told_every_key_it_needs() -> None:
         run_program("dev", edit=drop)
     [problem] = raised.value.problems
     assert problem.key == "platform:network"
-    for key in ("ingressNamespace", "databaseCidrs", "httpsEgressCidrs"):
+    for key in ("gatewayNamespace", "databaseCidrs", "httpsEgressCidrs"):
         assert f"network.{key}" in problem.fix
 
 
-@pytest.mark.parametrize("namespace", ["Ingress-Nginx", "ingress.nginx", ""])
-def test_the_ingress_namespace_must_be_a_namespace_name(namespace: str) -> None:
+@pytest.mark.parametrize("namespace", ["Gateway-System", "gateway.system", ""])
+def test_the_gateway_namespace_must_be_a_namespace_name(namespace: str) -> None:
     with pytest.raises(ConfigError) as raised:
-        run_program("staging", edit=with_knob("network", ingressNamespace=namespace))
-    assert [problem.key for problem in raised.value.problems] == ["platform:network.ingressNamespace"]
+        run_program("staging", edit=with_knob("network", gatewayNamespace=namespace))
+    assert [problem.key for problem in raised.value.problems] == ["platform:network.gatewayNamespace"]

@@ -73,7 +73,8 @@ def find(differences: list[Difference], where: str, path: str) -> Difference:
             "data.FEATURE_SEARCH_V2",
             "releases.web.config.blue.flags.FEATURE_SEARCH_V2",
         ),
-        ("kubernetes:networking.k8s.io/v1:Ingress web", "spec.rules[0].host", "domain"),
+        ("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute web", "spec.hostnames[0]", "domain"),
+        ("kubernetes:gateway.networking.k8s.io/v1:Gateway platform", "spec.listeners[0].hostname", "domain"),
         ("aws:rds/instance:Instance database", "instanceClass", "database.instanceClass"),
         ("aws:rds/instance:Instance database", "backupRetentionPeriod", "database.backupRetentionDays"),
         ("aws:rds/instance:Instance database", "backupWindow", "database.backupWindow"),
@@ -201,11 +202,11 @@ def test_release_plan_json_is_machine_readable(capsys: pytest.CaptureFixture[str
 def test_release_plan_all_exits_1_on_a_violation(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     edit_yaml(
         project / "Pulumi.dev.yaml",
-        lambda document: document["config"].__setitem__("platform:ingress", {"className": "traefik"}),
+        lambda document: document["config"].__setitem__("platform:gateway", {"className": "other"}),
     )
     assert main(["plan", "--all", "--project-dir", str(project)]) == 1
     out = capsys.readouterr().out
-    assert "VIOLATION [config] ingress  platform:ingress.className" in out
+    assert "VIOLATION [config] gateway  platform:gateway.className" in out
     assert "REFUSED by the program" in out
 
 

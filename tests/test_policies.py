@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from pulumi_policy import ResourceValidationArgs
 
+from components.routes import preview_route_spec
 from policy.platform_policies import RULES, Violation, violations_of
 from release.offline.mock_runtime import RegisteredResource
 from release.offline.plan import plan
@@ -54,7 +55,7 @@ def test_every_resource_the_program_registers_passes_every_rule(stack: str) -> N
     assert violations == []
 
 
-def test_the_pack_declares_ten_mandatory_rules() -> None:
+def test_the_pack_declares_fourteen_mandatory_rules() -> None:
     assert [rule.name for rule in RULES] == [
         "images-pinned-by-digest",
         "hardened-containers",
@@ -63,7 +64,10 @@ def test_the_pack_declares_ten_mandatory_rules() -> None:
         "deletion-protection",
         "database-settings",
         "no-plaintext-secrets-in-configmaps",
-        "tls-on-every-ingress",
+        "tls-on-every-listener",
+        "route-attached-with-tls",
+        "route-weights-and-protected-preview",
+        "no-ingress-nginx-annotations",
         "own-service-account",
         "exact-iam-resources",
         "network-policy-present",
@@ -221,41 +225,82 @@ def test_a_policy_violation_makes_release_plan_exit_1() -> None:
     assert report.exit_code == 1
 
 
-def test_an_ingress_host_without_tls_or_without_the_https_redirect_is_refused() -> None:
-    def no_tls(props: dict[str, Any]) -> None:
-        del props["spec"]["tls"]
-
-    def no_redirect(props: dict[str, Any]) -> None:
-        del props["metadata"]["annotations"]["nginx.ingress.kubernetes.io/force-ssl-redirect"]
-
-    ingress = "kubernetes:networking.k8s.io/v1:Ingress"
-    assert rules_broken("production", ingress, "api", no_tls) == {"tls-on-every-ingress"}
-    assert rules_broken("dev", ingress, "web-preview", no_redirect) == {"tls-on-every-ingress"}
-
-
-INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+GATEWAY, ROUTE = (
+    "kubernetes:gateway.networking.k8s.io/v1:Gateway",
+    "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute",
+)
 ROLE, POLICY_TYPE = "aws:iam/role:Role", "kubernetes:networking.k8s.io/v1:NetworkPolicy"
-SOURCE_RANGES = "nginx.ingress.kubernetes.io/whitelist-source-range"
 
 
-def _without_source_ranges(props: dict[str, Any]) -> None:
-    del props["metadata"]["annotations"][SOURCE_RANGES]
+def _listener(props: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(item for item in props["spec"]["listeners"] if item["name"] == name)
+    return found
 
 
-def test_a_preview_ingress_without_source_ranges_is_refused_where_previews_must_be_private() -> None:
-    assert rules_broken("production", INGRESS, "api-preview", _without_source_ranges) == {
-        "tls-on-every-ingress"
+def test_a_host_listener_without_https_or_without_a_certificate_is_refused() -> None:
+    def plain_http(props: dict[str, Any]) -> None:
+        _listener(props, "https-api").update(protocol="HTTP", port=80)
+
+    def no_certificate(props: dict[str, Any]) -> None:
+        del _listener(props, "https-web")["tls"]
+
+    assert rules_broken("production", GATEWAY, "platform", plain_http) == {"tls-on-every-listener"}
+    assert rules_broken("dev", GATEWAY, "platform", no_certificate) == {"tls-on-every-listener"}
+
+
+def test_a_route_without_parent_refs_or_reaching_a_backend_over_plain_http_is_refused() -> None:
+    def detached(props: dict[str, Any]) -> None:
+        props["spec"]["parentRefs"] = []
+
+    def on_plain_http(props: dict[str, Any]) -> None:
+        props["spec"]["parentRefs"][0]["sectionName"] = "http"
+
+    assert rules_broken("production", ROUTE, "api", detached) == {"route-attached-with-tls"}
+    assert rules_broken("staging", ROUTE, "web", on_plain_http) == {"route-attached-with-tls"}
+
+
+@pytest.mark.parametrize("weights", [(90, 20), (99.5, 0.5), (110, -10), (100, None)])
+def test_route_weights_must_be_whole_percentages_on_every_backend_summing_to_100(weights: Any) -> None:
+    def split(props: dict[str, Any]) -> None:
+        for ref, weight in zip(props["spec"]["rules"][0]["backendRefs"], weights, strict=True):
+            if weight is None:
+                del ref["weight"]
+            else:
+                ref["weight"] = weight
+
+    assert rules_broken("production", ROUTE, "api", split) == {"route-weights-and-protected-preview"}
+
+
+def _preview_route(stack: str, edit: Edit) -> set[str]:
+    """The preview route with a stand-in token (the mock runtime redacts its spec)."""
+    resource = baseline(stack).named(ROUTE, "api-preview")
+    props = copy.deepcopy(resource.inputs)
+    props["spec"] = preview_route_spec("platform", "api", "api.example.test", "stand-in-token")
+    edit(props)
+    args = ResourceValidationArgs(resource.type, props, resource.urn, resource.name, None, None)  # type: ignore[arg-type]
+    return {violation.rule for violation in violations_of(args)}
+
+
+def test_a_preview_rule_without_the_preview_header_is_refused() -> None:
+    def unprotected(props: dict[str, Any]) -> None:
+        del props["spec"]["rules"][0]["matches"][0]["headers"]
+
+    def empty_token(props: dict[str, Any]) -> None:
+        props["spec"]["rules"][0]["matches"][0]["headers"][0]["value"] = ""
+
+    assert _preview_route("production", lambda props: None) == set()
+    assert _preview_route("production", unprotected) == {"route-weights-and-protected-preview"}
+    assert _preview_route("dev", empty_token) == {"route-weights-and-protected-preview"}
+
+
+def test_an_ingress_nginx_annotation_is_refused_on_any_object() -> None:
+    def retired(props: dict[str, Any]) -> None:
+        props["metadata"]["annotations"] = {"nginx.ingress.kubernetes.io/canary-weight": "10"}
+
+    assert rules_broken("production", ROUTE, "api", retired) == {"no-ingress-nginx-annotations"}
+    assert rules_broken("dev", "kubernetes:core/v1:Service", "web", retired) == {
+        "no-ingress-nginx-annotations"
     }
-    assert rules_broken("staging", INGRESS, "web-preview", _without_source_ranges) == {"tls-on-every-ingress"}
-    assert rules_broken("dev", INGRESS, "api-preview", _without_source_ranges) == set()
-
-
-@pytest.mark.parametrize("ranges", ["0.0.0.0/0", "10.20.0.0/16,8.8.8.0/24", "office"])
-def test_a_preview_ingress_open_beyond_private_ranges_is_refused_in_production(ranges: str) -> None:
-    def open_up(props: dict[str, Any]) -> None:
-        props["metadata"]["annotations"][SOURCE_RANGES] = ranges
-
-    assert rules_broken("production", INGRESS, "web-preview", open_up) == {"tls-on-every-ingress"}
 
 
 def _trust(props: dict[str, Any]) -> dict[str, Any]:

@@ -125,7 +125,7 @@ MaintenanceWindow = Annotated[
 NamespaceName = Annotated[
     str,
     _fullmatching(
-        r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", "must be a Kubernetes namespace name like ingress-nginx"
+        r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", "must be a Kubernetes namespace name like gateway-system"
     ),
 ]
 AwsRegion = Annotated[str, _fullmatching(r"[a-z]{2}(-[a-z]+)+-\d", "must be an AWS region like eu-west-1")]

@@ -4,13 +4,19 @@ other connection in the app namespace is denied."""
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from core.config.base import CidrRanges, ConfigModel, NamespaceName
 
 
 class NetworkSettings(ConfigModel):
-    ingress_namespace: NamespaceName
-    """The namespace of the ingress controller, the only one that may reach the services' pods
-    (matched by its `kubernetes.io/metadata.name` label, which Kubernetes sets on every namespace)."""
+    gateway_namespace: NamespaceName
+    """The namespace of the Gateway's data plane (the proxies that carry the stack Gateway's
+    traffic), the only one besides monitoring that may reach the services' pods (matched by its
+    `kubernetes.io/metadata.name` label, which Kubernetes sets on every namespace). Where the
+    implementation runs the proxies beside the Gateway, that is the app namespace itself."""
+    gateway_pod_labels: dict[str, str] = Field(default_factory=dict)
+    """The data plane pods' labels in that namespace (every pod there when empty)."""
     monitoring_namespace: NamespaceName
     """The namespace of the Prometheus that scrapes the services' `/metrics` (also matched by its
     `kubernetes.io/metadata.name` label): it may reach their pods on the service's port."""

@@ -27,6 +27,7 @@ from core.config.base import (
     ConfigModel,
     DatabaseName,
     EngineVersion,
+    KubernetesName,
     MasterUsername,
     config_texts,
     config_value_problem,
@@ -180,8 +181,11 @@ class PostgresSpec(ConfigModel):
         return parameter_group_family(self.engine_version)
 
 
-class IngressSpec(ConfigModel):
-    class_name: str
+class GatewaySpec(ConfigModel):
+    """The stack Gateway (components.gateway): `class_name` is the GatewayClass of the cluster's
+    conformant Gateway API implementation, the same in every stack."""
+
+    class_name: KubernetesName
 
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -318,12 +322,6 @@ class StackPolicy(ConfigModel):
         description="Only records signed by a trusted key count in this stack's history (release "
         "lifecycle, verification, revocation), and the release tool refuses to write an unsigned one.",
     )
-    require_private_preview: bool = Field(
-        default=False,
-        strict=True,
-        description="Preview hosts accept only the source ranges in tls.previewSourceRanges, and none "
-        "reaches beyond private networks.",
-    )
     min_idle_replicas: int = Field(
         default=0,
         ge=0,
@@ -348,7 +346,7 @@ class SloSpec(ConfigModel):
 class ProjectSettings(ConfigModel):
     services: list[ServiceSpec] = Field(min_length=1)
     postgres: PostgresSpec
-    ingress: IngressSpec
+    gateway: GatewaySpec
     stack_policies: dict[str, StackPolicy] = Field(min_length=1)
     release_signing: ReleaseSigning = Field(default_factory=ReleaseSigning)
     slos: SloSpec = Field(default_factory=SloSpec)

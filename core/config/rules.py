@@ -27,6 +27,7 @@ from core.config.stack import (
     misplaced_project_key,
 )
 from core.errors import ConfigError, ConfigProblem
+from core.gateway import PREVIEW_TOKEN_SECRET
 from core.images import digest_of, is_image
 
 # --------------------------------------------------------------------------------------------------
@@ -344,14 +345,18 @@ def _cross_problems(stack: str, project: ProjectSettings, settings: StackSetting
             continue
         for color in Color:
             problems += undeclared_config_problems(stack, project, spec, release.config.of(color), color)
-    missing = [name for name in project.secret_names if name not in settings.app_secrets]
+    # PREVIEW_TOKEN is the stack's own: the value of the preview header (core.gateway), read by the
+    # routes and the release tool, never mounted into a pod.
+    required = [*project.secret_names, PREVIEW_TOKEN_SECRET]
+    missing = [name for name in required if name not in settings.app_secrets]
     if missing:
         problems.append(
             ConfigProblem(
                 stack,
                 full_key(SECRETS_KEY),
                 f"missing: {', '.join(missing)}",
-                f"{len(missing)} secret(s) the services read are not set: {', '.join(missing)}",
+                f"{len(missing)} secret(s) the services or the preview routes read are not set: "
+                f"{', '.join(missing)}",
                 "set each one: "
                 + "; ".join(
                     f"`pulumi config set --secret --path '{SECRETS_KEY}.{name}' <value> -s {stack}`"
@@ -359,7 +364,7 @@ def _cross_problems(stack: str, project: ProjectSettings, settings: StackSetting
                 ),
             )
         )
-    unused = [name for name in settings.app_secrets if name not in project.secret_names]
+    unused = [name for name in settings.app_secrets if name not in required]
     if unused:
         problems.append(
             ConfigProblem(
@@ -419,18 +424,6 @@ def _policy_problems(
                             "`docker buildx imagetools inspect <image>` prints",
                         )
                     )
-    if policy.require_private_preview and settings.tls.open_ranges:
-        problems.append(
-            ConfigProblem(
-                stack,
-                full_key("tls.previewSourceRanges"),
-                settings.tls.preview_source_ranges,
-                f"{stack}'s preview hosts accept private networks only, not {settings.tls.open_ranges} "
-                f"({rule}: requirePrivatePreview)",
-                "list only the networks that test previews (the office or VPN ranges), e.g. "
-                f"`pulumi config set --path 'tls.previewSourceRanges[0]' 10.20.0.0/16 -s {stack}`",
-            )
-        )
     retention = settings.database.backup_retention_days
     if retention < policy.min_backup_retention_days:
         problems.append(

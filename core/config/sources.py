@@ -29,6 +29,7 @@ from core.config.pulumi_yaml import PulumiYamlError, load_pulumi_yaml
 from core.config.rules import load_stack_config
 from core.config.stack import HealthCheckSettings, RawConfig, StackConfig
 from core.errors import StackFileError, UsageError
+from core.gateway import PREVIEW_TOKEN_SECRET
 from core.stack_name import StackName, stack_name_problems
 
 _log = logging.getLogger(__name__)
@@ -378,7 +379,9 @@ def validated_stack_config(stack: str, current: StackConfigValues, project: Proj
     """
     values = {key: entry.value for key, entry in current.items()}
     secret_keys = {key for key, entry in current.items() if entry.secret}
-    values[full_key(SECRETS_KEY)] = dict.fromkeys(project.secret_names, SECRET_MARKER)
+    values[full_key(SECRETS_KEY)] = dict.fromkeys(
+        [*project.secret_names, PREVIEW_TOKEN_SECRET], SECRET_MARKER
+    )
     secret_keys.add(full_key(SECRETS_KEY))
     merged = {full_key(key): value for key, value in project.values.items()} | values
     raw = RawConfig(stack=stack, values=merged, project_values=project.values, secret_keys=secret_keys)

@@ -35,7 +35,6 @@ from core.config.base import (
     SECRET_NAME,
     AwsRegion,
     BackupWindow,
-    CidrRanges,
     Color,
     ConfigModel,
     Domain,
@@ -49,7 +48,6 @@ from core.config.base import (
     SnsTopicArn,
     config_texts,
     config_value_problem,
-    public_ranges,
     require_names,
 )
 from core.config.network import NetworkSettings
@@ -141,8 +139,8 @@ class ServiceRelease(ConfigModel):
     Unset: full size, so a rollback is a switch of two Services; lower: cheaper, and a rollback
     first scales the colour back up and waits for it."""
     canary_weight: int = Field(default=0, ge=0, le=100, strict=True)
-    """Kept by the release tool: the percentage of the stable host's traffic the canary Ingress sends
-    to the idle colour during a canary release (0 otherwise)."""
+    """Kept by the release tool: the percentage of the stable host's traffic the service's HTTPRoute
+    sends to the idle colour during a canary release (0 otherwise; core.gateway.canary_weights)."""
     idle_scaled_down: bool = Field(default=False, strict=True)
     """Kept by the release tool: whether the idle colour runs `idle_replicas` now (set after a verified
     release; cleared when a release stages on it or traffic moves to it)."""
@@ -383,12 +381,12 @@ class DatabaseSize(ConfigModel):
 
 
 class TlsMode(StrEnum):
-    """Who terminates TLS for the stack's hosts (components.ingress_tls)."""
+    """Who terminates TLS for the stack's hosts (components.gateway)."""
 
     CERT_MANAGER = "certManager"
-    """ingress-nginx, with certificates cert-manager issues from `clusterIssuer`."""
+    """The stack Gateway, with certificates cert-manager issues from `clusterIssuer`."""
     UPSTREAM = "upstream"
-    """A load balancer in front of ingress-nginx, with its own certificate."""
+    """A load balancer in front of the Gateway, with its own certificate."""
 
 
 FREE_STORAGE_ALARM_SHARE = 0.1
@@ -401,19 +399,14 @@ def free_storage_alarm_bytes(allocated_storage_gb: int) -> int:
 
 
 class TlsSettings(ConfigModel):
-    """TLS on every host a user connects to: terminated by ingress-nginx with certificates from
-    cert-manager's `cluster_issuer` (mode certManager) or by a load balancer in front (mode upstream),
-    HTTP redirected to HTTPS, and preview hosts reachable only from `preview_source_ranges`."""
+    """TLS on every host a user connects to: terminated by the stack Gateway with certificates from
+    cert-manager's `cluster_issuer` (mode certManager, HTTP redirected to HTTPS by the Gateway) or by
+    a load balancer in front (mode upstream, which redirects HTTP itself). The idle colour is reached
+    only with the preview header (core.gateway), not from chosen networks."""
 
     mode: TlsMode
     cluster_issuer: KubernetesName | None = None
     """Required in mode certManager, refused in mode upstream (core.config.rules)."""
-    preview_source_ranges: CidrRanges
-
-    @property
-    def open_ranges(self) -> list[str]:
-        """The ranges that reach beyond private networks (the whole internet, or any public part of it)."""
-        return public_ranges(self.preview_source_ranges)
 
 
 class WorkloadIdentity(ConfigModel):
@@ -490,7 +483,8 @@ class StrategyType(StrEnum):
 
 class StrategySettings(ConfigModel):
     """How a release moves traffic: `blueGreen` (one switch), or `canary`: the stable host sends
-    `steps` percent of its traffic to the new colour in turn (a canary Ingress), each held
+    `steps` percent of its traffic to the new colour in turn (the weights of the service's
+    HTTPRoute), each held
     `pause_seconds` and judged by the metric analysis, before the switch."""
 
     type: StrategyType = StrategyType.BLUE_GREEN
@@ -684,7 +678,9 @@ class StackConfig:
         ]
 
     def hostname(self, service: str, preview: bool) -> str:
-        return f"{service}{'-preview' if preview else ''}.{self.settings.domain}"
+        """The service's host. The preview is served on the same host (its route matches the
+        preview header, core.gateway), so `preview` changes nothing: same host, same certificate."""
+        return f"{service}.{self.settings.domain}"
 
     def health_url(self, service: str, preview: bool, hostname: str | None = None) -> str:
         """The URL a post-deploy health check probes: the service's readiness path on its hostname

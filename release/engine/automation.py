@@ -28,10 +28,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.config.base import PROJECT_NAME, SECRET_MARKER
+from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY
 from core.config.sources import ConfigEntry, StackConfigValues, parse_engine_value
 from core.data_plan import DATA_PROJECT, DataPlan, data_stack_name
 from core.errors import ConcurrentReleaseError, EngineError, EngineUnavailableError
+from core.gateway import PREVIEW_TOKEN_SECRET
 from release.engine.protocol import DataTimeouts, Engine, OutputSink, SecretValue, UpdateOutcome
 from release.engine.shapes import changes_of, event_to_json, summary_to_history_json
 
@@ -68,6 +69,14 @@ class AutomationEngine(Engine):
             else ConfigEntry(parse_engine_value(item.value))
             for key, item in values.items()
         }
+
+    def preview_token(self, stack: str) -> SecretValue | None:
+        key = f"{PROJECT_NAME}:{SECRETS_KEY}.{PREVIEW_TOKEN_SECRET}"
+        try:
+            value = self._call(stack, lambda selected: selected.get_config(key, path=True))
+        except EngineError:
+            return None  # not set: the program refuses the stack at `up`, saying which secret
+        return SecretValue(str(value.value)) if value.value else None
 
     def up(
         self,

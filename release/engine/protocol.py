@@ -71,6 +71,11 @@ class Engine(ABC):
         """The stack's config, full keys (`platform:releases`); secret values are SECRET_MARKER."""
 
     @abstractmethod
+    def preview_token(self, stack: str) -> SecretValue | None:
+        """The stack's preview token (`platform:appSecrets.PREVIEW_TOKEN`, core.gateway), decrypted,
+        or None when the stack holds none."""
+
+    @abstractmethod
     def up(
         self,
         stack: str,

@@ -79,7 +79,7 @@ def abort(ctx: ReleaseContext, request: AbortRequest) -> ReleaseReport:
         # Config already says what the state before the release was (a rollback's `up` set it,
         # then failed or was interrupted), but the cluster may still route traffic as the release
         # left it: apply that config to the service's traffic resources, the two Services and the
-        # canary Ingress.
+        # live HTTPRoute (its canary weight back to 0).
         plan.restore = {RELEASES_KEY: current[RELEASES_KEY]}
         plan.targets = [*service_urns(stack, PROJECT_NAME, service), canary_urn(stack, PROJECT_NAME, service)]
     plan.why = f"{service} as it was in {target.label()}, before {release.describe()}"

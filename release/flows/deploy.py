@@ -52,6 +52,7 @@ from core.errors import (
     RollbackRefusedError,
     UnfinishedReleaseError,
 )
+from core.gateway import PREVIEW_HEADER
 from core.images import ImageRefError, parse_pinned_image, repository_of
 from core.naming import canary_urn, colour_urns
 from release import log
@@ -69,6 +70,7 @@ from release.interrupts import describe
 from release.notify import NotificationResult, Notifier, PendingNotification
 from release.notify import message as notify_message
 from release.report.release_report import (
+    Checker,
     Phase,
     ReleaseReport,
     Step,
@@ -76,6 +78,7 @@ from release.report.release_report import (
     health_urls,
     record_step,
     up_step,
+    with_headers,
 )
 
 
@@ -289,8 +292,13 @@ def _steps(
         with ctx.chains.writing(request.stack, record, summary, request.signer, ctx.clock()) as message:
             return up_step(name, ctx.engine, request.stack, config, message, ctx.progress)
 
-    def check(name: str, urls: list[str]) -> Step:
-        return check_step(name, ctx.checker, urls, release.settings, release.expect, ctx.progress)
+    def check(name: str, urls: list[str], checker: Checker = ctx.checker) -> Step:
+        return check_step(name, checker, urls, release.settings, release.expect, ctx.progress)
+
+    # The idle colour answers on the stable host only to requests carrying the preview header
+    # (components.routes): every preview check sends it, to whichever URL it probes.
+    token = ctx.engine.preview_token(request.stack)
+    preview_checker = with_headers(ctx.checker, {PREVIEW_HEADER: token.reveal()} if token else {})
 
     switched_at: list[datetime] = []
 
@@ -300,8 +308,8 @@ def _steps(
 
     def canary(percent: int) -> Step:
         """One canary step: `percent` of the stable host to the new colour (an up targeted at the
-        canary Ingress), held `pause_seconds`, then judged by the metric analysis against the live
-        colour over the same minutes."""
+        service's live HTTPRoute: weights live 100 - percent, idle percent), held `pause_seconds`,
+        then judged by the metric analysis against the live colour over the same minutes."""
         weighted = release.knob(release.staged.weighted(percent))
         record = request.record(Event.CANARY, previous=previous)
         summary = (
@@ -343,7 +351,7 @@ def _steps(
             "preview",
             lambda: up("preview", release.knob(release.staged), stage, stage_summary),
         ),
-        ("analyse", lambda: check("analyse", release.preview_urls)),
+        ("analyse", lambda: check("analyse", release.preview_urls, preview_checker)),
     ]
     if release.strategy.type is StrategyType.CANARY:
         steps += [

@@ -256,7 +256,7 @@ def _decide_targets(
             plan.restore[RELEASES_KEY] = ConfigEntry(kept)
     plan.targets = [urn for name in changed_services for urn in service_urns(plan.stack, PROJECT_NAME, name)]
     # A canary's weight goes back with the traffic, always: after a failed `up` config may already
-    # say 0 while the Ingress still sends its last weight (config is set before the update runs).
+    # say 0 while the service's HTTPRoute still sends its last weight (config is set before the update runs).
     plan.targets += [canary_urn(plan.stack, PROJECT_NAME, name) for name in changed_services]
     plan.targets += [
         urn

@@ -30,7 +30,8 @@ APPLY_ORDER = (
     "Deployment",
     "PodDisruptionBudget",
     "Service",
-    "Ingress",
+    "Gateway",
+    "HTTPRoute",
 )
 """Kinds in the order `kubectl apply -f DIR` should meet them; the file numbers follow it."""
 AWS_PREFIX = "aws:"

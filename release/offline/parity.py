@@ -95,8 +95,8 @@ def _distinctive(form: str) -> bool:
 
 
 def _text_lists(value: Any, prefix: str = "") -> dict[str, list[str]]:
-    """Every non-empty list of texts under `value`, by path: a program may join one into one text (the
-    preview Ingress's source ranges), which only the whole list explains."""
+    """Every non-empty list of texts under `value`, by path: a program may join one into one text (a
+    comma-separated annotation), which only the whole list explains."""
     if isinstance(value, Mapping):
         found: dict[str, list[str]] = {}
         for key, item in value.items():

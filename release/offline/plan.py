@@ -12,6 +12,7 @@ parity violation where it makes stacks differ, never a knob.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
 from core.config.rules import load_stack_config
 from core.config.sources import StackFile, read_stack_file, secret_names_of
 from core.errors import ConfigError, ExitCode, ReleaseError
+from core.gateway import GATEWAY_TYPE, HTTPROUTE_TYPE, PREVIEW_TOKEN_SECRET
 from core.naming import CONFIG_FINGERPRINT_ANNOTATION
 from policy.platform_policies import RULES, ResourceArgs, Violation, violations_of
 from release.log import Progress
@@ -88,7 +90,8 @@ class PlanReport:
 
 def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress) -> PlanReport:
     """Evaluate each stack offline; with `compare`, classify every difference between them."""
-    secret_names = secret_names_of(project_dir)
+    # the services' secrets and the stack's preview token (core.gateway)
+    secret_names = [*secret_names_of(project_dir), PREVIEW_TOKEN_SECRET]
     files: dict[str, StackFile] = {}
     plans: list[StackPlan] = []
     for stack in stacks:
@@ -189,8 +192,13 @@ def key_settings(resource: RegisteredResource) -> dict[str, Any]:
             "job": _get(inputs, "metadata", "name"),
             "image": _get(inputs, "spec", "template", "spec", "containers", 0, "image"),
         }
-    if kind == "kubernetes:networking.k8s.io/v1:Ingress":
-        return {"host": _get(inputs, "spec", "rules", 0, "host")}
+    if kind == HTTPROUTE_TYPE:
+        return route_settings(inputs)
+    if kind == GATEWAY_TYPE:
+        return {
+            "class": _get(inputs, "spec", "gatewayClassName"),
+            "listeners": [listener.get("name") for listener in _get(inputs, "spec", "listeners") or []],
+        }
     if kind == "aws:rds/instance:Instance":
         return {
             "engine": f"{inputs.get('engine')} {inputs.get('engineVersion')}",
@@ -363,3 +371,22 @@ def _value_text(value: Any) -> str:
         return "(absent)"
     text = str(value)
     return text if len(text) <= 60 else f"{text[:28]}...{text[-28:]}"
+
+
+def route_settings(inputs: dict[str, Any]) -> dict[str, Any]:
+    """An HTTPRoute's host, listener and, per rule, its backends with their weights (a preview
+    route's spec holds the preview token: shown as redacted)."""
+    spec = inputs.get("spec")
+    if not isinstance(spec, Mapping):
+        return {"spec": SECRET_MARKER}
+    backends = [
+        " ".join(f"{ref.get('name')}={ref.get('weight', 1)}" for ref in rule.get("backendRefs") or [])
+        or "redirect"
+        for rule in spec.get("rules") or []
+    ]
+    settings = {
+        "host": _get(inputs, "spec", "hostnames", 0),
+        "listener": _get(inputs, "spec", "parentRefs", 0, "sectionName"),
+        "weights": "; ".join(backends),
+    }
+    return {key: value for key, value in settings.items() if value is not None}

@@ -20,6 +20,7 @@ from core.config.base import Color
 from core.config.project import ProjectSettings
 from core.config.stack import ServiceRelease, project_pod_config, releases_of
 from core.errors import ReleaseError
+from core.gateway import canary_weights
 from core.text import one_line
 from release.engine.protocol import Engine
 from release.gates import GITHUB_RUN, Evidence, evidence_for
@@ -471,7 +472,7 @@ def render_status(
         [
             row.stack,
             row.service,
-            row.active_color + (f" (canary {row.canary_weight}% to the other)" if row.canary_weight else ""),
+            row.active_color + _route_weights(row.canary_weight),
             _short(row.images.get("blue", "")),
             _short(row.images.get("green", "")),
             "/".join(row.config.get(color, "?") for color in ("blue", "green")),
@@ -545,3 +546,11 @@ def _judged_on(analysis: Any) -> str:
         if isinstance(m, dict)
     ]
     return f"metrics {analysis.get('outcome')}: {', '.join(values)}"
+
+
+def _route_weights(canary_weight: int) -> str:
+    """During a canary, the live HTTPRoute's weights as written (core.gateway.canary_weights)."""
+    if not canary_weight:
+        return ""
+    live, idle = canary_weights(canary_weight)
+    return f" (canary: route weights live {live} / other {idle})"

@@ -49,10 +49,32 @@ class Phase(StrEnum):
         }[self]
 
 
-def default_checker(
-    urls: Sequence[str], settings: HealthCheckSettings, expect_json: Mapping[str, str]
-) -> Verdict:
-    return check_sync(urls, settings, expect_json)
+class HttpChecker:
+    """The real checker (core.health over HTTP), sending `headers` with every probe."""
+
+    def __init__(self, headers: Mapping[str, str] | None = None) -> None:
+        self._headers = dict(headers or {})
+
+    def __call__(
+        self, urls: Sequence[str], settings: HealthCheckSettings, expect_json: Mapping[str, str]
+    ) -> Verdict:
+        return check_sync(urls, settings, expect_json, headers=self._headers)
+
+    def with_headers(self, headers: Mapping[str, str]) -> HttpChecker:
+        return HttpChecker({**self._headers, **headers})
+
+    def __repr__(self) -> str:
+        return f"HttpChecker(headers={sorted(self._headers)})"  # names only, never a value
+
+
+default_checker: Checker = HttpChecker()
+
+
+def with_headers(checker: Checker, headers: Mapping[str, str]) -> Checker:
+    """`checker` sending `headers` too, if it sends requests itself (HttpChecker); a checker that
+    sends none (a test's recorder) is returned as it is."""
+    bind = getattr(checker, "with_headers", None)
+    return bind(headers) if callable(bind) and headers else checker
 
 
 @dataclass

@@ -27,6 +27,7 @@ from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
 from core.config.sources import ConfigEntry, StackConfigValues, engine_text, read_stack_file
 from core.data_plan import DATA_PROJECT, DataPlan, data_stack_name
 from core.errors import ConcurrentReleaseError, EngineError, ReleaseError
+from core.gateway import PREVIEW_TOKEN_SECRET
 from core.naming import DEPLOYMENT_TYPE, KUBERNETES_SERVICE_TYPE, preview_service_name
 from release.engine.protocol import DataTimeouts, Engine, SecretValue, UpdateOutcome
 from release.engine.shapes import UpdateResult
@@ -166,6 +167,11 @@ class FakeEngine(Engine):
     def get_config(self, stack: str) -> StackConfigValues:
         self.calls.append(("get_config", stack))
         return copy.deepcopy(self._stack(stack).config)
+
+    def preview_token(self, stack: str) -> SecretValue | None:
+        self._stack(stack)
+        self.calls.append(("preview_token", stack))
+        return SecretValue(TEST_SECRETS[PREVIEW_TOKEN_SECRET])
 
     def up(
         self,

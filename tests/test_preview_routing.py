@@ -1,0 +1,110 @@
+"""The preview header, end to end on the engine double: a request reaches the idle colour only with
+the stack's preview token, and a release's preview checks send it to whatever URL they probe.
+
+`gateway` is a test HTTP server that routes like the stack Gateway would route the service's host:
+the preview route the program builds for the stack's token (components.routes) wins when its
+header matches exactly; otherwise the deployed live route's weights decide (idle weight 0: the
+live colour). It answers with the image of the colour it chose, from what the double deployed.
+
+What this proves: the program's routes, read as Gateway API's precedence rules say (a header match
+beats the host-only match), keep the idle colour away from a request without the token; the
+health checker sends the header; a release judges its new colour through the same host as users.
+What it does not prove: that a given Gateway implementation honours that precedence, terminates TLS
+with the right certificate, or applies weights exactly; those need a conformant implementation
+(Gateway API's conformance suite covers header matching and weighted backends)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from components.routes import preview_route_spec
+from core.config.stack import HealthCheckSettings
+from core.gateway import GATEWAY_NAME, PREVIEW_HEADER, PREVIEW_TOKEN_SECRET
+from core.health import check_sync
+from release.context import ReleaseContext
+from release.flows.deploy import DeployRequest, deploy
+from release.testing.fake_engine import FakeEngine
+from tests.conftest import TEST_SECRETS
+from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, TEST_SIGNER, fake_engine
+
+ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+TOKEN = TEST_SECRETS[PREVIEW_TOKEN_SECRET]
+SETTINGS = HealthCheckSettings.model_validate(FAST_HEALTH_CHECK)
+
+
+def _goes_to_preview(engine: FakeEngine, headers: Any) -> bool:
+    preview_rule = preview_route_spec(GATEWAY_NAME, "api", "api.example.test", TOKEN)["rules"][0]
+    for match in preview_rule["matches"]:
+        if all(headers.get(header["name"]) == header["value"] for header in match["headers"]):
+            return True
+    live = next(
+        inputs for urn, inputs in engine.stacks["staging"].deployed.items() if urn.endswith(f"{ROUTE}::api")
+    )
+    _live_weight, idle_weight = (ref["weight"] for ref in live["spec"]["rules"][0]["backendRefs"])
+    assert idle_weight == 0, "this emulator only routes outside a canary"
+    return False
+
+
+@contextmanager
+def gateway(engine: FakeEngine) -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            preview = _goes_to_preview(engine, self.headers)
+            body = json.dumps({"status": "ok", "image": engine.serving("staging", "api", preview=preview)})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/healthz/ready"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_probe_without_the_preview_token_gets_the_live_colour_and_with_it_the_idle_colour() -> None:
+    engine = fake_engine()
+    live, idle = engine.serving("staging", "api"), engine.serving("staging", "api", preview=True)
+    assert live != idle
+    with gateway(engine) as url:
+        assert check_sync([url], SETTINGS, {"image": live}).healthy
+        assert check_sync([url], SETTINGS, {"image": idle}, headers={PREVIEW_HEADER: TOKEN}).healthy
+        assert (
+            check_sync([url], SETTINGS, {"image": idle}, headers={PREVIEW_HEADER: "guess"}).healthy is False
+        )
+
+
+def test_a_release_judges_its_new_colour_on_the_stable_url_by_sending_the_preview_header() -> None:
+    engine = fake_engine()
+    with gateway(engine) as url:
+        request = DeployRequest(
+            "staging", "api", NEW_API, "alice", preview_urls=[url], stable_urls=[url], signer=TEST_SIGNER
+        )
+        report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), request)
+    assert report.phase == "Healthy", report.failure
+    assert engine.serving("staging", "api") == NEW_API
+    assert ("preview_token", "staging") in engine.calls
+
+
+def test_without_the_token_the_preview_check_sees_the_live_colour_and_the_release_stops() -> None:
+    engine = fake_engine()
+    engine.preview_token = lambda stack: None  # type: ignore[method-assign]
+    with gateway(engine) as url:
+        request = DeployRequest(
+            "staging", "api", NEW_API, "alice", preview_urls=[url], stable_urls=[url], signer=TEST_SIGNER
+        )
+        report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), request)
+    assert report.failure.startswith("analyse:"), report.failure
+    assert engine.serving("staging", "api") != NEW_API
