@@ -22,8 +22,11 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
+
 from components.routes import preview_route_spec
 from core.config.stack import HealthCheckSettings
+from core.errors import ConfigError
 from core.gateway import GATEWAY_NAME, PREVIEW_HEADER, PREVIEW_TOKEN_SECRET
 from core.health import check_sync
 from release.context import ReleaseContext
@@ -98,13 +101,13 @@ def test_a_release_judges_its_new_colour_on_the_stable_url_by_sending_the_previe
     assert ("preview_token", "staging") in engine.calls
 
 
-def test_without_the_token_the_preview_check_sees_the_live_colour_and_the_release_stops() -> None:
+def test_a_stack_whose_preview_token_the_engine_cannot_read_is_refused_before_any_change() -> None:
+    # Without the token every preview check would reach the live colour and pass for the wrong one.
     engine = fake_engine()
     engine.preview_token = lambda stack: None  # type: ignore[method-assign]
-    with gateway(engine) as url:
-        request = DeployRequest(
-            "staging", "api", NEW_API, "alice", preview_urls=[url], stable_urls=[url], signer=TEST_SIGNER
-        )
-        report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), request)
-    assert report.failure.startswith("analyse:"), report.failure
-    assert engine.serving("staging", "api") != NEW_API
+    request = DeployRequest("staging", "api", NEW_API, "alice", signer=TEST_SIGNER)
+    with pytest.raises(ConfigError) as raised:
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), request)
+    assert "platform:appSecrets.PREVIEW_TOKEN" in str(raised.value)
+    assert "pulumi config set --secret" in str(raised.value)
+    assert [call for call in engine.calls if call[0] == "up"] == []

@@ -74,8 +74,10 @@ class AutomationEngine(Engine):
         key = f"{PROJECT_NAME}:{SECRETS_KEY}.{PREVIEW_TOKEN_SECRET}"
         try:
             value = self._call(stack, lambda selected: selected.get_config(key, path=True))
-        except EngineError:
-            return None  # not set: the program refuses the stack at `up`, saying which secret
+        except EngineError as error:
+            if "not found" in str(error):
+                return None  # not set (the config rules refuse such a stack before this is asked)
+            raise  # a passphrase or backend problem is the engine's error, not a missing token
         return SecretValue(str(value.value)) if value.value else None
 
     def up(

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from core.config.base import PROJECT_NAME, Color, full_key
+from core.config.base import PROJECT_NAME, SECRETS_KEY, Color, full_key
 from core.config.rules import undeclared_config_problems
 from core.config.sources import ConfigEntry, StackConfigValues, validated_stack_config
 from core.config.stack import (
@@ -52,7 +52,7 @@ from core.errors import (
     RollbackRefusedError,
     UnfinishedReleaseError,
 )
-from core.gateway import PREVIEW_HEADER
+from core.gateway import PREVIEW_HEADER, PREVIEW_TOKEN_SECRET
 from core.images import ImageRefError, parse_pinned_image, repository_of
 from core.naming import canary_urn, colour_urns
 from release import log
@@ -152,6 +152,8 @@ class _Release:
     preview_urls: list[str]
     stable_urls: list[str]
     stack_config: StackConfig
+    preview_headers: dict[str, str] = field(default_factory=dict, repr=False)
+    """What every preview check sends: the preview header with the stack's token (never shown)."""
 
     @property
     def snapshot_needed(self) -> bool:
@@ -256,6 +258,22 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
     settings = stack_config.settings.health_check
     outputs = ctx.engine.outputs(request.stack)
     releases = current[RELEASES_KEY].value
+    token = ctx.engine.preview_token(request.stack)
+    if token is None or not token.reveal():  # validated config has it: the engine could not read it
+        raise ConfigError(
+            request.stack,
+            [
+                ConfigProblem(
+                    request.stack,
+                    full_key(f"{SECRETS_KEY}.{PREVIEW_TOKEN_SECRET}"),
+                    "(unreadable)",
+                    "the engine returned no preview token, so the preview checks could not reach the "
+                    "idle colour (they would check the live one)",
+                    f"pulumi config set --secret --path '{SECRETS_KEY}.{PREVIEW_TOKEN_SECRET}' "
+                    f'"$(openssl rand -hex 32)" -s {request.stack}',
+                )
+            ],
+        )
     return _Release(
         baseline=baseline,
         before=before,
@@ -270,6 +288,7 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
         preview_urls=health_urls(stack_config, outputs, request.service, True, request.preview_urls),
         stable_urls=health_urls(stack_config, outputs, request.service, False, request.stable_urls),
         stack_config=stack_config,
+        preview_headers={PREVIEW_HEADER: token.reveal()},
     )
 
 
@@ -297,8 +316,7 @@ def _steps(
 
     # The idle colour answers on the stable host only to requests carrying the preview header
     # (components.routes): every preview check sends it, to whichever URL it probes.
-    token = ctx.engine.preview_token(request.stack)
-    preview_checker = with_headers(ctx.checker, {PREVIEW_HEADER: token.reveal()} if token else {})
+    preview_checker = with_headers(ctx.checker, release.preview_headers)
 
     switched_at: list[datetime] = []
 
