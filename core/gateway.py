@@ -29,7 +29,7 @@ PREVIEW_TOKEN_SECRET = "PREVIEW_TOKEN"
 """The stack secret (`platform:appSecrets.PREVIEW_TOKEN`) holding the preview token."""
 
 FORBIDDEN_ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io/"
-"""The retired ingress-nginx controller's annotations: none may appear on any object."""
+"""The retired Ingress controller's annotations: none may appear on any object."""
 
 
 def https_listener(service: str) -> str:

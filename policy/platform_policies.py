@@ -289,7 +289,10 @@ def _no_retired_annotations(args: Args, report_violation: ReportViolation) -> No
     for metadata in metadatas:
         for key in (metadata.get("annotations") or {}) if isinstance(metadata, Mapping) else {}:
             if str(key).startswith(FORBIDDEN_ANNOTATION_PREFIX):
-                report_violation(f"annotation {key!r} belongs to the retired ingress-nginx controller")
+                report_violation(
+                    f"annotation {key!r} belongs to the retired Ingress controller; "
+                    "traffic is on Gateway API (docs/traffic.md)"
+                )
 
 
 def _own_service_account(args: Args, report_violation: ReportViolation) -> None:
@@ -485,9 +488,8 @@ RULES: tuple[Rule, ...] = (
         _route_weights,
     ),
     Rule(
-        "no-ingress-nginx-annotations",
-        "No object carries an annotation of the retired ingress-nginx controller "
-        "(nginx.ingress.kubernetes.io/*).",
+        "no-retired-ingress-annotations",
+        "No object carries an annotation of the retired Ingress controller (nginx.ingress.kubernetes.io/*).",
         (ANY_TYPE,),
         _no_retired_annotations,
     ),

@@ -125,3 +125,19 @@ def test_no_file_of_ours_names_a_path_beside_the_repository() -> None:
     ]
     assert len(files) >= 100
     assert mentions == []
+
+
+RETIRED = re.compile(r"ingress-nginx|ingressClassName|whitelist-source-range|canary Ingress")
+"""The Ingress controller that reached end of maintenance in March 2026 and what only existed for it
+(docs/traffic.md names the old knobs once, in how to move a running stack off it)."""
+
+
+def test_no_document_or_manifest_tells_anyone_to_use_the_retired_ingress_controller() -> None:
+    files = [*DOCUMENTS, *_our_files("*.yaml", "*.yml")]
+    mentions = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if RETIRED.search(line)
+    ]
+    assert mentions == []

@@ -67,7 +67,7 @@ def test_the_pack_declares_fourteen_mandatory_rules() -> None:
         "tls-on-every-listener",
         "route-attached-with-tls",
         "route-weights-and-protected-preview",
-        "no-ingress-nginx-annotations",
+        "no-retired-ingress-annotations",
         "own-service-account",
         "exact-iam-resources",
         "network-policy-present",
@@ -297,9 +297,9 @@ def test_an_ingress_nginx_annotation_is_refused_on_any_object() -> None:
     def retired(props: dict[str, Any]) -> None:
         props["metadata"]["annotations"] = {"nginx.ingress.kubernetes.io/canary-weight": "10"}
 
-    assert rules_broken("production", ROUTE, "api", retired) == {"no-ingress-nginx-annotations"}
+    assert rules_broken("production", ROUTE, "api", retired) == {"no-retired-ingress-annotations"}
     assert rules_broken("dev", "kubernetes:core/v1:Service", "web", retired) == {
-        "no-ingress-nginx-annotations"
+        "no-retired-ingress-annotations"
     }
 
 
