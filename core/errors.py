@@ -58,6 +58,8 @@ class ExitCode(IntEnum):
     """a bug: one line naming the command and the error"""
     INTERRUPTED = 130
     """Ctrl-C"""
+    PIPE_CLOSED = 141
+    """the reader of stdout closed it early (`release history dev | head`): quiet, as after SIGPIPE"""
 
 
 class ReleaseError(Exception):

@@ -32,15 +32,21 @@ from core.text import one_line, printable
 from release import log
 from release.clock import Clock, system_clock
 from release.commands import COMMANDS
-from release.commands.options import Options, Parser
+from release.commands.errors import error_document, json_refusal, pipe_closed, print_error_document
+from release.commands.known_stacks import require_known_stacks
+from release.commands.options import STACK_ARGUMENTS, ArgumentsRefused, Options, Parser
 from release.context import EngineFactory, ReleaseContext
 from release.engine.automation import AutomationEngine
 from release.interrupts import describe, sigterm_interrupts
+from release.terminal import Ask
+from release.terminal import ask as terminal_ask
+from release.version import installed_version
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="release", description="The platform's release tool.")
-    verbs = parser.add_subparsers(dest="verb", required=True)
+    parser.add_argument("--version", action="version", version=f"release {installed_version()}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="<verb>")
     options = Options()
     for command in COMMANDS:
         command.add_parser(verbs, options)
@@ -51,15 +57,26 @@ def main(
     argv: Sequence[str] | None = None,
     engine_factory: EngineFactory | None = None,
     clock: Clock = system_clock,
+    ask: Ask = terminal_ask,
 ) -> int:
     """Run one command; return its exit code. Never raises (argparse exits 2 on bad arguments).
-    `engine_factory` and `clock` are the adapter over the Pulumi CLI and the system clock, except in
-    tests (the engine double and its clock).
+    `engine_factory` and `clock` are the adapter over the Pulumi CLI and the system clock, and `ask`
+    the terminal, except in tests (the engine double, its clock and scripted answers).
 
     A ReleaseError is printed as `release: <message>` and exits with its code; anything else is a
     bug: one line naming the command and the error (the traceback too under --verbose), exit 70.
+    Under `--json` every refusal and error is also a JSON object on stdout (`error`, `exitCode`,
+    `problems`). A reader that closes the pipe early (`release history dev | head`) ends the command
+    quietly, exit 141 as for any program a closed pipe ends.
     """
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in arguments
+    try:
+        args = build_parser().parse_args(arguments)
+    except ArgumentsRefused as refused:
+        if as_json:
+            print_error_document(refused.message, ExitCode.BAD_INPUT, [{"problem": refused.message}])
+        raise
     log.configure(verbose=args.verbose, quiet=args.quiet)
     ctx = ReleaseContext(
         env=os.environ,
@@ -67,21 +84,27 @@ def main(
         given_project_dir=args.project_dir,
         given_actor=getattr(args, "actor", None),
         clock=clock,
+        ask=ask,
     )
     try:
         with sigterm_interrupts():
+            require_known_stacks(ctx, [getattr(args, dest) for dest in getattr(args, STACK_ARGUMENTS, ())])
             return int(args.run(args, ctx))
+    except BrokenPipeError:
+        return pipe_closed()
     except ReleaseError as error:
         log.error(str(error))
-        return int(error.exit_code)
+        return json_refusal(args.json, error_document(error), error.exit_code)
     except KeyboardInterrupt as interrupt:
-        print(f"release {args.verb}: {describe(interrupt)}; the command did not finish", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+        line = f"release {args.verb}: {describe(interrupt)}; the command did not finish"
+        print(line, file=sys.stderr)
+        return json_refusal(args.json, (line, []), ExitCode.INTERRUPTED)
     except Exception as error:  # noqa: BLE001 - the one place an unexpected error is caught
         if args.verbose:
             sys.stderr.write(printable(traceback.format_exc()))
-        print(_internal_error_line(args.verb, error), file=sys.stderr)
-        return int(ExitCode.INTERNAL)
+        line = _internal_error_line(args.verb, error)
+        print(line, file=sys.stderr)
+        return json_refusal(args.json, (line, []), ExitCode.INTERNAL)
 
 
 def _internal_error_line(verb: str, error: BaseException) -> str:

@@ -29,6 +29,7 @@ from release.history.writer import RecordChains
 from release.log import Progress
 from release.notify import NO_NOTIFIER, Notifier
 from release.report.release_report import Checker, default_checker
+from release.terminal import Ask, ask
 from release.testing.fake_clock import FakeClock
 
 EngineFactory = Callable[[Path], Engine]
@@ -53,6 +54,8 @@ class ReleaseContext:
     given_signer: Signer | None = None
     from_environment: bool = True
     """False in tests: the signer and notifier are only what was given, never the environment's."""
+    ask: Ask = ask
+    """Questions to the person at the terminal (a confirmation before changing a guarded stack)."""
 
     @cached_property
     def project_dir(self) -> Path:

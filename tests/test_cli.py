@@ -70,7 +70,7 @@ def test_health_check_exits_2_on_bad_usage(capsys: pytest.CaptureFixture[str]) -
 
 def test_health_check_takes_its_defaults_from_the_stack(capsys: pytest.CaptureFixture[str]) -> None:
     with serve(failing(500)) as url:
-        code = run(["health-check", "--url", url, "--stack", "dev", "--interval", "0.05", "--json"])
+        code = run(["health-check", "dev", "--url", url, "--interval", "0.05", "--json"])
     assert code == 1
     assert len(json.loads(capsys.readouterr().out)["probes"]) == 3  # dev's healthCheck.failures
 

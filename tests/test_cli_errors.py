@@ -167,7 +167,7 @@ VERBS_READING_PULUMI_YAML = [
     ["deploy", "dev", "--service", "api", "--image", NEW_API],
     ["promote", "dev", "staging", "--service", "api"],
     ["status"],
-    ["health-check", "--url", "http://127.0.0.1:9", "--stack", "dev"],
+    ["health-check", "dev", "--url", "http://127.0.0.1:9"],
 ]
 
 EVERY_VERB = [

@@ -113,7 +113,7 @@ STACK_ARGUMENTS = [
     ["diff", "dev", "{}"],
     ["drift", "{}"],
     ["history", "{}"],
-    ["health-check", "--url", "http://127.0.0.1:9", "--stack", "{}"],
+    ["health-check", "{}", "--url", "http://127.0.0.1:9"],
 ]
 
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from core.stack_name import parse_stack_name
-from release.commands.options import Options, require_reason_with_force, restore_options
+from release.commands.options import (
+    Options,
+    confirm_change,
+    require_reason_with_force,
+    restore_options,
+    stack_argument,
+)
 from release.commands.output import emit_report
 from release.context import ReleaseContext
 from release.flows.abort import AbortRequest, abort
@@ -22,14 +27,17 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         "state before it (other services stay as they are), records that it finished, and checks the "
         "stable URL.",
     )
-    parser.add_argument("stack", type=parse_stack_name)
-    parser.add_argument("--service", required=True)
+    stack_argument(parser)
+    parser.add_argument(
+        "--service", required=True, help="the service whose unfinished release to finish, e.g. api"
+    )
     restore_options(parser, "abort")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
     require_reason_with_force(args)
+    confirm_change(args, ctx, "abort")
     request = AbortRequest(
         args.stack,
         args.service,

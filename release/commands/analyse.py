@@ -13,9 +13,8 @@ import argparse
 from core.config.base import Color
 from core.config.sources import validated_stack_config
 from core.errors import ConfigError, ConfigProblem, ExitCode, UsageError
-from core.stack_name import parse_stack_name
 from release.analysis import analyse, prometheus_query
-from release.commands.options import Options
+from release.commands.options import Options, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
 
@@ -26,9 +25,15 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         parents=[options.shared],
         help="run the metric analysis of one colour now: exit 0 Successful, 1 Failed or Inconclusive",
     )
-    parser.add_argument("stack", type=parse_stack_name)
-    parser.add_argument("--service", required=True)
-    parser.add_argument("--colour", "--color", choices=[color.value for color in Color], default=None)
+    stack_argument(parser)
+    parser.add_argument("--service", required=True, help="the service to analyse, e.g. api")
+    parser.add_argument(
+        "--colour",
+        "--color",
+        choices=[color.value for color in Color],
+        default=None,
+        help="the colour to judge (default: the idle one, which a release would switch to)",
+    )
     parser.set_defaults(run=run)
 
 

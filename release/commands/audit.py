@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 
 from core.config.sources import stack_names
 from core.errors import ExitCode, UsageError
-from core.stack_name import parse_stack_name
-from release.commands.options import Options
+from release.commands.options import Options, stack_argument
 from release.commands.output import emit, stack_not_shown
 from release.context import ReleaseContext
 from release.report.audit import read_audit, render_audit
@@ -21,9 +20,7 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         parents=[options.shared],
         help="who did what, when: every release, promotion, rollback, verification",
     )
-    parser.add_argument(
-        "stack", nargs="?", type=parse_stack_name, help="one stack (default: every Pulumi.<stack>.yaml)"
-    )
+    stack_argument(parser, optional=True, help="one stack (default: every Pulumi.<stack>.yaml)")
     parser.add_argument("--since", help="only entries on or after this date (YYYY-MM-DD, UTC)")
     parser.add_argument("--markdown", action="store_true", help="a markdown table")
     parser.add_argument(

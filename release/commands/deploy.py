@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.stack_name import parse_stack_name
-from release.commands.options import Options, assignments, config_options, url_option
+from release.commands.options import Options, assignments, config_options, stack_argument, url_option
 from release.commands.output import emit_report
 from release.context import ReleaseContext
 from release.flows.deploy import DeployRequest, deploy
@@ -28,8 +27,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         "colour and up, check the stable URL. Any failure restores the last settled state from stack "
         "history.",
     )
-    parser.add_argument("stack", type=parse_stack_name)
-    parser.add_argument("--service", required=True)
+    stack_argument(parser)
+    parser.add_argument("--service", required=True, help="the service to release, e.g. api")
     parser.add_argument(
         "--image",
         default="",

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.stack_name import parse_stack_name
-from release.commands.options import Options
+from release.commands.options import Options, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
 from release.offline import plan
@@ -17,8 +16,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         parents=[options.shared],
         help="every difference between two stacks, knob or parity violation (offline); exit 1 on a violation",
     )
-    parser.add_argument("stack_a", type=parse_stack_name)
-    parser.add_argument("stack_b", type=parse_stack_name)
+    stack_argument(parser, "stack_a", metavar="a", help="one stack, e.g. staging")
+    stack_argument(parser, "stack_b", metavar="b", help="the stack to compare it with, e.g. production")
     parser.set_defaults(run=run)
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 
 from core.errors import ExitCode, ReleaseError
-from core.stack_name import parse_stack_name
 from release import log
-from release.commands.options import Options
+from release.commands.options import Options, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
 from release.flows.drift import check_drift
@@ -19,7 +18,7 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         parents=[options.shared],
         help="refresh preview: exit 0 no drift, 1 drift (each resource and property listed), 2 error",
     )
-    parser.add_argument("stack", type=parse_stack_name)
+    stack_argument(parser)
     parser.set_defaults(run=run)
 
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 from datetime import datetime
 
-from core.stack_name import parse_stack_name
-from release.commands.options import Options
+from release.commands.options import Options, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
 from release.flows.drill import DrillRequest, drill
@@ -25,7 +24,7 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         "the instance even when a step fails, and writes a signed drill record. Exit 0 when the drill "
         "passed, 1 when it failed (the report says by how much a target was missed).",
     )
-    parser.add_argument("stack", type=parse_stack_name)
+    stack_argument(parser)
     parser.add_argument("--at", type=_utc_time, help="a point in time to restore (UTC, ISO 8601 with zone)")
     parser.add_argument("--keep", action="store_true", help="leave the scratch instance for inspection")
     parser.add_argument(

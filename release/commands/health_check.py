@@ -7,9 +7,8 @@ import argparse
 from core.config.sources import health_check_settings
 from core.errors import ExitCode, UsageError
 from core.health import Probe, check_sync, parse_expect_json
-from core.stack_name import parse_stack_name
 from release import log
-from release.commands.options import Options
+from release.commands.options import Options, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
 
@@ -21,18 +20,28 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         help="probe URLs until healthy or unhealthy: exit 0 healthy, 1 unhealthy, 2 bad usage",
     )
     parser.add_argument("--url", action="append", required=True, help="repeatable; probed concurrently")
+    stack_argument(parser, optional=True, help="take the defaults from this stack's healthCheck knob")
     parser.add_argument(
-        "--stack", type=parse_stack_name, help="take the defaults from this stack's healthCheck knob"
+        "--expect-status", type=int, help="the HTTP status a good probe answers (default 200)"
     )
-    parser.add_argument("--expect-status", type=int)
-    parser.add_argument("--expect-json", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--expect-json",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a top-level JSON field a good answer holds with this value; repeatable",
+    )
     parser.add_argument("--timeout", type=float, help="seconds per probe")
     parser.add_argument("--interval", type=float, help="seconds between probes of one URL")
     parser.add_argument("--window", type=float, help="seconds before an undecided check is unhealthy")
     parser.add_argument("--successes", type=int, help="consecutive good probes for Healthy")
     parser.add_argument("--failures", type=int, help="consecutive bad probes for Degraded")
-    parser.add_argument("--max-latency-ms", type=int)
-    parser.add_argument("--follow-redirects", action="store_true")
+    parser.add_argument("--max-latency-ms", type=int, help="a slower answer is a bad probe")
+    parser.add_argument(
+        "--follow-redirects",
+        action="store_true",
+        help="follow redirects (default: a redirect is a bad probe)",
+    )
     parser.set_defaults(run=run)
 
 

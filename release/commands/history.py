@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from core.errors import ExitCode
-from core.stack_name import parse_stack_name
-from release.commands.options import Options, non_negative_int
+from release.commands.options import Options, non_negative_int, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
 from release.history.entries import read_history, render_history
@@ -14,7 +13,7 @@ from release.history.entries import read_history, render_history
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
     parser = verbs.add_parser("history", parents=[options.shared], help="the stack's updates, newest first")
-    parser.add_argument("stack", type=parse_stack_name)
+    stack_argument(parser)
     parser.add_argument("--limit", type=non_negative_int, default=20, help="show at most N entries (0: all)")
     parser.set_defaults(run=run)
 

@@ -7,20 +7,59 @@ bad argument exits 2 with the value and the rule.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from core.config.base import ENV_NAME, config_value_problem
 from core.config.signing import KEY_NAME
 from core.errors import UsageError
+from core.stack_name import parse_stack_name
 from core.text import one_line
+from release.context import ReleaseContext
+
+STACK_ARGUMENTS = "stack_arguments"
+"""The parsed arguments' attribute listing which of them name stacks (checked against the project's
+stack files before the command runs: release.cli)."""
+
+
+class ArgumentsRefused(SystemExit):
+    """argparse refused the command line: exit 2, as argparse does, with the reason kept for `--json`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with its error line escaped: it may quote an argument that came from outside."""
+    """argparse, with its error line escaped (it may quote an argument that came from outside) and
+    kept on the exit, so `release.cli` can also print it as JSON."""
 
     def error(self, message: str) -> NoReturn:
-        super().error(one_line(message))
+        line = one_line(message)
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {line}\n")
+        raise ArgumentsRefused(line)
+
+
+def stack_argument(
+    parser: argparse.ArgumentParser,
+    dest: str = "stack",
+    *,
+    group: Any = None,
+    optional: bool = False,
+    metavar: str | None = None,
+    help: str = "the stack, e.g. staging (one of the project's Pulumi.<stack>.yaml)",
+) -> None:
+    """A positional stack argument (every verb takes its stack this way): checked against Pulumi's
+    naming rules while parsing and against the project's stacks before the command runs."""
+    options: dict[str, Any] = {"type": parse_stack_name, "help": help}
+    if optional:
+        options["nargs"] = "?"
+    if metavar is not None:
+        options["metavar"] = metavar
+    (group or parser).add_argument(dest, **options)
+    parser.set_defaults(**{STACK_ARGUMENTS: (*(parser.get_default(STACK_ARGUMENTS) or ()), dest)})
 
 
 def shared_options() -> Parser:
@@ -86,6 +125,12 @@ def restore_options(parser: argparse.ArgumentParser, what: str) -> None:
         help=f"{what} past a migration that is not declared backward compatible (give --reason)",
     )
     parser.add_argument("--no-health-check", action="store_true", help="skip the check after the up")
+    parser.add_argument(
+        "--yes",
+        action="store_true",
+        help="confirm a change to a stack whose promotion requires approval without being asked "
+        "(needed outside a terminal; CI passes it)",
+    )
     url_option(parser, "--stable-url", "stable")
 
 
@@ -168,3 +213,25 @@ def assignments(pairs: list[tuple[str, str]], option: str) -> dict[str, str]:
             raise UsageError(f"{option} {name} is given twice with different values; give it once")
         values[name] = value
     return values
+
+
+def confirm_change(args: argparse.Namespace, ctx: ReleaseContext, verb: str) -> None:
+    """Before `rollback`/`abort` changes a stack whose promotion requires approval: the person at the
+    terminal confirms by typing the stack's name, or `--yes` says so up front (CI passes it). Outside
+    a terminal, without `--yes`, the command is refused with nothing changed. A dry run changes
+    nothing and asks nothing."""
+    policy = ctx.project.stack_policies.get(args.stack)
+    if args.dry_run or args.yes or policy is None or not policy.promotion.require_approval:
+        return
+    guarded = (
+        f"stack '{args.stack}' requires approval for releases "
+        f"(stackPolicies.{args.stack}.promotion.requireApproval in Pulumi.yaml)"
+    )
+    answer = ctx.ask(f"release {verb} changes {guarded}.\nType the stack name to go on: ")
+    if answer is None:
+        raise UsageError(
+            f"release {verb} {args.stack}: {guarded}; outside a terminal, confirm with --yes "
+            "(nothing was changed)"
+        )
+    if answer.strip() != args.stack:
+        raise UsageError(f"release {verb} {args.stack}: not confirmed (nothing was changed)")

@@ -7,9 +7,8 @@ from pathlib import Path
 
 from core.config.sources import secret_names_of, stack_names
 from core.errors import ExitCode, UsageError
-from core.stack_name import parse_stack_name
 from release import log
-from release.commands.options import Options
+from release.commands.options import Options, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
 from release.offline import plan
@@ -24,7 +23,7 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         description=plan.HONESTY_NOTE,
     )
     target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("stack", nargs="?", type=parse_stack_name, help="one stack, e.g. staging")
+    stack_argument(parser, group=target, optional=True, help="one stack, e.g. staging")
     target.add_argument(
         "--all", action="store_true", help="every Pulumi.<stack>.yaml, and every difference between them"
     )

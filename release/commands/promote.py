@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.stack_name import parse_stack_name
-from release.commands.options import Options, assignments, config_options, url_option
+from release.commands.options import Options, assignments, config_options, stack_argument, url_option
 from release.commands.output import emit_report
 from release.context import ReleaseContext
 from release.flows.promote import PromoteRequest, promote
@@ -22,9 +21,9 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         "there) and run the blue-green release on <to>, after checking <to>'s promotion gate in "
         "Pulumi.yaml (stage, verified, soak, freshness, approval, four eyes, freeze windows).",
     )
-    parser.add_argument("source", metavar="from", type=parse_stack_name)
-    parser.add_argument("target", metavar="to", type=parse_stack_name)
-    parser.add_argument("--service", required=True)
+    stack_argument(parser, "source", metavar="from", help="the stack the digest is verified in, e.g. staging")
+    stack_argument(parser, "target", metavar="to", help="the stack to release it to, e.g. production")
+    parser.add_argument("--service", required=True, help="the service whose digest to promote, e.g. api")
     parser.add_argument("--digest", help="sha256:<64 hex> (default: the one live in <from>)")
     parser.add_argument("--approval", help="the approval reference: a change ticket, a review URL")
     parser.add_argument("--approver", help="who approved (must differ from the actor where four eyes apply)")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from core.errors import ExitCode
-from core.stack_name import parse_stack_name
-from release.commands.options import Options, require_reason_with_force
+from release.commands.options import Options, require_reason_with_force, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
 from release.flows.promote import reject
@@ -16,8 +15,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
     parser = verbs.add_parser(
         "reject", parents=[options.shared, options.actor], help="mark a digest as never to be promoted again"
     )
-    parser.add_argument("stack", type=parse_stack_name)
-    parser.add_argument("--service", required=True)
+    stack_argument(parser)
+    parser.add_argument("--service", required=True, help="the service the digest was built for, e.g. api")
     parser.add_argument("--digest", required=True, help="sha256:<64 hex> or the full image reference")
     parser.add_argument(
         "--force",

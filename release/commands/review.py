@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 
 from core.errors import ExitCode
-from core.stack_name import parse_stack_name
 from core.text import one_line
-from release.commands.options import Options, positive_int
+from release.commands.options import Options, positive_int, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
 from release.flows.promote import review
@@ -19,9 +18,11 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         parents=[options.shared, options.actor],
         help="acknowledge a break-glass release (someone else's)",
     )
-    parser.add_argument("stack", type=parse_stack_name)
+    stack_argument(parser)
     parser.add_argument("number", type=positive_int, help="its number in `release audit`")
-    parser.add_argument("--note", required=True)
+    parser.add_argument(
+        "--note", required=True, help="what the review found (recorded, signed, with who reviewed)"
+    )
     parser.set_defaults(run=run)
 
 

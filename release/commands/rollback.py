@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from core.stack_name import parse_stack_name
 from release.commands.options import (
     Options,
+    confirm_change,
     positive_int,
     require_reason_with_force,
     restore_options,
+    stack_argument,
 )
 from release.commands.output import emit_report
 from release.context import ReleaseContext
@@ -23,7 +24,7 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         parents=[options.shared, options.actor],
         help="restore the previous succeeded update (or entry N of `release history`) and up",
     )
-    parser.add_argument("stack", type=parse_stack_name)
+    stack_argument(parser)
     parser.add_argument(
         "--to-version", type=positive_int, default=None, metavar="N", help="entry N of `release history`"
     )
@@ -33,6 +34,7 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
     require_reason_with_force(args)
+    confirm_change(args, ctx, "rollback")
     request = RollbackRequest(
         args.stack,
         ctx.actor,
