@@ -40,6 +40,7 @@ from core.errors import ApprovalEvidenceError, UsageError
 from release.github import EnvironmentApproval, in_github_actions, read_environment_approval
 from release.history.entries import HistoryEntry
 from release.history.records import Event
+from release.history.signing import Trust
 
 BREAK_GLASS_SKIPS = ("verified", "soak", "fresh", "freeze")
 Broken = Callable[[str, str, str], None]
@@ -100,6 +101,10 @@ class Evidence:
     revoked: HistoryEntry | None = None
     rejected: HistoryEntry | None = None
     live: bool = False
+    uncounted_verify: HistoryEntry | None = None
+    """The newest verify record of the image that history holds but that does not count as evidence
+    here (unsigned where signed evidence is required, an untrusted key, outside the chain): said as
+    the reason, never counted."""
 
     def holds(self, now: datetime) -> bool:
         """Verified, not revoked, and its signed time consistent with the chain at `now`."""
@@ -114,6 +119,8 @@ class Evidence:
         return (record.signed_at if record else None) or self.verified.finished_at
 
     def describe(self) -> str:
+        if self.verified is None and self.uncounted_verify is not None:
+            return _why_not_evidence(self.uncounted_verify)
         if self.verified is None:
             return "no verify record" if self.deployed else f"never deployed in {self.stack}"
         text = f"verified in {self.verified.label()}"
@@ -183,7 +190,41 @@ def evidence_for(
             and entry.succeeded
         ):
             verified = entry
-    return Evidence(stack, service, image, deployed, verified, revoked, rejected, live)
+    uncounted = None
+    if verified is None:
+        uncounted = next(
+            (entry for entry in entries if _uncounted_verify(entry, service, image, signed_only)), None
+        )
+    return Evidence(stack, service, image, deployed, verified, revoked, rejected, live, uncounted)
+
+
+def _uncounted_verify(entry: HistoryEntry, service: str, image: str, signed_only: bool) -> bool:
+    claimed = entry.claimed.record if entry.claimed is not None else None
+    counts = (entry.signed_record if signed_only else entry.record) is not None
+    return (
+        claimed is not None
+        and not counts
+        and claimed.event == Event.VERIFY
+        and claimed.image == image
+        and claimed.service == service
+        and entry.succeeded
+    )
+
+
+def _why_not_evidence(entry: HistoryEntry) -> str:
+    """Why a verify record history holds is not evidence: what the person must change."""
+    if entry.trust is Trust.UNSIGNED:
+        return (
+            f"its verify record ({entry.label()}) is unsigned, and only records signed by a trusted key "
+            "count as evidence here: release with RELEASE_SIGNING_KEY set (docs/operations.md, "
+            "running a release from a laptop)"
+        )
+    if entry.trust is Trust.UNTRUSTED_KEY:
+        return (
+            f"its verify record ({entry.label()}) is signed by a key Pulumi.yaml does not trust: add the "
+            "key to releaseSigning.trustedKeys, or release again with a trusted key"
+        )
+    return f"its verify record ({entry.label()}) does not count here ({entry.trust or 'not in the chain'})"
 
 
 def decide_promotion(

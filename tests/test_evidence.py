@@ -52,6 +52,21 @@ def test_an_unsigned_record_is_not_evidence_and_the_audit_marks_it_unsigned() ->
     assert row.record == "unsigned" and not row.counted and row.actor == "alice (unverified)"
 
 
+def describe(*entries: dict[str, object]) -> str:
+    return evidence_for("staging", history(*entries), "api", GOOD, live=True, signed_only=True).describe()
+
+
+def test_the_gate_says_an_unsigned_verify_record_is_unsigned_and_how_to_sign_it() -> None:
+    reason = describe(update("2026-11-24T09:00", record("verify"), signer=None))
+    assert "is unsigned" in reason and "RELEASE_SIGNING_KEY" in reason
+    assert "no verify record" not in reason
+
+
+def test_the_gate_says_a_verify_record_signed_by_an_untrusted_key_needs_a_trusted_one() -> None:
+    reason = describe(update("2026-11-24T09:00", record("verify"), signer=UNTRUSTED))
+    assert "a key Pulumi.yaml does not trust" in reason and "releaseSigning.trustedKeys" in reason
+
+
 def test_a_record_with_one_tampered_byte_has_an_invalid_signature() -> None:
     entry = update("2026-11-24T09:00", record("verify", actor="alice"))
     entry["message"] = str(entry["message"]).replace('"actor":"alice"', '"actor":"alicf"')
