@@ -174,6 +174,28 @@ class EngineUnavailableError(EngineError):
     """No Pulumi CLI: the commands that need the engine cannot run (`release plan` still can)."""
 
 
+@dataclass(frozen=True)
+class Precondition:
+    """One thing a release needs from outside that is not there: what, what is wrong, the fix."""
+
+    what: str
+    problem: str
+    fix: str
+
+
+class PreflightError(ReleaseError):
+    """A release that could not finish, refused before any change (release.flows.preflight)."""
+
+    exit_code = ExitCode.ENGINE
+
+    def __init__(self, stack: str, problems: list[Precondition]) -> None:
+        self.stack = stack
+        self.problems = list(problems)
+        lines = [f"stack '{stack}': {len(self.problems)} precondition(s) unmet; nothing was changed:"]
+        lines += [f"  - {p.what}: {p.problem}\n      fix: {p.fix}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
 class ConcurrentReleaseError(EngineError):
     """Another release or `pulumi up` holds this stack; this one changed nothing and stopped."""
 

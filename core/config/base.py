@@ -70,10 +70,11 @@ MasterUsername = Annotated[
     str, _fullmatching(r"[a-z][a-z0-9_]{0,15}", "must be a lower-case name of at most 16 characters")
 ]
 HttpScheme = Annotated[str, _fullmatching(r"https?", "must be http or https")]
+HTTP_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
 HttpUrlText = Annotated[
     str,
     _fullmatching(
-        r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?",
+        HTTP_URL.pattern,
         "must be an http(s) URL with a host, no credentials, query or fragment, like "
         "http://prometheus.monitoring.example.test:9090",
     ),

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import argparse
 
-from release.commands.options import Options, assignments, config_options, stack_argument, url_option
+from release.commands.options import (
+    Options,
+    assignments,
+    config_options,
+    stack_argument,
+    where_to_check_options,
+)
 from release.commands.output import emit_report
 from release.context import ReleaseContext
 from release.flows.deploy import DeployRequest, deploy
@@ -35,8 +41,7 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         help="<repository>@sha256:<digest> (default: the image live now, for a config-only release)",
     )
     config_options(parser)
-    url_option(parser, "--preview-url", "preview")
-    url_option(parser, "--stable-url", "stable")
+    where_to_check_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -52,6 +57,7 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
         env=assignments(args.env, "--set-env"),
         preview_urls=list(args.preview_url),
         stable_urls=list(args.stable_url),
+        prometheus_url=args.prometheus_url or "",
         run=ctx.run_url,
         signer=ctx.signer,
     )

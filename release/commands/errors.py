@@ -12,7 +12,6 @@ from typing import Any
 
 from core.errors import (
     ApprovalEvidenceError,
-    ConfigError,
     ExitCode,
     MissingSecretsError,
     PromotionRefusedError,
@@ -28,18 +27,14 @@ def error_document(error: ReleaseError) -> tuple[str, list[Problem]]:
 
 
 def problems_of(error: ReleaseError) -> list[Problem]:
-    if isinstance(error, ConfigError):
-        return [_fields(problem) for problem in error.problems]
     if isinstance(error, PromotionRefusedError):
         return [_fields(violation) for violation in error.violations]
     if isinstance(error, MissingSecretsError):
         return [{"problem": "secret not set", "key": f"appSecrets.{name}"} for name in error.missing]
     if isinstance(error, ApprovalEvidenceError):
         return [{"kind": error.kind, "problem": error.problem, "fix": error.fix}]
-    problems = getattr(error, "problems", None)
-    if isinstance(problems, list) and all(isinstance(problem, str) for problem in problems):
-        return [{"problem": problem} for problem in problems]
-    return []
+    problems = getattr(error, "problems", None)  # ConfigError, PreflightError, StackNameError
+    return [_fields(problem) for problem in problems] if isinstance(problems, list) else []
 
 
 def print_error_document(message: str, exit_code: int, problems: list[Problem]) -> None:

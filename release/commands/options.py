@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from core.config.base import ENV_NAME, config_value_problem
+from core.config.base import ENV_NAME, HTTP_URL, config_value_problem
 from core.config.signing import KEY_NAME
 from core.errors import UsageError
 from core.stack_name import parse_stack_name
@@ -235,3 +235,26 @@ def confirm_change(args: argparse.Namespace, ctx: ReleaseContext, verb: str) -> 
         )
     if answer.strip() != args.stack:
         raise UsageError(f"release {verb} {args.stack}: not confirmed (nothing was changed)")
+
+
+def where_to_check_options(parser: argparse.ArgumentParser) -> None:
+    """`--preview-url`, `--stable-url` and `--prometheus-url`: where a release's checks go, for one run."""
+    url_option(parser, "--preview-url", "preview")
+    url_option(parser, "--stable-url", "stable")
+    parser.add_argument(
+        "--prometheus-url",
+        type=http_url,
+        default=None,
+        metavar="URL",
+        help="query this Prometheus for this run's analysis instead of the stack's analysis.prometheusUrl "
+        "(e.g. a port-forward: http://127.0.0.1:9090)",
+    )
+
+
+def http_url(text: str) -> str:
+    """An argparse `type=`: an http(s) URL with a host and no credentials, query or fragment."""
+    if not HTTP_URL.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"'{one_line(text)}' is not an http(s) URL with a host, like http://127.0.0.1:9090"
+        )
+    return text

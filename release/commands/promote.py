@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from release.commands.options import Options, assignments, config_options, stack_argument, url_option
+from release.commands.options import (
+    Options,
+    assignments,
+    config_options,
+    stack_argument,
+    where_to_check_options,
+)
 from release.commands.output import emit_report
 from release.context import ReleaseContext
 from release.flows.promote import PromoteRequest, promote
@@ -33,8 +39,7 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         help="skip the verified, soak and freeze gates (never approval, never the record); needs --reason",
     )
     config_options(parser)
-    url_option(parser, "--preview-url", "preview")
-    url_option(parser, "--stable-url", "stable")
+    where_to_check_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -51,6 +56,7 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
         reason="" if args.break_glass else args.reason,
         preview_urls=list(args.preview_url),
         stable_urls=list(args.stable_url),
+        prometheus_url=args.prometheus_url or "",
         flags=assignments(args.flags, "--set-flag"),
         env=assignments(args.env, "--set-env"),
     )  # refuses --break-glass without --reason first, before the signing key is read

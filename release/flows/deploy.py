@@ -60,6 +60,7 @@ from release.analysis import Outcome, analyse, prometheus_query
 from release.clock import Clock
 from release.context import ReleaseContext
 from release.engine.shapes import UpdateResult
+from release.flows.preflight import preflight
 from release.flows.restore import plan_rollback, restore
 from release.flows.snapshot import needs_snapshot, take_snapshot
 from release.history.entries import RELEASES_KEY, HistoryEntry, refuse_if_running
@@ -75,6 +76,7 @@ from release.report.release_report import (
     ReleaseReport,
     Step,
     check_step,
+    default_checker,
     health_urls,
     record_step,
     up_step,
@@ -97,6 +99,8 @@ class DeployRequest:
     preview_urls: list[str] = field(default_factory=list)
     """Overrides the preview URL the stack exposes (e.g. a port-forward)."""
     stable_urls: list[str] = field(default_factory=list)
+    prometheus_url: str = ""
+    """Overrides the stack's analysis.prometheusUrl for this run (e.g. a port-forward)."""
     run: str = ""
     """The CI run URL, recorded with every update."""
     approval: dict[str, Any] = field(default_factory=dict)
@@ -274,6 +278,14 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
                 )
             ],
         )
+    analysis = stack_config.settings.analysis
+    if analysis is not None and request.prometheus_url:
+        analysis = analysis.model_copy(update={"prometheus_url": request.prometheus_url})
+    preview_urls = health_urls(stack_config, outputs, request.service, True, request.preview_urls)
+    stable_urls = health_urls(stack_config, outputs, request.service, False, request.stable_urls)
+    preflight(
+        request.stack, analysis, [*preview_urls, *stable_urls], resolve_hosts=ctx.checker is default_checker
+    )
     return _Release(
         baseline=baseline,
         before=before,
@@ -282,11 +294,11 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
         releases=releases,
         staged=before.with_run(before.idle_color, run).at_full_size(),
         settings=settings,
-        analysis=stack_config.settings.analysis,
+        analysis=analysis,
         strategy=stack_config.settings.strategy,
         expect={settings.version_field: run.image} if settings.version_field else {},
-        preview_urls=health_urls(stack_config, outputs, request.service, True, request.preview_urls),
-        stable_urls=health_urls(stack_config, outputs, request.service, False, request.stable_urls),
+        preview_urls=preview_urls,
+        stable_urls=stable_urls,
         stack_config=stack_config,
         preview_headers={PREVIEW_HEADER: token.reveal()},
     )

@@ -65,6 +65,7 @@ class PromoteRequest:
     reason: str = ""
     preview_urls: list[str] = field(default_factory=list)
     stable_urls: list[str] = field(default_factory=list)
+    prometheus_url: str = ""
     signer: Signer | None = None
     flags: dict[str, str] = field(default_factory=dict)
     """Feature flag values to release into the target with the digest; each must run in the source."""
@@ -162,6 +163,7 @@ def _release_request(
         reason=request.reason or (request.break_glass_reason or ""),
         preview_urls=request.preview_urls,
         stable_urls=request.stable_urls,
+        prometheus_url=request.prometheus_url,
         run=ctx.run_url,
         approval=approval.to_json() if approval else {},
         break_glass=(

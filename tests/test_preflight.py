@@ -1,0 +1,101 @@
+"""Preflight: a release that could not finish is refused before its first `up`, in seconds, with
+every unmet precondition named and nothing changed (exit 3), instead of failing minutes later and
+rolling back. Real peers only: a port where nothing listens, a host that cannot resolve, a real
+Prometheus."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from core.errors import ExitCode, PreflightError
+from release.cli import main
+from release.context import ReleaseContext
+from release.flows.deploy import deploy
+from release.testing.fake_engine import FakeEngine
+from tests.http_servers import refused_url
+from tests.prometheus_server import Traffic, prometheus_with
+from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, cluster, signed_project
+
+NOWHERE = "https://api.nowhere.invalid/healthz/ready"
+"""`.invalid` never resolves (RFC 2606)."""
+
+
+def staging_with_prometheus_at(url: str) -> FakeEngine:
+    engine = FakeEngine(project_dir=signed_project())
+    edit = {"platform:healthCheck": FAST_HEALTH_CHECK, "platform:analysis": {"prometheusUrl": url}}
+    engine.add_stack("staging", edit=edit)  # the file's own canary strategy
+    return engine
+
+
+def prometheus_down() -> str:
+    return refused_url().removesuffix("/healthz")
+
+
+def test_a_canary_whose_prometheus_does_not_answer_is_refused_before_any_change() -> None:
+    engine = staging_with_prometheus_at(prometheus_down())
+    ups = len(engine.ups)
+    with cluster(engine) as api, pytest.raises(PreflightError) as refused:
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
+    (problem,) = refused.value.problems
+    assert problem.what == "prometheus" and "does not answer `vector(1)`" in problem.problem
+    assert "--prometheus-url" in problem.fix
+    assert refused.value.exit_code == ExitCode.ENGINE and len(engine.ups) == ups
+
+
+def test_a_per_run_prometheus_url_replaces_the_stacks_for_that_run() -> None:
+    traffic = [Traffic("api", "blue", 50), Traffic("api", "green", 50)]
+    with prometheus_with(traffic) as loaded:
+        engine = staging_with_prometheus_at(prometheus_down())
+        with cluster(engine) as api:
+            request = replace(api.request(NEW_API), prometheus_url=loaded.url)
+            report = deploy(
+                ReleaseContext.for_tests(engine, engine.project_dir, sleep=lambda _: None), request
+            )
+    assert report.phase == "Healthy", report.failure
+    assert any(step.name.startswith("canary") for step in report.steps)
+
+
+def test_a_health_url_whose_host_does_not_resolve_is_refused_before_any_change() -> None:
+    engine = staging_with_prometheus_at(prometheus_down())
+    ups = len(engine.ups)
+    with cluster(engine) as api, pytest.raises(PreflightError) as refused:
+        request = replace(api.request(NEW_API), preview_urls=[NOWHERE])
+        deploy(ReleaseContext.for_tests(engine, engine.project_dir), request)
+    found = {problem.what: problem for problem in refused.value.problems}
+    assert set(found) == {"prometheus", "health URL"}  # every unmet precondition at once
+    assert "api.nowhere.invalid does not resolve" in found["health URL"].problem
+    assert len(engine.ups) == ups
+
+
+def test_the_refusal_under_json_lists_each_precondition_with_its_fix(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine = FakeEngine(project_dir=signed_project())
+    engine.add_stack("dev", edit={"platform:healthCheck": FAST_HEALTH_CHECK})
+    argv = ["deploy", "dev", "--service", "api", "--image", NEW_API, "--preview-url", NOWHERE, "--json"]
+    code = main([*argv, "--project-dir", str(engine.project_dir)], lambda _: engine, engine.clock)
+    document = json.loads(capsys.readouterr().out)
+    assert code == 3 and document["exitCode"] == 3
+    problems = document["problems"]  # the given preview URL and the stack's own stable host (example.test)
+    assert {problem["what"] for problem in problems} == {"health URL"} and all(p["fix"] for p in problems)
+    assert any("api.nowhere.invalid does not resolve" in problem["problem"] for problem in problems)
+
+
+def test_a_prometheus_url_that_is_not_an_http_url_is_refused_by_the_command_line() -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(
+            [
+                "deploy",
+                "dev",
+                "--service",
+                "api",
+                "--image",
+                NEW_API,
+                "--prometheus-url",
+                "file:///etc/passwd",
+            ]
+        )
+    assert exited.value.code == 2
