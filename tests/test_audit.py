@@ -163,6 +163,35 @@ def test_release_audit_and_status_from_the_cli(
     assert status[("staging", "api")]["waitingForPromotion"] == NEW_API
 
 
+def test_release_audit_shows_one_short_line_per_entry_and_every_field_with_wide(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELEASE_SIGNING_KEY", TEST_KEYS.private_key)
+    engine = deployed_in_dev(tmp_path)
+    capsys.readouterr()
+    argv = ["audit", "dev", "--project-dir", str(engine.project_dir)]
+    assert main(argv, lambda _: engine, engine.clock) == 0
+    short = capsys.readouterr().out.splitlines()
+    assert main([*argv, "--wide"], lambda _: engine, engine.clock) == 0
+    wide = capsys.readouterr().out.splitlines()
+    assert short[0].split() == [
+        "time",
+        "stack",
+        "#",
+        "event",
+        "record",
+        "actor",
+        "service",
+        "image",
+        "result",
+        "why",
+    ]
+    verification = next(line for line in short if " verification " in line)
+    assert " signed " in verification and f"sha256:{NEW_API.split(':')[-1][:12]}" in verification
+    assert max(map(len, short)) <= 140
+    assert "before -> after" in wide[0] and any(" -> " in line for line in wide[1:])
+
+
 def test_an_unsigned_verification_in_dev_is_not_waiting_for_promotion_into_staging(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

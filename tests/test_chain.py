@@ -237,20 +237,29 @@ def test_a_replayed_passing_drill_after_a_failed_one_does_not_pass_the_drill_gat
     assert engine.ups == []
 
 
-def test_release_history_renders_a_record_from_its_signed_fields_and_marks_a_replay(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def staging_with_a_replayed_verify(summary: str) -> FakeEngine:
+    """Staging after a release, then a plain `up` that writes the release's verify record again
+    behind `summary`."""
     engine = FakeEngine(project_dir=signed_project())
     engine.add_stack("staging", edit=FAST_BLUE_GREEN)
     with cluster(engine) as api:
         deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
     verify = history_of(engine, "staging")[0]
-    other = "registry.example.test/platform/api@sha256:" + "ef" * 32
     record_text = verify.message[verify.message.index("release/v1") :]
-    engine.up("staging", {}, f"release verified api: {other} healthy on staging {record_text}")
+    engine.up("staging", {}, f"{summary} {record_text}")
+    return engine
+
+
+def test_release_history_renders_a_record_from_its_signed_fields_and_marks_a_replay(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = "registry.example.test/platform/api@sha256:" + "ef" * 32
+    engine = staging_with_a_replayed_verify(f"release verified api: {other} healthy on staging")
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     code = main(
-        ["history", "staging", "--project-dir", str(engine.project_dir)], lambda _: engine, engine.clock
+        ["history", "staging", "--wide", "--project-dir", str(engine.project_dir)],
+        lambda _: engine,
+        engine.clock,
     )
     table = capsys.readouterr().out
     assert code == 0
@@ -258,6 +267,22 @@ def test_release_history_renders_a_record_from_its_signed_fields_and_marks_a_rep
     assert replay_line.lstrip().startswith("[replayed: not counted] release verified api: " + other)
     assert verify_line.lstrip().startswith(f"[#3] release verify api {NEW_API}")
     assert "healthy on staging" not in verify_line  # not the free text in front of the record
+
+
+def test_release_history_shows_one_short_line_per_entry_with_its_trust_mark(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = staging_with_a_replayed_verify("release verified api: healthy on staging")
+    engine.up("staging", {}, "hand-run pulumi up " + "x" * 500)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    argv = ["history", "staging", "--project-dir", str(engine.project_dir)]
+    assert main(argv, lambda _: engine, engine.clock) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert len(lines) == len(history_of(engine, "staging")) and max(map(len, lines)) <= 160
+    foreign, replay, verified = lines[:3]
+    assert foreign.endswith("[no record] hand-run pulumi up " + "x" * 21 + "…")
+    assert replay.endswith("[replayed, not counted] verify api")
+    assert verified.endswith(f"[signed #3] verify api sha256:{NEW_API.split(':')[-1][:12]}")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -95,6 +95,17 @@ def test_a_flag_change_is_a_blue_green_release_of_the_live_image() -> None:
     assert report.config_changes == {FLAG: "true"} and report.config_fingerprint
 
 
+def test_a_flag_release_names_the_value_it_sets_and_not_the_ones_the_colour_already_carries() -> None:
+    engine = fake_engine()  # both colours already carry FEATURE_NEW_CHECKOUT=true
+    with flagged_cluster(engine) as api:
+        report = deploy(
+            ReleaseContext.for_tests(engine, engine.project_dir), api.request(flags={FLAG: "true"})
+        )
+    stage = next(entry for entry in history_of(engine, "staging") if "release deploy api:" in entry.message)
+    assert f"setting {FLAG}=true" in stage.message and "FEATURE_NEW_CHECKOUT" not in stage.message
+    assert f"sets {FLAG}=true" in report.render() and "FEATURE_NEW_CHECKOUT" not in report.render()
+
+
 def test_staging_a_flag_changes_only_the_idle_colour_and_switching_only_the_services() -> None:
     engine = fake_engine()
     with flagged_cluster(engine) as api:

@@ -187,6 +187,29 @@ def test_a_dry_run_prints_what_would_change_and_changes_nothing() -> None:
     assert f"{RELEASES_KEY}.api.activeColor" in [change.key for change in report.rollback.changes]
 
 
+def test_a_rollback_plan_names_the_digest_each_service_goes_back_to() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        before = api_active(engine)
+        released(engine, api, NEW_API)
+        report = rollback(ReleaseContext.for_tests(engine, engine.project_dir), request(dry_run=True))
+    assert report.rollback is not None
+    assert report.rollback.live_images == {"api": (NEW_API, before)}
+    now, back = (image.split("@sha256:")[1][:12] for image in (NEW_API, before))
+    assert f"  api: live sha256:{now} -> sha256:{back}" in report.rollback.render()
+    assert report.rollback.to_json()["liveImages"] == {"api": {"now": NEW_API, "restored": before}}
+
+
+def test_a_rollback_plan_says_once_that_project_level_keys_come_from_the_code() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api:
+        released(engine, api, NEW_API)
+        report = rollback(ReleaseContext.for_tests(engine, engine.project_dir), request(dry_run=True))
+    assert report.rollback is not None
+    from_code = [note for note in report.rollback.not_restored if "come from the code" in note]
+    assert len(from_code) <= 1
+
+
 def test_restoring_more_than_a_flip_is_a_full_up_and_says_why() -> None:
     engine = fake_engine()
     with cluster(engine) as api:

@@ -16,6 +16,7 @@ import itertools
 import json
 import re
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -115,6 +116,12 @@ class ColorRun:
     def describe(self) -> str:
         own = [f"{name}={value}" for name, value in sorted({**self.config.flags, **self.config.env}.items())]
         return f"{self.image}" + (f" with {', '.join(own)}" if own else "")
+
+    def describe_change(self, changes: Mapping[str, str]) -> str:
+        """The image and only the values a release sets (`--set-flag`, `--set-env`), not every value
+        the colour carries."""
+        changed = [f"{name}={value}" for name, value in sorted(changes.items())]
+        return f"{self.image}" + (f" setting {', '.join(changed)}" if changed else "")
 
 
 class ServiceRelease(ConfigModel):

@@ -22,7 +22,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
     )
     stack_argument(parser, optional=True, help="one stack (default: every Pulumi.<stack>.yaml)")
     parser.add_argument("--since", help="only entries on or after this date (YYYY-MM-DD, UTC)")
-    parser.add_argument("--markdown", action="store_true", help="a markdown table")
+    parser.add_argument("--markdown", action="store_true", help="a markdown table (every field)")
+    parser.add_argument("--wide", action="store_true", help="every field: before and after, the whole reason")
     parser.add_argument(
         "--verify",
         action="store_true",
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
             raise UsageError(f"--since {args.since!r}: use YYYY-MM-DD") from error
     audit = read_audit(ctx.engine, ctx.project, stacks, since, ctx.clock())
     failures = [stack_not_shown(stack, error) for stack, error in audit.failures]
-    text = render_audit(audit.rows, audit.unreviewed, markdown=args.markdown)
+    text = render_audit(audit.rows, audit.unreviewed, markdown=args.markdown, wide=args.wide)
     if args.verify:
         text += "\n" + "".join(check.render() for check in audit.chains)
     emit(args, audit.to_json(verify=args.verify), text)

@@ -114,6 +114,11 @@ class DeployRequest:
     data: dict[str, Any] = field(default_factory=dict)
     """Set by the flow: `snapshot`, when one was taken before this release's migration."""
 
+    @property
+    def changes(self) -> dict[str, str]:
+        """The config values this release sets (flags and env), and nothing else the colour carries."""
+        return {**self.flags, **self.env}
+
     def record(self, event: Event, **fields: Any) -> ReleaseRecord:
         """The release record every update of this release carries (see release.history.records)."""
         return ReleaseRecord(
@@ -206,7 +211,8 @@ def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
         )
         stage_notification = _notify(ctx.notifier, report, request, "break-glass release", detail).to_json()
     ctx.progress(
-        f"release {request.release_id}: {request.service} {release.run.describe()} on {request.stack}"
+        f"release {request.release_id}: {request.service} {release.run.describe_change(request.changes)} "
+        f"on {request.stack}"
     )
     for number, (name, run_step) in enumerate(_steps(ctx, request, release, stage_notification)):
         step = _run_guarded(name, run_step, first=number == 0)
@@ -224,7 +230,8 @@ def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
         _scale_down_idle(ctx, request, release, report)
     idle = release.before.idle_color.value
     ctx.progress(
-        f"{request.service} on {request.stack} is {Phase.HEALTHY} on {idle} ({release.run.describe()})"
+        f"{request.service} on {request.stack} is {Phase.HEALTHY} on {idle} "
+        f"({release.run.describe_change(request.changes)})"
     )
     return report
 
@@ -312,10 +319,12 @@ def _steps(
     idle = before.idle_color.value
     stage = request.record(Event.STAGE, previous=previous, notification=stage_notification)
     switch = request.record(Event.SWITCH, previous=previous)
-    stage_summary = f"release deploy {request.service}: {idle} <- {release.run.describe()}"
+    stage_summary = (
+        f"release deploy {request.service}: {idle} <- {release.run.describe_change(request.changes)}"
+    )
     switch_summary = (
         f"release switch {request.service}: active {before.active_color.value} -> {idle} "
-        f"({release.run.describe()})"
+        f"({release.run.describe_change(request.changes)})"
     )
 
     def up(name: str, releases: dict[str, Any], record: ReleaseRecord, summary: str) -> Step:

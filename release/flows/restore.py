@@ -73,13 +73,18 @@ def plan_rollback(
     restore: dict[str, ConfigEntry] = {}
     not_restored: list[str] = []
     recorded_config = _upgraded(target.config, current, project)
+    from_code = []
     for key, entry in sorted(recorded_config.items()):
         if entry.secret:
             not_restored.append(f"{key}: a secret (history keeps no value); left as it is")
         elif key not in RESTORABLE_KEYS:
-            not_restored.append(f"{key}: not a per-stack knob; it comes from the code (Pulumi.yaml)")
+            from_code.append(key)
         elif key not in current or current[key].value != entry.value:
             restore[key] = ConfigEntry(copy.deepcopy(entry.value))
+    if from_code:
+        not_restored.append(
+            f"{', '.join(from_code)}: not per-stack knobs; they come from the code (Pulumi.yaml)"
+        )
     for key in sorted(RESTORABLE_KEYS & set(current) - set(recorded_config)):
         not_restored.append(f"{key}: that update did not record it; left as it is")
 
@@ -97,6 +102,11 @@ def plan_rollback(
         if name in current_releases
         and current_releases[name].active_image != restored_releases[name].active_image
     ]
+    plan.live_images = {
+        name: (current_releases[name].active_image, release.active_image)
+        for name, release in sorted(restored_releases.items())
+        if name in current_releases and current_releases[name].active_image != release.active_image
+    }
     _decide_targets(plan, current_releases, restored_releases, idle_as_deployed)
     unchanged = [
         key for key, entry in restore.items() if key in current and current[key].value == entry.value

@@ -29,7 +29,7 @@ from core.text import one_line
 from release.engine.protocol import Engine
 from release.engine.shapes import UpdateResult
 from release.history.chain import ChainHead, Link, classify, future_problem, head_of
-from release.history.records import ParsedRecord, ReleaseRecord, describe, parse_record, utc_time
+from release.history.records import ParsedRecord, ReleaseRecord, describe, parse_record, summary_of, utc_time
 from release.history.signing import Trust, TrustedKeys
 
 RELEASES_KEY = full_key("releases")
@@ -313,7 +313,8 @@ def render_history(stack: str, entries: Sequence[HistoryEntry], now: datetime | 
     lines = [f"history of stack '{stack}' (newest first; `release rollback {stack} --to-version N`)"]
     for entry in entries:
         services = "; ".join(
-            f"{name} {active}* blue={_short(images.get('blue', ''))} green={_short(images.get('green', ''))}"
+            f"{name} {active}* blue={short_image(images.get('blue', ''))} "
+            f"green={short_image(images.get('green', ''))}"
             for name, (active, images) in sorted(entry.shown_services.items())
         )
         lines.append(
@@ -336,7 +337,46 @@ def render_history(stack: str, entries: Sequence[HistoryEntry], now: datetime | 
     return "\n".join(lines) + "\n"
 
 
-def _short(image: str) -> str:
+def render_history_compact(stack: str, entries: Sequence[HistoryEntry], now: datetime | None = None) -> str:
+    """One line per entry (`release history`; `--wide` is render_history): number, time, result,
+    operator, per-service live colour and digest, and the record in a few words behind its trust
+    mark: `signed #4` (its trust and place in the chain), `unsigned, not counted`, or `no record`
+    for an update the tool did not write (then the first words of its message)."""
+    lines = [
+        f"history of stack '{stack}' (newest first; --wide for every field; "
+        f"`release rollback {stack} --to-version N`)"
+    ]
+    for entry in entries:
+        services = " ".join(
+            f"{name}={active}:{short_image(images.get(active, '')).removeprefix('sha256:')}"
+            for name, (active, images) in sorted(entry.shown_services.items())
+        )
+        lines.append(
+            one_line(
+                f"{entry.number:>4}  {entry.start_time[:16].replace('T', ' '):<16}  {entry.result:<10} "
+                f"{entry.actor[:16]:<16} {services or '-'}  {_record_in_brief(entry, now)}"
+            )
+        )
+    if len(lines) == 1:
+        lines.append("  (no updates yet)")
+    return "\n".join(lines) + "\n"
+
+
+def _record_in_brief(entry: HistoryEntry, now: datetime | None) -> str:
+    record = entry.record
+    if record is not None and entry.link is not None:
+        place = f"#{entry.link.seq}" if entry.link.seq else entry.link.standing.value
+        late = entry.time_problem(now) if now is not None else entry.link.time_problem
+        mark = f"[{entry.trust or 'unsigned'} {place}{', time inconsistent' if late else ''}]"
+        return f"{mark} {record.event} {record.service} {short_image(record.image)}".rstrip()
+    if entry.claimed is not None and entry.claimed.record is not None:
+        claimed = entry.claimed.record
+        return f"[{entry.standing}, not counted] {claimed.event} {claimed.service}".rstrip()
+    summary = summary_of(entry.message)
+    return f"[no record] {summary[:40]}{'…' if len(summary) > 40 else ''}" if summary else "[no record]"
+
+
+def short_image(image: str) -> str:
     """`repo@sha256:<12 hex>` is enough to tell digests apart in a table."""
     digest = image.partition("@sha256:")[2]
     return f"sha256:{digest[:12]}" if digest else (image.rsplit("/", 1)[-1] or "-")
@@ -351,4 +391,6 @@ __all__ = [
     "record_rules",
     "refuse_if_running",
     "render_history",
+    "render_history_compact",
+    "short_image",
 ]

@@ -305,12 +305,41 @@ def _cells(row: AuditRow) -> list[str]:
     ]
 
 
-def render_audit(rows: Sequence[AuditRow], unreviewed: Sequence[AuditRow], markdown: bool) -> str:
-    lines = _table(AUDIT_HEADER, [_cells(row) for row in rows], markdown)
+COMPACT_HEADER = ["time", "stack", "#", "event", "record", "actor", "service", "image", "result", "why"]
+REASON_WIDTH = 28
+
+
+def _compact_cells(row: AuditRow) -> list[str]:
+    """A row that fits a terminal: the image's digest, the record's trust mark, the reason cut short."""
+    reason = one_line(row.approval_or_reason)
+    return [
+        one_line(cell)
+        for cell in [
+            row.time[:16].replace("T", " "),
+            row.stack,
+            str(row.number),
+            ("BREAK-GLASS " if row.break_glass else "") + row.event.split(" (", 1)[0],
+            (row.record or "-") + ("" if row.counted else ", not counted"),
+            row.actor[:16],
+            row.service,
+            _short(row.after).rsplit("@", 1)[-1],
+            row.result,
+            reason[:REASON_WIDTH] + ("…" if len(reason) > REASON_WIDTH else ""),
+        ]
+    ]
+
+
+def render_audit(
+    rows: Sequence[AuditRow], unreviewed: Sequence[AuditRow], markdown: bool, wide: bool = True
+) -> str:
+    """The audit table (`wide`: every field, as the markdown report has it; else one short line per
+    entry), then the break-glass releases awaiting review."""
+    header, cells = (AUDIT_HEADER, _cells) if wide or markdown else (COMPACT_HEADER, _compact_cells)
+    lines = _table(header, [cells(row) for row in rows], markdown)
     title = "break-glass releases awaiting review (`release review <stack> <#> --note ...`)"
     lines += ["", f"## {title}" if markdown else title]
     if unreviewed:
-        lines += _table(AUDIT_HEADER, [_cells(row) for row in unreviewed], markdown)
+        lines += _table(header, [cells(row) for row in unreviewed], markdown)
     else:
         lines.append("none")
     return "\n".join(lines) + "\n"

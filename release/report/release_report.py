@@ -195,6 +195,9 @@ class ReleaseReport:
     def render(self) -> str:
         title = f"{self.command} {self.service} {self.image}".strip()
         lines = [f"{title} on '{self.stack}': {self.phase}"]
+        if self.config_changes:
+            sets = ", ".join(f"{name}={value}" for name, value in sorted(self.config_changes.items()))
+            lines.append(f"  config {self.config_fingerprint}: sets {sets}")
         if self.snapshot:
             lines.append(f"  snapshot before the migration: {_snapshot_text(self.snapshot)}")
         for step in self.steps:

@@ -11,7 +11,7 @@ from typing import Any
 
 from core.config.sources import ConfigEntry
 from core.errors import MigrationRisk
-from release.history.entries import HistoryEntry
+from release.history.entries import HistoryEntry, short_image
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class RollbackPlan:
     skipped: list[str] = field(default_factory=list)
     scaled_up: list[str] = field(default_factory=list)
     """Services whose restored active colour is scaled down now: the up scales it up before switching."""
+    live_images: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Per service whose live image changes: (the image live now, the image live after the restore)."""
 
     @property
     def nothing_to_do(self) -> bool:
@@ -73,6 +75,9 @@ class RollbackPlan:
             "why": self.why or None,
             "skipped": self.skipped,
             "scaledUp": self.scaled_up,
+            "liveImages": {
+                name: {"now": now, "restored": back} for name, (now, back) in self.live_images.items()
+            },
         }
 
     def render(self) -> str:
@@ -80,6 +85,10 @@ class RollbackPlan:
         if self.why:
             lines.append(f"  why: {self.why}")
         lines += [f"  passed over: {note}" for note in self.skipped]
+        lines += [
+            f"  {name}: live {short_image(now)} -> {short_image(back)}"
+            for name, (now, back) in self.live_images.items()
+        ]
         lines += [f"  {change.key}: {change.current!r} -> {change.restored!r}" for change in self.changes]
         if self.targets:
             lines.append(f"  targeted up: {len(self.targets)} resources")
