@@ -14,7 +14,8 @@ import pytest
 from core.config.stack import AnalysisSettings
 from release.analysis import Analysis, Outcome, Sample, analyse, prometheus_query
 from release.cli import main
-from release.testing.fake_clock import MONDAY_MORNING
+from release.flows.deploy import judged_step
+from release.testing.fake_clock import MONDAY_MORNING, FakeClock
 from release.testing.fake_engine import UPDATE_SECONDS, FakeEngine
 from tests.http_servers import serve
 from tests.prometheus_server import LoadedPrometheus, Traffic, judged_release, prometheus_with
@@ -143,6 +144,19 @@ def test_an_unreachable_prometheus_is_inconclusive_with_the_reason() -> None:
     assert "unreachable" in analysis.measurements[0].reason
 
 
+def test_a_long_wait_says_how_far_it_is_every_10_s_with_the_analysis_so_far() -> None:
+    lines: list[str] = []
+    empty = (200, {"status": "success", "data": {"resultType": "vector", "result": []}})
+    with serve(lambda _: empty) as url:
+        step = judged_step(
+            "canary 10%", settings(url), "api", "green", "blue", 60, lines.append, lambda _: None, FakeClock()
+        )
+    waits = [line for line in lines if " of 60 s" in line]
+    assert [line.split(": ")[1].split(" of ")[0] for line in waits] == ["10", "20", "30", "40", "50"]
+    assert "so far" not in waits[1] and "so far metrics Inconclusive" in waits[3]  # after the check at 30 s
+    assert not step.succeeded  # no data at the end either
+
+
 @pytest.mark.parametrize(
     ("reply", "reason"),
     [
@@ -258,7 +272,7 @@ def test_the_metrics_step_waits_for_a_whole_window_of_stable_traffic_after_the_s
     release_with_metrics(0.001)
     # window + two scrapes from the start of the switch, which itself took UPDATE_SECONDS
     assert sum(WAITED) == pytest.approx(120 + 30 - UPDATE_SECONDS, abs=1)
-    assert WAITED[:-1] == [30, 30]  # checked every intervalSeconds meanwhile
+    assert WAITED[:6] == [10] * 6 and max(WAITED) <= 10  # checked at 30 and 60 s, saying how far every 10 s
 
 
 @pytest.mark.parametrize(

@@ -420,6 +420,9 @@ def _steps(
     return steps
 
 
+PROGRESS_SECONDS = 10.0
+"""A wait (a canary step's pause, the metrics window) says how far it is at least this often."""
+
 SCRAPE_MARGIN_SECONDS = 30
 """Two scrape intervals (components.service_monitoring scrapes every 15 s): the window's last samples."""
 
@@ -467,14 +470,26 @@ def judged_step(
         f"{colour} against {replaced} over {settings.window_seconds} s from {settings.prometheus_url}"
     )
     waited = 0.0
+    so_far = ""
+
+    def hold_until(until: float) -> None:
+        """Sleep until `until` seconds into the wait, saying how far it is every PROGRESS_SECONDS."""
+        nonlocal waited
+        while until - waited > 0:
+            nap = min(PROGRESS_SECONDS, until - waited)
+            sleep(nap)
+            waited += nap
+            if waited < wait:
+                progress(f"{name}: {waited:.0f} of {wait:.0f} s{so_far}")
+
     while wait - waited > settings.interval_seconds:
-        sleep(settings.interval_seconds)
-        waited += settings.interval_seconds
+        hold_until(waited + settings.interval_seconds)
         early = analyse(settings, service, colour, replaced, query, clock(), baseline_at=baseline_at)
         if early.outcome is Outcome.FAILED:
             detail = f"after {waited:.0f} of {wait:.0f} s: {early.summary()}"
             return Step(name, False, time.monotonic() - started, detail, analysis=early.to_json())
-    sleep(wait - waited)
+        so_far = f"; so far {early.summary()}"
+    hold_until(wait)
     analysis = analyse(settings, service, colour, replaced, query, clock(), baseline_at=baseline_at)
     return Step(
         name, analysis.passed, time.monotonic() - started, analysis.summary(), analysis=analysis.to_json()
