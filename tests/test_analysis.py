@@ -146,7 +146,10 @@ def test_an_unreachable_prometheus_is_inconclusive_with_the_reason() -> None:
 
 def test_a_long_wait_says_how_far_it_is_every_10_s_with_the_analysis_so_far() -> None:
     lines: list[str] = []
-    empty = (200, {"status": "success", "data": {"resultType": "vector", "result": []}})
+    empty: tuple[int, dict[str, object]] = (
+        200,
+        {"status": "success", "data": {"resultType": "vector", "result": []}},
+    )
     with serve(lambda _: empty) as url:
         step = judged_step(
             "canary 10%", settings(url), "api", "green", "blue", 60, lines.append, lambda _: None, FakeClock()
