@@ -129,3 +129,21 @@ def build_history() -> FixtureHistory:
 def fixture_history() -> FixtureHistory:
     """One build per test session (callers must not add to it: copy what they change)."""
     return build_history()
+
+
+def long_history(size: int, start: datetime = START) -> list[dict[str, Any]]:
+    """`size` staging entries shaped like the CLI's JSON (newest first), every record signed and
+    chained: releases of api of three entries each (stage, switch, verify; every tenth rolls back),
+    a minute apart."""
+    from datetime import timedelta
+
+    from tests.history_data import GOOD, Chain, record, update
+
+    chain = Chain()
+    raw = []
+    for index in range(size):
+        number, step = divmod(index, 3)
+        event = ("stage", "switch", "rollback" if number % 10 == 9 else "verify")[step]
+        finished = (start + timedelta(minutes=index)).replace(tzinfo=None).isoformat()
+        raw.append(update(finished, record(event, GOOD, release=f"r-{number:012x}"), chain=chain))
+    return raw[::-1]
