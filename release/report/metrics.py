@@ -340,15 +340,22 @@ def _failures(
 ) -> dict[str, tuple[str, datetime | None]]:
     """Failed releases among `released`, by id: (why, when the stack recovered, None if not yet)."""
     failed: dict[str, tuple[str, datetime | None]] = {}
+    following: dict[tuple[str, str], Deployment] = {}
+    """The next release of the same service, after each (`found` is oldest first)."""
+    newest: dict[str, Deployment] = {}
+    for d in found:
+        if d.service in newest and newest[d.service].started < d.started:
+            following[(d.service, newest[d.service].id)] = d
+        if d.service not in newest or newest[d.service].started < d.started:
+            newest[d.service] = d
     for d in released:
         if d.outcome in (ROLLED_BACK, ABORTED):
             failed[d.id] = ("rolled back" if d.outcome == ROLLED_BACK else "aborted", d.finished_at)
             continue
         if d.outcome != VERIFIED:
             continue
-        later = [o for o in found if o.service == d.service and o.started > d.started and o.id != d.id]
-        if later and later[0].break_glass:
-            fix = later[0]
+        fix = following.get((d.service, d.id))
+        if fix is not None and fix.break_glass:
             fixed_at = fix.finished_at if fix.outcome == VERIFIED else None
             failed[d.id] = (f"followed by break-glass {fix.id}", fixed_at)
     return failed
