@@ -11,8 +11,14 @@ from core.errors import UsageError
 from release.context import ReleaseContext
 
 
-def require_known_stacks(ctx: ReleaseContext, named: Iterable[str | None]) -> None:
-    given = [name for name in named if name is not None]
+def require_known_stacks(ctx: ReleaseContext, named: Iterable[str | list[str] | None]) -> None:
+    """`named`: each stack argument's value (a name, a list of names, or None when left out)."""
+    given = [
+        name
+        for value in named
+        if value is not None
+        for name in ([value] if isinstance(value, str) else value)
+    ]
     if not given:
         return
     known = stack_names(ctx.project_dir)

@@ -7,8 +7,7 @@ import argparse
 
 from core.config.sources import stack_names
 from core.errors import ExitCode, ReleaseError
-from core.stack_name import parse_stack_name
-from release.commands.options import Options
+from release.commands.options import Options, stack_argument
 from release.commands.output import emit, stack_not_shown
 from release.context import ReleaseContext
 from release.history.entries import HistoryEntry, read_history
@@ -21,9 +20,7 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         parents=[options.shared],
         help="DORA metrics (frequency, lead time, failure rate, recovery, rework) from counted records",
     )
-    parser.add_argument(
-        "stacks", nargs="*", type=parse_stack_name, help="stacks (default: every Pulumi.<stack>.yaml)"
-    )
+    stack_argument(parser, "stacks", many=True, help="stacks (default: every Pulumi.<stack>.yaml)")
     parser.add_argument("--service", help="one service's figures only")
     parser.add_argument("--since", default="30d", help="the window: 30d, 12w or YYYY-MM-DD (default: 30d)")
     parser.set_defaults(run=run)

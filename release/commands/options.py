@@ -48,6 +48,7 @@ def stack_argument(
     *,
     group: Any = None,
     optional: bool = False,
+    many: bool = False,
     metavar: str | None = None,
     help: str = "the stack, e.g. staging (one of the project's Pulumi.<stack>.yaml)",
 ) -> None:
@@ -56,6 +57,8 @@ def stack_argument(
     options: dict[str, Any] = {"type": parse_stack_name, "help": help}
     if optional:
         options["nargs"] = "?"
+    if many:
+        options["nargs"] = "*"
     if metavar is not None:
         options["metavar"] = metavar
     (group or parser).add_argument(dest, **options)

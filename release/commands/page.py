@@ -8,9 +8,8 @@ from pathlib import Path
 
 from core.config.sources import stack_names
 from core.errors import ExitCode, UsageError
-from core.stack_name import parse_stack_name
 from release import log
-from release.commands.options import Options
+from release.commands.options import Options, stack_argument
 from release.commands.output import emit, stack_not_shown
 from release.context import ReleaseContext
 from release.report.page import read_page, render_site
@@ -22,9 +21,7 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         parents=[options.shared],
         help="write a static HTML site from stack history: live services, releases, DORA metrics",
     )
-    parser.add_argument(
-        "stacks", nargs="*", type=parse_stack_name, help="stacks (default: every Pulumi.<stack>.yaml)"
-    )
+    stack_argument(parser, "stacks", many=True, help="stacks (default: every Pulumi.<stack>.yaml)")
     parser.add_argument("--out", type=Path, required=True, help="the directory to write the site into")
     parser.set_defaults(run=run)
 
