@@ -125,3 +125,23 @@ def test_an_automatic_rollback_record_revokes_the_failed_image_and_finishes_its_
     assert rollback is not None and switch is not None and rollback.event == "rollback"
     assert rollback.revokes == (NEW_API,) and "failed at verify" in rollback.reason
     assert rollback.release == switch.release and rollback.finishes == (switch.release,)
+
+
+def test_a_long_history_is_judged_record_by_record_as_a_short_one_is() -> None:
+    """Past VERIFY_IN_PARALLEL_FROM entries signatures are verified on other threads: the same trust
+    per record, in history order, a tampered record among them included."""
+    from release.history.entries import VERIFY_IN_PARALLEL_FROM, parse_history
+    from tests.history_data import STAGING_RULES
+    from tests.release_fixture_history import long_history
+
+    raw = long_history(VERIFY_IN_PARALLEL_FROM * 3)
+    tampered = VERIFY_IN_PARALLEL_FROM + 7
+    raw[tampered]["message"] = str(raw[tampered]["message"]).replace('"actor":"', '"actor":"x', 1)
+    long = [entry.trust for entry in parse_history(raw, STAGING_RULES)]
+    one_by_one = [
+        trust
+        for position in range(len(raw))
+        for trust in [parse_history(raw[position : position + 1], STAGING_RULES)[0].trust]
+    ]
+    assert long == one_by_one
+    assert long[tampered] is Trust.INVALID_SIGNATURE and long.count(Trust.SIGNED) == len(raw) - 1

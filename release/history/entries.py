@@ -14,7 +14,9 @@ is parsed back into objects. A secret comes back without its value and is never 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -216,12 +218,52 @@ def read_history(engine: Engine, stack: str, project: ProjectSettings) -> list[H
     return parse_history(engine.history(stack), record_rules(project, stack))
 
 
+VERIFY_THREADS = 2
+"""Signatures are verified on this many threads while the main thread parses (`cryptography`
+verifies outside the GIL, so on two cores the two overlap)."""
+VERIFY_IN_PARALLEL_FROM = 200
+"""Below this many entries, one thread is faster than starting others."""
+VERIFY_CHUNK = 250
+"""Records handed to a verifying thread at a time: parsing the next chunk overlaps verifying this one."""
+
+Claims = list[ParsedRecord | None]
+
+
+def _read_records(
+    raw: Sequence[Mapping[str, Any]], messages: Sequence[str], rules: RecordRules
+) -> tuple[Claims, list[Trust | None], list[dict[str, ConfigEntry]]]:
+    """Each message's record, its trust (`rules.judge`) and each entry's config, in history order.
+    On a long history the signatures are verified on other threads while this one parses."""
+
+    def configs() -> list[dict[str, ConfigEntry]]:
+        return [
+            {key: _config_entry(value) for key, value in (item.get("config") or {}).items()} for item in raw
+        ]
+
+    workers = min(VERIFY_THREADS, os.cpu_count() or 1)
+    if workers < 2 or len(messages) < VERIFY_IN_PARALLEL_FROM:
+        claims = [parse_record(message) for message in messages]
+        return claims, [rules.judge(claimed) for claimed in claims], configs()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") as pool:
+        claims, pending = [], []
+        for start in range(0, len(messages), VERIFY_CHUNK):
+            chunk = [parse_record(message) for message in messages[start : start + VERIFY_CHUNK]]
+            claims += chunk
+            pending.append(pool.submit(_judge_chunk, rules, chunk))
+        entry_configs = configs()
+        trusts = [trust for verified in pending for trust in verified.result()]
+    return claims, trusts, entry_configs
+
+
+def _judge_chunk(rules: RecordRules, claims: Claims) -> list[Trust | None]:
+    return [rules.judge(claimed) for claimed in claims]
+
+
 def parse_history(raw: Sequence[Mapping[str, Any]], rules: RecordRules) -> list[HistoryEntry]:
     """Entries as `pulumi stack history --json` prints them (newest first), numbered and typed."""
     numbered_by_backend = bool(raw) and all(int(item.get("version") or 0) > 0 for item in raw)
     messages = [str(item.get("message", "")) for item in raw]
-    claims = [parse_record(message) for message in messages]
-    trusts = [rules.judge(claimed) for claimed in claims]
+    claims, trusts, configs = _read_records(raw, messages, rules)
     numbers = [
         int(item.get("version") or 0) if numbered_by_backend else len(raw) - position
         for position, item in enumerate(raw)
@@ -253,7 +295,7 @@ def parse_history(raw: Sequence[Mapping[str, Any]], rules: RecordRules) -> list[
                 end_time=item.get("endTime"),
                 message=message,
                 environment={str(key): str(value) for key, value in (item.get("environment") or {}).items()},
-                config={key: _config_entry(value) for key, value in (item.get("config") or {}).items()},
+                config=configs[position],
                 resource_changes={str(op): int(n) for op, n in (item.get("resourceChanges") or {}).items()},
                 claimed=claimed,
                 trust=trust,
