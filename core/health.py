@@ -47,7 +47,21 @@ import httpx
 
 from core.config.stack import HealthCheckSettings
 
-__all__ = ["Probe", "ProbeKind", "Verdict", "check", "check_sync", "run_on_private_loop"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_REDIRECTS",
+    "Probe",
+    "ProbeKind",
+    "Verdict",
+    "check",
+    "check_sync",
+    "failure_of",
+    "json_depth",
+    "run_on_private_loop",
+    "shortened",
+    "trust_of",
+]
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -165,7 +179,7 @@ async def check(
         timeout=timeout,
         follow_redirects=settings.follow_redirects,
         max_redirects=MAX_REDIRECTS,
-        verify=_trust(settings),
+        verify=trust_of(settings),
     ) as client:
         started = clock()
         deadline = started + settings.window_seconds
@@ -294,7 +308,7 @@ async def _probe(
     except _BodyTooLargeError as error:
         return result(ProbeKind.BODY, error.status, str(error))
     except Exception as error:  # noqa: BLE001 - a probe reports every failure, by kind, never raises
-        kind, detail = _failure(error, settings.timeout_seconds)
+        kind, detail = failure_of(error, settings.timeout_seconds)
         return result(kind, detail=detail)
     probe = result(ProbeKind.OK, status)
     if status != settings.expect_status:
@@ -329,23 +343,23 @@ async def _fetch(client: httpx.AsyncClient, url: str, expect_status: int) -> tup
         return response.status_code, bytes(body)
 
 
-def _failure(error: Exception, timeout_seconds: float) -> tuple[ProbeKind, str]:
+def failure_of(error: Exception, timeout_seconds: float) -> tuple[ProbeKind, str]:
     """The kind of failed probe `error` makes, and what to say about it."""
     if isinstance(error, TimeoutError | httpx.TimeoutException):
         return ProbeKind.TIMEOUT, f"no complete answer within {timeout_seconds:g}s"
     if isinstance(error, httpx.TooManyRedirects):
         return ProbeKind.REDIRECT, f"more than {MAX_REDIRECTS} redirects (a redirect loop?)"
     if isinstance(error, httpx.InvalidURL | httpx.UnsupportedProtocol):
-        return ProbeKind.URL, f"the URL cannot be requested: {_shortened(str(error))}"
+        return ProbeKind.URL, f"the URL cannot be requested: {shortened(str(error))}"
     if isinstance(error, httpx.DecodingError):
-        return ProbeKind.BODY, f"the body cannot be decoded: {_shortened(str(error))}"
+        return ProbeKind.BODY, f"the body cannot be decoded: {shortened(str(error))}"
     if _certificate_failed(error):
-        return ProbeKind.TLS, f"the certificate did not verify: {_shortened(str(error))}"
+        return ProbeKind.TLS, f"the certificate did not verify: {shortened(str(error))}"
     kind = ProbeKind.CONNECTION if isinstance(error, httpx.TransportError) else ProbeKind.ERROR
-    return kind, f"{type(error).__name__}: {_shortened(str(error))}"
+    return kind, f"{type(error).__name__}: {shortened(str(error))}"
 
 
-def _trust(settings: HealthCheckSettings) -> ssl.SSLContext | bool:
+def trust_of(settings: HealthCheckSettings) -> ssl.SSLContext | bool:
     """Verify every certificate: against the stack's CA bundle when it has one, else certifi's
     public CAs (httpx's default)."""
     if settings.ca_bundle:
@@ -375,7 +389,7 @@ def _body_mismatch(content: bytes, expected: Mapping[str, str]) -> str:
         text = content.decode(json.detect_encoding(content))
     except ValueError:
         return "the body is not JSON"
-    if _json_depth(text) > MAX_JSON_DEPTH:
+    if json_depth(text) > MAX_JSON_DEPTH:
         return f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels"
     try:
         body = json.loads(text)
@@ -387,7 +401,7 @@ def _body_mismatch(content: bytes, expected: Mapping[str, str]) -> str:
         for part in key.split("."):
             got = got.get(part) if isinstance(got, dict) else None
         if got is None or str(got) != want:
-            wrong.append(f"{key}={_shortened(repr(got))} (expected {want!r})")
+            wrong.append(f"{key}={shortened(repr(got))} (expected {want!r})")
     return "; ".join(wrong)
 
 
@@ -397,7 +411,7 @@ _NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
 _NESTING_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
-def _json_depth(text: str) -> int:
+def json_depth(text: str) -> int:
     """How deep `text` nests arrays and objects, brackets inside strings not counting.
 
     An upper bound on how deep `json.loads` recurses, even for invalid JSON; linear time, no
@@ -406,7 +420,7 @@ def _json_depth(text: str) -> int:
     return max(accumulate(map(_NESTING_STEP.__getitem__, brackets)), default=0)
 
 
-def _shortened(text: str, limit: int = 200) -> str:
+def shortened(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
 from core.config.rules import load_stack_config
-from core.config.sources import StackFile, read_stack_file, secret_names_of
+from core.config.sources import StackFile, read_stack_file, stack_secret_names_of
 from core.errors import ConfigError, ExitCode, ReleaseError
-from core.gateway import GATEWAY_TYPE, HTTPROUTE_TYPE, PREVIEW_TOKEN_SECRET
+from core.gateway import GATEWAY_TYPE, HTTPROUTE_TYPE
 from core.naming import CONFIG_FINGERPRINT_ANNOTATION
 from policy.platform_policies import RULES, ResourceArgs, Violation, violations_of
 from release.log import Progress
@@ -90,8 +90,8 @@ class PlanReport:
 
 def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress) -> PlanReport:
     """Evaluate each stack offline; with `compare`, classify every difference between them."""
-    # the services' secrets and the stack's preview token (core.gateway)
-    secret_names = [*secret_names_of(project_dir), PREVIEW_TOKEN_SECRET]
+    # the services' secrets, the smoke suites' and the stack's preview token (core.gateway)
+    secret_names = stack_secret_names_of(project_dir)
     files: dict[str, StackFile] = {}
     plans: list[StackPlan] = []
     for stack in stacks:
