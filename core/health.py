@@ -237,12 +237,24 @@ def check_sync(
     return run_on_private_loop(check(urls, settings, expect_json, on_probe, headers=headers))
 
 
+CANCEL_GRACE_SECONDS = 2.0
+"""How long work interrupted by Ctrl-C or SIGTERM gets to close its connections before the loop ends."""
+
+
 def run_on_private_loop(work: Coroutine[Any, Any, T]) -> T:
     """Run `work` to its end on a new event loop, leaving the thread's current loop alone (Pulumi's
-    runtime keeps using it; `asyncio.run` would unset it), and finalise async generators left open."""
+    runtime keeps using it; `asyncio.run` would unset it), and finalise async generators left open.
+
+    An interruption (Ctrl-C, SIGTERM) while it runs cancels `work` and lets it close its connections
+    (at most CANCEL_GRACE_SECONDS) before the interruption goes on up."""
     loop = asyncio.new_event_loop()
+    task = loop.create_task(work)
     try:
-        return loop.run_until_complete(work)
+        return loop.run_until_complete(task)
+    except BaseException:
+        task.cancel()
+        loop.run_until_complete(asyncio.wait({task}, timeout=CANCEL_GRACE_SECONDS))
+        raise
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()

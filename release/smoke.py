@@ -32,8 +32,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from core.config.base import SECRETS_KEY, full_key
 from core.config.smoke import SECRET_REFERENCE, JsonType, SmokeCheck, SmokeExpect, SmokeSettings
-from core.config.stack import HealthCheckSettings
+from core.config.stack import HealthCheckSettings, StackConfig
+from core.errors import ConfigProblem
+from core.gateway import PREVIEW_TOKEN_SECRET
 from core.health import (
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
@@ -45,6 +48,7 @@ from core.health import (
     trust_of,
 )
 from core.text import one_line
+from release.engine.protocol import Engine
 
 EXCERPT_CHARS = 120
 """The most of a failed check's body that is shown (redacted)."""
@@ -460,3 +464,39 @@ def _excerpt(body: bytes, redact: Redactor) -> str:
         return ""
     text = body[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
     return repr(one_line(shortened(redact(text), EXCERPT_CHARS)))
+
+
+def unreadable_secret(stack: str, name: str = PREVIEW_TOKEN_SECRET) -> ConfigProblem:
+    """A stack secret the engine returned no value for (the validated config says it is set)."""
+    why = (
+        "the engine returned no preview token, so the preview checks could not reach the idle colour "
+        "(they would check the live one)"
+        if name == PREVIEW_TOKEN_SECRET
+        else f"the engine returned no value for {name}, which a smoke check sends"
+    )
+    value = '"$(openssl rand -hex 32)"' if name == PREVIEW_TOKEN_SECRET else "<value>"
+    return ConfigProblem(
+        stack,
+        full_key(f"{SECRETS_KEY}.{name}"),
+        "(unreadable)",
+        why,
+        f"pulumi config set --secret --path '{SECRETS_KEY}.{name}' {value} -s {stack}",
+    )
+
+
+def suite_for(
+    engine: Engine, stack_config: StackConfig, service: str
+) -> tuple[Suite | None, list[ConfigProblem]]:
+    """The service's smoke suite with the values of the secrets it sends, read from the stack (None
+    when it declares none), or the problems when the engine returned no value for some of them."""
+    smoke = stack_config.project.smoke
+    checks = smoke.suite(service)
+    if not checks:
+        return None, []
+    names = sorted({name for check in checks for name in check.request.secret_names})
+    values = {name: engine.app_secret(stack_config.stack, name) for name in names}
+    missing = [unreadable_secret(stack_config.stack, name) for name, value in values.items() if value is None]
+    if missing:
+        return None, missing
+    secrets = {name: value.reveal() for name, value in values.items() if value is not None}
+    return Suite(service, tuple(checks), smoke, secrets, stack_config.settings.health_check), []

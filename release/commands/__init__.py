@@ -23,6 +23,7 @@ from release.commands import (
     reject,
     review,
     rollback,
+    smoke,
     status,
 )
 
@@ -43,4 +44,5 @@ COMMANDS: tuple[ModuleType, ...] = (
     history,
     health_check,
     analyse,
+    smoke,
 )

@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 
 from core.config.base import Color
-from core.config.sources import validated_stack_config
-from core.errors import ConfigError, ConfigProblem, ExitCode, UsageError
+from core.errors import ExitCode, UsageError
 from core.stack_name import parse_stack_name
 from release.analysis import analyse, prometheus_query
-from release.commands.options import Options
+from release.commands.options import Options, colour_option, service_release
 from release.commands.output import emit
 from release.context import ReleaseContext
 
@@ -28,18 +27,12 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
     )
     parser.add_argument("stack", type=parse_stack_name)
     parser.add_argument("--service", required=True)
-    parser.add_argument("--colour", "--color", choices=[color.value for color in Color], default=None)
+    colour_option(parser, "default: the live colour, on its limits alone; the idle one is compared with it")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
-    stack_config = validated_stack_config(args.stack, ctx.engine.get_config(args.stack), ctx.project_file)
-    release = stack_config.settings.releases.get(args.service)
-    if release is None:
-        problem = ConfigProblem.unknown_service(
-            args.stack, args.service, list(stack_config.settings.releases), "this stack releases"
-        )
-        raise ConfigError(args.stack, [problem])
+    stack_config, release = service_release(ctx, args.stack, args.service)
     settings = stack_config.settings.analysis
     if settings is None:
         raise UsageError(
