@@ -108,8 +108,9 @@ def test_every_manifest_of_every_stack_is_valid_for_the_oldest_supported_kuberne
     files = write_manifests(baseline(stack), tmp_path, secret_names_of(PROJECT))
     manifests = [yaml.safe_load(path.read_text()) for path in files if path.name != "aws-resources.yaml"]
     # 40, NetworkPolicies, ServiceMonitors and PrometheusRules included, + 6 Gateway API objects: the
-    # Gateway, its redirect route, and per service (api, web) a live and a preview route
-    assert len(manifests) == 46
+    # Gateway, its redirect route, and per service (api, web) a live and a preview route, + the two
+    # services' dashboard ConfigMaps
+    assert len(manifests) == 48
     for manifest in manifests:
         if manifest["apiVersion"] == MONITORING_API:
             jsonschema.validate(manifest, OPERATOR_SCHEMAS[manifest["kind"]])

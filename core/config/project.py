@@ -182,6 +182,13 @@ class PostgresSpec(ConfigModel):
     def parameter_group_family(self) -> str:
         return parameter_group_family(self.engine_version)
 
+    @property
+    def max_connections(self) -> int | None:
+        """The parameter group's `max_connections`, when it sets a number (the alarms and dashboards
+        draw 80% of it)."""
+        value = self.parameters.get("max_connections")
+        return int(value) if value and value.isdigit() else None
+
 
 class GatewaySpec(ConfigModel):
     """The stack Gateway (components.gateway): `class_name` is the GatewayClass of the cluster's
