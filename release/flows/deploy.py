@@ -57,6 +57,7 @@ from core.images import ImageRefError, parse_pinned_image, repository_of
 from core.naming import canary_urn, colour_urns
 from release import log
 from release.analysis import Outcome, analyse, prometheus_query
+from release.annotations import StepAnnotations, release_tags
 from release.clock import Clock
 from release.context import ReleaseContext
 from release.engine.shapes import UpdateResult
@@ -209,25 +210,41 @@ def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
     ctx.progress(
         f"release {request.release_id}: {request.service} {release.run.describe()} on {request.stack}"
     )
+    annotate = StepAnnotations(
+        ctx.annotator,
+        ctx.clock,
+        report,
+        f"{report.command} {request.service}",
+        request.image,
+        release_tags([request.service], release.stack_config.settings.namespace, request.stack),
+    )
     for number, (name, run_step) in enumerate(_steps(ctx, request, release, stage_notification)):
+        started = ctx.clock()
         step = _run_guarded(name, run_step, first=number == 0)
         report.steps.append(step)
+        annotate.new_steps(started)
         if not step.succeeded:
+            started = ctx.clock()
             _fail_and_roll_back(ctx, request, release, report)
-            return report
+            annotate.new_steps(started)
+            return annotate.finished()
     notification: dict[str, Any] = {}
     if request.promoted_from:
         how = request.approval.get("source") if request.approval else "not required"
         detail = f"promoted from {request.promoted_from}; approval: {how}"
         notification = _notify(ctx.notifier, report, request, "promotion", detail).to_json()
+    started = ctx.clock()
     _record_verification(ctx, request, report, notification)
+    annotate.new_steps(started)
     if report.steps[-1].succeeded and release.scaled_down is not None:
+        started = ctx.clock()
         _scale_down_idle(ctx, request, release, report)
+        annotate.new_steps(started)
     idle = release.before.idle_color.value
     ctx.progress(
         f"{request.service} on {request.stack} is {Phase.HEALTHY} on {idle} ({release.run.describe()})"
     )
-    return report
+    return annotate.finished()
 
 
 def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport) -> _Release | None:
