@@ -33,6 +33,7 @@ resource hook the program binds to each stable Service (`components.health_hook`
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import ssl
@@ -371,12 +372,18 @@ def failure_of(error: Exception, timeout_seconds: float) -> tuple[ProbeKind, str
     return kind, f"{type(error).__name__}: {shortened(str(error))}"
 
 
-def trust_of(settings: HealthCheckSettings) -> ssl.SSLContext | bool:
-    """Verify every certificate: against the stack's CA bundle when it has one, else certifi's
-    public CAs (httpx's default)."""
-    if settings.ca_bundle:
-        return ssl.create_default_context(cadata=settings.ca_bundle)
-    return True
+def trust_of(settings: HealthCheckSettings | None) -> ssl.SSLContext:
+    """Verify every certificate: against the stack's CA bundle when it has one, else what httpx
+    trusts by default (certifi's public CAs). Each is built once per process and shared: building
+    one takes about 50 ms, as long as a smoke check's answer."""
+    return _trust_for(settings.ca_bundle if settings is not None else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _trust_for(ca_bundle: str | None) -> ssl.SSLContext:
+    if ca_bundle:
+        return ssl.create_default_context(cadata=ca_bundle)
+    return httpx.create_ssl_context()  # what httpx trusts by default (certifi, or SSL_CERT_FILE/DIR)
 
 
 def _certificate_failed(error: BaseException) -> bool:

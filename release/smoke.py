@@ -204,7 +204,7 @@ async def run_suite(
     settings, secrets, checks = suite.settings, suite.secrets, suite.checks
     extra = dict(headers or {})
     redact = Redactor([*secrets.values(), *extra.values()])
-    trust = trust_of(suite.health) if suite.health is not None else True
+    trust = trust_of(suite.health)
     started = clock()
     gate = asyncio.Semaphore(settings.concurrency)
     # identity: the body is read as sent, so 1 MiB read is 1 MiB (no decompression bomb)
