@@ -15,12 +15,14 @@ import pytest
 from release.annotations import Annotator
 from release.cli import main
 from release.context import ReleaseContext
+from release.flows.abort import AbortRequest, abort
 from release.flows.deploy import deploy
 from release.flows.rollback import RollbackRequest, rollback
 from release.report.release_report import ReleaseReport
 from release.testing.fake_engine import FakeEngine
 from tests.http_servers import Answer, Request, json_answer, refused_url, serve_app
 from tests.release_doubles import NEW_API, RELEASE_STEPS, TEST_SIGNER, cluster, fake_engine
+from tests.test_lifecycle import killed_during_verify
 
 TOKEN = "test-only-grafana-token-value-4c1d"
 
@@ -153,3 +155,17 @@ def test_a_manual_rollback_is_annotated_on_the_dashboards_of_the_services_it_mov
         and ": rollback ok (targeted: 2 resource(s) changed)" in (posted[0]["text"])
     )
     assert "Grafana annotations: 2 of 2 posted" in report.notes
+
+
+def test_an_abort_is_annotated_too() -> None:
+    engine = fake_engine()
+    with cluster(engine) as api, grafana() as (url, received):
+        killed_during_verify(engine, api, NEW_API)
+        request = AbortRequest("staging", "api", "bob", reason="runner lost", stable_urls=[api.stable_url])
+        request.signer = TEST_SIGNER
+        context = ReleaseContext.for_tests(engine, engine.project_dir, annotator=Annotator(url, TOKEN))
+        report = abort(context, request)
+    assert report.phase == "Healthy"
+    posted = [json.loads(request.body) for request in received]
+    assert posted[0]["text"].startswith("abort api sha256:abababababab…: abort ok")
+    assert "step:abort" in posted[0]["tags"] and "service:api" in posted[0]["tags"]
