@@ -216,7 +216,10 @@ async def run_suite(
 
         async def bounded(check: SmokeCheck) -> CheckOutcome:
             async with gate:
-                return await _run_check(client, origin, check, settings, secrets, redact, clock)
+                try:
+                    return await _run_check(client, origin, check, settings, secrets, redact, clock)
+                except Exception as error:  # noqa: BLE001 - a bug in judging is a failed check, said
+                    return CheckOutcome(check.name, False, (f"error: {type(error).__name__}",))
 
         tasks = [asyncio.ensure_future(bounded(check)) for check in checks]
         deadline = settings.suite_timeout_seconds

@@ -96,16 +96,17 @@ def test_a_grafana_that_is_gone_or_hangs_costs_the_release_one_bounded_wait_at_m
         time.sleep(3)
         return json_answer(200, {})
 
-    durations = {}
+    outside = {}  # each release's time outside its steps: the engine double's updates vary more
     for case, url in (("gone", refused_url()), ("hangs", None), ("none", "")):
         engine = fake_engine()
         started = time.monotonic()
         if case == "hangs":
             with serve_app(hanging) as hung:
                 report = released(engine, Annotator(hung, TOKEN, timeout_seconds=0.5))
+                outside[case] = time.monotonic() - started - report.seconds
         else:
             report = released(engine, Annotator(url or None, TOKEN, timeout_seconds=0.5))
-        durations[case] = time.monotonic() - started
+            outside[case] = time.monotonic() - started - report.seconds
         assert report.phase == "Healthy"
         if case == "gone":
             assert (
@@ -116,8 +117,8 @@ def test_a_grafana_that_is_gone_or_hangs_costs_the_release_one_bounded_wait_at_m
             assert "Grafana timed out after 0.5s" in report.notes[-1]
     # posts go out in the background and the rest are skipped once Grafana does not answer: the
     # release waits at most one timeout (0.5 s) for them, at its end
-    assert durations["gone"] < durations["none"] + 1.0
-    assert durations["hangs"] < durations["none"] + 1.5
+    assert outside["gone"] < outside["none"] + 0.5
+    assert outside["hangs"] < outside["none"] + 0.5 + 0.5
 
 
 def test_the_environment_turns_annotations_on_and_the_token_is_never_printed(
