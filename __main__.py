@@ -12,6 +12,7 @@ import pulumi_aws as aws
 from components.app_namespace import AppNamespace
 from components.app_secrets import AppSecrets
 from components.blue_green_service import BlueGreenService
+from components.dashboards import ServiceDashboard
 from components.database import Database
 from components.database_alarms import DatabaseAlarms
 from components.gateway import StackGateway
@@ -20,6 +21,7 @@ from components.service_monitoring import ServiceMonitoring
 from components.workload_identity import WorkloadIdentity
 from core.config.rules import load_stack_config
 from core.config.sources import raw_config_from_runtime
+from core.dashboards import dashboard_spec
 from core.gateway import GATEWAY_NAME, PREVIEW_TOKEN_SECRET
 
 config = load_stack_config(
@@ -38,12 +40,15 @@ database = Database(
     opts=pulumi.ResourceOptions(provider=aws_provider),
 )
 
-max_connections = config.project.postgres.parameters.get("max_connections")
+max_connections_text = config.project.postgres.parameters.get("max_connections")
+max_connections = (
+    int(max_connections_text) if max_connections_text and max_connections_text.isdigit() else None
+)
 DatabaseAlarms(
     "database-alarms",
     instance_id=database.identifier,
     allocated_storage_gb=settings.database.allocated_storage_gb,
-    max_connections=int(max_connections) if max_connections and max_connections.isdigit() else None,
+    max_connections=config.project.postgres.max_connections,
     topic_arn=settings.alerting.sns_topic_arn,
     tags=tags,
     opts=pulumi.ResourceOptions(provider=aws_provider),
@@ -124,6 +129,24 @@ monitoring = {
         service=service.spec,
         slos=config.project.slos,
         routing_labels=settings.alerting.routing_labels,
+        opts=on_cluster,
+    )
+    for service in config.services
+}
+
+dashboards = {
+    service.name: ServiceDashboard(
+        service.name,
+        namespace=namespace.name,
+        spec=dashboard_spec(
+            service.name,
+            settings.namespace,
+            config.project.slos,
+            # the database's identifier is the namespace (Database above); only its readers show it
+            database_instance=settings.namespace if service.spec.reads_database else None,
+            max_connections=config.project.postgres.max_connections,
+        ),
+        settings=settings.dashboards,
         opts=on_cluster,
     )
     for service in config.services

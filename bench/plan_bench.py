@@ -101,6 +101,10 @@ def synthetic_project(destination: Path, count: int) -> Path:
             service.pop("migration", None)
         services.append(service)
     project["config"]["services"]["value"] = services
+    suites = project["config"]["smoke"]["value"]["suites"]  # each service gets api's smoke suite
+    project["config"]["smoke"]["value"]["suites"] = {
+        service["name"]: copy.deepcopy(suites["api"]) for service in services
+    }
     (destination / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
     dev = load_pulumi_yaml(ROOT / "Pulumi.dev.yaml")
     api = dev["config"]["platform:releases"]["api"]

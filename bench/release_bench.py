@@ -1,6 +1,9 @@
 """Benchmark: how fast a failing release is detected, and what a blue-green rollback costs.
 
 Prints, on this machine:
+- what a smoke suite of four checks (answers in 50 to 200 ms) adds to a release on the engine double
+  against real local servers, per run of the suite: its step's time against its slowest check, and
+  the release's time outside its steps with and without the suite (target: the slowest check + 50 ms);
 - the time from the first failing probe to the unhealthy verdict (the rollback decision) with the
   default health-check settings, for a service answering 500 and for one that hangs (timeouts),
   against the target `failures x interval + timeout`;
@@ -19,10 +22,13 @@ Figures go in docs/development.md (Benchmark).
 from __future__ import annotations
 
 import importlib
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -113,9 +119,113 @@ def history_seconds(size: int) -> tuple[float, float]:
     return gated, audited
 
 
+SMOKE_DELAYS = {"/smoke/a": 0.05, "/smoke/b": 0.10, "/smoke/c": 0.15, "/smoke/d": 0.20}
+"""The bench suite: four checks whose answers take 50 to 200 ms (the slowest: 200 ms)."""
+SMOKE_REPEATS = 5
+SMOKE_BUDGET_MS = 50
+
+
+def smoke_project(destination: Path, with_suite: bool) -> Path:
+    """A copy of the test project whose api suite is the bench's four checks (or none at all)."""
+    from tests.conftest import edit_yaml
+    from tests.release_doubles import signed_project_copy
+
+    project = signed_project_copy(destination)
+
+    def suite(document: dict[str, Any]) -> None:
+        suites = document["config"]["smoke"]["value"]["suites"]
+        # the account check stays in web's suite, so the stack's smoke secret is still sent
+        suites["web"] = [*suites["web"], *[check for check in suites["api"] if check["name"] == "account"]]
+        suites["api"] = [{"name": f"check-{path[-1]}", "request": {"path": path}} for path in SMOKE_DELAYS]
+        if not with_suite:
+            del suites["api"]
+
+    edit_yaml(project / "Pulumi.yaml", suite)
+    return project
+
+
+@dataclass
+class SmokeCosts:
+    """What a suite of four checks cost, per run of the suite (a release runs it twice)."""
+
+    over_slowest_ms: list[float] = field(default_factory=list)
+    """Each `smoke` step's time minus its slowest check's answer (as the check measured it)."""
+    step_ms: list[float] = field(default_factory=list)
+    """Each `smoke` step's time: what a run of the suite adds to a release's steps."""
+    outside_ms: dict[bool, list[float]] = field(default_factory=lambda: {True: [], False: []})
+    """Per release, with and without the suite: its time outside its steps (reading the stack,
+    history and secrets, the report); the steps themselves vary with the engine double's updates."""
+    release_extra_ms: float = 0.0
+    """(the release with the suite - without it) / 2, each the best of SMOKE_REPEATS releases."""
+
+    @property
+    def outside_extra_ms(self) -> float:
+        return statistics.median(self.outside_ms[True]) - statistics.median(self.outside_ms[False])
+
+
+def smoke_costs() -> SmokeCosts:
+    """Releases of api on the engine double against real local servers whose four check endpoints
+    answer in 50 to 200 ms, with the suite and without it."""
+    from contextlib import ExitStack
+
+    from release.context import ReleaseContext
+    from release.flows.deploy import deploy
+    from release.testing.fake_engine import FakeEngine
+    from tests.http_servers import Answer, Request, serve_app
+    from tests.release_doubles import FAST_BLUE_GREEN, Cluster
+
+    def slowed(app: Any) -> Any:
+        def answer(request: Request) -> Answer:
+            time.sleep(SMOKE_DELAYS.get(request.path, 0.0))
+            return app(request)
+
+        return answer
+
+    costs = SmokeCosts()
+    best: dict[bool, float] = {}
+    for with_suite in (True, False):
+        best[with_suite] = float("inf")
+        with tempfile.TemporaryDirectory() as directory:
+            project = smoke_project(Path(directory), with_suite)
+            for _ in range(SMOKE_REPEATS):
+                engine = FakeEngine(project_dir=project)
+                engine.add_stack("staging", edit=FAST_BLUE_GREEN)
+                double = Cluster(engine, "staging", "api")
+                with ExitStack() as servers:
+                    double.preview_url = servers.enter_context(serve_app(slowed(double.app(preview=True))))
+                    double.stable_url = servers.enter_context(serve_app(slowed(double.app(preview=False))))
+                    ctx = ReleaseContext.for_tests(engine, project, progress=lambda _: None)
+                    started = time.perf_counter()
+                    report = deploy(ctx, double.request(IMAGE))
+                    best[with_suite] = min(best[with_suite], time.perf_counter() - started)
+                assert report.phase == "Healthy", report.render()
+                outside = time.perf_counter() - started - sum(step.seconds for step in report.steps)
+                costs.outside_ms[with_suite].append(1000 * outside)
+                for step in report.steps:
+                    if step.smoke is not None:
+                        slowest = max(check.latency_ms for check in step.smoke.checks)
+                        costs.over_slowest_ms.append(1000 * step.seconds - slowest)
+                        costs.step_ms.append(1000 * step.seconds)
+    costs.release_extra_ms = 1000 * (best[True] - best[False]) / 2
+    return costs
+
+
 def main() -> None:
     synthetic_project = importlib.import_module("plan_bench").synthetic_project  # bench/ is on sys.path
 
+    costs = smoke_costs()
+    slowest = 1000 * max(SMOKE_DELAYS.values())
+    print(
+        f"a smoke suite of 4 checks (answers in 50 to {slowest:.0f} ms), in {SMOKE_REPEATS} releases on the "
+        f"engine double (two runs each, preview and stable): a run's step took "
+        f"{min(costs.step_ms):.0f} to {max(costs.step_ms):.0f} ms, its slowest check plus "
+        f"{min(costs.over_slowest_ms):.1f} to {max(costs.over_slowest_ms):.1f} ms; outside the steps the "
+        f"release took {costs.outside_extra_ms:+.1f} ms (median) more than without a suite: per run, "
+        f"at most {max(costs.step_ms) + max(costs.outside_extra_ms, 0) / 2:.0f} ms (target <= "
+        f"{slowest + SMOKE_BUDGET_MS:.0f} ms = the slowest check + {SMOKE_BUDGET_MS} ms). Whole releases, "
+        f"best of {SMOKE_REPEATS}: {costs.release_extra_ms:+.0f} ms per run (the double's updates vary "
+        "by more than that)"
+    )
     for behaviour, label in (("500", "answers 500"), ("hang", "hangs (timeouts)")):
         seconds, budget = decision_seconds(behaviour)
         print(

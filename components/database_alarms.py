@@ -5,12 +5,10 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from core.config.stack import free_storage_alarm_bytes
+from core.config.stack import CPU_ALARM_PERCENT, connections_alarm_threshold, free_storage_alarm_bytes
 from core.naming import DATABASE_ALARMS_TYPE
 
 PERIOD_SECONDS = 300
-CPU_PERCENT = 80
-CONNECTIONS_SHARE = 0.8
 
 
 class DatabaseAlarms(pulumi.ComponentResource):
@@ -38,7 +36,12 @@ class DatabaseAlarms(pulumi.ComponentResource):
     ) -> None:
         super().__init__(DATABASE_ALARMS_TYPE, name, None, opts)
         thresholds = {
-            "cpu": ("CPUUtilization", "GreaterThanThreshold", float(CPU_PERCENT), "average CPU above 80%"),
+            "cpu": (
+                "CPUUtilization",
+                "GreaterThanThreshold",
+                float(CPU_ALARM_PERCENT),
+                f"average CPU above {CPU_ALARM_PERCENT}%",
+            ),
             "free-storage": (
                 "FreeStorageSpace",
                 "LessThanThreshold",
@@ -50,7 +53,7 @@ class DatabaseAlarms(pulumi.ComponentResource):
             thresholds["connections"] = (
                 "DatabaseConnections",
                 "GreaterThanThreshold",
-                float(int(max_connections * CONNECTIONS_SHARE)),
+                float(connections_alarm_threshold(max_connections)),
                 "connections above 80% of max_connections",
             )
         alarms = [

@@ -33,6 +33,7 @@ resource hook the program binds to each stable Service (`components.health_hook`
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import ssl
@@ -47,7 +48,21 @@ import httpx
 
 from core.config.stack import HealthCheckSettings
 
-__all__ = ["Probe", "ProbeKind", "Verdict", "check", "check_sync", "run_on_private_loop"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_REDIRECTS",
+    "Probe",
+    "ProbeKind",
+    "Verdict",
+    "check",
+    "check_sync",
+    "failure_of",
+    "json_depth",
+    "run_on_private_loop",
+    "shortened",
+    "trust_of",
+]
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -165,7 +180,7 @@ async def check(
         timeout=timeout,
         follow_redirects=settings.follow_redirects,
         max_redirects=MAX_REDIRECTS,
-        verify=_trust(settings),
+        verify=trust_of(settings),
     ) as client:
         started = clock()
         deadline = started + settings.window_seconds
@@ -223,12 +238,24 @@ def check_sync(
     return run_on_private_loop(check(urls, settings, expect_json, on_probe, headers=headers))
 
 
+CANCEL_GRACE_SECONDS = 2.0
+"""How long work interrupted by Ctrl-C or SIGTERM gets to close its connections before the loop ends."""
+
+
 def run_on_private_loop(work: Coroutine[Any, Any, T]) -> T:
     """Run `work` to its end on a new event loop, leaving the thread's current loop alone (Pulumi's
-    runtime keeps using it; `asyncio.run` would unset it), and finalise async generators left open."""
+    runtime keeps using it; `asyncio.run` would unset it), and finalise async generators left open.
+
+    An interruption (Ctrl-C, SIGTERM) while it runs cancels `work` and lets it close its connections
+    (at most CANCEL_GRACE_SECONDS) before the interruption goes on up."""
     loop = asyncio.new_event_loop()
+    task = loop.create_task(work)
     try:
-        return loop.run_until_complete(work)
+        return loop.run_until_complete(task)
+    except BaseException:
+        task.cancel()
+        loop.run_until_complete(asyncio.wait({task}, timeout=CANCEL_GRACE_SECONDS))
+        raise
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
@@ -294,7 +321,7 @@ async def _probe(
     except _BodyTooLargeError as error:
         return result(ProbeKind.BODY, error.status, str(error))
     except Exception as error:  # noqa: BLE001 - a probe reports every failure, by kind, never raises
-        kind, detail = _failure(error, settings.timeout_seconds)
+        kind, detail = failure_of(error, settings.timeout_seconds)
         return result(kind, detail=detail)
     probe = result(ProbeKind.OK, status)
     if status != settings.expect_status:
@@ -329,28 +356,34 @@ async def _fetch(client: httpx.AsyncClient, url: str, expect_status: int) -> tup
         return response.status_code, bytes(body)
 
 
-def _failure(error: Exception, timeout_seconds: float) -> tuple[ProbeKind, str]:
+def failure_of(error: Exception, timeout_seconds: float) -> tuple[ProbeKind, str]:
     """The kind of failed probe `error` makes, and what to say about it."""
     if isinstance(error, TimeoutError | httpx.TimeoutException):
         return ProbeKind.TIMEOUT, f"no complete answer within {timeout_seconds:g}s"
     if isinstance(error, httpx.TooManyRedirects):
         return ProbeKind.REDIRECT, f"more than {MAX_REDIRECTS} redirects (a redirect loop?)"
     if isinstance(error, httpx.InvalidURL | httpx.UnsupportedProtocol):
-        return ProbeKind.URL, f"the URL cannot be requested: {_shortened(str(error))}"
+        return ProbeKind.URL, f"the URL cannot be requested: {shortened(str(error))}"
     if isinstance(error, httpx.DecodingError):
-        return ProbeKind.BODY, f"the body cannot be decoded: {_shortened(str(error))}"
+        return ProbeKind.BODY, f"the body cannot be decoded: {shortened(str(error))}"
     if _certificate_failed(error):
-        return ProbeKind.TLS, f"the certificate did not verify: {_shortened(str(error))}"
+        return ProbeKind.TLS, f"the certificate did not verify: {shortened(str(error))}"
     kind = ProbeKind.CONNECTION if isinstance(error, httpx.TransportError) else ProbeKind.ERROR
-    return kind, f"{type(error).__name__}: {_shortened(str(error))}"
+    return kind, f"{type(error).__name__}: {shortened(str(error))}"
 
 
-def _trust(settings: HealthCheckSettings) -> ssl.SSLContext | bool:
-    """Verify every certificate: against the stack's CA bundle when it has one, else certifi's
-    public CAs (httpx's default)."""
-    if settings.ca_bundle:
-        return ssl.create_default_context(cadata=settings.ca_bundle)
-    return True
+def trust_of(settings: HealthCheckSettings | None) -> ssl.SSLContext:
+    """Verify every certificate: against the stack's CA bundle when it has one, else what httpx
+    trusts by default (certifi's public CAs). Each is built once per process and shared: building
+    one takes about 50 ms, as long as a smoke check's answer."""
+    return _trust_for(settings.ca_bundle if settings is not None else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _trust_for(ca_bundle: str | None) -> ssl.SSLContext:
+    if ca_bundle:
+        return ssl.create_default_context(cadata=ca_bundle)
+    return httpx.create_ssl_context()  # what httpx trusts by default (certifi, or SSL_CERT_FILE/DIR)
 
 
 def _certificate_failed(error: BaseException) -> bool:
@@ -375,7 +408,7 @@ def _body_mismatch(content: bytes, expected: Mapping[str, str]) -> str:
         text = content.decode(json.detect_encoding(content))
     except ValueError:
         return "the body is not JSON"
-    if _json_depth(text) > MAX_JSON_DEPTH:
+    if json_depth(text) > MAX_JSON_DEPTH:
         return f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels"
     try:
         body = json.loads(text)
@@ -387,7 +420,7 @@ def _body_mismatch(content: bytes, expected: Mapping[str, str]) -> str:
         for part in key.split("."):
             got = got.get(part) if isinstance(got, dict) else None
         if got is None or str(got) != want:
-            wrong.append(f"{key}={_shortened(repr(got))} (expected {want!r})")
+            wrong.append(f"{key}={shortened(repr(got))} (expected {want!r})")
     return "; ".join(wrong)
 
 
@@ -397,7 +430,7 @@ _NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
 _NESTING_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
-def _json_depth(text: str) -> int:
+def json_depth(text: str) -> int:
     """How deep `text` nests arrays and objects, brackets inside strings not counting.
 
     An upper bound on how deep `json.loads` recurses, even for invalid JSON; linear time, no
@@ -406,7 +439,7 @@ def _json_depth(text: str) -> int:
     return max(accumulate(map(_NESTING_STEP.__getitem__, brackets)), default=0)
 
 
-def _shortened(text: str, limit: int = 200) -> str:
+def shortened(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -20,6 +20,7 @@ from core.config.project import ProjectSettings
 from core.config.sources import ProjectFile, project_dir_of
 from core.errors import UsageError
 from release import log
+from release.annotations import NO_ANNOTATOR, Annotator
 from release.clock import Clock, system_clock
 from release.engine.protocol import Engine
 from release.github import in_github_actions
@@ -51,6 +52,7 @@ class ReleaseContext:
     clock: Clock = system_clock
     """The time every decision is taken at (freeze windows, soak, drill age, record times)."""
     given_notifier: Notifier | None = None
+    given_annotator: Annotator | None = None
     given_signer: Signer | None = None
     from_environment: bool = True
     """False in tests: the signer and notifier are only what was given, never the environment's."""
@@ -106,6 +108,13 @@ class ReleaseContext:
         return Notifier.from_environment(self.env) if self.from_environment else NO_NOTIFIER
 
     @cached_property
+    def annotator(self) -> Annotator:
+        """Grafana's annotations of each release step ($GRAFANA_URL and $GRAFANA_TOKEN), or none."""
+        if self.given_annotator is not None:
+            return self.given_annotator
+        return Annotator.from_environment(self.env) if self.from_environment else NO_ANNOTATOR
+
+    @cached_property
     def run_url(self) -> str:
         """The CI run's URL (GitHub Actions), recorded with every update; '' outside CI."""
         return run_url(self.env)
@@ -119,6 +128,7 @@ class ReleaseContext:
         checker: Checker = default_checker,
         progress: Progress = log.progress,
         notifier: Notifier | None = None,
+        annotator: Annotator | None = None,
         signer: Signer | None = None,
         env: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] | None = None,
@@ -141,6 +151,7 @@ class ReleaseContext:
             sleep=sleep or test_clock.sleep,
             clock=test_clock,
             given_notifier=notifier,
+            given_annotator=annotator,
             given_signer=signer,
             from_environment=False,
         )

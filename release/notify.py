@@ -61,7 +61,7 @@ class Notifier:
         if not self._url:
             return NotificationResult(event, False, f"no webhook configured (${WEBHOOK_ENV})")
         started = time.monotonic()
-        error = _run_to_completion(_post(self._url, text, self.timeout_seconds))
+        error = post_json(self._url, {"text": text}, self.timeout_seconds, what="webhook")
         return NotificationResult(event, not error, error, time.monotonic() - started)
 
     def start(self, event: str, text: str) -> PendingNotification:
@@ -69,26 +69,36 @@ class Notifier:
         return PendingNotification(self, event, text)
 
 
-async def _post(url: str, text: str, timeout_seconds: float) -> str:
-    """Post `text` to `url` within `timeout_seconds`: '' when accepted, else what went wrong.
+def post_json(
+    url: str,
+    payload: Any,
+    timeout_seconds: float,
+    headers: Mapping[str, str] | None = None,
+    what: str = "webhook",
+) -> str:
+    """POST `payload` as JSON within `timeout_seconds`, end to end; never raises: '' when the server
+    accepted it (a status below 300), else the kind of failure, naming `what` (never the URL or a
+    header: an error's message may quote the URL, a header may hold a token)."""
+    return _run_to_completion(_post(url, payload, timeout_seconds, dict(headers or {}), what))
 
-    What went wrong names only the kind of failure (an error's message may quote the URL)."""
+
+async def _post(url: str, payload: Any, timeout_seconds: float, headers: dict[str, str], what: str) -> str:
     try:
         async with asyncio.timeout(timeout_seconds):
             async with (
                 httpx.AsyncClient(timeout=timeout_seconds) as client,
-                client.stream("POST", url, json={"text": text}) as response,
+                client.stream("POST", url, json=payload, headers=headers) as response,
             ):
                 status = response.status_code
     except (TimeoutError, httpx.TimeoutException):
-        return f"webhook timed out after {timeout_seconds:g}s"
+        return f"{what} timed out after {timeout_seconds:g}s"
     except (httpx.InvalidURL, httpx.UnsupportedProtocol):
-        return "webhook URL is invalid"
+        return f"{what} URL is invalid"
     except httpx.HTTPError as error:
-        return f"webhook unreachable ({type(error).__name__})"
-    except Exception as error:  # noqa: BLE001 - a notification reports every failure, never raises
-        return f"webhook failed ({type(error).__name__})"
-    return f"webhook answered {status}" if status >= 300 else ""
+        return f"{what} unreachable ({type(error).__name__})"
+    except Exception as error:  # noqa: BLE001 - a post reports every failure, never raises
+        return f"{what} failed ({type(error).__name__})"
+    return f"{what} answered {status}" if status >= 300 else ""
 
 
 def _run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:

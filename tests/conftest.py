@@ -60,6 +60,7 @@ TEST_SECRETS = {
     "SESSION_SIGNING_KEY": "test-only-session-signing-value-7f3a",
     "PAYMENT_PROVIDER_API_KEY": "test-only-payment-provider-value-91c2",
     "PREVIEW_TOKEN": "test-only-preview-token-value-5d8e",
+    "SMOKE_ACCOUNT_TOKEN": "test-only-smoke-account-value-3b7c",
 }
 
 SECRET_NAMES = sorted(TEST_SECRETS)

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -81,7 +82,14 @@ def serve(
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with _running(Handler, tls) as url:
+        yield url
+
+
+@contextmanager
+def _running(handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """A threading HTTP server on 127.0.0.1 with `handler` (HTTPS with `tls`), until the block ends."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
@@ -92,6 +100,60 @@ def serve(
     finally:
         server.shutdown()
         server.server_close()
+
+
+@dataclass(frozen=True)
+class Request:
+    """What an app double received: method, path (with its query), headers and body."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str:
+        return next((value for key, value in self.headers.items() if key.lower() == name.lower()), "")
+
+
+Answer = tuple[int, dict[str, str], bytes]
+App = Callable[[Request], Answer]
+"""Given a request, the status, headers and body to answer with (an app double routing by path)."""
+
+
+def json_answer(status: int, body: object) -> Answer:
+    return status, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+
+@contextmanager
+def serve_app(app: App, received: list[Request] | None = None) -> Iterator[str]:
+    """Start a server answering every request with `app`; yields its base URL. Every request is
+    appended to `received` (a test reads what was sent)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            request = Request(self.command, self.path, dict(self.headers.items()), self.rfile.read(length))
+            if received is not None:
+                received.append(request)
+            status, headers, body = app(request)
+            try:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up on a slow answer
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _answer  # noqa: N815
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with _running(Handler) as url:
+        yield url
 
 
 def refused_url() -> str:

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from release.context import ReleaseContext
 from release.flows.deploy import deploy
@@ -47,6 +48,21 @@ class Traffic:
     for_last_seconds: int = HISTORY_SECONDS
 
 
+@dataclass(frozen=True)
+class Series:
+    """One more series to load besides the traffic: a gauge holding `value` throughout, or (`counter`)
+    a counter growing by `value` every scrape. A counter's name ends in `_total`."""
+
+    name: str
+    labels: dict[str, str]
+    value: float
+    counter: bool = False
+
+    @property
+    def family(self) -> str:
+        return self.name.removesuffix("_total") if self.counter else self.name
+
+
 MISSING = "prometheus/promtool are not installed (Debian's `prometheus` package; .ci/run installs it)"
 
 
@@ -60,7 +76,7 @@ def binaries() -> tuple[str, str]:
     pytest.skip(MISSING)
 
 
-def openmetrics(traffic: list[Traffic], end: int) -> str:
+def openmetrics(traffic: list[Traffic], end: int, extra: Sequence[Series] = ()) -> str:
     requests = ["# TYPE http_requests counter"]
     durations = ["# TYPE http_request_duration_seconds histogram"]
     for load in traffic:
@@ -75,7 +91,17 @@ def openmetrics(traffic: list[Traffic], end: int) -> str:
             durations += counter("http_request_duration_seconds_bucket", bucket, per_step * share)
         durations += counter("http_request_duration_seconds_count", base, per_step)
         durations += counter("http_request_duration_seconds_sum", base, per_step * 0.3)
-    return "\n".join([*requests, *durations, "# EOF"]) + "\n"
+    families: list[str] = []
+    for family in dict.fromkeys(series.family for series in extra):
+        members = [series for series in extra if series.family == family]
+        families.append(f"# TYPE {family} {'counter' if members[0].counter else 'gauge'}")
+        for series in members:
+            labels = ",".join(f'{name}="{value}"' for name, value in series.labels.items())
+            if series.counter:
+                families += _counter(series.name, labels, series.value, end=end, since=end - HISTORY_SECONDS)
+            else:
+                families += _gauge(series.name, labels, series.value, end=end)
+    return "\n".join([*requests, *durations, *families, "# EOF"]) + "\n"
 
 
 def _counter(name: str, labels: str, per_step: float, end: int, since: int) -> list[str]:
@@ -83,6 +109,12 @@ def _counter(name: str, labels: str, per_step: float, end: int, since: int) -> l
     start = end - HISTORY_SECONDS
     times = [start + index * STEP_SECONDS for index in range(HISTORY_SECONDS // STEP_SECONDS + 1)]
     return [f"{name}{{{labels}}} {per_step * max(0, (at - since) // STEP_SECONDS):.3f} {at}" for at in times]
+
+
+def _gauge(name: str, labels: str, value: float, end: int) -> list[str]:
+    start = end - HISTORY_SECONDS
+    times = [start + index * STEP_SECONDS for index in range(HISTORY_SECONDS // STEP_SECONDS + 1)]
+    return [f"{name}{{{labels}}} {value:.3f} {at}" for at in times]
 
 
 def _free_port() -> int:
@@ -105,44 +137,87 @@ Prometheus answers a query at any time given to it, so the suite never depends o
 
 
 @contextmanager
-def prometheus_with(traffic: list[Traffic], end: datetime = SERIES_END) -> Iterator[LoadedPrometheus]:
-    """Prometheus holding `traffic` for the 30 minutes that end at `end` (rounded down to a scrape)."""
+def prometheus_with(
+    traffic: list[Traffic],
+    end: datetime = SERIES_END,
+    extra: Sequence[Series] = (),
+    rule_groups: Sequence[dict[str, Any]] = (),
+) -> Iterator[LoadedPrometheus]:
+    """Prometheus holding `traffic` and `extra` for the 30 minutes that end at `end` (rounded down to a
+    scrape); with `rule_groups`, also their recording rules evaluated over those 30 minutes every
+    scrape interval (`promtool tsdb create-blocks-from rules`, as if Prometheus had run them)."""
     prometheus, promtool = binaries()
     end_seconds = int(end.timestamp()) // STEP_SECONDS * STEP_SECONDS
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(scratch)
-        (directory / "series.om").write_text(openmetrics(traffic, end_seconds))
-        subprocess.run(
-            [promtool, "tsdb", "create-blocks-from", "openmetrics", "series.om", "data"],
-            cwd=directory,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        (directory / "series.om").write_text(openmetrics(traffic, end_seconds, extra))
+        _promtool(promtool, directory, "create-blocks-from", "openmetrics", "series.om", "data")
         (directory / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
-        port = _free_port()
-        server = subprocess.Popen(
-            [
-                prometheus,
-                "--config.file=prometheus.yml",
-                "--storage.tsdb.path=data",
-                "--storage.tsdb.retention.time=30d",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            cwd=directory,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_ready(url)
+        if rule_groups:
+            with _serving(prometheus, directory) as url:
+                _backfill(promtool, directory, url, rule_groups, end_seconds)
+        with _serving(prometheus, directory) as url:
             yield LoadedPrometheus(url, datetime.fromtimestamp(end_seconds, UTC))
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+
+
+def _promtool(promtool: str, directory: Path, *arguments: str) -> None:
+    subprocess.run(
+        [promtool, "tsdb", *arguments], cwd=directory, check=True, capture_output=True, timeout=120
+    )
+
+
+def _backfill(
+    promtool: str, directory: Path, url: str, rule_groups: Sequence[dict[str, Any]], end_seconds: int
+) -> None:
+    """The recording rules of `rule_groups` (alerts left out) evaluated every scrape interval over the
+    loaded history, as blocks moved into the data directory (read when Prometheus next starts)."""
+    recording = [
+        {**group, "rules": [rule for rule in group["rules"] if "record" in rule]} for group in rule_groups
+    ]
+    (directory / "rules.yml").write_text(yaml.safe_dump({"groups": recording}))
+    _promtool(
+        promtool,
+        directory,
+        "create-blocks-from",
+        "rules",
+        f"--start={end_seconds - HISTORY_SECONDS}",
+        f"--end={end_seconds}",
+        f"--url={url}",
+        f"--eval-interval={STEP_SECONDS}s",
+        "--output-dir=rule-blocks",
+        "--quiet",
+        "rules.yml",
+    )
+    for block in (directory / "rule-blocks").iterdir():
+        block.rename(directory / "data" / block.name)
+
+
+@contextmanager
+def _serving(prometheus: str, directory: Path) -> Iterator[str]:
+    """Prometheus on the data in `directory`, on a free port of 127.0.0.1, until the block ends."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            prometheus,
+            "--config.file=prometheus.yml",
+            "--storage.tsdb.path=data",
+            "--storage.tsdb.retention.time=30d",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        cwd=directory,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 def _wait_ready(url: str) -> None:

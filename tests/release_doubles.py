@@ -10,7 +10,7 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,6 +20,7 @@ from typing import Any
 
 from core.config.sources import project_settings
 from core.config.stack import HealthCheckSettings
+from core.gateway import PREVIEW_HEADER
 from core.health import Verdict, check_sync
 from release.flows.deploy import DeployRequest
 from release.history.entries import HistoryEntry, read_history
@@ -28,8 +29,8 @@ from release.history.signing import Signer, generate_key_pair
 from release.history.writer import RecordChains
 from release.report.release_report import Checker
 from release.testing.fake_engine import FakeEngine
-from tests.conftest import copy_project, edit_yaml
-from tests.http_servers import Reply, serve
+from tests.conftest import TEST_SECRETS, copy_project, edit_yaml
+from tests.http_servers import Answer, App, Reply, Request, json_answer, serve_app
 
 TEST_KEYS = generate_key_pair()
 """A throwaway signing key made for this test session; its private half lives only in memory."""
@@ -78,6 +79,8 @@ FAST_BLUE_GREEN: dict[str, Any] = {
 """A stack edit for tests of the blue-green release itself: fast health checks, one switch, no
 metric analysis (staging and production declare a canary judged by their Prometheus; the canary
 and analysis tests run those against a real Prometheus)."""
+RELEASE_STEPS = ["preview", "analyse", "smoke preview", "switch", "smoke stable", "verify", "record"]
+"""The steps of a healthy blue-green release of api (its smoke suite runs before and after the switch)."""
 NEW_API = "registry.example.test/platform/api@sha256:" + "ab" * 32
 NEWER_API = "registry.example.test/platform/api@sha256:" + "cd" * 32
 
@@ -92,24 +95,63 @@ def fake_engine(
     return engine
 
 
+SMOKE_TOKEN = TEST_SECRETS["SMOKE_ACCOUNT_TOKEN"]
+
+
+def app_double(service: str, health: Callable[[], Reply], broken: Callable[[], set[str]] = set) -> App:
+    """The service as Pulumi.yaml's smoke suite expects it: `/v1/account` with the stack's smoke token
+    (401 without it), `POST /v1/search`, web's home page; every other path answers `health()` (the
+    readiness JSON). A path in `broken()` answers 500 with a careless error page that echoes the
+    request's credentials (a release must never show them)."""
+
+    def answer(request: Request) -> Answer:
+        if request.path in broken():
+            echoed = {name: request.header(name) for name in ("Authorization", PREVIEW_HEADER)}
+            return json_answer(500, {"error": "internal", "request": echoed})
+        if request.path == "/v1/account":
+            if request.header("Authorization") != f"Bearer {SMOKE_TOKEN}":
+                return json_answer(401, {"error": "unauthenticated"})
+            return json_answer(200, {"account": {"id": "acct-smoke", "plan": "smoke"}})
+        if request.path == "/v1/search" and request.method == "POST":
+            return json_answer(200, {"results": []})
+        if service == "web" and request.path == "/":
+            return 200, {"Content-Type": "text/html"}, b"<html><head><title>web</title></head></html>"
+        return json_answer(*health())
+
+    return answer
+
+
 @dataclass
 class Cluster:
-    """Which images fail, where. An image in `bad` fails everywhere; one in `bad_when_stable` passes
-    the preview check but fails once it takes stable traffic."""
+    """Which images fail, where. An image in `bad` fails its health checks everywhere; one in
+    `bad_when_stable` passes the preview check but fails once it takes stable traffic. `broken`
+    (image -> paths) fails single smoke checks everywhere, `broken_when_stable` once stable."""
 
     engine: FakeEngine
     stack: str
     service: str
     bad: set[str] = field(default_factory=set)
     bad_when_stable: set[str] = field(default_factory=set)
+    broken: dict[str, set[str]] = field(default_factory=dict)
+    broken_when_stable: dict[str, set[str]] = field(default_factory=dict)
     preview_url: str = ""
     stable_url: str = ""
+    received: list[Request] = field(default_factory=list)
+    """Every request either URL received (preview and stable)."""
 
     def answer(self, preview: bool) -> Reply:
         image = self.engine.serving(self.stack, self.service, preview=preview)
         if image in self.bad or (not preview and image in self.bad_when_stable):
             return 500, {"status": "error", "image": image}
         return 200, {"status": "ok", "image": image}
+
+    def broken_paths(self, preview: bool) -> set[str]:
+        image = self.engine.serving(self.stack, self.service, preview=preview)
+        stable = set() if preview else self.broken_when_stable.get(image, set())
+        return self.broken.get(image, set()) | stable
+
+    def app(self, preview: bool) -> App:
+        return app_double(self.service, lambda: self.answer(preview), lambda: self.broken_paths(preview))
 
     def request(self, image: str, actor: str = "alice") -> DeployRequest:
         return DeployRequest(
@@ -127,8 +169,8 @@ class Cluster:
 def cluster(engine: FakeEngine, stack: str = "staging", service: str = "api") -> Iterator[Cluster]:
     double = Cluster(engine, stack, service)
     with ExitStack() as servers:
-        double.preview_url = servers.enter_context(serve(lambda _: double.answer(preview=True)))
-        double.stable_url = servers.enter_context(serve(lambda _: double.answer(preview=False)))
+        double.preview_url = servers.enter_context(serve_app(double.app(preview=True), double.received))
+        double.stable_url = servers.enter_context(serve_app(double.app(preview=False), double.received))
         yield double
 
 

@@ -19,7 +19,7 @@ from release.testing.fake_clock import MONDAY_MORNING, FakeClock
 from release.testing.fake_engine import UPDATE_SECONDS, FakeEngine
 from tests.http_servers import serve
 from tests.prometheus_server import LoadedPrometheus, Traffic, judged_release, prometheus_with
-from tests.release_doubles import NEW_API, history_of, signed_project
+from tests.release_doubles import NEW_API, RELEASE_STEPS, history_of, signed_project
 
 TRAFFIC = [
     Traffic("steady", "blue", 100),
@@ -197,14 +197,7 @@ def release_with_metrics(new_colour_errors: float) -> tuple[Any, FakeEngine]:
 
 def test_a_release_is_verified_on_its_metrics_and_the_numbers_go_into_its_record() -> None:
     report, engine = release_with_metrics(0.001)
-    assert [step.name for step in report.steps] == [
-        "preview",
-        "analyse",
-        "switch",
-        "verify",
-        "metrics",
-        "record",
-    ]
+    assert [step.name for step in report.steps] == [*RELEASE_STEPS[:-1], "metrics", "record"]
     assert report.phase == "Healthy", report.failure
     verify = history_of(engine, "staging")[0].record
     assert verify is not None and verify.event == "verify"

@@ -76,7 +76,7 @@ def test_a_release_on_the_staging_stack_file_takes_its_declared_canary_steps() -
                 api.request(NEW_API),
             )
     assert report.phase == "Healthy", report.failure
-    assert [step.name for step in report.steps][2:6] == ["canary 10%", "canary 25%", "canary 50%", "switch"]
+    assert [step.name for step in report.steps][3:7] == ["canary 10%", "canary 25%", "canary 50%", "switch"]
     assert max(pauses) <= 10  # progress at least every 10 s
     assert sum(pauses[:36]) == 3 * 120  # each step held for the file's pauseSeconds, checked every 30 s
 
@@ -88,9 +88,11 @@ def test_a_healthy_canary_steps_through_its_weights_then_switches() -> None:
     assert names == [
         "preview",
         "analyse",
+        "smoke preview",
         "canary 10%",
         "canary 50%",
         "switch",
+        "smoke stable",
         "verify",
         "metrics",
         "record",

@@ -244,6 +244,6 @@ def test_sigterm_during_a_release_rolls_it_back_and_prints_the_report(
         code = run(["deploy", "dev", "--service", "api", "--image", NEW_API, *urls(api)], engine)
     captured = capsys.readouterr()
     assert code == 1 and "RolledBack" in captured.out
-    assert "verify failed: interrupted (Ctrl-C or SIGTERM); rolling back" in captured.err
+    assert "smoke stable failed: interrupted (Ctrl-C or SIGTERM); rolling back" in captured.err
     assert engine.serving("dev", "api") != NEW_API
     assert signal.getsignal(signal.SIGTERM) is handler  # the tool's handler is gone again

@@ -57,6 +57,7 @@ def test_every_component_has_a_platform_components_type_token() -> None:
         "platform:components:DatabaseAlarms",
         "platform:components:MigrationJob",
         "platform:components:NetworkPolicies",
+        "platform:components:ServiceDashboard",
         "platform:components:ServiceMonitoring",
         "platform:components:StackGateway",
         "platform:components:WorkloadIdentity",

@@ -18,8 +18,8 @@ from release.context import ReleaseContext
 from release.flows.deploy import DeployRequest, deploy
 from release.history.entries import RELEASES_KEY
 from release.testing.fake_engine import FakeEngine
-from tests.http_servers import Reply, serve
-from tests.release_doubles import TEST_SIGNER, fake_engine, history_of
+from tests.http_servers import Reply, serve_app
+from tests.release_doubles import RELEASE_STEPS, TEST_SIGNER, app_double, fake_engine, history_of
 
 FLAG = "FEATURE_SEARCH_V2"
 
@@ -64,8 +64,8 @@ def flagged_cluster(
 ) -> Iterator[FlaggedCluster]:
     double = FlaggedCluster(engine, stack, broken_value)
     with ExitStack() as servers:
-        double.preview_url = servers.enter_context(serve(lambda _: double.answer(preview=True)))
-        double.stable_url = servers.enter_context(serve(lambda _: double.answer(preview=False)))
+        double.preview_url = servers.enter_context(serve_app(app_double("api", lambda: double.answer(True))))
+        double.stable_url = servers.enter_context(serve_app(app_double("api", lambda: double.answer(False))))
         yield double
 
 
@@ -86,7 +86,7 @@ def test_a_flag_change_is_a_blue_green_release_of_the_live_image() -> None:
             ReleaseContext.for_tests(engine, engine.project_dir), api.request(flags={FLAG: "true"})
         )
     assert report.phase == "Healthy", report.failure
-    assert [step.name for step in report.steps] == ["preview", "analyse", "switch", "verify", "record"]
+    assert [step.name for step in report.steps] == RELEASE_STEPS
     assert api_release(engine)["activeColor"] == "blue"
     assert api_release(engine)["config"]["blue"] == {"flags": {"FEATURE_NEW_CHECKOUT": "true", FLAG: "true"}}
     assert engine.serving("staging", "api") == live_image  # the same digest, now with the flag
@@ -122,7 +122,8 @@ def test_a_flag_that_breaks_stable_traffic_is_undone_by_switching_back() -> None
             ReleaseContext.for_tests(engine, engine.project_dir), api.request(flags={FLAG: "true"})
         )
     assert report.phase == "RolledBack"
-    assert report.failure.startswith("verify:")
+    # the smoke suite's readiness check is the first request stable traffic sends the flag's pods
+    assert report.failure.startswith("smoke stable: 3/4 smoke checks passed; ready: status: expected 200")
     assert api_release(engine)["activeColor"] == "green"
     assert engine.serving_config("staging", "api")[FLAG] == "false"
     rollback_up = engine.ups[-2] if engine.ups[-1].changed_urns == [] else engine.ups[-1]

@@ -24,6 +24,7 @@ from tests.conftest import edit_yaml
 from tests.release_doubles import (
     FAST_BLUE_GREEN,
     NEW_API,
+    RELEASE_STEPS,
     TEST_SIGNER,
     cluster,
     fake_engine,
@@ -48,7 +49,7 @@ def test_a_healthy_release_moves_stable_traffic_to_the_new_image_on_the_idle_col
     with cluster(engine) as api:
         report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
     assert report.phase == "Healthy" and report.exit_code == 0
-    assert [step.name for step in report.steps] == ["preview", "analyse", "switch", "verify", "record"]
+    assert [step.name for step in report.steps] == RELEASE_STEPS
     assert api_release(engine) == {
         "replicas": 2,
         "activeColor": "blue",
@@ -126,7 +127,7 @@ def test_an_unhealthy_stable_service_is_rolled_back_by_flipping_only_the_two_ser
     with cluster(engine) as api:
         api.bad_when_stable.add(NEW_API)
         report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
-    assert_rolled_back(engine, report, "verify")
+    assert_rolled_back(engine, report, "smoke stable")  # its readiness check is the first to see it
     rollback_up = engine.ups[-1]
     # the two Services, and the live HTTPRoute `api` (at canary weight 0 already: targeted, unchanged)
     assert sorted(urn.rsplit("$", 1)[1] for urn in rollback_up.targets) == [

@@ -16,7 +16,7 @@ from release.flows.rollback import RollbackRequest, rollback
 from release.history.entries import RELEASES_KEY
 from release.testing.fake_engine import FakeEngine
 from tests.conftest import baseline
-from tests.release_doubles import NEW_API, TEST_SIGNER, cluster, fake_engine, history_of
+from tests.release_doubles import NEW_API, RELEASE_STEPS, TEST_SIGNER, cluster, fake_engine, history_of
 from tests.test_config import only, problems_of
 
 AUTOSCALER = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
@@ -108,14 +108,7 @@ def test_a_verified_release_stages_on_a_full_size_colour_then_shrinks_the_one_tr
     assert size(engine, "green") == 0  # scaled down after dev's last release
     with cluster(engine, "dev") as api:
         report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
-    assert [step.name for step in report.steps] == [
-        "preview",
-        "analyse",
-        "switch",
-        "verify",
-        "record",
-        "scale down",
-    ]
+    assert [step.name for step in report.steps] == [*RELEASE_STEPS, "scale down"]
     staged, *_rest, scaled = engine.ups
     assert sorted(urn.rsplit("::", 1)[1] for urn in staged.changed_urns) == [
         "api-green",
@@ -146,7 +139,7 @@ def test_a_rollback_to_a_scaled_down_colour_scales_it_up_before_switching_and_sa
     assert "idleScaledDown" not in api_release(engine)  # False: left out
 
 
-@pytest.mark.parametrize("failed_step", ["verify"])
+@pytest.mark.parametrize("failed_step", ["smoke stable"])  # its readiness check sees it first
 def test_a_failed_release_switches_back_to_a_colour_still_at_full_size(failed_step: str) -> None:
     engine = fake_engine("dev")
     with cluster(engine, "dev") as api:

@@ -15,12 +15,8 @@ with the right certificate, or applies weights exactly; those need a conformant 
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
@@ -33,17 +29,18 @@ from release.context import ReleaseContext
 from release.flows.deploy import DeployRequest, deploy
 from release.testing.fake_engine import FakeEngine
 from tests.conftest import TEST_SECRETS
-from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, TEST_SIGNER, fake_engine
+from tests.http_servers import Answer, Request, serve_app
+from tests.release_doubles import FAST_HEALTH_CHECK, NEW_API, TEST_SIGNER, app_double, fake_engine
 
 ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 TOKEN = TEST_SECRETS[PREVIEW_TOKEN_SECRET]
 SETTINGS = HealthCheckSettings.model_validate(FAST_HEALTH_CHECK)
 
 
-def _goes_to_preview(engine: FakeEngine, headers: Any) -> bool:
+def _goes_to_preview(engine: FakeEngine, request: Request) -> bool:
     preview_rule = preview_route_spec(GATEWAY_NAME, "api", "api.example.test", TOKEN)["rules"][0]
     for match in preview_rule["matches"]:
-        if all(headers.get(header["name"]) == header["value"] for header in match["headers"]):
+        if all(request.header(header["name"]) == header["value"] for header in match["headers"]):
             return True
     live = next(
         inputs for urn, inputs in engine.stacks["staging"].deployed.items() if urn.endswith(f"{ROUTE}::api")
@@ -54,27 +51,17 @@ def _goes_to_preview(engine: FakeEngine, headers: Any) -> bool:
 
 
 @contextmanager
-def gateway(engine: FakeEngine) -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            preview = _goes_to_preview(engine, self.headers)
-            body = json.dumps({"status": "ok", "image": engine.serving("staging", "api", preview=preview)})
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body.encode())
+def gateway(engine: FakeEngine, received: list[Request] | None = None) -> Iterator[str]:
+    """Routes each request like the stack Gateway, then answers as that colour's app would (its
+    readiness JSON, and the endpoints its smoke suite calls)."""
 
-        def log_message(self, *_: Any) -> None:
-            pass
+    def routed(request: Request) -> Answer:
+        preview = _goes_to_preview(engine, request)
+        image = engine.serving("staging", "api", preview=preview)
+        return app_double("api", lambda: (200, {"status": "ok", "image": image}))(request)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/healthz/ready"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_app(routed, received) as origin:
+        yield f"{origin}/healthz/ready"
 
 
 def test_a_probe_without_the_preview_token_gets_the_live_colour_and_with_it_the_idle_colour() -> None:

@@ -123,7 +123,7 @@ def test_an_automatic_rollback_record_revokes_the_failed_image_and_finishes_its_
         deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
     rollback, switch = (entry.record for entry in history_of(engine, "staging")[:2])
     assert rollback is not None and switch is not None and rollback.event == "rollback"
-    assert rollback.revokes == (NEW_API,) and "failed at verify" in rollback.reason
+    assert rollback.revokes == (NEW_API,) and "failed at smoke stable" in rollback.reason  # its ready check
     assert rollback.release == switch.release and rollback.finishes == (switch.release,)
 
 

@@ -99,7 +99,7 @@ def test_a_service_that_reads_no_database_gets_no_permission_and_no_database_set
     policies = [policy.name for policy in run.of_type(POLICY)]
     assert policies == ["api-read-database-secret"]
     web_configs = [
-        config.inputs["data"] for config in run.of_type(CONFIG_MAP) if config.name.startswith("web")
+        config.inputs["data"] for config in run.of_type(CONFIG_MAP) if config.name.startswith("web-config")
     ]
     assert len(web_configs) == 2  # one per colour, and no database settings
     assert not any(key.startswith("DATABASE_") for data in web_configs for key in data)

@@ -107,6 +107,24 @@ KubernetesName = Annotated[
     str,
     _fullmatching(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", "must be a Kubernetes name like letsencrypt"),
 ]
+KubernetesLabelKey = Annotated[
+    str,
+    _fullmatching(
+        r"([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?",
+        "must be a Kubernetes label or annotation key like grafana_dashboard or example.com/folder",
+    ),
+]
+KubernetesLabelValue = Annotated[
+    str,
+    _fullmatching(
+        r"([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?",
+        "must be a Kubernetes label value like 1 (at most 63 letters, digits, '-', '_' or '.')",
+    ),
+]
+GrafanaUid = Annotated[
+    str,
+    _fullmatching(r"[A-Za-z0-9._-]{1,40}", "must be a Grafana datasource uid like prometheus"),
+]
 _CLOCK = r"([01]\d|2[0-3]):[0-5]\d"
 _DAY = r"(mon|tue|wed|thu|fri|sat|sun)"
 BackupWindow = Annotated[

@@ -35,6 +35,8 @@ from core.config.base import (
 )
 from core.config.data_safety import DataSafetySpec
 from core.config.signing import ReleaseSigning
+from core.config.smoke import SmokeSettings
+from core.gateway import PREVIEW_TOKEN_SECRET
 
 # --------------------------------------------------------------------------------------------------
 # Project-level values (Pulumi.yaml)
@@ -179,6 +181,13 @@ class PostgresSpec(ConfigModel):
     @property
     def parameter_group_family(self) -> str:
         return parameter_group_family(self.engine_version)
+
+    @property
+    def max_connections(self) -> int | None:
+        """The parameter group's `max_connections`, when it sets a number (the alarms and dashboards
+        draw 80% of it)."""
+        value = self.parameters.get("max_connections")
+        return int(value) if value and value.isdigit() else None
 
 
 class GatewaySpec(ConfigModel):
@@ -353,6 +362,8 @@ class ProjectSettings(ConfigModel):
     feature_flags: dict[str, str] = Field(default_factory=dict)
     data_safety: DataSafetySpec | None = None
     """Recovery targets, drill verification queries, snapshot retention (core/config/data_safety.py)."""
+    smoke: SmokeSettings = Field(default_factory=SmokeSettings)
+    """Each service's smoke suite and how suites run (core/config/smoke.py)."""
     """The feature flags every service reads, with their defaults. Which flags exist is project-level;
     a colour's own values ride its release (`releases.<svc>.config.<colour>.flags`)."""
 
@@ -399,5 +410,11 @@ class ProjectSettings(ConfigModel):
 
     @property
     def secret_names(self) -> list[str]:
-        """Every secret some service reads, in a stable order."""
+        """Every secret some service reads, in a stable order (mounted into its pods)."""
         return sorted({name for service in self.services for name in service.secrets})
+
+    @property
+    def stack_secret_names(self) -> list[str]:
+        """Every secret a stack must set (`platform:appSecrets.<NAME>`): those the services read, those
+        the smoke suites send (never mounted into a pod), and the preview token (core.gateway)."""
+        return list(dict.fromkeys([*self.secret_names, *self.smoke.secret_names, PREVIEW_TOKEN_SECRET]))

@@ -27,7 +27,6 @@ from core.config.stack import (
     misplaced_project_key,
 )
 from core.errors import ConfigError, ConfigProblem
-from core.gateway import PREVIEW_TOKEN_SECRET
 from core.images import digest_of, is_image
 
 # --------------------------------------------------------------------------------------------------
@@ -325,6 +324,16 @@ def _cross_problems(stack: str, project: ProjectSettings, settings: StackSetting
                         "stack policy allows tags)",
                     )
                 )
+    for name in sorted(set(project.smoke.suites) - set(declared)):
+        problems.append(
+            ConfigProblem(
+                stack,
+                full_key(f"smoke.suites.{name}"),
+                name,
+                f"a smoke suite for a service Pulumi.yaml does not declare; it declares {declared}",
+                "rename it to a declared service in Pulumi.yaml, or remove it",
+            )
+        )
     if settings.strategy.type is StrategyType.CANARY and settings.analysis is None:
         problems.append(
             ConfigProblem(
@@ -346,8 +355,9 @@ def _cross_problems(stack: str, project: ProjectSettings, settings: StackSetting
         for color in Color:
             problems += undeclared_config_problems(stack, project, spec, release.config.of(color), color)
     # PREVIEW_TOKEN is the stack's own: the value of the preview header (core.gateway), read by the
-    # routes and the release tool, never mounted into a pod.
-    required = [*project.secret_names, PREVIEW_TOKEN_SECRET]
+    # routes and the release tool; the smoke suites' secrets are read by the release tool alone.
+    # Neither is mounted into a pod.
+    required = project.stack_secret_names
     missing = [name for name in required if name not in settings.app_secrets]
     if missing:
         problems.append(
@@ -355,7 +365,8 @@ def _cross_problems(stack: str, project: ProjectSettings, settings: StackSetting
                 stack,
                 full_key(SECRETS_KEY),
                 f"missing: {', '.join(missing)}",
-                f"{len(missing)} secret(s) the services or the preview routes read are not set: "
+                f"{len(missing)} secret(s) the services, the smoke suites or the preview routes read are not "
+                f"set: "
                 f"{', '.join(missing)}",
                 "set each one: "
                 + "; ".join(
@@ -371,8 +382,9 @@ def _cross_problems(stack: str, project: ProjectSettings, settings: StackSetting
                 stack,
                 full_key(SECRETS_KEY),
                 f"unused: {', '.join(unused)}",
-                "no service declares these secrets (a typo would leave the real one unset)",
-                "remove them or add them to a service's `secrets:` list in Pulumi.yaml",
+                "no service or smoke check declares these secrets (a typo would leave the real one unset)",
+                "remove them, or add them to a service's `secrets:` list (or send them from a smoke "
+                "check) in Pulumi.yaml",
             )
         )
     return problems

@@ -357,6 +357,15 @@ class ProjectFile:
         except StackFileError:
             return []
 
+    @property
+    def stack_secret_names(self) -> list[str]:
+        """Every secret a stack sets (ProjectSettings.stack_secret_names); with invalid settings, the
+        preview token alone (each stack then reports what is wrong)."""
+        try:
+            return self.settings.stack_secret_names
+        except StackFileError:
+            return [PREVIEW_TOKEN_SECRET]
+
 
 def project_settings(project_dir: Path) -> ProjectSettings:
     """Pulumi.yaml's project-level settings, read offline; StackFileError (exit 2) when invalid."""
@@ -371,6 +380,14 @@ def secret_names_of(project_dir: Path) -> list[str]:
         return []
 
 
+def stack_secret_names_of(project_dir: Path) -> list[str]:
+    """Every secret a stack sets (ProjectFile.stack_secret_names)."""
+    try:
+        return ProjectFile.read(project_dir).stack_secret_names
+    except StackFileError:
+        return [PREVIEW_TOKEN_SECRET]
+
+
 def validated_stack_config(stack: str, current: StackConfigValues, project: ProjectFile) -> StackConfig:
     """The stack's config (as the engine holds it) validated by the program's own rules.
 
@@ -379,9 +396,7 @@ def validated_stack_config(stack: str, current: StackConfigValues, project: Proj
     """
     values = {key: entry.value for key, entry in current.items()}
     secret_keys = {key for key, entry in current.items() if entry.secret}
-    values[full_key(SECRETS_KEY)] = dict.fromkeys(
-        [*project.secret_names, PREVIEW_TOKEN_SECRET], SECRET_MARKER
-    )
+    values[full_key(SECRETS_KEY)] = dict.fromkeys(project.stack_secret_names, SECRET_MARKER)
     secret_keys.add(full_key(SECRETS_KEY))
     merged = {full_key(key): value for key, value in project.values.items()} | values
     raw = RawConfig(stack=stack, values=merged, project_values=project.values, secret_keys=secret_keys)

@@ -39,10 +39,13 @@ from core.config.base import (
     Color,
     ConfigModel,
     Domain,
+    GrafanaUid,
     HttpScheme,
     HttpUrlText,
     InstanceClass,
     KmsKeyArn,
+    KubernetesLabelKey,
+    KubernetesLabelValue,
     KubernetesName,
     MaintenanceWindow,
     OidcProviderArn,
@@ -397,6 +400,14 @@ class TlsMode(StrEnum):
 
 
 FREE_STORAGE_ALARM_SHARE = 0.1
+CPU_ALARM_PERCENT = 80
+CONNECTIONS_ALARM_SHARE = 0.8
+"""The database alarms' thresholds (components.database_alarms; the dashboards draw them too)."""
+
+
+def connections_alarm_threshold(max_connections: int) -> int:
+    """The connections alarm's threshold: 80% of the parameter group's max_connections."""
+    return int(max_connections * CONNECTIONS_ALARM_SHARE)
 
 
 def free_storage_alarm_bytes(allocated_storage_gb: int) -> int:
@@ -483,6 +494,26 @@ class AnalysisSettings(ConfigModel):
     verdict (enough requests, over a limit) ends the wait at once; Inconclusive ones keep waiting."""
 
 
+class DashboardSettings(ConfigModel):
+    """Where this stack's Grafana dashboards go (components.dashboards): the Prometheus datasource
+    their panels query, and what the Grafana sidecar of kube-prometheus-stack looks for: the label it
+    loads ConfigMaps by (its `sidecar.dashboards.label` / `labelValue`) and the annotation that names
+    the folder (its `folderAnnotation`)."""
+
+    datasource_uid: GrafanaUid
+    label: KubernetesLabelKey = "grafana_dashboard"
+    label_value: KubernetesLabelValue = "1"
+    folder: str = Field(default="Platform", min_length=1, max_length=100)
+    folder_annotation: KubernetesLabelKey = "grafana_folder"
+
+    @field_validator("folder")
+    @classmethod
+    def _one_line(cls, folder: str) -> str:
+        if not folder.isprintable() or "/" in folder:
+            raise ValueError("must be one printable line without '/' (a folder name, not a path)")
+        return folder
+
+
 class StrategyType(StrEnum):
     BLUE_GREEN = "blueGreen"
     CANARY = "canary"
@@ -534,6 +565,7 @@ class StackSettings(ConfigModel):
     tls: TlsSettings
     network: NetworkSettings
     alerting: AlertingSettings
+    dashboards: DashboardSettings
     analysis: AnalysisSettings | None = None
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     health_check: HealthCheckSettings = Field(default_factory=HealthCheckSettings)

@@ -25,6 +25,7 @@ from release.commands import (
     reject,
     review,
     rollback,
+    smoke,
     status,
 )
 
@@ -47,4 +48,5 @@ COMMANDS: tuple[ModuleType, ...] = (
     history,
     health_check,
     analyse,
+    smoke,
 )

@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 
 from core.config.base import Color
-from core.config.sources import validated_stack_config
-from core.errors import ConfigError, ConfigProblem, ExitCode, UsageError
+from core.errors import ExitCode, UsageError
 from release.analysis import analyse, prometheus_query
-from release.commands.options import Options, stack_argument
+from release.commands.options import Options, colour_option, service_release, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
 
@@ -27,24 +26,12 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
     )
     stack_argument(parser)
     parser.add_argument("--service", required=True, help="the service to analyse, e.g. api")
-    parser.add_argument(
-        "--colour",
-        "--color",
-        choices=[color.value for color in Color],
-        default=None,
-        help="the colour to judge (default: the idle one, which a release would switch to)",
-    )
+    colour_option(parser, "default: the live colour, on its limits alone; the idle one is compared with it")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
-    stack_config = validated_stack_config(args.stack, ctx.engine.get_config(args.stack), ctx.project_file)
-    release = stack_config.settings.releases.get(args.service)
-    if release is None:
-        problem = ConfigProblem.unknown_service(
-            args.stack, args.service, list(stack_config.settings.releases), "this stack releases"
-        )
-        raise ConfigError(args.stack, [problem])
+    stack_config, release = service_release(ctx, args.stack, args.service)
     settings = stack_config.settings.analysis
     if settings is None:
         raise UsageError(

@@ -1,4 +1,5 @@
-"""Options shared by several commands, defined once, and argparse `type=` checks.
+"""Options shared by several commands, defined once, argparse `type=` checks, and the lookup of the
+service a command names (`service_release`).
 
 Every stack argument is checked against Pulumi's rules before anything else (`core.stack_name`); a
 bad argument exits 2 with the value and the rule.
@@ -11,9 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from core.config.base import ENV_NAME, HTTP_URL, config_value_problem
+from core.config.base import ENV_NAME, HTTP_URL, Color, config_value_problem
 from core.config.signing import KEY_NAME
-from core.errors import UsageError
+from core.config.sources import validated_stack_config
+from core.config.stack import ServiceRelease, StackConfig
+from core.errors import ConfigError, ConfigProblem, UsageError
 from core.stack_name import parse_stack_name
 from core.text import one_line
 from release.context import ReleaseContext
@@ -107,6 +110,26 @@ class Options:
     def __init__(self) -> None:
         self.shared = shared_options()
         self.actor = actor_options()
+
+
+def colour_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--colour` (or `--color`) blue|green; None when not given."""
+    parser.add_argument(
+        "--colour", "--color", choices=[color.value for color in Color], default=None, help=help
+    )
+
+
+def service_release(ctx: ReleaseContext, stack: str, service: str) -> tuple[StackConfig, ServiceRelease]:
+    """The stack's validated config (as the engine holds it) and the named service's release in it;
+    a ConfigError (exit 2) naming the services the stack releases when it releases no such one."""
+    stack_config = validated_stack_config(stack, ctx.engine.get_config(stack), ctx.project_file)
+    release = stack_config.settings.releases.get(service)
+    if release is None:
+        problem = ConfigProblem.unknown_service(
+            stack, service, list(stack_config.settings.releases), "this stack releases"
+        )
+        raise ConfigError(stack, [problem])
+    return stack_config, release
 
 
 def url_option(parser: argparse.ArgumentParser, name: str, which: str) -> None:

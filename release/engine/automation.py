@@ -32,7 +32,6 @@ from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY
 from core.config.sources import ConfigEntry, StackConfigValues, parse_engine_value
 from core.data_plan import DATA_PROJECT, DataPlan, data_stack_name
 from core.errors import ConcurrentReleaseError, EngineError, EngineUnavailableError
-from core.gateway import PREVIEW_TOKEN_SECRET
 from release.engine.protocol import DataTimeouts, Engine, OutputSink, SecretValue, UpdateOutcome
 from release.engine.shapes import changes_of, event_to_json, summary_to_history_json
 
@@ -70,14 +69,14 @@ class AutomationEngine(Engine):
             for key, item in values.items()
         }
 
-    def preview_token(self, stack: str) -> SecretValue | None:
-        key = f"{PROJECT_NAME}:{SECRETS_KEY}.{PREVIEW_TOKEN_SECRET}"
+    def app_secret(self, stack: str, name: str) -> SecretValue | None:
+        key = f"{PROJECT_NAME}:{SECRETS_KEY}.{name}"
         try:
             value = self._call(stack, lambda selected: selected.get_config(key, path=True))
         except EngineError as error:
             if "not found" in str(error):
                 return None  # not set (the config rules refuse such a stack before this is asked)
-            raise  # a passphrase or backend problem is the engine's error, not a missing token
+            raise  # a passphrase or backend problem is the engine's error, not a missing secret
         return SecretValue(str(value.value)) if value.value else None
 
     def up(

@@ -17,6 +17,7 @@ from typing import Any
 
 from core.config.sources import ConfigEntry, StackConfigValues
 from core.data_plan import DataPlan
+from core.gateway import PREVIEW_TOKEN_SECRET
 
 OutputSink = Callable[[str], None]
 """Where an `up` streams the engine's output lines."""
@@ -71,9 +72,14 @@ class Engine(ABC):
         """The stack's config, full keys (`platform:releases`); secret values are SECRET_MARKER."""
 
     @abstractmethod
+    def app_secret(self, stack: str, name: str) -> SecretValue | None:
+        """The stack secret `platform:appSecrets.<name>`, decrypted, or None when the stack holds none
+        (the preview token, a secret a smoke check sends)."""
+
     def preview_token(self, stack: str) -> SecretValue | None:
         """The stack's preview token (`platform:appSecrets.PREVIEW_TOKEN`, core.gateway), decrypted,
         or None when the stack holds none."""
+        return self.app_secret(stack, PREVIEW_TOKEN_SECRET)
 
     @abstractmethod
     def up(

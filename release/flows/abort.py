@@ -26,6 +26,7 @@ from core.config.stack import releases_of, with_release
 from core.errors import ConfigError, ConfigProblem, HistoryError, UsageError
 from core.naming import canary_urn, service_urns
 from release import log
+from release.annotations import StepAnnotations, release_tags
 from release.context import ReleaseContext
 from release.flows.restore import plan_rollback, restore
 from release.flows.snapshot import snapshot_past_risks
@@ -105,6 +106,15 @@ def abort(ctx: ReleaseContext, request: AbortRequest) -> ReleaseReport:
         data=data,
     )
     ctx.progress(f"abort: {release.describe()}; restoring {service} from {target.label()} ({plan.mode})")
+    annotate = StepAnnotations(
+        ctx.annotator,
+        ctx.clock,
+        report,
+        f"abort {service}",
+        release.image,
+        release_tags([service], stack_config.settings.namespace, stack),
+    )
+    started = ctx.clock()
     with log.indented():
         restore(
             ctx,
@@ -118,7 +128,8 @@ def abort(ctx: ReleaseContext, request: AbortRequest) -> ReleaseReport:
             stable_urls=request.stable_urls,
             record_unchanged=f"release abort {service}: nothing to restore ({release.id})",
         )
-    return report
+    annotate.new_steps(started)
+    return annotate.finished()
 
 
 def _state_before(

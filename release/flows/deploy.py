@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from core.config.base import PROJECT_NAME, SECRETS_KEY, Color, full_key
+from core.config.base import PROJECT_NAME, Color, full_key
 from core.config.rules import undeclared_config_problems
 from core.config.sources import ConfigEntry, StackConfigValues, validated_stack_config
 from core.config.stack import (
@@ -52,11 +52,12 @@ from core.errors import (
     RollbackRefusedError,
     UnfinishedReleaseError,
 )
-from core.gateway import PREVIEW_HEADER, PREVIEW_TOKEN_SECRET
+from core.gateway import PREVIEW_HEADER
 from core.images import ImageRefError, parse_pinned_image, repository_of
 from core.naming import canary_urn, colour_urns
 from release import log
 from release.analysis import Outcome, analyse, prometheus_query
+from release.annotations import StepAnnotations, release_tags
 from release.clock import Clock
 from release.context import ReleaseContext
 from release.engine.shapes import UpdateResult
@@ -79,9 +80,12 @@ from release.report.release_report import (
     default_checker,
     health_urls,
     record_step,
+    smoke_counts,
+    smoke_step,
     up_step,
     with_headers,
 )
+from release.smoke import Suite, origin_of, suite_for, unreadable_secret
 
 
 @dataclass
@@ -163,6 +167,8 @@ class _Release:
     stack_config: StackConfig
     preview_headers: dict[str, str] = field(default_factory=dict, repr=False)
     """What every preview check sends: the preview header with the stack's token (never shown)."""
+    smoke: Suite | None = None
+    """The service's smoke suite with the stack's secrets (None: the service declares none)."""
 
     @property
     def snapshot_needed(self) -> bool:
@@ -214,26 +220,42 @@ def deploy(ctx: ReleaseContext, request: DeployRequest) -> ReleaseReport:
         f"release {request.release_id}: {request.service} {release.run.describe_change(request.changes)} "
         f"on {request.stack}"
     )
+    annotate = StepAnnotations(
+        ctx.annotator,
+        ctx.clock,
+        report,
+        f"{report.command} {request.service}",
+        request.image,
+        release_tags([request.service], release.stack_config.settings.namespace, request.stack),
+    )
     for number, (name, run_step) in enumerate(_steps(ctx, request, release, stage_notification)):
+        started = ctx.clock()
         step = _run_guarded(name, run_step, first=number == 0)
         report.steps.append(step)
+        annotate.new_steps(started)
         if not step.succeeded:
+            started = ctx.clock()
             _fail_and_roll_back(ctx, request, release, report)
-            return report
+            annotate.new_steps(started)
+            return annotate.finished()
     notification: dict[str, Any] = {}
     if request.promoted_from:
         how = request.approval.get("source") if request.approval else "not required"
         detail = f"promoted from {request.promoted_from}; approval: {how}"
         notification = _notify(ctx.notifier, report, request, "promotion", detail).to_json()
+    started = ctx.clock()
     _record_verification(ctx, request, report, notification)
+    annotate.new_steps(started)
     if report.steps[-1].succeeded and release.scaled_down is not None:
+        started = ctx.clock()
         _scale_down_idle(ctx, request, release, report)
+        annotate.new_steps(started)
     idle = release.before.idle_color.value
     ctx.progress(
         f"{request.service} on {request.stack} is {Phase.HEALTHY} on {idle} "
         f"({release.run.describe_change(request.changes)})"
     )
-    return report
+    return annotate.finished()
 
 
 def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport) -> _Release | None:
@@ -270,21 +292,11 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
     outputs = ctx.engine.outputs(request.stack)
     releases = current[RELEASES_KEY].value
     token = ctx.engine.preview_token(request.stack)
-    if token is None or not token.reveal():  # validated config has it: the engine could not read it
-        raise ConfigError(
-            request.stack,
-            [
-                ConfigProblem(
-                    request.stack,
-                    full_key(f"{SECRETS_KEY}.{PREVIEW_TOKEN_SECRET}"),
-                    "(unreadable)",
-                    "the engine returned no preview token, so the preview checks could not reach the "
-                    "idle colour (they would check the live one)",
-                    f"pulumi config set --secret --path '{SECRETS_KEY}.{PREVIEW_TOKEN_SECRET}' "
-                    f'"$(openssl rand -hex 32)" -s {request.stack}',
-                )
-            ],
-        )
+    unreadable = [] if token is not None and token.reveal() else [unreadable_secret(request.stack)]
+    smoke, unread = suite_for(ctx.engine, stack_config, request.service)
+    if unreadable or unread:  # the validated config has them: the engine could not read them
+        raise ConfigError(request.stack, unreadable + unread)
+    assert token is not None
     analysis = stack_config.settings.analysis
     if analysis is not None and request.prometheus_url:
         analysis = analysis.model_copy(update={"prometheus_url": request.prometheus_url})
@@ -308,6 +320,7 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
         stable_urls=stable_urls,
         stack_config=stack_config,
         preview_headers={PREVIEW_HEADER: token.reveal()},
+        smoke=smoke,
     )
 
 
@@ -392,14 +405,31 @@ def _steps(
         ),
         ("analyse", lambda: check("analyse", release.preview_urls, preview_checker)),
     ]
+    suite = release.smoke
+    if suite is not None:  # before any traffic moves: the idle colour, through the preview route
+        preview_origin = origin_of(release.preview_urls[0])
+        steps.append(
+            (
+                "smoke preview",
+                lambda: smoke_step(
+                    "smoke preview", suite, "preview", preview_origin, release.preview_headers, ctx.progress
+                ),
+            )
+        )
     if release.strategy.type is StrategyType.CANARY:
         steps += [
             (f"canary {percent}%", functools.partial(canary, percent)) for percent in release.strategy.steps
         ]
-    steps += [
-        ("switch", switch_up),
-        ("verify", lambda: check("verify", release.stable_urls)),
-    ]
+    steps.append(("switch", switch_up))
+    if suite is not None:  # stable traffic on the new colour: the stable host, no preview header
+        stable_origin = origin_of(release.stable_urls[0])
+        steps.append(
+            (
+                "smoke stable",
+                lambda: smoke_step("smoke stable", suite, "stable", stable_origin, {}, ctx.progress),
+            )
+        )
+    steps.append(("verify", lambda: check("verify", release.stable_urls)))
     if release.analysis is not None:
         analysis = release.analysis
         steps.append(
@@ -758,9 +788,13 @@ def _roll_back(
 
 def _judged_on(report: ReleaseReport) -> dict[str, Any]:
     """The metric analysis a release ran last (the failing one for a rollback, the post-switch one
-    for a verify; its record keeps it, pass or fail), or nothing."""
+    for a verify; its record keeps it, pass or fail), and the counts of the smoke suites it ran."""
     metrics = next((step.analysis for step in reversed(report.steps) if step.analysis is not None), None)
-    return {"analysis": metrics} if metrics is not None else {}
+    judged: dict[str, Any] = {"analysis": metrics} if metrics is not None else {}
+    smoke = smoke_counts(report.steps)
+    if smoke:
+        judged["smoke"] = smoke  # "N/M smoke checks passed", per target, signed with the record
+    return judged
 
 
 def _so_far(pending: PendingNotification) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from core.config.sources import StackConfigValues, validated_stack_config
 from core.config.stack import IDLE_SCALED_DOWN
 from core.errors import HistoryError
 from release import log
+from release.annotations import StepAnnotations, release_tags
 from release.context import ReleaseContext
 from release.flows.restore import plan_rollback, restore
 from release.flows.snapshot import snapshot_past_risks
@@ -85,6 +86,17 @@ def rollback(ctx: ReleaseContext, request: RollbackRequest) -> ReleaseReport:
         run=request.run,
         data=data,
     )
+    annotate = StepAnnotations(
+        ctx.annotator,
+        ctx.clock,
+        report,
+        "rollback",
+        plan.target.label(),
+        release_tags(
+            plan.switched or list(stack_config.settings.releases), stack_config.settings.namespace, stack
+        ),
+    )
+    started = ctx.clock()
     with log.indented():
         outcome = restore(
             ctx,
@@ -97,9 +109,10 @@ def rollback(ctx: ReleaseContext, request: RollbackRequest) -> ReleaseReport:
             recheck=plan.switched if request.health_check else (),
             stable_urls=request.stable_urls,
         )
+    annotate.new_steps(started)
     if outcome is None:
         report.notes.append("the stack already runs that config; nothing to restore")
-    return report
+    return annotate.finished()
 
 
 def _plan_to(

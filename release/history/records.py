@@ -29,7 +29,9 @@ very end, with no duplicate key, only known keys, and the right type for each. T
     revokes      the images whose verification this event takes away (rollback, abort, reject)
     reviews      the history entry number a review acknowledges (review of a break-glass)
     reason       why (rollback, abort, reject, review, break-glass)
-    window       {"seconds", "probes"} of the health check that verified a digest (verify)
+    window       {"seconds", "probes"} of the health check that verified a digest (verify); what a
+                 release was judged on (verify, rollback): "analysis" (the metric analysis), "smoke"
+                 ({"preview"|"stable": {"passed", "total", "failed": [check names]}})
     notification {"event", "sent", "error"} for events that notify
     prev         the chain link: SHA-256 (64 hex) over the canonical signed payload of the record before
                  it on this stack (release.history.chain), or the stack's genesis value for the first

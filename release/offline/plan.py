@@ -12,6 +12,7 @@ parity violation where it makes stacks differ, never a knob.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,10 @@ from typing import Any
 
 from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
 from core.config.rules import load_stack_config
-from core.config.sources import StackFile, read_stack_file, secret_names_of
+from core.config.sources import StackFile, read_stack_file, stack_secret_names_of
+from core.dashboards import DASHBOARD_LABEL
 from core.errors import ConfigError, ExitCode, ReleaseError
-from core.gateway import GATEWAY_TYPE, HTTPROUTE_TYPE, PREVIEW_TOKEN_SECRET
+from core.gateway import GATEWAY_TYPE, HTTPROUTE_TYPE
 from core.naming import CONFIG_FINGERPRINT_ANNOTATION
 from policy.platform_policies import RULES, ResourceArgs, Violation, violations_of
 from release.log import Progress
@@ -90,8 +92,8 @@ class PlanReport:
 
 def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress) -> PlanReport:
     """Evaluate each stack offline; with `compare`, classify every difference between them."""
-    # the services' secrets and the stack's preview token (core.gateway)
-    secret_names = [*secret_names_of(project_dir), PREVIEW_TOKEN_SECRET]
+    # the services' secrets, the smoke suites' and the stack's preview token (core.gateway)
+    secret_names = stack_secret_names_of(project_dir)
     files: dict[str, StackFile] = {}
     plans: list[StackPlan] = []
     for stack in stacks:
@@ -207,6 +209,10 @@ def key_settings(resource: RegisteredResource) -> dict[str, Any]:
             "multi-AZ": inputs.get("multiAz"),
             "deletion protection": inputs.get("deletionProtection"),
         }
+    if kind == "kubernetes:core/v1:ConfigMap" and DASHBOARD_LABEL in (
+        _get(inputs, "metadata", "labels") or {}
+    ):
+        return dashboard_settings(inputs)
     if kind in ("kubernetes:core/v1:ConfigMap", "kubernetes:core/v1:Secret"):
         data = inputs.get("data") or inputs.get("stringData") or {}
         return {"keys": sorted(data) if isinstance(data, dict) else SECRET_MARKER}
@@ -219,6 +225,35 @@ def key_settings(resource: RegisteredResource) -> dict[str, Any]:
     if kind == "pulumi:providers:aws":
         return {"region": inputs.get("region")}
     return {}
+
+
+PART_OF = "app.kubernetes.io/part-of"
+
+
+def dashboard_settings(inputs: dict[str, Any]) -> dict[str, Any]:
+    """A dashboard ConfigMap (components.dashboards): the dashboard's title, its panels, the datasource
+    they query, and the sidecar label and folder annotation Grafana loads it by."""
+    labels = _get(inputs, "metadata", "labels") or {}
+    documents = [text for text in (inputs.get("data") or {}).values() if isinstance(text, str)]
+    try:
+        document = json.loads(documents[0]) if documents else {}
+    except ValueError:
+        document = {}
+    panels = [panel for panel in document.get("panels") or [] if panel.get("type") != "row"]
+    sources = {
+        str((target.get("datasource") or {}).get("uid"))
+        for panel in panels
+        for target in panel.get("targets") or []
+    }
+    return {
+        "dashboard": document.get("title"),
+        "panels": len(panels),
+        "datasource": ",".join(sorted(sources)),
+        "sidecar": ",".join(
+            f"{key}={value}" for key, value in sorted(labels.items()) if key not in (DASHBOARD_LABEL, PART_OF)
+        ),
+        "folder": ",".join(str(value) for value in (_get(inputs, "metadata", "annotations") or {}).values()),
+    }
 
 
 def _short_type(type_token: str) -> str:

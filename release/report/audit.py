@@ -198,6 +198,7 @@ def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRo
         parts = [
             _approval_or_reason(shown.approval, shown.break_glass, shown.reason),
             _judged_on(shown.window.get("analysis")),
+            _smoke_counts(shown.window.get("smoke")),
             _config_set(shown.config.get("set")),
             _data_safety(shown),
         ]
@@ -575,6 +576,21 @@ def _judged_on(analysis: Any) -> str:
         if isinstance(m, dict)
     ]
     return f"metrics {analysis.get('outcome')}: {', '.join(values)}"
+
+
+def _smoke_counts(smoke: Any) -> str:
+    """A record's smoke suites in one line: `smoke preview 4/4, stable 3/4 (failed: search)`."""
+    if not isinstance(smoke, dict):
+        return ""
+    parts = []
+    for target, counts in smoke.items():
+        if not isinstance(counts, dict):
+            continue
+        passed, total, failed = counts.get("passed"), counts.get("total"), counts.get("failed")
+        if isinstance(passed, int) and isinstance(total, int):
+            names = [str(name) for name in failed] if isinstance(failed, list) else []
+            parts.append(f"{target} {passed}/{total}" + (f" (failed: {', '.join(names)})" if names else ""))
+    return f"smoke {', '.join(parts)}" if parts else ""
 
 
 def _route_weights(canary_weight: int) -> str:

@@ -27,6 +27,7 @@ from release.history.writer import RecordChains
 from release.log import Progress
 from release.notify import NotificationResult
 from release.report.rollback_plan import RollbackPlan
+from release.smoke import SmokeResult, Suite, run_suite_sync
 
 Checker = Callable[[Sequence[str], HealthCheckSettings, Mapping[str, str]], Verdict]
 
@@ -87,6 +88,8 @@ class Step:
     update: UpdateOutcome | None = None
     analysis: dict[str, Any] | None = None
     """The metric analysis this step ran (release.analysis.Analysis.to_json): queries, values, verdicts."""
+    smoke: SmokeResult | None = None
+    """The smoke suite this step ran (release.smoke): the count and each failed check."""
 
     def to_json(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -102,6 +105,8 @@ class Step:
             document["verdict"] = self.verdict.to_json()
         if self.analysis is not None:
             document["analysis"] = self.analysis
+        if self.smoke is not None:
+            document["smoke"] = self.smoke.to_json()
         return document
 
 
@@ -182,6 +187,16 @@ class ReleaseReport:
                     f"- {step.name}: {step.verdict.phase}, {len(step.verdict.probes)} probes, "
                     f"failures: {kinds}; {step.verdict.reason}"
                 )
+        smoked = [step for step in self.steps if step.smoke is not None]
+        if smoked:
+            lines += ["", "### Smoke checks", ""]
+            for step in smoked:
+                assert step.smoke is not None
+                lines.append(f"- {step.name} ({step.smoke.origin}): {step.smoke.headline()}")
+                lines += [
+                    f"  - `{check.name}` FAILED: {check.describe().split(': ', 1)[1]}".replace("|", "\\|")
+                    for check in step.smoke.failed
+                ]
         if self.rollback is not None:
             lines += ["", "### Rollback", "", "```", self.rollback.render().rstrip(), "```"]
         if self.notifications:
@@ -202,7 +217,7 @@ class ReleaseReport:
             lines.append(f"  snapshot before the migration: {_snapshot_text(self.snapshot)}")
         for step in self.steps:
             mark = "ok  " if step.succeeded else "FAIL"
-            lines.append(f"  {mark} {step.name:<12} {step.seconds:7.2f}s  {step.detail}")
+            lines.append(f"  {mark} {step.name:<13} {step.seconds:7.2f}s  {step.detail}")
         if self.failure:
             lines.append(f"  failed: {self.failure}")
         if self.rollback is not None:
@@ -278,6 +293,23 @@ def check_step(
     verdict = checker(urls, settings, expect)
     seconds = time.monotonic() - started
     return Step(name, verdict.healthy, seconds, f"{verdict.phase}: {verdict.reason}", verdict=verdict)
+
+
+def smoke_step(
+    name: str, suite: Suite, target: str, origin: str, headers: Mapping[str, str], progress: Progress
+) -> Step:
+    """Run `suite` against `origin` (`target`: preview, the idle colour through the preview route; or
+    stable): a step that succeeds only when every check passes, and keeps the result."""
+    progress(f"{name}: {len(suite.checks)} smoke check(s) of {suite.service} against {origin}")
+    started = time.monotonic()
+    result = run_suite_sync(suite, target, origin, headers)
+    return Step(name, result.passed, time.monotonic() - started, result.summary(), smoke=result)
+
+
+def smoke_counts(steps: Sequence[Step]) -> dict[str, Any]:
+    """What a record keeps of the smoke suites a release ran: per target, the count and the checks
+    that failed (`{"preview": {"passed": 4, "total": 4, "failed": []}, "stable": ...}`)."""
+    return {step.smoke.target: step.smoke.counts() for step in steps if step.smoke is not None}
 
 
 def health_urls(

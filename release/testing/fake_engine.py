@@ -93,6 +93,8 @@ class FakeEngine(Engine):
         """Each data stack's last successful evaluation (core.data_plan: `<stack>`, `<stack>-drill`)."""
         self.data_ups: list[DataUpCall] = []
         self._data_failures: dict[int, str] = {}
+        self.secrets = dict(TEST_SECRETS)
+        """The stack secrets: what `app_secret` reads and every `up` evaluates the program with."""
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -171,7 +173,14 @@ class FakeEngine(Engine):
     def preview_token(self, stack: str) -> SecretValue | None:
         self._stack(stack)
         self.calls.append(("preview_token", stack))
-        return SecretValue(TEST_SECRETS[PREVIEW_TOKEN_SECRET])
+        return SecretValue(self.secrets[PREVIEW_TOKEN_SECRET])
+
+    def app_secret(self, stack: str, name: str) -> SecretValue | None:
+        """`secrets[name]` (the test secrets, unless a test removed or changed one)."""
+        self._stack(stack)
+        self.calls.append(("app_secret", stack))
+        value = self.secrets.get(name)
+        return SecretValue(value) if value is not None else None
 
     def up(
         self,
@@ -234,7 +243,7 @@ class FakeEngine(Engine):
 
     def _evaluate(self, stack: str, config: Mapping[str, ConfigEntry]) -> ProgramRun:
         values = {key: entry.value for key, entry in config.items()}
-        values[full_key(SECRETS_KEY)] = dict(TEST_SECRETS)
+        values[full_key(SECRETS_KEY)] = dict(self.secrets)
         project_values = read_stack_file(self.project_dir, stack).raw.project_values
         engine_config = {full_key(key): engine_text(value) for key, value in project_values.items()}
         engine_config.update({key: engine_text(value) for key, value in values.items()})
