@@ -13,8 +13,7 @@ import argparse
 from core.config.base import Color
 from core.errors import ConfigError, ExitCode, UsageError
 from core.gateway import PREVIEW_HEADER
-from core.stack_name import parse_stack_name
-from release.commands.options import Options, colour_option, service_release
+from release.commands.options import Options, colour_option, service_release, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
 from release.report.release_report import health_urls
@@ -27,8 +26,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         parents=[options.shared],
         help="run a service's smoke suite now: exit 0 all passed, 1 a check failed, 2 no suite",
     )
-    parser.add_argument("stack", type=parse_stack_name)
-    parser.add_argument("--service", required=True)
+    stack_argument(parser)
+    parser.add_argument("--service", required=True, help="the service whose suite to run, e.g. api")
     colour_option(parser, "default: the live colour (stable host); the idle one, through the preview route")
     parser.add_argument("--url", default=None, help="another origin to send the suite's paths to")
     parser.set_defaults(run=run)
