@@ -17,7 +17,7 @@ MAX_ANSWER = 4096
 
 
 def ask(question: str) -> str | None:
-    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+    if sys.stdin is None or sys.stderr is None or not (sys.stdin.isatty() and sys.stderr.isatty()):
         return None
     sys.stderr.write(question)
     sys.stderr.flush()
@@ -25,4 +25,7 @@ def ask(question: str) -> str | None:
     if not ready:
         sys.stderr.write("\n(no answer in time)\n")
         return ""
-    return sys.stdin.readline(MAX_ANSWER)
+    try:
+        return sys.stdin.readline(MAX_ANSWER)
+    except (UnicodeDecodeError, OSError):  # an answer that is not text is not the stack's name
+        return ""

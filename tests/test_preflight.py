@@ -99,3 +99,23 @@ def test_a_prometheus_url_that_is_not_an_http_url_is_refused_by_the_command_line
             ]
         )
     assert exited.value.code == 2
+
+
+def test_hosts_whose_lookups_never_answer_are_each_named_when_the_deadline_passes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    from release.flows import preflight
+
+    stuck = threading.Event()
+    monkeypatch.setattr(preflight, "RESOLVE_SECONDS", 0.2)
+    monkeypatch.setattr(preflight.socket, "getaddrinfo", lambda *_: stuck.wait(30))
+    urls = [f"https://api{number}.nowhere.invalid/healthz" for number in range(6)]
+    try:
+        problems = preflight.unresolved_hosts(urls)
+    finally:
+        stuck.set()  # let the daemon lookups end
+    assert [problem.problem for problem in problems] == [
+        f"api{number}.nowhere.invalid does not resolve (no answer within 0.2 s)" for number in range(6)
+    ]

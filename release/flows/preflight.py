@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor, wait
 from urllib.parse import urlsplit
 
 from core.config.stack import AnalysisSettings
 from core.errors import Precondition, PreflightError
+from core.text import one_line
 from release.analysis import QueryError, prometheus_query
 
 RESOLVE_SECONDS = 5.0
@@ -57,22 +59,34 @@ def prometheus_problems(analysis: AnalysisSettings) -> list[Precondition]:
 
 
 def unresolved_hosts(urls: Iterable[str]) -> list[Precondition]:
-    """Every host of `urls` (IP literals aside) that does not resolve within RESOLVE_SECONDS in all."""
-    hosts = sorted(
-        {host for host in (urlsplit(url).hostname or "" for url in urls) if host and not _is_ip(host)}
-    )
-    if not hosts:
-        return []
-    pool = ThreadPoolExecutor(max_workers=min(4, len(hosts)), thread_name_prefix="preflight-dns")
-    lookups = {host: pool.submit(socket.getaddrinfo, host, None) for host in hosts}
-    wait(lookups.values(), timeout=RESOLVE_SECONDS)
-    pool.shutdown(wait=False, cancel_futures=True)
+    """Every host of `urls` (IP literals aside) that does not resolve within RESOLVE_SECONDS in all.
+    Each lookup runs on its own daemon thread: a resolver that never answers delays neither the
+    refusal nor the process's exit."""
+    named = {urlsplit(url).hostname or "" for url in urls}
+    hosts = sorted(host for host in named if host and not _is_ip(host))
+    failures: dict[str, BaseException | None] = {}
+
+    def look_up(host: str) -> None:
+        try:
+            socket.getaddrinfo(host, None)
+            failures[host] = None
+        except Exception as error:  # noqa: BLE001 - any failure to resolve is the finding
+            failures[host] = error
+
+    lookups = [
+        threading.Thread(target=look_up, args=(host,), name="preflight-dns", daemon=True) for host in hosts
+    ]
+    deadline = time.monotonic() + RESOLVE_SECONDS
+    for lookup in lookups:
+        lookup.start()
+    for lookup in lookups:
+        lookup.join(max(0.0, deadline - time.monotonic()))
     problems = []
-    for host, lookup in lookups.items():
-        if not lookup.done():
+    for host in hosts:
+        if host not in failures:
             reason = f"no answer within {RESOLVE_SECONDS:g} s"
-        elif lookup.exception() is not None:
-            reason = str(lookup.exception())[:200]
+        elif failures[host] is not None:
+            reason = one_line(str(failures[host]))[:200]
         else:
             continue
         problems.append(
