@@ -28,6 +28,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from core.errors import UsageError
@@ -91,6 +92,12 @@ class Deployment:
         return self.image.rsplit("@", 1)[-1] if "@" in self.image else self.image
 
     def ref(self, **extra: Any) -> dict[str, Any]:
+        """How a figure names this release (with `extra` fields for that figure)."""
+        return {**self._ref, **extra}
+
+    @cached_property
+    def _ref(self) -> dict[str, Any]:
+        """Built once: every figure of every group the release is in names it."""
         return {
             "stack": self.stack,
             "service": self.service,
@@ -99,7 +106,6 @@ class Deployment:
             "image": self.image,
             "started": _iso(self.started),
             "outcome": self.outcome or "unfinished",
-            **extra,
         }
 
 
