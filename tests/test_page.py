@@ -17,6 +17,7 @@ import pytest
 from release.cli import main
 from tests.chromium import Tab, browser, inked_share
 from tests.conftest import TEST_SECRETS
+from tests.release_doubles import history_of
 from tests.release_fixture_history import fixture_history
 
 STACKS = ("staging", "production", "dev")
@@ -49,6 +50,12 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = Path(given) / "page" if given else tmp_path_factory.mktemp("screenshots")
     directory.mkdir(parents=True, exist_ok=True)
     return directory
+
+
+def fixture_releases(stack: str = "staging") -> list[str]:
+    """The fixture's release ids in `stack`, oldest first (staging: A, B, C and the canary abort D)."""
+    records = [entry.record for entry in history_of(fixture_history().engine, stack)[::-1] if entry.record]
+    return list(dict.fromkeys(record.release for record in records if record.release))
 
 
 def pages(site: Path) -> dict[str, str]:
@@ -141,6 +148,36 @@ def test_the_stack_page_lists_its_releases_with_their_steps_and_outcomes(site: P
     assert outcomes == ["RolledBack", "Verified", "RolledBack", "Verified"]
     cells = texts(tab, "td")
     assert "stage → switch +60 s → rollback +60 s" in cells
+
+
+def test_the_canary_abort_is_shown_stopped_at_its_canary_step_with_the_reason(site: Path, tab: Tab) -> None:
+    open_page(tab, site, "stack-staging.html")
+    newest = timeline(tab)[0]
+    assert newest[4] == "stage → canary +60 s → rollback +90 s"  # it never switched
+    assert newest[5] == "RolledBack\nrelease of api@sha256:c4c4c4c4c4c4 failed at canary 10%"
+
+
+def test_a_canary_aborts_analysis_is_a_chart_of_each_value_against_its_limit(site: Path, tab: Tab) -> None:
+    open_page(tab, site, "stack-staging.html")
+    assert texts(tab, "h3:has(+ svg.analysis)") == [f"Analysis of {fixture_releases()[3]}: Failed"]
+    label = tab.evaluate("document.querySelector('svg.analysis').getAttribute('aria-label')")
+    assert label == (
+        "value against limit (dashed line): requests 6000.0 (limit >= 50, Successful); "
+        "error-ratio 0.02 (limit <= 0.01, Failed); error-increase 0.019 (limit <= 0.005 over green, Failed); "
+        "p95-latency 0.5 (limit <= 2 s, Successful)"
+    )
+    bars = tab.evaluate(
+        "[...document.querySelectorAll('svg.analysis rect')]"
+        ".map(r => [r.getAttribute('width'), r.getAttribute('fill'), r.nextElementSibling.textContent])"
+    )
+    # 120 px is the limit: requests and both error ratios are past it (drawn to 150%), p95 at 25%
+    assert bars == [
+        ["180.0", "#0b5d1e", "6000"],
+        ["180.0", "#8a1010", "0.02"],
+        ["180.0", "#8a1010", "0.019"],
+        ["30.0", "#0b5d1e", "0.5"],
+    ]
+    assert tab.evaluate("document.querySelector('svg.analysis line').getAttribute('x1')") == "230"
 
 
 def test_a_drill_is_shown_against_its_targets(site: Path, tab: Tab) -> None:
