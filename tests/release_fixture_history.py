@@ -7,35 +7,44 @@ On the FakeClock (every `up` takes 60 s: 30 s to start, 30 s to end), from Monda
                  entries 2-4  release A of api (NEW_API): stage, switch, verify    -> Verified
                  entries 5-7  release B of api (NEWER_API): stage, switch, rollback -> RolledBack
                  entries 8-10 release C of api (FIXED_API): stage, switch, verify   -> Verified
+                 entries 11-13 release D of api (CANARY_API), a canary judged by a real Prometheus
+                              in which its colour errs 2%: stage, canary 10%, rollback at the first
+                              check (the canary abort)                            -> RolledBack
     production   entry 1  initial deploy
                  entry 2  a passing restore drill (RTO 12 min, RPO 3 min)
-                 entries 3-5  release D: break-glass promotion of NEW_API              -> Verified
-                 entries 6-8  release E: break-glass promotion of FIXED_API            -> Verified
+                 entries 3-5  release E: break-glass promotion of NEW_API              -> Verified
+                 entries 6-8  release F: break-glass promotion of FIXED_API            -> Verified
 
-Release D is followed by the break-glass release E, so D counts as failed; neither break-glass
+Release E is followed by the break-glass release F, so E counts as failed; neither break-glass
 release is reviewed. Each release's records and times are read back by the tests, never assumed.
+Release D needs Prometheus (Debian's package): where it is missing the tests that read this history
+skip, as the canary tests do (and fail under CI=true).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
+from core.config.sources import ConfigEntry
 from release.context import ReleaseContext
 from release.flows.deploy import deploy
 from release.flows.promote import PromoteRequest, promote
 from release.gates import ApprovalReader
 from release.github import EnvironmentApproval
+from release.history.entries import RELEASES_KEY
 from release.history.records import Event, ReleaseRecord, record_time
 from release.testing.fake_clock import FakeClock
 from release.testing.fake_engine import FakeEngine
+from tests.prometheus_server import Traffic, prometheus_with
 from tests.release_doubles import (
     FAST_BLUE_GREEN,
     NEW_API,
     NEWER_API,
     TEST_SIGNER,
+    Cluster,
     chained_message,
     cluster,
     signed_project,
@@ -43,6 +52,9 @@ from tests.release_doubles import (
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 FIXED_API = "registry.example.test/platform/api@sha256:" + "ef" * 32
+CANARY_API = "registry.example.test/platform/api@sha256:" + "c4" * 32
+CANARY = {"type": "canary", "steps": [10, 50], "pauseSeconds": 60}
+"""Release D's strategy: each step held 60 s, judged every 30 s (the analysis defaults)."""
 IN_GITHUB_ACTIONS = {"GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "alice"}
 
 
@@ -67,7 +79,7 @@ APPROVED: ApprovalReader = _approved_by_bob
 class FixtureHistory:
     engine: FakeEngine
     phases: dict[str, str] = field(default_factory=dict)
-    """Each release's outcome by its letter (A-E), as the flow reported it."""
+    """Each release's outcome by its letter (A-F), as the flow reported it."""
 
 
 def record_passing_drill(engine: FakeEngine, stack: str) -> None:
@@ -91,8 +103,28 @@ def record_passing_drill(engine: FakeEngine, stack: str) -> None:
     engine.up(stack, {}, chained_message(engine, stack, record, f"release drill {stack}: Passed"))
 
 
+def canary_abort(engine: FakeEngine, staging: Cluster) -> str:
+    """Release D: a canary of CANARY_API onto the idle colour, judged by a real Prometheus in which that
+    colour answers 2% of its requests with 5xx (the live one 0.1%; the limit is 1%). The first check of
+    its 10% step fails it: the weight goes back to 0 with the rollback, whose record keeps the analysis.
+    Staging runs blue-green again afterwards."""
+    live = engine.get_config("staging")[RELEASES_KEY].value["api"]["activeColor"]
+    idle = "green" if live == "blue" else "blue"
+    traffic = [Traffic("api", idle, 50, error_share=0.02), Traffic("api", live, 50)]
+    config = engine.stacks["staging"].config
+    with prometheus_with(traffic, end=engine.clock() + timedelta(minutes=10)) as loaded:
+        config["platform:analysis"] = ConfigEntry({"prometheusUrl": loaded.url})
+        config["platform:strategy"] = ConfigEntry(CANARY)
+        try:
+            ctx = ReleaseContext.for_tests(engine, engine.project_dir)
+            return deploy(ctx, staging.request(CANARY_API)).phase
+        finally:
+            del config["platform:analysis"], config["platform:strategy"]
+
+
 def build_history() -> FixtureHistory:
-    """Run the releases above on a fresh engine double (a few seconds: real health checks)."""
+    """Run the releases above on a fresh engine double (a few seconds: real health checks, and a
+    real Prometheus for the canary)."""
     engine = FakeEngine(project_dir=signed_project(), clock=FakeClock(START))
     for name in ("staging", "production"):
         engine.add_stack(name, edit=dict(FAST_BLUE_GREEN))
@@ -103,10 +135,12 @@ def build_history() -> FixtureHistory:
             ctx = ReleaseContext.for_tests(engine, engine.project_dir)
             fixture.phases[letter] = deploy(ctx, staging.request(image)).phase
             engine.clock.advance(3600)
+        fixture.phases["D"] = canary_abort(engine, staging)
+        engine.clock.advance(3600)
         record_passing_drill(engine, "production")
         for letter, image, reason in (
-            ("D", NEW_API, "checkout is down since 11:40"),
-            ("E", FIXED_API, "D broke refunds <script>alert(1)</script>"),
+            ("E", NEW_API, "checkout is down since 11:40"),
+            ("F", FIXED_API, "E broke refunds <script>alert(1)</script>"),
         ):
             engine.clock.advance(3600)
             ctx = ReleaseContext.for_tests(engine, engine.project_dir, env=IN_GITHUB_ACTIONS)

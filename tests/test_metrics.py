@@ -6,8 +6,9 @@ Times below are the backend's `endTime` of each update, read from the fixture's 
     staging     A  stage 09:03  switch 09:04  verify 09:05                      Verified
                 B  stage 10:06  switch 10:07  rollback 10:08                    RolledBack
                 C  stage 11:09  switch 11:10  verify 11:11                      Verified
-    production  D  stage 13:13  switch 13:14  verify 13:15  (break-glass, A's digest)
-                E  stage 14:16  switch 14:17  verify 14:18  (break-glass, C's digest)
+                D  stage 12:12  canary 12:13  rollback 12:14:30                 RolledBack (canary abort)
+    production  E  stage 14:16:30  switch 14:17:30  verify 14:18:30  (break-glass, A's digest)
+                F  stage 15:19:30  switch 15:20:30  verify 15:21:30  (break-glass, C's digest)
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def released(figure_: Any) -> list[str]:
 
 
 def ids(stack: str) -> list[str]:
-    """The fixture's release ids in one stack, oldest first (A, B, C or D, E)."""
+    """The fixture's release ids in one stack, oldest first (A, B, C, D or E, F)."""
     entries = histories()[stack]
     seen: list[str] = []
     for entry in reversed(entries):
@@ -69,14 +70,20 @@ def ids(stack: str) -> list[str]:
     return seen
 
 
-def test_the_fixture_ran_a_good_a_rolled_back_a_fixed_and_two_break_glass_releases() -> None:
+def test_the_fixture_ran_a_good_a_rolled_back_a_fixed_a_canary_abort_and_two_break_glass_releases() -> None:
     assert [str(phase) for phase in fixture_history().phases.values()] == [
         "Healthy",
         "RolledBack",
         "Healthy",
+        "RolledBack",
         "Healthy",
         "Healthy",
     ]
+    d = ids("staging")[3]
+    events = [
+        (e.record.event, e.number) for e in histories()["staging"][::-1] if e.record and e.record.release == d
+    ]
+    assert events == [("stage", 11), ("canary", 12), ("rollback", 13)]  # it never switched
 
 
 def test_deployment_frequency_counts_every_counted_release_in_the_window() -> None:
@@ -84,7 +91,7 @@ def test_deployment_frequency_counts_every_counted_release_in_the_window() -> No
     days = (fixture_history().engine.clock() - START) / timedelta(days=1)
     staging = figure(result, "staging", FREQUENCY)
     assert released(staging) == ids("staging")
-    assert staging.value == pytest.approx(3 / days)
+    assert staging.value == pytest.approx(4 / days)
     assert figure(result, "production", FREQUENCY).value == pytest.approx(2 / days)
 
 
@@ -92,44 +99,51 @@ def test_deployment_frequency_over_30_days_is_in_the_medium_band() -> None:
     now = fixture_history().engine.clock()
     result = compute_metrics(histories(), parse_since("30d", now), now)
     staging = figure(result, "staging", FREQUENCY)
-    assert staging.value == pytest.approx(0.1) and staging.band.name == "medium"
-    assert staging.shown == "0.70/week"
+    assert staging.value == pytest.approx(4 / 30) and staging.band.name == "medium"
+    assert staging.shown == "0.93/week"
 
 
 def test_lead_time_runs_from_the_digests_first_stage_in_any_stack_to_its_verify_here() -> None:
     result = metrics()
-    # staging: A 09:03 -> 09:05, C 11:09 -> 11:11: 2 min each
+    # staging: A 09:03 -> 09:05, C 11:09 -> 11:11: 2 min each (D never verified)
     assert figure(result, "staging", LEAD_TIME).value == 120
+    assert released(figure(result, "staging", LEAD_TIME)) == [ids("staging")[0], ids("staging")[2]]
     production = figure(result, "production", LEAD_TIME)
-    # D: staging's stage of A's digest 09:03 -> 13:15 (4 h 12 min); E: C's 11:09 -> 14:18 (3 h 9 min)
-    assert [ref["seconds"] for ref in production.releases] == [4 * 3600 + 12 * 60, 3 * 3600 + 9 * 60]
+    # E: staging's stage of A's digest 09:03 -> 14:18:30 (5 h 15.5 min);
+    # F: C's 11:09 -> 15:21:30 (4 h 12.5 min)
+    e, f = 5 * 3600 + 15 * 60 + 30, 4 * 3600 + 12 * 60 + 30
+    assert [ref["seconds"] for ref in production.releases] == [e, f]
     assert [ref["from"] for ref in production.releases] == ["staging entry 2", "staging entry 8"]
-    assert production.value == (4 * 3600 + 12 * 60 + 3 * 3600 + 9 * 60) / 2
-    assert production.band.name == "elite" and production.shown == "3.7 h"
+    assert production.value == (e + f) / 2
+    assert production.band.name == "elite" and production.shown == "4.7 h"
 
 
-def test_a_rolled_back_release_fails_and_recovers_at_its_rollback() -> None:
+def test_a_rolled_back_release_and_a_canary_abort_fail_and_recover_at_their_rollbacks() -> None:
     result = metrics()
-    _, b, _ = ids("staging")
+    _, b, _, d = ids("staging")
     rate = figure(result, "staging", FAILURE_RATE)
-    assert rate.value == pytest.approx(1 / 3) and rate.band.name == "low"
-    assert [ref["release"] for ref in rate.releases if ref["failed"]] == [b]
+    assert rate.value == 0.5 and rate.band.name == "low" and rate.note == "2 failed of 4 finished"
+    assert [(ref["release"], ref["why"]) for ref in rate.releases if ref["failed"]] == [
+        (b, "rolled back"),
+        (d, "rolled back"),
+    ]
     recovery = figure(result, "staging", RECOVERY)
-    # B: switch 10:07 -> rollback 10:08
-    assert recovery.value == 60 and recovery.band.name == "elite"
-    assert released(recovery) == [b]
+    # B: switch 10:07 -> rollback 10:08 (60 s); D took stable traffic at its canary step, 12:13 ->
+    # rollback 12:14:30 (90 s)
+    assert [(ref["release"], ref["seconds"]) for ref in recovery.releases] == [(b, 60), (d, 90)]
+    assert recovery.value == 75 and recovery.band.name == "elite" and recovery.shown == "1.2 min"
 
 
 def test_a_release_followed_by_a_break_glass_release_fails_and_recovers_at_the_fixs_verify() -> None:
     result = metrics()
-    d, e = ids("production")
+    e, f = ids("production")
     rate = figure(result, "production", FAILURE_RATE)
     assert rate.value == 0.5
     assert [(ref["release"], ref["why"]) for ref in rate.releases if ref["failed"]] == [
-        (d, f"followed by break-glass {e}")
+        (e, f"followed by break-glass {f}")
     ]
     recovery = figure(result, "production", RECOVERY)
-    # D: switch 13:14 -> E's verify 14:18
+    # E: switch 14:17:30 -> F's verify 15:21:30
     assert recovery.value == 64 * 60 and recovery.band.name == "high"
 
 
@@ -181,8 +195,8 @@ def test_untrusted_and_replayed_records_are_listed_and_never_counted() -> None:
     for metric in (FREQUENCY, LEAD_TIME, FAILURE_RATE, RECOVERY, REWORK):
         assert figure(forged, "staging", metric).to_json() == figure(clean, "staging", metric).to_json()
     assert [(item["entry"], item["standing"]) for item in forged.not_counted] == [
-        (12, "unsigned"),
-        (11, "replayed"),
+        (15, "unsigned"),
+        (14, "replayed"),
     ]
 
 
@@ -209,7 +223,7 @@ def test_release_metrics_prints_each_figure_with_its_band_and_releases(
     )
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if "change failure rate" in line)
-    assert "33%" in line and "low" in line and ids("staging")[1] in line
+    assert "50%" in line and "low" in line and ids("staging")[1] in line and ids("staging")[3] in line
 
 
 @pytest.mark.parametrize("since", ["yesterday", "0d", "2030-01-01"])

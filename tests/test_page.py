@@ -17,6 +17,7 @@ import pytest
 from release.cli import main
 from tests.chromium import Tab, browser, inked_share
 from tests.conftest import TEST_SECRETS
+from tests.release_doubles import history_of
 from tests.release_fixture_history import fixture_history
 
 STACKS = ("staging", "production", "dev")
@@ -51,6 +52,12 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+def fixture_releases(stack: str = "staging") -> list[str]:
+    """The fixture's release ids in `stack`, oldest first (staging: A, B, C and the canary abort D)."""
+    records = [entry.record for entry in history_of(fixture_history().engine, stack)[::-1] if entry.record]
+    return list(dict.fromkeys(record.release for record in records if record.release))
+
+
 def pages(site: Path) -> dict[str, str]:
     return {path.name: path.read_text() for path in sorted(site.glob("*.html"))}
 
@@ -62,6 +69,17 @@ def open_page(tab: Tab, site: Path, name: str, width: int = DESKTOP) -> None:
 
 def texts(tab: Tab, selector: str) -> list[str]:
     return list(tab.evaluate(f"[...document.querySelectorAll({selector!r})].map(e => e.innerText.trim())"))
+
+
+def timeline(tab: Tab) -> list[list[str]]:
+    """The cells of each row of the open stack page's release timeline, newest release first."""
+    return list(
+        tab.evaluate(
+            "[...[...document.querySelectorAll('table')]"
+            ".find(t => t.caption.innerText.startsWith('The last')).querySelectorAll('tbody tr')]"
+            ".map(r => [...r.cells].map(c => c.innerText.trim()))"
+        )
+    )
 
 
 # -- the files --------------------------------------------------------------------------------------
@@ -114,10 +132,10 @@ def test_the_dora_tiles_show_the_figures_test_metrics_checks(site: Path, tab: Ta
     open_page(tab, site, "stack-staging.html")
     tiles = dict(zip(texts(tab, ".tile h3"), texts(tab, ".tile .value"), strict=True))
     assert tiles == {
-        "deployment frequency": "0.70/week",
+        "deployment frequency": "0.93/week",
         "lead time for changes": "2.0 min",
-        "change failure rate": "33%",
-        "failed deployment recovery time": "1.0 min",
+        "change failure rate": "50%",
+        "failed deployment recovery time": "1.2 min",
         "rework rate": "0%",
     }
     assert tab.evaluate("document.querySelectorAll('.tile svg polyline').length") == 1
@@ -125,14 +143,41 @@ def test_the_dora_tiles_show_the_figures_test_metrics_checks(site: Path, tab: Ta
 
 def test_the_stack_page_lists_its_releases_with_their_steps_and_outcomes(site: Path, tab: Tab) -> None:
     open_page(tab, site, "stack-staging.html")
-    rows = tab.evaluate(
-        "[...document.querySelectorAll('table')].find(t => t.caption.innerText.startsWith('The last'))"
-        ".querySelectorAll('tbody tr').length"
-    )
-    assert rows == 3
+    assert len(timeline(tab)) == 4
     outcomes = [cell for cell in texts(tab, "td span.ok, td span.bad") if cell in ("Verified", "RolledBack")]
-    assert outcomes == ["Verified", "RolledBack", "Verified"]
-    assert "stage → switch +60 s → rollback +60 s" in " ".join(texts(tab, "td"))
+    assert outcomes == ["RolledBack", "Verified", "RolledBack", "Verified"]
+    cells = texts(tab, "td")
+    assert "stage → switch +60 s → rollback +60 s" in cells
+
+
+def test_the_canary_abort_is_shown_stopped_at_its_canary_step_with_the_reason(site: Path, tab: Tab) -> None:
+    open_page(tab, site, "stack-staging.html")
+    newest = timeline(tab)[0]
+    assert newest[4] == "stage → canary +60 s → rollback +90 s"  # it never switched
+    assert newest[5] == "RolledBack\nrelease of api@sha256:c4c4c4c4c4c4 failed at canary 10%"
+
+
+def test_a_canary_aborts_analysis_is_a_chart_of_each_value_against_its_limit(site: Path, tab: Tab) -> None:
+    open_page(tab, site, "stack-staging.html")
+    assert texts(tab, "h3:has(+ svg.analysis)") == [f"Analysis of {fixture_releases()[3]}: Failed"]
+    label = tab.evaluate("document.querySelector('svg.analysis').getAttribute('aria-label')")
+    assert label == (
+        "value against limit (dashed line): requests 6000.0 (limit >= 50, Successful); "
+        "error-ratio 0.02 (limit <= 0.01, Failed); error-increase 0.019 (limit <= 0.005 over green, Failed); "
+        "p95-latency 0.5 (limit <= 2 s, Successful)"
+    )
+    bars = tab.evaluate(
+        "[...document.querySelectorAll('svg.analysis rect')]"
+        ".map(r => [r.getAttribute('width'), r.getAttribute('fill'), r.nextElementSibling.textContent])"
+    )
+    # 120 px is the limit: requests and both error ratios are past it (drawn to 150%), p95 at 25%
+    assert bars == [
+        ["180.0", "#0b5d1e", "6000"],
+        ["180.0", "#8a1010", "0.02"],
+        ["180.0", "#8a1010", "0.019"],
+        ["30.0", "#0b5d1e", "0.5"],
+    ]
+    assert tab.evaluate("document.querySelector('svg.analysis line').getAttribute('x1')") == "230"
 
 
 def test_a_drill_is_shown_against_its_targets(site: Path, tab: Tab) -> None:
@@ -145,7 +190,7 @@ def test_a_drill_is_shown_against_its_targets(site: Path, tab: Tab) -> None:
 def test_free_text_with_html_is_shown_as_text_never_as_markup(site: Path, tab: Tab) -> None:
     open_page(tab, site, "index.html")
     assert tab.evaluate("document.querySelectorAll('script, img, iframe').length") == 0
-    assert "D broke refunds <script>alert(1)</script>" in tab.evaluate("document.body.innerText")
+    assert "E broke refunds <script>alert(1)</script>" in tab.evaluate("document.body.innerText")
 
 
 def test_every_page_has_one_h1_and_headed_tables(site: Path, tab: Tab) -> None:

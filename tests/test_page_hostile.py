@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import html
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ from release.history.entries import HistoryEntry, parse_history, record_rules
 from release.history.records import Event, ReleaseRecord
 from release.report.metrics import METRICS
 from release.report.page import HISTORY_ENTRIES, TIMELINE_RELEASES, Page, build_page, render_site
-from tests.history_data import STAGING_RULES
+from tests.history_data import STAGING_RULES, Chain, record, update
 from tests.release_doubles import history_of
 from tests.release_fixture_history import fixture_history, long_history
 
@@ -64,8 +65,8 @@ def test_records_that_do_not_count_are_shown_at_the_top_and_never_counted() -> N
     clean = _page({"staging": history_of(fixture_history().engine, "staging")}).stacks[0]
     hostile = _page({"staging": _hostile_staging()}).stacks[0]
     assert [(entry.number, entry.standing) for entry in hostile.not_counted] == [
-        (13, "replayed"),
-        (12, "unsigned"),
+        (16, "replayed"),
+        (15, "unsigned"),
     ]
     assert hostile.unfinished == [] and hostile.unreviewed == []
     assert [release.id for release in hostile.releases] == [release.id for release in clean.releases]
@@ -74,8 +75,8 @@ def test_records_that_do_not_count_are_shown_at_the_top_and_never_counted() -> N
         assert hostile.metrics.figure(metric).to_json() == clean.metrics.figure(metric).to_json()
     index = render_site(_page({"staging": _hostile_staging()}))["index.html"]
     attention = index.split('<section class="attention"', 1)[1].split("</section>", 1)[0]
-    assert "entry 13: a record that does not count (replayed)" in attention
-    assert "entry 12: a record that does not count (unsigned)" in attention
+    assert "entry 16: a record that does not count (replayed)" in attention
+    assert "entry 15: a record that does not count (unsigned)" in attention
 
 
 def test_a_history_of_5000_entries_renders_its_last_releases_and_entries() -> None:
@@ -90,3 +91,25 @@ def test_a_history_of_5000_entries_renders_its_last_releases_and_entries() -> No
     assert stack.metrics is not None
     assert stack.metrics.figure("change failure rate").note == "166 failed of 1666 finished"
     assert f"r-{1666:012x}" in render_site(page)["stack-staging.html"]
+
+
+def test_an_analysis_with_numbers_it_cannot_draw_gets_empty_bars_and_escaped_text() -> None:
+    """A counted verify record whose analysis holds NaN, a limit with no number, a value below 0, a
+    boolean and HTML: each bar is empty (never NaN or negative), each value shown as text."""
+    odd = [
+        {"name": "nan", "value": float("nan"), "limit": "<= 0.01", "outcome": "Inconclusive"},
+        {"name": "garbled", "value": 0.5, "limit": "<= 1.2.3", "outcome": "Failed"},
+        {"name": "negative", "value": -0.004, "limit": "<= 0.005 over green", "outcome": "Successful"},
+        {"name": HOSTILE, "value": True, "limit": HOSTILE, "outcome": HOSTILE},
+    ]
+    chain, release = Chain(), "r-" + "1" * 12
+    window = {"analysis": {"outcome": "Failed", "measurements": odd}}
+    raw = [
+        update("2026-11-23T09:01", record("stage", release=release), chain=chain),
+        update("2026-11-23T09:02", record("verify", release=release, window=window), chain=chain),
+    ]
+    stack = render_site(_page({"staging": parse_history(raw[::-1], STAGING_RULES)}))["stack-staging.html"]
+    chart = stack.split('<svg class="analysis"', 1)[1].split("</svg>", 1)[0]
+    assert re.findall(r'<rect [^>]*width="([^"]*)"', chart) == ["0.0"] * 4
+    assert re.findall(r'font-size="12">([^<]*)</text>', chart)[1::2] == ["-", "0.5", "-0.004", "-"]
+    assert "<img" not in chart and "\x1b" not in chart

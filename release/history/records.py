@@ -180,8 +180,9 @@ class ReleaseRecord:
         drill = self.data.get("drill")
         return drill if isinstance(drill, dict) else {}
 
-    @property
+    @cached_property
     def digest(self) -> str:
+        """The digest `image` names (parsed once: the record's JSON, its checks and the metrics read it)."""
         return digest_of(self.image)
 
     @cached_property
@@ -295,7 +296,7 @@ def parse_record(message: str) -> ParsedRecord | None:
         return None
     text = message[found.end() :].rstrip()
     try:
-        data, end = json.JSONDecoder(object_pairs_hook=_unique_keys).raw_decode(text)
+        data, end = _DECODER.raw_decode(text)
         if end != len(text):
             raise _MalformedError("text follows the record's JSON")
         return _record_from(data)
@@ -304,12 +305,16 @@ def parse_record(message: str) -> ParsedRecord | None:
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in document:
-            raise _MalformedError(f"duplicate key {key!r}")
-        document[key] = value
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        keys = [key for key, _ in pairs]
+        duplicate = next(key for key in keys if keys.count(key) > 1)
+        raise _MalformedError(f"duplicate key {duplicate!r}")
     return document
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+"""One decoder for every record (as `json.loads` shares one)."""
 
 
 _STRING_FIELDS = {
@@ -375,9 +380,9 @@ def _record_from(data: Any) -> ParsedRecord:
         raise _MalformedError(f"unknown event {fields['event']!r}")
     if fields["release"] and not RELEASE_ID.fullmatch(fields["release"]):
         raise _MalformedError("release is not a release id")
-    if fields["time"] and parse_record_time(fields["time"]) is None:
-        raise _MalformedError("time is not a UTC time")
     record = ReleaseRecord(reviews=reviews, **{**fields, "event": Event(fields["event"])})
+    if record.time and record.signed_at is None:
+        raise _MalformedError("time is not a UTC time")
     if "digest" in data and data["digest"] != record.digest:
         raise _MalformedError("digest does not match image")
     return ParsedRecord(record, _signature_from(data.get("sig")))

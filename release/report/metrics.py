@@ -13,8 +13,9 @@ a signer's clock. Definitions, bands and what each figure counts: docs/metrics.m
     change failure rate             failed releases over finished releases: rolled back, aborted, or
                                     verified but followed (same stack and service) by a break-glass
                                     release
-    failed deployment recovery time median, per failed release: from its switch (else its stage) to
-                                    its rollback or abort record, or to the verify of the release
+    failed deployment recovery time median, per failed release: from when it first took stable
+                                    traffic (its first canary step, else its switch; else its stage)
+                                    to its rollback or abort record, or to the verify of the release
                                     that fixed it
     rework rate                     break-glass (unplanned) releases over releases
 
@@ -28,6 +29,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from core.errors import UsageError
@@ -82,7 +84,7 @@ class Deployment:
     """Verified, RolledBack, Aborted; '' while unfinished."""
     break_glass: bool
     live_at: datetime
-    """When it took stable traffic (its switch), else when it started."""
+    """When it first took stable traffic (its first canary step, else its switch), else when it started."""
     finished_at: datetime | None
     """When its verify, rollback or abort record was written."""
 
@@ -91,6 +93,12 @@ class Deployment:
         return self.image.rsplit("@", 1)[-1] if "@" in self.image else self.image
 
     def ref(self, **extra: Any) -> dict[str, Any]:
+        """How a figure names this release (with `extra` fields for that figure)."""
+        return {**self._ref, **extra}
+
+    @cached_property
+    def _ref(self) -> dict[str, Any]:
+        """Built once: every figure of every group the release is in names it."""
         return {
             "stack": self.stack,
             "service": self.service,
@@ -99,7 +107,6 @@ class Deployment:
             "image": self.image,
             "started": _iso(self.started),
             "outcome": self.outcome or "unfinished",
-            **extra,
         }
 
 
@@ -108,7 +115,7 @@ def deployments(stack: str, entries: Sequence[HistoryEntry]) -> list[Deployment]
     released (a release of `api,web` is one deployment of each)."""
     found = []
     for release in read_lifecycle(entries).releases.values():
-        times = {event: entry.finished_at for event, entry in release.steps}
+        live = [entry.finished_at for event, entry in release.steps if event in (Event.CANARY, Event.SWITCH)]
         first = release.first.record
         break_glass = bool(first is not None and first.break_glass)
         finished = None
@@ -129,7 +136,7 @@ def deployments(stack: str, entries: Sequence[HistoryEntry]) -> list[Deployment]
                     started,
                     release.outcome,
                     break_glass,
-                    times.get(Event.SWITCH, started),
+                    live[0] if live else started,
                     finished,
                 )
             )
@@ -303,7 +310,8 @@ def group_metrics(
         RECOVERY,
         [(d.ref(recoveredBy=how), gap) for d, gap, how in recoveries],
         (HOUR, DAY, WEEK),
-        "median; from the failed release's switch (else its stage) to its rollback/abort or the fix's verify",
+        "median; from the failed release's first canary step or switch (else its stage) to its "
+        "rollback/abort or the fix's verify",
     )
     unplanned = [d for d in released if d.break_glass]
     rework = Figure(

@@ -15,14 +15,16 @@ What it shows, most important first: what needs attention (unfinished releases, 
 count, break-glass releases awaiting review, stacks that cannot be read); the stacks side by side
 (per service its live image, colour, canary split, config fingerprints, verified); DORA tiles per
 stack with a 13-week trend line of releases (release.report.metrics); per stack the timeline of its
-last releases (stage, canary steps, switch, verify or rollback/abort, with durations and who), each
-verified release's metric analysis against its limits, restore drills against their targets, and
-the last entries of its history.
+last releases (stage, canary steps, switch, verify or rollback/abort, with durations, who, and the
+reason a failed one gives), each release's metric analysis as bars of its values against their
+limits, restore drills against their targets, and the last entries of its history.
 """
 
 from __future__ import annotations
 
 import html
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -393,6 +395,7 @@ def _timeline(stack: StackPage) -> str:
         glass = '<span class="warn">BREAK-GLASS</span> ' if first is not None and first.break_glass else ""
         outcome = release.outcome or "unfinished"
         klass = "ok" if outcome == "Verified" else "bad"
+        why = _why_failed(release)
         total = (release.steps[-1][1].finished_at - release.first.finished_at).total_seconds()
         rows.append(
             [
@@ -401,13 +404,24 @@ def _timeline(stack: StackPage) -> str:
                 _e(release.service),
                 f"<code>{_e(_short(release.image))}</code>",
                 glass + " → ".join(steps),
-                f'<span class="{klass}">{_e(outcome)}</span>',
+                f'<span class="{klass}">{_e(outcome)}</span>'
+                + (f'<br><span class="muted">{_e(why)}</span>' if why else ""),
                 _e(_duration(total)),
                 _e(release.actor),
             ]
         )
     header = ["started", "release", "service", "image", "steps", "outcome", "took", "who"]
     return _table(f"The last {len(rows)} releases of {stack.name}, newest first", header, rows)
+
+
+def _why_failed(release: Release) -> str:
+    """The reason its rollback or abort record gives (a canary abort's names the step that failed),
+    its image shortened as the image column shows it."""
+    for event, entry in reversed(release.steps):
+        if event in (Event.ROLLBACK, Event.ABORT) and entry.record is not None:
+            reason = entry.record.reason
+            return reason.replace(release.image, _short(release.image)) if release.image else reason
+    return ""
 
 
 def _analyses(stack: StackPage) -> str:
@@ -426,29 +440,46 @@ def _analyses(stack: StackPage) -> str:
     return "".join(parts)
 
 
+ANALYSIS_COLOURS = {"Successful": "#0b5d1e", "Failed": "#8a1010"}
+"""Bar colours by a measurement's outcome (release.analysis.Outcome); an inconclusive one is amber."""
+_LIMIT = re.compile(r"[<>]=\s*([0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?)(?:\s|$)")
+"""The number in a measurement's limit as the analysis writes it: `<= 0.01`, `>= 50`, `<= 2 s`."""
+
+
 def _analysis_chart(measurements: Sequence[Mapping[str, Any]]) -> str:
-    """One bar per measurement: its value as a share of its limit (the line at 100%)."""
-    width, row = 320, 22
+    """One bar per measurement: its value as a share of its limit (100% at the dashed line; a bar
+    stops at 150%), coloured by its outcome, with the value written after it."""
+    bar, line, width, row = 110, 120, 360, 22
     height = row * len(measurements) + 4
     shapes, described = [], []
     for index, measurement in enumerate(measurements):
-        value, limit = measurement.get("value"), measurement.get("limit")
-        name = str(measurement.get("name"))
-        numeric = isinstance(value, int | float) and isinstance(limit, int | float) and limit > 0
-        share = min(float(value) / float(limit), 1.5) if numeric else 0.0  # type: ignore[arg-type]
-        colour = "#0b5d1e" if measurement.get("outcome") == "Passed" else "#8a1010"
+        value, limit = measurement.get("value"), _limit_of(measurement.get("limit"))
+        name, outcome = str(measurement.get("name")), str(measurement.get("outcome"))
+        numeric = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        share = min(max(float(value) / limit, 0.0), 1.5) if numeric and limit else 0.0  # type: ignore[arg-type]
         y = index * row + 2
         shapes.append(
-            f'<rect x="120" y="{y}" width="{share * 120:.1f}" height="{row - 6}" fill="{colour}"/>'
-            f'<text x="0" y="{y + 13}" font-size="12">{_e(name[:18])}</text>'
+            f'<text x="0" y="{y + 13}" font-size="12">{_e(name[:16])}</text>'
+            f'<rect x="{bar}" y="{y}" width="{share * line:.1f}" height="{row - 6}" '
+            f'fill="{ANALYSIS_COLOURS.get(outcome, "#6b4a00")}"/>'
+            f'<text x="{bar + share * line + 4:.1f}" y="{y + 13}" font-size="12">'
+            f"{_e(f'{value:.4g}' if numeric else '-')}</text>"
         )
-        described.append(f"{name} {value} (limit {limit}, {measurement.get('outcome')})")
-    shapes.append(f'<line x1="240" y1="0" x2="240" y2="{height}" stroke="#1a1a1a" stroke-dasharray="3"/>')
+        described.append(f"{name} {value} (limit {measurement.get('limit')}, {outcome})")
+    at = bar + line
+    shapes.append(f'<line x1="{at}" y1="0" x2="{at}" y2="{height}" stroke="#1a1a1a" stroke-dasharray="3"/>')
     label = "value against limit (dashed line): " + "; ".join(described)
     return (
-        f'<svg role="img" aria-label="{_e(label)}" width="{width}" height="{height}" '
+        f'<svg class="analysis" role="img" aria-label="{_e(label)}" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}"><title>{_e(label)}</title>{"".join(shapes)}</svg>'
     )
+
+
+def _limit_of(limit: object) -> float | None:
+    """The positive number a limit names (`<= 0.01` is 0.01), or None."""
+    found = _LIMIT.match(limit) if isinstance(limit, str) else None
+    number = float(found.group(1)) if found else None
+    return number if number is not None and number > 0 else None
 
 
 def _drills(stack: StackPage) -> str:
