@@ -247,6 +247,7 @@ def resource_differences(
     """Compare the resource graphs of several stacks; classify every difference."""
     stacks = list(runs)
     by_key = {stack: run.by_key() for stack, run in runs.items()}
+    index = KnobIndex(knobs, stacks)
     differences: list[Difference] = []
 
     all_keys = sorted({key for resources in by_key.values() for key in resources})
@@ -268,7 +269,7 @@ def resource_differences(
         differences += _edge_differences(key, resources, runs)
         leaves = {stack: _property_leaves(resource) for stack, resource in resources.items()}
         for path, values in _differing(leaves):
-            explaining = explain(values, knobs, resources[stacks[0]].name)
+            explaining = explain(values, knobs, resources[stacks[0]].name, index)
             differences.append(
                 Difference(
                     Layer.RESOURCE,
@@ -316,33 +317,55 @@ def _edge_differences(
     ]
 
 
+class KnobIndex:
+    """The knobs of some stacks, prepared once for every `explain` over them: the knob paths whose
+    value differs between those stacks, and each knob's forms (`_knob_forms`) per stack."""
+
+    def __init__(self, knobs: Mapping[str, Mapping[str, Any]], stacks: Sequence[str]) -> None:
+        self.knobs = knobs
+        self.stacks = tuple(stacks)
+        paths = sorted({path for leaves in knobs.values() for path in leaves})
+        self.differing = [path for path in paths if len({repr(knobs[s].get(path)) for s in stacks}) > 1]
+        self._forms: dict[tuple[str, str], list[tuple[Any, str]]] = {}
+
+    def forms(self, stack: str, path: str) -> list[tuple[Any, str]]:
+        key = (stack, path)
+        if key not in self._forms:
+            self._forms[key] = _knob_forms(path, self.knobs[stack].get(path))
+        return self._forms[key]
+
+
 def explain(
-    values: Mapping[str, Any], knobs: Mapping[str, Mapping[str, Any]], resource_name: str = ""
+    values: Mapping[str, Any],
+    knobs: Mapping[str, Mapping[str, Any]],
+    resource_name: str = "",
+    index: KnobIndex | None = None,
 ) -> tuple[str, ...]:
     """The knobs that, in every stack, account for that stack's value (empty: none does).
 
     When several knobs explain a value, the most specific win: the one whose value matched the
     longest text (`namespace` "platform-dev" over the stack name "dev"), then the one whose path
     names the resource (`releases.api...` for `api-blue`), then a declared knob over the stack name.
-    Ties are all reported.
+    Ties are all reported. `index` is `KnobIndex(knobs, values' stacks)`, when the caller has one.
     """
     stacks = list(values)
-    candidates = [
-        path
-        for path in sorted({path for leaves in knobs.values() for path in leaves})
-        if len({repr(knobs[stack].get(path)) for stack in stacks}) > 1 and _may_explain(path, resource_name)
-    ]
+    if index is None or index.stacks != tuple(stacks):
+        index = KnobIndex(knobs, stacks)
+    candidates = [path for path in index.differing if _may_explain(path, resource_name)]
     scored: list[tuple[tuple[int, int, int], str]] = []
     name_parts = set(resource_name.split("-"))
     for path in candidates:
-        normalised = {stack: _normalise(values[stack], path, knobs[stack].get(path)) for stack in stacks}
+        normalised = {
+            stack: _normalise(values[stack], path, knobs[stack].get(path), index.forms(stack, path))
+            for stack in stacks
+        }
         if len({repr(value) for value, _ in normalised.values()}) == 1:
             matched = sum(length for _, length in normalised.values())
             names_resource = len(name_parts & set(path.replace("[", ".").split(".")))
             declared = 0 if path == STACK_NAME_KNOB else 1 if " " in path else 2  # derived leaves: spaces
             scored.append(((matched, names_resource, declared), path))
     if not scored:
-        return _explained_together(values, knobs, candidates, name_parts)
+        return _explained_together(values, index, candidates, name_parts)
     best = max(score for score, _ in scored)
     return tuple(path for score, path in scored if score == best)
 
@@ -363,7 +386,7 @@ def _may_explain(path: str, resource_name: str) -> bool:
 
 def _explained_together(
     values: Mapping[str, Any],
-    knobs: Mapping[str, Mapping[str, Any]],
+    index: KnobIndex,
     candidates: Sequence[str],
     name_parts: set[str],
 ) -> tuple[str, ...]:
@@ -383,7 +406,7 @@ def _explained_together(
             (
                 (form, token, path)
                 for path in candidates
-                for form, token in _knob_forms(path, knobs[stack].get(path))
+                for form, token in index.forms(stack, path)
                 if isinstance(form, str) and _distinctive(form) and form not in COLOURS
             ),
             # Longest first; of equal texts, the knob whose path names the resource (`config.green`
@@ -398,18 +421,19 @@ def _explained_together(
     return tuple(sorted(used)) if len(normalised) == 1 and used else ()
 
 
-def _normalise(value: Any, path: str, knob_value: Any) -> tuple[Any, int]:
-    """Replace the knob's value (or a derivation of it) in `value` by a token naming the knob.
+def _normalise(value: Any, path: str, knob_value: Any, forms: Sequence[tuple[Any, str]]) -> tuple[Any, int]:
+    """Replace the knob's value (or a derivation of it: `forms`, its `_knob_forms`) in `value` by a
+    token naming the knob.
 
     Returns the normalised value and how many characters of `value` the knob accounted for.
     """
     if knob_value is None:
         # A list knob shorter in this stack: its missing element explains a missing list item.
         return (f"{{{path}}}", 0) if value is None and path.endswith("]") else (value, 0)
-    for form, token in _knob_forms(path, knob_value):
+    for form, token in forms:
         if value == form and type(value) is type(form):
             return token, len(str(form))
-        if isinstance(value, str) and isinstance(form, str) and _distinctive(form) and form in value:
+        if isinstance(value, str) and isinstance(form, str) and form in value and _distinctive(form):
             return value.replace(form, token), len(form)
     return value, 0
 
