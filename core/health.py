@@ -33,6 +33,7 @@ resource hook the program binds to each stable Service (`components.health_hook`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import ssl
@@ -225,11 +226,18 @@ def check_sync(
 
 def run_on_private_loop(work: Coroutine[Any, Any, T]) -> T:
     """Run `work` to its end on a new event loop, leaving the thread's current loop alone (Pulumi's
-    runtime keeps using it; `asyncio.run` would unset it), and finalise async generators left open."""
+    runtime keeps using it; `asyncio.run` would unset it), and finalise async generators left open.
+    Interrupted, `work` is cancelled and ends on that loop: left suspended, it would be closed
+    whenever the garbage collector reaches it, with no loop to close its HTTP client on."""
     loop = asyncio.new_event_loop()
+    task = loop.create_task(work)
     try:
-        return loop.run_until_complete(work)
+        return loop.run_until_complete(task)
     finally:
+        if not task.done():  # interrupted (Ctrl-C, SIGTERM): it ends on its own loop, closing its clients
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                loop.run_until_complete(task)
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
