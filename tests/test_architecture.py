@@ -10,6 +10,10 @@ inside functions), so a cycle or a wrong-way arrow fails here before anyone trip
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -175,3 +179,41 @@ def test_commands_return_exit_codes_from_the_one_table_never_bare_numbers() -> N
         and isinstance(node.value.value, int)
     ]
     assert bare == []
+
+
+NOT_FOR_PLAN = (
+    "release.flows",
+    "release.history",
+    "release.report",
+    "release.analysis",
+    "release.data",
+    "release.github",
+    "release.notify",
+    "release.gates",
+    "psycopg",
+    "cryptography",
+)
+"""What running `release plan` does not need: commands and the context import these where they use
+them (inside `run`, or a collaborator's property), so a plan pays for none of them."""
+
+
+def test_release_plan_loads_no_release_flow_database_driver_or_signing_library() -> None:
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from release.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    code = main(['plan', 'dev', '--quiet', '--project-dir', {str(ROOT)!r}])\n"
+        "print(json.dumps([code, sorted(sys.modules)]))\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
+    code, modules = json.loads(finished.stdout)
+    assert code == 0
+    assert [m for m in modules if m == "release.offline.plan"], "the plan ran"
+    assert [m for m in modules if m.startswith(NOT_FOR_PLAN)] == []

@@ -13,7 +13,6 @@ import argparse
 from core.config.base import Color
 from core.config.sources import validated_stack_config
 from core.errors import ConfigError, ConfigProblem, ExitCode, UsageError
-from release.analysis import analyse, prometheus_query
 from release.commands.options import Options, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
@@ -38,6 +37,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.analysis import analyse, prometheus_query
+
     stack_config = validated_stack_config(args.stack, ctx.engine.get_config(args.stack), ctx.project_file)
     release = stack_config.settings.releases.get(args.service)
     if release is None:

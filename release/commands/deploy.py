@@ -12,9 +12,6 @@ import argparse
 from release.commands.options import Options, assignments, config_options, stack_argument, url_option
 from release.commands.output import emit_report
 from release.context import ReleaseContext
-from release.flows.deploy import DeployRequest, deploy
-from release.gates import refuse_deploy_into_promotion_stage
-from release.locking import release_lock
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -41,6 +38,10 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.flows.deploy import DeployRequest, deploy
+    from release.gates import refuse_deploy_into_promotion_stage
+    from release.locking import release_lock
+
     refuse_deploy_into_promotion_stage(ctx.project, args.stack, args.service)
     request = DeployRequest(
         args.stack,

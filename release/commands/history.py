@@ -8,7 +8,6 @@ from core.errors import ExitCode
 from release.commands.options import Options, non_negative_int, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
-from release.history.entries import read_history, render_history
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -19,6 +18,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.history.entries import read_history, render_history
+
     entries = read_history(ctx.engine, args.stack, ctx.project)
     shown = entries[: args.limit] if args.limit else entries
     emit(args, [entry.to_json() for entry in shown], render_history(args.stack, shown, ctx.clock()))

@@ -8,8 +8,6 @@ import argparse
 from release.commands.options import Options, assignments, config_options, stack_argument, url_option
 from release.commands.output import emit_report
 from release.context import ReleaseContext
-from release.flows.promote import PromoteRequest, promote
-from release.locking import release_lock
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -39,6 +37,9 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.flows.promote import PromoteRequest, promote
+    from release.locking import release_lock
+
     request = PromoteRequest(
         args.source,
         args.target,
