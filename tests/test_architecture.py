@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import ast
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import stdout_of_a_fresh_python
 
 ROOT = Path(__file__).resolve().parents[1]
 OUR_PACKAGES = ("core", "components", "release", "policy", "tests", "bench")
@@ -205,15 +204,7 @@ def test_release_plan_loads_no_release_flow_database_driver_or_signing_library()
         f"    code = main(['plan', 'dev', '--quiet', '--project-dir', {str(ROOT)!r}])\n"
         "print(json.dumps([code, sorted(sys.modules)]))\n"
     )
-    finished = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=True,
-    )
-    code, modules = json.loads(finished.stdout)
+    code, modules = json.loads(stdout_of_a_fresh_python(script))
     assert code == 0
     assert [m for m in modules if m == "release.offline.plan"], "the plan ran"
     assert [m for m in modules if m.startswith(NOT_FOR_PLAN)] == []

@@ -403,7 +403,14 @@ def set_plaintext_secret(project: Path, stack: str = "dev") -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["diff", "dev", "staging"], ["diff", "dev", "staging", "--json"], ["plan", "dev"], ["plan", "--all"]],
+    [
+        ["diff", "dev", "staging"],
+        ["diff", "dev", "staging", "--json"],
+        ["plan", "dev"],
+        ["plan", "--all"],
+        ["plan", "--all", "--resources"],
+        ["plan", "--all", "--json"],
+    ],
     ids=" ".join,
 )
 def test_a_secret_in_plain_text_is_printed_nowhere(

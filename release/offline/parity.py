@@ -56,10 +56,16 @@ class Difference:
     values: dict[str, Any]  # stack -> value (None: absent in that stack)
     knobs: tuple[str, ...]  # the knob(s) that explain it; empty for a violation
     reason: str = ""
+    fix: str = ""  # for a violation: what to change
 
     @property
     def is_violation(self) -> bool:
         return not self.knobs
+
+    @property
+    def name(self) -> str:
+        """How people name it: the config key, or the resource and its property."""
+        return self.path if self.layer is Layer.CONFIG else f"{self.where} {self.path}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,20 +76,24 @@ class Difference:
             "classification": "violation" if self.is_violation else "knob",
             "knobs": list(self.knobs),
             "reason": self.reason,
+            "fix": self.fix,
         }
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """`{"a": {"b": [1]}}` -> `{"a.b[0]": 1}`; empty containers are kept as leaves."""
+def flatten(value: Any, prefix: str = "", lists_of_values: bool = False) -> dict[str, Any]:
+    """`{"a": {"b": [1]}}` -> `{"a.b[0]": 1}`; empty containers are kept as leaves. With
+    `lists_of_values`, a list holding no container is one leaf: `{"a.b": [1]}`."""
     if isinstance(value, Mapping) and value:
         leaves: dict[str, Any] = {}
         for key, item in value.items():
-            leaves.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+            leaves.update(flatten(item, f"{prefix}.{key}" if prefix else str(key), lists_of_values))
         return leaves
     if isinstance(value, list) and value:
+        if lists_of_values and not any(isinstance(item, Mapping | list) for item in value):
+            return {prefix: value}
         leaves = {}
         for index, item in enumerate(value):
-            leaves.update(flatten(item, f"{prefix}[{index}]"))
+            leaves.update(flatten(item, f"{prefix}[{index}]", lists_of_values))
         return leaves
     return {prefix: value}
 
@@ -136,7 +146,7 @@ def config_differences(
         top = rest.split(".", 1)[0].split("[", 1)[0]
         in_plain_text = sorted(stack for stack, paths in plaintext.items() if _under_any(path, paths))
         if in_plain_text:
-            files = ", ".join(f"Pulumi.{stack}.yaml" for stack in in_plain_text)
+            files = _files(in_plain_text)
             differences.append(
                 Difference(
                     Layer.CONFIG,
@@ -146,6 +156,8 @@ def config_differences(
                     (),
                     f"a secret stored in plain text in {files} (value not shown): remove it and set it "
                     "with `pulumi config set --secret --path`",
+                    f"remove it from {files} and set it encrypted: `pulumi config set --secret --path "
+                    f"'{rest}' <value> -s <stack>`",
                 )
             )
         elif namespace == PROJECT_NAME and (twin := _misplaced(top, rest)):
@@ -157,6 +169,8 @@ def config_differences(
                     values,
                     (),
                     f"a project-level value ({twin} in Pulumi.yaml) set under the per-stack knob '{top}'",
+                    f"remove {rest} from {_files(_odd_ones(values))}; change {twin} in Pulumi.yaml if "
+                    "every stack should change",
                 )
             )
         elif namespace == PROJECT_NAME and top in STACK_KNOBS:
@@ -171,9 +185,27 @@ def config_differences(
                     (),
                     "not a per-stack knob: a project-level value overridden in a stack file, or a "
                     f"key the program does not declare (per-stack knobs: {', '.join(STACK_KNOBS)})",
+                    f"remove it from {_files(_odd_ones(values))}; to change it for every stack, change "
+                    "Pulumi.yaml; to let stacks differ, declare a per-stack knob in core/config/stack.py",
                 )
             )
     return differences
+
+
+def _files(stacks: Sequence[str]) -> str:
+    return ", ".join(f"Pulumi.{stack}.yaml" for stack in stacks)
+
+
+def _odd_ones(values: Mapping[str, Any]) -> list[str]:
+    """The stacks whose value is not the one most stacks have (each stack that sets one, if none is
+    shared): where a value that must not differ was changed."""
+    shown = {stack: repr(value) for stack, value in values.items()}
+    counts = {text: list(shown.values()).count(text) for text in shown.values()}
+    most = max(counts.values())
+    if most == 1:
+        return [stack for stack, value in values.items() if value is not None]
+    usual = next(text for text, count in counts.items() if count == most)
+    return [stack for stack, text in shown.items() if text != usual]
 
 
 def _misplaced(knob: str, path: str) -> str | None:
@@ -262,6 +294,9 @@ def resource_differences(
                     {stack: "yes" if there else None for stack, there in present.items()},
                     (),
                     "the stacks register different resources: the program takes another code path",
+                    "register it in every stack or in none (only in "
+                    f"{', '.join(stack for stack, there in present.items() if there)} now): what differs "
+                    "between stacks comes from a knob's value, never from a code path",
                 )
             )
             continue
@@ -278,6 +313,10 @@ def resource_differences(
                     values,
                     explaining,
                     "" if explaining else "no per-stack knob explains this value in every stack",
+                    ""
+                    if explaining
+                    else "derive it from a per-stack knob's value (declared in core/config/stack.py), "
+                    "or make it the same in every stack",
                 )
             )
     return differences
@@ -312,6 +351,7 @@ def _edge_differences(
             values,
             (),
             "the dependency graph differs between stacks",
+            "give it the same parent, provider and dependsOn in every stack",
         )
         for path, values in _differing(edges)
     ]
