@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 from typing import Any
 
 import pytest
@@ -98,3 +99,15 @@ def test_a_run_leaves_the_threads_loop_and_the_collector_as_it_found_them() -> N
         assert gc.isenabled()
     finally:
         loop.close()
+
+
+def test_the_sdk_captures_each_resources_stack_through_the_function_a_run_replaces() -> None:
+    """A run swaps `_get_stack_trace` for an empty trace; were it renamed, this fails, not the speed."""
+    from pulumi.runtime import resource as sdk_resource
+    from pulumi.runtime.proto import source_pb2
+
+    capture = sdk_resource._get_stack_trace
+    assert isinstance(capture(), source_pb2.StackTrace)
+    assert "_get_stack_trace()" in inspect.getsource(sdk_resource.register_resource)
+    run_program("dev")
+    assert sdk_resource._get_stack_trace is capture  # restored after the run
