@@ -52,8 +52,11 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
         log.error(f"--all needs at least two Pulumi.<stack>.yaml in {project_dir}")
         return ExitCode.BAD_INPUT
     report = plan.plan(project_dir, stacks, compare=args.all, progress=log.detail)
-    text = plan.render_resources(report, verdict(report)) if args.resources else render_summary(report)
-    emit(args, plan.to_json(report), text)
+    if args.json:  # only what is printed is rendered
+        emit(args, plan.to_json(report), "")
+    else:
+        text = plan.render_resources(report, verdict(report)) if args.resources else render_summary(report)
+        emit(args, None, text)
     if args.out is not None:
         secret_names = secret_names_of(project_dir)
         for stack_plan in report.stacks:
