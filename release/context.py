@@ -15,25 +15,28 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.config.project import ProjectSettings
 from core.config.sources import ProjectFile, project_dir_of
 from core.errors import UsageError
 from release import log
-from release.annotations import NO_ANNOTATOR, Annotator
 from release.clock import Clock, system_clock
-from release.engine.protocol import Engine
-from release.github import in_github_actions
-from release.history.entries import read_history
-from release.history.signing import Signer
-from release.history.writer import RecordChains
 from release.log import Progress
-from release.notify import NO_NOTIFIER, Notifier
-from release.report.release_report import Checker, default_checker
 from release.terminal import Ask, ask
 from release.testing.fake_clock import FakeClock
 
-EngineFactory = Callable[[Path], Engine]
+if TYPE_CHECKING:
+    # What a collaborator is made of is imported where it is made (below): `release plan`, which
+    # needs none of them, loads no HTTP client, signing library or history reader.
+    from core.config.project import ProjectSettings
+    from release.annotations import Annotator
+    from release.engine.protocol import Engine
+    from release.history.signing import Signer
+    from release.history.writer import RecordChains
+    from release.notify import Notifier
+    from release.report.release_report import Checker
+
+EngineFactory = Callable[[Path], "Engine"]
 
 
 @dataclass
@@ -45,7 +48,8 @@ class ReleaseContext:
     engine_factory: EngineFactory
     given_project_dir: Path | None = None
     given_actor: str | None = None
-    checker: Checker = default_checker
+    given_checker: Checker | None = None
+    """How a step checks health; None: over HTTP (release.report.release_report.HttpChecker)."""
     progress: Progress = log.progress
     sleep: Callable[[float], None] = time.sleep
     """How a step waits (the metric analysis waits for its window to fill after a switch)."""
@@ -74,6 +78,12 @@ class ReleaseContext:
         return self.project_file.settings
 
     @cached_property
+    def checker(self) -> Checker:
+        from release.report.release_report import HttpChecker
+
+        return self.given_checker if self.given_checker is not None else HttpChecker()
+
+    @cached_property
     def engine(self) -> Engine:
         return self.engine_factory(self.project_dir)
 
@@ -81,6 +91,8 @@ class ReleaseContext:
     def actor(self) -> str:
         """Who acts. In GitHub Actions always who started the run's attempt: `--actor` may not name
         someone else there (an approver could otherwise release as another person)."""
+        from release.github import in_github_actions
+
         found = actor_from(self.env)
         if self.given_actor and in_github_actions(self.env) and self.given_actor != found:
             raise UsageError(
@@ -93,16 +105,23 @@ class ReleaseContext:
     def chains(self) -> RecordChains:
         """Each stack's history as this command reads it, and the head of its chain of records, which
         every record it writes extends (release.history.writer)."""
+        from release.history.entries import read_history
+        from release.history.writer import RecordChains
+
         return RecordChains(lambda stack: read_history(self.engine, stack, self.project))
 
     @cached_property
     def signer(self) -> Signer | None:
+        from release.history.signing import Signer
+
         if self.given_signer is not None or not self.from_environment:
             return self.given_signer
         return Signer.from_environment(self.env)
 
     @cached_property
     def notifier(self) -> Notifier:
+        from release.notify import NO_NOTIFIER, Notifier
+
         if self.given_notifier is not None:
             return self.given_notifier
         return Notifier.from_environment(self.env) if self.from_environment else NO_NOTIFIER
@@ -110,6 +129,8 @@ class ReleaseContext:
     @cached_property
     def annotator(self) -> Annotator:
         """Grafana's annotations of each release step ($GRAFANA_URL and $GRAFANA_TOKEN), or none."""
+        from release.annotations import NO_ANNOTATOR, Annotator
+
         if self.given_annotator is not None:
             return self.given_annotator
         return Annotator.from_environment(self.env) if self.from_environment else NO_ANNOTATOR
@@ -125,7 +146,7 @@ class ReleaseContext:
         engine: Engine,
         project_dir: Path,
         *,
-        checker: Checker = default_checker,
+        checker: Checker | None = None,
         progress: Progress = log.progress,
         notifier: Notifier | None = None,
         annotator: Annotator | None = None,
@@ -146,7 +167,7 @@ class ReleaseContext:
             env=dict(env or {}),
             engine_factory=lambda _: engine,
             given_project_dir=project_dir,
-            checker=checker,
+            given_checker=checker,
             progress=progress,
             sleep=sleep or test_clock.sleep,
             clock=test_clock,
@@ -161,6 +182,8 @@ def actor_from(env: Mapping[str, str]) -> str:
     """Who is acting: in GitHub Actions who started this attempt of the run ($GITHUB_TRIGGERING_ACTOR,
     the re-runner on a re-run, else $GITHUB_ACTOR); elsewhere $RELEASE_OPERATOR, else git's user.name,
     else the login."""
+    from release.github import in_github_actions
+
     if in_github_actions(env):
         for variable in ("GITHUB_TRIGGERING_ACTOR", "GITHUB_ACTOR"):
             if (env.get(variable) or "").strip():
@@ -184,6 +207,8 @@ def actor_from(env: Mapping[str, str]) -> str:
 
 def run_url(env: Mapping[str, str]) -> str:
     """The GitHub Actions run URL, or '' outside GitHub Actions."""
+    from release.github import in_github_actions
+
     if not in_github_actions(env) or not env.get("GITHUB_RUN_ID"):
         return ""
     server = env.get("GITHUB_SERVER_URL", "https://github.com")

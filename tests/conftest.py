@@ -11,7 +11,10 @@ from __future__ import annotations
 import atexit
 import copy
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from functools import cache
@@ -148,3 +151,25 @@ def only(problems: list[ConfigProblem], key: str) -> ConfigProblem:
     matching = [problem for problem in problems if problem.key == key]
     assert len(matching) == 1, problems
     return matching[0]
+
+
+def stdout_of_a_fresh_python(script: str, **env: str) -> str:
+    """What `script` prints, run by this interpreter in a new process on the repository (`env` added
+    to the environment): nothing of this test process (its imports, its event loops) carries over."""
+    finished = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        check=True,
+    )
+    return finished.stdout
+
+
+ANOTHER_CODE_PATH = (
+    "\nimport pulumi_kubernetes as k8s\n"
+    "if pulumi.get_stack() == 'production':\n"
+    "    k8s.core.v1.ConfigMap('debug', data={'VERBOSE': '1'}, opts=on_cluster)\n"
+)
+"""Appended to the program: a resource only production registers (a parity violation)."""

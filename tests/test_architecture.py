@@ -10,10 +10,13 @@ inside functions), so a cycle or a wrong-way arrow fails here before anyone trip
 from __future__ import annotations
 
 import ast
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import stdout_of_a_fresh_python
 
 ROOT = Path(__file__).resolve().parents[1]
 OUR_PACKAGES = ("core", "components", "release", "policy", "tests", "bench")
@@ -175,3 +178,33 @@ def test_commands_return_exit_codes_from_the_one_table_never_bare_numbers() -> N
         and isinstance(node.value.value, int)
     ]
     assert bare == []
+
+
+NOT_FOR_PLAN = (
+    "release.flows",
+    "release.history",
+    "release.report",
+    "release.analysis",
+    "release.data",
+    "release.github",
+    "release.notify",
+    "release.gates",
+    "psycopg",
+    "cryptography",
+)
+"""What running `release plan` does not need: commands and the context import these where they use
+them (inside `run`, or a collaborator's property), so a plan pays for none of them."""
+
+
+def test_release_plan_loads_no_release_flow_database_driver_or_signing_library() -> None:
+    script = (
+        "import contextlib, io, json, sys\n"
+        "from release.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    code = main(['plan', 'dev', '--quiet', '--project-dir', {str(ROOT)!r}])\n"
+        "print(json.dumps([code, sorted(sys.modules)]))\n"
+    )
+    code, modules = json.loads(stdout_of_a_fresh_python(script))
+    assert code == 0
+    assert [m for m in modules if m == "release.offline.plan"], "the plan ran"
+    assert [m for m in modules if m.startswith(NOT_FOR_PLAN)] == []

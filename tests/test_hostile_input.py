@@ -290,6 +290,20 @@ def test_a_pulumi_yaml_file_over_the_size_cap_is_refused_before_parsing(tmp_path
     assert f"larger than {MAX_FILE_BYTES} bytes" in str(raised.value)
 
 
+def test_a_text_read_again_gives_a_document_of_its_own_and_an_edited_file_is_read_afresh(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text("config:\n  platform:namespace: platform-dev\n")
+    first = load_pulumi_yaml(path)
+    first["config"]["platform:namespace"] = "changed by its reader"
+    assert load_pulumi_yaml(path) == {"config": {"platform:namespace": "platform-dev"}}
+    path.write_text("config:\n  platform:namespace: platform-dev\n  platform:namespace: again\n")
+    for _ in range(2):  # a refusal is never remembered as a document
+        with pytest.raises(PulumiYamlError, match="duplicate key"):
+            load_pulumi_yaml(path)
+
+
 def test_a_stack_file_error_from_the_loader_is_a_stack_file_error(project: Path) -> None:
     (project / "Pulumi.dev.yaml").write_text("config:\n  platform:namespace: &x platform-dev\n")
     with pytest.raises(StackFileError) as raised:
@@ -389,7 +403,14 @@ def set_plaintext_secret(project: Path, stack: str = "dev") -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["diff", "dev", "staging"], ["diff", "dev", "staging", "--json"], ["plan", "dev"], ["plan", "--all"]],
+    [
+        ["diff", "dev", "staging"],
+        ["diff", "dev", "staging", "--json"],
+        ["plan", "dev"],
+        ["plan", "--all"],
+        ["plan", "--all", "--resources"],
+        ["plan", "--all", "--json"],
+    ],
     ids=" ".join,
 )
 def test_a_secret_in_plain_text_is_printed_nowhere(

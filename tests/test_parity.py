@@ -17,7 +17,7 @@ from release.offline.parity import (
     resource_differences,
 )
 from release.offline.plan import plan
-from tests.conftest import PROJECT, STACKS, baseline, edit_yaml
+from tests.conftest import ANOTHER_CODE_PATH, PROJECT, STACKS, baseline, edit_yaml
 
 
 def quiet(_: str) -> None:
@@ -152,9 +152,7 @@ def test_a_program_that_takes_another_code_path_in_one_stack_is_caught(project: 
     program = project / "__main__.py"
     program.write_text(
         program.read_text()
-        + "\nimport pulumi_kubernetes as k8s\n"
-        + "if pulumi.get_stack() == 'production':\n"
-        + "    k8s.core.v1.ConfigMap('debug', data={'VERBOSE': '1'}, opts=on_cluster)\n"
+        + ANOTHER_CODE_PATH
         + "k8s.core.v1.ConfigMap('pool', data={'SIZE': '50' if pulumi.get_stack() == 'production' else '5'},"
         + " opts=on_cluster)\n"
     )
@@ -175,7 +173,7 @@ def test_release_plan_all_exits_0_and_says_it_shows_declarations_not_the_cloud(
 
 
 def test_release_plan_one_stack_prints_the_key_settings(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plan", "production", "--project-dir", str(PROJECT)]) == 0
+    assert main(["plan", "production", "--resources", "--project-dir", str(PROJECT)]) == 0
     out = capsys.readouterr().out
     assert "engine=postgres 16.4" in out
     assert "instance size=db.r6g.large" in out
@@ -187,7 +185,7 @@ def test_release_plan_one_stack_prints_the_key_settings(capsys: pytest.CaptureFi
 def test_release_plan_json_is_machine_readable(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--all", "--json", "--project-dir", str(PROJECT)]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["violations"] == 0
+    assert result["violations"] == []
     assert set(result["stacks"]) == set(STACKS)
     assert {d["classification"] for d in result["differences"]} == {"knob"}
     deployment = next(
@@ -204,7 +202,7 @@ def test_release_plan_all_exits_1_on_a_violation(project: Path, capsys: pytest.C
         project / "Pulumi.dev.yaml",
         lambda document: document["config"].__setitem__("platform:gateway", {"className": "other"}),
     )
-    assert main(["plan", "--all", "--project-dir", str(project)]) == 1
+    assert main(["plan", "--all", "--resources", "--project-dir", str(project)]) == 1
     out = capsys.readouterr().out
     assert "VIOLATION [config] gateway  platform:gateway.className" in out
     assert "REFUSED by the program" in out

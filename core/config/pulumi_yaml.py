@@ -13,10 +13,17 @@ mean something other than what a reviewer reads. `load_pulumi_yaml` therefore, o
 
 Every refusal is one `PulumiYamlError` (a ValueError) naming the file, the line and what is wrong.
 This module imports nothing from `release` (the program and the policy pack use it too).
+
+A text parsed once is not parsed again in the same process (`release plan --all` reads Pulumi.yaml
+once per stack, and the program once more per evaluation; the pure-Python loader takes tens of
+milliseconds a file): each call returns its own copy of the document, keyed by the file's name and
+its whole text, so an edited file is parsed afresh.
 """
 
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +100,14 @@ class PulumiYamlLoader(yaml.SafeLoader):
 
 
 def parse_pulumi_yaml(text: str, name: str) -> Any:
-    """Parse `text` (the content of the file `name`) with `PulumiYamlLoader`; None for an empty file."""
+    """Parse `text` (the content of the file `name`) with `PulumiYamlLoader`; None for an empty file.
+    The caller owns what it gets (a copy: see the module's docstring)."""
+    return copy.deepcopy(_parsed(text, name))
+
+
+@lru_cache(maxsize=16)
+def _parsed(text: str, name: str) -> Any:
+    """A refusal raises each time (an exception is never cached)."""
     if len(text.encode("utf-8", errors="surrogatepass")) > MAX_FILE_BYTES:
         raise PulumiYamlError(name, f"larger than {MAX_FILE_BYTES} bytes; refused before parsing")
     loader = PulumiYamlLoader(text, name)

@@ -13,8 +13,6 @@ from release.commands.options import (
 )
 from release.commands.output import emit_report
 from release.context import ReleaseContext
-from release.flows.abort import AbortRequest, abort
-from release.locking import release_lock_unless
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -36,6 +34,9 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.flows.abort import AbortRequest, abort
+    from release.locking import release_lock_unless
+
     require_reason_with_force(args)
     confirm_change(args, ctx, "abort")
     request = AbortRequest(

@@ -12,7 +12,6 @@ import argparse
 
 from core.config.base import Color
 from core.errors import ExitCode, UsageError
-from release.analysis import analyse, prometheus_query
 from release.commands.options import Options, colour_option, service_release, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
@@ -31,6 +30,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.analysis import analyse, prometheus_query
+
     stack_config, release = service_release(ctx, args.stack, args.service)
     settings = stack_config.settings.analysis
     if settings is None:

@@ -11,7 +11,6 @@ from core.errors import ExitCode, UsageError
 from release.commands.options import Options, stack_argument
 from release.commands.output import emit, stack_not_shown
 from release.context import ReleaseContext
-from release.report.audit import read_audit, render_audit
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -33,6 +32,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.report.audit import read_audit, render_audit
+
     stacks = [args.stack] if args.stack else stack_names(ctx.project_dir)
     since = None
     if args.since:

@@ -18,9 +18,6 @@ from release.commands.options import (
 )
 from release.commands.output import emit_report
 from release.context import ReleaseContext
-from release.flows.deploy import DeployRequest, deploy
-from release.gates import refuse_deploy_into_promotion_stage
-from release.locking import release_lock
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -46,6 +43,10 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.flows.deploy import DeployRequest, deploy
+    from release.gates import refuse_deploy_into_promotion_stage
+    from release.locking import release_lock
+
     refuse_deploy_into_promotion_stage(ctx.project, args.stack, args.service)
     request = DeployRequest(
         args.stack,

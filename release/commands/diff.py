@@ -8,6 +8,7 @@ from release.commands.options import Options, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
 from release.offline import plan
+from release.offline.summary import verdict
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -23,5 +24,5 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
     report = plan.plan(ctx.project_dir, [args.stack_a, args.stack_b], compare=True, progress=lambda _: None)
-    emit(args, plan.to_json(report), plan.render_differences(report))
+    emit(args, plan.to_json(report), plan.render_differences(report, verdict(report)))
     return report.exit_code

@@ -9,7 +9,6 @@ from release import log
 from release.commands.options import Options, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
-from release.flows.drift import check_drift
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -24,6 +23,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
     """Exit 2 on any error (not the usual codes), so a scheduled job tells drift (1) from a failed check."""
+    from release.flows.drift import check_drift
+
     engine = ctx.engine
     try:
         report, notification = check_drift(engine, args.stack, ctx.notifier, ctx.run_url)

@@ -9,8 +9,6 @@ from datetime import datetime
 from release.commands.options import Options, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
-from release.flows.drill import DrillRequest, drill
-from release.locking import release_lock
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -49,6 +47,9 @@ def _utc_time(text: str) -> datetime:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.flows.drill import DrillRequest, drill
+    from release.locking import release_lock
+
     request = DrillRequest(
         args.stack,
         ctx.actor,

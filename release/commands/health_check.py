@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from core.config.sources import health_check_settings
 from core.errors import ExitCode, UsageError
-from core.health import Probe, check_sync, parse_expect_json
 from release import log
 from release.commands.options import Options, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
+
+if TYPE_CHECKING:
+    from core.health import Probe
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -46,6 +49,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from core.health import check_sync, parse_expect_json
+
     overrides = {
         "expectStatus": args.expect_status,
         "timeoutSeconds": args.timeout,

@@ -8,7 +8,6 @@ from core.errors import ExitCode
 from release.commands.options import Options, non_negative_int, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
-from release.history.entries import read_history, render_history, render_history_compact
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -22,6 +21,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.history.entries import read_history, render_history, render_history_compact
+
     entries = read_history(ctx.engine, args.stack, ctx.project)
     shown = entries[: args.limit] if args.limit else entries
     render = render_history if args.wide else render_history_compact

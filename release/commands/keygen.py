@@ -12,7 +12,6 @@ from core.errors import ExitCode
 from release.commands.options import Options, key_name
 from release.commands.output import emit
 from release.context import ReleaseContext
-from release.history.signing import SIGNING_KEY_ENV, generate_key_pair
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -32,6 +31,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.history.signing import SIGNING_KEY_ENV, generate_key_pair
+
     pair = generate_key_pair()
     document = {"privateKey": pair.private_key, "publicKey": pair.public_key, "keyId": pair.key_id}
     text = (

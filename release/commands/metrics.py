@@ -10,8 +10,6 @@ from core.errors import ExitCode, ReleaseError
 from release.commands.options import Options, stack_argument
 from release.commands.output import emit, stack_not_shown
 from release.context import ReleaseContext
-from release.history.entries import HistoryEntry, read_history
-from release.report.metrics import compute_metrics, format_metrics, parse_since
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -27,6 +25,9 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.history.entries import HistoryEntry, read_history
+    from release.report.metrics import compute_metrics, format_metrics, parse_since
+
     now = ctx.clock()
     since = parse_since(args.since, now)
     stacks = args.stacks or stack_names(ctx.project_dir)

@@ -7,12 +7,14 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ExitCode, ReleaseError
 from core.text import one_line, printable
 from release import log
-from release.report.release_report import ReleaseReport
+
+if TYPE_CHECKING:
+    from release.report.release_report import ReleaseReport
 
 
 def emit(args: argparse.Namespace, document: Any, text: str) -> None:

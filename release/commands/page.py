@@ -12,7 +12,6 @@ from release import log
 from release.commands.options import Options, stack_argument
 from release.commands.output import emit, stack_not_shown
 from release.context import ReleaseContext
-from release.report.page import read_page, render_site
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -27,6 +26,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.report.page import read_page, render_site
+
     stacks = args.stacks or stack_names(ctx.project_dir)
     page = read_page(ctx.engine, ctx.project, stacks, ctx.clock())
     files = render_site(page)

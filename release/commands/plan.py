@@ -13,6 +13,7 @@ from release.commands.output import emit
 from release.context import ReleaseContext
 from release.offline import plan
 from release.offline.manifests import write_manifests
+from release.offline.summary import render_summary, verdict
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -26,6 +27,13 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
     stack_argument(parser, group=target, optional=True, help="one stack, e.g. staging")
     target.add_argument(
         "--all", action="store_true", help="every Pulumi.<stack>.yaml, and every difference between them"
+    )
+    parser.add_argument(
+        "--resources",
+        action="store_true",
+        help="list every resource of each stack with its key settings, and every difference between the "
+        "stacks (the default is a one-screen summary: the verdict, counts by kind, the knobs that differ, "
+        "what deserves a look)",
     )
     parser.add_argument(
         "--out",
@@ -44,7 +52,11 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
         log.error(f"--all needs at least two Pulumi.<stack>.yaml in {project_dir}")
         return ExitCode.BAD_INPUT
     report = plan.plan(project_dir, stacks, compare=args.all, progress=log.detail)
-    emit(args, plan.to_json(report), plan.render_text(report))
+    if args.json:  # only what is printed is rendered
+        emit(args, plan.to_json(report), "")
+    else:
+        text = plan.render_resources(report, verdict(report)) if args.resources else render_summary(report)
+        emit(args, None, text)
     if args.out is not None:
         secret_names = secret_names_of(project_dir)
         for stack_plan in report.stacks:

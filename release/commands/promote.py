@@ -14,8 +14,6 @@ from release.commands.options import (
 )
 from release.commands.output import emit_report
 from release.context import ReleaseContext
-from release.flows.promote import PromoteRequest, promote
-from release.locking import release_lock
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -44,6 +42,9 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.flows.promote import PromoteRequest, promote
+    from release.locking import release_lock
+
     request = PromoteRequest(
         args.source,
         args.target,

@@ -8,7 +8,6 @@ from core.errors import ExitCode
 from release.commands.options import Options, require_reason_with_force, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
-from release.flows.promote import reject
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -27,6 +26,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.flows.promote import reject
+
     require_reason_with_force(args)
     record = reject(
         ctx,

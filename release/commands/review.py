@@ -9,7 +9,6 @@ from core.text import one_line
 from release.commands.options import Options, positive_int, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
-from release.flows.promote import review
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -27,6 +26,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.flows.promote import review
+
     record = review(ctx, args.stack, args.number, args.note, ctx.actor, ctx.signer)
     emit(
         args,

@@ -16,8 +16,6 @@ from core.gateway import PREVIEW_HEADER
 from release.commands.options import Options, colour_option, service_release, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
-from release.report.release_report import health_urls
-from release.smoke import origin_of, run_suite_sync, suite_for, unreadable_secret
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -34,6 +32,9 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.report.release_report import health_urls
+    from release.smoke import origin_of, run_suite_sync, suite_for, unreadable_secret
+
     stack_config, release = service_release(ctx, args.stack, args.service)
     suite, unread = suite_for(ctx.engine, stack_config, args.service)
     colour = Color(args.colour) if args.colour else release.active_color

@@ -10,7 +10,6 @@ from core.errors import ExitCode
 from release.commands.options import Options
 from release.commands.output import emit, stack_not_shown
 from release.context import ReleaseContext
-from release.report.audit import read_status, render_status
 
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
@@ -22,6 +21,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
+    from release.report.audit import read_status, render_status
+
     project = ctx.project
     status = read_status(ctx.engine, project, stack_names(ctx.project_dir), ctx.clock())
     failures = [stack_not_shown(stack, error) for stack, error in status.failures]

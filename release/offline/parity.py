@@ -56,10 +56,16 @@ class Difference:
     values: dict[str, Any]  # stack -> value (None: absent in that stack)
     knobs: tuple[str, ...]  # the knob(s) that explain it; empty for a violation
     reason: str = ""
+    fix: str = ""  # for a violation: what to change
 
     @property
     def is_violation(self) -> bool:
         return not self.knobs
+
+    @property
+    def name(self) -> str:
+        """How people name it: the config key, or the resource and its property."""
+        return self.path if self.layer is Layer.CONFIG else f"{self.where} {self.path}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,20 +76,24 @@ class Difference:
             "classification": "violation" if self.is_violation else "knob",
             "knobs": list(self.knobs),
             "reason": self.reason,
+            "fix": self.fix,
         }
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """`{"a": {"b": [1]}}` -> `{"a.b[0]": 1}`; empty containers are kept as leaves."""
+def flatten(value: Any, prefix: str = "", lists_of_values: bool = False) -> dict[str, Any]:
+    """`{"a": {"b": [1]}}` -> `{"a.b[0]": 1}`; empty containers are kept as leaves. With
+    `lists_of_values`, a list holding no container is one leaf: `{"a.b": [1]}`."""
     if isinstance(value, Mapping) and value:
         leaves: dict[str, Any] = {}
         for key, item in value.items():
-            leaves.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+            leaves.update(flatten(item, f"{prefix}.{key}" if prefix else str(key), lists_of_values))
         return leaves
     if isinstance(value, list) and value:
+        if lists_of_values and not any(isinstance(item, Mapping | list) for item in value):
+            return {prefix: value}
         leaves = {}
         for index, item in enumerate(value):
-            leaves.update(flatten(item, f"{prefix}[{index}]"))
+            leaves.update(flatten(item, f"{prefix}[{index}]", lists_of_values))
         return leaves
     return {prefix: value}
 
@@ -136,7 +146,7 @@ def config_differences(
         top = rest.split(".", 1)[0].split("[", 1)[0]
         in_plain_text = sorted(stack for stack, paths in plaintext.items() if _under_any(path, paths))
         if in_plain_text:
-            files = ", ".join(f"Pulumi.{stack}.yaml" for stack in in_plain_text)
+            files = _files(in_plain_text)
             differences.append(
                 Difference(
                     Layer.CONFIG,
@@ -146,6 +156,8 @@ def config_differences(
                     (),
                     f"a secret stored in plain text in {files} (value not shown): remove it and set it "
                     "with `pulumi config set --secret --path`",
+                    f"remove it from {files} and set it encrypted: `pulumi config set --secret --path "
+                    f"'{rest}' <value> -s <stack>`",
                 )
             )
         elif namespace == PROJECT_NAME and (twin := _misplaced(top, rest)):
@@ -157,6 +169,8 @@ def config_differences(
                     values,
                     (),
                     f"a project-level value ({twin} in Pulumi.yaml) set under the per-stack knob '{top}'",
+                    f"remove {rest} from {_files(_odd_ones(values))}; change {twin} in Pulumi.yaml if "
+                    "every stack should change",
                 )
             )
         elif namespace == PROJECT_NAME and top in STACK_KNOBS:
@@ -171,9 +185,27 @@ def config_differences(
                     (),
                     "not a per-stack knob: a project-level value overridden in a stack file, or a "
                     f"key the program does not declare (per-stack knobs: {', '.join(STACK_KNOBS)})",
+                    f"remove it from {_files(_odd_ones(values))}; to change it for every stack, change "
+                    "Pulumi.yaml; to let stacks differ, declare a per-stack knob in core/config/stack.py",
                 )
             )
     return differences
+
+
+def _files(stacks: Sequence[str]) -> str:
+    return ", ".join(f"Pulumi.{stack}.yaml" for stack in stacks)
+
+
+def _odd_ones(values: Mapping[str, Any]) -> list[str]:
+    """The stacks whose value is not the one most stacks have (each stack that sets one, if none is
+    shared): where a value that must not differ was changed."""
+    shown = {stack: repr(value) for stack, value in values.items()}
+    counts = {text: list(shown.values()).count(text) for text in shown.values()}
+    most = max(counts.values())
+    if most == 1:
+        return [stack for stack, value in values.items() if value is not None]
+    usual = next(text for text, count in counts.items() if count == most)
+    return [stack for stack, text in shown.items() if text != usual]
 
 
 def _misplaced(knob: str, path: str) -> str | None:
@@ -247,6 +279,7 @@ def resource_differences(
     """Compare the resource graphs of several stacks; classify every difference."""
     stacks = list(runs)
     by_key = {stack: run.by_key() for stack, run in runs.items()}
+    index = KnobIndex(knobs, stacks)
     differences: list[Difference] = []
 
     all_keys = sorted({key for resources in by_key.values() for key in resources})
@@ -261,6 +294,9 @@ def resource_differences(
                     {stack: "yes" if there else None for stack, there in present.items()},
                     (),
                     "the stacks register different resources: the program takes another code path",
+                    "register it in every stack or in none (only in "
+                    f"{', '.join(stack for stack, there in present.items() if there)} now): what differs "
+                    "between stacks comes from a knob's value, never from a code path",
                 )
             )
             continue
@@ -268,7 +304,7 @@ def resource_differences(
         differences += _edge_differences(key, resources, runs)
         leaves = {stack: _property_leaves(resource) for stack, resource in resources.items()}
         for path, values in _differing(leaves):
-            explaining = explain(values, knobs, resources[stacks[0]].name)
+            explaining = explain(values, knobs, resources[stacks[0]].name, index)
             differences.append(
                 Difference(
                     Layer.RESOURCE,
@@ -277,6 +313,10 @@ def resource_differences(
                     values,
                     explaining,
                     "" if explaining else "no per-stack knob explains this value in every stack",
+                    ""
+                    if explaining
+                    else "derive it from a per-stack knob's value (declared in core/config/stack.py), "
+                    "or make it the same in every stack",
                 )
             )
     return differences
@@ -311,38 +351,61 @@ def _edge_differences(
             values,
             (),
             "the dependency graph differs between stacks",
+            "give it the same parent, provider and dependsOn in every stack",
         )
         for path, values in _differing(edges)
     ]
 
 
+class KnobIndex:
+    """The knobs of some stacks, prepared once for every `explain` over them: the knob paths whose
+    value differs between those stacks, and each knob's forms (`_knob_forms`) per stack."""
+
+    def __init__(self, knobs: Mapping[str, Mapping[str, Any]], stacks: Sequence[str]) -> None:
+        self.knobs = knobs
+        self.stacks = tuple(stacks)
+        paths = sorted({path for leaves in knobs.values() for path in leaves})
+        self.differing = [path for path in paths if len({repr(knobs[s].get(path)) for s in stacks}) > 1]
+        self._forms: dict[tuple[str, str], list[tuple[Any, str]]] = {}
+
+    def forms(self, stack: str, path: str) -> list[tuple[Any, str]]:
+        key = (stack, path)
+        if key not in self._forms:
+            self._forms[key] = _knob_forms(path, self.knobs[stack].get(path))
+        return self._forms[key]
+
+
 def explain(
-    values: Mapping[str, Any], knobs: Mapping[str, Mapping[str, Any]], resource_name: str = ""
+    values: Mapping[str, Any],
+    knobs: Mapping[str, Mapping[str, Any]],
+    resource_name: str = "",
+    index: KnobIndex | None = None,
 ) -> tuple[str, ...]:
     """The knobs that, in every stack, account for that stack's value (empty: none does).
 
     When several knobs explain a value, the most specific win: the one whose value matched the
     longest text (`namespace` "platform-dev" over the stack name "dev"), then the one whose path
     names the resource (`releases.api...` for `api-blue`), then a declared knob over the stack name.
-    Ties are all reported.
+    Ties are all reported. `index` is `KnobIndex(knobs, values' stacks)`, when the caller has one.
     """
     stacks = list(values)
-    candidates = [
-        path
-        for path in sorted({path for leaves in knobs.values() for path in leaves})
-        if len({repr(knobs[stack].get(path)) for stack in stacks}) > 1 and _may_explain(path, resource_name)
-    ]
+    if index is None or index.stacks != tuple(stacks):
+        index = KnobIndex(knobs, stacks)
+    candidates = [path for path in index.differing if _may_explain(path, resource_name)]
     scored: list[tuple[tuple[int, int, int], str]] = []
     name_parts = set(resource_name.split("-"))
     for path in candidates:
-        normalised = {stack: _normalise(values[stack], path, knobs[stack].get(path)) for stack in stacks}
+        normalised = {
+            stack: _normalise(values[stack], path, knobs[stack].get(path), index.forms(stack, path))
+            for stack in stacks
+        }
         if len({repr(value) for value, _ in normalised.values()}) == 1:
             matched = sum(length for _, length in normalised.values())
             names_resource = len(name_parts & set(path.replace("[", ".").split(".")))
             declared = 0 if path == STACK_NAME_KNOB else 1 if " " in path else 2  # derived leaves: spaces
             scored.append(((matched, names_resource, declared), path))
     if not scored:
-        return _explained_together(values, knobs, candidates, name_parts)
+        return _explained_together(values, index, candidates, name_parts)
     best = max(score for score, _ in scored)
     return tuple(path for score, path in scored if score == best)
 
@@ -363,7 +426,7 @@ def _may_explain(path: str, resource_name: str) -> bool:
 
 def _explained_together(
     values: Mapping[str, Any],
-    knobs: Mapping[str, Mapping[str, Any]],
+    index: KnobIndex,
     candidates: Sequence[str],
     name_parts: set[str],
 ) -> tuple[str, ...]:
@@ -383,7 +446,7 @@ def _explained_together(
             (
                 (form, token, path)
                 for path in candidates
-                for form, token in _knob_forms(path, knobs[stack].get(path))
+                for form, token in index.forms(stack, path)
                 if isinstance(form, str) and _distinctive(form) and form not in COLOURS
             ),
             # Longest first; of equal texts, the knob whose path names the resource (`config.green`
@@ -398,18 +461,19 @@ def _explained_together(
     return tuple(sorted(used)) if len(normalised) == 1 and used else ()
 
 
-def _normalise(value: Any, path: str, knob_value: Any) -> tuple[Any, int]:
-    """Replace the knob's value (or a derivation of it) in `value` by a token naming the knob.
+def _normalise(value: Any, path: str, knob_value: Any, forms: Sequence[tuple[Any, str]]) -> tuple[Any, int]:
+    """Replace the knob's value (or a derivation of it: `forms`, its `_knob_forms`) in `value` by a
+    token naming the knob.
 
     Returns the normalised value and how many characters of `value` the knob accounted for.
     """
     if knob_value is None:
         # A list knob shorter in this stack: its missing element explains a missing list item.
         return (f"{{{path}}}", 0) if value is None and path.endswith("]") else (value, 0)
-    for form, token in _knob_forms(path, knob_value):
+    for form, token in forms:
         if value == form and type(value) is type(form):
             return token, len(str(form))
-        if isinstance(value, str) and isinstance(form, str) and _distinctive(form) and form in value:
+        if isinstance(value, str) and isinstance(form, str) and form in value and _distinctive(form):
             return value.replace(form, token), len(form)
     return value, 0
 

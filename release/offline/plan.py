@@ -21,8 +21,9 @@ from typing import Any
 from core.config.base import PROJECT_NAME, SECRET_MARKER, SECRETS_KEY, full_key
 from core.config.rules import load_stack_config
 from core.config.sources import StackFile, read_stack_file, stack_secret_names_of
+from core.config.stack import StackConfig
 from core.dashboards import DASHBOARD_LABEL
-from core.errors import ConfigError, ExitCode, ReleaseError
+from core.errors import ConfigError, ConfigProblem, ExitCode, ReleaseError
 from core.gateway import GATEWAY_TYPE, HTTPROUTE_TYPE
 from core.naming import CONFIG_FINGERPRINT_ANNOTATION
 from policy.platform_policies import RULES, ResourceArgs, Violation, violations_of
@@ -42,6 +43,8 @@ class StackPlan:
     file: str
     run: ProgramRun | None = None
     error: ReleaseError | None = None
+    config: StackConfig | None = None
+    """The stack's validated config (None when the program refuses it)."""
     unset_secrets: list[str] = field(default_factory=list)
     policy_violations: list[Violation] = field(default_factory=list)
     """What the policy pack (policy/) would refuse in `pulumi preview --policy-pack policy`."""
@@ -52,28 +55,96 @@ class StackPlan:
         return isinstance(self.error, ConfigError) and all(p.parity for p in self.error.problems)
 
 
+@dataclass(frozen=True)
+class ParityViolation:
+    """One parity violation, named with its fix: a difference between the stacks that no knob
+    explains, with the program's refusals it causes (a stack it refuses for a project-level value),
+    or such a refusal on its own."""
+
+    name: str
+    values: dict[str, Any]
+    reason: str
+    fix: str
+    difference: Difference | None = None
+    refusals: tuple[ConfigProblem, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        found = self.difference.to_json() if self.difference is not None else {"layer": "config"}
+        refused = [
+            {"stack": problem.stack, "key": problem.key, "problem": problem.problem, "fix": problem.fix}
+            for problem in self.refusals
+        ]
+        return {
+            **found,
+            "name": self.name,
+            "values": self.values,
+            "reason": self.reason,
+            "fix": self.fix,
+            "refusedStacks": refused,
+        }
+
+
 @dataclass
 class PlanReport:
     stacks: list[StackPlan]
     compared: bool
     differences: list[Difference] = field(default_factory=list)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each stack's config as it may be shown (`redacted_config`): full key -> value."""
 
     @property
     def violations(self) -> list[Difference]:
         return [difference for difference in self.differences if difference.is_violation]
 
     @property
-    def parity_problem_count(self) -> int:
-        return sum(
-            len(plan.error.problems)
+    def parity_violations(self) -> list[ParityViolation]:
+        """Every parity violation, once: a refusal of the program for a parity problem is told with
+        the difference it is about (the program's own fix first), or on its own if no difference is."""
+        refusals = [
+            problem
             for plan in self.stacks
             if plan.refused_for_parity_only and isinstance(plan.error, ConfigError)
-        )
+            for problem in plan.error.problems
+        ]
+        found: list[ParityViolation] = []
+        told: set[int] = set()
+        for difference in self.violations:
+            about = [
+                (index, problem)
+                for index, problem in enumerate(refusals)
+                if _about(problem.key, difference.path) and difference.layer == "config"
+            ]
+            told.update(index for index, _ in about)
+            problems = tuple(problem for _, problem in about)
+            fixes = list(dict.fromkeys(problem.fix for problem in problems)) or [difference.fix]
+            found.append(
+                ParityViolation(
+                    difference.name,
+                    difference.values,
+                    difference.reason,
+                    "; ".join(fixes),
+                    difference,
+                    problems,
+                )
+            )
+        for index, problem in enumerate(refusals):
+            if index not in told:
+                found.append(
+                    ParityViolation(
+                        problem.key,
+                        {problem.stack: problem.value},
+                        problem.problem,
+                        problem.fix,
+                        None,
+                        (problem,),
+                    )
+                )
+        return found
 
     @property
     def violation_count(self) -> int:
-        """Differences no knob explains, plus parity problems in stacks the program refused."""
-        return len(self.violations) + self.parity_problem_count
+        """Differences no knob explains, and parity problems of refused stacks no difference tells."""
+        return len(self.parity_violations)
 
     @property
     def policy_violation_count(self) -> int:
@@ -90,6 +161,14 @@ class PlanReport:
         return ExitCode.OK
 
 
+def _about(key: str, path: str) -> bool:
+    """Whether a problem with config `key` is about the config leaf `path` (or the reverse)."""
+    return any(
+        inner == outer or inner.startswith((f"{outer}.", f"{outer}["))
+        for inner, outer in ((path, key), (key, path))
+    )
+
+
 def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress) -> PlanReport:
     """Evaluate each stack offline; with `compare`, classify every difference between them."""
     # the services' secrets, the smoke suites' and the stack's preview token (core.gateway)
@@ -103,15 +182,15 @@ def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress
         plans.append(stack_plan)
         progress(f"evaluating stack '{stack}' under the mock runtime ...")
         try:
-            load_stack_config(stack_file.raw)
+            stack_plan.config = load_stack_config(stack_file.raw)
             stack_plan.run = evaluate_stack_file(project_dir, stack_file)
             stack_plan.policy_violations = policy_violations(stack_plan.run)
         except ReleaseError as error:
             stack_plan.error = error
 
-    report = PlanReport(plans, compared=compare)
+    shown = {stack: redacted_config(stack_file) for stack, stack_file in files.items()}
+    report = PlanReport(plans, compared=compare, configs=shown)
     if compare:
-        shown = {stack: redacted_config(stack_file) for stack, stack_file in files.items()}
         plaintext = {stack: stack_file.plaintext_secrets for stack, stack_file in files.items()}
         report.differences = config_differences(shown, plaintext)
         runs = {plan.stack: plan.run for plan in plans if plan.run is not None}
@@ -260,8 +339,21 @@ def _short_type(type_token: str) -> str:
     return type_token.rsplit(":", 1)[-1]
 
 
+def kind_of(type_token: str) -> str:
+    """`Deployment` for `kubernetes:apps/v1:Deployment`; `aws provider` for `pulumi:providers:aws`."""
+    if type_token.startswith(PROVIDER_PREFIX):
+        return f"{type_token[len(PROVIDER_PREFIX) :]} provider"
+    return _short_type(type_token)
+
+
+PROVIDER_PREFIX = "pulumi:providers:"
+
+
 def grouped_by_component(run: ProgramRun) -> list[tuple[RegisteredResource | None, list[RegisteredResource]]]:
-    """Top-level components in registration order, each with the custom resources under it."""
+    """Top-level components, each with the custom resources under it, in the same order in every
+    stack and every run: the stack's own resources first, then by component (kind, name), and
+    within one by resource (kind, name). (The order the program registers them in is not stable:
+    it follows the order its outputs resolve in.)"""
     urns = run.by_urn()
 
     def top_level(resource: RegisteredResource) -> RegisteredResource | None:
@@ -276,7 +368,16 @@ def grouped_by_component(run: ProgramRun) -> list[tuple[RegisteredResource | Non
         group = groups.setdefault(top.urn if top is not None else "(stack)", (top, []))
         if resource.custom:
             group[1].append(resource)
-    return list(groups.values())
+    return [
+        (top, sorted(resources, key=_order))
+        for top, resources in sorted(
+            groups.values(), key=lambda group: (0, ("", "")) if group[0] is None else (1, _order(group[0]))
+        )
+    ]
+
+
+def _order(resource: RegisteredResource) -> tuple[str, str]:
+    return kind_of(resource.type).lower(), resource.name
 
 
 # --------------------------------------------------------------------------------------------------
@@ -310,12 +411,13 @@ def to_json(report: PlanReport) -> dict[str, Any]:
                     "type": resource.type,
                     "name": resource.name,
                     "component": top.name if top is not None else None,
+                    "componentKind": kind_of(top.type) if top is not None else None,
                     "settings": key_settings(resource),
                 }
                 for top, resources in grouped_by_component(stack_plan.run)
                 for resource in resources
             ]
-            entry["outputs"] = stack_plan.run.outputs
+            entry["outputs"] = dict(sorted(stack_plan.run.outputs.items()))
             entry["policyViolations"] = [
                 {"rule": violation.rule, "resource": violation.name, "message": violation.message}
                 for violation in stack_plan.policy_violations
@@ -324,12 +426,14 @@ def to_json(report: PlanReport) -> dict[str, Any]:
     result: dict[str, Any] = {"note": HONESTY_NOTE, "stacks": stacks, "exitCode": report.exit_code}
     if report.compared:
         result["differences"] = [difference.to_json() for difference in report.differences]
-        result["violations"] = report.violation_count
+        result["violations"] = [violation.to_json() for violation in report.parity_violations]
     return result
 
 
-def render_text(report: PlanReport) -> str:
-    lines = [HONESTY_NOTE, ""]
+def render_resources(report: PlanReport, verdict: list[str]) -> str:
+    """`release plan --resources`: the verdict, then every resource of every stack with its key
+    settings and, with --all, every difference between the stacks (knob or violation)."""
+    lines = [HONESTY_NOTE, "", *verdict, ""]
     for stack_plan in report.stacks:
         lines += _render_stack(stack_plan)
     if report.compared:
@@ -337,9 +441,10 @@ def render_text(report: PlanReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_differences(report: PlanReport) -> str:
-    """Only the differences between the stacks (and any refusal): what `release diff` prints."""
-    lines = [HONESTY_NOTE, ""]
+def render_differences(report: PlanReport, verdict: list[str]) -> str:
+    """The verdict, then only the differences between the stacks (and any refusal): what `release
+    diff` prints."""
+    lines = [HONESTY_NOTE, "", *verdict, ""]
     for stack_plan in report.stacks:
         if stack_plan.run is None:
             lines += _render_stack(stack_plan)

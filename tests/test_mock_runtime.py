@@ -1,0 +1,113 @@
+"""The mock runtime's shortcuts change nothing the SDK's own mock monitor would answer.
+
+`RecordingMonitor` answers registrations inline and without serializing echoed inputs again
+(release/offline/mock_runtime.py); here every registration of every stack (and of the data program,
+whose mocks compute outputs) is answered again by the SDK's `MockMonitor`, and the answers must be
+equal: same URN, same ID, and the same outputs as the SDK reads them from the answer. (The bytes may
+differ: a value holding a secret, the preview route's spec, comes back from the SDK's round trip as
+a secret as a whole, which is also how the SDK reads it from the declared object.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+from typing import Any
+
+import pytest
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+
+from core.data_plan import DataPlan
+from release.offline import mock_runtime
+from release.offline.mock_runtime import DataMocks, PlatformMocks, RecordingMonitor
+from tests.conftest import STACKS, run_program
+from tests.test_data_program import run, scratch, snapshot
+
+
+class KeepingMonitor(RecordingMonitor):
+    """Keeps each request (a copy) with the answer given to it."""
+
+    answered: list[tuple[Any, Any]]
+
+    def __init__(self, mocks: Any) -> None:
+        super().__init__(mocks)
+        self.answered = []
+        KEPT.append(self)
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        kept = type(request)()
+        kept.CopyFrom(request)
+        self.answered.append((kept, response))
+        return response
+
+
+KEPT: list[KeepingMonitor] = []
+
+
+def sdk_answers(monitor: KeepingMonitor, mocks: Any) -> list[tuple[Any, Any]]:
+    """What the SDK's MockMonitor answers to the same requests (outside any running loop)."""
+    sdk = pulumi_mocks.MockMonitor(mocks)
+    return [(ours, sdk.RegisterResource(request)) for request, ours in monitor.answered]
+
+
+def outputs(response: Any) -> dict[str, Any]:
+    """The outputs as the SDK reads them from an answer (`rpc.resolve_outputs` deserializes them)."""
+    return dict(rpc.deserialize_properties(response.object))
+
+
+@pytest.fixture
+def keeping(monkeypatch: pytest.MonkeyPatch) -> list[KeepingMonitor]:
+    KEPT.clear()
+    monkeypatch.setattr(mock_runtime, "RecordingMonitor", KeepingMonitor)
+    return KEPT
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_registration_is_answered_as_the_sdks_mock_monitor_answers_it(
+    stack: str, keeping: list[KeepingMonitor]
+) -> None:
+    run = run_program(stack)
+    (monitor,) = keeping
+    assert len(monitor.answered) == len(run.resources) + 1  # and the root Stack
+    for ours, sdk in sdk_answers(monitor, PlatformMocks()):
+        assert (ours.urn, ours.id) == (sdk.urn, sdk.id)
+        assert outputs(ours) == outputs(sdk), ours.urn
+
+
+def test_outputs_the_mocks_compute_are_answered_as_the_sdk_answers_them(
+    keeping: list[KeepingMonitor],
+) -> None:
+    run(DataPlan("staging", snapshots=(snapshot("staging"),), scratch=scratch("staging")))
+    monitor = keeping[-1]  # the main stack's evaluations (the sources of the spec) come first
+    answers = sdk_answers(monitor, DataMocks())
+    computed = [sdk for _, sdk in answers if {"snapshotCreateTime", "endpoint"} & set(outputs(sdk))]
+    assert len(computed) == 2, "a snapshot and a scratch instance, whose outputs the mocks compute"
+    for ours, sdk in answers:
+        assert (ours.urn, ours.id) == (sdk.urn, sdk.id)
+        assert outputs(ours) == outputs(sdk), ours.urn
+
+
+def test_a_run_leaves_the_threads_loop_and_the_collector_as_it_found_them() -> None:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        run_program("dev")
+        assert asyncio.get_event_loop_policy().get_event_loop() is loop
+        assert gc.isenabled()
+    finally:
+        loop.close()
+
+
+def test_the_sdk_captures_each_resources_stack_through_the_function_a_run_replaces() -> None:
+    """A run swaps `_get_stack_trace` for an empty trace; were it renamed, this fails, not the speed."""
+    from pulumi.runtime import resource as sdk_resource
+    from pulumi.runtime.proto import source_pb2
+
+    capture = sdk_resource._get_stack_trace
+    assert isinstance(capture(), source_pb2.StackTrace)
+    assert "_get_stack_trace()" in inspect.getsource(sdk_resource.register_resource)
+    run_program("dev")
+    assert sdk_resource._get_stack_trace is capture  # restored after the run
