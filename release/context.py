@@ -29,6 +29,7 @@ from release.history.writer import RecordChains
 from release.log import Progress
 from release.notify import NO_NOTIFIER, Notifier
 from release.report.release_report import Checker, default_checker
+from release.supply.gate import ImageVerifier, RegistryImageVerifier
 from release.testing.fake_clock import FakeClock
 
 EngineFactory = Callable[[Path], Engine]
@@ -53,6 +54,8 @@ class ReleaseContext:
     given_signer: Signer | None = None
     from_environment: bool = True
     """False in tests: the signer and notifier are only what was given, never the environment's."""
+    given_images: ImageVerifier | None = None
+    """Verifies images against Pulumi.yaml's supplyChain (release.supply); default: their registry."""
 
     @cached_property
     def project_dir(self) -> Path:
@@ -103,6 +106,13 @@ class ReleaseContext:
         return Notifier.from_environment(self.env) if self.from_environment else NO_NOTIFIER
 
     @cached_property
+    def images(self) -> ImageVerifier:
+        """Verifies images against their registry, once per digest and command (release.supply.gate)."""
+        if self.given_images is not None:
+            return self.given_images
+        return RegistryImageVerifier(self.env, self.project_dir)
+
+    @cached_property
     def run_url(self) -> str:
         """The CI run's URL (GitHub Actions), recorded with every update; '' outside CI."""
         return run_url(self.env)
@@ -120,6 +130,7 @@ class ReleaseContext:
         env: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: FakeClock | None = None,
+        images: ImageVerifier | None = None,
     ) -> ReleaseContext:
         """A context around an engine (double) that reads nothing from the environment, nor the wall
         clock: it runs on `clock`, by default the engine double's own (`FakeEngine.clock`). Its waits
@@ -140,6 +151,7 @@ class ReleaseContext:
             given_notifier=notifier,
             given_signer=signer,
             from_environment=False,
+            given_images=images,
         )
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -382,6 +382,45 @@ def trivy_scan(finished: datetime, findings: list[tuple[str, str, str]]) -> dict
         },
         "metadata": {"scanStartedOn": finished.isoformat(), "scanFinishedOn": finished.isoformat()},
     }
+
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+"""The engine double's clock at its start (release.testing.fake_clock): scans are dated from it."""
+KEY = CosignKey("ci-cosign")
+"""The build pipeline's cosign key in these tests."""
+SLSA = "https://slsa.dev/provenance/v1"
+SPDX = "https://spdx.dev/Document"
+COSIGN_VULN = "https://cosign.sigstore.dev/attestation/vuln/v1"
+
+
+def built(
+    registry: Registry,
+    marker: str,
+    *,
+    sign: CosignKey | None = KEY,
+    signed_digest: str | None = None,
+    source: str = SOURCE,
+    builder: str = BUILDER,
+    provenance_subject: str | None = None,
+    scanned: datetime | None = NOW - timedelta(days=1),
+    findings: list[tuple[str, str, str]] | None = None,
+    sbom: bool = True,
+    attest_with: CosignKey = KEY,
+) -> str:
+    """An image as the build workflow leaves it: pushed, signed, with provenance, a scan and an SBOM
+    attested (each part can be left out or made wrong); its full reference."""
+    digest = registry.push_image(marker)
+    if sign is not None:
+        sign_image(registry, digest, sign, signed_digest)
+    statements: list[tuple[bytes, CosignKey]] = [
+        (statement(provenance_subject or digest, SLSA, provenance(source, builder)), attest_with)
+    ]
+    if scanned is not None:
+        statements.append((statement(digest, COSIGN_VULN, trivy_scan(scanned, findings or [])), attest_with))
+    if sbom:
+        statements.append((statement(digest, SPDX, spdx_sbom()), attest_with))
+    attest(registry, digest, statements)
+    return registry.image(digest)
 
 
 def spdx_sbom() -> dict[str, Any]:

@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -24,28 +24,22 @@ from core.config.supply_chain import Enforcement, Severity, StackSupplyChain, Su
 from release.supply.gate import RegistryImageVerifier, registry_host
 from release.supply.keyless import keyless_check
 from release.supply.registry import OCI_INDEX, OCI_MANIFEST, Limits
-from release.supply.verdict import COSIGN_VULN, Verdict
+from release.supply.verdict import Verdict
 from tests.conftest import ROOT
 from tests.oci_registry import (
     BUILDER,
     COMMIT,
+    KEY,
+    NOW,
     SIGSTORE_BUNDLE_V03,
+    SLSA,
     SOURCE,
     CosignKey,
     Registry,
-    attest,
-    provenance,
+    built,
     running_registry,
-    sign_image,
-    spdx_sbom,
-    statement,
-    trivy_scan,
 )
 
-NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-SLSA = "https://slsa.dev/provenance/v1"
-SPDX = "https://spdx.dev/Document"
-KEY = CosignKey("ci-cosign")
 OTHER_KEY = CosignKey("someone-else")
 FIXTURES = ROOT / "tests" / "fixtures" / "sigstore"
 CONFORMANCE_IDENTITY = (
@@ -75,34 +69,6 @@ def policy(**changes: Any) -> SupplyChainPolicy:
 PRODUCTION = StackSupplyChain(
     mode=Enforcement.ENFORCE, refuse_severity=Severity.CRITICAL, refuse_fixable_severity=Severity.HIGH
 )
-
-
-def built(
-    registry: Registry,
-    marker: str,
-    *,
-    sign: CosignKey | None = KEY,
-    signed_digest: str | None = None,
-    source: str = SOURCE,
-    builder: str = BUILDER,
-    provenance_subject: str | None = None,
-    scanned: datetime | None = NOW - timedelta(days=1),
-    findings: list[tuple[str, str, str]] | None = None,
-    sbom: bool = True,
-    attest_with: CosignKey = KEY,
-) -> str:
-    """An image as the build workflow leaves it: pushed, signed, with provenance, a scan and an SBOM
-    attested (each part can be left out or made wrong); its full reference."""
-    digest = registry.push_image(marker)
-    if sign is not None:
-        sign_image(registry, digest, sign, signed_digest)
-    statements = [(statement(provenance_subject or digest, SLSA, provenance(source, builder)), attest_with)]
-    if scanned is not None:
-        statements.append((statement(digest, COSIGN_VULN, trivy_scan(scanned, findings or [])), attest_with))
-    if sbom:
-        statements.append((statement(digest, SPDX, spdx_sbom()), attest_with))
-    attest(registry, digest, statements)
-    return registry.image(digest)
 
 
 def verify(

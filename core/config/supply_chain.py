@@ -29,7 +29,7 @@ WORKFLOW_IDENTITY = re.compile(
 VULNERABILITY_ID = re.compile(
     r"(CVE-[0-9]{4}-[0-9]{4,}|GHSA(-[23456789cfghjmpqrvwx]{4}){3}|(?!CVE-|GHSA-)[A-Z]{2,10}-[0-9A-Za-z-]{4,40})"
 )
-"""CVE-2026-12345, GHSA-xxxx-xxxx-xxxx, or another database's id (DLA-3912-1, RUSTSEC-2026-0001); fullmatch."""
+"""CVE-2026-12345, GHSA-xxxx-xxxx-xxxx, or another database's id (DLA-3912-1, RUSTSEC-2026-0001)."""
 
 
 class Severity(StrEnum):

@@ -24,6 +24,7 @@ from release.commands import (
     review,
     rollback,
     status,
+    verify_image,
 )
 
 COMMANDS: tuple[ModuleType, ...] = (
@@ -43,4 +44,5 @@ COMMANDS: tuple[ModuleType, ...] = (
     history,
     health_check,
     analyse,
+    verify_image,
 )
