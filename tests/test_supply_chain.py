@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from tests.conftest import ROOT
 from tests.oci_registry import (
     BUILDER,
     COMMIT,
+    COSIGN_VULN,
     KEY,
     NOW,
     SIGSTORE_BUNDLE_V03,
@@ -36,8 +38,13 @@ from tests.oci_registry import (
     SOURCE,
     CosignKey,
     Registry,
+    attest,
     built,
+    provenance,
     running_registry,
+    sign_image,
+    spdx_sbom,
+    statement,
 )
 
 OTHER_KEY = CosignKey("someone-else")
@@ -445,3 +452,57 @@ def test_a_bad_policy_is_refused_naming_the_field(change: dict[str, Any], messag
     }
     with pytest.raises(ValidationError, match=message):
         SupplyChainPolicy.model_validate(document)
+
+
+def test_the_build_workflows_grype_predicate_is_read_back_by_the_gate(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """.github/scripts/vuln-predicate.py wraps a Grype report as the build job attests it; the gate
+    reads its findings, fixes and finish time."""
+    import subprocess
+    import sys
+
+    report = {
+        "matches": [
+            {
+                "vulnerability": {
+                    "id": "CVE-2026-4242",
+                    "severity": "High",
+                    "fix": {"state": "fixed", "versions": ["2.1"]},
+                }
+            },
+            {"vulnerability": {"id": "CVE-2026-4343", "severity": "Low", "fix": {"state": "not-fixed"}}},
+        ],
+        "descriptor": {
+            "name": "grype",
+            "version": "0.87.0",
+            "timestamp": (NOW - timedelta(hours=2)).isoformat(),
+        },
+    }
+    (tmp_path / "grype.json").write_text(json.dumps(report))
+    wrapped = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / ".github" / "scripts" / "vuln-predicate.py"),
+            str(tmp_path / "grype.json"),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    digest = registry.push_image("grype-scanned")
+    sign_image(registry, digest, KEY)
+    attest(
+        registry,
+        digest,
+        [
+            (statement(digest, SLSA, provenance()), KEY),
+            (statement(digest, COSIGN_VULN, json.loads(wrapped)), KEY),
+            (statement(digest, "https://spdx.dev/Document", spdx_sbom()), KEY),
+        ],
+    )
+    verdict = verify(registry.image(digest))
+    assert unmet(verdict) == {"vulnerabilities": unmet(verdict)["vulnerabilities"]}
+    assert "CVE-2026-4242 (HIGH, fix available)" in unmet(verdict)["vulnerabilities"]
+    assert verdict.claims["scan"]["scanner"] == "pkg:github/anchore/grype@v0.87.0"
+    assert verdict.claims["scan"]["counts"] == {"HIGH": 1, "LOW": 1}

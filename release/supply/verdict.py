@@ -301,23 +301,24 @@ def _vulnerabilities(
         "exceptionsUsed": sorted(set(used)),
         "signer": scan.signer,
     }
+    problems, fixes = [], []
     if age > timedelta(days=settings.max_age_days):
-        return Requirement(
-            VULNERABILITIES,
-            False,
+        problems.append(
             f"the newest scan ({scanner}) finished {age.days} days ago, on {finished.date().isoformat()}; "
-            f"the policy asks for one within {settings.max_age_days} days",
-            fix_scan,
+            f"the policy asks for one within {settings.max_age_days} days"
         )
+        fixes.append(fix_scan)
     if expired or blocking:
         found = expired + blocking
-        return Requirement(
-            VULNERABILITIES,
-            False,
-            f"{len(found)} finding(s) at or above the threshold ({_threshold(rule)}): {_others(found)}",
-            "rebuild on fixed packages, or add an exception (id, reason, expires) to "
-            "supplyChain.vulnerabilities.exceptions in Pulumi.yaml (docs/supply-chain.md#exceptions)",
+        problems.append(
+            f"{len(found)} finding(s) at or above the threshold ({_threshold(rule)}): {_others(found)}"
         )
+        fixes.append(
+            "rebuild on fixed packages, or add an exception (id, reason, expires) to "
+            "supplyChain.vulnerabilities.exceptions in Pulumi.yaml (docs/supply-chain.md#exceptions)"
+        )
+    if problems:
+        return Requirement(VULNERABILITIES, False, "; and ".join(problems), "; or ".join(fixes))
     summary = (
         ", ".join(f"{count} {name}" for name, count in claims["scan"]["counts"].items()) or "no findings"
     )
