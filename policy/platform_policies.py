@@ -88,6 +88,12 @@ def stack_policies(project_file: Path = PROJECT_FILE) -> dict[str, Any]:
     return dict(declared)
 
 
+@cache
+def supply_chain_declared(project_file: Path = PROJECT_FILE) -> bool:
+    """Whether Pulumi.yaml declares a project-level `supplyChain` policy."""
+    return bool(read_project_file(project_file).get("supplyChain"))
+
+
 def stack_of(urn: str) -> str:
     """`urn:pulumi:<stack>::<project>::...` -> `<stack>`."""
     return urn.split("::", 1)[0].rsplit(":", 1)[-1]
@@ -117,6 +123,31 @@ def _images_pinned(args: Args, report_violation: ReportViolation) -> None:
                 f"container '{container.get('name')}' runs '{image}', not pinned by digest; "
                 "use <repository>@sha256:<digest>"
             )
+
+
+def supply_chain_problem(stack: str, policy: Mapping[str, Any], declared: bool) -> str:
+    """Why a stack that receives images by promotion (staging, production) does not enforce the
+    supply-chain policy, or ''. An entry stage (dev) may only report."""
+    if not (policy.get("promotion") or {}).get("promoteFrom"):
+        return ""
+    mode = (policy.get("supplyChain") or {}).get("mode")
+    if declared and mode == "enforce":
+        return ""
+    missing = (
+        "Pulumi.yaml declares no supplyChain policy" if not declared else f"its supplyChain mode is {mode!r}"
+    )
+    return (
+        f"stack '{stack}' receives images by promotion but does not refuse unverified ones: {missing}; "
+        f"declare supplyChain in Pulumi.yaml and set stackPolicies.{stack}.supplyChain.mode: enforce "
+        "(docs/supply-chain.md#the-policy)"
+    )
+
+
+def _supply_chain_enforced(args: Args, report_violation: ReportViolation) -> None:
+    stack = stack_of(args.urn)
+    problem = supply_chain_problem(stack, _policy(args.urn), supply_chain_declared())
+    if problem:
+        report_violation(problem)
 
 
 def _hardened(args: Args, report_violation: ReportViolation) -> None:
@@ -506,6 +537,14 @@ RULES: tuple[Rule, ...] = (
         "ServiceAccount with StringEquals.",
         (*IAM_POLICIES, IAM_ROLE, IAM_ATTACHMENT),
         _exact_iam_resources,
+    ),
+    Rule(
+        "supply-chain-enforced",
+        "A stack that receives images by promotion (staging, production) enforces Pulumi.yaml's "
+        "supplyChain policy: an image without a trusted signature, provenance, a recent scan and an "
+        "SBOM is refused before it is released (docs/supply-chain.md).",
+        WORKLOADS,
+        _supply_chain_enforced,
     ),
     Rule(
         "network-policy-present",

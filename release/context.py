@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from release.history.writer import RecordChains
     from release.notify import Notifier
     from release.report.release_report import Checker
+    from release.supply.gate import ImageVerifier
 
 EngineFactory = Callable[[Path], "Engine"]
 
@@ -62,6 +63,8 @@ class ReleaseContext:
     """False in tests: the signer and notifier are only what was given, never the environment's."""
     ask: Ask = ask
     """Questions to the person at the terminal (a confirmation before changing a guarded stack)."""
+    given_images: ImageVerifier | None = None
+    """Verifies images against Pulumi.yaml's supplyChain (release.supply); default: their registry."""
 
     @cached_property
     def project_dir(self) -> Path:
@@ -136,6 +139,15 @@ class ReleaseContext:
         return Annotator.from_environment(self.env) if self.from_environment else NO_ANNOTATOR
 
     @cached_property
+    def images(self) -> ImageVerifier:
+        """Verifies images against their registry, once per digest and command (release.supply.gate)."""
+        from release.supply.gate import RegistryImageVerifier
+
+        if self.given_images is not None:
+            return self.given_images
+        return RegistryImageVerifier(self.env, self.project_dir)
+
+    @cached_property
     def run_url(self) -> str:
         """The CI run's URL (GitHub Actions), recorded with every update; '' outside CI."""
         return run_url(self.env)
@@ -154,6 +166,7 @@ class ReleaseContext:
         env: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: FakeClock | None = None,
+        images: ImageVerifier | None = None,
     ) -> ReleaseContext:
         """A context around an engine (double) that reads nothing from the environment, nor the wall
         clock: it runs on `clock`, by default the engine double's own (`FakeEngine.clock`). Its waits
@@ -175,6 +188,7 @@ class ReleaseContext:
             given_annotator=annotator,
             given_signer=signer,
             from_environment=False,
+            given_images=images,
         )
 
 

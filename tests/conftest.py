@@ -4,6 +4,8 @@ The program reads its config from the runtime exactly as under `pulumi up`; thes
 the config the engine would, built from the repository's own Pulumi.yaml and stack files, in a copy
 (PROJECT) whose `platform:releases` are the pinned ones of tests/fixtures/releases.yaml: a release
 rewrites that knob in the committed files, so no test depends on what the last release left there.
+In that copy no stack verifies images (each stack policy's `supplyChain` is left out): its images
+name a registry that does not exist; tests/test_supply_chain.py releases against a real registry.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ def pinned_project(destination: Path) -> Path:
     """The program, Pulumi.yaml and stack files copied into `destination`, each stack's
     `platform:releases` replaced by its value in tests/fixtures/releases.yaml."""
     pinned = yaml.safe_load(RELEASES_FIXTURE.read_text())
-    for path in [ROOT / "__main__.py", ROOT / "Pulumi.yaml"]:
-        shutil.copy(path, destination / path.name)
+    shutil.copy(ROOT / "__main__.py", destination / "__main__.py")
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    for policy in project["config"]["stackPolicies"]["value"].values():
+        policy.pop("supplyChain", None)
+    (destination / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
     for stack in STACKS:
         document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
         document["config"][f"{PROJECT_NAME}:releases"] = pinned[stack]

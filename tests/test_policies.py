@@ -16,7 +16,14 @@ import pytest
 from pulumi_policy import ResourceValidationArgs
 
 from components.routes import preview_route_spec
-from policy.platform_policies import RULES, Violation, violations_of
+from policy.platform_policies import (
+    RULES,
+    Violation,
+    stack_policies,
+    supply_chain_declared,
+    supply_chain_problem,
+    violations_of,
+)
 from release.offline.mock_runtime import RegisteredResource
 from release.offline.plan import plan
 from tests.conftest import PROJECT, STACKS, baseline
@@ -55,7 +62,7 @@ def test_every_resource_the_program_registers_passes_every_rule(stack: str) -> N
     assert violations == []
 
 
-def test_the_pack_declares_fourteen_mandatory_rules() -> None:
+def test_the_pack_declares_fifteen_mandatory_rules() -> None:
     assert [rule.name for rule in RULES] == [
         "images-pinned-by-digest",
         "hardened-containers",
@@ -70,6 +77,7 @@ def test_the_pack_declares_fourteen_mandatory_rules() -> None:
         "no-retired-ingress-annotations",
         "own-service-account",
         "exact-iam-resources",
+        "supply-chain-enforced",
         "network-policy-present",
     ]
 
@@ -401,3 +409,23 @@ def _no_types(props: dict[str, Any]) -> None:
 )
 def test_a_network_policy_that_denies_half_or_allows_everything_is_refused(name: str, edit: Edit) -> None:
     assert rules_broken("production", POLICY_TYPE, name, edit) == {"network-policy-present"}
+
+
+def test_staging_and_production_must_enforce_the_supply_chain_policy_and_dev_need_not() -> None:
+    committed = stack_policies()
+    assert supply_chain_declared()
+    assert {stack: supply_chain_problem(stack, committed[stack], True) for stack in STACKS} == {
+        "dev": "",
+        "staging": "",
+        "production": "",
+    }
+    reporting = {**committed["production"], "supplyChain": {"mode": "report"}}
+    assert "its supplyChain mode is 'report'" in supply_chain_problem("production", reporting, True)
+    undeclared = {key: value for key, value in committed["staging"].items() if key != "supplyChain"}
+    assert "does not refuse unverified ones: its supplyChain mode is None" in supply_chain_problem(
+        "staging", undeclared, True
+    )
+    assert "Pulumi.yaml declares no supplyChain policy" in supply_chain_problem(
+        "staging", committed["staging"], False
+    )
+    assert supply_chain_problem("dev", {**committed["dev"], "supplyChain": {"mode": "report"}}, False) == ""

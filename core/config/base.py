@@ -50,7 +50,7 @@ def config_value_problem(value: str) -> str:
     return CONFIG_VALUE_RULE if len(value) > MAX_CONFIG_VALUE or not value.isprintable() else ""
 
 
-def _fullmatching(pattern: str, rule: str) -> AfterValidator:
+def fullmatching(pattern: str, rule: str) -> AfterValidator:
     """A pydantic validator: the whole string matches `pattern` (fullmatch), else `rule` is the error."""
     compiled = re.compile(pattern)
 
@@ -62,80 +62,80 @@ def _fullmatching(pattern: str, rule: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-EngineVersion = Annotated[str, _fullmatching(r"\d+\.\d+", "must be a major.minor version like 16.4")]
+EngineVersion = Annotated[str, fullmatching(r"\d+\.\d+", "must be a major.minor version like 16.4")]
 DatabaseName = Annotated[
-    str, _fullmatching(r"[a-z][a-z0-9_]{0,62}", "must be a lower-case name of at most 63 characters")
+    str, fullmatching(r"[a-z][a-z0-9_]{0,62}", "must be a lower-case name of at most 63 characters")
 ]
 MasterUsername = Annotated[
-    str, _fullmatching(r"[a-z][a-z0-9_]{0,15}", "must be a lower-case name of at most 16 characters")
+    str, fullmatching(r"[a-z][a-z0-9_]{0,15}", "must be a lower-case name of at most 16 characters")
 ]
-HttpScheme = Annotated[str, _fullmatching(r"https?", "must be http or https")]
+HttpScheme = Annotated[str, fullmatching(r"https?", "must be http or https")]
 HTTP_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
 HttpUrlText = Annotated[
     str,
-    _fullmatching(
+    fullmatching(
         HTTP_URL.pattern,
         "must be an http(s) URL with a host, no credentials, query or fragment, like "
         "http://prometheus.monitoring.example.test:9090",
     ),
 ]
 InstanceClass = Annotated[
-    str, _fullmatching(r"db\.[a-z0-9]+\.[a-z0-9]+", "must be an RDS instance class like db.t4g.micro")
+    str, fullmatching(r"db\.[a-z0-9]+\.[a-z0-9]+", "must be an RDS instance class like db.t4g.micro")
 ]
 OidcProviderArn = Annotated[
     str,
-    _fullmatching(
+    fullmatching(
         r"arn:aws:iam::\d{12}:oidc-provider/[a-z0-9.-]+(/[A-Za-z0-9._-]+)+",
         "must be an IAM OIDC provider ARN like arn:aws:iam::<12 digits>:oidc-provider/<issuer host>/id/<id>",
     ),
 ]
 SnsTopicArn = Annotated[
     str,
-    _fullmatching(
+    fullmatching(
         r"arn:aws:sns:[a-z]{2}(-[a-z]+)+-\d:\d{12}:[A-Za-z0-9_-]{1,256}",
         "must be one SNS topic's ARN like arn:aws:sns:<region>:<12 digits>:<topic name>",
     ),
 ]
 KmsKeyArn = Annotated[
     str,
-    _fullmatching(
+    fullmatching(
         r"arn:aws:kms:[a-z]{2}(-[a-z]+)+-\d:\d{12}:key/[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}",
         "must be one KMS key's ARN like arn:aws:kms:<region>:<12 digits>:key/<key id> (no aliases, no *)",
     ),
 ]
 KubernetesName = Annotated[
     str,
-    _fullmatching(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", "must be a Kubernetes name like letsencrypt"),
+    fullmatching(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", "must be a Kubernetes name like letsencrypt"),
 ]
 KubernetesLabelKey = Annotated[
     str,
-    _fullmatching(
+    fullmatching(
         r"([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?",
         "must be a Kubernetes label or annotation key like grafana_dashboard or example.com/folder",
     ),
 ]
 KubernetesLabelValue = Annotated[
     str,
-    _fullmatching(
+    fullmatching(
         r"([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?",
         "must be a Kubernetes label value like 1 (at most 63 letters, digits, '-', '_' or '.')",
     ),
 ]
 GrafanaUid = Annotated[
     str,
-    _fullmatching(r"[A-Za-z0-9._-]{1,40}", "must be a Grafana datasource uid like prometheus"),
+    fullmatching(r"[A-Za-z0-9._-]{1,40}", "must be a Grafana datasource uid like prometheus"),
 ]
 _CLOCK = r"([01]\d|2[0-3]):[0-5]\d"
 _DAY = r"(mon|tue|wed|thu|fri|sat|sun)"
 BackupWindow = Annotated[
     str,
-    _fullmatching(
+    fullmatching(
         rf"{_CLOCK}-{_CLOCK}", "must be a daily UTC window hh24:mi-hh24:mi like 00:30-01:30 (AWS's format)"
     ),
 ]
 MaintenanceWindow = Annotated[
     str,
-    _fullmatching(
+    fullmatching(
         rf"{_DAY}:{_CLOCK}-{_DAY}:{_CLOCK}",
         "must be a weekly UTC window ddd:hh24:mi-ddd:hh24:mi like sun:02:00-sun:03:00 "
         "(AWS's format, lower-case days as AWS reports them)",
@@ -143,14 +143,14 @@ MaintenanceWindow = Annotated[
 ]
 NamespaceName = Annotated[
     str,
-    _fullmatching(
+    fullmatching(
         r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", "must be a Kubernetes namespace name like gateway-system"
     ),
 ]
-AwsRegion = Annotated[str, _fullmatching(r"[a-z]{2}(-[a-z]+)+-\d", "must be an AWS region like eu-west-1")]
+AwsRegion = Annotated[str, fullmatching(r"[a-z]{2}(-[a-z]+)+-\d", "must be an AWS region like eu-west-1")]
 Domain = Annotated[
     str,
-    _fullmatching(
+    fullmatching(
         r"([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}", "must be a lower-case DNS domain like example.com"
     ),
 ]

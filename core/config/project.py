@@ -36,6 +36,7 @@ from core.config.base import (
 from core.config.data_safety import DataSafetySpec
 from core.config.signing import ReleaseSigning
 from core.config.smoke import SmokeSettings
+from core.config.supply_chain import StackSupplyChain, SupplyChainPolicy
 from core.gateway import PREVIEW_TOKEN_SECRET
 
 # --------------------------------------------------------------------------------------------------
@@ -339,6 +340,9 @@ class StackPolicy(ConfigModel):
         "(releases.<svc>.idleReplicas): what a rollback finds running before it scales up.",
     )
     promotion: PromotionGate = Field(default_factory=PromotionGate)
+    supply_chain: StackSupplyChain | None = None
+    """How strictly this stack applies Pulumi.yaml's `supplyChain` to every image it releases (None:
+    it does not verify images)."""
 
 
 class SloSpec(ConfigModel):
@@ -360,12 +364,15 @@ class ProjectSettings(ConfigModel):
     release_signing: ReleaseSigning = Field(default_factory=ReleaseSigning)
     slos: SloSpec = Field(default_factory=SloSpec)
     feature_flags: dict[str, str] = Field(default_factory=dict)
+    """The feature flags every service reads, with their defaults. Which flags exist is project-level;
+    a colour's own values ride its release (`releases.<svc>.config.<colour>.flags`)."""
     data_safety: DataSafetySpec | None = None
     """Recovery targets, drill verification queries, snapshot retention (core/config/data_safety.py)."""
     smoke: SmokeSettings = Field(default_factory=SmokeSettings)
     """Each service's smoke suite and how suites run (core/config/smoke.py)."""
-    """The feature flags every service reads, with their defaults. Which flags exist is project-level;
-    a colour's own values ride its release (`releases.<svc>.config.<colour>.flags`)."""
+    supply_chain: SupplyChainPolicy | None = None
+    """What every released image must prove: signers, provenance, vulnerability verdict, SBOM
+    (core/config/supply_chain.py; docs/supply-chain.md)."""
 
     @field_validator("feature_flags", mode="before")
     @classmethod
@@ -385,6 +392,15 @@ class ProjectSettings(ConfigModel):
         )
         if clashes:
             raise ValueError(f"{clashes} are both feature flags and env vars; one name, one meaning")
+        return self
+
+    @model_validator(mode="after")
+    def _supply_chain_declared(self) -> ProjectSettings:
+        strict = sorted(stack for stack, policy in self.stack_policies.items() if policy.supply_chain)
+        if strict and self.supply_chain is None:
+            raise ValueError(
+                f"stackPolicies of {strict} set supplyChain, but Pulumi.yaml declares no supplyChain policy"
+            )
         return self
 
     @field_validator("services")

@@ -27,6 +27,7 @@ from release.commands import (
     rollback,
     smoke,
     status,
+    verify_image,
 )
 
 COMMANDS: tuple[ModuleType, ...] = (
@@ -49,4 +50,5 @@ COMMANDS: tuple[ModuleType, ...] = (
     health_check,
     analyse,
     smoke,
+    verify_image,
 )

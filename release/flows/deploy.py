@@ -86,6 +86,7 @@ from release.report.release_report import (
     with_headers,
 )
 from release.smoke import Suite, origin_of, suite_for, unreadable_secret
+from release.supply.gate import check_image
 
 
 @dataclass
@@ -117,6 +118,8 @@ class DeployRequest:
     """Set by the flow: the `config` every record of this release carries (see ReleaseRecord.config)."""
     data: dict[str, Any] = field(default_factory=dict)
     """Set by the flow: `snapshot`, when one was taken before this release's migration."""
+    supply_chain: dict[str, Any] = field(default_factory=dict)
+    """Set by the flow: the image's supply-chain claims (release.supply), in the stage record."""
 
     @property
     def changes(self) -> dict[str, str]:
@@ -139,6 +142,7 @@ class DeployRequest:
             reason=self.reason,
             config=self.staged_config,
             data=self.data,
+            supply_chain=self.supply_chain if event == Event.STAGE else {},
             **fields,
         )
 
@@ -288,6 +292,8 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
     if (run.image, fingerprint) == (before.active_image, live):
         report.notes.append(f"{request.service} already serves {run.describe()} on {before.active_color}")
         return None
+    if run.image != before.active_image:  # a config-only release keeps the image verified when it went live
+        _verify_supply_chain(ctx, request, run.image, report)
     settings = stack_config.settings.health_check
     outputs = ctx.engine.outputs(request.stack)
     releases = current[RELEASES_KEY].value
@@ -643,6 +649,34 @@ def _scale_down_idle(
             f"the idle {left} colour stays at full size (scaling it down failed: {step.detail}); the "
             "release is verified, and a rollback to it is a plain switch"
         )
+
+
+def _verify_supply_chain(
+    ctx: ReleaseContext, request: DeployRequest, image: str, report: ReleaseReport
+) -> None:
+    """The image against Pulumi.yaml's supplyChain, before any change (release.supply.gate): refused
+    where the stack enforces it; its claims go into the stage record. A break-glass promotion may skip
+    the vulnerability verdict only, and says so in its record."""
+    verdict = check_image(
+        ctx.project,
+        ctx.images,
+        request.stack,
+        request.service,
+        image,
+        ctx.clock(),
+        ctx.progress,
+        break_glass=bool(request.break_glass),
+    )
+    if verdict is None:
+        return
+    request.supply_chain = verdict.to_json()
+    report.notes.append(f"supply chain: {request.supply_chain['verdict']} ({verdict.mode.value})")
+    if verdict.skipped:
+        skipped = [
+            *request.break_glass.get("skipped", []),
+            *(f"supply-chain {name}" for name in verdict.skipped),
+        ]
+        request.break_glass = {**request.break_glass, "skipped": skipped}
 
 
 def refuse_if_unfinished(stack: str, lifecycle: Lifecycle) -> None:

@@ -33,6 +33,9 @@ very end, with no duplicate key, only known keys, and the right type for each. T
                  release was judged on (verify, rollback): "analysis" (the metric analysis), "smoke"
                  ({"preview"|"stable": {"passed", "total", "failed": [check names]}})
     notification {"event", "sent", "error"} for events that notify
+    supplyChain  (stage) the image's verified supply-chain claims: verdict, mode, signer, provenance
+                 {builder, source, commit}, scan {scanner, finishedAt, counts, exceptionsUsed}, sbom
+                 {format, digest}, unmet and skipped requirements (release.supply.verdict)
     prev         the chain link: SHA-256 (64 hex) over the canonical signed payload of the record before
                  it on this stack (release.history.chain), or the stack's genesis value for the first
     seq          the record's position in the stack's chain (1 for the first chained record)
@@ -164,6 +167,8 @@ class ReleaseRecord:
     """The hash of the record before it on this stack's chain, or the genesis value ('' before the chain)."""
     seq: int | None = None
     """Its position in the chain (None before the chain)."""
+    supply_chain: dict[str, Any] = field(default_factory=dict)
+    """(stage) What the image proved against the stack's supplyChain policy (release.supply.verdict)."""
     config: dict[str, Any] = field(default_factory=dict)
     """What a release staged besides its image: `set` (the flag and env values it set), `fingerprint`
     (of everything the colour reads), and `imageKept` (true for a config-only release: the image
@@ -217,6 +222,7 @@ class ReleaseRecord:
             "window": self.window,
             "notification": self.notification,
             "config": self.config,
+            "supplyChain": self.supply_chain,
             "data": self.data,
             "prev": self.prev,
             "seq": self.seq,
@@ -336,6 +342,7 @@ _OBJECT_FIELDS = {
     "window": "window",
     "notification": "notification",
     "config": "config",
+    "supplyChain": "supply_chain",
     "data": "data",
 }
 _LIST_FIELDS = {"finishes": "finishes", "revokes": "revokes"}

@@ -133,6 +133,8 @@ class AuditRow:
     """The record's trust (signed, unsigned, invalid signature, ...); '' for a foreign update."""
     counted: bool = True
     release: str = ""
+    supply_chain: dict[str, Any] = field(default_factory=dict)
+    """A stage record's verified supply-chain claims (release.supply.verdict), as recorded."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -153,6 +155,7 @@ class AuditRow:
             "record": self.record or None,
             "counted": self.counted,
             "release": self.release or None,
+            "supplyChain": self.supply_chain or None,
         }
 
 
@@ -201,6 +204,7 @@ def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRo
             _smoke_counts(shown.window.get("smoke")),
             _config_set(shown.config.get("set")),
             _data_safety(shown),
+            supply_chain_summary(shown.supply_chain),
         ]
         why = one_line("; ".join(part for part in parts if part))
         actor = shown.actor if record is not None else f"{shown.actor} (unverified)"
@@ -222,6 +226,7 @@ def _row(stack: str, entry: HistoryEntry, older: HistoryEntry | None) -> AuditRo
         record=trust,
         counted=entry.trust is None or entry.counted,
         release=record.release if record else "",
+        supply_chain=record.supply_chain if record else {},
     )
 
 
@@ -264,6 +269,38 @@ def _approval_or_reason(approval: Mapping[str, str], break_glass: Mapping[str, A
     if reason and not break_glass:
         parts.append(reason)
     return "; ".join(parts)
+
+
+def supply_chain_summary(claims: Mapping[str, Any]) -> str:
+    """A stage record's supply-chain claims in one line: the verdict, who signed, where it was built
+    from, the scan's counts and exceptions, the SBOM."""
+    if not claims:
+        return ""
+    parts = [f"supply chain {claims.get('verdict')} ({claims.get('mode')})"]
+    if claims.get("signer"):
+        parts.append(f"signed by {claims['signer']}")
+    built = claims.get("provenance")
+    if isinstance(built, dict):
+        parts.append(
+            f"built by {built.get('builder')} from {built.get('source')}@{str(built.get('commit'))[:12]}"
+        )
+    scan = claims.get("scan")
+    if isinstance(scan, dict):
+        counts: dict[str, Any] = scan["counts"] if isinstance(scan.get("counts"), dict) else {}
+        found = ", ".join(f"{count} {name}" for name, count in counts.items()) or "no findings"
+        used = ", ".join(scan.get("exceptionsUsed") or [])
+        parts.append(
+            f"scan {scan.get('scanner')} {scan.get('finishedAt')}: {found}"
+            + (f" (excepted {used})" if used else "")
+        )
+    sbom = claims.get("sbom")
+    if isinstance(sbom, dict):
+        parts.append(f"sbom {sbom.get('format')} {str(sbom.get('digest'))[:19]}")
+    for name in claims.get("skipped") or []:
+        parts.append(f"SKIPPED {name} (break-glass)")
+    for item in claims.get("unmet") or []:
+        parts.append(f"UNMET {item}")
+    return ", ".join(parts)
 
 
 def _notification(notification: Mapping[str, Any]) -> str:
