@@ -181,7 +181,7 @@ def test_the_dashboards_differ_between_stacks_only_in_datasource_and_namespace()
 
 
 def test_release_plan_shows_each_dashboard_configmap(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plan", STACK, "--project-dir", str(PROJECT)]) == 0
+    assert main(["plan", STACK, "--resources", "--project-dir", str(PROJECT)]) == 0
     out = capsys.readouterr().out
     assert re.search(
         r"ConfigMap +api-dashboard +dashboard=api \(platform-staging\)  panels=13  "

@@ -73,11 +73,11 @@ from release.notify import NotificationResult, Notifier, PendingNotification
 from release.notify import message as notify_message
 from release.report.release_report import (
     Checker,
+    HttpChecker,
     Phase,
     ReleaseReport,
     Step,
     check_step,
-    default_checker,
     health_urls,
     record_step,
     smoke_counts,
@@ -309,7 +309,10 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
     preview_urls = health_urls(stack_config, outputs, request.service, True, request.preview_urls)
     stable_urls = health_urls(stack_config, outputs, request.service, False, request.stable_urls)
     preflight(
-        request.stack, analysis, [*preview_urls, *stable_urls], resolve_hosts=ctx.checker is default_checker
+        request.stack,
+        analysis,
+        [*preview_urls, *stable_urls],
+        resolve_hosts=isinstance(ctx.checker, HttpChecker),
     )
     return _Release(
         baseline=baseline,
