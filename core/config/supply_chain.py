@@ -10,8 +10,6 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated
 
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import Field, field_validator, model_validator
 
 from core.config.base import ConfigModel, fullmatching
@@ -112,6 +110,10 @@ class KeySigner(ConfigModel):
     @field_validator("public_key")
     @classmethod
     def _pem(cls, text: str) -> str:
+        # imported here: a project without key signers (and `release plan`) loads no crypto library
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
         try:
             key = load_pem_public_key(text.encode())
         except ValueError as error:

@@ -8,8 +8,7 @@ import argparse
 
 from core.errors import ExitCode, UsageError
 from core.images import ImageRefError, parse_pinned_image
-from core.stack_name import parse_stack_name
-from release.commands.options import Options
+from release.commands.options import Options, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
 
@@ -21,7 +20,7 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         help="an image's signature, provenance, vulnerability verdict and SBOM against the stack's "
         "supplyChain policy, without releasing: exit 0 met, 1 unmet, 2 bad usage",
     )
-    parser.add_argument("stack", type=parse_stack_name)
+    stack_argument(parser)
     parser.add_argument("--image", required=True, help="<registry>/<repository>@sha256:<64 hex>")
     parser.set_defaults(run=run)
 
