@@ -71,12 +71,17 @@ def main(
     quietly, exit 141 as for any program a closed pipe ends.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
-    as_json = "--json" in arguments
+    options = arguments[: arguments.index("--")] if "--" in arguments else arguments
+    as_json = any(argument == "--json" or argument.startswith("--json=") for argument in options)
     try:
         args = build_parser().parse_args(arguments)
     except ArgumentsRefused as refused:
         if as_json:
-            print_error_document(refused.message, ExitCode.BAD_INPUT, [{"problem": refused.message}])
+            try:
+                print_error_document(refused.message, ExitCode.BAD_INPUT, [{"problem": refused.message}])
+                sys.stdout.flush()
+            except BrokenPipeError:
+                raise SystemExit(pipe_closed()) from None
         raise
     log.configure(verbose=args.verbose, quiet=args.quiet)
     ctx = ReleaseContext(
@@ -90,7 +95,9 @@ def main(
     try:
         with sigterm_interrupts():
             require_known_stacks(ctx, [getattr(args, dest) for dest in getattr(args, STACK_ARGUMENTS, ())])
-            return int(args.run(args, ctx))
+            code = int(args.run(args, ctx))
+            sys.stdout.flush()  # here, not at exit: a reader gone before a short answer is a closed pipe too
+            return code
     except BrokenPipeError:
         return pipe_closed()
     except ReleaseError as error:

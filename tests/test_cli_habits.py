@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,42 @@ def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(tmp_path: 
     errors = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141
     assert "internal error" not in errors and "Traceback" not in errors
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+@pytest.mark.parametrize(
+    "argv",
+    [["history", "nosuch", "--json"], ["history", "dev", "--json=1"]],
+    ids=["a-short-json-refusal", "a-bad-command-line"],
+)
+def test_a_reader_gone_before_a_short_answer_also_ends_it_quietly(
+    tmp_path: Path, argv: list[str], unbuffered: str
+) -> None:
+    project = copy_project(tmp_path)
+    command = [sys.executable, "-m", "release", *argv, "--project-dir", str(project)]
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    errors = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert "internal error" not in errors and "Traceback" not in errors and "Exception ignored" not in errors
+
+
+def test_json_given_as_json_equals_something_is_still_answered_in_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["history", "dev", "--json=yes"])
+    assert exited.value.code == 2
+    assert "ignored explicit argument" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_an_abbreviated_option_is_refused_rather_than_guessed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["history", "dev", "--js"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --js" in capsys.readouterr().err
 
 
 def test_an_unknown_stack_is_answered_with_the_known_ones_and_the_closest(

@@ -54,6 +54,7 @@ def json_refusal(as_json: bool, document: tuple[str, list[Problem]], exit_code: 
         message, problems = document
         try:
             print_error_document(message, exit_code, problems)
+            sys.stdout.flush()
         except BrokenPipeError:
             return pipe_closed()
     return int(exit_code)

@@ -36,7 +36,12 @@ class ArgumentsRefused(SystemExit):
 
 class Parser(argparse.ArgumentParser):
     """argparse, with its error line escaped (it may quote an argument that came from outside) and
-    kept on the exit, so `release.cli` can also print it as JSON."""
+    kept on the exit, so `release.cli` can also print it as JSON. An option is spelled in full: no
+    abbreviations (`--js` for `--json`), which a later option could make ambiguous."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         line = one_line(message)
