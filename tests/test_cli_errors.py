@@ -10,6 +10,7 @@ anything else is reported once, as a bug, in one line (case 14, and `release.cli
 from __future__ import annotations
 
 import copy
+import json
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,39 @@ def test_status_reports_a_stack_missing_from_the_backend_shows_the_others_and_ex
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1
     assert "stack 'production'" in lines[0] and "does not exist in this backend" in lines[0]
+
+
+@pytest.mark.parametrize("verb", ["status", "audit", "metrics"])
+def test_under_json_an_unreadable_stack_makes_one_error_object_holding_the_others(
+    capsys: pytest.CaptureFixture[str], verb: str
+) -> None:
+    assert exit_code([verb, "--json"], engine_without_production()) == 3
+    document = json.loads(capsys.readouterr().out)  # one document, nothing after it
+    assert document["exitCode"] == 3 and "'production'" in document["error"]
+    assert [problem["stack"] for problem in document["problems"]] == ["production"]
+    assert "does not exist in this backend" in document["problems"][0]["problem"]
+    assert document["result"]  # what dev and staging hold is still there
+
+
+def test_plan_all_with_one_stack_file_is_refused_with_the_fix_and_in_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = copy_project(tmp_path)
+    for stack in ("staging", "production"):
+        (project / f"Pulumi.{stack}.yaml").unlink()
+    assert exit_code(["plan", "--all", "--json"], project=project) == 2
+    document = json.loads(capsys.readouterr().out)
+    assert "--all needs at least two" in document["error"] and "release plan <stack>" in document["error"]
+
+
+def test_plan_out_that_cannot_be_written_answers_with_one_json_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    assert exit_code(["plan", "dev", "--json", "--quiet", "--out", str(blocked / "out")]) == 2
+    document = json.loads(capsys.readouterr().out)  # json.loads refuses a second document
+    assert "cannot write" in document["error"]
 
 
 def test_audit_reports_a_stack_missing_from_the_backend_shows_the_others_and_exits_3(

@@ -121,3 +121,17 @@ def test_release_drift_exits_2_when_the_check_itself_fails(capsys: pytest.Captur
     engine.refresh_preview = broken  # type: ignore[method-assign]
     assert drift(engine) == 2
     assert "drift check of 'staging' failed" in capsys.readouterr().err
+
+
+def test_a_failed_drift_check_under_json_is_an_error_object_on_stdout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine = fake_engine()
+
+    def broken(stack: str) -> list[dict[str, Any]]:
+        raise EngineError("stack 'staging': error: could not reach the cluster")
+
+    engine.refresh_preview = broken  # type: ignore[method-assign]
+    assert drift(engine, "--json") == 2
+    document = json.loads(capsys.readouterr().out)
+    assert document["exitCode"] == 2 and "could not reach the cluster" in document["error"]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from core.config.sources import stack_names
 from core.errors import ExitCode, UsageError
 from release.commands.options import Options, stack_argument
-from release.commands.output import emit, stack_not_shown
+from release.commands.output import emit_unless_failed
 from release.context import ReleaseContext
 
 
@@ -42,12 +42,11 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
         except ValueError as error:
             raise UsageError(f"--since {args.since!r}: use YYYY-MM-DD") from error
     audit = read_audit(ctx.engine, ctx.project, stacks, since, ctx.clock())
-    failures = [stack_not_shown(stack, error) for stack, error in audit.failures]
     text = render_audit(audit.rows, audit.unreviewed, markdown=args.markdown, wide=args.wide)
     if args.verify:
         text += "\n" + "".join(check.render() for check in audit.chains)
-    emit(args, audit.to_json(verify=args.verify), text)
-    if failures:
-        return failures[0]
+    failed = emit_unless_failed(args, audit.to_json(verify=args.verify), text, audit.failures)
+    if failed:
+        return failed
     broken = args.verify and not all(check.intact for check in audit.chains)
     return ExitCode.FINDING if broken else ExitCode.OK

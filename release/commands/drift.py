@@ -6,6 +6,7 @@ import argparse
 
 from core.errors import ExitCode, ReleaseError
 from release import log
+from release.commands.errors import json_refusal, problems_of
 from release.commands.options import Options, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
@@ -29,8 +30,9 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
     try:
         report, notification = check_drift(engine, args.stack, ctx.notifier, ctx.run_url)
     except ReleaseError as error:
-        log.error(f"drift check of '{args.stack}' failed: {error}")
-        return ExitCode.BAD_INPUT
+        message = f"drift check of '{args.stack}' failed: {error}"
+        log.error(message)
+        return json_refusal(args.json, (message, problems_of(error)), ExitCode.BAD_INPUT)
     if notification is not None and not notification.sent:
         log.error(f"drift notification not sent: {notification.error}")
     emit(args, report.to_json(), report.render())

@@ -37,8 +37,16 @@ def problems_of(error: ReleaseError) -> list[Problem]:
     return [_fields(problem) for problem in problems] if isinstance(problems, list) else []
 
 
-def print_error_document(message: str, exit_code: int, problems: list[Problem]) -> None:
-    document = {"error": message, "exitCode": int(exit_code), "problems": problems or [{"problem": message}]}
+def print_error_document(message: str, exit_code: int, problems: list[Problem], result: Any = None) -> None:
+    """The error object; `result` (when given) is what the command could still show, e.g. the stacks
+    it could read when another could not."""
+    document: dict[str, Any] = {
+        "error": message,
+        "exitCode": int(exit_code),
+        "problems": problems or [{"problem": message}],
+    }
+    if result is not None:
+        document["result"] = result
     print(json.dumps(document, indent=2, default=str))
 
 

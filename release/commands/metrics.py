@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 
 from core.config.sources import stack_names
-from core.errors import ExitCode, ReleaseError
+from core.errors import ReleaseError
 from release.commands.options import Options, stack_argument
-from release.commands.output import emit, stack_not_shown
+from release.commands.output import emit_unless_failed
 from release.context import ReleaseContext
 
 
@@ -32,12 +32,11 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
     since = parse_since(args.since, now)
     stacks = args.stacks or stack_names(ctx.project_dir)
     histories: dict[str, list[HistoryEntry]] = {}
-    failures = []
+    failures: list[tuple[str, ReleaseError]] = []
     for stack in stacks:
         try:
             histories[stack] = read_history(ctx.engine, stack, ctx.project)
         except ReleaseError as error:
-            failures.append(stack_not_shown(stack, error))
+            failures.append((stack, error))
     metrics = compute_metrics(histories, since, now, args.service)
-    emit(args, metrics.to_json(), format_metrics(metrics))
-    return failures[0] if failures else ExitCode.OK
+    return emit_unless_failed(args, metrics.to_json(), format_metrics(metrics), failures)

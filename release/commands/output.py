@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import ExitCode, ReleaseError
 from core.text import one_line, printable
 from release import log
+from release.commands.errors import print_error_document
 
 if TYPE_CHECKING:
     from release.report.release_report import ReleaseReport
@@ -45,6 +46,28 @@ def _write_report(path: Path, markdown: str, mode: str) -> None:
             report_file.write(markdown)
     except OSError as error:
         log.error(f"the report was not written to {path}: {error.strerror or error}")
+
+
+def emit_unless_failed(
+    args: argparse.Namespace, document: Any, text: str, failures: Sequence[tuple[str, ReleaseError]]
+) -> int:
+    """The result of a command over several stacks, some of which could not be read: each failure is a
+    line on stderr; under --json one error object (`error`, `exitCode`, `problems`: one per stack) that
+    holds the result of the others in `result`. Returns the first failure's exit code, else 0."""
+    codes = [stack_not_shown(stack, error) for stack, error in failures]
+    if not codes:
+        emit(args, document, text)
+        return ExitCode.OK
+    if not args.json:
+        emit(args, document, text)
+        return codes[0]
+    names = ", ".join(f"'{stack}'" for stack, _ in failures)
+    problems = [
+        {"stack": stack, "problem": one_line(error), "exitCode": int(error.exit_code)}
+        for stack, error in failures
+    ]
+    print_error_document(f"not shown: {names} could not be read", codes[0], problems, result=document)
+    return codes[0]
 
 
 def stack_not_shown(stack: str, error: ReleaseError) -> int:

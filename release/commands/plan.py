@@ -49,15 +49,12 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
     project_dir = ctx.project_dir
     stacks = stack_names(project_dir) if args.all else [args.stack]
     if args.all and len(stacks) < 2:
-        log.error(f"--all needs at least two Pulumi.<stack>.yaml in {project_dir}")
-        return ExitCode.BAD_INPUT
+        raise UsageError(
+            f"--all needs at least two Pulumi.<stack>.yaml in {project_dir} (found {len(stacks)}); "
+            "name one stack instead: `release plan <stack>`"
+        )
     report = plan.plan(project_dir, stacks, compare=args.all, progress=log.detail)
-    if args.json:  # only what is printed is rendered
-        emit(args, plan.to_json(report), "")
-    else:
-        text = plan.render_resources(report, verdict(report)) if args.resources else render_summary(report)
-        emit(args, None, text)
-    if args.out is not None:
+    if args.out is not None:  # before the result: a refusal to write is the command's only answer
         secret_names = secret_names_of(project_dir)
         for stack_plan in report.stacks:
             if stack_plan.run is not None:
@@ -66,6 +63,11 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
                 except OSError as error:
                     raise UsageError(f"--out {args.out}: cannot write: {error.strerror or error}") from error
                 log.progress(f"wrote {len(files)} files to {args.out / stack_plan.stack}")
+    if args.json:  # only what is printed is rendered
+        emit(args, plan.to_json(report), "")
+    else:
+        text = plan.render_resources(report, verdict(report)) if args.resources else render_summary(report)
+        emit(args, None, text)
     if report.exit_code == ExitCode.BAD_INPUT:
         for stack_plan in report.stacks:
             if stack_plan.error is not None:

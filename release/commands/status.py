@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 
 from core.config.sources import stack_names
-from core.errors import ExitCode
 from release.commands.options import Options
-from release.commands.output import emit, stack_not_shown
+from release.commands.output import emit_unless_failed
 from release.context import ReleaseContext
 
 
@@ -25,11 +24,10 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
 
     project = ctx.project
     status = read_status(ctx.engine, project, stack_names(ctx.project_dir), ctx.clock())
-    failures = [stack_not_shown(stack, error) for stack, error in status.failures]
     heads = {check.stack: check for check in status.chains}
     rows = [
         {**row.to_json(), "chain": {"head": heads[row.stack].head, "length": heads[row.stack].length}}
         for row in status.rows
     ]
-    emit(args, rows, render_status(status.rows, markdown=args.markdown, chains=status.chains))
-    return failures[0] if failures else ExitCode.OK
+    text = render_status(status.rows, markdown=args.markdown, chains=status.chains)
+    return emit_unless_failed(args, rows, text, status.failures)
