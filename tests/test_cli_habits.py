@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from release.cli import build_parser, main
-from release.commands.known_stacks import closest_stack
+from release.commands.known_stacks import closest_stack, unknown_stack_message
 from release.commands.options import STACK_ARGUMENTS
 from release.testing.fake_engine import FakeEngine
 from tests.conftest import PROJECT, copy_project
@@ -110,6 +110,11 @@ def test_an_unknown_stack_is_answered_with_the_known_ones_and_the_closest(
     assert "stack 'prod' is not one of this project's stacks: dev, staging, production" in error
     assert "did you mean 'production'?" in error
     assert engine.calls == []
+
+
+def test_a_near_miss_gets_its_match_and_only_a_stack_with_no_match_is_told_how_to_make_one() -> None:
+    assert "pulumi stack init" not in unknown_stack_message("prod", STACKS)
+    assert "`pulumi stack init qa`" in unknown_stack_message("qa", STACKS)
 
 
 @pytest.mark.parametrize(

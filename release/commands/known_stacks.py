@@ -30,11 +30,11 @@ def require_known_stacks(ctx: ReleaseContext, named: Iterable[str | list[str] | 
 def unknown_stack_message(name: str, known: list[str]) -> str:
     listed = ", ".join(known) if known else "none (no Pulumi.<stack>.yaml in the project)"
     guess = closest_stack(name, known)
-    hint = f"; did you mean '{guess}'?" if guess else ""
-    return (
-        f"stack '{name}' is not one of this project's stacks: {listed}{hint} "
-        f"(a new stack needs its Pulumi.{name}.yaml: `pulumi stack init {name}`)"
-    )
+    if guess:
+        hint = f"; did you mean '{guess}'?"
+    else:  # no near miss: perhaps a stack not made yet
+        hint = f" (a new stack needs its Pulumi.{name}.yaml, made by `pulumi stack init {name}`)"
+    return f"stack '{name}' is not one of this project's stacks: {listed}{hint}"
 
 
 def closest_stack(name: str, known: list[str]) -> str | None:

@@ -258,7 +258,9 @@ def confirm_change(args: argparse.Namespace, ctx: ReleaseContext, verb: str) -> 
         f"stack '{args.stack}' requires approval for releases "
         f"(stackPolicies.{args.stack}.promotion.requireApproval in Pulumi.yaml)"
     )
-    answer = ctx.ask(f"release {verb} changes {guarded}.\nType the stack name to go on: ")
+    answer = ctx.ask(
+        f"release {verb} is about to change {guarded}.\nType {args.stack} to go on, anything else to stop: "
+    )
     if answer is None:
         raise UsageError(
             f"release {verb} {args.stack}: {guarded}; outside a terminal, confirm with --yes "
