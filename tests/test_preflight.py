@@ -58,6 +58,16 @@ def test_a_per_run_prometheus_url_replaces_the_stacks_for_that_run() -> None:
     assert any(step.name.startswith("canary") for step in report.steps)
 
 
+def test_a_per_run_prometheus_url_on_a_stack_without_analysis_is_named_as_unused() -> None:
+    engine = FakeEngine(project_dir=signed_project())
+    engine.add_stack("dev", edit={"platform:healthCheck": FAST_HEALTH_CHECK})  # dev: no analysis
+    with cluster(engine, "dev") as api:
+        request = replace(api.request(NEW_API), prometheus_url="http://127.0.0.1:9")
+        report = deploy(ReleaseContext.for_tests(engine, engine.project_dir, sleep=lambda _: None), request)
+    assert report.phase == "Healthy", report.failure
+    assert "--prometheus-url was not used: stack 'dev' declares no metric analysis" in "\n".join(report.notes)
+
+
 def test_a_health_url_whose_host_does_not_resolve_is_refused_before_any_change() -> None:
     engine = staging_with_prometheus_at(prometheus_down())
     ups = len(engine.ups)
@@ -119,3 +129,48 @@ def test_hosts_whose_lookups_never_answer_are_each_named_when_the_deadline_passe
     assert [problem.problem for problem in problems] == [
         f"api{number}.nowhere.invalid does not resolve (no answer within 0.2 s)" for number in range(6)
     ]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, ("api.platform.example.test", "")),
+        ({"HTTPS_PROXY": "http://proxy.corp.example.test:3128"}, ("proxy.corp.example.test", "HTTPS_PROXY")),
+        ({"https_proxy": "proxy.corp.example.test:3128"}, ("proxy.corp.example.test", "https_proxy")),
+        ({"ALL_PROXY": "socks5://socks.example.test:1080"}, ("socks.example.test", "ALL_PROXY")),
+        ({"HTTP_PROXY": "http://proxy.corp.example.test:3128"}, ("api.platform.example.test", "")),
+        (
+            {"HTTPS_PROXY": "http://proxy.corp.example.test:3128", "NO_PROXY": "localhost, .example.test"},
+            ("api.platform.example.test", ""),
+        ),
+        (
+            {"HTTPS_PROXY": "http://proxy.corp.example.test:3128", "no_proxy": "*"},
+            ("api.platform.example.test", ""),
+        ),
+    ],
+    ids=[
+        "direct",
+        "https-proxy",
+        "lower-case-without-scheme",
+        "all-proxy",
+        "http-proxy-only",
+        "no-proxy",
+        "star",
+    ],
+)
+def test_a_url_reached_through_a_proxy_needs_the_proxys_host_to_resolve_not_its_own(
+    env: dict[str, str], expected: tuple[str, str]
+) -> None:
+    from release.flows.preflight import host_to_resolve
+
+    assert host_to_resolve("https://api.platform.example.test/healthz", env) == expected
+
+
+def test_behind_a_proxy_an_unresolvable_health_host_is_not_refused_but_an_unresolvable_proxy_is() -> None:
+    from release.flows.preflight import unresolved_hosts
+
+    behind = {"HTTPS_PROXY": "http://127.0.0.1:3128"}
+    assert unresolved_hosts([NOWHERE], behind) == []
+    problems = unresolved_hosts([NOWHERE], {"HTTPS_PROXY": "http://proxy.nowhere.invalid:3128"})
+    assert [problem.problem.split(" (", 1)[0] for problem in problems] == ["the proxy proxy.nowhere.invalid"]
+    assert "fix HTTPS_PROXY" in problems[0].fix

@@ -313,7 +313,13 @@ def _prepare(ctx: ReleaseContext, request: DeployRequest, report: ReleaseReport)
         analysis,
         [*preview_urls, *stable_urls],
         resolve_hosts=isinstance(ctx.checker, HttpChecker),
+        env=ctx.env,
     )
+    if analysis is None and request.prometheus_url:
+        report.notes.append(
+            f"--prometheus-url was not used: stack '{request.stack}' declares no metric analysis "
+            "(platform:analysis)"
+        )
     return _Release(
         baseline=baseline,
         before=before,

@@ -16,7 +16,7 @@ import ipaddress
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from core.config.stack import AnalysisSettings
@@ -31,14 +31,19 @@ TRIVIAL_QUERY = "vector(1)"
 
 
 def preflight(
-    stack: str, analysis: AnalysisSettings | None, urls: Iterable[str], resolve_hosts: bool
+    stack: str,
+    analysis: AnalysisSettings | None,
+    urls: Iterable[str],
+    resolve_hosts: bool,
+    env: Mapping[str, str] | None = None,
 ) -> None:
-    """Raise PreflightError naming every unmet precondition; return when the release can start."""
+    """Raise PreflightError naming every unmet precondition; return when the release can start.
+    `env` holds the proxy settings the checks go through (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY)."""
     problems = []
     if analysis is not None:
         problems += prometheus_problems(analysis)
     if resolve_hosts:
-        problems += unresolved_hosts(urls)
+        problems += unresolved_hosts(urls, env or {})
     if problems:
         raise PreflightError(stack, problems)
 
@@ -58,12 +63,16 @@ def prometheus_problems(analysis: AnalysisSettings) -> list[Precondition]:
     return []
 
 
-def unresolved_hosts(urls: Iterable[str]) -> list[Precondition]:
+def unresolved_hosts(urls: Iterable[str], env: Mapping[str, str] | None = None) -> list[Precondition]:
     """Every host of `urls` (IP literals aside) that does not resolve within RESOLVE_SECONDS in all.
-    Each lookup runs on its own daemon thread: a resolver that never answers delays neither the
-    refusal nor the process's exit."""
-    named = {urlsplit(url).hostname or "" for url in urls}
-    hosts = sorted(host for host in named if host and not _is_ip(host))
+    A URL the checks reach through a proxy (`env`, as httpx reads it) needs its proxy's host to
+    resolve, not its own: the proxy resolves that. Each lookup runs on its own daemon thread: a
+    resolver that never answers delays neither the refusal nor the process's exit."""
+    via: dict[str, str] = {}  # a host to resolve -> why (a proxy's: the variable that names it)
+    for url in urls:
+        host, why = host_to_resolve(url, env or {})
+        via.setdefault(host, why)
+    hosts = sorted(host for host in via if host and not _is_ip(host))
     failures: dict[str, BaseException | None] = {}
 
     def look_up(host: str) -> None:
@@ -89,6 +98,15 @@ def unresolved_hosts(urls: Iterable[str]) -> list[Precondition]:
             reason = one_line(str(failures[host]))[:200]
         else:
             continue
+        if via[host]:
+            problems.append(
+                Precondition(
+                    "health URL",
+                    f"the proxy {host} ({via[host]}) does not resolve ({reason})",
+                    f"fix {via[host]}, or list the health hosts in NO_PROXY",
+                )
+            )
+            continue
         problems.append(
             Precondition(
                 "health URL",
@@ -97,6 +115,40 @@ def unresolved_hosts(urls: Iterable[str]) -> list[Precondition]:
             )
         )
     return problems
+
+
+def host_to_resolve(url: str, env: Mapping[str, str]) -> tuple[str, str]:
+    """The host that must resolve for a check of `url` to start, and, when it is a proxy's, the
+    variable naming that proxy (`HTTPS_PROXY`...), else ''. Variables are read as httpx reads them:
+    `<scheme>_proxy` then `all_proxy`, either case; `no_proxy` lists hosts (and their subdomains)
+    reached directly, `*` for every host."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if _bypassed(host, _variable(env, "no_proxy")[1]):
+        return host, ""
+    for name in (f"{parts.scheme}_proxy", "all_proxy"):
+        variable, proxy = _variable(env, name)
+        if proxy:
+            return urlsplit(proxy if "://" in proxy else f"http://{proxy}").hostname or "", variable
+    return host, ""
+
+
+def _variable(env: Mapping[str, str], name: str) -> tuple[str, str]:
+    for spelled in (name.upper(), name):
+        if env.get(spelled):
+            return spelled, env[spelled].strip()
+    return name.upper(), ""
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if entry == "*":
+            return True
+        entry = entry.removeprefix("*").removeprefix(".").split(":")[0]
+        if entry and (host == entry or host.endswith(f".{entry}")):
+            return True
+    return False
 
 
 def _is_ip(host: str) -> bool:
