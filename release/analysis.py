@@ -34,6 +34,7 @@ import httpx
 from core.config.stack import AnalysisSettings
 from core.health import run_on_private_loop
 from core.slo import DURATION, REQUESTS
+from core.text import one_line
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -106,7 +107,12 @@ class Analysis:
 
 
 class QueryError(Exception):
-    """Prometheus gave no usable answer (the measurement is Inconclusive, with this reason)."""
+    """Prometheus gave no usable answer (the measurement is Inconclusive, with this reason). The
+    reason may quote Prometheus's own words: it is kept on one line (a newline from the server
+    cannot start a line of ours)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(one_line(reason))
 
 
 @dataclass(frozen=True)

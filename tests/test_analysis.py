@@ -169,8 +169,12 @@ def test_a_long_wait_says_how_far_it_is_every_10_s_with_the_analysis_so_far() ->
             "not an instant vector",
         ),
         ((200, "x" * (2 * 1024 * 1024)), "larger than"),
+        (
+            (500, {"status": "error", "error": "oops\nrelease: forged line"}),
+            "answered an error: oops\\x0arelease: forged line",
+        ),
     ],
-    ids=["error", "matrix", "huge body"],
+    ids=["error", "matrix", "huge body", "newline from the server"],
 )
 def test_a_bad_answer_is_inconclusive_with_the_reason(reply: Any, reason: str) -> None:
     with serve(lambda _: reply) as url:

@@ -39,6 +39,8 @@ from typing import Any
 
 import httpx
 
+from core.text import one_line
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -53,8 +55,8 @@ class RefusedAnswerError(Exception):
     """The registry's answer cannot be trusted or read within the bounds; `reason` says why."""
 
     def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
+        self.reason = one_line(reason)  # it may quote the registry: one line, whatever it sent
+        super().__init__(self.reason)
 
 
 @dataclass(frozen=True)
