@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 from core.config.project import FreezeWindow, ProjectSettings, PromotionGate
 from core.errors import ApprovalEvidenceError, UsageError
 from release.github import EnvironmentApproval, in_github_actions, read_environment_approval
+from release.history.chain import Standing
 from release.history.entries import HistoryEntry
 from release.history.records import Event
 from release.history.signing import Trust
@@ -221,10 +222,28 @@ def _why_not_evidence(entry: HistoryEntry) -> str:
         )
     if entry.trust is Trust.UNTRUSTED_KEY:
         return (
-            f"its verify record ({entry.label()}) is signed by a key Pulumi.yaml does not trust: add the "
-            "key to releaseSigning.trustedKeys, or release again with a trusted key"
+            f"its verify record ({entry.label()}) is signed by a key Pulumi.yaml did not trust when the "
+            "record was signed (not in releaseSigning.trustedKeys, or retired before then): release again "
+            "with a trusted key (docs/signing.md, key rotation)"
         )
-    return f"its verify record ({entry.label()}) does not count here ({entry.trust or 'not in the chain'})"
+    if entry.standing == Standing.REPLAYED:
+        return (
+            f"its verify record ({entry.label()}) is replayed ({_link_detail(entry)}), which never counts: "
+            "verify the digest again with a release of it"
+        )
+    if entry.standing == Standing.FORKED:
+        return (
+            f"its verify record ({entry.label()}) is on a fork of the stack's chain ({_link_detail(entry)}: "
+            "two writers started from one head), which never counts: `release audit --verify` shows the "
+            "chain; verify the digest again with a release of it"
+        )
+    return f"its verify record ({entry.label()}) does not count here ({entry.standing or 'not in the chain'})"
+
+
+def _link_detail(entry: HistoryEntry) -> str:
+    return (
+        entry.link.detail if entry.link is not None and entry.link.detail else "see `release audit --verify`"
+    )
 
 
 def decide_promotion(

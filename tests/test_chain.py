@@ -429,3 +429,22 @@ def test_a_chained_unsigned_record_counts_in_a_stack_that_does_not_require_signa
 def test_render_history_marks_a_counted_records_inconsistent_time() -> None:
     table = render_history("staging", fast_clock_then_revocation(), NOW)
     assert "[#1, time inconsistent: signed 2026-11-24T12:00:00+00:00" in table
+
+
+def test_a_gate_says_a_verify_record_is_replayed_and_why_rather_than_missing() -> None:
+    elsewhere = Chain()
+    elsewhere.link(record("stage"))  # a record that never reached this history
+    entries = history(update("2026-11-24T09:00", record("verify"), chain=elsewhere))
+    described = evidence_for("staging", entries, "api", GOOD, live=True).describe()
+    assert "is replayed (names a predecessor the chain does not hold)" in described
+    assert "verify the digest again" in described
+
+
+def test_a_gate_says_a_verify_record_is_on_a_fork_of_the_chain() -> None:
+    first, second = Chain(), Chain()  # two writers that read the same head
+    entries = history(
+        update("2026-11-24T09:00", record("stage", actor="alice"), chain=first),
+        update("2026-11-24T09:10", record("verify", actor="bob"), chain=second),
+    )
+    described = evidence_for("staging", entries, "api", GOOD, live=True).describe()
+    assert "is on a fork of the stack's chain (names" in described and "release audit --verify" in described
