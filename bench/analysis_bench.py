@@ -1,5 +1,5 @@
 """Benchmark: what one release analysis (four instant queries, release.analysis) costs against a real
-Prometheus holding the series of 1, 10 and 100 services (two colours each, 30 minutes at 15 s).
+Prometheus holding the series of 1, 10 and 100 services (two colors each, 30 minutes at 15 s).
 
 Run: `.venv/bin/python bench/analysis_bench.py` (needs Debian's `prometheus` package). Figures go in
 docs/development.md (Benchmark).
@@ -29,7 +29,7 @@ def main() -> int:
         return 2
     for services in (1, 10, 100):
         traffic = [
-            Traffic(f"svc{index}", colour, 100) for index in range(services) for colour in ("blue", "green")
+            Traffic(f"svc{index}", color, 100) for index in range(services) for color in ("blue", "green")
         ]
         started = time.monotonic()
         with prometheus_with(traffic) as loaded:
@@ -42,7 +42,7 @@ def main() -> int:
                 analysis = analyse(settings, "svc0", "green", "blue", query, at=loaded.end)
                 timings.append(time.perf_counter() - begun)
             assert analysis.passed, analysis.summary()
-        series = services * 2 * 8  # per colour: 2 request codes, 4 buckets, count and sum
+        series = services * 2 * 8  # per color: 2 request codes, 4 buckets, count and sum
         median, worst = statistics.median(timings) * 1000, max(timings) * 1000
         print(
             f"{services:4d} service(s) ({series} series): analysis median {median:6.1f} ms, "

@@ -1,7 +1,7 @@
 """Benchmark: how long a bad canary keeps its traffic, with the default analysis settings (window
 120 s, interval 30 s, maxErrorRatio 0.01, minRequests 50) and a 15 s scrape interval.
 
-A real Prometheus (Debian's binary) holds the series: the live colour at 45 req/s with 0.1% errors,
+A real Prometheus (Debian's binary) holds the series: the live color at 45 req/s with 0.1% errors,
 and a canary that takes 10% (5 req/s) from a known moment and answers 2% of them with 5xx. On that
 timeline the bench finds the first second at which Prometheus' error ratio for the canary is over
 the threshold (the crossing), the first interval check that fails it (release.flows.deploy's

@@ -1,4 +1,4 @@
-"""BlueGreenService: two colours of a service; a stable Service on the active one, a preview on the
+"""BlueGreenService: two colors of a service; a stable Service on the active one, a preview on the
 other, and the HTTPRoute that sends the stable host's traffic to them."""
 
 from __future__ import annotations
@@ -33,18 +33,18 @@ SERVICE_TIMEOUT_SECONDS = 300
 class BlueGreenService(pulumi.ComponentResource):
     """Deployments `<svc>-blue` and `<svc>-green`, each pinned to its own image, and two Services.
 
-    The stable Service `<svc>` selects the active colour; `<svc>-preview` selects the other. Both
-    colours keep running, so switching back is instant. Switching the active colour changes the two
+    The stable Service `<svc>` selects the active color; `<svc>-preview` selects the other. Both
+    colors keep running, so switching back is instant. Switching the active color changes the two
     Services' selectors and nothing else: the Deployments, Jobs, HTTPRoute and ConfigMap do not read
-    the active colour, so a switch costs the same whatever the size of the stack.
+    the active color, so a switch costs the same whatever the size of the stack.
 
-    Each colour's Deployment depends on that colour's MigrationJob (when the service declares a
+    Each color's Deployment depends on that color's MigrationJob (when the service declares a
     migration). Both Services depend on both Deployments, so a `pulumi up` that changes an image
-    and the active colour together never moves traffic before the new colour's migration and
-    rollout succeeded; the dependency edges are the same whichever colour is active.
+    and the active color together never moves traffic before the new color's migration and
+    rollout succeeded; the dependency edges are the same whichever color is active.
 
     The stable Service carries the post-deploy health hook (`health_url`, `health_check`): once it
-    is created or switched, the active colour must answer healthy (with its own image, when
+    is created or switched, the active color must answer healthy (with its own image, when
     `health_check.version_field` is set) or the update fails.
     """
 
@@ -87,7 +87,7 @@ class BlueGreenService(pulumi.ComponentResource):
                 opts=child,
             )
         sources = PodSources(
-            config_map="",  # each colour's own, set in _color
+            config_map="",  # each color's own, set in _color
             database_config=kubernetes_name(database) if database is not None else None,
             secret=secret_name,
             service_account=identity.service_account_name,
@@ -162,13 +162,13 @@ class BlueGreenService(pulumi.ComponentResource):
         color: Color,
         sources: PodSources,
     ) -> k8s.apps.v1.Deployment:
-        """One colour: its config object, its migration Job (if any), its Deployment after it, its
+        """One color: its config object, its migration Job (if any), its Deployment after it, its
         autoscaler and its disruption budget.
 
-        A full-size colour runs `replicas` pods, and its autoscaler may add up to `maxReplicas` on CPU
-        load (metrics-server). The scaled-down idle colour runs `idleReplicas`, its autoscaler pinned
+        A full-size color runs `replicas` pods, and its autoscaler may add up to `maxReplicas` on CPU
+        load (metrics-server). The scaled-down idle color runs `idleReplicas`, its autoscaler pinned
         there. The Deployment declares its size, so an `up` that changes it (staging a release on
-        the colour) starts it at its floor; the live colour is never updated by a release, so its
+        the color) starts it at its floor; the live color is never updated by a release, so its
         autoscaled size stands."""
         spec, release = service.spec, service.release
         image = release.images.of(color)
@@ -277,7 +277,7 @@ class BlueGreenService(pulumi.ComponentResource):
         color: Color,
         opts: pulumi.ResourceOptions,
     ) -> k8s.core.v1.Service:
-        """A Service selecting one colour's pods; the selector is the only thing a switch changes."""
+        """A Service selecting one color's pods; the selector is the only thing a switch changes."""
         return k8s.core.v1.Service(
             resource_name,
             metadata=k8s.meta.v1.ObjectMetaArgs(

@@ -76,9 +76,9 @@ def _steps(panel: Panel) -> list[Threshold]:
             Threshold(value=None, color="red"),
             *(Threshold(value, "green") for value in panel.thresholds),
         ]
-    colours = ["orange", "red"][-len(panel.thresholds) :] if panel.thresholds else []
+    colors = ["orange", "red"][-len(panel.thresholds) :] if panel.thresholds else []
     return [Threshold(value=None, color="green")] + [
-        Threshold(value=value, color=colour) for value, colour in zip(panel.thresholds, colours, strict=True)
+        Threshold(value=value, color=color) for value, color in zip(panel.thresholds, colors, strict=True)
     ]
 
 

@@ -13,7 +13,7 @@ APPLY_METHOD = "pending-reboot"
 """How every parameter is applied: at the instance's next reboot, never to a running database. Static
 parameters (max_connections) allow nothing else; for the dynamic ones (statement_timeout) it is the
 same choice as `apply_immediately=False`: a change lands when an operator reboots in the maintenance
-window, not in the middle of a release with both colours connected."""
+window, not in the middle of a release with both colors connected."""
 PERFORMANCE_INSIGHTS_DAYS = 7
 """Performance Insights' free retention; longer is 31-day multiples at a price."""
 

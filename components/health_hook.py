@@ -1,7 +1,7 @@
 """The post-deploy health hook: the release tool's health checker, bound to a stable Service.
 
 Bound as `after_create` and `after_update` resource hooks, so a plain `pulumi up -s staging` fails
-when the service does not answer healthy once its stable Service points at a colour, and
+when the service does not answer healthy once its stable Service points at a color, and
 `release rollback` restores the last good config. Since Pulumi CLI v3.238.0 an exception in an
 `after_*` hook fails the update (the resource's new state is still saved); before that it only
 logged a warning, hence `requiredPulumiVersion` in Pulumi.yaml. Hooks do not run during preview

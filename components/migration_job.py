@@ -1,4 +1,4 @@
-"""MigrationJob: a schema migration run with one colour's image before that colour's pods start."""
+"""MigrationJob: a schema migration run with one color's image before that color's pods start."""
 
 from __future__ import annotations
 
@@ -21,20 +21,20 @@ def migration_pod_labels(service: str) -> dict[str, str]:
 
 
 class MigrationJob(pulumi.ComponentResource):
-    """A Kubernetes Job that runs the service's migration command with one colour's image.
+    """A Kubernetes Job that runs the service's migration command with one color's image.
 
-    - The Pulumi name (`<svc>-migrate-<colour>`) is the same in every stack; the Kubernetes name ends
-      in the image's digest and the colour's config fingerprint, so a new digest or new config
-      replaces the Job (the migration runs again, with exactly what the colour's pods will read),
-      the same pair never migrates twice, and switching colours (which changes neither) never
+    - The Pulumi name (`<svc>-migrate-<color>`) is the same in every stack; the Kubernetes name ends
+      in the image's digest and the color's config fingerprint, so a new digest or new config
+      replaces the Job (the migration runs again, with exactly what the color's pods will read),
+      the same pair never migrates twice, and switching colors (which changes neither) never
       migrates. Migrations are idempotent (`--to head`), so a config-only release re-runs one as a
       no-op.
-    - The colour's Deployment depends on this Job; pulumi-kubernetes waits for a Job to complete and
+    - The color's Deployment depends on this Job; pulumi-kubernetes waits for a Job to complete and
       fails at once when it fails, so new code never starts before its migration succeeded.
     - Retries (`backoffLimit`) and the deadline (`activeDeadlineSeconds`) are bounded; the Pulumi
       wait is the deadline plus a margin. The Job is not deleted after it finishes (no TTL): a
       vanished Job would be re-created, and so re-run, by the next `pulumi up --refresh`.
-    - Migrations must be expand/contract: the other colour keeps serving against the new schema.
+    - Migrations must be expand/contract: the other color keeps serving against the new schema.
     """
 
     job_name: pulumi.Output[str]

@@ -24,7 +24,7 @@ HTTPS_PORT = 443
 
 
 def service_pod_labels(service: str) -> dict[str, str]:
-    """The labels the pods of every colour of `service` carry: selects both colours, whichever is live."""
+    """The labels the pods of every color of `service` carry: selects both colors, whichever is live."""
     blue, green = (selector_labels(service, color.value).items() for color in Color)
     return dict(blue & green)
 
@@ -53,7 +53,7 @@ class NetworkPolicies(pulumi.ComponentResource):
 
     - `default-deny`: every pod, ingress and egress, nothing allowed.
     - `<svc>-from-gateway`: the Gateway's data plane (`network.gatewayNamespace`, and in it the pods
-      carrying `network.gatewayPodLabels` when set) may reach the service's pods (both colours, not
+      carrying `network.gatewayPodLabels` when set) may reach the service's pods (both colors, not
       its migrations) on the service's port.
     - `<svc>-from-monitoring`: so may Prometheus' namespace (`network.monitoringNamespace`), which
       scrapes `/metrics` there (components.service_monitoring).

@@ -25,7 +25,7 @@ class PodSources:
     """
 
     config_map: pulumi.Input[str]
-    """The colour's own config object (env vars and feature flags), named by its fingerprint."""
+    """The color's own config object (env vars and feature flags), named by its fingerprint."""
     database_config: pulumi.Input[str] | None
     """The service's DATABASE_* settings (None when it reads no database)."""
     secret: pulumi.Input[str]
@@ -52,7 +52,7 @@ RUN_AS_USER = 10001
 
 
 def config_map_name(service: str, color: str, fingerprint: str) -> str:
-    """A colour's config object: a new name for new content, so a change reaches that colour's pods."""
+    """A color's config object: a new name for new content, so a change reaches that color's pods."""
     return f"{service}-{color}-config-{fingerprint}"
 
 
@@ -61,7 +61,7 @@ def database_config_name(service: str) -> str:
 
 
 def selector_labels(service: str, color: str) -> dict[str, str]:
-    """The labels a colour's pods carry and its Services select on."""
+    """The labels a color's pods carry and its Services select on."""
     return {"app.kubernetes.io/name": service, "platform.example.test/color": color}
 
 

@@ -1,19 +1,19 @@
 """A service's HTTPRoutes on its stable host (Gateway API), as plain specs so tests validate them
 against the pinned CRD schemas, and the function that creates them.
 
-- `<svc>` (the live route): every request to the stable Service (the live colour) and the preview
-  Service (the idle colour) with weights `100 - canary_weight` and `canary_weight`
-  (core.gateway.canary_weights). Weights are proportional, so the idle colour gets exactly
+- `<svc>` (the live route): every request to the stable Service (the live color) and the preview
+  Service (the idle color) with weights `100 - canary_weight` and `canary_weight`
+  (core.gateway.canary_weights). Weights are proportional, so the idle color gets exactly
   `canary_weight` percent; 0 outside a canary. A canary step, an abort and a rollback change only
   this route's weights.
 - `<svc>-preview` (the preview route): a request carrying header `X-Preview-Token` equal to the
   stack's preview token goes to the preview Service. Gateway API gives a match on host + header
-  precedence over the host-only match, so with the token every request reaches the idle colour and
+  precedence over the host-only match, so with the token every request reaches the idle color and
   without it none does. Its own object because the token is a secret: Pulumi keeps the whole spec
   that holds it encrypted, and the live route's weights stay readable in plans and previews.
 
 Both attach to the stack Gateway's listener `https-<svc>` (components.gateway). The routes name
-Services, not colours: a switch changes the Services' selectors and neither route.
+Services, not colors: a switch changes the Services' selectors and neither route.
 """
 
 from __future__ import annotations

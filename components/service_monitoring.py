@@ -18,9 +18,9 @@ SCRAPE_INTERVAL = "15s"
 
 
 class ServiceMonitoring(pulumi.ComponentResource):
-    """A ServiceMonitor that scrapes `/metrics` on both colours of a service (through its stable and
+    """A ServiceMonitor that scrapes `/metrics` on both colors of a service (through its stable and
     preview Services, which carry `app.kubernetes.io/name: <svc>`), labelling every series with the
-    `service` and the `colour` that answered; and a PrometheusRule with the service's recording
+    `service` and the `color` that answered; and a PrometheusRule with the service's recording
     rules and multi-window burn-rate alerts for the project's SLOs (core.slo), each alert carrying
     the stack's routing labels."""
 
@@ -39,7 +39,7 @@ class ServiceMonitoring(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         relabel = [
             {"sourceLabels": [NAME_LABEL_META], "targetLabel": "service"},
-            {"sourceLabels": [COLOR_LABEL_META], "targetLabel": "colour"},
+            {"sourceLabels": [COLOR_LABEL_META], "targetLabel": "color"},
         ]
         k8s.apiextensions.CustomResource(
             f"{name}-monitor",

@@ -74,7 +74,7 @@ def database_read_policy(secret_arn: str, kms_key_arn: str | None) -> dict[str, 
 
 
 class WorkloadIdentity(pulumi.ComponentResource):
-    """The identity of one service's pods (both colours) and of its migration Jobs.
+    """The identity of one service's pods (both colors) and of its migration Jobs.
 
     - A ServiceAccount named after the service. Its pods carry their own web-identity token (a
       projected token for STS, `components.pod.pod_volumes`) and the role's ARN, so no mutating

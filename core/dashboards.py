@@ -3,14 +3,14 @@
 `components.dashboards` renders these with Grafana's own builders (grafana-foundation-sdk) into the
 dashboard JSON the Grafana sidecar of kube-prometheus-stack loads from a ConfigMap; the tests send
 every query to a real Prometheus holding known series (each must parse, and return data, for both
-colours where the panel is per colour).
+colors where the panel is per color).
 
 What the queries read:
 
-- the recording rules of core.slo (request rate, error and slow ratios per colour and per service,
-  p95 per colour), so a panel shows exactly what the burn-rate alerts and the release analysis see;
+- the recording rules of core.slo (request rate, error and slow ratios per color and per service,
+  p95 per color), so a panel shows exactly what the burn-rate alerts and the release analysis see;
 - kube-state-metrics (`kube_deployment_status_replicas_available`, `kube_deployment_spec_replicas`,
-  `kube_pod_container_status_restarts_total`), which kube-prometheus-stack installs; the colour is
+  `kube_pod_container_status_restarts_total`), which kube-prometheus-stack installs; the color is
   taken from the Deployment or pod name (`<svc>-blue`, `<svc>-green-...`);
 - for a service that reads the database, the RDS metrics the database alarms watch
   (components.database_alarms), as the Prometheus CloudWatch exporter YACE names them
@@ -26,7 +26,7 @@ from core.config.project import SloSpec
 from core.config.stack import CPU_ALARM_PERCENT, connections_alarm_threshold
 from core.slo import BURN_RATE_ALERTS, WINDOWS
 
-COLOURS = ("blue", "green")
+COLORS = ("blue", "green")
 DASHBOARD_LABEL = "platform.example.test/dashboard"
 """On each dashboard ConfigMap: the service it shows (`release plan` lists the dashboard by it)."""
 RELEASE_TAG = "release"
@@ -51,8 +51,8 @@ class Panel:
     unit: str
     queries: tuple[Query, ...]
     kind: PanelKind = PanelKind.TIMESERIES
-    per_colour: bool = False
-    """Every query returns one series per colour (the tests require data for both)."""
+    per_color: bool = False
+    """Every query returns one series per color (the tests require data for both)."""
     thresholds: tuple[float, ...] = ()
     """Where the panel turns orange, then red (an alert's or alarm's thresholds, ascending)."""
     good_above: bool = False
@@ -95,8 +95,8 @@ def dashboard_spec(
     database_instance: str | None,
     max_connections: int | None,
 ) -> DashboardSpec:
-    """The dashboard of `service` in the stack whose app namespace is `namespace`: traffic per colour,
-    the SLOs, the pods per colour, and (`database_instance`) the database alarms' metrics."""
+    """The dashboard of `service` in the stack whose app namespace is `namespace`: traffic per color,
+    the SLOs, the pods per color, and (`database_instance`) the database alarms' metrics."""
     rows = [
         _traffic(service, slos.availability, slos.latency_threshold_seconds),
         _slo(service, "Availability", "http_errors", slos.availability),
@@ -116,49 +116,49 @@ def dashboard_spec(
 
 def _traffic(service: str, availability: float, latency_threshold_seconds: float) -> Row:
     selector = f'{{service="{service}"}}'
-    per_colour = "{{colour}}"
+    per_color = "{{color}}"
     return Row(
-        "Traffic per colour",
+        "Traffic per color",
         (
             Panel(
                 "Request rate",
-                "Requests per second each colour answers (5 m rate).",
+                "Requests per second each color answers (5 m rate).",
                 "reqps",
-                (Query(f"service_colour:http_requests:rate5m{selector}", per_colour),),
-                per_colour=True,
+                (Query(f"service_color:http_requests:rate5m{selector}", per_color),),
+                per_color=True,
             ),
             Panel(
                 "Error ratio",
-                "Share of requests each colour answers with a 5xx (5 m); the line is the SLO's budget.",
+                "Share of requests each color answers with a 5xx (5 m); the line is the SLO's budget.",
                 "percentunit",
-                (Query(f"service_colour:http_errors:ratio_rate5m{selector}", per_colour),),
-                per_colour=True,
+                (Query(f"service_color:http_errors:ratio_rate5m{selector}", per_color),),
+                per_color=True,
                 thresholds=(round(1 - availability, 10),),
             ),
             Panel(
                 "p95 latency",
-                "95th percentile of request duration per colour (5 m); the line is the latency SLO's "
+                "95th percentile of request duration per color (5 m); the line is the latency SLO's "
                 "threshold.",
                 "s",
-                (Query(f"service_colour:http_request_duration_seconds:p95_rate5m{selector}", per_colour),),
-                per_colour=True,
+                (Query(f"service_color:http_request_duration_seconds:p95_rate5m{selector}", per_color),),
+                per_color=True,
                 thresholds=(latency_threshold_seconds,),
             ),
             Panel(
                 # (no word here may equal a per-stack knob's value, such as a strategy's name: parity
                 # would credit that knob with the text)
                 "Traffic split",
-                "Share of the service's requests each colour answers: the live HTTPRoute's weights as "
-                "observed (the new colour's share while a release steps its weight up).",
+                "Share of the service's requests each color answers: the live HTTPRoute's weights as "
+                "observed (the new color's share while a release steps its weight up).",
                 "percentunit",
                 (
                     Query(
-                        f"service_colour:http_requests:rate5m{selector} / ignoring(colour) group_left "
+                        f"service_color:http_requests:rate5m{selector} / ignoring(color) group_left "
                         f"service:http_requests:rate5m{selector}",
-                        per_colour,
+                        per_color,
                     ),
                 ),
-                per_colour=True,
+                per_color=True,
                 stacked=True,
             ),
         ),
@@ -201,53 +201,53 @@ def _slo(service: str, objective: str, ratio: str, target: float) -> Row:
 def _pods(service: str, namespace: str) -> Row:
     deployments = f'namespace="{namespace}", deployment=~"{service}-(blue|green)"'
 
-    def by_colour(expr: str, label: str, pattern: str) -> str:
-        return f'sum by (colour) (label_replace({expr}, "colour", "$1", "{label}", "{pattern}"))'
+    def by_color(expr: str, label: str, pattern: str) -> str:
+        return f'sum by (color) (label_replace({expr}, "color", "$1", "{label}", "{pattern}"))'
 
     return Row(
-        "Pods per colour",
+        "Pods per color",
         (
             Panel(
                 "Replicas",
-                "Available and desired replicas of each colour's Deployment (kube-state-metrics).",
+                "Available and desired replicas of each color's Deployment (kube-state-metrics).",
                 "short",
                 (
                     Query(
-                        by_colour(
+                        by_color(
                             f"kube_deployment_status_replicas_available{{{deployments}}}",
                             "deployment",
                             f"{service}-(blue|green)",
                         ),
-                        "{{colour}} available",
+                        "{{color}} available",
                     ),
                     Query(
-                        by_colour(
+                        by_color(
                             f"kube_deployment_spec_replicas{{{deployments}}}",
                             "deployment",
                             f"{service}-(blue|green)",
                         ),
-                        "{{colour}} desired",
+                        "{{color}} desired",
                     ),
                 ),
-                per_colour=True,
+                per_color=True,
             ),
             Panel(
                 "Pod restarts",
-                "Container restarts of each colour's pods over the last hour (kube-state-metrics).",
+                "Container restarts of each color's pods over the last hour (kube-state-metrics).",
                 "short",
                 (
                     Query(
-                        by_colour(
+                        by_color(
                             "increase(kube_pod_container_status_restarts_total"
                             f'{{namespace="{namespace}", container="{service}", '
                             f'pod=~"{service}-(blue|green)-.+"}}[1h])',
                             "pod",
                             f"{service}-(blue|green)-.+",
                         ),
-                        "{{colour}}",
+                        "{{color}}",
                     ),
                 ),
-                per_colour=True,
+                per_color=True,
             ),
         ),
     )

@@ -24,7 +24,7 @@ HTTP_LISTENER = "http"
 """The plain-HTTP listener: only the redirect route attaches to it (mode certManager)."""
 
 PREVIEW_HEADER = "X-Preview-Token"
-"""The header whose value must equal the stack's preview token for a request to reach the idle colour."""
+"""The header whose value must equal the stack's preview token for a request to reach the idle color."""
 PREVIEW_TOKEN_SECRET = "PREVIEW_TOKEN"
 """The stack secret (`platform:appSecrets.PREVIEW_TOKEN`) holding the preview token."""
 
@@ -37,11 +37,11 @@ def https_listener(service: str) -> str:
 
 
 def canary_weights(percent: int) -> tuple[int, int]:
-    """The HTTPRoute backend weights (live colour, idle colour) for a canary step of `percent`.
+    """The HTTPRoute backend weights (live color, idle color) for a canary step of `percent`.
 
     Gateway API weights are proportional (each backend gets weight / sum of the rule's weights), so
-    writing `100 - percent` and `percent` makes the idle colour's share exactly `percent` percent;
-    outside a canary the idle colour's weight is 0 (it gets nothing)."""
+    writing `100 - percent` and `percent` makes the idle color's share exactly `percent` percent;
+    outside a canary the idle color's weight is 0 (it gets nothing)."""
     if not 0 <= percent <= 100:
         raise ValueError(f"a canary weight is a percentage 0..100, not {percent}")
     return 100 - percent, percent

@@ -41,8 +41,8 @@ def service_urns(stack: str, project: str, service: str) -> tuple[str, str]:
     return f"{prefix}{service}", f"{prefix}{preview_service_name(service)}"
 
 
-def colour_urns(stack: str, project: str, service: str, color: str) -> tuple[str, str]:
-    """The URNs of one colour's Deployment and autoscaler: what resizing that colour targets."""
+def color_urns(stack: str, project: str, service: str, color: str) -> tuple[str, str]:
+    """The URNs of one color's Deployment and autoscaler: what resizing that color targets."""
     prefix = f"urn:pulumi:{stack}::{project}::{BLUE_GREEN_SERVICE_TYPE}$"
     return (
         f"{prefix}{DEPLOYMENT_TYPE}::{service}-{color}",
@@ -57,4 +57,4 @@ def canary_urn(stack: str, project: str, service: str) -> str:
 
 
 CONFIG_FINGERPRINT_ANNOTATION = "platform.example.test/config-fingerprint"
-"""On each colour's pod template: the fingerprint of the config it reads (`core.config.stack.PodConfig`)."""
+"""On each color's pod template: the fingerprint of the config it reads (`core.config.stack.PodConfig`)."""

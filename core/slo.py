@@ -1,5 +1,5 @@
 """Service level objectives as Prometheus rules: what every service's pods must expose, the recording
-rules per colour, and multi-window multi-burn-rate alerts (the SRE workbook, chapter 5).
+rules per color, and multi-window multi-burn-rate alerts (the SRE workbook, chapter 5).
 
 Pure data (no SDK import): `components.service_monitoring` puts these groups into a PrometheusRule,
 and the tests hand the same groups to `promtool check rules` and `promtool test rules`.
@@ -10,8 +10,8 @@ The app exposes, on its HTTP port at `/metrics`:
 - `http_request_duration_seconds`: a histogram of request durations, with a bucket at the latency
   objective's threshold (`le` = `slos.latencyThresholdSeconds`).
 
-The scrape adds `service` (the pod's `app.kubernetes.io/name`) and `colour` (its
-`platform.example.test/color`), so every series says which colour answered.
+The scrape adds `service` (the pod's `app.kubernetes.io/name`) and `color` (its
+`platform.example.test/color`), so every series says which color answered.
 """
 
 from __future__ import annotations
@@ -63,13 +63,13 @@ def threshold_text(seconds: float) -> str:
 
 
 def recording_rules(service: str, latency_threshold_seconds: float) -> list[dict[str, str]]:
-    """Request rate, error ratio and slow ratio per colour and per service, for every window, and p95
-    latency per colour: what release analysis compares between colours and what the alerts read."""
+    """Request rate, error ratio and slow ratio per color and per service, for every window, and p95
+    latency per color: what release analysis compares between colors and what the alerts read."""
     selector = f'service="{service}"'
     errors = f'{REQUESTS}{{{selector},code=~"5.."}}'
     fast = f'{DURATION}_bucket{{{selector},le=~"{threshold_text(latency_threshold_seconds)}"}}'
     rules = []
-    for by, level in (("service, colour", "service_colour"), ("service", "service")):
+    for by, level in (("service, color", "service_color"), ("service", "service")):
         for window in WINDOWS:
             total = f"sum by ({by}) (rate({REQUESTS}{{{selector}}}[{window}]))"
             rules += [
@@ -86,8 +86,8 @@ def recording_rules(service: str, latency_threshold_seconds: float) -> list[dict
             ]
     rules.append(
         {
-            "record": "service_colour:http_request_duration_seconds:p95_rate5m",
-            "expr": f"histogram_quantile(0.95, sum by (service, colour, le) "
+            "record": "service_color:http_request_duration_seconds:p95_rate5m",
+            "expr": f"histogram_quantile(0.95, sum by (service, color, le) "
             f"(rate({DURATION}_bucket{{{selector}}}[5m])))",
         }
     )
@@ -132,7 +132,7 @@ def alerting_rules(
 def coverage_rules(
     service: str, latency_threshold_seconds: float, routing_labels: dict[str, str]
 ) -> list[dict[str, Any]]:
-    """Alerts for when the SLO alerts would be blind: no colour can be scraped, no series at all, or
+    """Alerts for when the SLO alerts would be blind: no color can be scraped, no series at all, or
     no histogram bucket at the latency threshold (the slow ratio would be empty, never alerting)."""
     bucket = f'{DURATION}_bucket{{service="{service}",le=~"{threshold_text(latency_threshold_seconds)}"}}'
     blind = [
@@ -141,7 +141,7 @@ def coverage_rules(
             f'sum by (service) (up{{service="{service}"}}) == 0',
             "5m",
             "page",
-            "no pod of either colour answers the scrape",
+            "no pod of either color answers the scrape",
         ),
         (
             "MetricsAbsent",

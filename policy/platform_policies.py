@@ -276,7 +276,7 @@ def _route_attached_with_tls(args: Args, report_violation: ReportViolation) -> N
 
 def _route_weights(args: Args, report_violation: ReportViolation) -> None:
     """A rule that splits traffic by weight writes whole numbers 0..100 summing to 100, so each weight
-    is the backend's percentage (core.gateway.canary_weights); a rule that reaches the idle colour's
+    is the backend's percentage (core.gateway.canary_weights); a rule that reaches the idle color's
     preview Service without the preview header does so only as such a weighted split."""
     for rule in _spec(args.props).get("rules") or []:
         refs = rule.get("backendRefs") or []
@@ -287,13 +287,13 @@ def _route_weights(args: Args, report_violation: ReportViolation) -> None:
             elif len(weights) != len(refs) or sum(weights) != 100:
                 report_violation(
                     f"rule {rule.get('name')!r}: weights {weights} must be set on every backend and sum to "
-                    "100, so the idle colour's weight is the canary step's percentage"
+                    "100, so the idle color's weight is the canary step's percentage"
                 )
         reaches_preview = any(str(ref.get("name", "")).endswith("-preview") for ref in refs)
         if reaches_preview and not _protected(rule) and not (weights and len(refs) > 1):
             report_violation(
-                f"rule {rule.get('name')!r} sends every request to the idle colour without the preview "
-                f"header ({PREVIEW_HEADER}): anyone would reach an unreleased colour"
+                f"rule {rule.get('name')!r} sends every request to the idle color without the preview "
+                f"header ({PREVIEW_HEADER}): anyone would reach an unreleased color"
             )
 
 
@@ -513,7 +513,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "route-weights-and-protected-preview",
         "HTTPRoute weights are whole numbers 0..100 on every backend of a split, summing to 100 (the "
-        "idle colour's weight is the canary step); a rule reaching the idle colour otherwise requires "
+        "idle color's weight is the canary step); a rule reaching the idle color otherwise requires "
         "the preview header.",
         (HTTPROUTE_TYPE,),
         _route_weights,

@@ -1,21 +1,21 @@
-"""Metric analysis of a release: the new colour judged on Prometheus' numbers, not only on a health URL.
+"""Metric analysis of a release: the new color judged on Prometheus' numbers, not only on a health URL.
 
     measurement      query (PromQL, over the window)                            Successful when
-    requests         increase(http_requests_total{colour=new})                  >= min_requests
-    error-ratio      5xx rate / all rate, new colour                            <= max_error_ratio
-    error-increase   new colour's error ratio - the replaced colour's           <= max_error_ratio_increase
-    p95-latency      histogram_quantile(0.95, ... new colour)                   <= max_p95_seconds
+    requests         increase(http_requests_total{color=new})                  >= min_requests
+    error-ratio      5xx rate / all rate, new color                            <= max_error_ratio
+    error-increase   new color's error ratio - the replaced color's           <= max_error_ratio_increase
+    p95-latency      histogram_quantile(0.95, ... new color)                   <= max_p95_seconds
 
 Each measurement is **Successful**, **Failed** or **Inconclusive**. Inconclusive, never a silent pass:
-no data, NaN, too few requests, a series of another colour, more than one series, a Prometheus that
+no data, NaN, too few requests, a series of another color, more than one series, a Prometheus that
 is unreachable, slow, answers an error or more than MAX_BODY_BYTES. The analysis is **Failed** when
 more than `failure_limit` measurements failed or more than `inconclusive_limit` were inconclusive
 (Argo Rollouts' failureLimit and inconclusiveLimit), else **Successful**. Every query, value and
 verdict is kept, for the report and for the release record in stack history.
 
-The replaced colour is measured over the window that ended when traffic left it (`baseline_at`), so
-both colours are judged on real traffic (Kayenta compares the same minutes; a blue-green release has
-no such minutes, so it compares each colour's last window on stable traffic).
+The replaced color is measured over the window that ended when traffic left it (`baseline_at`), so
+both colors are judged on real traffic (Kayenta compares the same minutes; a blue-green release has
+no such minutes, so it compares each color's last window on stable traffic).
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ class Measurement:
 @dataclass
 class Analysis:
     service: str
-    colour: str
-    baseline_colour: str
+    color: str
+    baseline_color: str
     window_seconds: int
     measurements: list[Measurement] = field(default_factory=list)
     failure_limit: int = 0
@@ -98,8 +98,8 @@ class Analysis:
     def to_json(self) -> dict[str, Any]:
         return {
             "service": self.service,
-            "colour": self.colour,
-            "baselineColour": self.baseline_colour,
+            "color": self.color,
+            "baselineColor": self.baseline_color,
             "windowSeconds": self.window_seconds,
             "outcome": self.outcome,
             "measurements": [measurement.to_json() for measurement in self.measurements],
@@ -203,32 +203,32 @@ def _samples(status: int, body: bytes) -> list[Sample]:
 def analyse(
     settings: AnalysisSettings,
     service: str,
-    colour: str,
-    baseline_colour: str,
+    color: str,
+    baseline_color: str,
     query: Query,
     at: datetime,
     baseline_at: datetime | None = None,
     compare: bool = True,
 ) -> Analysis:
-    """Measure `colour` of `service` over the window ending `at` (the clock's now), and compare it with
-    `baseline_colour` over the window ending `baseline_at` (default: the same time). `compare=False`
-    leaves the comparison out (the other colour takes no traffic: nothing to compare with)."""
+    """Measure `color` of `service` over the window ending `at` (the clock's now), and compare it with
+    `baseline_color` over the window ending `baseline_at` (default: the same time). `compare=False`
+    leaves the comparison out (the other color takes no traffic: nothing to compare with)."""
     window = f"{settings.window_seconds}s"
     analysis = Analysis(
         service,
-        colour,
-        baseline_colour,
+        color,
+        baseline_color,
         settings.window_seconds,
         failure_limit=settings.failure_limit,
         inconclusive_limit=settings.inconclusive_limit,
     )
 
     def selector(which: str) -> str:
-        return f'service="{service}",colour="{which}"'
+        return f'service="{service}",color="{which}"'
 
     def error_ratio(which: str) -> str:
-        everything = f"sum by (colour) (rate({REQUESTS}{{{selector(which)}}}[{window}]))"
-        errors = f'sum by (colour) (rate({REQUESTS}{{{selector(which)},code=~"5.."}}[{window}]))'
+        everything = f"sum by (color) (rate({REQUESTS}{{{selector(which)}}}[{window}]))"
+        errors = f'sum by (color) (rate({REQUESTS}{{{selector(which)},code=~"5.."}}[{window}]))'
         return f"({errors} or {everything} * 0) / {everything}"
 
     def measure(promql: str, which: str, moment: datetime | None) -> tuple[float | None, str]:
@@ -238,19 +238,19 @@ def analyse(
             return None, str(error)
 
     def requests_query(which: str) -> str:
-        return f"sum by (colour) (increase({REQUESTS}{{{selector(which)}}}[{window}]))"
+        return f"sum by (color) (increase({REQUESTS}{{{selector(which)}}}[{window}]))"
 
-    requests, why = measure(requests_query(colour), colour, at)
+    requests, why = measure(requests_query(color), color, at)
     enough = requests is not None and requests >= settings.min_requests
     if not why and not enough:
         why = f"too few requests to judge ({_number(requests)})"
     analysis.measurements.append(
-        _judge("requests", requests_query(colour), requests, why, f">= {settings.min_requests}", enough)
+        _judge("requests", requests_query(color), requests, why, f">= {settings.min_requests}", enough)
     )
     too_few = "" if enough else "too few requests to judge"
 
-    ratio_query = error_ratio(colour)
-    ratio, why = measure(ratio_query, colour, at)
+    ratio_query = error_ratio(color)
+    ratio, why = measure(ratio_query, color, at)
     analysis.measurements.append(
         _judge(
             "error-ratio",
@@ -264,13 +264,13 @@ def analyse(
 
     if compare:
         moment = baseline_at or at
-        baseline_requests, baseline_why = measure(requests_query(baseline_colour), baseline_colour, moment)
+        baseline_requests, baseline_why = measure(requests_query(baseline_color), baseline_color, moment)
         if not baseline_why and (baseline_requests is None or baseline_requests < settings.min_requests):
             baseline_why = f"too few requests to compare with ({_number(baseline_requests)})"
-        baseline_query = error_ratio(baseline_colour)
+        baseline_query = error_ratio(baseline_color)
         baseline = None
         if not baseline_why:
-            baseline, baseline_why = measure(baseline_query, baseline_colour, moment)
+            baseline, baseline_why = measure(baseline_query, baseline_color, moment)
         increase = None if ratio is None or baseline is None else ratio - baseline
         when = f" at {moment.isoformat(timespec='seconds')}" if moment is not None else ""
         analysis.measurements.append(
@@ -278,15 +278,15 @@ def analyse(
                 "error-increase",
                 f"({ratio_query}) - ({baseline_query}){when}",
                 increase,
-                why or too_few or (f"{baseline_colour}: {baseline_why}" if baseline_why else ""),
-                f"<= {settings.max_error_ratio_increase:g} over {baseline_colour}",
+                why or too_few or (f"{baseline_color}: {baseline_why}" if baseline_why else ""),
+                f"<= {settings.max_error_ratio_increase:g} over {baseline_color}",
                 increase is not None and increase <= settings.max_error_ratio_increase,
             )
         )
 
-    buckets = f"sum by (colour, le) (rate({DURATION}_bucket{{{selector(colour)}}}[{window}]))"
+    buckets = f"sum by (color, le) (rate({DURATION}_bucket{{{selector(color)}}}[{window}]))"
     p95_query = f"histogram_quantile(0.95, {buckets})"
-    p95, why = measure(p95_query, colour, at)
+    p95, why = measure(p95_query, color, at)
     analysis.measurements.append(
         _judge(
             "p95-latency",
@@ -300,14 +300,14 @@ def analyse(
     return analysis
 
 
-def _one_value(samples: list[Sample], colour: str) -> float:
+def _one_value(samples: list[Sample], color: str) -> float:
     if not samples:
         raise QueryError("no data (an empty vector)")
     if len(samples) > 1:
         raise QueryError(f"{len(samples)} series where one is expected")
     sample = samples[0]
-    if sample.labels.get("colour", colour) != colour:
-        raise QueryError(f"a series of colour {sample.labels['colour'][:40]!r}, not {colour!r}")
+    if sample.labels.get("color", color) != color:
+        raise QueryError(f"a series of color {sample.labels['color'][:40]!r}, not {color!r}")
     if math.isnan(sample.value) or math.isinf(sample.value):
         raise QueryError("no data (NaN: no requests in the window)")
     return sample.value

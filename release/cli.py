@@ -10,7 +10,7 @@ catches `ReleaseError` once.
     release review <stack> <#> --note ...                        acknowledge a break-glass
     release history <stack> | audit [<stack>] | status           who released what, when; where
     release diff <a> <b> | drift <stack> | health-check --url U  parity; drift; one health check
-    release smoke <stack> --service S [--colour C]               a service's smoke suite, now
+    release smoke <stack> --service S [--color C]               a service's smoke suite, now
     release keygen                                               a key pair for signing records
 
 Progress goes to stderr (`release.log`), results to stdout (JSON under `--json`). Exit codes are

@@ -1,7 +1,7 @@
 """Interruptions: SIGTERM (a cancelled CI job, `kill`) and SIGINT (Ctrl-C, or a CI runner's first
 signal) are turned into KeyboardInterrupt while a command runs, so a release in progress fails its
 step and rolls back (release.flows.deploy) instead of dying midway with traffic on a half-released
-colour.
+color.
 
 An interrupt that arrives while the engine runs a `pulumi` command does not wait for the command to
 finish: release.engine.cancel asks it to cancel at once, waits (bounded) until it has stopped, so the

@@ -1,6 +1,6 @@
 """Smoke suites: a service's declared checks (core.config.smoke) run against one host, concurrently.
 
-A release runs the suite twice: against the idle colour through the preview route (the stable host
+A release runs the suite twice: against the idle color through the preview route (the stable host
 with the preview header) before any traffic moves, and against the stable host after the switch.
 `release smoke` runs it on its own. The result says "N/M smoke checks passed" and, for each failed
 check, every expectation that failed and what came back.
@@ -89,7 +89,7 @@ class CheckOutcome:
 
 @dataclass
 class SmokeResult:
-    """A suite's run against one host: `target` is `preview` (the idle colour) or `stable`."""
+    """A suite's run against one host: `target` is `preview` (the idle color) or `stable`."""
 
     service: str
     target: str
@@ -472,7 +472,7 @@ def _excerpt(body: bytes, redact: Redactor) -> str:
 def unreadable_secret(stack: str, name: str = PREVIEW_TOKEN_SECRET) -> ConfigProblem:
     """A stack secret the engine returned no value for (the validated config says it is set)."""
     why = (
-        "the engine returned no preview token, so the preview checks could not reach the idle colour "
+        "the engine returned no preview token, so the preview checks could not reach the idle color "
         "(they would check the live one)"
         if name == PREVIEW_TOKEN_SECRET
         else f"the engine returned no value for {name}, which a smoke check sends"

@@ -228,9 +228,9 @@ def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
         kind = data[position + 4 : position + 8]
         chunk = data[position + 8 : position + 8 + length]
         if kind == b"IHDR":
-            width, height, depth, colour = struct.unpack(">IIBB", chunk[:10])
-            assert depth == 8 and colour in (2, 6), (depth, colour)
-            channels = 3 if colour == 2 else 4
+            width, height, depth, color = struct.unpack(">IIBB", chunk[:10])
+            assert depth == 8 and color in (2, 6), (depth, color)
+            channels = 3 if color == 2 else 4
         elif kind == b"IDAT":
             idat += chunk
         position += 12 + length

@@ -36,12 +36,12 @@ READY_SECONDS = 30
 
 @dataclass(frozen=True)
 class Traffic:
-    """One colour of one service: requests per second, the share answered 5xx, and the share
+    """One color of one service: requests per second, the share answered 5xx, and the share
     answered within 0.5 s, 2 s and 5 s; `for_last_seconds`: it takes traffic only in the last
     seconds of the history (a canary that starts mid-way), else throughout."""
 
     service: str
-    colour: str
+    color: str
     per_second: float
     error_share: float = 0.001
     within: tuple[float, float, float] = (0.95, 1.0, 1.0)
@@ -80,7 +80,7 @@ def openmetrics(traffic: list[Traffic], end: int, extra: Sequence[Series] = ()) 
     requests = ["# TYPE http_requests counter"]
     durations = ["# TYPE http_request_duration_seconds histogram"]
     for load in traffic:
-        base = f'service="{load.service}",colour="{load.colour}"'
+        base = f'service="{load.service}",color="{load.color}"'
         per_step = load.per_second * STEP_SECONDS
         since = end - load.for_last_seconds
         counter = functools.partial(_counter, end=end, since=since)
@@ -233,14 +233,14 @@ def _wait_ready(url: str) -> None:
 
 
 def judged_release(
-    new_colour_errors: float, sleep: Callable[[float], None], **knobs: Any
+    new_color_errors: float, sleep: Callable[[float], None], **knobs: Any
 ) -> tuple[ReleaseReport, FakeEngine]:
     """A staging release of NEW_API onto blue, judged by a Prometheus whose series run past the
-    engine double's clock (SERIES_END): blue (the new colour) answers `new_colour_errors` of its
+    engine double's clock (SERIES_END): blue (the new color) answers `new_color_errors` of its
     requests with 5xx, green (live) 0.1%. `knobs` are more stack knobs (e.g. a canary strategy). The
     series already fill every window, so waits for a window go to `sleep` (a recorder) and the clock
     does not move."""
-    traffic = [Traffic("api", "blue", 50, error_share=new_colour_errors), Traffic("api", "green", 50)]
+    traffic = [Traffic("api", "blue", 50, error_share=new_color_errors), Traffic("api", "green", 50)]
     with prometheus_with(traffic) as loaded:
         engine = FakeEngine(project_dir=signed_project())
         edit = {

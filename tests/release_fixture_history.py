@@ -8,7 +8,7 @@ On the FakeClock (every `up` takes 60 s: 30 s to start, 30 s to end), from Monda
                  entries 5-7  release B of api (NEWER_API): stage, switch, rollback -> RolledBack
                  entries 8-10 release C of api (FIXED_API): stage, switch, verify   -> Verified
                  entries 11-13 release D of api (CANARY_API), a canary judged by a real Prometheus
-                              in which its colour errs 2%: stage, canary 10%, rollback at the first
+                              in which its color errs 2%: stage, canary 10%, rollback at the first
                               check (the canary abort)                            -> RolledBack
     production   entry 1  initial deploy
                  entry 2  a passing restore drill (RTO 12 min, RPO 3 min)
@@ -104,8 +104,8 @@ def record_passing_drill(engine: FakeEngine, stack: str) -> None:
 
 
 def canary_abort(engine: FakeEngine, staging: Cluster) -> str:
-    """Release D: a canary of CANARY_API onto the idle colour, judged by a real Prometheus in which that
-    colour answers 2% of its requests with 5xx (the live one 0.1%; the limit is 1%). The first check of
+    """Release D: a canary of CANARY_API onto the idle color, judged by a real Prometheus in which that
+    color answers 2% of its requests with 5xx (the live one 0.1%; the limit is 1%). The first check of
     its 10% step fails it: the weight goes back to 0 with the rollback, whose record keeps the analysis.
     Staging runs blue-green again afterwards."""
     live = engine.get_config("staging")[RELEASES_KEY].value["api"]["activeColor"]

@@ -58,7 +58,7 @@ def outcomes(analysis: Analysis) -> dict[str, Outcome]:
     return {measurement.name: measurement.outcome for measurement in analysis.measurements}
 
 
-def test_a_healthy_colour_passes_with_its_numbers_kept(prometheus: LoadedPrometheus) -> None:
+def test_a_healthy_color_passes_with_its_numbers_kept(prometheus: LoadedPrometheus) -> None:
     analysis = judged(prometheus, "steady")
     assert analysis.outcome is Outcome.SUCCESSFUL, analysis.summary()
     values = {measurement.name: measurement.value for measurement in analysis.measurements}
@@ -69,7 +69,7 @@ def test_a_healthy_colour_passes_with_its_numbers_kept(prometheus: LoadedPrometh
     assert all(measurement.query for measurement in analysis.measurements)
 
 
-def test_two_percent_errors_against_a_live_colour_at_a_tenth_of_a_percent_fail(
+def test_two_percent_errors_against_a_live_color_at_a_tenth_of_a_percent_fail(
     prometheus: LoadedPrometheus,
 ) -> None:
     analysis = judged(prometheus, "erroring")
@@ -78,7 +78,7 @@ def test_two_percent_errors_against_a_live_colour_at_a_tenth_of_a_percent_fail(
     assert outcomes(analysis)["error-increase"] is Outcome.FAILED
 
 
-def test_the_comparison_alone_fails_a_colour_worse_than_the_one_it_replaces(
+def test_the_comparison_alone_fails_a_color_worse_than_the_one_it_replaces(
     prometheus: LoadedPrometheus,
 ) -> None:
     analysis = judged(prometheus, "erroring", maxErrorRatio=0.05)  # 2% is under the absolute limit
@@ -87,12 +87,12 @@ def test_the_comparison_alone_fails_a_colour_worse_than_the_one_it_replaces(
     assert analysis.outcome is Outcome.FAILED
 
 
-def test_a_slow_colour_fails_on_its_p95(prometheus: LoadedPrometheus) -> None:
+def test_a_slow_color_fails_on_its_p95(prometheus: LoadedPrometheus) -> None:
     analysis = judged(prometheus, "slow")
     assert outcomes(analysis)["p95-latency"] is Outcome.FAILED and analysis.outcome is Outcome.FAILED
 
 
-def test_a_colour_with_no_traffic_is_inconclusive_never_a_pass(prometheus: LoadedPrometheus) -> None:
+def test_a_color_with_no_traffic_is_inconclusive_never_a_pass(prometheus: LoadedPrometheus) -> None:
     analysis = judged(prometheus, "quiet")
     assert analysis.outcome is Outcome.INCONCLUSIVE
     assert set(outcomes(analysis).values()) == {Outcome.INCONCLUSIVE}
@@ -121,14 +121,14 @@ def fake(samples: list[Sample]) -> Any:
 @pytest.mark.parametrize(
     ("samples", "reason"),
     [
-        ([Sample(float("nan"), {"colour": "green"})], "NaN"),
-        ([Sample(1.0, {"colour": "blue"})], "colour 'blue', not 'green'"),
+        ([Sample(float("nan"), {"color": "green"})], "NaN"),
+        ([Sample(1.0, {"color": "blue"})], "color 'blue', not 'green'"),
         (
-            [Sample(1.0, {"colour": "green"}), Sample(2.0, {"colour": "green"})],
+            [Sample(1.0, {"color": "green"}), Sample(2.0, {"color": "green"})],
             "2 series where one is expected",
         ),
     ],
-    ids=["nan", "wrong colour", "two series"],
+    ids=["nan", "wrong color", "two series"],
 )
 def test_an_answer_that_is_not_one_clean_value_is_inconclusive(samples: list[Sample], reason: str) -> None:
     chosen = settings("http://127.0.0.1:9")
@@ -193,10 +193,10 @@ def test_a_ratio_threshold_outside_zero_to_one_is_refused(value: float) -> None:
 WAITED: list[float] = []
 
 
-def release_with_metrics(new_colour_errors: float) -> tuple[Any, FakeEngine]:
+def release_with_metrics(new_color_errors: float) -> tuple[Any, FakeEngine]:
     """A staging release judged on its metrics (tests.prometheus_server.judged_release); the metrics
     step's wait for its window is recorded in WAITED."""
-    return judged_release(new_colour_errors, WAITED.append)
+    return judged_release(new_color_errors, WAITED.append)
 
 
 def test_a_release_is_verified_on_its_metrics_and_the_numbers_go_into_its_record() -> None:
@@ -206,7 +206,7 @@ def test_a_release_is_verified_on_its_metrics_and_the_numbers_go_into_its_record
     verify = history_of(engine, "staging")[0].record
     assert verify is not None and verify.event == "verify"
     judged_on = verify.window["analysis"]
-    assert judged_on["outcome"] == "Successful" and judged_on["colour"] == "blue"
+    assert judged_on["outcome"] == "Successful" and judged_on["color"] == "blue"
     assert {m["name"] for m in judged_on["measurements"]} == {
         "requests",
         "error-ratio",
@@ -215,7 +215,7 @@ def test_a_release_is_verified_on_its_metrics_and_the_numbers_go_into_its_record
     }
 
 
-def test_a_release_whose_new_colour_errs_more_than_the_old_is_rolled_back_on_its_metrics() -> None:
+def test_a_release_whose_new_color_errs_more_than_the_old_is_rolled_back_on_its_metrics() -> None:
     report, engine = release_with_metrics(0.02)
     assert report.phase == "RolledBack"
     waited = re.fullmatch(r"metrics: after (\d+) of (\d+) s: metrics Failed.*", report.failure)
@@ -248,8 +248,8 @@ def test_release_analyse_reports_every_measurement_as_json(
         main(argv, engine_factory=lambda _: engine, clock=engine.clock) == 1
     )  # now: the loaded series are 10 minutes stale
     answer = json.loads(capsys.readouterr().out)
-    assert answer["colour"] == "green" and answer["outcome"] == "Inconclusive"
-    # the live colour: its limits only (the idle one takes no traffic to compare with)
+    assert answer["color"] == "green" and answer["outcome"] == "Inconclusive"
+    # the live color: its limits only (the idle one takes no traffic to compare with)
     assert [m["name"] for m in answer["measurements"]] == [
         "requests",
         "error-ratio",
@@ -329,7 +329,7 @@ def test_a_server_trickling_its_headers_is_cut_off_at_the_deadline() -> None:
     assert "no complete answer within 1 s" in analysis.measurements[0].reason
 
 
-def test_release_analyse_of_the_live_colour_judges_its_limits_only() -> None:
+def test_release_analyse_of_the_live_color_judges_its_limits_only() -> None:
     chosen = settings("http://127.0.0.1:9")
     analysis = analyse(
         chosen, "api", "green", "blue", prometheus_query(chosen), MONDAY_MORNING, compare=False

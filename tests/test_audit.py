@@ -217,7 +217,7 @@ def test_release_diff_exits_0_when_every_difference_is_a_knob() -> None:
     assert main(["diff", "staging", "production", "--project-dir", str(PROJECT)]) == 0
 
 
-def test_status_shows_each_colours_config_fingerprint_as_the_pods_are_labelled(
+def test_status_shows_each_colors_config_fingerprint_as_the_pods_are_labelled(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RELEASE_SIGNING_KEY", TEST_KEYS.private_key)

@@ -1,4 +1,4 @@
-"""Switching colours and shipping a digest change exactly what they should, whatever the stack size."""
+"""Switching colors and shipping a digest change exactly what they should, whatever the stack size."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def changed(before: ProgramRun, after: ProgramRun) -> dict[str, set[str]]:
     return result
 
 
-def test_flipping_the_active_colour_changes_exactly_the_two_service_selectors() -> None:
+def test_flipping_the_active_color_changes_exactly_the_two_service_selectors() -> None:
     def flip(values: dict[str, Any]) -> None:
         releases(values)["api"]["activeColor"] = "blue"  # green in staging
 
@@ -47,7 +47,7 @@ def test_switching_back_is_the_same_small_change_in_reverse() -> None:
     assert stable.inputs["spec"]["selector"]["platform.example.test/color"] == "green"
 
 
-def test_a_new_digest_on_the_idle_colour_changes_only_that_colours_deployment_and_job() -> None:
+def test_a_new_digest_on_the_idle_color_changes_only_that_colors_deployment_and_job() -> None:
     def ship(values: dict[str, Any]) -> None:
         releases(values)["api"]["images"]["blue"] = NEW_DIGEST  # blue is idle in staging
 

@@ -1,6 +1,6 @@
-"""The canary strategy: the stable host sends each step's share of its traffic to the new colour
+"""The canary strategy: the stable host sends each step's share of its traffic to the new color
 through the weights of the service's HTTPRoute, every step judged by the metric analysis against the
-live colour; a failed step sends the weight back to 0 with the rollback."""
+live color; a failed step sends the weight back to 0 with the rollback."""
 
 from __future__ import annotations
 
@@ -31,14 +31,14 @@ from tests.test_config import only, problems_of
 ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 
 
-def canary_release(new_colour_errors: float) -> tuple[Any, FakeEngine]:
+def canary_release(new_color_errors: float) -> tuple[Any, FakeEngine]:
     """A staging release of NEW_API onto blue in steps of 10% and 50% (judged_release)."""
     canary = {"type": "canary", "steps": [10, 50], "pauseSeconds": 60}
-    return judged_release(new_colour_errors, lambda _: None, strategy=canary)
+    return judged_release(new_color_errors, lambda _: None, strategy=canary)
 
 
 def weight_deployed(engine: FakeEngine) -> str:
-    """The idle colour's weight in the deployed live route `api` (the live colour's is 100 minus it)."""
+    """The idle color's weight in the deployed live route `api` (the live color's is 100 minus it)."""
     for urn, inputs in engine.stacks["staging"].deployed.items():
         if urn.endswith(f"{ROUTE}::api"):
             live, idle = (ref["weight"] for ref in inputs["spec"]["rules"][0]["backendRefs"])
@@ -108,7 +108,7 @@ def test_a_healthy_canary_steps_through_its_weights_then_switches() -> None:
     assert events == ["stage", "canary", "canary", "switch", "verify"]  # signed, one release id
 
 
-def test_a_canary_that_errs_more_than_the_live_colour_is_aborted_at_its_first_step() -> None:
+def test_a_canary_that_errs_more_than_the_live_color_is_aborted_at_its_first_step() -> None:
     report, engine = canary_release(0.02)
     assert report.phase == "RolledBack"
     assert report.failure.startswith("canary 10%:")

@@ -25,7 +25,7 @@ def quiet(engine: FakeEngine) -> ReleaseContext:
 
 
 def weight_deployed(engine: FakeEngine) -> str:
-    """The idle colour's weight in the deployed live route `api` (the live colour's is 100 minus it)."""
+    """The idle color's weight in the deployed live route `api` (the live color's is 100 minus it)."""
     for urn, inputs in engine.stacks["staging"].deployed.items():
         if urn.endswith(f"{ROUTE}::api"):
             live, idle = (ref["weight"] for ref in inputs["spec"]["rules"][0]["backendRefs"])
@@ -57,7 +57,7 @@ def test_a_failed_switch_after_canary_steps_returns_the_canary_weight_to_0() -> 
         unfinished = read_lifecycle(history_of(engine, "staging")).unfinished
         assert report.phase == "RolledBack"
         assert not unfinished
-        assert weight_deployed(engine) == "0", "the route still sends the idle colour traffic"
+        assert weight_deployed(engine) == "0", "the route still sends the idle color traffic"
 
 
 def test_the_rollback_record_keeps_the_failed_analysis_not_the_first_one(monkeypatch) -> None:
@@ -70,8 +70,8 @@ def test_the_rollback_record_keeps_the_failed_analysis_not_the_first_one(monkeyp
 
         def analyse(settings, *args, **kwargs):
             calls["n"] += 1
-            # the canary steps (2 checks at 10%: 1 early + 1 final... ) see a healthy colour; from the
-            # metrics step on, the new colour errs
+            # the canary steps (2 checks at 10%: 1 early + 1 final... ) see a healthy color; from the
+            # metrics step on, the new color errs
             if kwargs.get("baseline_at") is not None:
                 settings = settings.model_copy(update={"prometheus_url": bad.url})
                 args = (*args[:3], deploy_module.prometheus_query(settings), *args[4:])
@@ -122,7 +122,7 @@ def test_abort_after_a_failed_rollback_up_returns_the_weight_to_0() -> None:
         assert read_lifecycle(history_of(engine, "staging")).unfinished  # the next command notices: good
         _abort(engine, api)
         assert not read_lifecycle(history_of(engine, "staging")).unfinished
-        assert weight_deployed(engine) == "0", "the route still sends the idle colour traffic"
+        assert weight_deployed(engine) == "0", "the route still sends the idle color traffic"
 
 
 def test_ctrl_c_during_the_rollback_up_then_abort(monkeypatch) -> None:
@@ -147,7 +147,7 @@ def test_ctrl_c_during_the_rollback_up_then_abort(monkeypatch) -> None:
         assert weight_deployed(engine) == "10"
         assert read_lifecycle(history_of(engine, "staging")).unfinished
         _abort(engine, api)
-        assert weight_deployed(engine) == "0", "the route still sends the idle colour traffic"
+        assert weight_deployed(engine) == "0", "the route still sends the idle color traffic"
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from release.cli import build_parser, main
 from release.commands.known_stacks import closest_stack, unknown_stack_message
 from release.commands.options import STACK_ARGUMENTS
 from release.testing.fake_engine import FakeEngine
-from tests.conftest import PROJECT, copy_project
+from tests.conftest import PROJECT, ROOT, copy_project
 from tests.release_doubles import fake_engine
 
 STACKS = ["dev", "staging", "production"]
@@ -233,3 +233,36 @@ def test_the_documented_project_has_the_three_stacks() -> None:
     assert sorted(p.name for p in PROJECT.glob("Pulumi.*.yaml")) == [
         f"Pulumi.{s}.yaml" for s in sorted(STACKS)
     ]
+
+
+def test_the_old_spelling_of_the_color_option_is_refused_with_the_one_to_use(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["smoke", "staging", "--service", "api", "--colour", "blue"])
+    assert exited.value.code == 2
+    assert "use --color" in capsys.readouterr().err
+
+
+OLD_SPELLING_ALLOWED = {
+    "release/commands/options.py",  # the refusal of --colour that names --color
+    "tests/test_cli_habits.py",  # this test and the one above
+    "docs/observability.md",  # the upgrade note for series labelled the old way
+}
+
+
+def test_color_has_one_spelling_in_code_config_labels_and_docs() -> None:
+    tracked = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=60)
+        .stdout.decode()
+        .split("\0")
+    )
+    found = []
+    for name in tracked:
+        path = ROOT / name
+        if not name or name in OLD_SPELLING_ALLOWED or not path.is_file():
+            continue
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        if "colour" in text.lower():
+            found.append(name)
+    assert found == []

@@ -99,7 +99,7 @@ def test_the_program_creates_its_namespace_and_puts_everything_in_it() -> None:
 
 
 @pytest.mark.parametrize("service", ["api", "web"])
-def test_each_colour_has_its_own_deployment_pinned_to_its_own_image(service: str) -> None:
+def test_each_color_has_its_own_deployment_pinned_to_its_own_image(service: str) -> None:
     run = baseline("staging")
     for color, digest_start in (
         ("blue", "sha256:1d8a" if service == "api" else "sha256:6e81"),
@@ -112,8 +112,8 @@ def test_each_colour_has_its_own_deployment_pinned_to_its_own_image(service: str
         assert deployment.inputs["spec"]["replicas"] == 2
 
 
-def test_the_stable_service_selects_the_active_colour_and_the_preview_the_other() -> None:
-    run = baseline("staging")  # api's active colour is green in staging
+def test_the_stable_service_selects_the_active_color_and_the_preview_the_other() -> None:
+    run = baseline("staging")  # api's active color is green in staging
     stable = run.named(SERVICE, "api")
     preview = run.named(SERVICE, "api-preview")
     assert stable.inputs["metadata"]["name"] == "api"
@@ -122,13 +122,13 @@ def test_the_stable_service_selects_the_active_colour_and_the_preview_the_other(
     assert preview.inputs["spec"]["selector"][COLOR_LABEL] == "blue"
 
 
-def test_the_idle_colour_keeps_running() -> None:
+def test_the_idle_color_keeps_running() -> None:
     run = baseline("production")
     assert run.named(DEPLOYMENT, "api-green").inputs["spec"]["replicas"] == 4
     assert run.named(DEPLOYMENT, "api-blue").inputs["spec"]["replicas"] == 4
 
 
-def test_services_wait_for_both_colours_so_the_edges_do_not_depend_on_the_active_colour() -> None:
+def test_services_wait_for_both_colors_so_the_edges_do_not_depend_on_the_active_color() -> None:
     run = baseline("dev")
     for name in ("api", "api-preview"):
         assert {f"{DEPLOYMENT}::api-blue", f"{DEPLOYMENT}::api-green"} <= depends_on(
@@ -158,7 +158,7 @@ def test_pods_are_hardened_with_probes_and_resources() -> None:
     }
 
 
-def test_each_colour_has_a_pod_disruption_budget() -> None:
+def test_each_color_has_a_pod_disruption_budget() -> None:
     run = baseline("production")
     for color in ("blue", "green"):
         budget = run.named(PDB, f"web-{color}")
@@ -166,7 +166,7 @@ def test_each_colour_has_a_pod_disruption_budget() -> None:
         assert budget.inputs["spec"]["maxUnavailable"] == 1
 
 
-def test_a_colour_reads_its_own_config_object_and_the_services_database_settings() -> None:
+def test_a_color_reads_its_own_config_object_and_the_services_database_settings() -> None:
     run = baseline("staging")
     deployment = run.named(DEPLOYMENT, "api-blue")
     app = container(deployment)
@@ -180,11 +180,11 @@ def test_a_colour_reads_its_own_config_object_and_the_services_database_settings
     )
 
 
-def test_a_colours_config_object_is_immutable_and_holds_its_env_and_flags_over_the_defaults() -> None:
+def test_a_colors_config_object_is_immutable_and_holds_its_env_and_flags_over_the_defaults() -> None:
     config = baseline("staging").named(CONFIG_MAP, "api-config-blue")
     assert config.inputs["immutable"] is True
     assert config.inputs["data"] == {
-        "FEATURE_NEW_CHECKOUT": "true",  # staging's own value for both colours
+        "FEATURE_NEW_CHECKOUT": "true",  # staging's own value for both colors
         "FEATURE_SEARCH_V2": "false",  # the default in Pulumi.yaml
         "HTTP_PORT": "8080",
         "LOG_FORMAT": "json",
@@ -256,7 +256,7 @@ def test_the_database_config_map_carries_the_connection_settings_but_no_password
 # ------------------------------------------------------------------------------------ MigrationJob
 
 
-def test_a_service_with_a_migration_gets_one_job_per_colour_running_that_colours_image() -> None:
+def test_a_service_with_a_migration_gets_one_job_per_color_running_that_colors_image() -> None:
     run = baseline("staging")
     for color in ("blue", "green"):
         job = run.named(JOB, f"api-migrate-{color}")
@@ -270,7 +270,7 @@ def test_a_service_without_a_migration_gets_no_job() -> None:
     assert not [job for job in baseline("staging").of_type(JOB) if job.name.startswith("web")]
 
 
-def test_a_colours_deployment_depends_on_that_colours_migration() -> None:
+def test_a_colors_deployment_depends_on_that_colors_migration() -> None:
     run = baseline("staging")
     for color in ("blue", "green"):
         other = "green" if color == "blue" else "blue"
@@ -355,7 +355,7 @@ def test_production_has_deletion_protection_and_pulumi_protect() -> None:
 # ----------------------------------------------------------------------------------------- Outputs
 
 
-def test_stack_outputs_name_each_services_services_colour_and_images_and_the_database_endpoint() -> None:
+def test_stack_outputs_name_each_services_services_color_and_images_and_the_database_endpoint() -> None:
     outputs = baseline("staging").outputs
     assert outputs["services"]["api"] == {
         "stableService": "api",

@@ -205,7 +205,7 @@ def test_a_bad_secret_name_is_reported_without_its_value() -> None:
     assert "test-only-do-not-print" not in str(raised.value)
 
 
-def test_a_colour_value_for_an_undeclared_flag_or_env_var_is_refused(project: Path) -> None:
+def test_a_color_value_for_an_undeclared_flag_or_env_var_is_refused(project: Path) -> None:
     def undeclared(config: dict[str, Any]) -> None:
         config["platform:releases"]["api"]["config"] = {
             "green": {"flags": {"FEATURE_TYPO": "true"}, "env": {"DEBUG": "1"}}
@@ -226,7 +226,7 @@ def test_flags_are_declared_project_level_so_a_stack_file_may_not_declare_its_ow
     assert "project-level value" in problem.problem
 
 
-def test_yaml_booleans_and_numbers_in_a_colours_config_are_the_text_the_pods_read(project: Path) -> None:
+def test_yaml_booleans_and_numbers_in_a_colors_config_are_the_text_the_pods_read(project: Path) -> None:
     def typed(config: dict[str, Any]) -> None:
         config["platform:releases"]["api"]["config"] = {"blue": {"flags": {"FEATURE_SEARCH_V2": True}}}
 

@@ -1,4 +1,4 @@
-"""Config rides the release: a flag or env change is staged on the idle colour, checked on preview,
+"""Config rides the release: a flag or env change is staged on the idle color, checked on preview,
 switched, verified, and undone by switching back, exactly like an image (against the engine double)."""
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def changed_names(call: Any) -> list[str]:
 
 
 def test_a_flag_change_is_a_blue_green_release_of_the_live_image() -> None:
-    engine = fake_engine()  # staging: green live, both colours with FEATURE_NEW_CHECKOUT=true
+    engine = fake_engine()  # staging: green live, both colors with FEATURE_NEW_CHECKOUT=true
     live_image = engine.serving("staging", "api")
     with flagged_cluster(engine) as api:
         report = deploy(
@@ -95,8 +95,8 @@ def test_a_flag_change_is_a_blue_green_release_of_the_live_image() -> None:
     assert report.config_changes == {FLAG: "true"} and report.config_fingerprint
 
 
-def test_a_flag_release_names_the_value_it_sets_and_not_the_ones_the_colour_already_carries() -> None:
-    engine = fake_engine()  # both colours already carry FEATURE_NEW_CHECKOUT=true
+def test_a_flag_release_names_the_value_it_sets_and_not_the_ones_the_color_already_carries() -> None:
+    engine = fake_engine()  # both colors already carry FEATURE_NEW_CHECKOUT=true
     with flagged_cluster(engine) as api:
         report = deploy(
             ReleaseContext.for_tests(engine, engine.project_dir), api.request(flags={FLAG: "true"})
@@ -106,7 +106,7 @@ def test_a_flag_release_names_the_value_it_sets_and_not_the_ones_the_colour_alre
     assert f"sets {FLAG}=true" in report.render() and "FEATURE_NEW_CHECKOUT" not in report.render()
 
 
-def test_staging_a_flag_changes_only_the_idle_colour_and_switching_only_the_services() -> None:
+def test_staging_a_flag_changes_only_the_idle_color_and_switching_only_the_services() -> None:
     engine = fake_engine()
     with flagged_cluster(engine) as api:
         deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(flags={FLAG: "true"}))
@@ -127,7 +127,7 @@ def test_a_flag_that_breaks_stable_traffic_is_undone_by_switching_back() -> None
     assert api_release(engine)["activeColor"] == "green"
     assert engine.serving_config("staging", "api")[FLAG] == "false"
     rollback_up = engine.ups[-2] if engine.ups[-1].changed_urns == [] else engine.ups[-1]
-    assert changed_names(rollback_up) == ["api", "api-preview"]  # no pod restarts: the colours stay
+    assert changed_names(rollback_up) == ["api", "api-preview"]  # no pod restarts: the colors stay
 
 
 def test_a_failed_config_release_revokes_no_image() -> None:
@@ -153,7 +153,7 @@ def test_an_env_value_and_an_image_ride_one_release_together() -> None:
     assert engine.serving_config("staging", "api")["LOG_FORMAT"] == "text"
 
 
-def test_config_that_already_runs_on_the_live_colour_is_not_released_again() -> None:
+def test_config_that_already_runs_on_the_live_color_is_not_released_again() -> None:
     engine = fake_engine()
     with flagged_cluster(engine) as api:
         report = deploy(

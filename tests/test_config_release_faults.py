@@ -118,7 +118,7 @@ def test_a_rollback_to_an_entry_from_before_flags_rode_the_release_keeps_its_fla
     restored = plan.restore[RELEASES_KEY].value["api"]
     assert restored["config"]["blue"] == {"flags": {"FEATURE_NEW_CHECKOUT": "true"}}  # not reset to "false"
     assert restored["maxReplicas"] == 4  # a knob the old entry never had keeps its value
-    assert plan.mode == "targeted"  # only traffic moves: the colours run what they ran
+    assert plan.mode == "targeted"  # only traffic moves: the colors run what they ran
 
 
 def test_a_stack_based_value_that_happens_to_equal_a_flag_is_not_explained_by_it() -> None:
@@ -171,7 +171,7 @@ def test_an_env_var_the_project_cannot_declare_is_refused(
     assert says in str(refused.value)
 
 
-def test_a_colour_value_of_two_lines_in_a_stack_file_is_refused(project: Path) -> None:
+def test_a_color_value_of_two_lines_in_a_stack_file_is_refused(project: Path) -> None:
     def two_lines(config: dict[str, Any]) -> None:
         config["platform:releases"]["api"]["config"] = {"blue": {"flags": {"FEATURE_SEARCH_V2": "a\nb"}}}
 

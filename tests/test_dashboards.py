@@ -2,7 +2,7 @@
 kube-prometheus-stack sidecar loads, the same in every stack but its datasource, namespace, label and
 folder; and every PromQL query of every panel sent to a real Prometheus (the one the metric analysis
 tests use) holding known series and the SLO recording rules backfilled over them: each query must
-parse and return data, for both colours where its legend names the colour."""
+parse and return data, for both colors where its legend names the color."""
 
 from __future__ import annotations
 
@@ -43,10 +43,10 @@ def document(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str, bool]]:
-    """(panel title, PromQL, whether the legend names the colour) for every query of every panel."""
+    """(panel title, PromQL, whether the legend names the color) for every query of every panel."""
     for panel in dashboard["panels"]:
         for target in panel.get("targets", []):
-            yield panel["title"], target["expr"], "{{colour}}" in target.get("legendFormat", "")
+            yield panel["title"], target["expr"], "{{color}}" in target.get("legendFormat", "")
 
 
 def rule_groups(run: ProgramRun) -> list[dict[str, Any]]:
@@ -62,15 +62,15 @@ def rule_groups(run: ProgramRun) -> list[dict[str, Any]]:
 def kube_state(service: str) -> list[Series]:
     """What kube-state-metrics reports for a service's two Deployments and their pods."""
     series = []
-    for colour in ("blue", "green"):
-        deployment = {"namespace": NAMESPACE, "deployment": f"{service}-{colour}"}
+    for color in ("blue", "green"):
+        deployment = {"namespace": NAMESPACE, "deployment": f"{service}-{color}"}
         series += [
             Series("kube_deployment_status_replicas_available", deployment, 2),
             Series("kube_deployment_spec_replicas", deployment, 2),
         ]
-        pod = {"namespace": NAMESPACE, "pod": f"{service}-{colour}-5d8f7c9b4-x7k2p", "container": service}
+        pod = {"namespace": NAMESPACE, "pod": f"{service}-{color}-5d8f7c9b4-x7k2p", "container": service}
         series.append(Series("kube_pod_container_status_restarts_total", pod, 0.02, counter=True))
-    # the migration Job's pods are not the colour's
+    # the migration Job's pods are not the color's
     job = {"namespace": NAMESPACE, "pod": f"{service}-migrate-blue-abcde", "container": "migrate"}
     return [*series, Series("kube_pod_container_status_restarts_total", job, 1, counter=True)]
 
@@ -83,7 +83,7 @@ EXTRA = [
     Series("aws_rds_free_storage_space_average", RDS, 15e9),
     Series("aws_rds_database_connections_average", RDS, 40),
 ]
-TRAFFIC = [Traffic(service, colour, 50) for service in ("api", "web") for colour in ("blue", "green")]
+TRAFFIC = [Traffic(service, color, 50) for service in ("api", "web") for color in ("blue", "green")]
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +92,8 @@ def prometheus() -> Iterator[LoadedPrometheus]:
         yield loaded
 
 
-def problem(prometheus: LoadedPrometheus, expr: str, per_colour: bool) -> str:
-    """Why a panel's query would show nothing useful ('' when it returns data, for both colours)."""
+def problem(prometheus: LoadedPrometheus, expr: str, per_color: bool) -> str:
+    """Why a panel's query would show nothing useful ('' when it returns data, for both colors)."""
     answer = httpx.get(
         f"{prometheus.url}/api/v1/query",
         params={"query": expr, "time": prometheus.end.timestamp()},
@@ -104,38 +104,38 @@ def problem(prometheus: LoadedPrometheus, expr: str, per_colour: bool) -> str:
     result = answer["data"]["result"]
     if not result:
         return "returns no data"
-    missing = {"blue", "green"} - {series["metric"].get("colour") for series in result}
-    return f"no data for {sorted(missing)}" if per_colour and missing else ""
+    missing = {"blue", "green"} - {series["metric"].get("color") for series in result}
+    return f"no data for {sorted(missing)}" if per_color and missing else ""
 
 
-def test_every_query_of_every_panel_parses_and_returns_data_for_both_colours(
+def test_every_query_of_every_panel_parses_and_returns_data_for_both_colors(
     prometheus: LoadedPrometheus,
 ) -> None:
     checked = []
     problems = []
     for service, inputs in dashboards(baseline(STACK)).items():
-        for title, expr, per_colour in queries(document(inputs)):
-            checked.append((service, title, per_colour))
-            found = problem(prometheus, expr, per_colour)
+        for title, expr, per_color in queries(document(inputs)):
+            checked.append((service, title, per_color))
+            found = problem(prometheus, expr, per_color)
             if found:
                 problems.append(f"{service} / {title}: {expr}: {found}")
     assert problems == []
     assert len(checked) == 20 + 17  # api (with the database's three panels) and web
-    assert sum(per_colour for _, _, per_colour in checked) == 2 * 7
+    assert sum(per_color for _, _, per_color in checked) == 2 * 7
 
 
-def test_the_check_fails_a_query_that_is_empty_one_coloured_or_does_not_parse(
+def test_the_check_fails_a_query_that_is_empty_one_colored_or_does_not_parse(
     prometheus: LoadedPrometheus,
 ) -> None:
-    assert problem(prometheus, 'service_colour:http_requests:rate5m{service="billing"}', True) == (
+    assert problem(prometheus, 'service_color:http_requests:rate5m{service="billing"}', True) == (
         "returns no data"
     )
-    one = 'service_colour:http_requests:rate5m{service="api", colour="blue"}'
+    one = 'service_color:http_requests:rate5m{service="api", color="blue"}'
     assert problem(prometheus, one, True) == "no data for ['green']"
     assert problem(prometheus, "sum(rate(http_requests_total[5m]", False).startswith("does not parse")
 
 
-def test_the_restart_panel_counts_only_each_colours_own_pods(prometheus: LoadedPrometheus) -> None:
+def test_the_restart_panel_counts_only_each_colors_own_pods(prometheus: LoadedPrometheus) -> None:
     (expr,) = [
         expr
         for title, expr, _ in queries(document(dashboards(baseline(STACK))["api"]))
@@ -144,9 +144,9 @@ def test_the_restart_panel_counts_only_each_colours_own_pods(prometheus: LoadedP
     answer = httpx.get(
         f"{prometheus.url}/api/v1/query", params={"query": expr, "time": prometheus.end.timestamp()}
     ).json()
-    values = {series["metric"]["colour"]: float(series["value"][1]) for series in answer["data"]["result"]}
+    values = {series["metric"]["color"]: float(series["value"][1]) for series in answer["data"]["result"]}
     # 0.02 restarts a scrape over the 30 loaded minutes each; the migration Job's pod (1 a scrape) is
-    # in neither colour
+    # in neither color
     assert values == {"blue": pytest.approx(2.4, rel=0.1), "green": pytest.approx(2.4, rel=0.1)}
 
 

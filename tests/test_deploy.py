@@ -36,7 +36,7 @@ API = "registry.example.test/platform/api@sha256:"
 OLD_ACTIVE = API + "5cb9004f96e5140e3acbd1eaffd8522a77e2cf40805ae4d8090bfe40bf81786d"
 OLD_IDLE = API + "1d8aff1add76b5af6dbeea9df7c4d9a7843261578c6450c032a98f162fb32354"
 STAGING_API_CONFIG = {color: {"flags": {"FEATURE_NEW_CHECKOUT": "true"}} for color in ("blue", "green")}
-"""What both colours of api run in Pulumi.staging.yaml besides their image: a release keeps it."""
+"""What both colors of api run in Pulumi.staging.yaml besides their image: a release keeps it."""
 
 
 def api_release(engine: FakeEngine, stack: str = "staging") -> dict[str, Any]:
@@ -44,7 +44,7 @@ def api_release(engine: FakeEngine, stack: str = "staging") -> dict[str, Any]:
     return release
 
 
-def test_a_healthy_release_moves_stable_traffic_to_the_new_image_on_the_idle_colour() -> None:
+def test_a_healthy_release_moves_stable_traffic_to_the_new_image_on_the_idle_color() -> None:
     engine = fake_engine()
     with cluster(engine) as api:
         report = deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
@@ -61,7 +61,7 @@ def test_a_healthy_release_moves_stable_traffic_to_the_new_image_on_the_idle_col
     assert engine.serving("staging", "api", preview=True) == OLD_ACTIVE
 
 
-def test_the_first_up_runs_only_the_idle_colours_migration_and_rollout() -> None:
+def test_the_first_up_runs_only_the_idle_colors_migration_and_rollout() -> None:
     engine = fake_engine()
     with cluster(engine) as api:
         deploy(ReleaseContext.for_tests(engine, engine.project_dir), api.request(NEW_API))
@@ -83,7 +83,7 @@ def test_every_update_message_records_the_operator_and_what_moved() -> None:
 def assert_rolled_back(engine: FakeEngine, report: Any, failed_step: str, idle: str = NEW_API) -> None:
     assert report.phase == "RolledBack" and report.exit_code == 1
     assert report.failure.startswith(f"{failed_step}:")
-    assert api_release(engine) == {  # the idle colour keeps the failed image: config says what runs
+    assert api_release(engine) == {  # the idle color keeps the failed image: config says what runs
         "replicas": 2,
         "activeColor": "green",
         "images": {"blue": idle, "green": OLD_ACTIVE},
@@ -138,7 +138,7 @@ def test_an_unhealthy_stable_service_is_rolled_back_by_flipping_only_the_two_ser
     assert len(rollback_up.changed_urns) == 2
     assert report.rollback is not None and report.rollback.mode == "targeted"
     assert report.rollback.switched == ["api"]
-    # The idle colour keeps the failed image for inspection, and the report says so.
+    # The idle color keeps the failed image for inspection, and the report says so.
     assert engine.serving("staging", "api", preview=True) == NEW_API
     assert any("keeps running" in note for note in report.rollback.left_in_cluster)
 

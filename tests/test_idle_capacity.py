@@ -1,5 +1,5 @@
-"""Autoscaling and idle capacity: an autoscaler per colour, the idle colour shrunk to its declared size
-after a verified release, and a rollback that scales that colour up before traffic moves to it."""
+"""Autoscaling and idle capacity: an autoscaler per color, the idle color shrunk to its declared size
+after a verified release, and a rollback that scales that color up before traffic moves to it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from core.config.base import PROJECT_NAME
-from core.naming import colour_urns, service_urns
+from core.naming import color_urns, service_urns
 from release.context import ReleaseContext
 from release.flows.deploy import deploy
 from release.flows.rollback import RollbackRequest, rollback
@@ -42,7 +42,7 @@ def api_release(engine: FakeEngine, stack: str = "dev") -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the program
 
 
-def test_each_colour_has_an_autoscaler_from_replicas_to_max_on_cpu() -> None:
+def test_each_color_has_an_autoscaler_from_replicas_to_max_on_cpu() -> None:
     run = baseline("production")
     for color in ("blue", "green"):
         spec = run.named(AUTOSCALER, f"api-{color}").inputs["spec"]
@@ -58,7 +58,7 @@ def test_each_colour_has_an_autoscaler_from_replicas_to_max_on_cpu() -> None:
         }
 
 
-def test_the_scaled_down_idle_colour_runs_its_idle_size_with_its_autoscaler_pinned() -> None:
+def test_the_scaled_down_idle_color_runs_its_idle_size_with_its_autoscaler_pinned() -> None:
     run = baseline("dev")  # api: green idle, scaled down to idleReplicas 0
     assert run.named(DEPLOYMENT, "api-green").inputs["spec"]["replicas"] == 0
     pinned = run.named(AUTOSCALER, "api-green").inputs["spec"]
@@ -85,7 +85,7 @@ def test_an_idle_size_the_stack_policy_forbids_is_refused(project: Path) -> None
     assert "minIdleReplicas" in problem.problem and "idleReplicas' 2" in problem.fix
 
 
-def test_an_idle_colour_larger_than_a_live_one_is_refused(project: Path) -> None:
+def test_an_idle_color_larger_than_a_live_one_is_refused(project: Path) -> None:
     def larger(config: dict[str, Any]) -> None:
         config["platform:releases"]["api"]["idleReplicas"] = 3
 
@@ -103,7 +103,7 @@ def released_in_dev() -> tuple[FakeEngine, Any]:
     return engine, report
 
 
-def test_a_verified_release_stages_on_a_full_size_colour_then_shrinks_the_one_traffic_left() -> None:
+def test_a_verified_release_stages_on_a_full_size_color_then_shrinks_the_one_traffic_left() -> None:
     engine = fake_engine("dev")
     assert size(engine, "green") == 0  # scaled down after dev's last release
     with cluster(engine, "dev") as api:
@@ -115,14 +115,14 @@ def test_a_verified_release_stages_on_a_full_size_colour_then_shrinks_the_one_tr
         "api-green",
         "api-migrate-green",
     ]
-    assert scaled.targets == list(colour_urns("dev", PROJECT_NAME, "api", "blue"))
+    assert scaled.targets == list(color_urns("dev", PROJECT_NAME, "api", "blue"))
     assert (size(engine, "green"), size(engine, "blue")) == (1, 0)
     assert api_release(engine)["idleScaledDown"] is True
     assert history_of(engine, "dev")[0].record is not None
     assert history_of(engine, "dev")[0].record.event == "scale"  # type: ignore[union-attr]
 
 
-def test_a_rollback_to_a_scaled_down_colour_scales_it_up_before_switching_and_says_so() -> None:
+def test_a_rollback_to_a_scaled_down_color_scales_it_up_before_switching_and_says_so() -> None:
     engine, _report = released_in_dev()
     with cluster(engine, "dev") as api:
         report = rollback(
@@ -131,7 +131,7 @@ def test_a_rollback_to_a_scaled_down_colour_scales_it_up_before_switching_and_sa
         )
     plan = report.rollback
     assert plan is not None and plan.mode == "targeted"
-    assert set(colour_urns("dev", PROJECT_NAME, "api", "blue")) <= set(plan.targets)
+    assert set(color_urns("dev", PROJECT_NAME, "api", "blue")) <= set(plan.targets)
     assert set(service_urns("dev", PROJECT_NAME, "api")) <= set(plan.targets)
     assert "blue runs 0 replica(s)" in plan.scaled_up[0] and "before switching" in plan.scaled_up[0]
     assert (size(engine, "blue"), size(engine, "green")) == (1, 1)  # traffic left green at full size
@@ -140,7 +140,7 @@ def test_a_rollback_to_a_scaled_down_colour_scales_it_up_before_switching_and_sa
 
 
 @pytest.mark.parametrize("failed_step", ["smoke stable"])  # its readiness check sees it first
-def test_a_failed_release_switches_back_to_a_colour_still_at_full_size(failed_step: str) -> None:
+def test_a_failed_release_switches_back_to_a_color_still_at_full_size(failed_step: str) -> None:
     engine = fake_engine("dev")
     with cluster(engine, "dev") as api:
         api.bad_when_stable.add(NEW_API)
@@ -151,7 +151,7 @@ def test_a_failed_release_switches_back_to_a_colour_still_at_full_size(failed_st
     assert "scale down" not in [step.name for step in report.steps]
 
 
-def test_a_rollback_that_moves_no_traffic_never_claims_the_idle_colour_grew() -> None:
+def test_a_rollback_that_moves_no_traffic_never_claims_the_idle_color_grew() -> None:
     engine, _report = released_in_dev()  # green live; blue idle at 0 after the scale record
     verify_entry = history_of(engine, "dev")[1]
     assert verify_entry.record is not None and verify_entry.record.event == "verify"
@@ -174,7 +174,7 @@ def test_a_rollback_that_moves_no_traffic_never_claims_the_idle_colour_grew() ->
     assert size(engine, "blue") == 1 and engine.serving("dev", "api") != NEW_API
 
 
-def test_a_release_that_fails_before_its_switch_leaves_config_saying_the_idle_colour_is_full_size() -> None:
+def test_a_release_that_fails_before_its_switch_leaves_config_saying_the_idle_color_is_full_size() -> None:
     engine = fake_engine("dev")
     with cluster(engine, "dev") as api:
         api.bad.add(NEW_API)  # fails analyse, after the stage up grew green to full size

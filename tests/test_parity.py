@@ -93,7 +93,7 @@ def test_a_difference_is_attributed_to_the_knob_that_causes_it(
     assert find(repository_plan.differences, where, path).knobs == (knob,)
 
 
-def test_a_migration_jobs_name_is_explained_by_its_colours_image_and_config_together(
+def test_a_migration_jobs_name_is_explained_by_its_colors_image_and_config_together(
     repository_plan: Any,
 ) -> None:
     job_name = find(repository_plan.differences, "kubernetes:batch/v1:Job api-migrate-green", "metadata.name")
@@ -178,7 +178,7 @@ def test_release_plan_one_stack_prints_the_key_settings(capsys: pytest.CaptureFi
     assert "engine=postgres 16.4" in out
     assert "instance size=db.r6g.large" in out
     assert "replicas=4" in out
-    assert "selects colour=blue" in out
+    assert "selects color=blue" in out
     assert "differences between" not in out
 
 

@@ -73,7 +73,7 @@ def test_the_summary_counts_resources_by_kind_and_names_what_deserves_a_look(
     assert re.search(r"^\d+ resources in each stack: .*ConfigMap \d+, Deployment 4,", out, re.M)
     look = [line for line in out.splitlines() if line.startswith("look: ")]
     assert (
-        "look: dev: the idle colour runs a tag, not a digest: api:main, web:main; "
+        "look: dev: the idle color runs a tag, not a digest: api:main, web:main; "
         "no canary (blueGreen) and no metric analysis" in look
     )
     sizes = next(line for line in look if line.startswith("look: sizes differ"))

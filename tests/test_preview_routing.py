@@ -1,14 +1,14 @@
-"""The preview header, end to end on the engine double: a request reaches the idle colour only with
+"""The preview header, end to end on the engine double: a request reaches the idle color only with
 the stack's preview token, and a release's preview checks send it to whatever URL they probe.
 
 `gateway` is a test HTTP server that routes like the stack Gateway would route the service's host:
 the preview route the program builds for the stack's token (components.routes) wins when its
 header matches exactly; otherwise the deployed live route's weights decide (idle weight 0: the
-live colour). It answers with the image of the colour it chose, from what the double deployed.
+live color). It answers with the image of the color it chose, from what the double deployed.
 
 What this proves: the program's routes, read as Gateway API's precedence rules say (a header match
-beats the host-only match), keep the idle colour away from a request without the token; the
-health checker sends the header; a release judges its new colour through the same host as users.
+beats the host-only match), keep the idle color away from a request without the token; the
+health checker sends the header; a release judges its new color through the same host as users.
 What it does not prove: that a given Gateway implementation honours that precedence, terminates TLS
 with the right certificate, or applies weights exactly; those need a conformant implementation
 (Gateway API's conformance suite covers header matching and weighted backends)."""
@@ -52,7 +52,7 @@ def _goes_to_preview(engine: FakeEngine, request: Request) -> bool:
 
 @contextmanager
 def gateway(engine: FakeEngine, received: list[Request] | None = None) -> Iterator[str]:
-    """Routes each request like the stack Gateway, then answers as that colour's app would (its
+    """Routes each request like the stack Gateway, then answers as that color's app would (its
     readiness JSON, and the endpoints its smoke suite calls)."""
 
     def routed(request: Request) -> Answer:
@@ -64,7 +64,7 @@ def gateway(engine: FakeEngine, received: list[Request] | None = None) -> Iterat
         yield f"{origin}/healthz/ready"
 
 
-def test_a_probe_without_the_preview_token_gets_the_live_colour_and_with_it_the_idle_colour() -> None:
+def test_a_probe_without_the_preview_token_gets_the_live_color_and_with_it_the_idle_color() -> None:
     engine = fake_engine()
     live, idle = engine.serving("staging", "api"), engine.serving("staging", "api", preview=True)
     assert live != idle
@@ -76,7 +76,7 @@ def test_a_probe_without_the_preview_token_gets_the_live_colour_and_with_it_the_
         )
 
 
-def test_a_release_judges_its_new_colour_on_the_stable_url_by_sending_the_preview_header() -> None:
+def test_a_release_judges_its_new_color_on_the_stable_url_by_sending_the_preview_header() -> None:
     engine = fake_engine()
     with gateway(engine) as url:
         request = DeployRequest(
@@ -89,7 +89,7 @@ def test_a_release_judges_its_new_colour_on_the_stable_url_by_sending_the_previe
 
 
 def test_a_stack_whose_preview_token_the_engine_cannot_read_is_refused_before_any_change() -> None:
-    # Without the token every preview check would reach the live colour and pass for the wrong one.
+    # Without the token every preview check would reach the live color and pass for the wrong one.
     engine = fake_engine()
     engine.preview_token = lambda stack: None  # type: ignore[method-assign]
     request = DeployRequest("staging", "api", NEW_API, "alice", signer=TEST_SIGNER)

@@ -111,7 +111,7 @@ def test_history_names_the_operator_from_a_counted_record_or_the_git_author_neve
     assert [entry.actor for entry in entries] == ["-", "Bob Builder", "-"]
 
 
-def test_the_history_table_shows_number_time_operator_colour_digests_result_and_message() -> None:
+def test_the_history_table_shows_number_time_operator_color_digests_result_and_message() -> None:
     table = render_history("staging", parse_history(CLI_HISTORY, STAGING_RULES))
     assert "   3  2026-11-20T10:05:00  update   succeeded   -" in table
     assert "api blue* blue=sha256:new green=sha256:old" in table
@@ -290,7 +290,7 @@ def test_rolling_back_to_an_entry_that_does_not_exist_names_the_entries_there_ar
         rollback(ReleaseContext.for_tests(engine, engine.project_dir), request(to_number=99))
 
 
-def test_the_history_json_lists_active_colour_and_digests_per_service() -> None:
+def test_the_history_json_lists_active_color_and_digests_per_service() -> None:
     engine = fake_engine()
     entry = history_of(engine, "staging")[0].to_json()
     assert entry["services"]["api"]["activeColor"] == "green"

@@ -71,7 +71,7 @@ def alert(name: str) -> dict[str, Any]:
 
 
 def requests(good_per_minute: int, bad_per_minute: int) -> list[dict[str, str]]:
-    series = 'http_requests_total{service="api",colour="blue",code="%s"}'
+    series = 'http_requests_total{service="api",color="blue",code="%s"}'
     return [
         {"series": series % "200", "values": f"0+{good_per_minute}x420"},
         {"series": series % "500", "values": f"0+{bad_per_minute}x420"},
@@ -79,12 +79,12 @@ def requests(good_per_minute: int, bad_per_minute: int) -> list[dict[str, str]]:
 
 
 def durations(fast_per_minute: int, total_per_minute: int) -> list[dict[str, str]]:
-    bucket = 'http_request_duration_seconds_bucket{service="api",colour="green",le="%s"}'
+    bucket = 'http_request_duration_seconds_bucket{service="api",color="green",le="%s"}'
     return [
         {"series": bucket % "2.0", "values": f"0+{fast_per_minute}x420"},
         {"series": bucket % "+Inf", "values": f"0+{total_per_minute}x420"},
         {
-            "series": 'http_request_duration_seconds_count{service="api",colour="green"}',
+            "series": 'http_request_duration_seconds_count{service="api",color="green"}',
             "values": f"0+{total_per_minute}x420",
         },
     ]
@@ -146,13 +146,13 @@ def test_requests_within_the_latency_objective_fire_nothing(name: str, tmp_path:
     promtool_test(tmp_path, durations(999, 1000), [expectation(name, firing=False)])
 
 
-def test_the_service_monitor_scrapes_both_colours_and_labels_who_answered() -> None:
+def test_the_service_monitor_scrapes_both_colors_and_labels_who_answered() -> None:
     monitor = baseline("production").named(SERVICE_MONITOR, "api-monitor")
     spec = monitor.inputs["spec"]
     assert spec["selector"] == {"matchLabels": {"app.kubernetes.io/name": "api"}}  # stable and preview
     endpoint = spec["endpoints"][0]
     assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
-    assert {relabel["targetLabel"] for relabel in endpoint["relabelings"]} == {"service", "colour"}
+    assert {relabel["targetLabel"] for relabel in endpoint["relabelings"]} == {"service", "color"}
 
 
 def test_alerts_carry_the_stacks_routing_labels() -> None:
@@ -162,7 +162,7 @@ def test_alerts_carry_the_stacks_routing_labels() -> None:
 
 
 def test_a_service_nobody_scrapes_is_an_alert_not_silence(tmp_path: Path) -> None:
-    scraped_down = [{"series": 'up{service="api",colour="blue"}', "values": "0x60"}]
+    scraped_down = [{"series": 'up{service="api",color="blue"}', "values": "0x60"}]
     down = expectation("MetricsScrapeFailing", firing=True)
     quiet = expectation("MetricsAbsent", firing=False)
     down["eval_time"] = quiet["eval_time"] = "30m"

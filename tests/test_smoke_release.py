@@ -1,4 +1,4 @@
-"""Smoke suites in releases, on the engine double with real HTTP servers standing in for the colours:
+"""Smoke suites in releases, on the engine double with real HTTP servers standing in for the colors:
 the suite runs on the preview route before any traffic moves and on the stable host after the
 switch; the signed verify record holds the counts; one failing check of four fails the release
 before the switch (nothing switched, the digest revoked) or rolls it back after it."""
@@ -60,7 +60,7 @@ def test_a_release_runs_the_suite_on_the_preview_route_then_on_the_stable_host_a
     assert [step.name for step in report.steps] == RELEASE_STEPS
     assert smoke["smoke preview"].detail == smoke["smoke stable"].detail == "4/4 smoke checks passed"
     assert newest(engine, Event.VERIFY)["smoke"] == {"preview": ALL_PASSED, "stable": ALL_PASSED}
-    # The preview suite went to the idle colour with the preview header, the stable one without it,
+    # The preview suite went to the idle color with the preview header, the stable one without it,
     # and the account check sent the stack's smoke secret.
     preview_port, stable_port = api.preview_url.rsplit(":", 1)[1], api.stable_url.rsplit(":", 1)[1]
     accounts = [request for request in api.received if request.path == "/v1/account"]
@@ -86,7 +86,7 @@ def test_one_failing_check_before_traffic_moves_fails_the_release_with_nothing_s
         "smoke preview: 3/4 smoke checks passed; search: status: expected 200, got 500; "
         "/results: expected an array, missing (body: "
     )
-    assert engine.serving("staging", "api") == OLD_ACTIVE  # the old colour kept serving throughout
+    assert engine.serving("staging", "api") == OLD_ACTIVE  # the old color kept serving throughout
     assert all("release switch" not in up.message for up in engine.ups)
     rolled_back = newest(engine, Event.ROLLBACK)
     assert rolled_back["smoke"] == {"preview": SEARCH_FAILED}
@@ -142,7 +142,7 @@ def smoke_command(argv: list[str], engine: FakeEngine) -> int:
     return main(["smoke", *argv, "--project-dir", str(engine.project_dir)], lambda _: engine, engine.clock)
 
 
-def test_release_smoke_runs_the_live_colours_suite_on_the_stable_host(
+def test_release_smoke_runs_the_live_colors_suite_on_the_stable_host(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     engine = fake_engine()
@@ -154,13 +154,13 @@ def test_release_smoke_runs_the_live_colours_suite_on_the_stable_host(
     assert all(request.header(PREVIEW_HEADER) == "" for request in api.received)
 
 
-def test_release_smoke_of_the_idle_colour_goes_through_the_preview_route_and_says_what_failed(
+def test_release_smoke_of_the_idle_color_goes_through_the_preview_route_and_says_what_failed(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     engine = fake_engine()
     with cluster(engine) as api:
         api.broken[engine.serving("staging", "api", preview=True)] = {"/v1/search"}
-        argv = ["staging", "--service", "api", "--colour", "blue", "--url", api.preview_url, "--json"]
+        argv = ["staging", "--service", "api", "--color", "blue", "--url", api.preview_url, "--json"]
         code = smoke_command(argv, engine)
     document = json.loads(capsys.readouterr().out)
     assert code == 1

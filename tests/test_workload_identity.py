@@ -39,11 +39,9 @@ def _database_policy(run: ProgramRun) -> dict[str, Any]:
 
 
 def _pod_specs(run: ProgramRun, service: str) -> list[dict[str, Any]]:
-    colours = [
-        _one(run, "kubernetes:apps/v1:Deployment", f"{service}-{color}") for color in ("blue", "green")
-    ]
+    colors = [_one(run, "kubernetes:apps/v1:Deployment", f"{service}-{color}") for color in ("blue", "green")]
     jobs = [job for job in run.of_type("kubernetes:batch/v1:Job") if job.name.startswith(f"{service}-")]
-    return [resource.inputs["spec"]["template"]["spec"] for resource in [*colours, *jobs]]
+    return [resource.inputs["spec"]["template"]["spec"] for resource in [*colors, *jobs]]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -101,13 +99,13 @@ def test_a_service_that_reads_no_database_gets_no_permission_and_no_database_set
     web_configs = [
         config.inputs["data"] for config in run.of_type(CONFIG_MAP) if config.name.startswith("web-config")
     ]
-    assert len(web_configs) == 2  # one per colour, and no database settings
+    assert len(web_configs) == 2  # one per color, and no database settings
     assert not any(key.startswith("DATABASE_") for data in web_configs for key in data)
     assert "DATABASE_PASSWORD_SECRET_ARN" in _one(run, CONFIG_MAP, "api-database").inputs["data"]
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_both_colours_and_the_migrations_run_as_the_services_account_with_a_token_for_sts_only(
+def test_both_colors_and_the_migrations_run_as_the_services_account_with_a_token_for_sts_only(
     stack: str,
 ) -> None:
     run = baseline(stack)

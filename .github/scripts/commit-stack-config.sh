@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Commit Pulumi.<stack>.yaml after a release: the digests and colour the release set are what the next
+# Commit Pulumi.<stack>.yaml after a release: the digests and color the release set are what the next
 # `pulumi preview` in a pull request compares against. [skip ci] keeps the commit from releasing again.
 # The checkout keeps no credentials: pull and push authenticate with $GITHUB_TOKEN for that command only
 # (git-with-token.sh).

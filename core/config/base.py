@@ -40,7 +40,7 @@ FEATURE_FLAG = re.compile(r"FEATURE_[A-Z0-9_]+")
 ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,99}")
 """An env var or flag name a pod reads (and a ConfigMap key): UPPER_SNAKE_CASE, at most 100 characters."""
 RESERVED_ENV_PREFIXES = ("APP_", "AWS_", "DATABASE_")
-"""Names the program sets itself (the image and colour, the pod's AWS identity, the database)."""
+"""Names the program sets itself (the image and color, the pod's AWS identity, the database)."""
 MAX_CONFIG_VALUE = 4096
 CONFIG_VALUE_RULE = f"must be one printable line of at most {MAX_CONFIG_VALUE} characters"
 
@@ -180,7 +180,7 @@ CidrRanges = Annotated[list[str], Field(min_length=1), AfterValidator(_cidr_rang
 
 
 class Color(StrEnum):
-    """A blue-green colour. The stable Service selects the active one, the preview Service the other."""
+    """A blue-green color. The stable Service selects the active one, the preview Service the other."""
 
     BLUE = "blue"
     GREEN = "green"

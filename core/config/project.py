@@ -52,7 +52,7 @@ class ContainerResources(ConfigModel):
 
 
 class MigrationSpec(ConfigModel):
-    """A schema migration run as a Kubernetes Job with a colour's image before that colour's pods start."""
+    """A schema migration run as a Kubernetes Job with a color's image before that color's pods start."""
 
     command: list[str] = Field(min_length=1)
     backoff_limit: int = Field(default=2, ge=0, le=6, strict=True)
@@ -60,7 +60,7 @@ class MigrationSpec(ConfigModel):
     expand_contract: bool = Field(
         default=True,
         strict=True,
-        description="The migration only expands the schema (the old colour keeps working against it).",
+        description="The migration only expands the schema (the old color keeps working against it).",
     )
 
 
@@ -336,7 +336,7 @@ class StackPolicy(ConfigModel):
         default=0,
         ge=0,
         strict=True,
-        description="The smallest size a verified release may shrink the idle colour to "
+        description="The smallest size a verified release may shrink the idle color to "
         "(releases.<svc>.idleReplicas): what a rollback finds running before it scales up.",
     )
     promotion: PromotionGate = Field(default_factory=PromotionGate)
@@ -365,7 +365,7 @@ class ProjectSettings(ConfigModel):
     slos: SloSpec = Field(default_factory=SloSpec)
     feature_flags: dict[str, str] = Field(default_factory=dict)
     """The feature flags every service reads, with their defaults. Which flags exist is project-level;
-    a colour's own values ride its release (`releases.<svc>.config.<colour>.flags`)."""
+    a color's own values ride its release (`releases.<svc>.config.<color>.flags`)."""
     data_safety: DataSafetySpec | None = None
     """Recovery targets, drill verification queries, snapshot retention (core/config/data_safety.py)."""
     smoke: SmokeSettings = Field(default_factory=SmokeSettings)

@@ -416,7 +416,7 @@ def _policy_problems(
                     stack,
                     full_key(f"releases.{service.name}.idleReplicas"),
                     release.idle_replicas,
-                    f"{stack} keeps at least {policy.min_idle_replicas} pods on the idle colour, so a "
+                    f"{stack} keeps at least {policy.min_idle_replicas} pods on the idle color, so a "
                     f"rollback finds it running ({rule}: minIdleReplicas)",
                     f"`pulumi config set --path 'releases.{service.name}.idleReplicas' "
                     f"{policy.min_idle_replicas} -s {stack}`, or remove it (full size)",
@@ -465,7 +465,7 @@ def _policy_problems(
 def undeclared_config_problems(
     stack: str, project: ProjectSettings, spec: ServiceSpec, config: ColorConfig, color: Color
 ) -> list[ConfigProblem]:
-    """A colour's own values for flags or env vars that Pulumi.yaml does not declare: which keys exist
+    """A color's own values for flags or env vars that Pulumi.yaml does not declare: which keys exist
     is project-level, so every stack runs the same set and only the values differ."""
     key = f"releases.{spec.name}.config.{color}"
     problems = [
@@ -513,8 +513,8 @@ def _sizing_problems(stack: str, service: str, release: ServiceRelease) -> list[
                 stack,
                 full_key(f"{key}.idleReplicas"),
                 release.idle_replicas,
-                f"the idle colour would be larger than a live one (replicas: {release.replicas})",
-                f"set it to at most {release.replicas}, or remove it (the idle colour stays at full size)",
+                f"the idle color would be larger than a live one (replicas: {release.replicas})",
+                f"set it to at most {release.replicas}, or remove it (the idle color stays at full size)",
             )
         )
     return problems

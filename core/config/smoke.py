@@ -1,6 +1,6 @@
 """Smoke suites, declared once in `Pulumi.yaml` (`smoke`) and the same in every stack: per service, named
 checks, each a request and what its answer must be. The release tool runs a service's suite against
-the idle colour through the preview route before any traffic moves, and against the stable host
+the idle color through the preview route before any traffic moves, and against the stable host
 after the switch (release.smoke); `release smoke` runs one on its own.
 
 Only secret *values* differ per stack: a request names a stack secret by reference,

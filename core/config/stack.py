@@ -1,5 +1,5 @@
 """Per-stack knobs, in `Pulumi.<stack>.yaml` under the `platform:` namespace (replica counts, sizes,
-namespace and kube context, hostnames, feature flags, the image of each colour, the active colour),
+namespace and kube context, hostnames, feature flags, the image of each color, the active color),
 and the validated whole a program run or a release works with (`StackConfig`).
 
 `core.config.rules.load_stack_config` validates both layers and raises one ConfigError naming every
@@ -74,9 +74,9 @@ class ColorImages(ConfigModel):
 
 
 class ColorConfig(ConfigModel):
-    """What a colour runs besides its image: its own values for flags and env vars that Pulumi.yaml
-    declares, where they differ from the declared defaults. Released with the colour like its image
-    (staged on the idle colour, switched, undone by switching back); never shared by the colours."""
+    """What a color runs besides its image: its own values for flags and env vars that Pulumi.yaml
+    declares, where they differ from the declared defaults. Released with the color like its image
+    (staged on the idle color, switched, undone by switching back); never shared by the colors."""
 
     flags: dict[str, str] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
@@ -96,7 +96,7 @@ class ColorConfig(ConfigModel):
         return values
 
     def changed(self, flags: dict[str, str], env: dict[str, str]) -> ColorConfig:
-        """These values set on top of this colour's own (the rest kept)."""
+        """These values set on top of this color's own (the rest kept)."""
         return ColorConfig(flags={**self.flags, **flags}, env={**self.env, **env})
 
 
@@ -110,7 +110,7 @@ class ColorConfigs(ConfigModel):
 
 @dataclass(frozen=True)
 class ColorRun:
-    """What one colour runs: its image and its own config. Two colours that run equal ColorRuns run
+    """What one color runs: its image and its own config. Two colors that run equal ColorRuns run
     the same pods."""
 
     image: str
@@ -122,42 +122,42 @@ class ColorRun:
 
     def describe_change(self, changes: Mapping[str, str]) -> str:
         """The image and only the values a release sets (`--set-flag`, `--set-env`), not every value
-        the colour carries."""
+        the color carries."""
         changed = [f"{name}={value}" for name, value in sorted(changes.items())]
         return f"{self.image}" + (f" setting {', '.join(changed)}" if changed else "")
 
 
 class ServiceRelease(ConfigModel):
-    """The release state of one service in one stack: what each colour runs, and which is live.
+    """The release state of one service in one stack: what each color runs, and which is live.
 
     The one way code reads or changes a service's release (`releases.<svc>` in config, in history,
-    in a restore): a release is staged with `staged(run)` on the idle colour and switched with
+    in a restore): a release is staged with `staged(run)` on the idle color and switched with
     `switched()`; both return a new value, written back with `to_config()`.
     """
 
     replicas: int = Field(ge=1, le=100, strict=True)
-    """The size of a colour that takes (or may take) traffic, and its autoscaler's floor."""
+    """The size of a color that takes (or may take) traffic, and its autoscaler's floor."""
     active_color: Color
     images: ColorImages
     config: ColorConfigs = Field(default_factory=ColorConfigs)
     max_replicas: int | None = Field(default=None, ge=1, le=200, strict=True)
-    """The autoscaler's ceiling for a full-size colour (default: `replicas`, no scaling)."""
+    """The autoscaler's ceiling for a full-size color (default: `replicas`, no scaling)."""
     target_cpu_percent: int = Field(default=70, ge=10, le=95, strict=True)
     """The autoscaler's CPU utilisation target, of the pods' CPU requests."""
     idle_replicas: int | None = Field(default=None, ge=0, le=100, strict=True)
-    """The idle colour's size once a release is verified (Argo Rollouts' scaleDownDelay, declared).
+    """The idle color's size once a release is verified (Argo Rollouts' scaleDownDelay, declared).
     Unset: full size, so a rollback is a switch of two Services; lower: cheaper, and a rollback
-    first scales the colour back up and waits for it."""
+    first scales the color back up and waits for it."""
     canary_weight: int = Field(default=0, ge=0, le=100, strict=True)
     """Kept by the release tool: the percentage of the stable host's traffic the service's HTTPRoute
-    sends to the idle colour during a canary release (0 otherwise; core.gateway.canary_weights)."""
+    sends to the idle color during a canary release (0 otherwise; core.gateway.canary_weights)."""
     idle_scaled_down: bool = Field(default=False, strict=True)
-    """Kept by the release tool: whether the idle colour runs `idle_replicas` now (set after a verified
+    """Kept by the release tool: whether the idle color runs `idle_replicas` now (set after a verified
     release; cleared when a release stages on it or traffic moves to it)."""
 
     @property
     def idle_color(self) -> Color:
-        """The colour the preview Service selects: where the next release is staged."""
+        """The color the preview Service selects: where the next release is staged."""
         return self.active_color.other
 
     @property
@@ -183,29 +183,29 @@ class ServiceRelease(ConfigModel):
         return self.model_copy(update={"images": self.images.model_copy(update={color.value: image})})
 
     def with_run(self, color: Color, run: ColorRun) -> ServiceRelease:
-        """`color` runs `run` (its image and its config); the other colour as it is."""
+        """`color` runs `run` (its image and its config); the other color as it is."""
         configs = self.config.model_copy(update={color.value: run.config})
         return self.with_image(color, run.image).model_copy(update={"config": configs})
 
     def switched(self) -> ServiceRelease:
-        """Traffic on the other colour; the images stay where they are, the colour traffic leaves
+        """Traffic on the other color; the images stay where they are, the color traffic leaves
         keeps its full size (a switch back stays instant until the release is verified), and no
-        canary weight is left (all traffic is on the new colour)."""
+        canary weight is left (all traffic is on the new color)."""
         return self.model_copy(
             update={"active_color": self.idle_color, "idle_scaled_down": False, "canary_weight": 0}
         )
 
     def weighted(self, percent: int) -> ServiceRelease:
-        """A canary step: `percent` of the stable host's traffic to the idle colour."""
+        """A canary step: `percent` of the stable host's traffic to the idle color."""
         return self.model_copy(update={"canary_weight": percent})
 
     @property
     def sizing(self) -> tuple[Any, ...]:
-        """The knobs that size a colour's Deployment and autoscaler (SIZING_FIELDS and `replicas`)."""
+        """The knobs that size a color's Deployment and autoscaler (SIZING_FIELDS and `replicas`)."""
         return (self.replicas, *(getattr(self, name) for name in SIZING_FIELDS))
 
     def replicas_of(self, color: Color) -> int:
-        """How many pods `color` runs: `idle_replicas` while it is the scaled-down idle colour."""
+        """How many pods `color` runs: `idle_replicas` while it is the scaled-down idle color."""
         if color is self.idle_color and self.idle_scaled_down and self.idle_replicas is not None:
             return self.idle_replicas
         return self.replicas
@@ -220,7 +220,7 @@ class ServiceRelease(ConfigModel):
 
     @property
     def scales_idle_down(self) -> bool:
-        """Whether a verified release shrinks the colour traffic left."""
+        """Whether a verified release shrinks the color traffic left."""
         return self.idle_replicas is not None and self.idle_replicas < self.replicas
 
     def at_full_size(self) -> ServiceRelease:
@@ -230,7 +230,7 @@ class ServiceRelease(ConfigModel):
         return self.model_copy(update={"idle_scaled_down": self.scales_idle_down})
 
     def to_config(self) -> dict[str, Any]:
-        """As `Pulumi.<stack>.yaml` and the engine hold it (camelCase keys; a colour with no values of
+        """As `Pulumi.<stack>.yaml` and the engine hold it (camelCase keys; a color with no values of
         its own, and `config` when neither has any, left out)."""
         return self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
@@ -419,7 +419,7 @@ def free_storage_alarm_bytes(allocated_storage_gb: int) -> int:
 class TlsSettings(ConfigModel):
     """TLS on every host a user connects to: terminated by the stack Gateway with certificates from
     cert-manager's `cluster_issuer` (mode certManager, HTTP redirected to HTTPS by the Gateway) or by
-    a load balancer in front (mode upstream, which redirects HTTP itself). The idle colour is reached
+    a load balancer in front (mode upstream, which redirects HTTP itself). The idle color is reached
     only with the preview header (core.gateway), not from chosen networks."""
 
     mode: TlsMode
@@ -440,7 +440,7 @@ class WorkloadIdentity(ConfigModel):
 
 
 PROMETHEUS_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,62}")
-RESERVED_ALERT_LABELS = ("service", "slo", "severity", "colour")
+RESERVED_ALERT_LABELS = ("service", "slo", "severity", "color")
 
 
 class AlertingSettings(ConfigModel):
@@ -463,8 +463,8 @@ class AlertingSettings(ConfigModel):
 
 
 class AnalysisSettings(ConfigModel):
-    """Metric analysis of a release (release.analysis), from this stack's Prometheus: the new colour's
-    error ratio and p95 latency over `window_seconds`, against absolute limits and against the colour
+    """Metric analysis of a release (release.analysis), from this stack's Prometheus: the new color's
+    error ratio and p95 latency over `window_seconds`, against absolute limits and against the color
     it replaces. Each measurement is Successful, Failed or Inconclusive (no data, too few requests);
     more than `failure_limit` failures, or more than `inconclusive_limit` inconclusive ones, fail it."""
 
@@ -472,7 +472,7 @@ class AnalysisSettings(ConfigModel):
     window_seconds: int = Field(default=120, ge=30, le=3600, strict=True)
     max_error_ratio: float = Field(default=0.01, ge=0, le=1)
     max_error_ratio_increase: float = Field(default=0.005, ge=0, le=1)
-    """How much worse than the colour it replaces the new one may be (0.005: half a percentage point)."""
+    """How much worse than the color it replaces the new one may be (0.005: half a percentage point)."""
     max_p95_seconds: float = Field(default=2.0, gt=0, le=60)
     min_requests: int = Field(default=50, ge=1, strict=True)
     failure_limit: int = Field(default=0, ge=0, strict=True)
@@ -521,7 +521,7 @@ class StrategyType(StrEnum):
 
 class StrategySettings(ConfigModel):
     """How a release moves traffic: `blueGreen` (one switch), or `canary`: the stable host sends
-    `steps` percent of its traffic to the new colour in turn (the weights of the service's
+    `steps` percent of its traffic to the new color in turn (the weights of the service's
     HTTPRoute), each held
     `pause_seconds` and judged by the metric analysis, before the switch."""
 
@@ -622,10 +622,10 @@ def misplaced_project_key(knob: str, key: str) -> str | None:
 
 @dataclass(frozen=True)
 class PodConfig:
-    """Everything a colour's pods read besides their image: the service's declared env vars and the
-    project's feature flags (each with the colour's own value where it has one), and the names of the
-    secrets mounted for it. Its fingerprint names the colour's config object and marks its pod
-    template, so a change reaches that colour's pods, and only them."""
+    """Everything a color's pods read besides their image: the service's declared env vars and the
+    project's feature flags (each with the color's own value where it has one), and the names of the
+    secrets mounted for it. Its fingerprint names the color's config object and marks its pod
+    template, so a change reaches that color's pods, and only them."""
 
     env: dict[str, str]
     flags: dict[str, str]
@@ -656,7 +656,7 @@ FINGERPRINT_LENGTH = 10
 def pod_config(
     spec: ServiceSpec, declared_flags: dict[str, str], postgres: PostgresSpec, config: ColorConfig
 ) -> PodConfig:
-    """What a colour of `spec` reads, with `config`'s values over the declared defaults (values for
+    """What a color of `spec` reads, with `config`'s values over the declared defaults (values for
     keys nobody declares are left out; the config rules refuse them)."""
     return PodConfig(
         env={name: config.env.get(name, default) for name, default in sorted(spec.env.items())},
@@ -667,13 +667,13 @@ def pod_config(
 
 
 def project_pod_config(project: ProjectSettings, service: str, config: ColorConfig) -> PodConfig | None:
-    """What a colour of the project's `service` reads with `config`; None for an undeclared service."""
+    """What a color of the project's `service` reads with `config`; None for an undeclared service."""
     spec = next((spec for spec in project.services if spec.name == service), None)
     return pod_config(spec, project.feature_flags, project.postgres, config) if spec is not None else None
 
 
 def without_defaults(spec: ServiceSpec, declared_flags: dict[str, str], config: ColorConfig) -> ColorConfig:
-    """`config` without the values that equal the declared defaults: a colour keeps only its own."""
+    """`config` without the values that equal the declared defaults: a color keeps only its own."""
     return ColorConfig(
         flags={name: value for name, value in config.flags.items() if declared_flags.get(name) != value},
         env={name: value for name, value in config.env.items() if spec.env.get(name) != value},

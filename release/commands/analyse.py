@@ -1,8 +1,8 @@
-"""`release analyse <stack> --service S [--colour C]`: what the metric gate would say now.
+"""`release analyse <stack> --service S [--color C]`: what the metric gate would say now.
 
-Runs the stack's metric analysis (release.analysis) on one colour of a service: the live one by
-default (its absolute limits only: the idle colour has no traffic to compare with), or with
-`--colour` the idle one, compared with the live colour over the same window. Exit 0 Successful, 1
+Runs the stack's metric analysis (release.analysis) on one color of a service: the live one by
+default (its absolute limits only: the idle color has no traffic to compare with), or with
+`--color` the idle one, compared with the live color over the same window. Exit 0 Successful, 1
 Failed or Inconclusive, 2 when the stack declares no `analysis` knob.
 """
 
@@ -12,7 +12,7 @@ import argparse
 
 from core.config.base import Color
 from core.errors import ExitCode, UsageError
-from release.commands.options import Options, colour_option, service_release, stack_argument
+from release.commands.options import Options, color_option, service_release, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
 
@@ -21,11 +21,11 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
     parser = verbs.add_parser(
         "analyse",
         parents=[options.shared],
-        help="run the metric analysis of one colour now: exit 0 Successful, 1 Failed or Inconclusive",
+        help="run the metric analysis of one color now: exit 0 Successful, 1 Failed or Inconclusive",
     )
     stack_argument(parser)
     parser.add_argument("--service", required=True, help="the service to analyse, e.g. api")
-    colour_option(parser, "default: the live colour, on its limits alone; the idle one is compared with it")
+    color_option(parser, "default: the live color, on its limits alone; the idle one is compared with it")
     parser.set_defaults(run=run)
 
 
@@ -40,18 +40,18 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
             f"(docs/observability.md): `pulumi config set --path 'analysis.prometheusUrl' <url> "
             f"-s {args.stack}`"
         )
-    colour = Color(args.colour) if args.colour else release.active_color
-    live = colour is release.active_color  # the other colour takes no traffic: nothing to compare with
+    color = Color(args.color) if args.color else release.active_color
+    live = color is release.active_color  # the other color takes no traffic: nothing to compare with
     analysis = analyse(
         settings,
         args.service,
-        colour.value,
-        colour.other.value,
+        color.value,
+        color.other.value,
         prometheus_query(settings),
         ctx.clock(),
         compare=not live,
     )
-    lines = [f"{args.service} {colour} on {args.stack}: {analysis.outcome}"]
+    lines = [f"{args.service} {color} on {args.stack}: {analysis.outcome}"]
     lines += [
         f"  {m.name:15} {'-' if m.value is None else f'{m.value:.4g}':>10}  {m.limit:28} {m.outcome}"
         + (f" ({m.reason})" if m.reason else "")

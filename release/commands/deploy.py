@@ -25,9 +25,9 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
         "deploy",
         parents=[options.shared, options.actor],
         help="blue-green release of an image and/or config values; rolls back automatically on failure",
-        description="Set the image (and the live colour's config, with any --set-flag/--set-env) on the "
-        "idle colour and up (its migration runs first), check the preview URL, switch the active "
-        "colour and up, check the stable URL. Any failure restores the last settled state from stack "
+        description="Set the image (and the live color's config, with any --set-flag/--set-env) on the "
+        "idle color and up (its migration runs first), check the preview URL, switch the active "
+        "color and up, check the stable URL. Any failure restores the last settled state from stack "
         "history.",
     )
     stack_argument(parser)

@@ -44,6 +44,8 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
+        if "--colour" in message:
+            message += "; colour has one spelling now, as in activeColor: use --color"
         line = one_line(message)
         self.print_usage(sys.stderr)
         sys.stderr.write(f"{self.prog}: error: {line}\n")
@@ -117,11 +119,10 @@ class Options:
         self.actor = actor_options()
 
 
-def colour_option(parser: argparse.ArgumentParser, help: str) -> None:
-    """`--colour` (or `--color`) blue|green; None when not given."""
-    parser.add_argument(
-        "--colour", "--color", choices=[color.value for color in Color], default=None, help=help
-    )
+def color_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--color` blue|green; None when not given. (`--colour`, its old second spelling, is refused
+    with the one to use: see Parser.error.)"""
+    parser.add_argument("--color", choices=[color.value for color in Color], default=None, help=help)
 
 
 def service_release(ctx: ReleaseContext, stack: str, service: str) -> tuple[StackConfig, ServiceRelease]:
@@ -201,7 +202,7 @@ def key_name(text: str) -> str:
 
 
 def config_options(parser: argparse.ArgumentParser) -> None:
-    """`--set-flag` and `--set-env`: config values released with the colour they are staged on."""
+    """`--set-flag` and `--set-env`: config values released with the color they are staged on."""
     parser.add_argument(
         "--set-flag",
         dest="flags",

@@ -1,6 +1,6 @@
-"""`release smoke <stack> --service S [--colour C] [--url URL]`: run a service's smoke suite now.
+"""`release smoke <stack> --service S [--color C] [--url URL]`: run a service's smoke suite now.
 
-The live colour by default, on the stable host; `--colour <idle>` runs it against the idle colour
+The live color by default, on the stable host; `--color <idle>` runs it against the idle color
 through the preview route (the stable host with the preview header, as a release does before any
 traffic moves). `--url` points it at another origin (a port-forward); the paths are the suite's.
 Exit 0 when every check passes, 1 when one fails, 2 when the service declares no suite.
@@ -13,7 +13,7 @@ import argparse
 from core.config.base import Color
 from core.errors import ConfigError, ExitCode, UsageError
 from core.gateway import PREVIEW_HEADER
-from release.commands.options import Options, colour_option, service_release, stack_argument
+from release.commands.options import Options, color_option, service_release, stack_argument
 from release.commands.output import emit
 from release.context import ReleaseContext
 
@@ -26,7 +26,7 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
     )
     stack_argument(parser)
     parser.add_argument("--service", required=True, help="the service whose suite to run, e.g. api")
-    colour_option(parser, "default: the live colour (stable host); the idle one, through the preview route")
+    color_option(parser, "default: the live color (stable host); the idle one, through the preview route")
     parser.add_argument("--url", default=None, help="another origin to send the suite's paths to")
     parser.set_defaults(run=run)
 
@@ -37,8 +37,8 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
 
     stack_config, release = service_release(ctx, args.stack, args.service)
     suite, unread = suite_for(ctx.engine, stack_config, args.service)
-    colour = Color(args.colour) if args.colour else release.active_color
-    preview = colour is not release.active_color
+    color = Color(args.color) if args.color else release.active_color
+    preview = color is not release.active_color
     headers: dict[str, str] = {}
     if preview:
         token = ctx.engine.preview_token(args.stack)
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
     url = args.url or health_urls(stack_config, ctx.engine.outputs(args.stack), args.service, preview, [])[0]
     target = "preview" if preview else "stable"
     result = run_suite_sync(suite, target, origin_of(url), headers)
-    lines = [f"{args.service} {colour} ({target}) on {args.stack}: {result.headline()}"]
+    lines = [f"{args.service} {color} ({target}) on {args.stack}: {result.headline()}"]
     for check in result.checks:
         status = "-" if check.status is None else str(check.status)
         mark = "ok  " if check.passed else "FAIL"

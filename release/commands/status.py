@@ -1,4 +1,4 @@
-"""`release status`: per stack and service, the colours, digests, verified, and what waits; per stack
+"""`release status`: per stack and service, the colors, digests, verified, and what waits; per stack
 the head of its chain of records."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from release.context import ReleaseContext
 
 def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
     parser = verbs.add_parser(
-        "status", parents=[options.shared], help="per stack and service: colours, digests, verified, waiting"
+        "status", parents=[options.shared], help="per stack and service: colors, digests, verified, waiting"
     )
     parser.add_argument("--markdown", action="store_true", help="a markdown table")
     parser.set_defaults(run=run)

@@ -5,12 +5,12 @@ unverified, and every later deploy or promotion into the stack is refused until 
 (release.history.lifecycle). Abort is the narrow way to finish it (Argo Rollouts' abort):
 
 1. find the newest release of S; it must be unfinished (else: nothing to abort, use `release rollback`);
-2. take S's release (colours, images, replicas) from the newest settled state before that release
+2. take S's release (colors, images, replicas) from the newest settled state before that release
    started; every other service stays as it is now;
 3. `up` (targeted at S's Services when only traffic moves back), with an `abort` record that
    finishes the release and revokes its image; when nothing needs restoring (the release's updates
    failed before changing anything) the record is written by an `up` that changes nothing;
-4. health-check S's stable URL when its active colour moved back.
+4. health-check S's stable URL when its active color moved back.
 
 Migration risks refuse it like a rollback, unless `--force` with a reason.
 """

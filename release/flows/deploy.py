@@ -3,13 +3,13 @@
     0. refuse    before any change: a bad request (ConfigError), another update running
                  (ConcurrentReleaseError), an unfinished release in the stack (UnfinishedReleaseError),
                  a stack that needs signed records and no signing key (UsageError)
-    1. preview   set the digest on the idle colour and `up` (its migration Job runs with the new
+    1. preview   set the digest on the idle color and `up` (its migration Job runs with the new
                  image before its pods start)
     2. analyse   health-check the preview Service (pre-promotion analysis, in Argo Rollouts' words)
-    3. switch    switch the active colour and `up` (the stable Service's health hook runs here too)
+    3. switch    switch the active color and `up` (the stable Service's health hook runs here too)
     4. verify    health-check the stable Service (post-promotion analysis)
-       metrics   where the stack sets `analysis`: the new colour's numbers from Prometheus against
-                 limits and against the colour it replaced (release.analysis)
+       metrics   where the stack sets `analysis`: the new color's numbers from Prometheus against
+                 limits and against the color it replaced (release.analysis)
     5. record    write the signed `verify` record: the evidence promotions read
     on failure   abort: restore the newest settled state (release.history.lifecycle: the last state a release
                  verified, or no release touched), `up` (targeted at the Services when that is
@@ -54,7 +54,7 @@ from core.errors import (
 )
 from core.gateway import PREVIEW_HEADER
 from core.images import ImageRefError, parse_pinned_image, repository_of
-from core.naming import canary_urn, colour_urns
+from core.naming import canary_urn, color_urns
 from release import log
 from release.analysis import Outcome, analyse, prometheus_query
 from release.annotations import StepAnnotations, release_tags
@@ -94,11 +94,11 @@ class DeployRequest:
     stack: str
     service: str
     image: str
-    """The image to stage; empty: the one the active colour runs (a config-only release)."""
+    """The image to stage; empty: the one the active color runs (a config-only release)."""
     actor: str
     reason: str = ""
     flags: dict[str, str] = field(default_factory=dict)
-    """Feature flag values to stage with it (`--set-flag`); the colour's other values as live."""
+    """Feature flag values to stage with it (`--set-flag`); the color's other values as live."""
     env: dict[str, str] = field(default_factory=dict)
     """Env var values to stage with it (`--set-env`)."""
     preview_urls: list[str] = field(default_factory=list)
@@ -123,7 +123,7 @@ class DeployRequest:
 
     @property
     def changes(self) -> dict[str, str]:
-        """The config values this release sets (flags and env), and nothing else the colour carries."""
+        """The config values this release sets (flags and env), and nothing else the color carries."""
         return {**self.flags, **self.env}
 
     def record(self, event: Event, **fields: Any) -> ReleaseRecord:
@@ -155,12 +155,12 @@ class _Release:
     """What a failure restores: the newest settled state."""
     before: ServiceRelease
     run: ColorRun
-    """What the idle colour will run: the image, and the live colour's config with the changes."""
+    """What the idle color will run: the image, and the live color's config with the changes."""
     service: str
     releases: dict[str, Any]
     """The `releases` knob as it was read before the release (every other service as it is)."""
     staged: ServiceRelease
-    """The service with `run` on its idle colour, at full size."""
+    """The service with `run` on its idle color, at full size."""
     settings: HealthCheckSettings
     analysis: AnalysisSettings | None
     """The stack's metric analysis (None: the health checks alone judge the release)."""
@@ -185,8 +185,8 @@ class _Release:
 
     @property
     def scaled_down(self) -> ServiceRelease | None:
-        """Once verified, traffic on the staged colour and the colour it left at its declared idle
-        size; None when that colour stays at full size."""
+        """Once verified, traffic on the staged color and the color it left at its declared idle
+        size; None when that color stays at full size."""
         verified = self.staged.switched().idle_scaled_to_declared_size()
         return verified if verified.idle_scaled_down else None
 
@@ -363,7 +363,7 @@ def _steps(
     def check(name: str, urls: list[str], checker: Checker = ctx.checker) -> Step:
         return check_step(name, checker, urls, release.settings, release.expect, ctx.progress)
 
-    # The idle colour answers on the stable host only to requests carrying the preview header
+    # The idle color answers on the stable host only to requests carrying the preview header
     # (components.routes): every preview check sends it, to whichever URL it probes.
     preview_checker = with_headers(ctx.checker, release.preview_headers)
 
@@ -374,9 +374,9 @@ def _steps(
         return up("switch", release.knob(release.staged.switched()), switch, switch_summary)
 
     def canary(percent: int) -> Step:
-        """One canary step: `percent` of the stable host to the new colour (an up targeted at the
+        """One canary step: `percent` of the stable host to the new color (an up targeted at the
         service's live HTTPRoute: weights live 100 - percent, idle percent), held `pause_seconds`,
-        then judged by the metric analysis against the live colour over the same minutes."""
+        then judged by the metric analysis against the live color over the same minutes."""
         weighted = release.knob(release.staged.weighted(percent))
         record = request.record(Event.CANARY, previous=previous)
         summary = (
@@ -421,7 +421,7 @@ def _steps(
         ("analyse", lambda: check("analyse", release.preview_urls, preview_checker)),
     ]
     suite = release.smoke
-    if suite is not None:  # before any traffic moves: the idle colour, through the preview route
+    if suite is not None:  # before any traffic moves: the idle color, through the preview route
         preview_origin = origin_of(release.preview_urls[0])
         steps.append(
             (
@@ -436,7 +436,7 @@ def _steps(
             (f"canary {percent}%", functools.partial(canary, percent)) for percent in release.strategy.steps
         ]
     steps.append(("switch", switch_up))
-    if suite is not None:  # stable traffic on the new colour: the stable host, no preview header
+    if suite is not None:  # stable traffic on the new color: the stable host, no preview header
         stable_origin = origin_of(release.stable_urls[0])
         steps.append(
             (
@@ -475,20 +475,20 @@ SCRAPE_MARGIN_SECONDS = 30
 def metrics_step(
     settings: AnalysisSettings,
     service: str,
-    colour: str,
+    color: str,
     replaced: str,
     switched_at: datetime,
     progress: log.Progress,
     sleep: Callable[[float], None],
     clock: Clock,
 ) -> Step:
-    """Post-promotion metric analysis: the new colour over a whole window of stable traffic (it waits
-    until `window_seconds` plus two scrapes have passed since the switch), against the colour it
+    """Post-promotion metric analysis: the new color over a whole window of stable traffic (it waits
+    until `window_seconds` plus two scrapes have passed since the switch), against the color it
     replaced over the window that ended when the switch began (release.analysis)."""
     ready = switched_at.timestamp() + settings.window_seconds + SCRAPE_MARGIN_SECONDS
     wait = max(0.0, ready - clock().timestamp())
     return judged_step(
-        "metrics", settings, service, colour, replaced, wait, progress, sleep, clock, baseline_at=switched_at
+        "metrics", settings, service, color, replaced, wait, progress, sleep, clock, baseline_at=switched_at
     )
 
 
@@ -496,7 +496,7 @@ def judged_step(
     name: str,
     settings: AnalysisSettings,
     service: str,
-    colour: str,
+    color: str,
     replaced: str,
     wait: float,
     progress: log.Progress,
@@ -504,15 +504,15 @@ def judged_step(
     clock: Clock,
     baseline_at: datetime | None = None,
 ) -> Step:
-    """Wait `wait` seconds, then judge `colour` against `replaced` (release.analysis): a step that
+    """Wait `wait` seconds, then judge `color` against `replaced` (release.analysis): a step that
     succeeds only on a Successful analysis and keeps its queries, values and verdicts. While it
     waits, the analysis also runs every `interval_seconds`; a Failed one ends the step at once (an
-    early abort: the bad colour stops taking traffic within an interval, not at the end of the wait)."""
+    early abort: the bad color stops taking traffic within an interval, not at the end of the wait)."""
     started = time.monotonic()
     query = prometheus_query(settings)
     progress(
         f"{name}: waiting {wait:.0f} s (checking every {settings.interval_seconds} s), then {service} "
-        f"{colour} against {replaced} over {settings.window_seconds} s from {settings.prometheus_url}"
+        f"{color} against {replaced} over {settings.window_seconds} s from {settings.prometheus_url}"
     )
     waited = 0.0
     so_far = ""
@@ -529,13 +529,13 @@ def judged_step(
 
     while wait - waited > settings.interval_seconds:
         hold_until(waited + settings.interval_seconds)
-        early = analyse(settings, service, colour, replaced, query, clock(), baseline_at=baseline_at)
+        early = analyse(settings, service, color, replaced, query, clock(), baseline_at=baseline_at)
         if early.outcome is Outcome.FAILED:
             detail = f"after {waited:.0f} of {wait:.0f} s: {early.summary()}"
             return Step(name, False, time.monotonic() - started, detail, analysis=early.to_json())
         so_far = f"; so far {early.summary()}"
     hold_until(wait)
-    analysis = analyse(settings, service, colour, replaced, query, clock(), baseline_at=baseline_at)
+    analysis = analyse(settings, service, color, replaced, query, clock(), baseline_at=baseline_at)
     return Step(
         name, analysis.passed, time.monotonic() - started, analysis.summary(), analysis=analysis.to_json()
     )
@@ -631,9 +631,9 @@ def _record_verification(
 def _scale_down_idle(
     ctx: ReleaseContext, request: DeployRequest, release: _Release, report: ReleaseReport
 ) -> None:
-    """Shrink the colour traffic left to its declared idle size, with an `up` targeted at that colour's
+    """Shrink the color traffic left to its declared idle size, with an `up` targeted at that color's
     Deployment and autoscaler. After the verify record: the release stands whatever this does, and
-    a rollback to that colour scales it back up first (release.flows.restore)."""
+    a rollback to that color scales it back up first (release.flows.restore)."""
     new = release.scaled_down
     assert new is not None
     left = release.before.active_color.value
@@ -650,12 +650,12 @@ def _scale_down_idle(
             {RELEASES_KEY: ConfigEntry(release.knob(new))},
             message,
             ctx.progress,
-            targets=colour_urns(request.stack, PROJECT_NAME, request.service, left),
+            targets=color_urns(request.stack, PROJECT_NAME, request.service, left),
         )
     report.steps.append(step)
     if not step.succeeded:
         report.notes.append(
-            f"the idle {left} colour stays at full size (scaling it down failed: {step.detail}); the "
+            f"the idle {left} color stays at full size (scaling it down failed: {step.detail}); the "
             "release is verified, and a rollback to it is a plain switch"
         )
 
@@ -787,7 +787,7 @@ def _roll_back(
     baseline, stable_urls = release.baseline, release.stable_urls
     started = time.monotonic()
     current = ctx.engine.get_config(request.stack)
-    idle_deployed = report.steps[0].succeeded  # the stage up that put the new image on the idle colour
+    idle_deployed = report.steps[0].succeeded  # the stage up that put the new image on the idle color
     image_changed = release.run.image != release.before.active_image
     plan = plan_rollback(request.stack, current, baseline, ctx.project, idle_deployed)
     plan.why = f"{baseline.label()}: the newest settled state before release {request.release_id}"

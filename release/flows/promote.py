@@ -179,7 +179,7 @@ def _release_request(
 
 
 def _config_not_live_in_source(ctx: ReleaseContext, request: PromoteRequest) -> list[GateViolation]:
-    """The config values to promote that the source's live colour does not run: config reaches the
+    """The config values to promote that the source's live color does not run: config reaches the
     target only after it ran where the digest was verified (break-glass may skip this, recorded)."""
     if not request.flags and not request.env:
         return []

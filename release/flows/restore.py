@@ -29,7 +29,7 @@ from core.config.stack import (
     with_release,
 )
 from core.errors import HistoryError, MigrationRisk, RollbackRefusedError
-from core.naming import canary_urn, colour_urns, service_urns
+from core.naming import canary_urn, color_urns, service_urns
 from release.context import ReleaseContext
 from release.engine.protocol import UpdateOutcome
 from release.history.entries import RELEASES_KEY, HistoryEntry
@@ -60,8 +60,8 @@ def plan_rollback(
 ) -> RollbackPlan:
     """Compare the stack's current config with `target`'s and decide how to restore it.
 
-    A targeted restore leaves an idle colour's Deployment as it is; with `idle_as_deployed` the
-    restored config keeps that colour's image as the current config has it, so config says what
+    A targeted restore leaves an idle color's Deployment as it is; with `idle_as_deployed` the
+    restored config keeps that color's image as the current config has it, so config says what
     runs. (False when the update that set it failed, so what runs there is not known.)"""
     recorded = target.config.get(RELEASES_KEY)
     unreadable = invalid_releases(recorded.value) if recorded is not None else []
@@ -115,22 +115,22 @@ def plan_rollback(
         del restore[key]
     if plan.nothing_to_do:
         plan.targets, plan.left_in_cluster = [], []
-    plan.changes = [  # after _decide_targets, which may keep an idle colour's image as it runs
+    plan.changes = [  # after _decide_targets, which may keep an idle color's image as it runs
         ConfigChange(f"{key}{'.' + path if path else ''}", before, after)
         for key, entry in restore.items()
         for path, (before, after) in _leaf_changes(
             current[key].value if key in current else None, entry.value
         )
     ]
-    # What the restore really writes: _decide_targets may have kept an idle colour's image as it runs,
-    # and an unchanged knob is no longer restored; a colour that is not redeployed walks nothing back.
+    # What the restore really writes: _decide_targets may have kept an idle color's image as it runs,
+    # and an unchanged knob is no longer restored; a color that is not redeployed walks nothing back.
     restored_releases = _releases(restore[RELEASES_KEY]) if RELEASES_KEY in restore else current_releases
     plan.risks = _migration_risks(plan, project, current_releases, restored_releases)
     return plan
 
 
 LEGACY_FLAGS_KEY = full_key("featureFlags")
-"""Where entries written before flags rode the release kept them: one set for every colour."""
+"""Where entries written before flags rode the release kept them: one set for every color."""
 SIZING_KEYS = tuple(str(ServiceRelease.model_fields[name].alias) for name in SIZING_FIELDS)
 
 
@@ -138,7 +138,7 @@ def _upgraded(
     recorded: Mapping[str, ConfigEntry], current: StackConfigValues, project: ProjectSettings
 ) -> dict[str, ConfigEntry]:
     """An entry written before config rode the release, read as the state it was: its stack-wide
-    `featureFlags` become every colour's own values (flags are not silently reset to the defaults;
+    `featureFlags` become every color's own values (flags are not silently reset to the defaults;
     flags no longer declared are dropped), and the autoscaling knobs it never had keep their current
     values."""
     if LEGACY_FLAGS_KEY not in recorded or RELEASES_KEY not in recorded:
@@ -221,15 +221,15 @@ def _decide_targets(
         idle = release.idle_color
         if (live.sizing, live.run_of(release.active_color)) != (release.sizing, release.active_run):
             plan.full_up_reason = (
-                f"{name}: the restored active colour {release.active_color.value} would run a different "
+                f"{name}: the restored active color {release.active_color.value} would run a different "
                 "image, config or size (replicas, autoscaling) than it runs now, so its Deployment must "
                 "change too"
             )
             return
         changed_services.append(name)
-        # A targeted up never resizes the idle colour, so config must say the size it runs at.
+        # A targeted up never resizes the idle color, so config must say the size it runs at.
         if live.active_color != release.active_color:
-            scaled = False  # traffic leaves a full-size colour; the next verified release shrinks it
+            scaled = False  # traffic leaves a full-size color; the next verified release shrinks it
         elif idle_as_deployed:
             scaled = live.idle_scaled_down  # the idle Deployment stays as it runs
         else:  # unknown (its update failed midway): assume the smaller, so a switch to it scales it up
@@ -237,7 +237,7 @@ def _decide_targets(
         recorded = release.model_copy(update={"idle_scaled_down": scaled})  # what the restore writes
         running = live.replicas_of(release.active_color)
         if running != release.replicas:
-            # The colour traffic moves to was scaled down: the same targeted up resizes its Deployment
+            # The color traffic moves to was scaled down: the same targeted up resizes its Deployment
             # first (the Services depend on it) and waits for its pods to be ready, then switches.
             scale_ups.append(name)
             plan.scaled_up.append(
@@ -248,16 +248,16 @@ def _decide_targets(
         live_idle, restored_idle = live.run_of(idle), release.idle_run
         if live_idle != restored_idle and idle_as_deployed:
             # A targeted up leaves the idle Deployment as it is: config must say so too, or a later
-            # flip back to that colour would be planned against what it does not run.
+            # flip back to that color would be planned against what it does not run.
             recorded = recorded.with_run(idle, live_idle)
             plan.left_in_cluster.append(
-                f"{name}: the idle {idle.value} colour keeps running {live_idle.describe()}, and config "
+                f"{name}: the idle {idle.value} color keeps running {live_idle.describe()}, and config "
                 f"records it so (inspect it on the preview URL; {restored_idle.describe()} ran there in "
                 f"{plan.target.label()}); the next `release deploy` of {name} replaces it"
             )
         elif live_idle != restored_idle:
             plan.left_in_cluster.append(
-                f"{name}: the idle {idle.value} colour may still run {live_idle.describe()} (its update "
+                f"{name}: the idle {idle.value} color may still run {live_idle.describe()} (its update "
                 f"failed midway); config records {restored_idle.describe()}, and the next "
                 f"`release deploy` of {name} replaces it"
             )
@@ -271,7 +271,7 @@ def _decide_targets(
     plan.targets += [
         urn
         for name in scale_ups
-        for urn in colour_urns(plan.stack, PROJECT_NAME, name, restored[name].active_color.value)
+        for urn in color_urns(plan.stack, PROJECT_NAME, name, restored[name].active_color.value)
     ]
 
 
@@ -289,7 +289,7 @@ def _migration_risks(
         if live is None or release is None:
             continue
         leaving = {live.active_image} - {release.active_image}
-        if not plan.targets:  # a full up also redeploys the colours whose image is restored
+        if not plan.targets:  # a full up also redeploys the colors whose image is restored
             leaving |= {live.images.blue, live.images.green} - {release.images.blue, release.images.green}
         risks += [MigrationRisk(spec.name, digest, release.active_image) for digest in sorted(leaving)]
     return risks
@@ -380,7 +380,7 @@ def recheck_stable(
     stable_urls: Sequence[str],
     progress: Progress,
 ) -> Step:
-    """Health-check a service's stable URLs, expecting the image its active colour now runs."""
+    """Health-check a service's stable URLs, expecting the image its active color now runs."""
     release = stack_config.settings.releases[service]
     settings = stack_config.settings.health_check
     active_image = release.active_image

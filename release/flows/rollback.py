@@ -8,7 +8,7 @@ config"); this module is that, made safe:
   project-level values (Pulumi.yaml) come from the code, not from history.
 - **Cheap when it can be.** When the restore only moves traffic back to images that are already
   running (a blue-green flip), the `up` targets just the stable and preview Services of the services
-  that change: two resources each, whatever the size of the stack. The idle colour keeps running
+  that change: two resources each, whatever the size of the stack. The idle color keeps running
   what it ran (kept for inspection on the preview URL, replaced by the next deploy), and the report
   says so. Anything else is a full `up`, and the plan says why.
 - **Migration-aware.** Moving a service's traffic off a digest whose migration is not declared
@@ -51,7 +51,7 @@ def rollback(ctx: ReleaseContext, request: RollbackRequest) -> ReleaseReport:
     Without `to_number` the target is the newest settled state whose per-stack knobs differ from the
     stack's config now (release.history.lifecycle). The rollback finishes every unfinished release (its
     record names them). With `dry_run` nothing changes: the report holds the plan and why. After the
-    `up`, the stable URL of every service whose active colour moved back is health-checked.
+    `up`, the stable URL of every service whose active color moved back is health-checked.
     """
     stack = request.stack
     report = ReleaseReport("rollback", stack)
@@ -150,7 +150,7 @@ def _plan_to(
 
 
 def _restores_a_release(plan: RollbackPlan) -> bool:
-    """Whether restoring changes more than whether the idle colour is scaled down: the scale-down after
+    """Whether restoring changes more than whether the idle color is scaled down: the scale-down after
     a verified release is that release's housekeeping, not a state of its own to go back to."""
     return any(not change.key.endswith(f".{IDLE_SCALED_DOWN}") for change in plan.changes)
 

@@ -57,7 +57,7 @@ class SnapshotTaken:
 
 def needs_snapshot(stack_config: StackConfig, service: str, image: str) -> bool:
     """True when staging `image` on `service` runs a migration that is not expand/contract: the
-    service declares one with `expandContract: false`, and the image is not already on a colour."""
+    service declares one with `expandContract: false`, and the image is not already on a color."""
     spec = next(s.spec for s in stack_config.services if s.name == service)
     if spec.migration is None or spec.migration.expand_contract:
         return False

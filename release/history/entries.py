@@ -153,14 +153,14 @@ class HistoryEntry:
 
     @cached_property
     def services(self) -> dict[str, ServiceRelease]:
-        """Each service's release (active colour and images) from this update's `platform:releases`;
+        """Each service's release (active color and images) from this update's `platform:releases`;
         one that is not a valid release (a failed or foreign update's) is left out."""
         entry = self.config.get(RELEASES_KEY)
         return releases_of(entry.value) if entry is not None else {}
 
     @cached_property
     def shown_services(self) -> dict[str, tuple[str, dict[str, str]]]:
-        """What the update recorded per service, as shown (active colour, images), valid or not: a
+        """What the update recorded per service, as shown (active color, images), valid or not: a
         table or an audit shows what happened, even a failed update's broken release."""
         entry = self.config.get(RELEASES_KEY)
         value = entry.value if entry is not None and isinstance(entry.value, dict) else {}
@@ -367,7 +367,7 @@ def refuse_if_running(stack: str, entries: Sequence[HistoryEntry]) -> None:
 
 
 def render_history(stack: str, entries: Sequence[HistoryEntry], now: datetime | None = None) -> str:
-    """A table: number, time, operator, per-service active colour and digests, result, and what the
+    """A table: number, time, operator, per-service active color and digests, result, and what the
     update says: for a record that counts its signed fields (`describe`) with its place in the chain
     (and a signed time inconsistent with the chain, or in the future at `now`), else the message,
     marked when it carries a record that does not count (its trust, or replayed, forked)."""
@@ -400,7 +400,7 @@ def render_history(stack: str, entries: Sequence[HistoryEntry], now: datetime | 
 
 def render_history_compact(stack: str, entries: Sequence[HistoryEntry], now: datetime | None = None) -> str:
     """One line per entry (`release history`; `--wide` is render_history): number, time, result,
-    operator, per-service live colour and digest, and the record in a few words behind its trust
+    operator, per-service live color and digest, and the record in a few words behind its trust
     mark: `signed #4` (its trust and place in the chain), `unsigned, not counted`, or `no record`
     for an update the tool did not write (then the first words of its message)."""
     lines = [

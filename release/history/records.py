@@ -6,7 +6,7 @@ release tool runs carries its record in the update message:
 
     <summary the tool composed> release/v1 {"actor": "alice", "event": "verify", ..., "sig": {...}}
 
-The summary is made only of values the tool parsed (service, colours, image references, entry
+The summary is made only of values the tool parsed (service, colors, image references, entry
 numbers); free text (a reason, an actor name) lives only inside the JSON. The record is parsed from
 the end of the message: the JSON after the first ` release/v1 ` must be one object that runs to the
 very end, with no duplicate key, only known keys, and the right type for each. The JSON has:
@@ -71,9 +71,9 @@ class Event(StrEnum):
     """What a record says happened; its value is the record's `event` field."""
 
     STAGE = "stage"
-    """a release put its image on the idle colour"""
+    """a release put its image on the idle color"""
     SWITCH = "switch"
-    """a release moved stable traffic to that colour"""
+    """a release moved stable traffic to that color"""
     VERIFY = "verify"
     """the image passed its health window on stable traffic: the evidence promotions read"""
     ROLLBACK = "rollback"
@@ -83,9 +83,9 @@ class Event(StrEnum):
     REVIEW = "review"
     """someone else acknowledged a break-glass release"""
     CANARY = "canary"
-    """a canary step sent part of the stable host's traffic to the new colour (or back to none)"""
+    """a canary step sent part of the stable host's traffic to the new color (or back to none)"""
     SCALE = "scale"
-    """after a verified release, the colour traffic left was shrunk to its declared idle size"""
+    """after a verified release, the color traffic left was shrunk to its declared idle size"""
     DRILL = "drill"
     """a restore drill of the stack's database: its RTO, RPO and verdict (release drill)"""
 
@@ -171,7 +171,7 @@ class ReleaseRecord:
     """(stage) What the image proved against the stack's supplyChain policy (release.supply.verdict)."""
     config: dict[str, Any] = field(default_factory=dict)
     """What a release staged besides its image: `set` (the flag and env values it set), `fingerprint`
-    (of everything the colour reads), and `imageKept` (true for a config-only release: the image
+    (of everything the color reads), and `imageKept` (true for a config-only release: the image
     was already live, so a failure of this release never revokes it)."""
 
     @property

@@ -35,7 +35,7 @@ from release.offline.mock_runtime import ProgramRun, RegisteredResource
 
 STACK_NAME_KNOB = "(stack name)"
 MIN_SUBSTRING = 3
-COLOURS = frozenset(color.value for color in Color)
+COLORS = frozenset(color.value for color in Color)
 RESOURCE_PRESENCE = "(registered)"
 
 
@@ -235,17 +235,17 @@ def knob_leaves(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str,
         leaves[stack] = {
             **flatten(knobs),
             **_text_lists(knobs),
-            **_colour_configs(values),
+            **_color_configs(values),
             STACK_NAME_KNOB: stack,
         }
     return leaves
 
 
-def _colour_configs(values: Mapping[str, Any]) -> dict[str, Any]:
-    """What each colour's knobs make of Pulumi.yaml's declarations: every flag's and env var's value
-    in that colour (`releases.<svc>.config.<colour>`, else the default; `core.config.stack.pod_config`),
-    the fingerprint of the whole, and the colour's size and autoscaling bounds (`replicas`,
-    `maxReplicas`, `idleReplicas` and whether the idle colour is scaled down). Nothing when the
+def _color_configs(values: Mapping[str, Any]) -> dict[str, Any]:
+    """What each color's knobs make of Pulumi.yaml's declarations: every flag's and env var's value
+    in that color (`releases.<svc>.config.<color>`, else the default; `core.config.stack.pod_config`),
+    the fingerprint of the whole, and the color's size and autoscaling bounds (`replicas`,
+    `maxReplicas`, `idleReplicas` and whether the idle color is scaled down). Nothing when the
     declarations do not validate: the stack's own errors say why."""
     flags = config_texts(values.get(full_key("featureFlags")) or {})
     try:
@@ -410,14 +410,14 @@ def explain(
     return tuple(path for score, path in scored if score == best)
 
 
-COLOUR_KNOB = re.compile(r"releases\.([^.]+)\.(?:config\.|replicas of )(blue|green)\b")
+COLOR_KNOB = re.compile(r"releases\.([^.]+)\.(?:config\.|replicas of )(blue|green)\b")
 
 
 def _may_explain(path: str, resource_name: str) -> bool:
-    """A colour's own knob (its config values, its size) explains only that colour's resources
+    """A color's own knob (its config values, its size) explains only that color's resources
     (`api-blue`, `api-config-blue`, `api-migrate-blue`): a value that merely equals it elsewhere is
     another code path, not that knob."""
-    found = COLOUR_KNOB.match(path)
+    found = COLOR_KNOB.match(path)
     if found is None:
         return True
     service, color = found.groups()
@@ -434,8 +434,8 @@ def _explained_together(
 
     One text can hold several knobs (an IAM trust policy names the cluster's OIDC provider and the
     namespace): each stack's knob values are replaced by tokens naming them, longest first, and the
-    results must then be equal in every stack. A colour's name inside a text is the resource's own
-    colour (`api-migrate-blue-...`), never credited to the active-colour knob.
+    results must then be equal in every stack. A color's name inside a text is the resource's own
+    color (`api-migrate-blue-...`), never credited to the active-color knob.
     """
     used: set[str] = set()
     normalised = set()
@@ -447,10 +447,10 @@ def _explained_together(
                 (form, token, path)
                 for path in candidates
                 for form, token in index.forms(stack, path)
-                if isinstance(form, str) and _distinctive(form) and form not in COLOURS
+                if isinstance(form, str) and _distinctive(form) and form not in COLORS
             ),
             # Longest first; of equal texts, the knob whose path names the resource (`config.green`
-            # for `api-migrate-green-...`, when both colours hold the same config).
+            # for `api-migrate-green-...`, when both colors hold the same config).
             key=lambda found: (-len(found[0]), -len(name_parts & set(re.split(r"[.\[\] ]", found[2])))),
         )
         for form, token, path in forms:
@@ -482,7 +482,7 @@ def _knob_forms(path: str, knob_value: Any) -> list[tuple[Any, str]]:
     """The values a knob shows up as in resources: itself, and the derivations the program makes."""
     forms: list[tuple[Any, str]] = [(knob_value, f"{{{path}}}")]
     if isinstance(knob_value, str) and knob_value in {color.value for color in Color}:
-        forms.append((Color(knob_value).other.value, f"{{other colour of {path}}}"))
+        forms.append((Color(knob_value).other.value, f"{{other color of {path}}}"))
     if isinstance(knob_value, list):
         forms.append((",".join(knob_value), f"{{{path}, joined}}"))
     if path == "database.allocatedStorageGb" and isinstance(knob_value, int):

@@ -267,7 +267,7 @@ def key_settings(resource: RegisteredResource) -> dict[str, Any]:
         }
     if kind == "kubernetes:core/v1:Service":
         selector = _get(inputs, "spec", "selector") or {}
-        return {"selects colour": selector.get("platform.example.test/color")}
+        return {"selects color": selector.get("platform.example.test/color")}
     if kind == "kubernetes:batch/v1:Job":
         return {
             "job": _get(inputs, "metadata", "name"),

@@ -308,18 +308,18 @@ def worth_a_look(report: PlanReport) -> list[str]:
 def _tags(stacks: Sequence[StackPlan]) -> list[tuple[str, str]]:
     items = []
     for plan in stacks:
-        found: dict[str, list[str]] = {}  # the colour's role -> "api:main", ...
+        found: dict[str, list[str]] = {}  # the color's role -> "api:main", ...
         for _, release in sorted(plan.config.settings.releases.items()) if plan.config else ():
-            for colour in Color:
+            for color in Color:
                 try:
-                    image = parse_image(release.images.of(colour))
+                    image = parse_image(release.images.of(color))
                 except ImageRefError:
                     continue
                 if not image.pinned:
-                    role = "live" if colour is release.active_color else "idle"
+                    role = "live" if color is release.active_color else "idle"
                     found.setdefault(role, []).append(image.short())
         for role, images in sorted(found.items()):
-            items.append((plan.stack, f"the {role} colour runs a tag, not a digest: {', '.join(images)}"))
+            items.append((plan.stack, f"the {role} color runs a tag, not a digest: {', '.join(images)}"))
     return items
 
 

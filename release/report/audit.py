@@ -5,7 +5,7 @@ rejections, reviews (from their release records), and foreign updates (a plain `
 time, actor, stack, service, digest before -> after, approval or reason, result and duration.
 Break-glass releases that nobody else has reviewed yet are listed apart.
 
-Status: per stack and service, the active colour, the image of each colour, whether the active one
+Status: per stack and service, the active color, the image of each color, whether the active one
 is verified, and what waits to be promoted (a source stack's verified digest its target lacks).
 """
 
@@ -424,9 +424,9 @@ class ServiceStatus:
     waiting: str = ""
     """The image live and verified in this stack's source that this stack does not run yet."""
     canary_weight: int = 0
-    """The share of the stable host's traffic a canary in progress sends to the idle colour."""
+    """The share of the stable host's traffic a canary in progress sends to the idle color."""
     config: dict[str, str] = field(default_factory=dict)
-    """Each colour's config fingerprint (`core.config.stack.PodConfig`): equal means the same declared
+    """Each color's config fingerprint (`core.config.stack.PodConfig`): equal means the same declared
     env vars, flags, mounted secrets and database settings (not the image, which is beside it)."""
     last_drill: dict[str, Any] | None = None
     """The stack's newest counted restore drill (`release drill`): when, verdict, RTO, RPO."""

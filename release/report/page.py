@@ -4,7 +4,7 @@ Self-contained HTML: inline CSS and SVG, no script, no font or CDN, so any stati
 opened from disk) shows it. Everything that came from outside (messages, actors, reasons, images,
 stack and service names) goes through `_e`: control characters escaped as text (core.text.one_line),
 then HTML-escaped; no free text is ever markup. No config value is shown but what `release status`
-shows (images, colours, canary split and config fingerprints): never a secret.
+shows (images, colors, canary split and config fingerprints): never a secret.
 
     read_page(engine, project, stacks, now)   reads each stack's history and live `releases` (a stack
                                               that cannot be read is kept, with its error)
@@ -13,7 +13,7 @@ shows (images, colours, canary split and config fingerprints): never a secret.
 
 What it shows, most important first: what needs attention (unfinished releases, records that do not
 count, break-glass releases awaiting review, stacks that cannot be read); the stacks side by side
-(per service its live image, colour, canary split, config fingerprints, verified); DORA tiles per
+(per service its live image, color, canary split, config fingerprints, verified); DORA tiles per
 stack with a 13-week trend line of releases (release.report.metrics); per stack the timeline of its
 last releases (stage, canary steps, switch, verify or rollback/abort, with durations, who, and the
 reason a failed one gives), each release's metric analysis as bars of its values against their
@@ -303,12 +303,12 @@ def _side_by_side(stacks: Sequence[StackPage]) -> str:
             else:
                 cells.append(_service_cell(row))
         rows.append(cells)
-    return _table("Per service and stack: live image, colour, canary split, config fingerprint", header, rows)
+    return _table("Per service and stack: live image, color, canary split, config fingerprint", header, rows)
 
 
 def _service_cell(row: ServiceStatus) -> str:
     image = row.images.get(row.active_color, "")
-    canary = f"canary {row.canary_weight}% to the other colour" if row.canary_weight else "no canary"
+    canary = f"canary {row.canary_weight}% to the other color" if row.canary_weight else "no canary"
     verified = '<span class="ok">verified</span>' if row.verified else '<span class="bad">not verified</span>'
     return (
         f"<code>{_e(_short(image))}</code><br>{_e(row.active_color)} live, {_e(canary)}<br>"
@@ -324,7 +324,7 @@ def _services(stack: StackPage) -> str:
             f"<code>{_e(_short(row.images.get('blue', '')))}</code>",
             f"<code>{_e(_short(row.images.get('green', '')))}</code>",
             _e(f"{row.canary_weight}%" if row.canary_weight else "-"),
-            " / ".join(f"<code>{_e(row.config.get(colour, '?'))}</code>" for colour in ("blue", "green")),
+            " / ".join(f"<code>{_e(row.config.get(color, '?'))}</code>" for color in ("blue", "green")),
             '<span class="ok">yes</span>' if row.verified else '<span class="bad">no</span>',
             f"<code>{_e(_short(row.waiting))}</code>" if row.waiting else "-",
         ]
@@ -332,7 +332,7 @@ def _services(stack: StackPage) -> str:
     ]
     header = [
         "service",
-        "live colour",
+        "live color",
         "blue",
         "green",
         "canary",
@@ -440,15 +440,15 @@ def _analyses(stack: StackPage) -> str:
     return "".join(parts)
 
 
-ANALYSIS_COLOURS = {"Successful": "#0b5d1e", "Failed": "#8a1010"}
-"""Bar colours by a measurement's outcome (release.analysis.Outcome); an inconclusive one is amber."""
+ANALYSIS_COLORS = {"Successful": "#0b5d1e", "Failed": "#8a1010"}
+"""Bar colors by a measurement's outcome (release.analysis.Outcome); an inconclusive one is amber."""
 _LIMIT = re.compile(r"[<>]=\s*([0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?)(?:\s|$)")
 """The number in a measurement's limit as the analysis writes it: `<= 0.01`, `>= 50`, `<= 2 s`."""
 
 
 def _analysis_chart(measurements: Sequence[Mapping[str, Any]]) -> str:
     """One bar per measurement: its value as a share of its limit (100% at the dashed line; a bar
-    stops at 150%), coloured by its outcome, with the value written after it."""
+    stops at 150%), colored by its outcome, with the value written after it."""
     bar, line, width, row = 110, 120, 360, 22
     height = row * len(measurements) + 4
     shapes, described = [], []
@@ -461,7 +461,7 @@ def _analysis_chart(measurements: Sequence[Mapping[str, Any]]) -> str:
         shapes.append(
             f'<text x="0" y="{y + 13}" font-size="12">{_e(name[:16])}</text>'
             f'<rect x="{bar}" y="{y}" width="{share * line:.1f}" height="{row - 6}" '
-            f'fill="{ANALYSIS_COLOURS.get(outcome, "#6b4a00")}"/>'
+            f'fill="{ANALYSIS_COLORS.get(outcome, "#6b4a00")}"/>'
             f'<text x="{bar + share * line + 4:.1f}" y="{y + 13}" font-size="12">'
             f"{_e(f'{value:.4g}' if numeric else '-')}</text>"
         )

@@ -120,11 +120,11 @@ class ReleaseReport:
     service: str = ""
     image: str = ""
     config_changes: dict[str, str] = field(default_factory=dict)
-    """The flag and env values this release sets on the colour it stages (its other values as before)."""
+    """The flag and env values this release sets on the color it stages (its other values as before)."""
     config_fingerprint: str = ""
     snapshot: dict[str, Any] = field(default_factory=dict)
     """The database snapshot taken before this release's migration (release.flows.snapshot)."""
-    """The fingerprint of everything the staged colour reads besides its image."""
+    """The fingerprint of everything the staged color reads besides its image."""
     steps: list[Step] = field(default_factory=list)
     failure: str = ""
     rollback: RollbackPlan | None = None
@@ -298,7 +298,7 @@ def check_step(
 def smoke_step(
     name: str, suite: Suite, target: str, origin: str, headers: Mapping[str, str], progress: Progress
 ) -> Step:
-    """Run `suite` against `origin` (`target`: preview, the idle colour through the preview route; or
+    """Run `suite` against `origin` (`target`: preview, the idle color through the preview route; or
     stable): a step that succeeds only when every check passes, and keeps the result."""
     progress(f"{name}: {len(suite.checks)} smoke check(s) of {suite.service} against {origin}")
     started = time.monotonic()

@@ -33,7 +33,7 @@ class RollbackPlan:
     restore: dict[str, ConfigEntry]
     changes: list[ConfigChange]
     switched: list[str]
-    """Services whose active colour moves back."""
+    """Services whose active color moves back."""
     targets: list[str]
     """URNs for a targeted `up`; empty means a full `up` (see `full_up_reason`)."""
     full_up_reason: str = ""
@@ -46,7 +46,7 @@ class RollbackPlan:
     """Why this target was chosen (and which newer entries were passed over)."""
     skipped: list[str] = field(default_factory=list)
     scaled_up: list[str] = field(default_factory=list)
-    """Services whose restored active colour is scaled down now: the up scales it up before switching."""
+    """Services whose restored active color is scaled down now: the up scales it up before switching."""
     live_images: dict[str, tuple[str, str]] = field(default_factory=dict)
     """Per service whose live image changes: (the image live now, the image live after the restore)."""
 

@@ -140,7 +140,7 @@ class FakeEngine(Engine):
         return str(self._serving_container(stack, service, preview)["image"])
 
     def serving_config(self, stack: str, service: str, preview: bool = False) -> dict[str, str]:
-        """The env the pods behind the stable (or preview) Service read from their colour's config
+        """The env the pods behind the stable (or preview) Service read from their color's config
         object: the deployed ConfigMap their first `envFrom` names."""
         name = self._serving_container(stack, service, preview)["envFrom"][0]["configMapRef"]["name"]
         for urn, inputs in self._stack(stack).deployed.items():
