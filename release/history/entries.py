@@ -264,10 +264,12 @@ def _judge_chunk(rules: RecordRules, claims: Claims) -> list[Trust | None]:
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off for a while: reading a long history allocates some
     100,000 objects that all live on, and the collector would scan the growing heap for cycles again
-    and again (a fifth of reading 5,000 entries, `make bench-page`). It is on again after, as before."""
+    and again (a fifth of reading 5,000 entries, `make bench-page`). It is on again after, as before.
+    What reads the entries after (metrics, the page) pauses it too: the first allocations after it is
+    on again would scan that whole heap."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -277,7 +279,7 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-@_collector_paused()
+@collector_paused()
 def parse_history(raw: Sequence[Mapping[str, Any]], rules: RecordRules) -> list[HistoryEntry]:
     """Entries as `pulumi stack history --json` prints them (newest first), numbered and typed."""
     numbered_by_backend = bool(raw) and all(int(item.get("version") or 0) > 0 for item in raw)

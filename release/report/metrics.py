@@ -34,7 +34,7 @@ from typing import Any
 
 from core.errors import UsageError
 from core.text import one_line
-from release.history.entries import HistoryEntry
+from release.history.entries import HistoryEntry, collector_paused
 from release.history.lifecycle import ABORTED, ROLLED_BACK, VERIFIED, read_lifecycle
 from release.history.records import Event
 
@@ -386,6 +386,7 @@ class Metrics:
         }
 
 
+@collector_paused()
 def compute_metrics(
     histories: Mapping[str, Sequence[HistoryEntry]],
     since: datetime,

@@ -34,7 +34,7 @@ from core.config.project import ProjectSettings
 from core.errors import ReleaseError
 from core.text import one_line
 from release.engine.protocol import Engine
-from release.history.entries import RELEASES_KEY, HistoryEntry, read_history
+from release.history.entries import RELEASES_KEY, HistoryEntry, collector_paused, read_history
 from release.history.lifecycle import Release, read_lifecycle
 from release.history.records import Event
 from release.report.audit import AuditRow, ServiceStatus, stack_status, unreviewed_break_glass
@@ -110,6 +110,7 @@ def read_page(engine: Engine, project: ProjectSettings, stacks: Sequence[str], n
     return build_page(project, stacks, histories, live, failures, now)
 
 
+@collector_paused()
 def build_page(
     project: ProjectSettings,
     stacks: Sequence[str],
