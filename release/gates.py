@@ -228,22 +228,29 @@ def _why_not_evidence(entry: HistoryEntry) -> str:
         )
     if entry.standing == Standing.REPLAYED:
         return (
-            f"its verify record ({entry.label()}) is replayed ({_link_detail(entry)}), which never counts: "
+            f"its verify record ({entry.label()}) is replayed{_link_detail(entry)}, which never counts: "
             "verify the digest again with a release of it"
         )
     if entry.standing == Standing.FORKED:
         return (
-            f"its verify record ({entry.label()}) is on a fork of the stack's chain ({_link_detail(entry)}: "
-            "two writers started from one head), which never counts: `release audit --verify` shows the "
-            "chain; verify the digest again with a release of it"
+            f"its verify record ({entry.label()}) is on a fork of the stack's chain{_link_detail(entry)}: "
+            "two writers started from one head, and a fork never counts; verify the digest again with a "
+            "release of it (`release audit --verify` shows the chain)"
         )
-    return f"its verify record ({entry.label()}) does not count here ({entry.standing or 'not in the chain'})"
+    if entry.trust is Trust.INVALID_SIGNATURE:
+        return (
+            f"its verify record ({entry.label()}) has a signature that does not verify (changed after it "
+            "was signed, or forged), which never counts: verify the digest again with a release of it"
+        )
+    return (
+        f"its verify record ({entry.label()}) does not count here ({entry.standing or 'not in the chain'}): "
+        "verify the digest again with a release of it in this stack"
+    )
 
 
 def _link_detail(entry: HistoryEntry) -> str:
-    return (
-        entry.link.detail if entry.link is not None and entry.link.detail else "see `release audit --verify`"
-    )
+    """` (<the chain's detail>)`, or '' when the chain gave none."""
+    return f" ({entry.link.detail})" if entry.link is not None and entry.link.detail else ""
 
 
 def decide_promotion(

@@ -241,7 +241,27 @@ def test_the_old_spelling_of_the_color_option_is_refused_with_the_one_to_use(
     with pytest.raises(SystemExit) as exited:
         main(["smoke", "staging", "--service", "api", "--colour", "blue"])
     assert exited.value.code == 2
-    assert "use --color" in capsys.readouterr().err
+    assert "--colour is spelled --color now" in capsys.readouterr().err
+
+
+def test_a_verb_without_a_color_option_refuses_colour_as_any_unknown_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["history", "dev", "--colour", "blue"])
+    assert "--color" not in capsys.readouterr().err.replace("--colour", "")
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["plan", "--help"]])
+def test_help_and_version_into_a_closed_pipe_also_exit_141(argv: list[str]) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "release", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    errors = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert "Traceback" not in errors
 
 
 OLD_SPELLING_ALLOWED = {

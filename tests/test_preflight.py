@@ -6,8 +6,10 @@ Prometheus."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 
+import httpx
 import pytest
 
 from core.errors import ExitCode, PreflightError
@@ -136,7 +138,7 @@ def test_hosts_whose_lookups_never_answer_are_each_named_when_the_deadline_passe
     [
         ({}, ("api.platform.example.test", "")),
         ({"HTTPS_PROXY": "http://proxy.corp.example.test:3128"}, ("proxy.corp.example.test", "HTTPS_PROXY")),
-        ({"https_proxy": "proxy.corp.example.test:3128"}, ("proxy.corp.example.test", "https_proxy")),
+        ({"https_proxy": "proxy.corp.example.test:3128"}, ("proxy.corp.example.test", "HTTPS_PROXY")),
         ({"ALL_PROXY": "socks5://socks.example.test:1080"}, ("socks.example.test", "ALL_PROXY")),
         ({"HTTP_PROXY": "http://proxy.corp.example.test:3128"}, ("api.platform.example.test", "")),
         (
@@ -174,3 +176,65 @@ def test_behind_a_proxy_an_unresolvable_health_host_is_not_refused_but_an_unreso
     problems = unresolved_hosts([NOWHERE], {"HTTPS_PROXY": "http://proxy.nowhere.invalid:3128"})
     assert [problem.problem.split(" (", 1)[0] for problem in problems] == ["the proxy proxy.nowhere.invalid"]
     assert "fix HTTPS_PROXY" in problems[0].fix
+
+
+AS_HTTPX_CASES = {
+    "both-cases-lower-wins": (
+        {"HTTPS_PROXY": "http://a.proxy:3128", "https_proxy": "http://b.proxy:3128"},
+        "https://api.example.test/",
+    ),
+    "empty-lower-cancels": (
+        {"HTTPS_PROXY": "http://a.proxy:3128", "https_proxy": ""},
+        "https://api.example.test/",
+    ),
+    "lower-no-proxy-wins": (
+        {"HTTPS_PROXY": "http://a.proxy:3128", "NO_PROXY": "other.test", "no_proxy": "api.example.test"},
+        "https://api.example.test/",
+    ),
+    "ipv6-no-proxy": ({"HTTP_PROXY": "http://a.proxy:3128", "NO_PROXY": "::1"}, "http://[::1]:8080/"),
+    "dot-domain-is-subdomains-only": (
+        {"HTTPS_PROXY": "http://a.proxy:3128", "NO_PROXY": ".example.test"},
+        "https://example.test/",
+    ),
+    "dot-domain-covers-a-subdomain": (
+        {"HTTPS_PROXY": "http://a.proxy:3128", "NO_PROXY": ".example.test"},
+        "https://api.example.test/",
+    ),
+    "port-in-no-proxy": (
+        {"HTTPS_PROXY": "http://a.proxy:3128", "NO_PROXY": "example.test:443"},
+        "https://api.example.test/",
+    ),
+    "scheme-in-no-proxy": (
+        {"HTTPS_PROXY": "http://a.proxy:3128", "NO_PROXY": "https://api.example.test"},
+        "https://api.example.test/",
+    ),
+    "all-proxy": ({"ALL_PROXY": "http://c.proxy:1080"}, "https://api.example.test/"),
+    "star": ({"HTTPS_PROXY": "http://a.proxy:3128", "no_proxy": "*"}, "https://api.example.test/"),
+}
+
+
+@pytest.mark.parametrize(("env", "url"), list(AS_HTTPX_CASES.values()), ids=list(AS_HTTPX_CASES))
+def test_preflight_picks_the_proxy_the_health_checks_http_client_picks(
+    env: dict[str, str], url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from release.flows.preflight import host_to_resolve
+
+    for name in [name for name in os.environ if name.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    client = httpx.Client(trust_env=True)  # as the checks make theirs: proxies from the environment
+    transport = client._transport_for_url(httpx.URL(url))
+    chosen = transport._pool._proxy_url.host.decode() if transport is not client._transport else None  # type: ignore[attr-defined]
+    host, variable = host_to_resolve(url, env)
+    assert (host if variable else None) == chosen
+
+
+def test_a_proxy_that_is_not_a_url_is_named_without_its_value() -> None:
+    from release.flows.preflight import unresolved_hosts
+
+    problems = unresolved_hosts([NOWHERE], {"HTTPS_PROXY": "http://user:s3cret@[bad:3128"})
+    assert [problem.problem for problem in problems] == [
+        "HTTPS_PROXY is not a proxy URL (the health checks go through it)"
+    ]
+    assert "s3cret" not in problems[0].fix

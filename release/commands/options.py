@@ -19,6 +19,7 @@ from core.config.stack import ServiceRelease, StackConfig
 from core.errors import ConfigError, ConfigProblem, UsageError
 from core.stack_name import parse_stack_name
 from core.text import one_line
+from release.commands.errors import pipe_closed
 from release.context import ReleaseContext
 
 STACK_ARGUMENTS = "stack_arguments"
@@ -43,9 +44,19 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def _print_message(self, message: str, file: Any = None) -> None:
+        """argparse's own output (--help, --version, usage): a reader gone before it ends the command
+        as any closed pipe does, exit 141 (argparse itself swallows the error and exits 0)."""
+        if not message:
+            return
+        out = file or sys.stderr
+        try:
+            out.write(message)
+            out.flush()
+        except BrokenPipeError:
+            raise SystemExit(pipe_closed()) from None
+
     def error(self, message: str) -> NoReturn:
-        if "--colour" in message:
-            message += "; colour has one spelling now, as in activeColor: use --color"
         line = one_line(message)
         self.print_usage(sys.stderr)
         sys.stderr.write(f"{self.prog}: error: {line}\n")
@@ -120,9 +131,15 @@ class Options:
 
 
 def color_option(parser: argparse.ArgumentParser, help: str) -> None:
-    """`--color` blue|green; None when not given. (`--colour`, its old second spelling, is refused
-    with the one to use: see Parser.error.)"""
+    """`--color` blue|green; None when not given. `--colour`, its old second spelling, is refused
+    naming the one to use."""
     parser.add_argument("--color", choices=[color.value for color in Color], default=None, help=help)
+    parser.add_argument("--colour", nargs="?", action=_Respelled, help=argparse.SUPPRESS)
+
+
+class _Respelled(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        parser.error("--colour is spelled --color now (one spelling, as in activeColor)")
 
 
 def service_release(ctx: ReleaseContext, stack: str, service: str) -> tuple[StackConfig, ServiceRelease]:

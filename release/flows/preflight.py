@@ -13,11 +13,14 @@ promotion that needs it (release.flows.promote).
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from urllib.parse import urlsplit
+
+import httpx
+from httpx._utils import URLPattern, is_ipv4_hostname, is_ipv6_hostname  # how httpx picks a proxy
 
 from core.config.stack import AnalysisSettings
 from core.errors import Precondition, PreflightError
@@ -28,6 +31,8 @@ RESOLVE_SECONDS = 5.0
 """How long all the health URLs' hosts together may take to resolve."""
 
 TRIVIAL_QUERY = "vector(1)"
+PROXY_HOST = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+")
+"""A host name or an IP address (httpx unwraps an IPv6 literal's brackets); anything else is no proxy."""
 
 
 def preflight(
@@ -69,8 +74,12 @@ def unresolved_hosts(urls: Iterable[str], env: Mapping[str, str] | None = None) 
     resolve, not its own: the proxy resolves that. Each lookup runs on its own daemon thread: a
     resolver that never answers delays neither the refusal nor the process's exit."""
     via: dict[str, str] = {}  # a host to resolve -> why (a proxy's: the variable that names it)
+    bad_proxies: set[str] = set()
     for url in urls:
         host, why = host_to_resolve(url, env or {})
+        if not host and why:
+            bad_proxies.add(why)
+            continue
         via.setdefault(host, why)
     hosts = sorted(host for host in via if host and not _is_ip(host))
     failures: dict[str, BaseException | None] = {}
@@ -90,7 +99,14 @@ def unresolved_hosts(urls: Iterable[str], env: Mapping[str, str] | None = None) 
         lookup.start()
     for lookup in lookups:
         lookup.join(max(0.0, deadline - time.monotonic()))
-    problems = []
+    problems = [
+        Precondition(
+            "health URL",
+            f"{variable} is not a proxy URL (the health checks go through it)",
+            f"fix {variable} (e.g. http://proxy.example.test:3128), or unset it",
+        )
+        for variable in sorted(bad_proxies)
+    ]
     for host in hosts:
         if host not in failures:
             reason = f"no answer within {RESOLVE_SECONDS:g} s"
@@ -119,36 +135,64 @@ def unresolved_hosts(urls: Iterable[str], env: Mapping[str, str] | None = None) 
 
 def host_to_resolve(url: str, env: Mapping[str, str]) -> tuple[str, str]:
     """The host that must resolve for a check of `url` to start, and, when it is a proxy's, the
-    variable naming that proxy (`HTTPS_PROXY`...), else ''. Variables are read as httpx reads them:
-    `<scheme>_proxy` then `all_proxy`, either case; `no_proxy` lists hosts (and their subdomains)
-    reached directly, `*` for every host."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if _bypassed(host, _variable(env, "no_proxy")[1]):
-        return host, ""
-    for name in (f"{parts.scheme}_proxy", "all_proxy"):
-        variable, proxy = _variable(env, name)
-        if proxy:
-            return urlsplit(proxy if "://" in proxy else f"http://{proxy}").hostname or "", variable
-    return host, ""
+    variable naming that proxy (`HTTPS_PROXY`...), else ''. The proxy is chosen as the checks' HTTP
+    client (httpx) chooses it from the environment: urllib's reading of the `*_proxy` variables (a
+    lower-case one wins; an empty one cancels), then the most specific of httpx's patterns for
+    `no_proxy` (`*`, hosts, `.domain` for subdomains only, IP addresses, `scheme://host`).
+    A proxy that is not a URL comes back as host '' with its variable, for the caller to name."""
+    target = httpx.URL(url)
+    for key, proxy in sorted(_proxy_mounts(env).items(), key=lambda item: URLPattern(item[0])):
+        if URLPattern(key).matches(target):
+            if proxy is None:
+                return target.host, ""
+            variable = f"{key.split(':', 1)[0].upper()}_PROXY"
+            try:
+                host = httpx.URL(proxy).host
+            except (httpx.InvalidURL, ValueError):
+                return "", variable
+            return (host if PROXY_HOST.fullmatch(host) else ""), variable
+    return target.host, ""
 
 
-def _variable(env: Mapping[str, str], name: str) -> tuple[str, str]:
-    for spelled in (name.upper(), name):
-        if env.get(spelled):
-            return spelled, env[spelled].strip()
-    return name.upper(), ""
+def _proxy_mounts(env: Mapping[str, str]) -> dict[str, str | None]:
+    """httpx's `get_environment_proxies()`, read from `env` rather than the process's environment."""
+    info = _environment_proxies(env)
+    mounts: dict[str, str | None] = {}
+    for scheme in ("http", "https", "all"):
+        if info.get(scheme):
+            proxy = info[scheme]
+            mounts[f"{scheme}://"] = proxy if "://" in proxy else f"http://{proxy}"
+    for host in (part.strip() for part in info.get("no", "").split(",")):
+        if host == "*":
+            return {}
+        if not host:
+            continue
+        if "://" in host:
+            mounts[host] = None
+        elif is_ipv4_hostname(host) or host.lower() == "localhost":
+            mounts[f"all://{host}"] = None
+        elif is_ipv6_hostname(host):
+            mounts[f"all://[{host}]"] = None
+        else:
+            mounts[f"all://*{host}"] = None
+    return mounts
 
 
-def _bypassed(host: str, no_proxy: str) -> bool:
-    for raw in no_proxy.split(","):
-        entry = raw.strip().lower()
-        if entry == "*":
-            return True
-        entry = entry.removeprefix("*").removeprefix(".").split(":")[0]
-        if entry and (host == entry or host.endswith(f".{entry}")):
-            return True
-    return False
+def _environment_proxies(env: Mapping[str, str]) -> dict[str, str]:
+    """`urllib.request.getproxies_environment()` (what httpx reads) over `env`."""
+    info: dict[str, str] = {}
+    for name, value in env.items():
+        if value and name.lower().endswith("_proxy"):
+            info[name.lower()[:-6]] = value
+    if "REQUEST_METHOD" in env:  # as urllib: under CGI, HTTP_PROXY may come from a request header
+        info.pop("http", None)
+    for name, value in env.items():  # lower-case names win; an empty one cancels the proxy
+        if name.endswith("_proxy"):
+            if value:
+                info[name.lower()[:-6]] = value
+            else:
+                info.pop(name.lower()[:-6], None)
+    return info
 
 
 def _is_ip(host: str) -> bool:
