@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import weakref
 from typing import Any
 
 import pytest
@@ -99,6 +100,27 @@ def test_a_run_leaves_the_threads_loop_and_the_collector_as_it_found_them() -> N
         assert gc.isenabled()
     finally:
         loop.close()
+
+
+def test_what_a_run_leaves_is_frozen_and_the_next_run_collects_it() -> None:
+    """A run's garbage is not scanned when it ends (a command that exits never pays for it), but a
+    process that evaluates again still frees it."""
+
+    class Cycle:
+        me: Any = None
+
+    kept: list[weakref.ref[Cycle]] = []
+
+    def program() -> None:
+        cycle = Cycle()
+        cycle.me = cycle  # garbage only the cyclic collector frees
+        kept.append(weakref.ref(cycle))
+
+    mock_runtime.evaluate_inline(program, "project", "dev")
+    assert gc.get_freeze_count() > 0
+    assert kept[0]() is not None  # frozen: not collected yet
+    mock_runtime.evaluate_inline(program, "project", "dev")
+    assert kept[0]() is None  # the second run collected the first one's garbage before it started
 
 
 def test_the_sdk_captures_each_resources_stack_through_the_function_a_run_replaces() -> None:
