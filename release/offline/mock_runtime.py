@@ -17,6 +17,8 @@ How a run is driven, for speed (the SDK's own code evaluates the program all the
 - `RecordingMonitor.RegisterResource` reads a request's inputs once and answers with the declared
   object itself where the mocks echo the inputs (they do for all but the few resources whose
   outputs they compute), instead of serializing the same values again.
+  It looks a request's transforms up only when it names some (the SDK's lookup builds its table of
+  callbacks for every request, to find none: 70 ms of a run of 100 services).
 - The cyclic garbage collector is paused during a run: the SDK allocates millions of short-lived
   objects per thousand resources, and each full collection rescans every object alive, so a run's
   cost grew with the square of its size (100 services: a third of the time).
@@ -237,7 +239,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 provider=request.provider,
                 resource_id=request.importId,
                 custom=request.custom or False,
-                transforms=pulumi_mocks._resolve_callbacks(request.transforms),
+                transforms=pulumi_mocks._resolve_callbacks(request.transforms) if request.transforms else [],
             )
         )
         resource_id = resource_id or ""  # what the response carries for None, too
