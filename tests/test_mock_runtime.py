@@ -91,6 +91,36 @@ def test_outputs_the_mocks_compute_are_answered_as_the_sdk_answers_them(
         assert outputs(ours) == outputs(sdk), ours.urn
 
 
+class ReadOnceSpy(dict[int, tuple[Any, dict[str, Any]]]):
+    """The monitor's readings of the answers it echoes, each kept as it is handed to the SDK."""
+
+    handed: list[tuple[Any, dict[str, Any]]] = []
+
+    def pop(self, key: int, default: Any = None) -> Any:
+        kept = super().pop(key, default)
+        if kept is not None:
+            ReadOnceSpy.handed.append(kept)
+        return kept
+
+
+def test_the_sdk_reads_an_echoed_answer_as_the_monitor_read_it_which_is_its_own_reading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class SpyingMonitor(RecordingMonitor):
+        def __init__(self, mocks: Any) -> None:
+            super().__init__(mocks)
+            self.read_answers = ReadOnceSpy()
+
+    ReadOnceSpy.handed = []
+    monkeypatch.setattr(mock_runtime, "RecordingMonitor", SpyingMonitor)
+    deserialize = rpc.deserialize_properties
+    run = run_program("dev")
+    assert len(ReadOnceSpy.handed) > len(run.resources) / 2  # all but the answers the mocks compute
+    for echoed, reading in ReadOnceSpy.handed:
+        assert reading == rpc.deserialize_properties(echoed, True)  # what resolve_outputs would read
+    assert rpc.deserialize_properties is deserialize  # restored after the run
+
+
 def test_a_run_leaves_the_threads_loop_and_the_collector_as_it_found_them() -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
