@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import typing
 import weakref
 from typing import Any
 
@@ -119,6 +120,18 @@ def test_the_sdk_reads_an_echoed_answer_as_the_monitor_read_it_which_is_its_own_
     for echoed, reading in ReadOnceSpy.handed:
         assert reading == rpc.deserialize_properties(echoed, True)  # what resolve_outputs would read
     assert rpc.deserialize_properties is deserialize  # restored after the run
+
+
+def test_a_type_hint_is_unwrapped_once_per_object_and_the_sdks_functions_are_restored() -> None:
+    from pulumi import _types as sdk_types
+
+    first_member = mock_runtime._by_identity(lambda hint: typing.get_args(hint)[0])
+    ints_first, strs_first = typing.Union[int, str], typing.Union[str, int]  # noqa: UP007 - the typing form
+    assert ints_first == strs_first  # equal, members in another order: each keeps its own answer
+    assert (first_member(ints_first), first_member(strs_first), first_member(ints_first)) == (int, str, int)
+    originals = sdk_types.unwrap_type, sdk_types.unwrap_optional_type
+    run_program("dev")
+    assert (sdk_types.unwrap_type, sdk_types.unwrap_optional_type) == originals
 
 
 def test_a_run_leaves_the_threads_loop_and_the_collector_as_it_found_them() -> None:
