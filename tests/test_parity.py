@@ -8,15 +8,18 @@ from typing import Any
 
 import pytest
 
+from core.config.sources import read_stack_file
 from release.cli import main
 from release.offline.parity import (
     RESOURCE_PRESENCE,
     STACK_NAME_KNOB,
     Difference,
+    KnobIndex,
     explain,
+    knob_leaves,
     resource_differences,
 )
-from release.offline.plan import plan
+from release.offline.plan import plan, redacted_config
 from tests.conftest import ANOTHER_CODE_PATH, PROJECT, STACKS, baseline, edit_yaml
 
 
@@ -269,3 +272,19 @@ def test_an_item_missing_where_the_list_knob_is_shorter_is_explained_but_not_ano
     }
     assert explain({"dev": None, "staging": "10.30.21.0/24"}, knobs) == ("network.databaseCidrs[1]",)
     assert explain({"dev": None, "staging": "10.30.99.0/24"}, knobs) == ()
+
+
+def test_the_knob_index_only_skips_knobs_that_cannot_explain_a_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`KnobIndex.changing` narrows the knobs `explain` tries (it keeps plans of many services from
+    growing with the square of their size); trying every knob gives the same differences."""
+    runs = {stack: baseline(stack) for stack in STACKS}
+    knobs = knob_leaves({stack: redacted_config(read_stack_file(PROJECT, stack)) for stack in STACKS})
+    narrowed = resource_differences(runs, knobs)
+    monkeypatch.setattr(KnobIndex, "changing", lambda self, values: (None, None))
+    assert resource_differences(runs, knobs) == narrowed
+    assert any(difference.knobs for difference in narrowed)
+
+
+def test_a_value_that_holds_a_knobs_token_text_is_still_compared_as_before() -> None:
+    knobs = {stack: {"namespace": f"platform-{stack}"} for stack in ("dev", "staging")}
+    assert explain({"dev": "x-{namespace}", "staging": "x-platform-staging"}, knobs) == ("namespace",)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -279,6 +280,7 @@ def resource_differences(
     """Compare the resource graphs of several stacks; classify every difference."""
     stacks = list(runs)
     by_key = {stack: run.by_key() for stack, run in runs.items()}
+    by_urn = {stack: run.by_urn() for stack, run in runs.items()}
     index = KnobIndex(knobs, stacks)
     differences: list[Difference] = []
 
@@ -301,7 +303,7 @@ def resource_differences(
             )
             continue
         resources = {stack: by_key[stack][key] for stack in stacks}
-        differences += _edge_differences(key, resources, runs)
+        differences += _edge_differences(key, resources, by_urn)
         leaves = {stack: _property_leaves(resource) for stack, resource in resources.items()}
         for path, values in _differing(leaves):
             explaining = explain(values, knobs, resources[stacks[0]].name, index)
@@ -332,12 +334,14 @@ def _property_leaves(resource: RegisteredResource) -> dict[str, Any]:
 
 
 def _edge_differences(
-    key: str, resources: Mapping[str, RegisteredResource], runs: Mapping[str, ProgramRun]
+    key: str,
+    resources: Mapping[str, RegisteredResource],
+    by_urn: Mapping[str, Mapping[str, RegisteredResource]],
 ) -> list[Difference]:
     """Parent, provider and dependency edges, compared by resource key (URNs embed the stack name)."""
     edges: dict[str, dict[str, Any]] = {}
     for stack, resource in resources.items():
-        urns = runs[stack].by_urn()
+        urns = by_urn[stack]
         edges[stack] = {
             "(parent)": urns[resource.parent].key if resource.parent in urns else "(stack)",
             "(provider)": resource.provider,
@@ -359,7 +363,8 @@ def _edge_differences(
 
 class KnobIndex:
     """The knobs of some stacks, prepared once for every `explain` over them: the knob paths whose
-    value differs between those stacks, and each knob's forms (`_knob_forms`) per stack."""
+    value differs between those stacks, each knob's forms (`_knob_forms`) per stack, and per stack
+    which knobs can change a given value at all (`changing`)."""
 
     def __init__(self, knobs: Mapping[str, Mapping[str, Any]], stacks: Sequence[str]) -> None:
         self.knobs = knobs
@@ -367,12 +372,80 @@ class KnobIndex:
         paths = sorted({path for leaves in knobs.values() for path in leaves})
         self.differing = [path for path in paths if len({repr(knobs[s].get(path)) for s in stacks}) > 1]
         self._forms: dict[tuple[str, str], list[tuple[Any, str]]] = {}
+        self._finders: dict[str, _FormFinder] = {}
 
     def forms(self, stack: str, path: str) -> list[tuple[Any, str]]:
         key = (stack, path)
         if key not in self._forms:
             self._forms[key] = _knob_forms(path, self.knobs[stack].get(path))
         return self._forms[key]
+
+    def changing(self, values: Mapping[str, Any]) -> tuple[set[str] | None, set[str] | None]:
+        """The differing knobs whose `_normalise` changes the value of every stack, and of at least
+        one (None: any may, for a value that cannot be hashed).
+
+        Only a knob that changes every stack's value can explain values that differ on its own: in
+        a stack it leaves alone, the value keeps no token of it (tokens are `{...}`), so it cannot
+        equal the others' (unless a value holds a `{` itself: then any knob that changes some
+        value is a candidate). Knobs that explain a text together (`_explained_together`) are
+        looked for among those that change at least one value."""
+        per_stack: list[set[str]] = []
+        for stack, value in values.items():
+            if stack not in self._finders:
+                self._finders[stack] = _FormFinder(stack, self)
+            changing = self._finders[stack].changing(value)
+            if changing is None:
+                return None, None
+            per_stack.append(changing)
+        some = set().union(*per_stack)
+        if any(isinstance(value, str) and "{" in value for value in values.values()):
+            return some, some
+        return set.intersection(*per_stack) if per_stack else set(), some
+
+
+class _FormFinder:
+    """One stack's knob forms, indexed by what `_normalise` compares: a whole value (type and value),
+    a knob's text inside a longer text (by its first characters, then by its length and text), a
+    missing list item."""
+
+    def __init__(self, stack: str, index: KnobIndex) -> None:
+        self.whole: dict[tuple[type, Any], set[str]] = {}
+        self.texts: dict[str, dict[int, dict[str, set[str]]]] = {}
+        """first characters -> length -> the whole text -> the knobs it is a form of"""
+        self.missing_items: set[str] = set()
+        for path in index.differing:
+            if index.knobs[stack].get(path) is None:
+                if path.endswith("]"):
+                    self.missing_items.add(path)
+                continue
+            for form, _ in index.forms(stack, path):
+                if isinstance(form, str) and _distinctive(form):
+                    by_length = self.texts.setdefault(form[:_PREFIX], {})
+                    by_length.setdefault(len(form), {}).setdefault(form, set()).add(path)
+                with suppress(TypeError):  # a list or a mapping: equal to no value that can be hashed
+                    self.whole.setdefault((type(form), form), set()).add(path)
+        # where in a text some knob's text may start: every position, overlapping ones too, in one scan
+        self.starts = (
+            re.compile(f"(?=({'|'.join(map(re.escape, sorted(self.texts)))}))") if self.texts else None
+        )
+
+    def changing(self, value: Any) -> set[str] | None:
+        try:
+            found = set(self.whole.get((type(value), value), ()))
+        except TypeError:
+            return None
+        if value is None:
+            found |= self.missing_items
+        if isinstance(value, str) and self.starts is not None:
+            for match in self.starts.finditer(value):
+                start = match.start()
+                for length, forms in self.texts[match.group(1)].items():
+                    found.update(forms.get(value[start : start + length], ()))
+        return found
+
+
+_PREFIX = MIN_SUBSTRING + 1
+"""The length of the shortest text `_distinctive` accepts: the key of `_FormFinder.texts`."""
 
 
 def explain(
@@ -391,7 +464,8 @@ def explain(
     stacks = list(values)
     if index is None or index.stacks != tuple(stacks):
         index = KnobIndex(knobs, stacks)
-    candidates = [path for path in index.differing if _may_explain(path, resource_name)]
+    in_every_stack, in_some_stack = index.changing(values)
+    candidates = _candidates(index, in_every_stack, resource_name)
     scored: list[tuple[tuple[int, int, int], str]] = []
     name_parts = set(resource_name.split("-"))
     for path in candidates:
@@ -405,9 +479,18 @@ def explain(
             declared = 0 if path == STACK_NAME_KNOB else 1 if " " in path else 2  # derived leaves: spaces
             scored.append(((matched, names_resource, declared), path))
     if not scored:
-        return _explained_together(values, index, candidates, name_parts)
+        return _explained_together(
+            values, index, _candidates(index, in_some_stack, resource_name), name_parts
+        )
     best = max(score for score, _ in scored)
     return tuple(path for score, path in scored if score == best)
+
+
+def _candidates(index: KnobIndex, changing: set[str] | None, resource_name: str) -> list[str]:
+    """The differing knobs among `changing` (None: all) that may explain a value of the resource, in
+    the index's order (sorted, as `index.differing`)."""
+    paths = index.differing if changing is None else sorted(changing)
+    return [path for path in paths if _may_explain(path, resource_name)]
 
 
 COLOR_KNOB = re.compile(r"releases\.([^.]+)\.(?:config\.|replicas of )(blue|green)\b")
