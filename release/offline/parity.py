@@ -473,7 +473,7 @@ def explain(
             stack: _normalise(values[stack], path, knobs[stack].get(path), index.forms(stack, path))
             for stack in stacks
         }
-        if len({repr(value) for value, _ in normalised.values()}) == 1:
+        if _all_the_same([value for value, _ in normalised.values()]):
             matched = sum(length for _, length in normalised.values())
             names_resource = len(name_parts & set(path.replace("[", ".").split(".")))
             declared = 0 if path == STACK_NAME_KNOB else 1 if " " in path else 2  # derived leaves: spaces
@@ -484,6 +484,14 @@ def explain(
         )
     best = max(score for score, _ in scored)
     return tuple(path for score, path in scored if score == best)
+
+
+def _all_the_same(values: Sequence[Any]) -> bool:
+    """Whether the values are one value, type included (`1` is not `1.0`): texts compared as they
+    are, anything else by its repr."""
+    if all(type(value) is str for value in values):
+        return len(set(values)) == 1
+    return len({repr(value) for value in values}) == 1
 
 
 def _candidates(index: KnobIndex, changing: set[str] | None, resource_name: str) -> list[str]:

@@ -212,26 +212,38 @@ Parts = tuple[frozenset[str], ...]
 
 
 def _merged(rows: list[tuple[str, list[str]]], paths: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """Merge rows with the same values whose paths differ in one part, until none do."""
-    found: list[tuple[Parts, list[str]]] = [
-        (tuple(frozenset([part]) for part in path.split(".")), values) for path, values in rows
-    ]
+    """Merge rows with the same values whose paths differ in one part, until none do.
+
+    Only rows with the same values and as many parts can merge, so each such group is merged on
+    its own (`_merged_group`), and the rows that remain keep their order."""
+    groups: dict[tuple[str, int], list[tuple[int, Parts, list[str]]]] = {}
+    for position, (path, values) in enumerate(rows):
+        parts = tuple(frozenset([part]) for part in path.split("."))
+        groups.setdefault((repr(values), len(parts)), []).append((position, parts, values))
+    found = sorted(row for group in groups.values() for row in _merged_group(group))
+    everything = [path.split(".") for path in paths]
+    return [(_path(parts, everything), values) for _, parts, values in found]
+
+
+def _merged_group(
+    group: list[tuple[int, Parts, list[str]]],
+) -> list[tuple[int, Parts, list[str]]]:
+    """The earliest pair of rows whose paths differ in one part becomes one row (in the first's
+    place), again and again until no pair does."""
+    found = list(group)
     merging = True
     while merging:
         merging = False
         for first, second in itertools.combinations(range(len(found)), 2):
-            (a, values), (b, other) = found[first], found[second]
-            if values != other or len(a) != len(b):
-                continue
+            (position, a, values), (_, b, _) = found[first], found[second]
             different = [index for index in range(len(a)) if a[index] != b[index]]
             if len(different) == 1:
                 at = different[0]
-                found[first] = ((*a[:at], a[at] | b[at], *a[at + 1 :]), values)
+                found[first] = (position, (*a[:at], a[at] | b[at], *a[at + 1 :]), values)
                 del found[second]
                 merging = True
                 break
-    everything = [path.split(".") for path in paths]
-    return [(_path(parts, everything), values) for parts, values in found]
+    return found
 
 
 def _path(parts: Parts, everything: Sequence[Sequence[str]]) -> str:
