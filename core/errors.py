@@ -67,6 +67,18 @@ class ReleaseError(Exception):
 
     exit_code: ExitCode = ExitCode.FINDING
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its class, message and data, whatever its `__init__` takes: a stack evaluated in
+        a worker process (release.offline.workers) sends its error back to the command."""
+        return (_rebuilt, (type(self), self.args, self.__dict__))
+
+
+def _rebuilt(cls: type[ReleaseError], args: tuple[Any, ...], data: dict[str, Any]) -> ReleaseError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(data)
+    return error
+
 
 @dataclass(frozen=True)
 class ConfigProblem:

@@ -381,6 +381,16 @@ def evaluate_inline(
     return _evaluate(program, project, stack, mocks or DataMocks(), {}, [])
 
 
+_runs_started = 0
+"""How many evaluations this process has started (see `evaluated_in_this_process`)."""
+
+
+def evaluated_in_this_process() -> bool:
+    """Whether this process has evaluated a program: the SDK then runs gRPC (its callback server for
+    resource hooks), which a forked process must not inherit (release.offline.workers)."""
+    return _runs_started > 0
+
+
 def _evaluate(
     program: Callable[[], Any],
     project: str,
@@ -389,6 +399,8 @@ def _evaluate(
     config: Mapping[str, str],
     secret_keys: list[str],
 ) -> ProgramRun:
+    global _runs_started
+    _runs_started += 1
     with _own_event_loop(), _collector_paused(), _no_stack_traces(), _type_hints_unwrapped_once():
         monitor = RecordingMonitor(mocks)
         settings.reset_options(project=project, stack=stack)  # forget the previous run's root Stack

@@ -30,6 +30,14 @@ from policy.platform_policies import RULES, ResourceArgs, Violation, violations_
 from release.log import Progress
 from release.offline.mock_runtime import ProgramRun, RegisteredResource, evaluate_program
 from release.offline.parity import Difference, config_differences, knob_leaves, resource_differences
+from release.offline.workers import (
+    SERVICES_WORTH_A_WORKER,
+    Evaluation,
+    evaluate_here,
+    evaluate_in_workers,
+    usable_cores,
+    worth_forking,
+)
 
 HONESTY_NOTE = (
     "What the program DECLARES for each stack, evaluated offline under Pulumi's mock runtime. "
@@ -169,8 +177,17 @@ def _about(key: str, path: str) -> bool:
     )
 
 
-def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress) -> PlanReport:
-    """Evaluate each stack offline; with `compare`, classify every difference between them."""
+def plan(
+    project_dir: Path,
+    stacks: list[str],
+    compare: bool,
+    progress: Progress,
+    services_worth_a_worker: int = SERVICES_WORTH_A_WORKER,
+) -> PlanReport:
+    """Evaluate each stack offline; with `compare`, classify every difference between them.
+
+    Stacks of `services_worth_a_worker` services or more are evaluated in worker processes, as many
+    at a time as there are cores (release.offline.workers); the report is the same either way."""
     # the services' secrets, the smoke suites' and the stack's preview token (core.gateway)
     secret_names = stack_secret_names_of(project_dir)
     files: dict[str, StackFile] = {}
@@ -180,13 +197,22 @@ def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress
         files[stack] = stack_file
         stack_plan = StackPlan(stack, stack_file.path.name, unset_secrets=stack_file.unset_secrets)
         plans.append(stack_plan)
-        progress(f"evaluating stack '{stack}' under the mock runtime ...")
         try:
             stack_plan.config = load_stack_config(stack_file.raw)
-            stack_plan.run = evaluate_stack_file(project_dir, stack_file)
-            stack_plan.policy_violations = policy_violations(stack_plan.run)
         except ReleaseError as error:
             stack_plan.error = error
+    valid = [stack_plan for stack_plan in plans if stack_plan.config is not None]
+    services = max((len(stack_plan.config.services) for stack_plan in valid if stack_plan.config), default=0)
+    evaluations = _evaluations(
+        project_dir,
+        [files[stack_plan.stack] for stack_plan in valid],
+        workers=worth_forking(len(valid), services, services_worth_a_worker, usable_cores()),
+        progress=progress,
+    )
+    for stack_plan in valid:
+        evaluation = evaluations[stack_plan.stack]
+        stack_plan.run, stack_plan.error = evaluation.run, evaluation.error
+        stack_plan.policy_violations = evaluation.policy_violations or []
 
     shown = {stack: redacted_config(stack_file) for stack, stack_file in files.items()}
     report = PlanReport(plans, compared=compare, configs=shown)
@@ -197,6 +223,26 @@ def plan(project_dir: Path, stacks: list[str], compare: bool, progress: Progress
         if len(runs) > 1:
             report.differences += resource_differences(runs, knob_leaves(shown))
     return report
+
+
+def _evaluations(
+    project_dir: Path, stack_files: list[StackFile], workers: int, progress: Progress
+) -> dict[str, Evaluation]:
+    """Each stack's evaluation and policy verdict: in `workers` forked processes, or here (0)."""
+
+    def evaluate(stack_file: StackFile) -> tuple[ProgramRun, list[Violation]]:
+        run = evaluate_stack_file(project_dir, stack_file)
+        return run, policy_violations(run)
+
+    if workers:
+        names = ", ".join(f"'{stack_file.stack}'" for stack_file in stack_files)
+        progress(f"evaluating stacks {names} under the mock runtime, {workers} at a time ...")
+        return evaluate_in_workers(evaluate, stack_files, workers, progress)
+    evaluations: dict[str, Evaluation] = {}
+    for stack_file in stack_files:
+        progress(f"evaluating stack '{stack_file.stack}' under the mock runtime ...")
+        evaluations[stack_file.stack] = evaluate_here(evaluate, stack_file)
+    return evaluations
 
 
 def redacted_config(stack_file: StackFile) -> dict[str, Any]:
