@@ -13,13 +13,14 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
 import tempfile
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,8 @@ class Tab:
 def browser() -> Iterator[Tab]:
     """Headless Chromium with a private profile, one tab with the console and log domains enabled."""
     binary = chromium_binary()
-    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+    # a helper killed a moment late may still write in the profile: its removal must not fail the test
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-", ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen(
             [
                 binary,
@@ -183,6 +185,7 @@ def browser() -> Iterator[Tab]:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: Chromium and every helper it starts
         )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -197,12 +200,19 @@ def browser() -> Iterator[Tab]:
             finally:
                 tab.socket.close()
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """End Chromium and the helpers it started (renderers, crash handler), which write in the
+    profile, before the profile is removed: the whole process group, asked first, then killed."""
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _wait_for_port(port_file: Path, process: subprocess.Popen[bytes]) -> int:
