@@ -22,7 +22,7 @@ from core.config.sources import project_settings
 from core.config.stack import HealthCheckSettings
 from core.gateway import PREVIEW_HEADER
 from core.health import Verdict, check_sync
-from release.flows.deploy import DeployRequest
+from release.flows.deploy_request import DeployRequest
 from release.history.entries import HistoryEntry, read_history
 from release.history.records import Event, ReleaseRecord, record_time
 from release.history.signing import Signer, generate_key_pair

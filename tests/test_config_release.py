@@ -15,7 +15,8 @@ from core.config.base import full_key
 from core.errors import ConfigError
 from release.cli import main
 from release.context import ReleaseContext
-from release.flows.deploy import DeployRequest, deploy
+from release.flows.deploy import deploy
+from release.flows.deploy_request import DeployRequest
 from release.history.entries import RELEASES_KEY
 from release.testing.fake_engine import FakeEngine
 from tests.http_servers import Reply, serve_app

@@ -16,7 +16,8 @@ from core.errors import ConfigError
 from release.context import ReleaseContext
 from release.engine.shapes import UpdateResult
 from release.flows.abort import AbortRequest, abort
-from release.flows.deploy import DeployRequest, deploy
+from release.flows.deploy import deploy
+from release.flows.deploy_request import DeployRequest
 from release.flows.restore import plan_rollback
 from release.gates import evidence_for
 from release.history.entries import RELEASES_KEY, HistoryEntry

@@ -17,7 +17,8 @@ from core.config.stack import HealthCheckSettings
 from core.errors import ConcurrentReleaseError, ConfigError
 from core.health import Verdict
 from release.context import ReleaseContext
-from release.flows.deploy import DeployRequest, deploy
+from release.flows.deploy import deploy
+from release.flows.deploy_request import DeployRequest
 from release.history.entries import RELEASES_KEY
 from release.testing.fake_engine import FakeEngine
 from tests.conftest import edit_yaml

@@ -16,7 +16,8 @@ from core.config.sources import ConfigEntry
 from core.errors import ConfigError, PromotionRefusedError, UsageError
 from release.cli import main
 from release.context import ReleaseContext
-from release.flows.deploy import DeployRequest, deploy
+from release.flows.deploy import deploy
+from release.flows.deploy_request import DeployRequest
 from release.flows.promote import PromoteRequest, promote, reject
 from release.gates import evidence_for
 from release.history.records import MARK, record_time

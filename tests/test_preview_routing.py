@@ -26,7 +26,8 @@ from core.errors import ConfigError
 from core.gateway import GATEWAY_NAME, PREVIEW_HEADER, PREVIEW_TOKEN_SECRET
 from core.health import check_sync
 from release.context import ReleaseContext
-from release.flows.deploy import DeployRequest, deploy
+from release.flows.deploy import deploy
+from release.flows.deploy_request import DeployRequest
 from release.testing.fake_engine import FakeEngine
 from tests.conftest import TEST_SECRETS
 from tests.http_servers import Answer, Request, serve_app

@@ -43,7 +43,8 @@ def add_parser(verbs: argparse._SubParsersAction, options: Options) -> None:
 
 
 def run(args: argparse.Namespace, ctx: ReleaseContext) -> int:
-    from release.flows.deploy import DeployRequest, deploy
+    from release.flows.deploy import deploy
+    from release.flows.deploy_request import DeployRequest
     from release.gates import refuse_deploy_into_promotion_stage
     from release.locking import release_lock
 

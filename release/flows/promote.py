@@ -31,7 +31,8 @@ from core.text import one_line
 from release import log
 from release.context import ReleaseContext
 from release.engine.protocol import Engine
-from release.flows.deploy import DeployRequest, deploy
+from release.flows.deploy import deploy
+from release.flows.deploy_request import DeployRequest
 from release.gates import (
     ASSERTED,
     GITHUB_RUN,
