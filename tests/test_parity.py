@@ -280,7 +280,7 @@ def test_the_knob_index_only_skips_knobs_that_cannot_explain_a_value(monkeypatch
     runs = {stack: baseline(stack) for stack in STACKS}
     knobs = knob_leaves({stack: redacted_config(read_stack_file(PROJECT, stack)) for stack in STACKS})
     narrowed = resource_differences(runs, knobs)
-    monkeypatch.setattr(KnobIndex, "changing", lambda self, values: (None, None))
+    monkeypatch.setattr(KnobIndex, "changing", lambda self, values: None)
     assert resource_differences(runs, knobs) == narrowed
     assert any(difference.knobs for difference in narrowed)
 
@@ -288,3 +288,17 @@ def test_the_knob_index_only_skips_knobs_that_cannot_explain_a_value(monkeypatch
 def test_a_value_that_holds_a_knobs_token_text_is_still_compared_as_before() -> None:
     knobs = {stack: {"namespace": f"platform-{stack}"} for stack in ("dev", "staging")}
     assert explain({"dev": "x-{namespace}", "staging": "x-platform-staging"}, knobs) == ("namespace",)
+
+
+def test_a_knob_whose_text_shows_only_once_another_is_replaced_is_still_weighed_together() -> None:
+    """`_explained_together` replaces the longest texts first; a knob's text ("alpha") may then show
+    inside another's token (`{alpha}`): every knob is weighed there, as before the index."""
+    knobs = {
+        "a": {"alpha": "LONGVALUE1", "beta": "alpha", "gamma": "x1x1"},
+        "b": {"alpha": "LONGVALUE2", "beta": "omega", "gamma": "y2y2"},
+    }
+    assert explain({"a": "LONGVALUE1-x1x1", "b": "LONGVALUE2-y2y2"}, knobs) == ()
+
+
+def test_values_that_are_the_same_are_explained_by_every_knob_that_differs() -> None:
+    assert explain({"a": 5, "b": 5}, {"a": {"k": 1}, "b": {"k": 2}}) == ("k",)

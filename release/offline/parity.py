@@ -380,27 +380,26 @@ class KnobIndex:
             self._forms[key] = _knob_forms(path, self.knobs[stack].get(path))
         return self._forms[key]
 
-    def changing(self, values: Mapping[str, Any]) -> tuple[set[str] | None, set[str] | None]:
-        """The differing knobs whose `_normalise` changes the value of every stack, and of at least
-        one (None: any may, for a value that cannot be hashed).
+    def changing(self, values: Mapping[str, Any]) -> set[str] | None:
+        """The differing knobs whose `_normalise` changes the value of every stack (None: any may
+        explain them: values that are all the same, or one that cannot be hashed).
 
-        Only a knob that changes every stack's value can explain values that differ on its own: in
-        a stack it leaves alone, the value keeps no token of it (tokens are `{...}`), so it cannot
-        equal the others' (unless a value holds a `{` itself: then any knob that changes some
-        value is a candidate). Knobs that explain a text together (`_explained_together`) are
-        looked for among those that change at least one value."""
+        Only such a knob can explain values that differ on its own: in a stack it leaves alone, the
+        value keeps no token of it (tokens are `{...}`), so it cannot equal the others' (unless a
+        value holds a `{` itself: then any knob that changes some stack's value may)."""
+        if _all_the_same(list(values.values())):  # every knob leaves them equal: each explains them
+            return None
         per_stack: list[set[str]] = []
         for stack, value in values.items():
             if stack not in self._finders:
                 self._finders[stack] = _FormFinder(stack, self)
             changing = self._finders[stack].changing(value)
             if changing is None:
-                return None, None
+                return None
             per_stack.append(changing)
-        some = set().union(*per_stack)
         if any(isinstance(value, str) and "{" in value for value in values.values()):
-            return some, some
-        return set.intersection(*per_stack) if per_stack else set(), some
+            return set().union(*per_stack)
+        return set.intersection(*per_stack)
 
 
 class _FormFinder:
@@ -464,8 +463,7 @@ def explain(
     stacks = list(values)
     if index is None or index.stacks != tuple(stacks):
         index = KnobIndex(knobs, stacks)
-    in_every_stack, in_some_stack = index.changing(values)
-    candidates = _candidates(index, in_every_stack, resource_name)
+    candidates = _candidates(index, index.changing(values), resource_name)
     scored: list[tuple[tuple[int, int, int], str]] = []
     name_parts = set(resource_name.split("-"))
     for path in candidates:
@@ -479,9 +477,8 @@ def explain(
             declared = 0 if path == STACK_NAME_KNOB else 1 if " " in path else 2  # derived leaves: spaces
             scored.append(((matched, names_resource, declared), path))
     if not scored:
-        return _explained_together(
-            values, index, _candidates(index, in_some_stack, resource_name), name_parts
-        )
+        # every knob: one knob's text may show only once another's is replaced by its token
+        return _explained_together(values, index, _candidates(index, None, resource_name), name_parts)
     best = max(score for score, _ in scored)
     return tuple(path for score, path in scored if score == best)
 
