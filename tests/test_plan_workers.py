@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +28,12 @@ from release.offline import workers
 from release.offline.mock_runtime import ProgramRun
 from release.offline.workers import evaluate_in_workers, worth_forking
 from tests.conftest import PROJECT, ROOT, STACKS, stdout_of_a_fresh_python
+
+
+@pytest.fixture(autouse=True)
+def a_process_without_grpc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test process has evaluated programs (gRPC runs); the fake evaluations forked here use none."""
+    monkeypatch.setattr(workers, "evaluated_in_this_process", lambda: False)
 
 
 def stack_files() -> list[StackFile]:
@@ -73,10 +80,7 @@ def test_stacks_evaluated_in_workers_give_the_report_of_one_stack_after_the_othe
 # ------------------------------------------------------------------------------------------ when
 
 
-def test_workers_are_used_for_several_stacks_of_many_services_on_several_cores(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(workers, "evaluated_in_this_process", lambda: False)
+def test_workers_are_used_for_several_stacks_of_many_services_on_several_cores() -> None:
     assert worth_forking(stack_count=3, services=100, services_worth_a_worker=10, cores=2) == 2
     assert worth_forking(stack_count=2, services=10, services_worth_a_worker=10, cores=8) == 2
 
@@ -97,6 +101,8 @@ def test_workers_are_not_forked_from_a_process_that_has_evaluated_a_program(
 ) -> None:
     monkeypatch.setattr(workers, "evaluated_in_this_process", lambda: True)
     assert worth_forking(stack_count=3, services=100, services_worth_a_worker=10, cores=2) == 0
+    with pytest.raises(RuntimeError, match="forked only from a process that has evaluated no program"):
+        in_workers(empty_run)
 
 
 # ------------------------------------------------------------------------------------------ what comes back
@@ -132,14 +138,25 @@ def test_a_worker_that_dies_without_an_answer_is_a_program_error_naming_the_stac
     assert evaluations["dev"].run is not None
 
 
-def test_a_bug_in_a_worker_is_raised_with_the_workers_traceback() -> None:
+def test_a_worker_ended_by_sigterm_is_a_program_error_naming_the_signal() -> None:
+    def terminated(stack_file: StackFile) -> tuple[ProgramRun, list[Violation]]:
+        if stack_file.stack == "staging":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return empty_run(stack_file)
+
+    error = in_workers(terminated)["staging"].error
+    assert isinstance(error, ProgramError) and "exit code -15" in error.reason
+
+
+def test_a_bug_in_a_worker_is_one_line_with_the_workers_traceback_as_its_cause() -> None:
     def bug(stack_file: StackFile) -> tuple[ProgramRun, list[Violation]]:
         raise ZeroDivisionError("a bug in the plan")
 
-    with pytest.raises(
-        RuntimeError, match=r"(?s)evaluating stack '\w+' in a worker.*ZeroDivisionError: a bug"
-    ):
+    with pytest.raises(RuntimeError) as raised:
         in_workers(bug)
+    one_line = r"evaluating stack '\w+' in a worker process failed: ZeroDivisionError: a bug in the plan"
+    assert re.fullmatch(one_line, str(raised.value))
+    assert "Traceback (most recent call last)" in str(raised.value.__cause__)
 
 
 def test_when_no_process_can_be_started_the_stacks_are_evaluated_here(

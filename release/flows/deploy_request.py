@@ -6,7 +6,8 @@ every reason at once where there are several,
 - a bad request: an unknown service, an image not pinned by digest or of another service's
   repository, a flag or env var the service does not declare, nothing to release (ConfigError);
 - a stack that needs signed records and no signing key (UsageError);
-- another update running, or an unfinished release of the stack (UnfinishedReleaseError);
+- another update running (ConcurrentReleaseError), or an unfinished release of the stack
+  (UnfinishedReleaseError);
 - an image the stack's supply-chain policy refuses (release.supply.gate);
 - a precondition the release will need and does not have: a Prometheus that does not answer,
   health URLs that do not resolve (release.flows.preflight);

@@ -9,7 +9,7 @@ Every record of one release carries its release id (release.history.records). A 
 and a release with a stage or switch record but no verify, rollback or abort after it (in a succeeded
 update) is **unfinished**: killed midway, or still running on another machine. Its changes may be
 live and unverified. While any release of a stack is unfinished, a new deploy or promotion into that
-stack is refused (release.flows.deploy), naming it and the commands that finish it.
+stack is refused (release.flows.deploy_request), naming it and the commands that finish it.
 
 A **settled** state is a succeeded update after which no release was unfinished: the state a
 release verified, the state a rollback restored, or a state no release touched (a plain `pulumi up`).

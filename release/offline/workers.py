@@ -13,10 +13,14 @@ is that rule.
 What a worker must not inherit, and does not:
 - a gRPC runtime: the SDK starts one (its callback server) on the first evaluation in a process,
   and gRPC does not survive a fork. Workers are forked only from a process that has evaluated
-  nothing (`mock_runtime.evaluated_in_this_process`); otherwise the stacks run one after the other.
+  nothing (`mock_runtime.evaluated_in_this_process`; `evaluate_in_workers` refuses otherwise), else
+  the stacks run one after the other.
 - unwritten output: stdout and stderr are flushed before the first fork, so nothing is printed twice.
-- Ctrl-C: a worker ignores SIGINT; the parent, which receives it too, stops every worker and lets
-  the interrupt reach the command as usual.
+- the command's signal handlers: a worker ignores Ctrl-C (the command, which receives it too, stops
+  every worker and reports the interrupt) and simply ends on SIGTERM (its stack's error names the
+  signal); interrupts are held while a worker is forked, so none arrives before it has its own.
+- the other workers' pipes, and a life of its own: it closes every pipe's reading end it inherited,
+  and Linux kills it when the command ends, even killed with -9 (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -82,6 +86,8 @@ def evaluate_in_workers(
     naming its exit code; a bug in a worker is raised here, with the worker's traceback. If no
     process can be started (a limit on processes or memory), the stacks not started yet are
     evaluated here, once the workers have finished."""
+    if evaluated_in_this_process():
+        raise RuntimeError("workers are forked only from a process that has evaluated no program (gRPC)")
     context = multiprocessing.get_context("fork")
     waiting = list(stack_files)
     not_started: list[StackFile] = []
@@ -93,24 +99,12 @@ def evaluate_in_workers(
         while waiting or running:
             while waiting and len(running) < max(1, workers):
                 stack_file = waiting.pop(0)
-                receiver, sender = context.Pipe(duplex=False)
-                worker = context.Process(
-                    target=_worker,
-                    args=(evaluate, stack_file, sender, [receiver, *running], os.getpid()),
-                    name=f"release plan: stack {stack_file.stack}",
-                    daemon=True,
-                )
                 try:
-                    worker.start()
-                except OSError as error:
+                    _start(context, evaluate, stack_file, running)
+                except OSError as error:  # a limit on processes or memory
                     progress(f"cannot start a worker process ({error}): the other stacks are evaluated here")
-                    receiver.close()
                     not_started += [stack_file, *waiting]
                     waiting.clear()
-                    break
-                finally:
-                    sender.close()  # the worker holds the only writing end: its exit ends the pipe
-                running[receiver] = (stack_file.stack, worker)
             for ready in wait(list(running)) if running else ():  # none: no worker could be started
                 assert isinstance(ready, Connection)
                 stack, finished = running[ready]
@@ -136,6 +130,33 @@ def evaluate_here(evaluate: Evaluate, stack_file: StackFile) -> Evaluation:
     return Evaluation(run=run, policy_violations=violations)
 
 
+def _start(
+    context: Any,
+    evaluate: Evaluate,
+    stack_file: StackFile,
+    running: dict[Connection, tuple[str, multiprocessing.process.BaseProcess]],
+) -> None:
+    """Fork a worker for `stack_file` and add it to `running` (OSError: no process could be
+    started). Interrupts are held meanwhile, so the worker is in `running` (stopped on an interrupt)
+    before the command takes one, and sets its own handlers before it takes any."""
+    receiver, sender = context.Pipe(duplex=False)
+    worker = context.Process(
+        target=_worker,
+        args=(evaluate, stack_file, sender, [receiver, *running], os.getpid()),
+        name=f"release plan: stack {stack_file.stack}",
+        daemon=True,
+    )
+    with _interrupts_held():
+        try:
+            worker.start()
+        except OSError:
+            receiver.close()
+            raise
+        finally:
+            sender.close()  # the worker holds the only writing end: its exit ends the pipe
+        running[receiver] = (stack_file.stack, worker)
+
+
 def _received(stack: str, connection: Connection, worker: multiprocessing.process.BaseProcess) -> Evaluation:
     try:
         outcome, payload = connection.recv()
@@ -157,7 +178,21 @@ def _received(stack: str, connection: Connection, worker: multiprocessing.proces
                 "run `release plan` on this stack alone to see why",
             )
         )
-    raise RuntimeError(f"evaluating stack '{stack}' in a worker process failed:\n{payload}")
+    last = payload.strip().splitlines()[-1] if payload.strip() else "no traceback"
+    raise RuntimeError(f"evaluating stack '{stack}' in a worker process failed: {last}") from _WorkerError(
+        payload
+    )
+
+
+class _WorkerError(Exception):
+    """A worker's traceback, chained to the error the command raises (shown under --verbose)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"in the worker process:\n{self.text}"
 
 
 def _worker(
@@ -166,11 +201,13 @@ def _worker(
     """A worker's whole life: evaluate one stack, send the outcome, exit. It keeps no copy of any
     pipe's reading end (the command's alone: a worker's answer must fail once the command is
     gone) and ends with the command, `parent` (`_ends_with_the_command`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the command, which stops every worker
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the command's handler: a worker just ends
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPTS)
     outcome: tuple[str, Any]
     try:
         for connection in inherited:
             connection.close()
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         _ends_with_the_command(parent)
         outcome = ("evaluated", evaluate(stack_file))
     except ReleaseError as error:
@@ -186,6 +223,19 @@ def _worker(
             answer.send(("failed", traceback.format_exc()))
     finally:
         answer.close()
+
+
+_INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back (the command takes a held one when they are released)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 _PR_SET_PDEATHSIG = 1
