@@ -212,7 +212,7 @@ def plan(
     for stack_plan in valid:
         evaluation = evaluations[stack_plan.stack]
         stack_plan.run, stack_plan.error = evaluation.run, evaluation.error
-        stack_plan.policy_violations = evaluation.policy_violations or []
+        stack_plan.policy_violations = evaluation.policy_violations
 
     shown = {stack: redacted_config(stack_file) for stack, stack_file in files.items()}
     report = PlanReport(plans, compared=compare, configs=shown)

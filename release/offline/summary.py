@@ -216,10 +216,10 @@ def _merged(rows: list[tuple[str, list[str]]], paths: Sequence[str]) -> list[tup
 
     Only rows with the same values and as many parts can merge, so each such group is merged on
     its own (`_merged_group`), and the rows that remain keep their order."""
-    groups: dict[tuple[str, int], list[tuple[int, Parts, list[str]]]] = {}
+    groups: dict[tuple[tuple[str, ...], int], list[tuple[int, Parts, list[str]]]] = {}
     for position, (path, values) in enumerate(rows):
         parts = tuple(frozenset([part]) for part in path.split("."))
-        groups.setdefault((repr(values), len(parts)), []).append((position, parts, values))
+        groups.setdefault((tuple(values), len(parts)), []).append((position, parts, values))
     found = sorted(row for group in groups.values() for row in _merged_group(group))
     everything = [path.split(".") for path in paths]
     return [(_path(parts, everything), values) for _, parts, values in found]

@@ -33,7 +33,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -56,7 +56,7 @@ class Evaluation:
     the error that stopped it."""
 
     run: ProgramRun | None = None
-    policy_violations: list[Violation] | None = None
+    policy_violations: list[Violation] = field(default_factory=list)
     error: ReleaseError | None = None
 
 
@@ -166,10 +166,8 @@ def _received(stack: str, connection: Connection, worker: multiprocessing.proces
         connection.close()
     worker.join()
     if outcome == "evaluated":
-        run, violations = payload
-        return Evaluation(run=run, policy_violations=violations)
-    if outcome == "refused":
-        return Evaluation(error=payload)
+        assert isinstance(payload, Evaluation)
+        return payload
     if outcome == "died":
         return Evaluation(
             error=ProgramError(
@@ -187,12 +185,8 @@ def _received(stack: str, connection: Connection, worker: multiprocessing.proces
 class _WorkerError(Exception):
     """A worker's traceback, chained to the error the command raises (shown under --verbose)."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
-
     def __str__(self) -> str:
-        return f"in the worker process:\n{self.text}"
+        return f"in the worker process:\n{self.args[0]}"
 
 
 def _worker(
@@ -209,9 +203,7 @@ def _worker(
         for connection in inherited:
             connection.close()
         _ends_with_the_command(parent)
-        outcome = ("evaluated", evaluate(stack_file))
-    except ReleaseError as error:
-        outcome = ("refused", error)
+        outcome = ("evaluated", evaluate_here(evaluate, stack_file))  # a refusal is its error
     except BaseException:  # noqa: BLE001 - a bug: its traceback goes to the parent, which raises it
         outcome = ("failed", traceback.format_exc())
     try:
