@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from release.cli import main
-from release.offline.plan import kind_of
+from release.offline.key_settings import kind_of
 from tests.conftest import ANOTHER_CODE_PATH, PROJECT, ROOT, STACKS, edit_yaml, stdout_of_a_fresh_python
 
 SCREEN = 50

@@ -20,8 +20,9 @@ from core.config.stack import STACK_KNOBS, StrategyType
 from core.errors import ConfigError
 from core.images import ImageRefError, parse_image
 from policy.platform_policies import RULES
+from release.offline.key_settings import kind_of
 from release.offline.parity import flatten
-from release.offline.plan import PlanReport, StackPlan, kind_of
+from release.offline.plan import PlanReport, StackPlan
 
 WIDTH = 118
 """Lines are wrapped at this width; a value wider than `VALUE_WIDTH` is shortened in the middle."""
