@@ -21,7 +21,8 @@ from release.flows.deploy_request import DeployRequest
 from release.flows.restore import plan_rollback
 from release.gates import evidence_for
 from release.history.entries import RELEASES_KEY, HistoryEntry
-from release.offline.parity import explain, knob_leaves
+from release.offline.explain import explain
+from release.offline.parity import knob_leaves
 from release.offline.plan import redacted_config
 from release.testing.fake_engine import FakeEngine
 from tests.conftest import PROJECT, TEST_SECRETS, edit_yaml

@@ -10,15 +10,8 @@ import pytest
 
 from core.config.sources import read_stack_file
 from release.cli import main
-from release.offline.parity import (
-    RESOURCE_PRESENCE,
-    STACK_NAME_KNOB,
-    Difference,
-    KnobIndex,
-    explain,
-    knob_leaves,
-    resource_differences,
-)
+from release.offline.explain import STACK_NAME_KNOB, KnobIndex, explain
+from release.offline.parity import RESOURCE_PRESENCE, Difference, knob_leaves, resource_differences
 from release.offline.plan import plan, redacted_config
 from tests.conftest import ANOTHER_CODE_PATH, PROJECT, STACKS, baseline, edit_yaml
 
