@@ -27,7 +27,7 @@ from release.context import ReleaseContext  # noqa: E402
 from release.data.verification import verify_database  # noqa: E402
 from release.flows.drill import DrillRequest, drill  # noqa: E402
 from release.flows.snapshot import take_snapshot  # noqa: E402
-from release.offline.mock_runtime import DataMocks  # noqa: E402
+from release.offline.mocks import DataMocks  # noqa: E402
 from release.testing.fake_engine import FakeEngine  # noqa: E402
 from tests.postgres_server import SUPERUSER, RunningPostgres, postgres_server, server_binaries  # noqa: E402
 from tests.release_doubles import FAST_BLUE_GREEN, NEW_API, TEST_SIGNER, signed_project_copy  # noqa: E402

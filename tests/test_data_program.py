@@ -35,15 +35,8 @@ from core.data_plan import (
     scratch_identifier,
     snapshot_id,
 )
-from release.offline.mock_runtime import (
-    MOCK_SCRATCH_PASSWORD,
-    MOCK_SECRET_ARN,
-    SECRET_VERSION_TOKEN,
-    DataMocks,
-    ProgramRun,
-    RegisteredResource,
-    evaluate_inline,
-)
+from release.offline.mock_runtime import ProgramRun, RegisteredResource, evaluate_inline
+from release.offline.mocks import MOCK_SCRATCH_PASSWORD, MOCK_SECRET_ARN, SECRET_VERSION_TOKEN, DataMocks
 from tests.conftest import PROJECT, SECRET_NAMES, STACKS, baseline
 
 REGION = "eu-west-1"

@@ -24,7 +24,7 @@ from release.flows.drill import DrillRefusedError, DrillRequest, drill
 from release.flows.rollback import RollbackRequest, rollback
 from release.flows.snapshot import SnapshotFailedError, retained, take_snapshot
 from release.notify import Notifier
-from release.offline.mock_runtime import DataMocks
+from release.offline.mocks import DataMocks
 from release.report.audit import audit_rows, render_audit
 from release.testing.fake_engine import FakeEngine
 from tests.conftest import PROJECT, baseline, edit_yaml

@@ -23,7 +23,8 @@ from pulumi.runtime import rpc
 
 from core.data_plan import DataPlan
 from release.offline import mock_runtime
-from release.offline.mock_runtime import DataMocks, PlatformMocks, RecordingMonitor
+from release.offline.mock_runtime import RecordingMonitor
+from release.offline.mocks import DataMocks, PlatformMocks
 from tests.conftest import STACKS, run_program
 from tests.test_data_program import run, scratch, snapshot
 

@@ -14,7 +14,8 @@ import pytest
 from components.workload_identity import database_read_policy
 from core.config.sources import read_stack_file
 from core.errors import ConfigError
-from release.offline.mock_runtime import MOCK_ACCOUNT, ProgramRun, RegisteredResource
+from release.offline.mock_runtime import ProgramRun, RegisteredResource
+from release.offline.mocks import MOCK_ACCOUNT
 from tests.conftest import PROJECT, baseline, run_program
 
 STACKS = ["dev", "staging", "production"]

@@ -31,7 +31,8 @@ from core.gateway import PREVIEW_TOKEN_SECRET
 from core.naming import DEPLOYMENT_TYPE, KUBERNETES_SERVICE_TYPE, preview_service_name
 from release.engine.protocol import DataTimeouts, Engine, SecretValue, UpdateOutcome
 from release.engine.shapes import UpdateResult
-from release.offline.mock_runtime import DataMocks, ProgramRun, evaluate_inline, evaluate_program
+from release.offline.mock_runtime import ProgramRun, evaluate_inline, evaluate_program
+from release.offline.mocks import DataMocks
 from release.testing.fake_clock import FakeClock
 from tests.conftest import PROJECT, TEST_SECRETS
 
